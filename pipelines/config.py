@@ -1,0 +1,215 @@
+"""Lake locations, regions and the sovereignty policy, read from ``lakehouse.yaml``.
+
+Nothing here builds a client or reads a secret at import. ``${NAME}`` placeholders in the file
+are resolved from the environment only when :func:`LakeLocation.storage_options` is called.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("local", "emulated", "prod")
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong or incomplete; the message says what and where."""
+
+
+def config_path() -> Path:
+    """Path of the configuration file (``LAKEHOUSE_CONFIG`` overrides the project's own)."""
+    return Path(os.environ.get("LAKEHOUSE_CONFIG", PROJECT_ROOT / "lakehouse.yaml"))
+
+
+def lake_home() -> Path:
+    """Folder that relative location roots and local state are resolved against."""
+    return Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_ROOT)).resolve()
+
+
+def current_environment() -> str:
+    """The environment named by ``LAKEHOUSE_ENV`` (default ``local``), validated."""
+    env = os.environ.get("LAKEHOUSE_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"LAKEHOUSE_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return env
+
+
+def resolve_placeholders(value: str, where: str) -> str:
+    """Replace ``${NAME}`` with the environment variable NAME; fail naming it if unset."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where} needs environment variable {name}, which is not set")
+        return os.environ[name]
+
+    return _PLACEHOLDER.sub(sub, value)
+
+
+@dataclass(frozen=True)
+class LandingConfig:
+    """Where and in which capture format a location's events land."""
+
+    format: str
+    prefix: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    """One lake location: a root in one cloud, in one jurisdiction."""
+
+    name: str
+    cloud: str
+    region: str
+    jurisdiction: str
+    root: str
+    landing: LandingConfig
+    raw_storage_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the root is a folder on this machine."""
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def root_uri(self) -> str:
+        """The root as a URI, placeholders resolved; relative folders against LAKEHOUSE_HOME."""
+        root = resolve_placeholders(self.root, f"location {self.name!r} root")
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        if "://" not in root:
+            path = Path(root)
+            if not path.is_absolute():
+                path = lake_home() / path
+            return str(path)
+        return root.rstrip("/")
+
+    def uri(self, *parts: str) -> str:
+        """URI of a path under this location's root."""
+        return "/".join([self.root_uri(), *(p.strip("/") for p in parts if p)])
+
+    def table_uri(self, table: str) -> str:
+        """URI of a Delta table at this location."""
+        return self.uri("tables", table)
+
+    def storage_options(self, secrets: dict[str, str] | None = None) -> dict[str, str]:
+        """Storage options for deltalake/obstore, placeholders resolved now, secrets merged."""
+        opts = {
+            k: resolve_placeholders(str(v), f"location {self.name!r} option {k}")
+            for k, v in self.raw_storage_options.items()
+        }
+        opts.update({k: v for k, v in (secrets or {}).items() if v})
+        return opts
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Data-sovereignty policy: which columns are personal data and where data may go."""
+
+    pii_columns: tuple[str, ...]
+    allowed_routes: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Everything ``lakehouse.yaml`` says about one environment."""
+
+    environment: str
+    locations: dict[str, LakeLocation]
+    ml_home: str
+    regions: dict[str, dict[str, str]]
+    policy: Policy
+    egress_usd_per_gb: dict[str, dict[str, float]]
+
+    def location(self, name: str) -> LakeLocation:
+        """The location called ``name``, or an error listing the known ones."""
+        try:
+            return self.locations[name]
+        except KeyError:
+            known = ", ".join(sorted(self.locations))
+            raise ConfigError(
+                f"unknown lake location {name!r} in environment {self.environment!r}; "
+                f"known: {known}"
+            ) from None
+
+    def location_for_region(self, region: str) -> LakeLocation:
+        """The location that holds a region's events."""
+        for loc in self.locations.values():
+            if loc.region == region:
+                return loc
+        raise ConfigError(f"no lake location holds region {region!r} in {self.environment!r}")
+
+    @property
+    def home(self) -> LakeLocation:
+        """The ML home location, where features, models and forecasts live."""
+        return self.location(self.ml_home)
+
+    @property
+    def region_codes(self) -> list[str]:
+        """Region codes of the configured locations, in file order."""
+        return [loc.region for loc in self.locations.values()]
+
+
+def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
+    where = f"{config_path()}: environments.{env}.locations"
+    missing = [k for k in ("name", "cloud", "region", "jurisdiction", "root", "landing") if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: entry {raw.get('name', '?')!r} lacks {', '.join(missing)}")
+    landing = dict(raw["landing"])
+    fmt = landing.pop("format")
+    prefix = landing.pop("prefix")
+    return LakeLocation(
+        name=raw["name"],
+        cloud=raw["cloud"],
+        region=raw["region"],
+        jurisdiction=raw["jurisdiction"],
+        root=str(raw["root"]),
+        landing=LandingConfig(format=fmt, prefix=prefix, options=landing),
+        raw_storage_options={k: str(v) for k, v in (raw.get("storage_options") or {}).items()},
+    )
+
+
+@functools.cache
+def _load(path: str, env: str) -> LakeConfig:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    envs = data.get("environments", {})
+    if env not in envs:
+        raise ConfigError(f"{path} has no environment {env!r}; it has {', '.join(envs)}")
+    raw_env = envs[env]
+    locations = {raw["name"]: _parse_location(raw, env) for raw in raw_env["locations"]}
+    policy = data.get("policy", {})
+    cfg = LakeConfig(
+        environment=env,
+        locations=locations,
+        ml_home=raw_env["ml_home"],
+        regions=data.get("regions", {}),
+        policy=Policy(
+            pii_columns=tuple(policy.get("pii_columns", ())),
+            allowed_routes={k: tuple(v) for k, v in policy.get("allowed_routes", {}).items()},
+        ),
+        egress_usd_per_gb={
+            k: {kk: float(vv) for kk, vv in v.items()}
+            for k, v in data.get("egress_usd_per_gb", {}).items()
+        },
+    )
+    cfg.location(cfg.ml_home)
+    return cfg
+
+
+def load_config(environment: str | None = None) -> LakeConfig:
+    """Read ``lakehouse.yaml`` for an environment (default: ``LAKEHOUSE_ENV``)."""
+    env = environment or current_environment()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return _load(str(config_path()), env)
