@@ -1,0 +1,5 @@
+"""Dagster assets: thin wrappers that read, call an engine in pipelines/, write and report."""
+
+from assets.bronze import bronze
+
+ASSETS = [bronze]

@@ -1,0 +1,7 @@
+"""Jobs, schedules and sensors of the code location."""
+
+from jobs.ingest import hourly_ingest_schedule, ingest_job, landed_objects_sensor
+
+JOBS = [ingest_job]
+SCHEDULES = [hourly_ingest_schedule]
+SENSORS = [landed_objects_sensor]

@@ -7,12 +7,15 @@ a partition is idempotent.
 
 from __future__ import annotations
 
+import datetime as dt
+import random
+import time
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 
 def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -30,10 +33,24 @@ def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[st
     return uri, opts
 
 
+COMMIT_ATTEMPTS = 8
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CommitFailedError) or any(
+        w in text for w in ("conflict", "already exists", "version", "concurrent")
+    )
+
+
 def sql_literal(value: object) -> str:
     """A value as a SQL literal for a delta-rs predicate."""
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat()}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
     return str(value)
 
 
@@ -68,24 +85,27 @@ def write_partition(
 ) -> int:
     """Replace exactly one partition of a table with ``data``; return the new version.
 
-    Creates the table on first write. Re-running with the same data leaves the same rows.
+    Creates the table on first write (a predicate overwrite, so two first writers cannot both
+    append). Re-running with the same data leaves the same rows.
     """
     target, opts = deltalake_target(uri, options)
     cols = partition_by or list(partition)
     if target.startswith("opendal+") and target_file_size is None:
         target_file_size = 4 * 1024 * 1024
-    existing = open_table(uri, options)
-    if existing is None:
-        write_deltalake(
-            target, data, mode="append", partition_by=cols, storage_options=opts or None,
-            target_file_size=target_file_size, schema_mode="merge",
-        )
-    else:
-        write_deltalake(
-            target, data, mode="overwrite", predicate=partition_predicate(partition),
-            partition_by=cols, storage_options=opts or None,
-            target_file_size=target_file_size, schema_mode="merge",
-        )
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(
+                target, data, mode="overwrite", predicate=partition_predicate(partition),
+                partition_by=cols, storage_options=opts or None,
+                target_file_size=target_file_size, schema_mode="merge",
+            )
+            break
+        except (CommitFailedError, DeltaError) as exc:
+            # Another writer committed first (or created the table): the write is a
+            # partition replace, so doing it again on the new version is still exact.
+            if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
     version = table_version(uri, options)
     assert version is not None
     return version

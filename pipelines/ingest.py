@@ -26,9 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pipelines import capture
-from pipelines.config import LandingConfig
+from pipelines import capture, delta
+from pipelines.config import LakeLocation, LandingConfig
 from pipelines.events import (
+    BRONZE_PARTITION_BY,
     BRONZE_SCHEMA,
     FUTURE_TOLERANCE_HOURS,
     MAX_EVENT_BYTES,
@@ -37,9 +38,11 @@ from pipelines.events import (
     WIRE_SCHEMA,
     wrong_type_field,
 )
-from pipelines.storage import Storage
+from pipelines.storage import Storage, open_storage
 
 CHUNK_RECORDS = 1024
+BRONZE_TABLE = "bronze_events"
+QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 _READ = pj.ReadOptions(use_threads=False, block_size=8 << 20)
 
@@ -308,3 +311,40 @@ def read_partition_objects(storage: Storage, landing: LandingConfig, landing_dat
     keys = landing_objects(storage, landing, landing_date)
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(zip(keys, pool.map(storage.get, keys), strict=True))
+
+
+@dataclass
+class PartitionIngest:
+    """An ingested partition and the table versions it produced."""
+
+    result: IngestResult
+    bronze_uri: str
+    quarantine_uri: str
+    bronze_version: int
+    quarantine_version: int
+
+    def report(self) -> dict[str, Any]:
+        """The reconciliation plus where the rows went."""
+        return {
+            **self.result.report(),
+            "bronze_table": self.bronze_uri,
+            "bronze_version": self.bronze_version,
+            "quarantine_table": self.quarantine_uri,
+            "quarantine_version": self.quarantine_version,
+        }
+
+
+def ingest_partition(location: LakeLocation, options: dict[str, str], landing_date: dt.date) -> PartitionIngest:
+    """Ingest one landing date of a location into its bronze and quarantine Delta tables.
+
+    Replaces exactly the (landing_date, region) partition in both tables, so re-running it,
+    or running it twice at once, leaves the same rows.
+    """
+    storage = open_storage(location.root_uri(), options)
+    objects = read_partition_objects(storage, location.landing, landing_date)
+    result = ingest_objects(objects, location.landing, location.region, landing_date)
+    part = {"landing_date": landing_date, "region": location.region}
+    bronze_uri, quarantine_uri = location.table_uri(BRONZE_TABLE), location.table_uri(QUARANTINE_TABLE)
+    v_bronze = delta.write_partition(bronze_uri, result.bronze, part, options, partition_by=BRONZE_PARTITION_BY)
+    v_quarantine = delta.write_partition(quarantine_uri, result.quarantine, part, options, partition_by=BRONZE_PARTITION_BY)
+    return PartitionIngest(result, bronze_uri, quarantine_uri, v_bronze, v_quarantine)
