@@ -26,7 +26,7 @@ RECONCILIATION_CHECK = "bronze_events_reconciliation"
             "bronze_quarantine",
             group_name="bronze",
             kinds={"delta", "python"},
-            description="Every rejected record or object, raw bytes kept, with its source and reason.",
+            description="Every rejected record or object, raw bytes kept, with source and reason.",
         ),
     ],
     check_specs=[
@@ -42,7 +42,9 @@ RECONCILIATION_CHECK = "bronze_events_reconciliation"
     partitions_def=date_region,
     can_subset=False,
 )
-def bronze(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+def bronze(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     day = dt.date.fromisoformat(keys["date"])
@@ -77,14 +79,19 @@ def bronze(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg
         },
     )
     expected = res.landed - res.quarantined - res.duplicates
-    yield gx.check_result("bronze_events", gx.validate("bronze_events", res.bronze, {"expected_rows": expected}))
     yield gx.check_result(
-        "bronze_quarantine", gx.validate("bronze_quarantine", res.quarantine, {"expected_rows": res.quarantined})
+        "bronze_events", gx.validate("bronze_events", res.bronze, {"expected_rows": expected})
+    )
+    yield gx.check_result(
+        "bronze_quarantine",
+        gx.validate("bronze_quarantine", res.quarantine, {"expected_rows": res.quarantined}),
     )
     yield dg.AssetCheckResult(
         asset_key="bronze_events",
         check_name=RECONCILIATION_CHECK,
         passed=res.reconciled,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")},
+        metadata={
+            k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")
+        },
     )

@@ -1,0 +1,1 @@
+"""Great Expectations suites per asset and the bridge to Dagster asset checks."""

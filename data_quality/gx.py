@@ -42,7 +42,9 @@ class ExpectationOutcome:
             "success": self.success,
             "observed_value": _jsonable(self.observed_value),
             "unexpected_count": self.unexpected_count,
-            "unexpected_percent": None if self.unexpected_percent is None else round(self.unexpected_percent, 4),
+            "unexpected_percent": None
+            if self.unexpected_percent is None
+            else round(self.unexpected_percent, 4),
             "unexpected_values": [_jsonable(v) for v in self.unexpected_values],
         }
         return {k: v for k, v in out.items() if v not in (None, [])}
@@ -120,7 +122,11 @@ def validate(asset: str, data: Any, params: dict[str, Any] | None = None) -> Sui
         try:
             source = ctx.data_sources.get(source_name)
         except (KeyError, ValueError):
-            source = ctx.data_sources.add_spark(source_name) if is_spark else ctx.data_sources.add_pandas(source_name)
+            source = (
+                ctx.data_sources.add_spark(source_name)
+                if is_spark
+                else ctx.data_sources.add_pandas(source_name)
+            )
         try:
             df_asset = source.get_asset(asset)
         except LookupError:
@@ -131,7 +137,13 @@ def validate(asset: str, data: Any, params: dict[str, Any] | None = None) -> Sui
             batch_def = df_asset.add_batch_definition_whole_dataframe("whole")
         batch = batch_def.get_batch(batch_parameters={"dataframe": data})
         gx_suite = _build_suite(gx, suite, params, f"{asset}_suite")
-        result = batch.validate(gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_UNEXPECTED_SHOWN})
+        result = batch.validate(
+            gx_suite,
+            result_format={
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": MAX_UNEXPECTED_SHOWN,
+            },
+        )
     rows = data.count() if is_spark else len(data)
     outcomes = []
     for r in result.results:
@@ -144,7 +156,9 @@ def validate(asset: str, data: Any, params: dict[str, Any] | None = None) -> Sui
                 observed_value=res.get("observed_value"),
                 unexpected_count=res.get("unexpected_count"),
                 unexpected_percent=res.get("unexpected_percent"),
-                unexpected_values=list(res.get("partial_unexpected_list") or [])[:MAX_UNEXPECTED_SHOWN],
+                unexpected_values=list(res.get("partial_unexpected_list") or [])[
+                    :MAX_UNEXPECTED_SHOWN
+                ],
             )
         )
     return SuiteOutcome(suite=suite.check_name, rows=int(rows), outcomes=outcomes)
@@ -161,7 +175,8 @@ def check_result(asset: str, outcome: SuiteOutcome, **extra: Any) -> dg.AssetChe
         "expectations_failed": len(failed),
         "failed_expectations": ", ".join(
             f"{o.expectation}({o.column})" if o.column else o.expectation for o in failed
-        ) or "none",
+        )
+        or "none",
         "results": dg.MetadataValue.json([o.as_dict() for o in outcome.outcomes]),
         **extra,
     }

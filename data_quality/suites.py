@@ -45,26 +45,40 @@ SUITES: dict[str, Suite] = {
         Suite(
             "bronze_events",
             (
-                Expect("ExpectTableColumnsToMatchSet", {"column_set": BRONZE_SCHEMA.names, "exact_match": True}),
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": BRONZE_SCHEMA.names, "exact_match": True},
+                ),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToBeUnique", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_ts"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "sku"}),
                 Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "currency", "value_set": CURRENCIES}),
-                Expect("ExpectColumnValuesToBeBetween", {"column": "store_id", "min_value": 1, "max_value": 100_000}),
+                Expect(
+                    "ExpectColumnValuesToBeInSet", {"column": "currency", "value_set": CURRENCIES}
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "store_id", "min_value": 1, "max_value": 100_000},
+                ),
                 Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "unit_price"}),
-                Expect("ExpectColumnValuesToBeBetween", {"column": "unit_price", "min_value": 0, "strict_min": True}),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "unit_price", "min_value": 0, "strict_min": True},
+                ),
             ),
             blocking=True,
-            description="Bronze events: schema, keys, ranges, and the partition's reconciled row count.",
+            description="Bronze events: schema, keys, ranges, and the reconciled row count.",
         ),
         Suite(
             "bronze_quarantine",
             (
-                Expect("ExpectTableColumnsToMatchSet", {"column_set": QUARANTINE_SCHEMA.names, "exact_match": True}),
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": QUARANTINE_SCHEMA.names, "exact_match": True},
+                ),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "reason"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "source_object"}),

@@ -32,27 +32,44 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
     cfg = load_config()
     drift_day = end - dt.timedelta(days=7)
     sim = SimulationConfig(
-        start=start, end=end, events_per_day=events_per_day, bad_rate=0.004,
+        start=start,
+        end=end,
+        events_per_day=events_per_day,
+        bad_rate=0.004,
         corrupt_objects_per_day=1,
         drift=(Drift(region="eu", start=drift_day, price_shift=1.25, demand_shift=0.85),),
     )
     locations = list(cfg.locations.values())
     simulate(
-        sim, locations, [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
+        sim,
+        locations,
+        [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
         {r: v.get("currency", "USD") for r, v in cfg.regions.items()},
     )
     defs = build_definitions()
     instance = _instance()
-    summary: dict[str, Any] = {"environment": cfg.environment, "days": len(sim.days()), "drift_injected": {"region": "eu", "from": drift_day.isoformat()}}
+    summary: dict[str, Any] = {
+        "environment": cfg.environment,
+        "days": len(sim.days()),
+        "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
+    }
 
-    with dg.build_sensor_context(instance=instance, resources=resources_for(cfg.environment)) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, resources=resources_for(cfg.environment)
+    ) as ctx:
         result = landed_objects_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
     requests = list(result.run_requests or [])
     job = defs.get_job_def("ingest_job")
     failed: list[str] = []
     for req in requests:
-        run = job.execute_in_process(partition_key=req.partition_key, instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}, tags={"lakehouse/trigger": "landed_objects_sensor"})
+        run = job.execute_in_process(
+            partition_key=req.partition_key,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={"lakehouse/trigger": "landed_objects_sensor"},
+        )
         if not run.success:
             failed.append(str(req.partition_key))
     summary["ingest_runs"] = len(requests)
@@ -72,7 +89,16 @@ def _bronze_summary(instance: dg.DagsterInstance) -> dict[str, Any]:
             latest[mat.partition] = mat.metadata
     for partition, meta in latest.items():
         region = partition.split("|")[-1]
-        agg = out.setdefault(region, {"partitions": 0, "landed": 0, "ingested": 0, "quarantined": 0, "duplicates_dropped": 0})
+        agg = out.setdefault(
+            region,
+            {
+                "partitions": 0,
+                "landed": 0,
+                "ingested": 0,
+                "quarantined": 0,
+                "duplicates_dropped": 0,
+            },
+        )
         agg["partitions"] += 1
         for k in ("landed", "ingested", "quarantined", "duplicates_dropped"):
             agg[k] += int(meta[k].value)  # type: ignore[arg-type]

@@ -1,6 +1,5 @@
 """Ingestion job, the landed-objects sensor and the hourly schedule."""
 
-
 import datetime as dt
 import json
 
@@ -19,8 +18,12 @@ ingest_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def landed_objects_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+@dg.sensor(
+    job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def landed_objects_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource
+) -> dg.SensorResult:
     """Requests ingestion of every (date, region) whose landing area got new objects."""
     cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     latest: dict[tuple[str, str], str] = {}
@@ -52,6 +55,9 @@ def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.Run
     day = scheduled.astimezone(dt.UTC).date().isoformat()
     regions = date_region.get_partitions_def_for_dimension("region").get_partition_keys()
     return [
-        dg.RunRequest(run_key=f"{day}|{region}|{scheduled.isoformat()}", partition_key=date_region_key(day, region))
+        dg.RunRequest(
+            run_key=f"{day}|{region}|{scheduled.isoformat()}",
+            partition_key=date_region_key(day, region),
+        )
         for region in regions
     ]

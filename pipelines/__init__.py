@@ -1,0 +1,1 @@
+"""Engines, free of Dagster, and the code location in definitions.py."""

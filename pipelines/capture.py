@@ -1,6 +1,7 @@
 """The capture services' real landing formats: how objects are named, written and read.
 
-- Kinesis Data Firehose: gzip NDJSON, ``{prefix}/YYYY/MM/DD/HH/{stream}-1-YYYY-MM-DD-HH-MM-SS-{id}.gz``.
+- Kinesis Data Firehose: gzip NDJSON,
+  ``{prefix}/YYYY/MM/DD/HH/{stream}-1-YYYY-MM-DD-HH-MM-SS-{id}.gz``.
 - Event Hubs Capture: Avro records (``SequenceNumber``, ``Offset``, ``EnqueuedTimeUtc``,
   ``SystemProperties``, ``Properties``, ``Body``) under
   ``{prefix}/{namespace}/{hub}/{partition}/YYYY/MM/DD/hh/mm/ss.avro``.
@@ -34,8 +35,14 @@ EVENTHUBS_SCHEMA = fastavro.parse_schema(
             {"name": "SequenceNumber", "type": "long"},
             {"name": "Offset", "type": "string"},
             {"name": "EnqueuedTimeUtc", "type": "string"},
-            {"name": "SystemProperties", "type": {"type": "map", "values": ["long", "double", "string", "bytes"]}},
-            {"name": "Properties", "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]}},
+            {
+                "name": "SystemProperties",
+                "type": {"type": "map", "values": ["long", "double", "string", "bytes"]},
+            },
+            {
+                "name": "Properties",
+                "type": {"type": "map", "values": ["long", "double", "string", "bytes", "null"]},
+            },
             {"name": "Body", "type": ["null", "bytes"]},
         ],
     }
@@ -73,7 +80,10 @@ def stream_roots(landing: LandingConfig) -> list[str]:
     """Prefixes under which object keys sort in arrival order (one per capture partition)."""
     if landing.format == "eventhubs_capture":
         ns, hub = landing.options["namespace"], landing.options["hub"]
-        return [f"{landing.prefix}/{ns}/{hub}/{p}" for p in range(int(landing.options.get("partitions", 1)))]
+        return [
+            f"{landing.prefix}/{ns}/{hub}/{p}"
+            for p in range(int(landing.options.get("partitions", 1)))
+        ]
     if landing.format not in FORMATS:
         raise ValueError(f"unknown landing format {landing.format!r}; known: {', '.join(FORMATS)}")
     return [landing.prefix]
@@ -161,6 +171,6 @@ def decode(landing: LandingConfig, data: bytes) -> list[bytes]:
     field = "Body" if fmt == "eventhubs_capture" else "data"
     try:
         reader = fastavro.reader(io.BytesIO(data))
-        return [bytes(rec[field] or b"") for rec in reader]  # type: ignore[index]
+        return [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
     except Exception as exc:  # fastavro raises many types on a damaged file
         raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc

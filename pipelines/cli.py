@@ -80,25 +80,37 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_config(args.env)
     locations = [cfg.location(args.location)] if args.location else list(cfg.locations.values())
     sim = simulate.SimulationConfig(
-        start=args.start, end=args.end, seed=args.seed, events_per_day=args.events_per_day,
-        drift=tuple(args.drift or ()), bad_rate=args.bad_rate,
+        start=args.start,
+        end=args.end,
+        seed=args.seed,
+        events_per_day=args.events_per_day,
+        drift=tuple(args.drift or ()),
+        bad_rate=args.bad_rate,
         corrupt_objects_per_day=args.corrupt_per_day,
     )
     t0 = time.perf_counter()
     reports = simulate.simulate(
-        sim, locations, [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
+        sim,
+        locations,
+        [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
         {r: v.get("currency", "USD") for r, v in cfg.regions.items()},
     )
     by_region: dict[str, dict[str, Any]] = {}
     for r in reports:
-        agg = by_region.setdefault(r.region, {"objects": 0, "records": 0, "events": 0, "bad": {}, "corrupt_objects": 0})
+        agg = by_region.setdefault(
+            r.region, {"objects": 0, "records": 0, "events": 0, "bad": {}, "corrupt_objects": 0}
+        )
         agg["objects"] += r.objects
         agg["records"] += r.records
         agg["events"] += r.events
         agg["corrupt_objects"] += len(r.corrupt_objects)
         for k, v in r.bad.items():
             agg["bad"][k] = agg["bad"].get(k, 0) + v
-    return {"days": len(sim.days()), "seconds": round(time.perf_counter() - t0, 3), "regions": by_region}
+    return {
+        "days": len(sim.days()),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "regions": by_region,
+    }
 
 
 def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +127,11 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     while day <= last:
         out.append(ingest_partition(location, location.storage_options(), day).report())
         day += dt.timedelta(days=1)
-    return {"location": location.name, "partitions": out, "reconciled": all(p["reconciled"] for p in out)}
+    return {
+        "location": location.name,
+        "partitions": out,
+        "reconciled": all(p["reconciled"] for p in out),
+    }
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,8 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--events-per-day", type=int, default=2000, help="per region")
     p.add_argument("--bad-rate", type=float, default=0.0, help="share of bad records")
-    p.add_argument("--corrupt-per-day", type=int, default=0, help="corrupt objects per day and region")
-    p.add_argument("--drift", type=parse_drift, action="append", help="REGION:DATE:price=1.2,demand=0.9,mix=CAT*2")
+    p.add_argument(
+        "--corrupt-per-day", type=int, default=0, help="corrupt objects per day and region"
+    )
+    p.add_argument(
+        "--drift",
+        type=parse_drift,
+        action="append",
+        help="REGION:DATE:price=1.2,demand=0.9,mix=CAT*2",
+    )
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("ingest", help="ingest landing dates into bronze Delta")

@@ -160,7 +160,9 @@ class LakeConfig:
 
 def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
     where = f"{config_path()}: environments.{env}.locations"
-    missing = [k for k in ("name", "cloud", "region", "jurisdiction", "root", "landing") if k not in raw]
+    missing = [
+        k for k in ("name", "cloud", "region", "jurisdiction", "root", "landing") if k not in raw
+    ]
     if missing:
         raise ConfigError(f"{where}: entry {raw.get('name', '?')!r} lacks {', '.join(missing)}")
     landing = dict(raw["landing"])

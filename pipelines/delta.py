@@ -59,7 +59,9 @@ def partition_predicate(partition: Mapping[str, object]) -> str:
     return " AND ".join(f"{k} = {sql_literal(v)}" for k, v in partition.items())
 
 
-def open_table(uri: str, options: Mapping[str, str], version: int | None = None) -> DeltaTable | None:
+def open_table(
+    uri: str, options: Mapping[str, str], version: int | None = None
+) -> DeltaTable | None:
     """The table at ``uri`` (at ``version`` if given), or None when there is none."""
     target, opts = deltalake_target(uri, options)
     try:
@@ -100,9 +102,14 @@ def write_partition(
     for attempt in range(COMMIT_ATTEMPTS):
         try:
             write_deltalake(
-                target, data, mode="overwrite", predicate=partition_predicate(partition),
-                partition_by=cols or None, storage_options=opts or None,
-                target_file_size=target_file_size, schema_mode="merge",
+                target,
+                data,
+                mode="overwrite",
+                predicate=partition_predicate(partition),
+                partition_by=cols or None,
+                storage_options=opts or None,
+                target_file_size=target_file_size,
+                schema_mode="merge",
             )
             break
         except (CommitFailedError, DeltaError) as exc:

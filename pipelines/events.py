@@ -22,13 +22,25 @@ WIRE_SCHEMA = pa.schema(
         ("email", pa.string()),
     ]
 )
-REQUIRED = ("event_id", "event_ts", "region", "store_id", "sku", "quantity", "unit_price", "currency")
+REQUIRED = (
+    "event_id",
+    "event_ts",
+    "region",
+    "store_id",
+    "sku",
+    "quantity",
+    "unit_price",
+    "currency",
+)
 PII_COLUMNS = ("customer_id", "email")
 
 # Bronze adds the parsed timestamp, where the record came from, and the partition columns.
 BRONZE_SCHEMA = pa.schema(
     [
-        *[f if f.name != "event_ts" else pa.field("event_ts", pa.timestamp("us", tz="UTC")) for f in WIRE_SCHEMA],
+        *[
+            f if f.name != "event_ts" else pa.field("event_ts", pa.timestamp("us", tz="UTC"))
+            for f in WIRE_SCHEMA
+        ],
         ("source_object", pa.string()),
         ("landing_date", pa.date32()),
     ]

@@ -40,7 +40,7 @@ from pipelines.events import (
 )
 from pipelines.storage import Storage, open_storage
 
-CHUNK_RECORDS = 1024
+CHUNK_RECORDS = 2048
 BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
@@ -106,13 +106,17 @@ def _classify(raw: bytes) -> str:
 
 def _try_parse(records: Sequence[bytes]) -> pa.Table | None:
     try:
-        table = pj.read_json(io.BytesIO(b"\n".join(records)), read_options=_READ, parse_options=_PARSE)
+        table = pj.read_json(
+            io.BytesIO(b"\n".join(records)), read_options=_READ, parse_options=_PARSE
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return table if table.num_rows == len(records) else None
 
 
-def _parse_chunk(records: Sequence[bytes], ids: np.ndarray) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]]]:
+def _parse_chunk(
+    records: Sequence[bytes], ids: np.ndarray
+) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]]]:
     """Parse records; split failing ranges in halves until bad records stand alone."""
     good: list[tuple[np.ndarray, pa.Table]] = []
     bad: list[tuple[int, str]] = []
@@ -188,14 +192,20 @@ def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     target = pa.timestamp("us", tz="UTC")
     try:
         ts = pc.cast(values, target)
-        return ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts, np.zeros(len(values), bool)
+        return ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts, np.zeros(
+            len(values), bool
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     out: list[dt.datetime | None] = []
     bad = np.zeros(len(values), bool)
     for i, v in enumerate(values.to_pylist()):
         try:
-            out.append(dt.datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(dt.UTC) if v else None)
+            out.append(
+                dt.datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(dt.UTC)
+                if v
+                else None
+            )
         except (ValueError, AttributeError):
             out.append(None)
             bad[i] = v is not None
@@ -217,10 +227,24 @@ def validate(rows: pa.Table, region: str, landing_date: dt.date) -> tuple[pa.Tab
     limit = dt.datetime.combine(landing_date, dt.time(0), tzinfo=dt.UTC) + dt.timedelta(
         days=1, hours=FUTURE_TOLERANCE_HOURS
     )
-    flag(pc.fill_null(pc.greater(ts, pa.scalar(limit, pa.timestamp("us", tz="UTC"))), False).to_numpy(zero_copy_only=False), "future_timestamp")
-    flag(pc.fill_null(pc.less(rows["quantity"], 0), False).to_numpy(zero_copy_only=False), "negative_quantity")
-    flag(pc.fill_null(pc.less_equal(rows["unit_price"], 0), False).to_numpy(zero_copy_only=False), "non_positive_price")
-    flag(pc.fill_null(pc.not_equal(rows["region"], region), False).to_numpy(zero_copy_only=False), "wrong_region")
+    flag(
+        pc.fill_null(
+            pc.greater(ts, pa.scalar(limit, pa.timestamp("us", tz="UTC"))), False
+        ).to_numpy(zero_copy_only=False),
+        "future_timestamp",
+    )
+    flag(
+        pc.fill_null(pc.less(rows["quantity"], 0), False).to_numpy(zero_copy_only=False),
+        "negative_quantity",
+    )
+    flag(
+        pc.fill_null(pc.less_equal(rows["unit_price"], 0), False).to_numpy(zero_copy_only=False),
+        "non_positive_price",
+    )
+    flag(
+        pc.fill_null(pc.not_equal(rows["region"], region), False).to_numpy(zero_copy_only=False),
+        "wrong_region",
+    )
     return rows.set_column(rows.schema.get_field_index("event_ts"), "event_ts", ts), reason
 
 
@@ -246,12 +270,27 @@ def ingest_objects(
     names: list[str] = []
     q_rows: list[dict[str, Any]] = []
     corrupt = 0
-    for key, data in sorted(objects, key=lambda o: o[0]):
+    ordered = sorted(objects, key=lambda o: o[0])
+
+    def decode(data: bytes) -> list[bytes] | capture.CorruptObjectError:
         try:
-            recs = capture.decode(landing, data)
+            return capture.decode(landing, data)
         except capture.CorruptObjectError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # zlib and fastavro release the GIL
+        decoded = list(pool.map(decode, (data for _, data in ordered)))
+    for (key, data), recs in zip(ordered, decoded, strict=True):
+        if isinstance(recs, capture.CorruptObjectError):
             corrupt += 1
-            q_rows.append({"source_object": key, "record_index": -1, "reason": f"corrupt_object: {exc}", "raw": data})
+            q_rows.append(
+                {
+                    "source_object": key,
+                    "record_index": -1,
+                    "reason": f"corrupt_object: {recs}",
+                    "raw": data,
+                }
+            )
             continue
         names.append(key)
         records.extend(recs)
@@ -263,11 +302,25 @@ def ingest_objects(
     ids, rows, rejected = parse_records(records)
     rows, why = validate(rows, region, landing_date)
     for i, reason in rejected:
-        q_rows.append({"source_object": names[src[i]], "record_index": int(rec[i]), "reason": reason, "raw": records[i]})
+        q_rows.append(
+            {
+                "source_object": names[src[i]],
+                "record_index": int(rec[i]),
+                "reason": reason,
+                "raw": records[i],
+            }
+        )
     invalid = np.nonzero(why != "")[0]
     for j in invalid:
         i = int(ids[j])
-        q_rows.append({"source_object": names[src[i]], "record_index": int(rec[i]), "reason": why[j], "raw": records[i]})
+        q_rows.append(
+            {
+                "source_object": names[src[i]],
+                "record_index": int(rec[i]),
+                "reason": why[j],
+                "raw": records[i],
+            }
+        )
     valid = why == ""
     rows, ids = rows.filter(pa.array(valid)), ids[valid]
     first = _first_occurrence(rows["event_id"]) if rows.num_rows else np.zeros(0, bool)
@@ -275,15 +328,25 @@ def ingest_objects(
     rows, ids = rows.filter(pa.array(first)), ids[first]
 
     name_arr = pa.array(names, pa.string())
-    bronze = rows.append_column("source_object", pc.take(name_arr, pa.array(src[ids]))) if rows.num_rows else rows.append_column("source_object", pa.array([], pa.string()))
-    bronze = bronze.append_column("landing_date", pa.array([landing_date] * bronze.num_rows, pa.date32()))
+    bronze = (
+        rows.append_column("source_object", pc.take(name_arr, pa.array(src[ids])))
+        if rows.num_rows
+        else rows.append_column("source_object", pa.array([], pa.string()))
+    )
+    bronze = bronze.append_column(
+        "landing_date", pa.array([landing_date] * bronze.num_rows, pa.date32())
+    )
     bronze = bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA)
 
     q_rows.sort(key=lambda r: (r["source_object"], r["record_index"]))
     quarantine = pa.Table.from_pylist(
-        [{"landing_date": landing_date, "region": region, **r} for r in q_rows], schema=QUARANTINE_SCHEMA
+        [{"landing_date": landing_date, "region": region, **r} for r in q_rows],
+        schema=QUARANTINE_SCHEMA,
     )
-    reasons = Counter(r["reason"].split(":")[0] if r["reason"].startswith("corrupt_object") else r["reason"] for r in q_rows)
+    reasons = Counter(
+        r["reason"].split(":")[0] if r["reason"].startswith("corrupt_object") else r["reason"]
+        for r in q_rows
+    )
     return IngestResult(
         landing_date=landing_date,
         region=region,
@@ -306,7 +369,9 @@ def landing_objects(storage: Storage, landing: LandingConfig, landing_date: dt.d
     ]
 
 
-def read_partition_objects(storage: Storage, landing: LandingConfig, landing_date: dt.date) -> list[tuple[str, bytes]]:
+def read_partition_objects(
+    storage: Storage, landing: LandingConfig, landing_date: dt.date
+) -> list[tuple[str, bytes]]:
     """The landing objects of one date, read concurrently."""
     keys = landing_objects(storage, landing, landing_date)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -334,7 +399,9 @@ class PartitionIngest:
         }
 
 
-def ingest_partition(location: LakeLocation, options: dict[str, str], landing_date: dt.date) -> PartitionIngest:
+def ingest_partition(
+    location: LakeLocation, options: dict[str, str], landing_date: dt.date
+) -> PartitionIngest:
     """Ingest one landing date of a location into its bronze and quarantine Delta tables.
 
     Replaces exactly the (landing_date, region) partition in both tables, so re-running it,
@@ -344,7 +411,14 @@ def ingest_partition(location: LakeLocation, options: dict[str, str], landing_da
     objects = read_partition_objects(storage, location.landing, landing_date)
     result = ingest_objects(objects, location.landing, location.region, landing_date)
     part = {"landing_date": landing_date, "region": location.region}
-    bronze_uri, quarantine_uri = location.table_uri(BRONZE_TABLE), location.table_uri(QUARANTINE_TABLE)
-    v_bronze = delta.write_partition(bronze_uri, result.bronze, part, options, partition_by=BRONZE_PARTITION_BY)
-    v_quarantine = delta.write_partition(quarantine_uri, result.quarantine, part, options, partition_by=BRONZE_PARTITION_BY)
+    bronze_uri, quarantine_uri = (
+        location.table_uri(BRONZE_TABLE),
+        location.table_uri(QUARANTINE_TABLE),
+    )
+    v_bronze = delta.write_partition(
+        bronze_uri, result.bronze, part, options, partition_by=BRONZE_PARTITION_BY
+    )
+    v_quarantine = delta.write_partition(
+        quarantine_uri, result.quarantine, part, options, partition_by=BRONZE_PARTITION_BY
+    )
     return PartitionIngest(result, bronze_uri, quarantine_uri, v_bronze, v_quarantine)

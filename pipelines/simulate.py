@@ -225,7 +225,9 @@ def land_day(
         batches.append(capture.Batch(next_day, spill, partition=0))
     seq_base = day.toordinal() * 1000
     n_corrupt = min(len(batches), cfg.corrupt_objects_per_day)
-    corrupt = set(rng.choice(len(batches), n_corrupt, replace=False).tolist()) if n_corrupt else set()
+    corrupt = (
+        set(rng.choice(len(batches), n_corrupt, replace=False).tolist()) if n_corrupt else set()
+    )
     for k, batch in enumerate(batches):
         key = capture.object_key(location.landing, batch, seq_base + k)
         data = capture.encode(location.landing, batch, seq_base + k)

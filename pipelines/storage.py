@@ -23,7 +23,11 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import LocalStore, from_url
 
-_CLIENT_OPTIONS = {"aws_allow_http": "allow_http", "azure_allow_http": "allow_http", "allow_http": "allow_http"}
+_CLIENT_OPTIONS = {
+    "aws_allow_http": "allow_http",
+    "azure_allow_http": "allow_http",
+    "allow_http": "allow_http",
+}
 _SKIP = {"aws_s3_allow_unsafe_rename", "aws_conditional_put"}
 
 
@@ -93,7 +97,11 @@ class ObstoreStorage:
             self.store: Any = LocalStore(prefix=path)
         else:
             config, client = _split_options(self.options)
-            self.store = from_url(self.uri, config=config or None, client_options=client or None)
+            self.store = from_url(
+                self.uri,
+                config=config or None,  # type: ignore[arg-type]
+                client_options=client or None,  # type: ignore[arg-type]
+            )
 
     def list(self, prefix: str = "", offset: str | None = None) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in lexical order, those after ``offset`` only if given."""
@@ -171,7 +179,9 @@ class GcsJsonStorage:
 
     def list(self, prefix: str = "", offset: str | None = None) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in lexical order, those after ``offset`` only if given."""
-        kwargs: dict[str, Any] = {"prefix": self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else None)}
+        kwargs: dict[str, Any] = {
+            "prefix": self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else None)
+        }
         if offset:
             kwargs["start_offset"] = self._key(offset)
         blobs = sorted(self.client.list_blobs(self.bucket, **kwargs), key=lambda b: b.name)

@@ -13,7 +13,10 @@ from pipelines.config import LakeConfig, LakeLocation, load_config
 from pipelines.storage import Storage, open_storage
 
 _SECRET_KEYS = {
-    "aws": {"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY"},
+    "aws": {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    },
     "azure": {"azure_storage_account_key": "AZURE_STORAGE_ACCOUNT_KEY"},
     "gcp": {"google_service_account": "GOOGLE_SERVICE_ACCOUNT"},
 }
@@ -73,7 +76,10 @@ class LakeResource(dg.ConfigurableResource):
     ) -> int:
         """Replace one partition of a table with ``data``; return the new table version."""
         return delta.write_partition(
-            location.table_uri(table), data, partition, self.storage_options(location),
+            location.table_uri(table),
+            data,
+            partition,
+            self.storage_options(location),
             partition_by=partition_by,
         )
 

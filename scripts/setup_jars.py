@@ -39,8 +39,14 @@ def main() -> int:
         return 0
     shutil.rmtree(STAGE, ignore_errors=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={STAGE}",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={STAGE}",
     ]
     if subprocess.run(cmd, check=False).returncode != 0:
         print("error: mvn could not resolve spark-jars/pom.xml from Maven Central", file=sys.stderr)

@@ -4,6 +4,7 @@ import gzip
 import json
 
 import dagster as dg
+
 from assets.bronze import RECONCILIATION_CHECK, bronze
 from assets.partitions import date_region_key
 from data_quality import gx
@@ -22,23 +23,46 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
 
 
 def test_materialize_partition_records_counts_and_passes_checks(lake_home):
-    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=400, bad_rate=0.02, corrupt_objects_per_day=1))
+    land(
+        "aws-us",
+        SimulationConfig(
+            start=DAY, end=DAY, events_per_day=400, bad_rate=0.02, corrupt_objects_per_day=1
+        ),
+    )
     result = dg.materialize([bronze], partition_key=KEY, resources={"lake": LakeResource()})
     assert result.success
     meta = result.asset_materializations_for_node("bronze")[0].metadata
     assert meta["reconciled"].value is True
-    assert meta["landed"].value == meta["ingested"].value + meta["quarantined"].value + meta["duplicates_dropped"].value
+    assert (
+        meta["landed"].value
+        == meta["ingested"].value + meta["quarantined"].value + meta["duplicates_dropped"].value
+    )
     checks = _checks(result)
-    assert set(checks) == {"bronze_events_expectations", "bronze_quarantine_expectations", RECONCILIATION_CHECK}
+    assert set(checks) == {
+        "bronze_events_expectations",
+        "bronze_quarantine_expectations",
+        RECONCILIATION_CHECK,
+    }
     assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
-    assert checks["bronze_events_expectations"].metadata["great_expectations_suite"].value == "bronze_events_suite"
+    assert (
+        checks["bronze_events_expectations"].metadata["great_expectations_suite"].value
+        == "bronze_events_suite"
+    )
 
 
 def _land_unknown_currency() -> None:
     loc = load_config().location("aws-us")
     events = [
-        {"event_id": f"e{i}", "event_ts": "2026-10-05T01:00:00Z", "region": "us", "store_id": 1, "sku": "SKU-1",
-         "quantity": 1, "unit_price": 2.0, "currency": "XXX" if i == 0 else "USD"}
+        {
+            "event_id": f"e{i}",
+            "event_ts": "2026-10-05T01:00:00Z",
+            "region": "us",
+            "store_id": 1,
+            "sku": "SKU-1",
+            "quantity": 1,
+            "unit_price": 2.0,
+            "currency": "XXX" if i == 0 else "USD",
+        }
         for i in range(10)
     ]
     body = "\n".join(json.dumps(e) for e in events).encode()
@@ -52,15 +76,28 @@ def test_bad_partition_fails_the_named_expectation_and_blocks_downstream(lake_ho
     def downstream() -> None:
         raise AssertionError("must not run after a blocking check failed")
 
-    result = dg.materialize([bronze, downstream], partition_key=KEY, resources={"lake": LakeResource()}, raise_on_error=False)
+    result = dg.materialize(
+        [bronze, downstream],
+        partition_key=KEY,
+        resources={"lake": LakeResource()},
+        raise_on_error=False,
+    )
     check = _checks(result)["bronze_events_expectations"]
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
-    assert check.metadata["failed_expectations"].value == "expect_column_values_to_be_in_set(currency)"
+    assert (
+        check.metadata["failed_expectations"].value == "expect_column_values_to_be_in_set(currency)"
+    )
     failed = [r for r in check.metadata["results"].value if not r["success"]]
     assert failed == [
-        {"expectation": "expect_column_values_to_be_in_set", "column": "currency", "success": False,
-         "unexpected_count": 1, "unexpected_percent": 10.0, "unexpected_values": ["XXX"]}
+        {
+            "expectation": "expect_column_values_to_be_in_set",
+            "column": "currency",
+            "success": False,
+            "unexpected_count": 1,
+            "unexpected_percent": 10.0,
+            "unexpected_values": ["XXX"],
+        }
     ]
     assert not result.success
     executed = {e.step_key for e in result.get_step_success_events()}
@@ -85,12 +122,16 @@ def test_sensor_requests_partitions_of_new_objects_once(lake_home):
     with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
         first = landed_objects_sensor(ctx)
     assert [r.partition_key for r in first.run_requests] == [date_region_key(DAY.isoformat(), "eu")]
-    with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"lake": LakeResource()}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, cursor=first.cursor, resources={"lake": LakeResource()}
+    ) as ctx:
         again = landed_objects_sensor(ctx)
     assert again.run_requests == []
     nxt = DAY.replace(day=DAY.day + 1)
     land("azure-eu", SimulationConfig(start=nxt, end=nxt, events_per_day=100, late_share=0.0))
-    with dg.build_sensor_context(instance=instance, cursor=again.cursor, resources={"lake": LakeResource()}) as ctx:
+    with dg.build_sensor_context(
+        instance=instance, cursor=again.cursor, resources={"lake": LakeResource()}
+    ) as ctx:
         later = landed_objects_sensor(ctx)
     assert [r.partition_key for r in later.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
 
@@ -100,7 +141,9 @@ def test_hourly_schedule_covers_today_in_every_region():
 
     from jobs.ingest import hourly_ingest_schedule
 
-    ctx = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 22, 14, 5, tzinfo=dt.UTC))
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 11, 22, 14, 5, tzinfo=dt.UTC)
+    )
     requests = hourly_ingest_schedule(ctx)
     assert sorted(str(r.partition_key) for r in requests) == sorted(
         str(date_region_key("2026-11-22", r)) for r in ("us", "eu", "apac")

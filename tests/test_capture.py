@@ -34,6 +34,9 @@ def test_object_keys_follow_each_service_layout():
     ps = capture.object_key(cfg.location("gcp-apac").landing, capture.Batch(t, []), 7)
     assert fh == "landing/firehose/2026/10/05/13/demand-events-1-2026-10-05-13-15-00-00000007.gz"
     assert eh == "landing/capture/lakehouse-eu/demand-events/1/2026/10/05/13/15/00.avro"
-    assert ps == "landing/pubsub/2026/10/05/13/demand-events-sub_2026-10-05T13:15:00+00:00_00000007.avro"
+    assert (
+        ps
+        == "landing/pubsub/2026/10/05/13/demand-events-sub_2026-10-05T13:15:00+00:00_00000007.avro"
+    )
     for loc, key in (("aws-us", fh), ("azure-eu", eh), ("gcp-apac", ps)):
         assert capture.landing_date_of(cfg.location(loc).landing, key) == dt.date(2026, 10, 5)

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_definitions_load_in_every_environment(env):
     defs = build_definitions(env)
     graph = defs.resolve_asset_graph()
-    assert {"bronze_events", "bronze_quarantine"} <= {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"bronze_events", "bronze_quarantine"} <= {
+        k.to_user_string() for k in graph.get_all_asset_keys()
+    }
     assert defs.resolve_job_def("ingest_job") is not None
     assert set(defs.resources) == {"lake", "spark"}
 
@@ -58,7 +60,8 @@ class Spy(dict):
         seen.append(k); return super().__contains__(k)
 os.environ = Spy(os.environ)
 import pipelines.definitions
-secretish = [k for k in seen if any(w in k for w in ("SECRET", "KEY", "TOKEN", "PASSWORD", "CREDENTIAL"))]
+words = ("SECRET", "KEY", "TOKEN", "PASSWORD", "CREDENTIAL")
+secretish = [k for k in seen if any(w in k for w in words)]
 print(json.dumps({"pyspark": "pyspark" in sys.modules, "gx": "great_expectations" in sys.modules,
                   "mlflow": "mlflow" in sys.modules, "secrets_read": secretish}))
 """
@@ -66,14 +69,25 @@ print(json.dumps({"pyspark": "pyspark" in sys.modules, "gx": "great_expectations
 
 def test_import_starts_no_jvm_and_reads_no_secret():
     env = {**os.environ, "LAKEHOUSE_ENV": "prod", "AWS_SECRET_ACCESS_KEY": "must-not-be-read"}
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+    )
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe == {"pyspark": False, "gx": False, "mlflow": False, "secrets_read": []}
 
 
 def test_dagster_cli_validates_the_workspace():
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -26,7 +26,9 @@ def _ingest(name: str, day: dt.date = DAY) -> ingest.PartitionIngest:
 @pytest.mark.parametrize("location", LOCATIONS)
 @pytest.mark.parametrize("kind", [k for k in BAD_KINDS if k != "duplicate_event_id"])
 def test_each_bad_kind_is_quarantined_with_its_reason(lake_home, location, kind):
-    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=300, late_share=0.0, bad_rate=0.02, bad_kinds=(kind,))
+    sim = SimulationConfig(
+        start=DAY, end=DAY, events_per_day=300, late_share=0.0, bad_rate=0.02, bad_kinds=(kind,)
+    )
     (report,) = land(location, sim)
     done = _ingest(location)
     res = done.result
@@ -43,7 +45,14 @@ def test_each_bad_kind_is_quarantined_with_its_reason(lake_home, location, kind)
 
 @pytest.mark.parametrize("location", LOCATIONS)
 def test_duplicates_are_dropped_and_counted(lake_home, location):
-    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=300, late_share=0.0, bad_rate=0.02, bad_kinds=("duplicate_event_id",))
+    sim = SimulationConfig(
+        start=DAY,
+        end=DAY,
+        events_per_day=300,
+        late_share=0.0,
+        bad_rate=0.02,
+        bad_kinds=("duplicate_event_id",),
+    )
     (report,) = land(location, sim)
     res = _ingest(location).result
     assert res.duplicates == report.bad["duplicate_event_id"] > 0
@@ -55,7 +64,9 @@ def test_duplicates_are_dropped_and_counted(lake_home, location):
 
 @pytest.mark.parametrize("location", LOCATIONS)
 def test_corrupt_object_is_quarantined_whole_and_partition_succeeds(lake_home, location):
-    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=300, late_share=0.0, corrupt_objects_per_day=2)
+    sim = SimulationConfig(
+        start=DAY, end=DAY, events_per_day=300, late_share=0.0, corrupt_objects_per_day=2
+    )
     (report,) = land(location, sim)
     res = _ingest(location).result
     assert res.corrupt_objects == 2
@@ -67,7 +78,13 @@ def test_corrupt_object_is_quarantined_whole_and_partition_succeeds(lake_home, l
 
 
 def test_all_kinds_together_reconcile_and_bronze_is_clean(lake_home):
-    sim = SimulationConfig(start=DAY, end=DAY + dt.timedelta(days=1), events_per_day=800, bad_rate=0.03, corrupt_objects_per_day=1)
+    sim = SimulationConfig(
+        start=DAY,
+        end=DAY + dt.timedelta(days=1),
+        events_per_day=800,
+        bad_rate=0.03,
+        corrupt_objects_per_day=1,
+    )
     land("aws-us", sim)
     for day in sim.days():
         res = _ingest("aws-us", day).result
@@ -122,18 +139,35 @@ def test_concurrent_runs_of_the_same_and_other_partitions_lose_and_duplicate_not
 def test_malformed_lines_in_firehose_objects_do_not_hide_good_ones(lake_home):
     loc = load_config().location("aws-us")
     storage = open_storage(loc.root_uri())
-    good = json.dumps({"event_id": "e1", "event_ts": "2026-10-05T01:00:00Z", "region": "us", "store_id": 1,
-                       "sku": "SKU-1", "quantity": 2, "unit_price": 3.5, "currency": "USD"}).encode()
+    good = json.dumps(
+        {
+            "event_id": "e1",
+            "event_ts": "2026-10-05T01:00:00Z",
+            "region": "us",
+            "store_id": 1,
+            "sku": "SKU-1",
+            "quantity": 2,
+            "unit_price": 3.5,
+            "currency": "USD",
+        }
+    ).encode()
     lines = [good, b"{not json", b"", b"[1,2]", good.replace(b'"e1"', b'"e2"'), b'{"event_id": 5}']
     storage.put("landing/firehose/2026/10/05/01/x-1.gz", gzip.compress(b"\n".join(lines) + b"\n"))
     res = _ingest("aws-us").result
     assert res.ingested == 2
-    assert res.reasons == {"malformed_json": 1, "empty_record": 1, "malformed_json: not an object": 1, "wrong_type:event_id": 1}
+    assert res.reasons == {
+        "malformed_json": 1,
+        "empty_record": 1,
+        "malformed_json: not an object": 1,
+        "wrong_type:event_id": 1,
+    }
     assert res.reconciled
 
 
 def test_capture_listing_reads_only_its_date(lake_home):
-    sim = SimulationConfig(start=DAY, end=DAY + dt.timedelta(days=2), events_per_day=100, late_share=0.0)
+    sim = SimulationConfig(
+        start=DAY, end=DAY + dt.timedelta(days=2), events_per_day=100, late_share=0.0
+    )
     land("azure-eu", sim)
     loc = load_config().location("azure-eu")
     keys = ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)

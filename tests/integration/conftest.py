@@ -56,8 +56,13 @@ def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     s3.create_bucket(Bucket="lakehouse-aws-us")
     yield endpoint
     server.stop()
@@ -73,15 +78,27 @@ def azurite() -> Iterator[str]:
         if s.connect_ex(("127.0.0.1", 10000)) == 0:
             pytest.fail("127.0.0.1:10000 is taken; Azurite needs it for the emulator setting")
     proc = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", "10000", "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            "10000",
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(10000, proc)
         from azure.storage.blob import BlobServiceClient
 
-        BlobServiceClient.from_connection_string(AZURITE_CONN).create_container("lakehouse-azure-eu")
+        BlobServiceClient.from_connection_string(AZURITE_CONN).create_container(
+            "lakehouse-azure-eu"
+        )
         yield "http://127.0.0.1:10000/devstoreaccount1"
     finally:
         stop(proc)
@@ -101,16 +118,32 @@ def gcs_endpoint() -> Iterator[str]:
         binary = copy
     port = free_port()
     proc = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-         "-public-host", f"127.0.0.1:{port}", "-backend", "memory", "-log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-public-host",
+            f"127.0.0.1:{port}",
+            "-backend",
+            "memory",
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, proc)
         endpoint = f"http://127.0.0.1:{port}"
         req = urllib.request.Request(
-            f"{endpoint}/storage/v1/b?project=lakehouse", data=json.dumps({"name": "lakehouse-gcp-apac"}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
+            f"{endpoint}/storage/v1/b?project=lakehouse",
+            data=json.dumps({"name": "lakehouse-gcp-apac"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         urllib.request.urlopen(req, timeout=10).read()
         yield endpoint
@@ -119,7 +152,9 @@ def gcs_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def emulated_env(s3_endpoint: str, azurite: str, gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def emulated_env(
+    s3_endpoint: str, azurite: str, gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """LAKEHOUSE_ENV=emulated with every emulator running."""
     monkeypatch.setenv("LAKEHOUSE_ENV", "emulated")
     monkeypatch.setenv("LAKEHOUSE_S3_ENDPOINT", s3_endpoint)

@@ -18,7 +18,15 @@ CASES = [
 
 @pytest.mark.parametrize("location", CASES)
 def test_ingest_on_emulated_cloud(emulated_env, location):
-    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=400, late_share=0.0, bad_rate=0.03, corrupt_objects_per_day=1, seed=11)
+    sim = SimulationConfig(
+        start=DAY,
+        end=DAY,
+        events_per_day=400,
+        late_share=0.0,
+        bad_rate=0.03,
+        corrupt_objects_per_day=1,
+        seed=11,
+    )
     (report,) = land(location, sim, env="emulated")
     loc = load_config("emulated").location(location)
     assert loc.root_uri().split("://")[0] in ("s3", "az", "gs")
@@ -34,4 +42,7 @@ def test_ingest_on_emulated_cloud(emulated_env, location):
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     assert delta.read_partition(first.quarantine_uri, opts).num_rows == res.quarantined
     storage = open_storage(loc.root_uri(), opts)
-    assert any(o.path.startswith("tables/bronze_events/_delta_log/") for o in storage.list("tables/bronze_events/_delta_log/"))
+    assert any(
+        o.path.startswith("tables/bronze_events/_delta_log/")
+        for o in storage.list("tables/bronze_events/_delta_log/")
+    )
