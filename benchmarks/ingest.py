@@ -30,7 +30,7 @@ def main() -> None:
         sim = SimulationConfig(
             start=DAY,
             end=DAY,
-            events_per_day=int(events * 1.15),
+            events_per_day=int(events * 1.2),
             objects_per_day=48,
             late_share=0.0,
             bad_rate=0.0005,
