@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
@@ -11,6 +12,9 @@ from pydantic import Field
 from pipelines import delta
 from pipelines.config import LakeConfig, LakeLocation, load_config
 from pipelines.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 _SECRET_KEYS = {
     "aws": {
@@ -82,6 +86,27 @@ class LakeResource(dg.ConfigurableResource):
             self.storage_options(location),
             partition_by=partition_by,
         )
+
+    def spark_write_partition(
+        self,
+        df: "DataFrame",
+        location: LakeLocation,
+        table: str,
+        partition: Mapping[str, object],
+        partition_by: list[str] | None = None,
+    ) -> int:
+        """Replace one partition of a table with a Spark DataFrame (replaceWhere)."""
+        uri = location.table_uri(table)
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", delta.partition_predicate(partition))
+            .partitionBy(*(partition_by or list(partition)))
+            .save(uri)
+        )
+        version = self.table_version(location, table)
+        assert version is not None
+        return version
 
     def read_partition(
         self,

@@ -40,3 +40,38 @@ def test_deltalake_writes_spark_reads(spark, tmp_path):
     assert got.count() == 2
     assert sorted(r.qty for r in got.collect()) == [1, 2]
     assert spark.read.format("delta").option("versionAsOf", 0).load(uri).count() == 3
+
+
+def test_lake_resource_writes_partitions_with_spark_and_reads_with_deltalake(spark, lake_home):
+    from resources import LakeResource
+
+    lake = LakeResource()
+    loc = lake.location("azure-eu")
+    schema = "landing_date date, region string, qty long"
+    day1, day2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
+    df = spark.createDataFrame([(day1, "eu", 1), (day2, "eu", 2)], schema)
+    lake.spark_write_partition(
+        df.filter("landing_date = '2026-10-01'"), loc, "t", {"landing_date": day1, "region": "eu"}
+    )
+    lake.spark_write_partition(
+        df.filter("landing_date = '2026-10-02'"), loc, "t", {"landing_date": day2, "region": "eu"}
+    )
+    redo = spark.createDataFrame([(day1, "eu", 7), (day1, "eu", 8)], schema)
+    version = lake.spark_write_partition(redo, loc, "t", {"landing_date": day1, "region": "eu"})
+    rows = lake.read_partition(loc, "t")
+    assert version == 2
+    assert sorted(rows.column("qty").to_pylist()) == [2, 7, 8]
+
+
+def test_great_expectations_validates_spark_dataframes(spark):
+    from data_quality import gx
+
+    df = spark.createDataFrame(
+        [("a", "us", 1), ("a", "us", -1)], "event_id string, region string, quantity long"
+    )
+    outcome = gx.validate("bronze_events", df, {"expected_rows": 2})
+    failed = {(o.expectation, o.column) for o in outcome.failed}
+    assert ("expect_column_values_to_be_unique", "event_id") in failed
+    assert ("expect_column_values_to_be_between", "quantity") in failed
+    assert ("expect_table_row_count_to_equal", None) not in failed
+    assert outcome.rows == 2
