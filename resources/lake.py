@@ -89,7 +89,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def spark_write_partition(
         self,
-        df: "DataFrame",
+        df: DataFrame,
         location: LakeLocation,
         table: str,
         partition: Mapping[str, object],
