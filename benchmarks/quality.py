@@ -24,7 +24,7 @@ DAY = dt.date(2026, 10, 5)
 
 
 def _bronze(rows: int) -> pa.Table:
-    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=rows, stores=200, skus=500)
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=int(rows * 1.2), stores=200, skus=500)
     records = to_records(generate_day(sim, "us", DAY, "USD"))
     landing = load_config("local").location("aws-us").landing
     batch = capture.Batch(dt.datetime(2026, 10, 5, tzinfo=dt.UTC), records)

@@ -60,7 +60,7 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
         result = landed_objects_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     requests = list(result.run_requests or [])
-    job = defs.get_job_def("ingest_job")
+    job = defs.resolve_job_def("ingest_job")
     failed: list[str] = []
     for req in requests:
         run = job.execute_in_process(
