@@ -301,23 +301,15 @@ def ingest_objects(
 
     ids, rows, rejected = parse_records(records)
     rows, why = validate(rows, region, landing_date)
-    for i, reason in rejected:
+    # Records Arrow could not parse and parsed rows that broke a rule, by record position.
+    invalid = np.nonzero(why != "")[0]
+    bad = [*rejected, *((int(ids[j]), str(why[j])) for j in invalid)]
+    for i, reason in bad:
         q_rows.append(
             {
                 "source_object": names[src[i]],
                 "record_index": int(rec[i]),
                 "reason": reason,
-                "raw": records[i],
-            }
-        )
-    invalid = np.nonzero(why != "")[0]
-    for j in invalid:
-        i = int(ids[j])
-        q_rows.append(
-            {
-                "source_object": names[src[i]],
-                "record_index": int(rec[i]),
-                "reason": why[j],
                 "raw": records[i],
             }
         )
