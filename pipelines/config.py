@@ -100,6 +100,10 @@ class LakeLocation:
         """URI of a Delta table at this location."""
         return self.uri("tables", table)
 
+    def replica_uri(self, table: str, source: str) -> str:
+        """URI of this location's replica of ``table`` copied from location ``source``."""
+        return self.uri("replicas", source, table)
+
     def storage_options(self, secrets: dict[str, str] | None = None) -> dict[str, str]:
         """Storage options for deltalake/obstore, placeholders resolved now, secrets merged."""
         opts = {

@@ -1,0 +1,83 @@
+"""Schemas of the tables downstream of bronze: the contract between Spark, sync and training.
+
+Spark writes these tables (delta-spark), the sync engine copies them, training and drift read
+them with delta-rs. Keeping the columns here means a change is made once and checked by tests.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# One row per store, SKU and event day, in the region's own location. No personal data.
+GOLD_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("region", pa.string()),
+        ("store_id", pa.int64()),
+        ("sku", pa.string()),
+        ("category", pa.string()),
+        ("currency", pa.string()),
+        ("quantity", pa.int64()),
+        ("revenue", pa.float64()),
+        ("avg_price", pa.float64()),
+        ("min_price", pa.float64()),
+        ("max_price", pa.float64()),
+        ("promo_share", pa.float64()),
+        ("online_share", pa.float64()),
+        ("events", pa.int64()),
+        ("customers", pa.int64()),
+    ]
+)
+GOLD_PARTITION_BY = ["date", "region"]
+
+FEATURE_KEYS = ("date", "region", "store_id", "sku")
+FEATURE_CATEGORICAL = ("region", "category")
+# Numeric model inputs. Windows and lags are by calendar date and look only at days before
+# ``date`` (the forecast for a day is made with what was known the day before).
+FEATURE_NUMERIC = (
+    "qty_lag_1",
+    "qty_lag_7",
+    "qty_lag_14",
+    "qty_lag_28",
+    "qty_mean_7",
+    "qty_std_7",
+    "qty_mean_28",
+    "qty_std_28",
+    "days_sold_28",
+    "avg_price",
+    "price_rel_28",
+    "promo_share",
+    "day_of_week",
+    "day_of_month",
+    "month",
+    "is_weekend",
+    "is_holiday",
+)
+TARGET = "target"
+
+# One row per store, SKU and day with sales, all regions together, in the ML home.
+FEATURES_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("region", pa.string()),
+        ("store_id", pa.int64()),
+        ("sku", pa.string()),
+        ("category", pa.string()),
+        *[(name, pa.float64()) for name in FEATURE_NUMERIC],
+        (TARGET, pa.float64()),
+    ]
+)
+FEATURES_PARTITION_BY = ["date"]
+
+# Scores of the champion model, one row per feature row, in the ML home.
+FORECAST_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("region", pa.string()),
+        ("store_id", pa.int64()),
+        ("sku", pa.string()),
+        ("prediction", pa.float64()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
