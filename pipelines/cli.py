@@ -1,7 +1,7 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
-Engine subcommands (``info``, ``simulate``, ``ingest``) run without Dagster. ``demo`` drives
-the Dagster code location and imports it only when called.
+Engine subcommands (``info``, ``simulate``, ``ingest``, ``sync``) run without Dagster.
+``demo`` drives the Dagster code location and imports it only when called.
 """
 
 from __future__ import annotations
@@ -134,6 +134,24 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
+    """Replicate a Delta table from one URI to another under the sovereignty policy."""
+    from pipelines.sync import sync
+
+    cfg = load_config(args.env)
+    report = sync(
+        cfg,
+        args.source,
+        args.target,
+        table=args.table,
+        allow_unchecked=args.unchecked_route,
+        dry_run=args.dry_run,
+        reseed=args.reseed,
+        concurrency=args.concurrency,
+    )
+    return report.as_dict()
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate a few weeks and materialize the whole graph through Dagster."""
     from jobs.demo import run_demo
@@ -173,6 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--to", type=_date, help="last date of a range (default: --date)")
     p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")
+    p.add_argument("--from", dest="source", required=True, help="source table URI or folder")
+    p.add_argument("--to", dest="target", required=True, help="replica URI or folder")
+    p.add_argument(
+        "--dry-run", action="store_true", help="report what would be copied, copy nothing"
+    )
+    p.add_argument(
+        "--reseed", action="store_true", help="replace a diverged replica's log from the source"
+    )
+    p.add_argument("--table", help="table name in messages (default: last path segment)")
+    p.add_argument(
+        "--unchecked-route",
+        action="store_true",
+        help="allow a URI under no configured location; the sovereignty policy is NOT checked",
+    )
+    p.add_argument("--concurrency", type=int, default=16, help="files copied at once")
+    p.set_defaults(handler=cmd_sync)
 
     p = sub.add_parser("demo", help="simulate and materialize the whole graph (make run)")
     p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 10, 1))

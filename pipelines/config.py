@@ -123,6 +123,43 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class ReplicationRule:
+    """``replication:`` entry: copy ``table`` from ``sources`` into ``target``.
+
+    ``sources`` is ``("all",)`` for every location except the target; ``target`` is
+    ``"ml_home"`` or a location name.
+    """
+
+    table: str
+    sources: tuple[str, ...] = ("all",)
+    target: str = "ml_home"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One configured replica: ``table`` of ``source`` kept in sync inside ``target``."""
+
+    table: str
+    source: LakeLocation
+    target: LakeLocation
+
+    @property
+    def name(self) -> str:
+        """Asset name, e.g. ``gold_daily_demand_replica_azure_eu``."""
+        return f"{self.table}_replica_{re.sub(r'[^A-Za-z0-9_]', '_', self.source.name)}"
+
+    @property
+    def source_uri(self) -> str:
+        """The source table's URI."""
+        return self.source.table_uri(self.table)
+
+    @property
+    def target_uri(self) -> str:
+        """The replica's URI: ``<target root>/replicas/<source>/<table>``."""
+        return self.target.replica_uri(self.table, self.source.name)
+
+
+@dataclass(frozen=True)
 class LakeConfig:
     """Everything ``lakehouse.yaml`` says about one environment."""
 
@@ -132,6 +169,7 @@ class LakeConfig:
     regions: dict[str, dict[str, str]]
     policy: Policy
     egress_usd_per_gb: dict[str, dict[str, float]]
+    replication: tuple[ReplicationRule, ...] = ()
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -155,6 +193,28 @@ class LakeConfig:
     def home(self) -> LakeLocation:
         """The ML home location, where features, models and forecasts live."""
         return self.location(self.ml_home)
+
+    def replicas(self) -> list[Replica]:
+        """Every configured replica, in file order (the ML home's own tables excluded)."""
+        out: list[Replica] = []
+        for rule in self.replication:
+            target = self.home if rule.target == "ml_home" else self.location(rule.target)
+            names = (
+                [n for n in self.locations if n != target.name]
+                if rule.sources == ("all",)
+                else list(rule.sources)
+            )
+            for name in names:
+                if name != target.name:
+                    out.append(Replica(rule.table, self.location(name), target))
+        return out
+
+    def egress_price(self, source: LakeLocation, target: LakeLocation) -> float:
+        """Estimated USD per GB from ``source`` to ``target`` (``egress_usd_per_gb``)."""
+        if source.name == target.name:
+            return 0.0
+        prices = self.egress_usd_per_gb.get(source.cloud, {})
+        return float(prices.get(target.cloud, prices.get("default", 0.0)))
 
     @property
     def region_codes(self) -> list[str]:
@@ -183,6 +243,17 @@ def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
     )
 
 
+def _parse_replication(raw: Any, path: str) -> tuple[ReplicationRule, ...]:
+    rules = []
+    for i, entry in enumerate(raw or []):
+        if not isinstance(entry, dict) or "table" not in entry:
+            raise ConfigError(f"{path}: replication[{i}] needs at least a 'table'")
+        sources = entry.get("from", "all")
+        sources = (sources,) if isinstance(sources, str) else tuple(sources)
+        rules.append(ReplicationRule(str(entry["table"]), sources, str(entry.get("to", "ml_home"))))
+    return tuple(rules)
+
+
 @functools.cache
 def _load(path: str, env: str) -> LakeConfig:
     try:
@@ -208,8 +279,10 @@ def _load(path: str, env: str) -> LakeConfig:
             k: {kk: float(vv) for kk, vv in v.items()}
             for k, v in data.get("egress_usd_per_gb", {}).items()
         },
+        replication=_parse_replication(data.get("replication"), path),
     )
     cfg.location(cfg.ml_home)
+    cfg.replicas()  # every location a rule names must exist
     return cfg
 
 

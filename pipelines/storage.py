@@ -12,8 +12,10 @@ API with google-cloud-storage instead; real GCS goes through obstore like the re
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
-from collections.abc import Iterator
+import re
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,8 @@ _CLIENT_OPTIONS = {
     "allow_http": "allow_http",
 }
 _SKIP = {"aws_s3_allow_unsafe_rename", "aws_conditional_put"}
+CHUNK = 8 * 1024 * 1024
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,16 @@ class ObjectInfo:
     path: str
     size: int
     etag: str | None = None
+    md5: str | None = None  # hex MD5 of the content, when the store gives one
+
+
+@dataclass(frozen=True)
+class Copied:
+    """One streamed copy: bytes moved and the MD5 of what was read."""
+
+    size: int
+    md5: str
+    source_md5: str | None = None
 
 
 class StorageError(RuntimeError):
@@ -69,6 +83,14 @@ class Storage(Protocol):
         """Remove an object (missing is fine)."""
         ...
 
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        """The object's bytes in chunks of about :data:`CHUNK`, never all at once."""
+        ...
+
+    def write_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Write an object from chunks (multipart/resumable upload), replacing any."""
+        ...
+
 
 def _split_options(options: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     config: dict[str, Any] = {}
@@ -91,6 +113,8 @@ class ObstoreStorage:
         """Root a store at ``uri``; ``options`` are deltalake-style storage options."""
         self.uri = uri.rstrip("/")
         self.options = dict(options or {})
+        # S3's ETag of a single-part upload is the content's MD5; other stores' are opaque.
+        self.etag_is_md5 = uri.startswith(("s3://", "s3a://"))
         if "://" not in uri or uri.startswith("file://"):
             path = Path(uri.removeprefix("file://"))
             path.mkdir(parents=True, exist_ok=True)
@@ -111,7 +135,14 @@ class ObstoreStorage:
         except NotFoundError:
             return iter(())
         items.sort(key=lambda m: m["path"])
-        return iter(ObjectInfo(m["path"], int(m["size"]), m.get("e_tag")) for m in items)
+        return iter(self._info(m) for m in items)
+
+    def _info(self, meta: Any) -> ObjectInfo:
+        etag = meta.get("e_tag")
+        md5 = None
+        if self.etag_is_md5 and etag and _MD5_ETAG.match(etag.strip('"')):
+            md5 = etag.strip('"')
+        return ObjectInfo(meta["path"], int(meta["size"]), etag, md5)
 
     def head(self, path: str) -> ObjectInfo | None:
         """The object's size and etag, or None when it does not exist."""
@@ -119,7 +150,15 @@ class ObstoreStorage:
             m = obstore.head(self.store, path)
         except (NotFoundError, FileNotFoundError):
             return None
-        return ObjectInfo(m["path"], int(m["size"]), m.get("e_tag"))
+        return self._info(m)
+
+    async def head_async(self, path: str) -> ObjectInfo | None:
+        """:meth:`head` without blocking the event loop."""
+        try:
+            m = await obstore.head_async(self.store, path)
+        except (NotFoundError, FileNotFoundError):
+            return None
+        return self._info(m)
 
     def get(self, path: str) -> bytes:
         """The whole object."""
@@ -143,12 +182,42 @@ class ObstoreStorage:
         except (NotFoundError, FileNotFoundError):
             pass
 
-    async def stream_to(self, path: str, dst: ObstoreStorage, dst_path: str) -> int:
-        """Copy one object to another obstore-backed store chunk by chunk; return its size."""
-        resp = await obstore.get_async(self.store, path)
-        size = int(resp.meta["size"])
-        await obstore.put_async(dst.store, dst_path, resp.stream(min_chunk_size=8 * 1024 * 1024))
-        return size
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        """The object's bytes in chunks of about :data:`CHUNK`."""
+        try:
+            resp = obstore.get(self.store, path)
+        except (NotFoundError, FileNotFoundError) as exc:
+            raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
+        for chunk in resp.stream(min_chunk_size=CHUNK):
+            yield bytes(chunk)
+
+    def write_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Write an object from chunks; object_store uploads in parts, atomically."""
+        obstore.put(self.store, path, iter(chunks), chunk_size=CHUNK)
+
+    async def stream_to(self, path: str, dst: ObstoreStorage, dst_path: str) -> Copied:
+        """Copy one object to another obstore-backed store chunk by chunk, hashing on the way.
+
+        Only one chunk per copy is in memory; object_store writes the target atomically
+        (local: temp file and rename; clouds: single put or completed multipart upload).
+        """
+        try:
+            resp = await obstore.get_async(self.store, path)
+        except (NotFoundError, FileNotFoundError) as exc:
+            raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
+        source = self._info(resp.meta)
+        digest = hashlib.md5(usedforsecurity=False)
+
+        async def hashed() -> AsyncIterator[bytes]:
+            async for chunk in resp.stream(min_chunk_size=CHUNK):
+                digest.update(chunk)
+                yield chunk  # type: ignore[misc]
+
+        if source.size == 0:
+            await obstore.put_async(dst.store, dst_path, b"")
+        else:
+            await obstore.put_async(dst.store, dst_path, hashed(), chunk_size=CHUNK)
+        return Copied(source.size, digest.hexdigest(), source.md5)
 
 
 class GcsJsonStorage:
@@ -189,12 +258,32 @@ class GcsJsonStorage:
             rel = self._rel(b.name)
             if offset and rel <= offset:
                 continue
-            yield ObjectInfo(rel, int(b.size or 0), b.etag)
+            yield ObjectInfo(rel, int(b.size or 0), b.etag, _gcs_md5(b.md5_hash))
 
     def head(self, path: str) -> ObjectInfo | None:
         """The object's size and etag, or None when it does not exist."""
         blob = self.bucket.get_blob(self._key(path))
-        return None if blob is None else ObjectInfo(path, int(blob.size or 0), blob.etag)
+        if blob is None:
+            return None
+        return ObjectInfo(path, int(blob.size or 0), blob.etag, _gcs_md5(blob.md5_hash))
+
+    def read_chunks(self, path: str) -> Iterator[bytes]:
+        """The object's bytes in chunks of about :data:`CHUNK` (ranged reads)."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            with self.bucket.blob(self._key(path)).open("rb", chunk_size=CHUNK) as fh:
+                while chunk := fh.read(CHUNK):
+                    yield bytes(chunk)
+        except NotFound as exc:
+            raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
+
+    def write_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Write an object from chunks through a resumable upload."""
+        blob = self.bucket.blob(self._key(path), chunk_size=CHUNK)
+        with blob.open("wb", ignore_flush=True) as fh:
+            for chunk in chunks:
+                fh.write(chunk)
 
     def get(self, path: str) -> bytes:
         """The whole object."""
@@ -236,14 +325,32 @@ def open_storage(uri: str, options: dict[str, str] | None = None) -> Storage:
     return ObstoreStorage(uri, opts)
 
 
-def copy_object(src: Storage, path: str, dst: Storage, dst_path: str | None = None) -> int:
-    """Copy one object between any two stores, streaming where both are obstore-backed."""
+def _gcs_md5(value: str | None) -> str | None:
+    return base64.b64decode(value).hex() if value else None
+
+
+def stream_copy(src: Storage, path: str, dst: Storage, dst_path: str | None = None) -> Copied:
+    """Copy one object between any two stores chunk by chunk (blocking), hashing on the way."""
     target = dst_path or path
     if isinstance(src, ObstoreStorage) and isinstance(dst, ObstoreStorage):
         return asyncio.run(src.stream_to(path, dst, target))
-    data = src.get(path)
-    dst.put(target, data)
-    return len(data)
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+
+    def hashed() -> Iterator[bytes]:
+        nonlocal size
+        for chunk in src.read_chunks(path):
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+
+    dst.write_chunks(target, hashed())
+    return Copied(size, digest.hexdigest(), None)
+
+
+def copy_object(src: Storage, path: str, dst: Storage, dst_path: str | None = None) -> int:
+    """Copy one object between any two stores, streaming; return its size."""
+    return stream_copy(src, path, dst, dst_path).size
 
 
 def md5_hex(data: bytes) -> str:
