@@ -652,7 +652,7 @@ def sync_table(
         files_missing_at_source=tally.missing,
         seconds=round(time.perf_counter() - t0, 3),
         egress_usd_per_gb=egress_usd_per_gb,
-        egress_usd=round(tally.bytes / BYTES_PER_GB * egress_usd_per_gb, 6),
+        egress_usd=tally.bytes / BYTES_PER_GB * egress_usd_per_gb,
     )
 
 

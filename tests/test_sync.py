@@ -1,0 +1,263 @@
+"""The sync engine on local folders: incremental, checkpoints, divergence, policy, crashes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from pipelines import cli
+from pipelines.config import ConfigError, load_config
+from pipelines.policy import PolicyError
+from pipelines.storage import open_storage
+from pipelines.sync import DivergedError, list_log, sync, sync_table, table_fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rows(n: int, start: int = 0, **extra) -> pa.Table:
+    cols = {"id": list(range(start, start + n)), "sku": [f"s{i % 7}" for i in range(n)]}
+    cols.update({k: [v] * n for k, v in extra.items()})
+    return pa.table(cols)
+
+
+def sorted_rows(uri: str, version: int) -> list[dict]:
+    table = DeltaTable(uri, version=version).to_pyarrow_table()
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def assert_replica_matches(src: str, dst: str) -> int:
+    """Every version the replica has reads exactly as the source's same version."""
+    latest = DeltaTable(dst).version()
+    for v in range(latest + 1):
+        assert sorted_rows(dst, v) == sorted_rows(src, v), f"version {v} differs"
+    return latest
+
+
+def data_files(uri: str) -> set[str]:
+    return {p.name for p in Path(uri).rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def test_incremental_sync_after_appends_overwrite_delete_and_schema_change(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_deltalake(src, rows(50))
+    first = sync_table(src, dst)
+    assert (first.versions_behind_before, first.versions_behind_after) == (1, 0)
+    assert first.files_copied == len(data_files(src)) and first.commits_copied == 1
+
+    steps = [
+        lambda: write_deltalake(src, rows(30, 50), mode="append"),
+        lambda: write_deltalake(src, rows(20, 100), mode="overwrite"),
+        lambda: DeltaTable(src).delete("id < 105"),
+        lambda: write_deltalake(src, rows(5, 200, note="new"), mode="append", schema_mode="merge"),
+    ]
+    for step in steps:
+        before = data_files(dst)
+        step()
+        new = data_files(src) - before
+        report = sync_table(src, dst)
+        assert report.versions_behind_before == 1
+        assert report.versions_behind_after == 0
+        assert report.files_copied == len(new), "only the files the replica lacks are copied"
+        assert report.bytes_copied >= sum(
+            (Path(src) / f).stat().st_size for f in new if (Path(src) / f).exists()
+        )
+        assert report.target_version_after == DeltaTable(src).version()
+    assert assert_replica_matches(src, dst) == 4
+    assert "note" in DeltaTable(dst).schema().to_arrow().names
+    assert table_fingerprint(src, {}) == table_fingerprint(dst, {})
+    noop = sync_table(src, dst)
+    assert (noop.files_copied, noop.commits_copied, noop.bytes_copied) == (0, 0, 0)
+
+
+def test_checkpoint_and_last_checkpoint_are_carried_over(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for i in range(3):
+        write_deltalake(src, rows(10, i * 10), mode="append")
+    DeltaTable(src).create_checkpoint()
+    write_deltalake(src, rows(10, 30), mode="append")
+    report = sync_table(src, dst)
+    assert report.checkpoints_copied == 1
+    log = Path(dst) / "_delta_log"
+    assert (log / f"{2:020d}.checkpoint.parquet").exists()
+    assert (log / "_last_checkpoint").read_bytes() == (
+        Path(src) / "_delta_log" / "_last_checkpoint"
+    ).read_bytes()
+    assert_replica_matches(src, dst)
+
+
+def test_fresh_replica_starts_from_checkpoint_when_early_commits_are_gone(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for i in range(3):
+        write_deltalake(src, rows(10, i * 10), mode="append")
+    DeltaTable(src).create_checkpoint()
+    write_deltalake(src, rows(10, 30), mode="append")
+    for v in (0, 1):  # as log cleanup would
+        (Path(src) / "_delta_log" / f"{v:020d}.json").unlink()
+    report = sync_table(src, dst)
+    assert report.target_version_after == 3
+    assert sorted_rows(dst, 3) == sorted_rows(src, 3)
+
+
+def test_diverged_replica_stops_with_clear_error_and_reseed_repairs_it(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_deltalake(src, rows(10))
+    sync_table(src, dst)
+    write_deltalake(dst, rows(3, 1000), mode="append")  # someone wrote into the replica
+    write_deltalake(src, rows(4, 2000), mode="append")
+    with pytest.raises(DivergedError, match=r"diverged.*commit 1 differs.*--reseed"):
+        sync_table(src, dst)
+    write_deltalake(src, rows(4, 3000), mode="append")
+    with pytest.raises(DivergedError):  # still diverged, nothing written meanwhile
+        sync_table(src, dst)
+    assert DeltaTable(dst).version() == 1
+    report = sync_table(src, dst, reseed=True)
+    assert report.reseeded and report.target_version_after == 2
+    assert assert_replica_matches(src, dst) == 2
+
+
+def test_target_ahead_of_source_is_diverged(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_deltalake(src, rows(10))
+    sync_table(src, dst)
+    write_deltalake(dst, rows(1, 99), mode="append")
+    with pytest.raises(DivergedError, match="target is at version 1, the source at 0"):
+        sync_table(src, dst)
+
+
+def test_dry_run_copies_nothing_and_reports_what_it_would(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_deltalake(src, rows(10))
+    write_deltalake(src, rows(10, 10), mode="append")
+    report = sync_table(src, dst, dry_run=True)
+    assert report.dry_run and report.files_copied == 2 and report.commits_copied == 2
+    assert report.bytes_copied > 0 and report.target_version_after is None
+    assert not Path(dst).exists() or not any(Path(dst).rglob("*.*"))
+
+
+def _pii_table(lake_home: Path, location: str, table: str) -> str:
+    uri = load_config("local").location(location).table_uri(table)
+    write_deltalake(uri, pa.table({"customer_id": ["c1", "c2"], "qty": [1, 2]}))
+    return uri
+
+
+def test_forbidden_route_is_refused_before_any_byte(lake_home):
+    cfg = load_config("local")
+    src = _pii_table(lake_home, "azure-eu", "customers")
+    dst = cfg.home.replica_uri("customers", "azure-eu")
+    with pytest.raises(PolicyError) as err:
+        sync(cfg, src, dst)
+    msg = str(err.value)
+    for part in ("'customers'", "azure-eu (EU) -> aws-us (US)", "customer_id", "pii_columns"):
+        assert part in msg
+    assert not Path(dst).exists() or not any(Path(dst).rglob("*"))
+    # Within the jurisdiction the same table may be copied.
+    ok = sync(cfg, src, load_config("local").location("azure-eu").uri("copies", "customers"))
+    assert ok.route_checked and ok.files_copied == 1
+
+
+def test_route_not_in_allowed_routes_is_refused(lake_home, tmp_path, monkeypatch):
+    text = (ROOT / "lakehouse.yaml").read_text().replace("EU: [EU, US, APAC]", "EU: [EU]")
+    (tmp_path / "lakehouse.yaml").write_text(text)
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path / "lakehouse.yaml"))
+    cfg = load_config("local")
+    src = cfg.location("azure-eu").table_uri("gold_daily_demand")
+    write_deltalake(src, rows(5))
+    with pytest.raises(PolicyError, match=r"allowed_routes\.EU = \[EU\] does not list US"):
+        sync(cfg, src, cfg.home.replica_uri("gold_daily_demand", "azure-eu"))
+
+
+def test_cli_sync_reports_json_and_refuses_with_exit_1(lake_home, capsys):
+    cfg = load_config("local")
+    src = cfg.location("azure-eu").table_uri("gold_daily_demand")
+    write_deltalake(src, rows(20))
+    dst = cfg.home.replica_uri("gold_daily_demand", "azure-eu")
+    assert cli.main(["sync", "--from", src, "--to", dst]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files_copied"] == 1 and report["route"] == "azure-eu (EU) -> aws-us (US)"
+    assert report["egress_usd_per_gb"] == 0.087
+    assert report["egress_usd"] == pytest.approx(report["bytes_copied"] / 2**30 * 0.087)
+    pii = _pii_table(lake_home, "gcp-apac", "people")
+    assert cli.main(["sync", "--from", pii, "--to", dst + "_people"]) == 1
+    assert "refused" in capsys.readouterr().err
+    outside = str(lake_home / "elsewhere" / "t")
+    assert cli.main(["sync", "--from", src, "--to", outside]) == 1
+    assert "lie(s) under no lake location" in capsys.readouterr().err
+    assert cli.main(["sync", "--from", src, "--to", outside, "--unchecked-route"]) == 0
+    assert json.loads(capsys.readouterr().out)["route_checked"] is False
+
+
+def test_unconfigured_uri_is_a_config_error(lake_home):
+    with pytest.raises(ConfigError, match="no lake location"):
+        sync(load_config("local"), str(lake_home / "x"), str(lake_home / "y"))
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("kind", "after"), [("file", 3), ("commit", 2), ("checkpoint", 1)])
+def test_crash_mid_sync_then_resume_copies_only_the_rest(tmp_path, kind, after):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for i in range(4):
+        write_deltalake(src, rows(10, i * 10), mode="append")
+    DeltaTable(src).create_checkpoint()
+    write_deltalake(src, rows(10, 40), mode="append")
+    seen = []
+
+    def hook(k: str, path: str) -> None:
+        if k == kind:
+            seen.append(path)
+            if len(seen) == after:
+                raise Crash(path)
+
+    with pytest.raises(Crash):
+        sync_table(src, dst, hook=hook, concurrency=1)
+    partial = list_log(open_storage(dst)).latest
+    if partial is not None:  # whatever the replica shows is a complete source version
+        assert sorted_rows(dst, partial) == sorted_rows(src, partial)
+    copied_before = data_files(dst)
+    report = sync_table(src, dst)
+    assert report.files_copied == len(data_files(src) - copied_before)
+    assert report.files_already_present >= (len(copied_before) if kind == "file" else 0)
+    assert assert_replica_matches(src, dst) == 4
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pipelines.sync import sync_table
+    sync_table(sys.argv[1], sys.argv[2], concurrency=1,
+               hook=lambda kind, path: time.sleep(0.15))
+    """
+)
+
+
+def test_sync_killed_with_sigkill_then_resumed(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for i in range(6):
+        write_deltalake(src, rows(10, i * 10), mode="append")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, src, dst], env=env, cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline and not data_files(dst):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the child finished before it could be killed"
+    partial = list_log(open_storage(dst)).latest
+    if partial is not None:
+        assert sorted_rows(dst, partial) == sorted_rows(src, partial)
+    before = data_files(dst)
+    assert 0 < len(before) < 6
+    report = sync_table(src, dst)
+    assert report.files_copied == 6 - len(before)
+    assert assert_replica_matches(src, dst) == 5
