@@ -1,5 +1,6 @@
 """Dagster assets: thin wrappers that read, call an engine in pipelines/, write and report."""
 
 from assets.bronze import bronze
+from assets.replicas import REPLICAS
 
-ASSETS = [bronze]
+ASSETS = [bronze, *REPLICAS]

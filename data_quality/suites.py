@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.config import load_config
 from pipelines.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from pipelines.schemas import GOLD_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,35 @@ SUITES: dict[str, Suite] = {
         ),
     ]
 }
+
+
+def replica_suite(asset: str, table: str) -> Suite:
+    """Suite of a replica: the source's row count at the same version, and the table's rules."""
+    expectations: tuple[Expect, ...] = (
+        Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
+    )
+    if table == "gold_daily_demand":
+        expectations += (
+            Expect(
+                "ExpectTableColumnsToMatchSet",
+                {"column_set": GOLD_SCHEMA.names, "exact_match": False},
+            ),
+            *(
+                Expect("ExpectColumnValuesToNotBeNull", {"column": c})
+                for c in ("date", "region", "store_id", "sku")
+            ),
+            Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+            Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
+        )
+    return Suite(
+        asset,
+        expectations,
+        blocking=True,  # replicas leave their region and feed training
+        description=f"Replica of {table}: the source's row count at the same version, "
+        "keys present, values in range.",
+    )
+
+
+# One suite per configured replica (lakehouse.yaml ``replication:``; names are the same in
+# every environment).
+SUITES.update({r.name: replica_suite(r.name, r.table) for r in load_config().replicas()})

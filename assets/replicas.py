@@ -1,0 +1,103 @@
+"""Replicas: each configured table copied from its region's location into the ML home."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from data_quality import gx
+from pipelines import delta
+from pipelines.config import Replica, load_config
+from pipelines.sync import sync, table_fingerprint
+from resources.lake import LakeResource
+
+
+def consistency_check_name(name: str) -> str:
+    """Name of a replica's source-vs-replica check."""
+    return f"{name}_consistency"
+
+
+def _find(lake: LakeResource, name: str) -> Replica:
+    for replica in lake.config().replicas():
+        if replica.name == name:
+            return replica
+    raise dg.DagsterInvariantViolationError(
+        f"replica {name!r} is not configured in environment {lake.environment!r} "
+        "(lakehouse.yaml replication:)"
+    )
+
+
+def build_replica_asset(name: str, table: str, source: str) -> dg.AssetsDefinition:
+    """The asset of one replica, with its consistency and Great Expectations checks."""
+
+    @dg.asset(
+        name=name,
+        group_name="replication",
+        deps=[dg.AssetKey(table)],
+        kinds={"delta", "python"},
+        description=f"{table} of {source}, replicated into the ML home by the Delta-log sync.",
+        metadata={"table": table, "source_location": source},
+        check_specs=[
+            dg.AssetCheckSpec(
+                consistency_check_name(name),
+                asset=name,
+                blocking=True,
+                description="Source and replica at the replica's version: same rows and hash.",
+            ),
+            gx.check_spec(name),
+        ],
+    )
+    def replica_asset(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Bring the replica up to its source's latest version, then compare the two."""
+        replica = _find(lake, name)
+        src_opts = lake.storage_options(replica.source)
+        dst_opts = lake.storage_options(replica.target)
+        report = sync(
+            lake.config(),
+            replica.source_uri,
+            replica.target_uri,
+            table=table,
+            source_options=src_opts,
+            target_options=dst_opts,
+        )
+        context.log.info(f"sync {replica.source_uri} -> {replica.target_uri}: {report.as_dict()}")
+        version = report.target_version_after
+        yield dg.MaterializeResult(
+            metadata={
+                "source_uri": replica.source_uri,
+                "replica_uri": replica.target_uri,
+                "route": report.route,
+                "source_version": report.source_version,
+                "replica_version": version,
+                "versions_behind": report.versions_behind_after,
+                "versions_behind_before": report.versions_behind_before,
+                "files_copied": report.files_copied,
+                "bytes_copied": report.bytes_copied,
+                "egress_usd": dg.MetadataValue.float(report.egress_usd),
+                "seconds": dg.MetadataValue.float(report.seconds),
+            }
+        )
+        src_rows, src_hash = table_fingerprint(replica.source_uri, src_opts, version)
+        dst_rows, dst_hash = table_fingerprint(replica.target_uri, dst_opts, version)
+        yield dg.AssetCheckResult(
+            asset_key=name,
+            check_name=consistency_check_name(name),
+            passed=(src_rows, src_hash) == (dst_rows, dst_hash),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "version": version,
+                "source_rows": src_rows,
+                "replica_rows": dst_rows,
+                "source_hash": src_hash,
+                "replica_hash": dst_hash,
+            },
+        )
+        rows = delta.read_partition(replica.target_uri, dst_opts, version=version)
+        yield gx.check_result(name, gx.validate(name, rows, {"expected_rows": src_rows}))
+
+    return replica_asset
+
+
+REPLICAS = [build_replica_asset(r.name, r.table, r.source.name) for r in load_config().replicas()]
+REPLICA_KEYS = [a.key for a in REPLICAS]
