@@ -195,11 +195,15 @@ class ObstoreStorage:
         """Write an object from chunks; object_store uploads in parts, atomically."""
         obstore.put(self.store, path, iter(chunks), chunk_size=CHUNK)
 
-    async def stream_to(self, path: str, dst: ObstoreStorage, dst_path: str) -> Copied:
+    async def stream_to(
+        self, path: str, dst: ObstoreStorage, dst_path: str, *, hash_md5: bool = True
+    ) -> Copied:
         """Copy one object to another obstore-backed store chunk by chunk, hashing on the way.
 
         Only one chunk per copy is in memory; object_store writes the target atomically
         (local: temp file and rename; clouds: single put or completed multipart upload).
+        Without ``hash_md5`` (when neither store could give an MD5 to compare with) the
+        chunks go straight from reader to writer and ``Copied.md5`` is empty.
         """
         try:
             resp = await obstore.get_async(self.store, path)
@@ -215,9 +219,19 @@ class ObstoreStorage:
 
         if source.size == 0:
             await obstore.put_async(dst.store, dst_path, b"")
+        elif not hash_md5:
+            await obstore.put_async(
+                dst.store, dst_path, resp.stream(min_chunk_size=CHUNK), chunk_size=CHUNK
+            )
+            return Copied(source.size, "", source.md5)
         else:
             await obstore.put_async(dst.store, dst_path, hashed(), chunk_size=CHUNK)
         return Copied(source.size, digest.hexdigest(), source.md5)
+
+
+def gives_md5(storage: Storage) -> bool:
+    """True when the store reports content MD5s (S3 single-part ETags, GCS md5Hash)."""
+    return isinstance(storage, GcsJsonStorage) or bool(getattr(storage, "etag_is_md5", False))
 
 
 class GcsJsonStorage:

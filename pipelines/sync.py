@@ -30,6 +30,7 @@ from pipelines.storage import (
     ObjectInfo,
     ObstoreStorage,
     Storage,
+    gives_md5,
     md5_hex,
     open_storage,
     stream_copy,
@@ -177,6 +178,19 @@ def parse_commit(version: int, data: bytes) -> CommitInfo:
     return info
 
 
+def _metadata_columns(data: bytes) -> set[str] | None:
+    """Columns of a commit's metaData action, parsing only that line (commits can be MBs)."""
+    if b'"metaData"' not in data:
+        return None
+    columns = None
+    for line in data.splitlines():
+        if b'"metaData"' in line:
+            action = json.loads(line)
+            if "metaData" in action:
+                columns = _schema_columns(action["metaData"].get("schemaString", "{}"))
+    return columns
+
+
 def _schema_columns(schema_string: str) -> set[str]:
     """Every field name in a Delta schema, nested ones included."""
     names: set[str] = set()
@@ -269,7 +283,7 @@ def _get_many(storage: Storage, paths: list[str], concurrency: int) -> list[byte
 
 
 def _checkpoint_state(
-    storage: Storage, parts: list[ObjectInfo]
+    storage: Storage, parts: list[ObjectInfo], *, metadata_only: bool = False
 ) -> tuple[dict[str, int | None], set[str] | None]:
     """Live files and schema recorded in a (classic, possibly multi-part) checkpoint."""
     import io
@@ -279,7 +293,10 @@ def _checkpoint_state(
     files: dict[str, int | None] = {}
     columns: set[str] | None = None
     for part in parts:
-        table = pq.read_table(io.BytesIO(storage.get(part.path)))
+        fh = io.BytesIO(storage.get(part.path))
+        available = set(pq.read_schema(fh).names)
+        wanted = ["metaData"] if metadata_only else ["add", "metaData"]
+        table = pq.read_table(fh, columns=[c for c in wanted if c in available])
         names = set(table.column_names)
         if "add" in names:
             for add in table.column("add").to_pylist():
@@ -303,23 +320,28 @@ def _schema_at(
     checkpoint: int | None,
     checkpoints: dict[int, list[ObjectInfo]],
 ) -> set[str]:
-    """Columns of the schema in effect at ``version``: newest metaData at or before it."""
+    """Columns of the schema in effect at ``version``: newest metaData at or before it.
+
+    Reads commits backwards down to the newest checkpoint at or before ``version``, then that
+    checkpoint's metaData column; so at most a checkpoint interval of small reads.
+    """
+    floors = [v for v in (*checkpoints, checkpoint) if v is not None and v <= version]
+    floor = max(floors) if floors else None
     v = version
-    while v >= 0:
-        if v in checkpoints and v != version:
-            _, cols = _checkpoint_state(storage, checkpoints[v])
-            if cols is not None:
-                return cols
+    while v >= 0 and (floor is None or v > floor):
         try:
             data = known.get(v) or storage.get(commit_path(v))
         except FileNotFoundError:
             break
-        cols = parse_commit(v, data).schema_columns
+        cols = _metadata_columns(data)
         if cols is not None:
             return cols
         v -= 1
-    if checkpoint is not None and checkpoint in checkpoints:
-        _, cols = _checkpoint_state(storage, checkpoints[checkpoint])
+    if floor is not None:
+        parts = checkpoints.get(floor) or [
+            i for i in list_log(storage, floor).checkpoints.get(floor, [])
+        ]
+        _, cols = _checkpoint_state(storage, parts, metadata_only=True)
         if cols is not None:
             return cols
     raise SyncError(f"{storage.uri}: no metaData action found at or before version {version}")
@@ -438,7 +460,7 @@ def _verify(
         dst.delete(path)
         raise SyncError(f"copy of {src.uri}/{path} to {where}: size {got} != {copied.size}")
     for name, md5 in (("source", copied.source_md5), ("target", dst_info.md5)):
-        if md5 is not None and md5 != copied.md5:
+        if md5 is not None and copied.md5 and md5 != copied.md5:
             dst.delete(path)
             raise SyncError(
                 f"copy of {src.uri}/{path} to {where}: {name} MD5 {md5} != streamed {copied.md5}"
@@ -457,6 +479,8 @@ async def _copy_files(
 ) -> None:
     """Copy the files the target lacks, at most ``concurrency`` at a time."""
     sem = asyncio.Semaphore(concurrency)
+    # Hash only when some store can give an MD5 to compare with (local and Azure cannot).
+    hash_md5 = gives_md5(src) or gives_md5(dst)
 
     async def head(store: Storage, path: str) -> ObjectInfo | None:
         if isinstance(store, ObstoreStorage):
@@ -484,7 +508,7 @@ async def _copy_files(
                 return
             try:
                 if isinstance(src, ObstoreStorage) and isinstance(dst, ObstoreStorage):
-                    copied = await src.stream_to(path, dst, path)
+                    copied = await src.stream_to(path, dst, path, hash_md5=hash_md5)
                 else:
                     copied = await asyncio.to_thread(stream_copy, src, path, dst, path)
             except FileNotFoundError:
