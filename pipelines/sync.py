@@ -608,7 +608,8 @@ def execute_plan(
                 tally.bytes += crc.size
     if plan.last_checkpoint is not None and plan.last_checkpoint_version is not None:
         parts = plan.checkpoints.get(plan.last_checkpoint_version)
-        present = parts is None or all(dst.head(p.path) is not None for p in parts)
+        # A checkpoint kind this sync does not copy (v2, sidecars) must not be pointed at.
+        present = parts is not None and all(dst.head(p.path) is not None for p in parts)
         current, _ = last_checkpoint(dst)
         if present and (current is None or current <= plan.last_checkpoint_version):
             dst.put(LAST_CHECKPOINT, plan.last_checkpoint)
