@@ -328,7 +328,7 @@ def _schema_at(
     floors = [v for v in (*checkpoints, checkpoint) if v is not None and v <= version]
     floor = max(floors) if floors else None
     v = version
-    while v >= 0 and (floor is None or v > floor):
+    while v >= 0 and (floor is None or v >= floor):
         try:
             data = known.get(v) or storage.get(commit_path(v))
         except FileNotFoundError:
