@@ -644,6 +644,8 @@ def sync_table(
     ``policy`` is called with the columns of every schema the copied versions use, before
     any byte is written, and raises to refuse the route.
     """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     t0 = time.perf_counter()
     src = open_storage(source_uri, source_options)
     dst = open_storage(target_uri, target_options)
