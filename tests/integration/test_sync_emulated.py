@@ -90,3 +90,36 @@ def test_large_object_streams_through_gcs_json_api_and_s3_with_md5(emulated_env,
     assert to_s3.md5 == expected and s3.head("f.bin").size == len(payload)
     back = stream_copy(s3, "f.bin", local, "g.bin")
     assert back.md5 == expected and local.get("g.bin") == payload
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("azure-eu", marks=[pytest.mark.azure, pytest.mark.s3]),
+        pytest.param("gcp-apac", marks=[pytest.mark.gcs, pytest.mark.s3]),
+    ],
+)
+def test_replica_asset_on_emulated_clouds(emulated_env, source):
+    import datetime as dt
+
+    import dagster as dg
+
+    from assets.replicas import REPLICAS
+    from resources import resources_for
+    from tests.test_replicas import gold_rows
+
+    cfg = load_config("emulated")
+    loc = cfg.location(source)
+    uri, opts = loc.table_uri("gold_daily_demand"), loc.storage_options()
+    _write(uri, opts, gold_rows(dt.date(2026, 10, 1)), "append")
+    _write(uri, opts, gold_rows(dt.date(2026, 10, 2)), "append")
+    name = f"gold_daily_demand_replica_{source.replace('-', '_')}"
+    asset = next(a for a in REPLICAS if a.key == dg.AssetKey(name))
+    result = dg.materialize([asset], resources=resources_for("emulated"))
+    assert result.success
+    (mat,) = result.get_asset_materialization_events()
+    meta = mat.materialization.metadata
+    assert meta["replica_uri"].value.startswith("s3://lakehouse-aws-us/replicas/")
+    assert meta["replica_version"].value == 1 and meta["files_copied"].value == 2
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {f"{name}_consistency": True, f"{name}_expectations": True}
