@@ -261,3 +261,16 @@ def test_sync_killed_with_sigkill_then_resumed(tmp_path):
     report = sync_table(src, dst)
     assert report.files_copied == 6 - len(before)
     assert assert_replica_matches(src, dst) == 5
+
+
+def test_two_syncs_into_one_replica_at_once_both_finish_consistent(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for i in range(8):
+        write_deltalake(src, rows(200, i * 200), mode="append")
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: sync_table(src, dst, concurrency=2), range(2)))
+    assert all(r.target_version_after == 7 for r in reports)
+    assert sum(r.commits_copied for r in reports) == 8, "each commit written exactly once"
+    assert assert_replica_matches(src, dst) == 7
