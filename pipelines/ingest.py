@@ -46,6 +46,7 @@ BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 _ERROR_ROW = re.compile(r" in row (\d+)$")
+_WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() removes, but \n
 
 
 @dataclass
@@ -174,6 +175,14 @@ def _invalid_utf8(records: capture.Records) -> list[int]:
     return bad
 
 
+def _blank(records: capture.Records) -> list[int]:
+    """Non-empty records of only whitespace (Arrow would skip them and shift every row after)."""
+    nonempty = np.flatnonzero(records.ends > records.starts)
+    first = np.frombuffer(records.data, np.uint8)[records.starts[nonempty]]
+    maybe = nonempty[np.isin(first, _WHITESPACE)].tolist()  # a record starts with '{' or is bad
+    return [i for i in maybe if not records.raw(i).strip()]
+
+
 def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
     """Parse raw records into wire-schema rows.
 
@@ -182,15 +191,12 @@ def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[
     that fail them are blanked (Arrow skips blank lines) so the rest parse in large ranges.
     """
     n = len(records)
+    empty = [*np.flatnonzero(records.ends == records.starts).tolist(), *_blank(records)]
+    oversized = np.flatnonzero(records.sizes() > MAX_EVENT_BYTES).tolist()
+    # Later checks win: a record both oversized and not UTF-8 is oversized, as it always was.
     why: dict[int, str] = dict.fromkeys(_invalid_utf8(records), "invalid_utf8")
-    why.update(
-        dict.fromkeys(np.flatnonzero(records.ends == records.starts).tolist(), "empty_record")
-    )
-    why.update(
-        dict.fromkeys(
-            np.flatnonzero(records.sizes() > MAX_EVENT_BYTES).tolist(), "oversized_payload"
-        )
-    )
+    why.update(dict.fromkeys(empty, "empty_record"))
+    why.update(dict.fromkeys(oversized, "oversized_payload"))
     data: bytes | bytearray = records.data
     if why:
         data = bytearray(data)
