@@ -46,6 +46,7 @@ BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
 _ERROR_ROW = re.compile(r" in row (\d+)$")
+_UTF8_WINDOW = 1 << 16
 _WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() removes, but \n
 
 
@@ -157,21 +158,32 @@ def _parse_kept(
 
 
 def _invalid_utf8(records: capture.Records) -> list[int]:
-    """Records that are not valid UTF-8, found by decoding the whole buffer once."""
-    data = records.data
+    """Records that are not valid UTF-8.
+
+    Only windows of the buffer that hold a non-ASCII byte are decoded, over whole records: a
+    newline is never part of a multi-byte sequence, so every error is inside one record.
+    """
+    data, view = records.data, memoryview(records.data)
     if data.isascii():
         return []
     bad: list[int] = []
-    view, pos = memoryview(data), 0
-    while pos < len(data):
-        try:
-            codecs.utf_8_decode(view[pos:], "strict", True)
-            break
-        except UnicodeDecodeError as exc:
-            # A newline is never part of a multi-byte sequence, so the error is inside a record.
-            i = int(np.searchsorted(records.ends, pos + exc.start, side="right"))
-            bad.append(i)
-            pos = int(records.ends[i]) + 1
+    checked = 0  # records before this one have been decoded
+    for lo in range(0, len(data), _UTF8_WINDOW):
+        if data[lo : lo + _UTF8_WINDOW].isascii():
+            continue
+        first = max(checked, int(np.searchsorted(records.ends, lo, side="right")))
+        checked = max(checked, int(np.searchsorted(records.starts, lo + _UTF8_WINDOW)))
+        if first >= checked:
+            continue
+        pos, end = int(records.starts[first]), int(records.ends[checked - 1])
+        while pos < end:
+            try:
+                codecs.utf_8_decode(view[pos:end], "strict", True)
+                break
+            except UnicodeDecodeError as exc:
+                i = int(np.searchsorted(records.ends, pos + exc.start, side="right"))
+                bad.append(i)
+                pos = int(records.ends[i]) + 1
     return bad
 
 

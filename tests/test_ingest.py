@@ -219,7 +219,11 @@ def _reason_alone(rec: bytes) -> str | None:
 @pytest.mark.parametrize("seed", range(4))
 def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, chunk, seed):
     rng = random.Random(seed)
-    records = [GOOD % i if rng.random() < 0.7 else rng.choice(BAD) for i in range(300)]
+    accented = GOOD.replace(b"SKU-1", "SKU-é".encode())  # valid UTF-8, not ASCII
+    records = [
+        rng.choice([GOOD, accented]) % i if rng.random() < 0.7 else rng.choice(BAD)
+        for i in range(300)
+    ]
     monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
     ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
     expected = {i: _reason_alone(r) for i, r in enumerate(records)}
