@@ -228,7 +228,10 @@ def _gunzip(data: bytes) -> bytes:
         inflate = isal_zlib.decompressobj(wbits=31)
         out.append(inflate.decompress(data))
         if not inflate.eof:
-            raise CorruptObjectError("gzip: data ends inside a member (truncated, or not gzip)")
+            # gzip.decompress's words, which quarantine reasons have always carried
+            raise CorruptObjectError(
+                "gzip: Compressed file ended before the end-of-stream marker was reached"
+            )
         data = inflate.unused_data.lstrip(b"\0")  # zero padding after a member is allowed
     return out[0] if len(out) == 1 else b"".join(out)
 

@@ -451,10 +451,11 @@ def ingest_partition(
         location.table_uri(BRONZE_TABLE),
         location.table_uri(QUARANTINE_TABLE),
     )
-    v_bronze = delta.write_partition(
-        bronze_uri, result.bronze, part, options, partition_by=BRONZE_PARTITION_BY
-    )
-    v_quarantine = delta.write_partition(
-        quarantine_uri, result.quarantine, part, options, partition_by=BRONZE_PARTITION_BY
-    )
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two tables, two commits: side by side
+        v_bronze, v_quarantine = pool.map(
+            lambda uri_rows: delta.write_partition(
+                uri_rows[0], uri_rows[1], part, options, partition_by=BRONZE_PARTITION_BY
+            ),
+            [(bronze_uri, result.bronze), (quarantine_uri, result.quarantine)],
+        )
     return PartitionIngest(result, bronze_uri, quarantine_uri, v_bronze, v_quarantine)
