@@ -5,9 +5,13 @@ in the quarantine table with its raw bytes, source object and reason, or is coun
 duplicate event id, so that ``landed = ingested + quarantined + duplicates``. An object that
 cannot be decoded at all is quarantined whole, as one record.
 
-Parsing is Arrow's JSON reader over chunks of records; a chunk that fails is split in halves
-until the bad records stand alone and are classified one by one, so a few bad records cost
-little and never fail the partition.
+Each object is decoded, checked, parsed and validated on its own, two objects at a time (zlib,
+the checks and Arrow release the GIL); de-duplication then runs across the partition. Records
+stay in one buffer per object: size, emptiness and UTF-8 are checked on it with numpy and one
+decode of its non-ASCII parts, and records failing them are blanked so that Arrow's JSON reader
+parses the rest in large ranges. A range that fails is cut at the row Arrow's error names (or
+in halves) until the bad records stand alone and are classified one by one, so a few bad
+records cost little and never fail the partition.
 """
 
 from __future__ import annotations
@@ -283,9 +287,9 @@ def _first_occurrence(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
     Dictionary codes are handed out in order of first appearance, so a row is a first
     occurrence exactly when its code exceeds every code before it.
     """
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(keys)  # one dictionary across all chunks
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    codes = np.concatenate([np.zeros(0, np.int32), *(c.indices.to_numpy() for c in chunks)])
     mask = np.ones(len(codes), bool)
     if len(codes) > 1:
         seen = np.maximum.accumulate(codes)
