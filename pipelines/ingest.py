@@ -360,16 +360,18 @@ def ingest_objects(
             {"source_object": key, "record_index": i, "reason": why, "raw": out.records.raw(i)}
             for i, why in out.rejected
         )
-    rows = (
-        pa.concat_tables(tables)
-        if tables
-        else validate(WIRE_SCHEMA.empty_table(), region, landing_date)[0]
-    )
-    src = np.repeat(np.arange(len(names)), [t.num_rows for t in tables])
-    first = _first_occurrence(rows["event_id"]) if rows.num_rows else np.zeros(0, bool)
+    empty = validate(WIRE_SCHEMA.empty_table(), region, landing_date)[0]
+    keys = pa.chunked_array([t["event_id"] for t in tables], pa.string())
+    first = _first_occurrence(keys)
     duplicates = int((~first).sum())
-    if duplicates:
-        rows, src = rows.filter(pa.array(first)), src[first]
+    if duplicates:  # rare: copy only the objects that hold one
+        ends = np.cumsum([t.num_rows for t in tables])
+        tables = [
+            t if keep.all() else t.filter(pa.array(keep))
+            for t, keep in zip(tables, np.split(first, ends[:-1]), strict=True)
+        ]
+    rows = pa.concat_tables([empty, *tables])
+    src = np.repeat(np.arange(len(names)), [t.num_rows for t in tables])
 
     bronze = rows.append_column(
         "source_object", pc.take(pa.array(names, pa.string()), pa.array(src, pa.int64()))
