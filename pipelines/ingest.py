@@ -5,8 +5,8 @@ in the quarantine table with its raw bytes, source object and reason, or is coun
 duplicate event id, so that ``landed = ingested + quarantined + duplicates``. An object that
 cannot be decoded at all is quarantined whole, as one record.
 
-Each object is decoded, checked, parsed and validated on its own, two objects at a time (zlib,
-the checks and Arrow release the GIL); de-duplication then runs across the partition. Records
+Each object is decoded, checked, parsed and validated on its own, two objects at a time (the
+inflate, numpy and Arrow release the GIL); de-duplication then runs across the partition. Records
 stay in one buffer per object: size, emptiness and UTF-8 are checked on it with numpy and one
 decode of its non-ASCII parts, and records failing them are blanked so that Arrow's JSON reader
 parses the rest in large ranges. A range that fails is cut at the row Arrow's error names (or
@@ -331,8 +331,8 @@ def ingest_objects(
 ) -> IngestResult:
     """Decode, validate and de-duplicate landing objects of one partition."""
     ordered = sorted(objects, key=lambda o: o[0])
-    # Objects are decoded, parsed and validated on both cores (zlib, fastavro and Arrow
-    # release the GIL); de-duplication is across the partition, in key order.
+    # Objects are decoded, parsed and validated on both cores (ISA-L's inflate, numpy and
+    # Arrow's reader release the GIL); de-duplication is across the partition, in key order.
     with ThreadPoolExecutor(max_workers=2) as pool:
         done = list(
             pool.map(lambda o: _ingest_object(landing, region, landing_date, o[1]), ordered)
