@@ -9,8 +9,9 @@
   ``message_id``, ``publish_time``, ``attributes``, ``data``), or text (NDJSON), under
   ``{prefix}/YYYY/MM/DD/HH/{subscription}_{YYYY-MM-DDTHH:MM:SS+00:00}_{id}.avro|.json``.
 
-Readers turn an object into a list of raw records (bytes, one per event) or raise
-:class:`CorruptObjectError`, which the ingest quarantines as a whole object.
+Readers turn an object into :class:`Records` (the raw events as one buffer plus offsets, so a
+million events are not a million ``bytes`` objects) or raise :class:`CorruptObjectError`,
+which the ingest quarantines as a whole object.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
-import zlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import fastavro
+import numpy as np
+from isal import isal_zlib
 
 from pipelines.config import LandingConfig
 
@@ -155,22 +158,103 @@ def encode(landing: LandingConfig, batch: Batch, seq: int) -> bytes:
     return buf.getvalue()
 
 
-def decode(landing: LandingConfig, data: bytes) -> list[bytes]:
+@dataclass(frozen=True)
+class Records:
+    """The raw records of one object: record ``i`` is ``data[starts[i]:ends[i]]``.
+
+    NDJSON objects are held as decoded, records split at newlines. Avro bodies are joined with
+    newlines, pretty-printed ones compacted to one line first; ``originals`` then keeps the
+    bodies as sent, which is what sizes are checked on and what quarantine keeps.
+    """
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    originals: Sequence[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def raw(self, i: int) -> bytes:
+        """Record ``i`` as it landed."""
+        if self.originals is not None:
+            return self.originals[i]
+        return self.data[self.starts[i] : self.ends[i]]
+
+    def sizes(self) -> np.ndarray:
+        """Byte length of each record as it landed."""
+        if self.originals is not None:
+            return np.fromiter(map(len, self.originals), np.int64, len(self.originals))
+        return self.ends - self.starts
+
+    def to_list(self) -> list[bytes]:
+        """Every record as it landed."""
+        return [self.raw(i) for i in range(len(self))]
+
+    @classmethod
+    def from_lines(cls, data: bytes) -> Records:
+        """Newline-delimited records; a final newline does not start an empty record."""
+        newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+        starts = np.concatenate([[0], newlines + 1])
+        ends = np.concatenate([newlines, [len(data)]])
+        if ends[-1] == starts[-1]:  # trailing newline, or no data at all
+            starts, ends = starts[:-1], ends[:-1]
+        return cls(data, starts.astype(np.int64), ends.astype(np.int64))
+
+    @classmethod
+    def from_bodies(cls, bodies: Sequence[bytes]) -> Records:
+        """Message bodies, one record each, one line each."""
+        lines = [b if b"\n" not in b else _one_line(b) for b in bodies]
+        ends = np.cumsum([len(b) + 1 for b in lines], dtype=np.int64) - 1
+        starts = ends - np.fromiter(map(len, lines), np.int64, len(lines))
+        return cls(b"\n".join(lines), starts, ends, originals=bodies)
+
+
+def _one_line(body: bytes) -> bytes:
+    try:
+        return json.dumps(json.loads(body), separators=(",", ":")).encode()
+    except ValueError:
+        return body.replace(b"\n", b" ")  # still malformed: the ingest classifies it
+
+
+def _gunzip(data: bytes) -> bytes:
+    """All gzip members of ``data``, like ``gzip.decompress``.
+
+    ISA-L inflates about twice as fast as zlib; with gzip's own member loop it was a fifth of
+    the ingest's time.
+    """
+    out: list[bytes] = []
+    while data:
+        inflate = isal_zlib.decompressobj(wbits=31)
+        out.append(inflate.decompress(data))
+        if not inflate.eof:
+            # gzip.decompress's words, which quarantine reasons have always carried
+            raise CorruptObjectError(
+                "gzip: Compressed file ended before the end-of-stream marker was reached"
+            )
+        data = inflate.unused_data.lstrip(b"\0")  # zero padding after a member is allowed
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def decode_records(landing: LandingConfig, data: bytes) -> Records:
     """Raw event records of one landing object; CorruptObjectError if it cannot be read."""
     fmt = landing.format
     if fmt in ("firehose", "pubsub_text"):
         if fmt == "firehose":
             try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError, zlib.error) as exc:
+                data = _gunzip(data)
+            except isal_zlib.error as exc:  # type: ignore[misc]  # stub: an instance, not a class
                 raise CorruptObjectError(f"gzip: {exc}") from exc
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        return lines
+        return Records.from_lines(data)
     field = "Body" if fmt == "eventhubs_capture" else "data"
     try:
         reader = fastavro.reader(io.BytesIO(data))
-        return [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
+        bodies = [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
     except Exception as exc:  # fastavro raises many types on a damaged file
         raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
+    return Records.from_bodies(bodies)
+
+
+def decode(landing: LandingConfig, data: bytes) -> list[bytes]:
+    """Raw event records of one landing object as a list; see :func:`decode_records`."""
+    return decode_records(landing, data).to_list()

@@ -5,18 +5,23 @@ in the quarantine table with its raw bytes, source object and reason, or is coun
 duplicate event id, so that ``landed = ingested + quarantined + duplicates``. An object that
 cannot be decoded at all is quarantined whole, as one record.
 
-Parsing is Arrow's JSON reader over chunks of records; a chunk that fails is split in halves
-until the bad records stand alone and are classified one by one, so a few bad records cost
-little and never fail the partition.
+Each object is decoded, checked, parsed and validated on its own, two objects at a time (the
+inflate, numpy and Arrow release the GIL); de-duplication then runs across the partition. Records
+stay in one buffer per object: size, emptiness and UTF-8 are checked on it with numpy and one
+decode of its non-ASCII parts, and records failing them are blanked so that Arrow's JSON reader
+parses the rest in large ranges. A range that fails is cut at the row Arrow's error names (or
+in halves) until the bad records stand alone and are classified one by one, so a few bad
+records cost little and never fail the partition.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
-import io
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +49,9 @@ CHUNK_RECORDS = 2048
 BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
-_READ = pj.ReadOptions(use_threads=False, block_size=8 << 20)
+_ERROR_ROW = re.compile(r" in row (\d+)$")
+_UTF8_WINDOW = 1 << 16
+_WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() removes, but \n
 
 
 @dataclass
@@ -94,6 +101,8 @@ class IngestResult:
 
 def _classify(raw: bytes) -> str:
     """Why Arrow could not parse one record."""
+    if not raw.strip():
+        return "empty_record"  # whitespace only: Arrow skips it instead of failing
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -104,87 +113,120 @@ def _classify(raw: bytes) -> str:
     return f"wrong_type:{bad}" if bad else "unparseable"
 
 
-def _try_parse(records: Sequence[bytes]) -> pa.Table | None:
-    try:
-        table = pj.read_json(
-            io.BytesIO(b"\n".join(records)), read_options=_READ, parse_options=_PARSE
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return table if table.num_rows == len(records) else None
+def _read(buf: pa.Buffer, start: int, end: int) -> pa.Table:
+    # One block per call, so a row number in Arrow's error counts from ``start``.
+    size = end - start
+    read = pj.ReadOptions(use_threads=False, block_size=max(size + 1, 1 << 16))
+    return pj.read_json(pa.BufferReader(buf.slice(start, size)), read, _PARSE)
 
 
-def _parse_chunk(
-    records: Sequence[bytes], ids: np.ndarray
+def _failed_row(exc: Exception) -> int | None:
+    """The row Arrow names in a parse error (blank lines not counted), if it names one."""
+    found = _ERROR_ROW.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _parse_kept(
+    buf: pa.Buffer, records: capture.Records, kept: np.ndarray
 ) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]]]:
-    """Parse records; split failing ranges in halves until bad records stand alone."""
+    """Parse the records ``kept`` (in order, the others blanked in ``buf``).
+
+    Ranges of CHUNK_RECORDS are parsed at once. A range that fails is cut around the row Arrow's
+    error names (the rows before it then parse, the named one is tried alone), or in halves when
+    the error names none, until bad records stand alone and are classified one by one. The
+    error's row is only a hint: every accepted range was parsed with exactly one row per record.
+    """
     good: list[tuple[np.ndarray, pa.Table]] = []
     bad: list[tuple[int, str]] = []
-    stack = [(0, len(records))]
+    stack = [(lo, min(lo + CHUNK_RECORDS, len(kept))) for lo in range(0, len(kept), CHUNK_RECORDS)]
+    stack.reverse()
     while stack:
         lo, hi = stack.pop()
-        table = _try_parse(records[lo:hi])
-        if table is not None:
-            good.append((ids[lo:hi], table))
-        elif hi - lo == 1:
-            bad.append((int(ids[lo]), _classify(records[lo])))
+        row: int | None = None
+        try:
+            table = _read(buf, int(records.starts[kept[lo]]), int(records.ends[kept[hi - 1]]))
+            if table.num_rows == hi - lo:
+                good.append((kept[lo:hi], table))
+                continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            row = _failed_row(exc)
+        if hi - lo == 1:
+            bad.append((int(kept[lo]), _classify(records.raw(int(kept[lo])))))
+        elif row is not None and row < hi - lo:
+            cut = lo + row
+            stack.extend(r for r in [(cut + 1, hi), (cut, cut + 1), (lo, cut)] if r[0] < r[1])
         else:
             mid = (lo + hi) // 2
             stack.extend([(mid, hi), (lo, mid)])
     return good, bad
 
 
-def parse_records(records: Sequence[bytes]) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
+def _invalid_utf8(records: capture.Records) -> list[int]:
+    """Records that are not valid UTF-8.
+
+    Only windows of the buffer that hold a non-ASCII byte are decoded, over whole records: a
+    newline is never part of a multi-byte sequence, so every error is inside one record.
+    """
+    data, view = records.data, memoryview(records.data)
+    if data.isascii():
+        return []
+    bad: list[int] = []
+    checked = 0  # records before this one have been decoded
+    for lo in range(0, len(data), _UTF8_WINDOW):
+        if data[lo : lo + _UTF8_WINDOW].isascii():
+            continue
+        first = max(checked, int(np.searchsorted(records.ends, lo, side="right")))
+        checked = max(checked, int(np.searchsorted(records.starts, lo + _UTF8_WINDOW)))
+        if first >= checked:
+            continue
+        pos, end = int(records.starts[first]), int(records.ends[checked - 1])
+        while pos < end:
+            try:
+                codecs.utf_8_decode(view[pos:end], "strict", True)
+                break
+            except UnicodeDecodeError as exc:
+                i = int(np.searchsorted(records.ends, pos + exc.start, side="right"))
+                bad.append(i)
+                pos = int(records.ends[i]) + 1
+    return bad
+
+
+def _blank(records: capture.Records) -> list[int]:
+    """Non-empty records of only whitespace (Arrow would skip them and shift every row after)."""
+    nonempty = np.flatnonzero(records.ends > records.starts)
+    first = np.frombuffer(records.data, np.uint8)[records.starts[nonempty]]
+    maybe = nonempty[np.isin(first, _WHITESPACE)].tolist()  # a record starts with '{' or is bad
+    return [i for i in maybe if not records.raw(i).strip()]
+
+
+def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
     """Parse raw records into wire-schema rows.
 
     Returns the indices of the parsed records, their rows (same order) and the rejected
-    (index, reason) pairs.
+    (index, reason) pairs. Size, emptiness and UTF-8 are checked on the whole buffer; records
+    that fail them are blanked (Arrow skips blank lines) so the rest parse in large ranges.
     """
-    rejected: list[tuple[int, str]] = []
-    keep: list[int] = []
-    try:
-        b"\n".join(records).decode("utf-8")
-        utf8_ok = True
-    except UnicodeDecodeError:
-        utf8_ok = False
-    for i, rec in enumerate(records):
-        if len(rec) > MAX_EVENT_BYTES:
-            rejected.append((i, "oversized_payload"))
-        elif not rec.strip():
-            rejected.append((i, "empty_record"))
-        elif not utf8_ok and not _is_utf8(rec):
-            rejected.append((i, "invalid_utf8"))
-        else:
-            keep.append(i)
-    ids = np.asarray(keep, dtype=np.int64)
-    # An Avro body may hold pretty-printed JSON; one line per record is what Arrow reads.
-    kept = [records[i] if b"\n" not in records[i] else _compact(records[i]) for i in keep]
-    spans = [(lo, min(lo + CHUNK_RECORDS, len(kept))) for lo in range(0, len(kept), CHUNK_RECORDS)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda s: _parse_chunk(kept[s[0] : s[1]], ids[s[0] : s[1]]), spans))
-    parts: list[tuple[np.ndarray, pa.Table]] = []
-    for good, bad in results:
-        parts.extend(good)
-        rejected.extend(bad)
+    n = len(records)
+    empty = [*np.flatnonzero(records.ends == records.starts).tolist(), *_blank(records)]
+    oversized = np.flatnonzero(records.sizes() > MAX_EVENT_BYTES).tolist()
+    # Later checks win: a record both oversized and not UTF-8 is oversized, as it always was.
+    why: dict[int, str] = dict.fromkeys(_invalid_utf8(records), "invalid_utf8")
+    why.update(dict.fromkeys(empty, "empty_record"))
+    why.update(dict.fromkeys(oversized, "oversized_payload"))
+    data: bytes | bytearray = records.data
+    if why:
+        data = bytearray(data)
+        for i in why:
+            start, end = int(records.starts[i]), int(records.ends[i])
+            data[start:end] = b" " * (end - start)
+    keep = np.ones(n, bool)
+    keep[list(why)] = False
+    parts, bad = _parse_kept(pa.py_buffer(data), records, np.flatnonzero(keep))
+    rejected = sorted([*why.items(), *bad])
     if not parts:
         return np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table(), rejected
     parts.sort(key=lambda p: int(p[0][0]))
     return np.concatenate([p[0] for p in parts]), pa.concat_tables([p[1] for p in parts]), rejected
-
-
-def _compact(rec: bytes) -> bytes:
-    try:
-        return json.dumps(json.loads(rec), separators=(",", ":")).encode()
-    except ValueError:
-        return rec.replace(b"\n", b" ")  # still malformed: classified when parsing fails
-
-
-def _is_utf8(rec: bytes) -> bool:
-    try:
-        rec.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
@@ -213,48 +255,72 @@ def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
 
 
 def validate(rows: pa.Table, region: str, landing_date: dt.date) -> tuple[pa.Table, np.ndarray]:
-    """Vectorized rules; returns rows with parsed timestamps and the reason per row ('' = ok)."""
-    n = rows.num_rows
-    reason = np.full(n, "", dtype=object)
+    """Vectorized rules; returns rows with parsed timestamps and the reason per row ('' = ok).
 
-    def flag(mask: np.ndarray, why: str) -> None:
-        reason[(reason == "") & mask] = why
-
-    for col in REQUIRED:
-        flag(rows[col].is_null().to_numpy(zero_copy_only=False), f"missing_field:{col}")
+    A row breaking several rules gets the first one in this order.
+    """
     ts, bad_ts = _parse_timestamps(rows["event_ts"])
-    flag(bad_ts, "bad_timestamp")
     limit = dt.datetime.combine(landing_date, dt.time(0), tzinfo=dt.UTC) + dt.timedelta(
         days=1, hours=FUTURE_TOLERANCE_HOURS
     )
-    flag(
-        pc.fill_null(
-            pc.greater(ts, pa.scalar(limit, pa.timestamp("us", tz="UTC"))), False
-        ).to_numpy(zero_copy_only=False),
-        "future_timestamp",
-    )
-    flag(
-        pc.fill_null(pc.less(rows["quantity"], 0), False).to_numpy(zero_copy_only=False),
-        "negative_quantity",
-    )
-    flag(
-        pc.fill_null(pc.less_equal(rows["unit_price"], 0), False).to_numpy(zero_copy_only=False),
-        "non_positive_price",
-    )
-    flag(
-        pc.fill_null(pc.not_equal(rows["region"], region), False).to_numpy(zero_copy_only=False),
-        "wrong_region",
-    )
+    rules: list[tuple[str, pa.Array | pa.ChunkedArray | np.ndarray]] = [
+        *((f"missing_field:{col}", rows[col].is_null()) for col in REQUIRED),
+        ("bad_timestamp", bad_ts),
+        ("future_timestamp", pc.greater(ts, pa.scalar(limit, pa.timestamp("us", tz="UTC")))),
+        ("negative_quantity", pc.less(rows["quantity"], 0)),
+        ("non_positive_price", pc.less_equal(rows["unit_price"], 0)),
+        ("wrong_region", pc.not_equal(rows["region"], region)),
+    ]
+    broken = np.zeros(rows.num_rows, np.int8)  # 0 = ok, k = rules[k - 1]
+    for k in range(len(rules), 0, -1):
+        mask = rules[k - 1][1]
+        if not isinstance(mask, np.ndarray):
+            mask = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        broken[mask] = k
+    reason = np.asarray(["", *(why for why, _ in rules)], dtype=object)[broken]
     return rows.set_column(rows.schema.get_field_index("event_ts"), "event_ts", ts), reason
 
 
-def _first_occurrence(keys: pa.Array) -> np.ndarray:
-    """Mask of the first row of each distinct key (input order)."""
-    idx = pa.table({"k": keys, "i": pa.array(np.arange(len(keys)))})
-    first = idx.group_by("k", use_threads=False).aggregate([("i", "min")])["i_min"].to_numpy()
-    mask = np.zeros(len(keys), bool)
-    mask[first] = True
+def _first_occurrence(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Mask of the first row of each distinct key (input order).
+
+    Dictionary codes are handed out in order of first appearance, so a row is a first
+    occurrence exactly when its code exceeds every code before it.
+    """
+    encoded = pc.dictionary_encode(keys)  # one dictionary across all chunks
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    codes = np.concatenate([np.zeros(0, np.int32), *(c.indices.to_numpy() for c in chunks)])
+    mask = np.ones(len(codes), bool)
+    if len(codes) > 1:
+        seen = np.maximum.accumulate(codes)
+        mask[1:] = seen[1:] > seen[:-1]
     return mask
+
+
+@dataclass
+class _ObjectRows:
+    """One decoded object: its records, the rows that passed every rule, the rejected ones."""
+
+    records: capture.Records
+    rows: pa.Table
+    rejected: list[tuple[int, str]]
+
+
+def _ingest_object(
+    landing: LandingConfig, region: str, landing_date: dt.date, data: bytes
+) -> _ObjectRows | capture.CorruptObjectError:
+    try:
+        records = capture.decode_records(landing, data)
+    except capture.CorruptObjectError as exc:
+        return exc
+    ids, rows, rejected = parse_records(records)
+    rows, why = validate(rows, region, landing_date)
+    # Records Arrow could not parse and parsed rows that broke a rule, by record position.
+    invalid = np.nonzero(why != "")[0]
+    rejected.extend((int(ids[j]), str(why[j])) for j in invalid)
+    if len(invalid):
+        rows = rows.filter(pa.array(why == ""))
+    return _ObjectRows(records, rows, rejected)
 
 
 def ingest_objects(
@@ -264,70 +330,54 @@ def ingest_objects(
     landing_date: dt.date,
 ) -> IngestResult:
     """Decode, validate and de-duplicate landing objects of one partition."""
-    records: list[bytes] = []
-    source_idx: list[int] = []
-    record_idx: list[int] = []
-    names: list[str] = []
-    q_rows: list[dict[str, Any]] = []
-    corrupt = 0
     ordered = sorted(objects, key=lambda o: o[0])
-
-    def decode(data: bytes) -> list[bytes] | capture.CorruptObjectError:
-        try:
-            return capture.decode(landing, data)
-        except capture.CorruptObjectError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # zlib and fastavro release the GIL
-        decoded = list(pool.map(decode, (data for _, data in ordered)))
-    for (key, data), recs in zip(ordered, decoded, strict=True):
-        if isinstance(recs, capture.CorruptObjectError):
+    # Objects are decoded, parsed and validated on both cores (ISA-L's inflate, numpy and
+    # Arrow's reader release the GIL); de-duplication is across the partition, in key order.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(
+            pool.map(lambda o: _ingest_object(landing, region, landing_date, o[1]), ordered)
+        )
+    names: list[str] = []
+    tables: list[pa.Table] = []
+    q_rows: list[dict[str, Any]] = []
+    landed = corrupt = 0
+    for (key, data), out in zip(ordered, done, strict=True):
+        if isinstance(out, capture.CorruptObjectError):
             corrupt += 1
             q_rows.append(
                 {
                     "source_object": key,
                     "record_index": -1,
-                    "reason": f"corrupt_object: {recs}",
+                    "reason": f"corrupt_object: {out}",
                     "raw": data,
                 }
             )
             continue
         names.append(key)
-        records.extend(recs)
-        source_idx.extend([len(names) - 1] * len(recs))
-        record_idx.extend(range(len(recs)))
-    src = np.asarray(source_idx, dtype=np.int64)
-    rec = np.asarray(record_idx, dtype=np.int64)
-
-    ids, rows, rejected = parse_records(records)
-    rows, why = validate(rows, region, landing_date)
-    # Records Arrow could not parse and parsed rows that broke a rule, by record position.
-    invalid = np.nonzero(why != "")[0]
-    bad = [*rejected, *((int(ids[j]), str(why[j])) for j in invalid)]
-    for i, reason in bad:
-        q_rows.append(
-            {
-                "source_object": names[src[i]],
-                "record_index": int(rec[i]),
-                "reason": reason,
-                "raw": records[i],
-            }
+        tables.append(out.rows)
+        landed += len(out.records)
+        q_rows.extend(
+            {"source_object": key, "record_index": i, "reason": why, "raw": out.records.raw(i)}
+            for i, why in out.rejected
         )
-    valid = why == ""
-    rows, ids = rows.filter(pa.array(valid)), ids[valid]
-    first = _first_occurrence(rows["event_id"]) if rows.num_rows else np.zeros(0, bool)
+    empty = validate(WIRE_SCHEMA.empty_table(), region, landing_date)[0]
+    keys = pa.chunked_array([t["event_id"] for t in tables], pa.string())
+    first = _first_occurrence(keys)
     duplicates = int((~first).sum())
-    rows, ids = rows.filter(pa.array(first)), ids[first]
+    if duplicates:  # rare: copy only the objects that hold one
+        ends = np.cumsum([t.num_rows for t in tables])
+        tables = [
+            t if keep.all() else t.filter(pa.array(keep))
+            for t, keep in zip(tables, np.split(first, ends[:-1]), strict=True)
+        ]
+    rows = pa.concat_tables([empty, *tables])
+    src = np.repeat(np.arange(len(names)), [t.num_rows for t in tables])
 
-    name_arr = pa.array(names, pa.string())
-    bronze = (
-        rows.append_column("source_object", pc.take(name_arr, pa.array(src[ids])))
-        if rows.num_rows
-        else rows.append_column("source_object", pa.array([], pa.string()))
+    bronze = rows.append_column(
+        "source_object", pc.take(pa.array(names, pa.string()), pa.array(src, pa.int64()))
     )
-    bronze = bronze.append_column(
-        "landing_date", pa.array([landing_date] * bronze.num_rows, pa.date32())
-    )
+    day = np.full(bronze.num_rows, np.datetime64(landing_date, "D"))
+    bronze = bronze.append_column("landing_date", pa.array(day).cast(pa.date32()))
     bronze = bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA)
 
     q_rows.sort(key=lambda r: (r["source_object"], r["record_index"]))
@@ -344,7 +394,7 @@ def ingest_objects(
         region=region,
         bronze=bronze,
         quarantine=quarantine,
-        landed=len(records) + corrupt,
+        landed=landed + corrupt,
         duplicates=duplicates,
         objects=len(names) + corrupt,
         corrupt_objects=corrupt,
@@ -407,10 +457,11 @@ def ingest_partition(
         location.table_uri(BRONZE_TABLE),
         location.table_uri(QUARANTINE_TABLE),
     )
-    v_bronze = delta.write_partition(
-        bronze_uri, result.bronze, part, options, partition_by=BRONZE_PARTITION_BY
-    )
-    v_quarantine = delta.write_partition(
-        quarantine_uri, result.quarantine, part, options, partition_by=BRONZE_PARTITION_BY
-    )
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two tables, two commits: side by side
+        v_bronze, v_quarantine = pool.map(
+            lambda uri_rows: delta.write_partition(
+                uri_rows[0], uri_rows[1], part, options, partition_by=BRONZE_PARTITION_BY
+            ),
+            [(bronze_uri, result.bronze), (quarantine_uri, result.quarantine)],
+        )
     return PartitionIngest(result, bronze_uri, quarantine_uri, v_bronze, v_quarantine)

@@ -4,7 +4,9 @@ import datetime as dt
 import gzip
 import json
 import multiprocessing as mp
+import random
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -172,3 +174,114 @@ def test_capture_listing_reads_only_its_date(lake_home):
     loc = load_config().location("azure-eu")
     keys = ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     assert keys and all(capture.landing_date_of(loc.landing, k) == DAY for k in keys)
+
+
+GOOD = (
+    b'{"event_id":"e%d","event_ts":"2026-10-05T01:00:00Z","region":"us","store_id":1,'
+    b'"sku":"SKU-1","quantity":2,"unit_price":3.5,"currency":"USD"}'
+)
+BAD = [
+    b"{not json",
+    b'{"event_id":"x","quantity":"three"}',  # Arrow names the row
+    b'{"event_id":"x","quantity":2.5}',  # Arrow names no row: the range is halved
+    b'{"event_id":"x"} {"event_id":"y"}',  # two objects on one line
+    b'{"event_id":"x"} trailing',  # Arrow names the row after this one
+    b"[1,2]",
+    b"",
+    b"   ",
+    b"\r",
+    b'{"event_id":"\xff\xfe"}',
+    b'{"event_id":"' + b"x" * (64 * 1024) + b'"}',
+    b'{"event_id":"' + b"\xff" * (64 * 1024) + b'"}',  # oversized wins over invalid UTF-8
+    b'{"event_id":5}',
+]
+
+
+def _reason_alone(rec: bytes) -> str | None:
+    """What the ingest said about a record before it checked whole objects: one at a time."""
+    if len(rec) > ingest.MAX_EVENT_BYTES:
+        return "oversized_payload"
+    if not rec.strip():
+        return "empty_record"
+    try:
+        rec.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    try:
+        if ingest._read(pa.py_buffer(rec), 0, len(rec)).num_rows == 1:
+            return None
+    except pa.ArrowInvalid:
+        pass
+    return ingest._classify(rec)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8, 2048])
+@pytest.mark.parametrize("seed", range(4))
+def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, chunk, seed):
+    rng = random.Random(seed)
+    accented = GOOD.replace(b"SKU-1", "SKU-é".encode())  # valid UTF-8, not ASCII
+    records = [
+        rng.choice([GOOD, accented]) % i if rng.random() < 0.7 else rng.choice(BAD)
+        for i in range(300)
+    ]
+    monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+    ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
+    expected = {i: _reason_alone(r) for i, r in enumerate(records)}
+    assert dict(rejected) == {i: why for i, why in expected.items() if why is not None}
+    assert ids.tolist() == [i for i, why in expected.items() if why is None]
+    assert rows["event_id"].to_pylist() == [f"e{i}" for i in ids.tolist()]
+
+
+def test_records_split_like_bytes_split():
+    for data in [b"", b"\n", b"a", b"a\n", b"a\n\nb", b"a\r\nb\r\n", b"\n\na\n"]:
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        assert capture.Records.from_lines(data).to_list() == lines, data
+
+
+def test_avro_bodies_keep_their_original_bytes_and_parse_as_one_line():
+    pretty = b'{\n  "event_id": "p",\n  "quantity": 1\n}'
+    records = capture.Records.from_bodies([pretty, b'{"event_id":"q"}', b"{broken\n"])
+    assert records.to_list() == [pretty, b'{"event_id":"q"}', b"{broken\n"]
+    assert records.sizes().tolist() == [len(pretty), 16, 8]
+    ids, rows, rejected = ingest.parse_records(records)
+    assert ids.tolist() == [0, 1]
+    assert rows["event_id"].to_pylist() == ["p", "q"]
+    assert rejected == [(2, "malformed_json")]
+
+
+def test_gzip_members_padding_and_damage():
+    landing = load_config("local").location("aws-us").landing
+    member = gzip.compress(b'{"a":1}\n{"b":2}\n')
+    assert capture.decode(landing, member + member) == [b'{"a":1}', b'{"b":2}'] * 2
+    assert capture.decode(landing, member + b"\0" * 16) == [b'{"a":1}', b'{"b":2}']
+    assert capture.decode(landing, b"") == []
+    for damaged in [member[:-3], member + b"junk", b"not gzip at all", member[:-8] + b"\0" * 8]:
+        with pytest.raises(capture.CorruptObjectError, match="gzip"):
+            capture.decode(landing, damaged)
+
+
+def test_first_occurrence_keeps_the_first_of_each_key_across_chunks():
+    keys = pa.chunked_array([["a", "b", "a"], [], ["c", "b", "d", "c"]])
+    assert ingest._first_occurrence(keys).tolist() == [1, 1, 0, 1, 0, 1, 0]
+    assert ingest._first_occurrence(pa.array([], pa.string())).tolist() == []
+
+
+def test_a_row_breaking_several_rules_gets_the_first():
+    rows = pa.Table.from_pylist(
+        [
+            {"event_id": "a", "event_ts": "2026-10-05T01:00:00Z", "region": "eu", "quantity": -1},
+            {"event_id": "b", "event_ts": "2099-01-01T00:00:00Z", "region": "eu", "quantity": -1},
+            {"event_id": "c", "event_ts": "2026-10-05T01:00:00Z", "region": "eu", "quantity": -1},
+        ],
+        schema=ingest.WIRE_SCHEMA,
+    )
+    for col in ("store_id", "unit_price"):
+        rows = rows.set_column(
+            rows.schema.get_field_index(col), col, pa.array([1, 1, 1], rows.schema.field(col).type)
+        )
+    rows = rows.set_column(rows.schema.get_field_index("sku"), "sku", pa.array([None, "s", "s"]))
+    rows = rows.set_column(rows.schema.get_field_index("currency"), "currency", pa.array(["X"] * 3))
+    _, why = ingest.validate(rows, "eu", DAY)
+    assert why.tolist() == ["missing_field:sku", "future_timestamp", "negative_quantity"]
