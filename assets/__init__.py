@@ -1,5 +1,6 @@
 """Dagster assets: thin wrappers that read, call an engine in pipelines/, write and report."""
 
 from assets.bronze import bronze
+from assets.ml import demand_forecast, demand_model, feature_drift
 
-ASSETS = [bronze]
+ASSETS = [bronze, demand_model, demand_forecast, feature_drift]

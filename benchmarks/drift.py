@@ -149,7 +149,9 @@ def main() -> None:
         "seconds_200k": round(seconds_small, 3),
         "evidently_seconds_200k": None if ev_seconds is None else round(ev_seconds, 2),
         "evidently_import_seconds": None if ev_import is None else round(ev_import, 2),
-        "speedup_vs_evidently": None if ev_seconds is None else round(ev_seconds / seconds_small, 1),
+        "speedup_vs_evidently": None
+        if ev_seconds is None
+        else round(ev_seconds / seconds_small, 1),
         "power": round(quality["power"], 4),
         "fpr": round(quality["fpr"], 4),
         "trials_shifted": quality["trials_shifted"],

@@ -1,7 +1,8 @@
 """Jobs, schedules and sensors of the code location."""
 
 from jobs.ingest import hourly_ingest_schedule, ingest_job, landed_objects_sensor
+from jobs.ml import drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 
-JOBS = [ingest_job]
-SCHEDULES = [hourly_ingest_schedule]
-SENSORS = [landed_objects_sensor]
+JOBS = [ingest_job, retrain_job]
+SCHEDULES = [hourly_ingest_schedule, weekly_retrain_schedule]
+SENSORS = [landed_objects_sensor, drift_retrain_sensor]

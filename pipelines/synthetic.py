@@ -46,9 +46,9 @@ def synthetic_features(
     demand = np.ones((n, total))
     for d in drift:
         rows = np.array([r == d.region for r, _, _ in series])
-        cols = np.array([day >= d.start for day in dates])
-        price[np.ix_(rows, cols)] *= d.price_shift
-        demand[np.ix_(rows, cols)] *= d.demand_shift
+        days_on = np.array([day >= d.start for day in dates])
+        price[np.ix_(rows, days_on)] *= d.price_shift
+        demand[np.ix_(rows, days_on)] *= d.demand_shift
     dow = np.array([day.weekday() for day in dates])
     lam = (
         level[:, None]
@@ -95,7 +95,5 @@ def synthetic_features(
         )
         for name, values in parts.items():
             cols[name].append(values)
-    arrays = [
-        pa.array(np.concatenate(cols[f.name]), type=f.type) for f in FEATURES_SCHEMA
-    ]
+    arrays = [pa.array(np.concatenate(cols[f.name]), type=f.type) for f in FEATURES_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=FEATURES_SCHEMA)

@@ -11,7 +11,6 @@ version carries the promotion decision and its reason as tags.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -219,7 +218,7 @@ def train_and_register(
                 {f"lineage.{lin.table}.uri": lin.uri, f"lineage.{lin.table}.version": lin.version}
             )
             mlflow.log_input(
-                mlflow.data.from_pandas(
+                mlflow.data.from_pandas(  # type: ignore[attr-defined]
                     train.head(1000), source=lin.uri, name=f"{lin.table}@v{lin.version}"
                 ),
                 context="training",
