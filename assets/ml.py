@@ -66,9 +66,7 @@ def _read_features(
             f"{FEATURES} does not exist at {uri}: materialize demand_features first"
         )
     version = table.version()
-    data = delta.read_partition(
-        uri, opts, {"date": day.isoformat()} if day else None, version=version
-    )
+    data = delta.read_partition(uri, opts, {"date": day} if day else None, version=version)
     frame = data.to_pandas()
     if day is not None and frame.empty:
         raise ValueError(f"{FEATURES} at {uri} (version {version}) has no rows for {day}")
@@ -198,9 +196,7 @@ def demand_forecast(
 def _forecast_for(
     lake: LakeResource, home: LakeLocation, day: dt.date, model_version: str
 ) -> pd.DataFrame | None:
-    data = delta.read_partition(
-        home.table_uri(FORECAST), lake.storage_options(home), {"date": day.isoformat()}
-    )
+    data = delta.read_partition(home.table_uri(FORECAST), lake.storage_options(home), {"date": day})
     if data.num_rows == 0:
         return None
     frame = data.to_pandas()
