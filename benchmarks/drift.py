@@ -80,13 +80,14 @@ def evidently(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[float, fl
     seconds = time.perf_counter() - t0
     flagged = set()
     for metric in snapshot.dict()["metrics"]:
-        name = str(metric.get("metric_id", ""))
-        value = metric.get("value")
-        # ValueDrift(column=fNN) metrics hold the per-column drift score (normed Wasserstein)
-        if name.startswith("ValueDrift(column=") and isinstance(value, (int, float)):
-            col = name[len("ValueDrift(column=") :].split(",")[0].rstrip(")")
-            if value >= 0.1:
-                flagged.add(col)
+        config = metric.get("config") or {}
+        if not str(config.get("type", "")).endswith("ValueDrift"):
+            continue
+        # per-column drift score; p-value methods drift below the threshold, distances above
+        value, threshold = float(metric["value"]), float(config["threshold"])
+        is_p_value = "p_value" in str(config.get("method", "")).lower()
+        if (value < threshold) if is_p_value else (value >= threshold):
+            flagged.add(config["column"])
     return t_import, seconds, flagged
 
 
@@ -160,6 +161,7 @@ def main() -> None:
         "shift_sd": SHIFT_SD,
         "flagged_match_injected": flagged == expected,
         "evidently_flagged_match_injected": None if ev_seconds is None else ev_flagged == expected,
+        "evidently_flagged": None if ev_seconds is None else sorted(ev_flagged),
         "rule": "KS p < alpha/k (Bonferroni, alpha=0.01) and normed Wasserstein >= 0.1",
     }
     print(json.dumps(out))

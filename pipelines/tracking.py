@@ -135,6 +135,20 @@ class TrainingOutcome:
         return pd.DataFrame(rows)
 
 
+def _dataset(sample: pd.DataFrame, lin: Lineage) -> Any:
+    """An MLflow dataset named table@vN whose source is the table URI where MLflow knows it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = f"{lin.table}@v{lin.version}"
+    try:
+        return mlflow.data.from_pandas(sample, source=lin.uri, name=name)  # type: ignore[attr-defined]
+    except MlflowException:
+        # schemes MLflow has no resolver for (az://, emulator URLs): the URI stays in the
+        # input's tags and in the run's lineage params, which is what retraining reads
+        return mlflow.data.from_pandas(sample, name=name)  # type: ignore[attr-defined]
+
+
 def train_and_register(
     tracking: Tracking,
     features: pd.DataFrame,
@@ -218,11 +232,9 @@ def train_and_register(
                 {f"lineage.{lin.table}.uri": lin.uri, f"lineage.{lin.table}.version": lin.version}
             )
             mlflow.log_input(
-                mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                    train.head(1000), source=lin.uri, name=f"{lin.table}@v{lin.version}"
-                ),
+                _dataset(train.head(1000), lin),
                 context="training",
-                tags={"delta_version": str(lin.version)},
+                tags={"delta_version": str(lin.version), "uri": lin.uri},
             )
         mlflow.log_dict(
             {"inputs": [asdict(lin) for lin in lineage], "window": window.as_params()},
