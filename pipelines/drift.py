@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 GRID = 1024
 PSI_BINS = 10
@@ -102,6 +101,8 @@ def sorted_stats(
     ref: np.ndarray, cur: np.ndarray, ref_std: float | None = None
 ) -> dict[str, float]:
     """PSI, KS (statistic, p-value), JS and normed Wasserstein from two sorted arrays."""
+    from scipy import stats  # not at import: loading the code location should not pay for it
+
     n, m = len(ref), len(cur)
     if n == 0 or m == 0:
         return {"psi": np.nan, "ks": np.nan, "p_value": 1.0, "js": np.nan, "wn": np.nan}
@@ -192,6 +193,8 @@ def categorical_drift(
     tests: int | None = None,
 ) -> list[ColumnDrift]:
     """PSI, chi-square and JS of each categorical column of ``current`` against the reference."""
+    from scipy import stats
+
     k = tests or max(len(current), 1)
     out = []
     for name, cur_values in current.items():
