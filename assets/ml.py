@@ -38,6 +38,11 @@ class DemandModelConfig(dg.Config):
     end_date: str | None = Field(
         default=None, description="Last holdout day (YYYY-MM-DD); default the newest date."
     )
+    features_version: int | None = Field(
+        default=None,
+        description="Delta version of demand_features to read (default: the latest); with "
+        "end_date and the window, a past model's lineage params retrain it on exactly its data.",
+    )
     max_iter: int | None = Field(default=None, description="Boosting iterations.")
     learning_rate: float | None = Field(default=None, description="Boosting learning rate.")
 
@@ -55,7 +60,10 @@ class FeatureDriftConfig(dg.Config):
 
 
 def _read_features(
-    lake: LakeResource, home: LakeLocation, day: dt.date | None = None
+    lake: LakeResource,
+    home: LakeLocation,
+    day: dt.date | None = None,
+    version: int | None = None,
 ) -> tuple[pd.DataFrame, str, int]:
     """Rows of demand_features (one day's, or all), the table URI and the version read."""
     uri = home.table_uri(FEATURES)
@@ -65,7 +73,9 @@ def _read_features(
         raise FileNotFoundError(
             f"{FEATURES} does not exist at {uri}: materialize demand_features first"
         )
-    version = table.version()
+    if version is not None and not 0 <= version <= table.version():
+        raise ValueError(f"{FEATURES} at {uri} has versions 0..{table.version()}, not {version}")
+    version = table.version() if version is None else version
     data = delta.read_partition(uri, opts, {"date": day} if day else None, version=version)
     frame = data.to_pandas()
     if day is not None and frame.empty:
@@ -105,7 +115,7 @@ def demand_model(
         if v is not None
     }
     home = lake.config().home
-    features, uri, version = _read_features(lake, home)
+    features, uri, version = _read_features(lake, home, version=config.features_version)
     trigger = {
         k.removeprefix("lakehouse/"): v
         for k, v in context.run.tags.items()

@@ -183,3 +183,21 @@ def test_triggered_training_records_the_drift_in_mlflow(env, drift_days):
     assert run.data.tags["trigger.drift_partition"] == DRIFT_DAY.isoformat()
     assert "region=eu" in run.data.params["trigger.drift_reason"]
     assert run.data.tags["trigger.trigger"] == "drift_retrain_sensor"
+
+
+def test_retrain_on_exactly_a_past_models_data(env, trained, drift_days):
+    # the table moves on (a newer version), yet a model can be rebuilt on the version it used
+    old = delta.table_version(env["uri"], {})
+    extra = synthetic_features(dt.date(2026, 11, 10), 1, stores=4, skus=20, seed=9)
+    write_deltalake(env["uri"], extra, partition_by=["date"], mode="append")
+    assert delta.table_version(env["uri"], {}) == old + 1
+    meta = _train(env, {"features_version": old})
+    assert meta["lineage"][0]["version"] == old
+    run = env["resources"]["mlflow"].tracking().client().get_run(meta["mlflow_run_id"])
+    assert run.data.params["lineage.demand_features.version"] == str(old)
+    assert (
+        run.data.params["train_rows"]
+        == (
+            env["resources"]["mlflow"].tracking().client().get_run(trained[1]["mlflow_run_id"])
+        ).data.params["train_rows"]
+    )
