@@ -185,7 +185,11 @@ def plot_png(report: pd.DataFrame, title: str, threshold: float = 0.1) -> bytes:
             v = grid.iat[i, j]
             if np.isfinite(v):
                 mark = " *" if bool(flags.iat[i, j]) else ""
-                ax.text(j, i, f"{v:.2f}{mark}", ha="center", va="center", fontsize=7)
+                dark = v > 2 * threshold
+                ax.text(
+                    j, i, f"{v:.2f}{mark}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black",
+                )  # fmt: skip
     fig.colorbar(image, ax=ax, label="normed Wasserstein (PSI for categorical)")
     ax.set_title(f"{title}\n* = drifted (test significant and effect >= threshold)", fontsize=9)
     fig.tight_layout()
