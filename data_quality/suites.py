@@ -12,7 +12,8 @@ from typing import Any
 
 from pipelines.config import load_config
 from pipelines.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA
-from pipelines.schemas import GOLD_SCHEMA
+from pipelines.monitoring import DRIFT_SCHEMA
+from pipelines.schemas import FORECAST_SCHEMA, GOLD_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,84 @@ SUITES: dict[str, Suite] = {
             ),
             blocking=False,
             description="Quarantine: every rejected record kept with its reason and source.",
+        ),
+        Suite(
+            "demand_model",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {
+                        "column_set": [
+                            "candidate",
+                            "mae",
+                            "rmse",
+                            "wape",
+                            "table_uri",
+                            "table_version",
+                        ],
+                        "exact_match": True,
+                    },
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeInSet",
+                    {"column": "candidate", "value_set": ["challenger", "baseline", "champion"]},
+                ),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "wape"}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "mae", "min_value": 0}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "wape", "min_value": 0}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "table_uri"}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "table_version"}),
+                Expect(
+                    "ExpectColumnValuesToBeBetween", {"column": "table_version", "min_value": 0}
+                ),
+            ),
+            blocking=True,
+            description="Model: holdout metrics of challenger, baseline and champion, and the "
+            "lineage (table URI and Delta version) are recorded and sane.",
+        ),
+        Suite(
+            "demand_forecast",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": FORECAST_SCHEMA.names, "exact_match": True},
+                ),
+                Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "prediction"}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "prediction", "min_value": 0}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "model_version"}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+            ),
+            blocking=False,
+            description="Forecast: one non-negative prediction per feature row, with the model "
+            "version that made it.",
+        ),
+        Suite(
+            "feature_drift",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": DRIFT_SCHEMA.names, "exact_match": True},
+                ),
+                Expect("ExpectTableRowCountToBeBetween", {"min_value": 1}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "feature"}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "drifted"}),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "p_value", "min_value": 0, "max_value": 1},
+                ),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "psi", "min_value": 0}),
+                Expect(
+                    "ExpectColumnValuesToBeInSet",
+                    {
+                        "column": "kind",
+                        "value_set": ["numeric", "categorical", "prediction", "forecast_error"],
+                    },
+                ),
+            ),
+            blocking=False,
+            description="Drift monitoring: statistics within their ranges, one row per "
+            "segment and feature.",
         ),
     ]
 }

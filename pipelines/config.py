@@ -292,3 +292,70 @@ def load_config(environment: str | None = None) -> LakeConfig:
     if env not in ENVIRONMENTS:
         raise ConfigError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
     return _load(str(config_path()), env)
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """How drift is decided: a calibrated test plus an effect size (see pipelines.drift)."""
+
+    alpha: float = 0.01
+    min_normed_wasserstein: float = 0.1
+    min_psi_categorical: float = 0.1
+    exclude: tuple[str, ...] = ("day_of_week", "day_of_month", "month", "is_weekend", "is_holiday")
+    segment_by: str | None = "region"
+    match_day_of_week: bool = True
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """When drift asks for retraining, and how often at most."""
+
+    min_drifted_features: int = 2
+    prediction_drift: bool = True
+    cooldown_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class MLSettings:
+    """The ``ml:`` section of lakehouse.yaml: model, promotion gate, drift and retraining."""
+
+    model_name: str = "demand_forecaster"
+    experiment: str = "demand_forecast"
+    training_window_days: int = 56
+    holdout_days: int = 7
+    promotion_metric: str = "wape"
+    promotion_margin: float = 0.02
+    reference_rows: int = 100_000
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
+
+
+def _dataclass_from(cls: Any, raw: dict[str, Any], where: str) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+@functools.cache
+def _load_ml(path: str) -> MLSettings:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    raw = dict(data.get("ml") or {})
+    where = f"{path}: ml"
+    drift = _dataclass_from(DriftSettings, dict(raw.pop("drift", None) or {}), f"{where}.drift")
+    retrain = _dataclass_from(
+        RetrainSettings, dict(raw.pop("retrain", None) or {}), f"{where}.retrain"
+    )
+    settings: MLSettings = _dataclass_from(MLSettings, raw, where)
+    settings = MLSettings(**{**settings.__dict__, "drift": drift, "retrain": retrain})
+    if settings.promotion_metric not in ("mae", "rmse", "wape"):
+        raise ConfigError(f"{where}.promotion_metric must be mae, rmse or wape")
+    if settings.training_window_days < 1 or settings.holdout_days < 1:
+        raise ConfigError(f"{where}: training_window_days and holdout_days must be >= 1")
+    return settings
+
+
+def load_ml_settings() -> MLSettings:
+    """The ``ml:`` section of the configuration file (defaults where a key is absent)."""
+    return _load_ml(str(config_path()))

@@ -8,17 +8,27 @@ import dagster as dg
 
 from pipelines.config import ENVIRONMENTS, ConfigError
 from resources.lake import LakeResource
+from resources.mlflow import MLflowResource
 from resources.spark import SparkResource
 
-__all__ = ["LakeResource", "SparkResource", "resources_for"]
+__all__ = ["LakeResource", "MLflowResource", "SparkResource", "resources_for"]
 
 
 def resources_for(environment: str) -> dict[str, Any]:
     """The resources of an environment; secrets are EnvVars Dagster resolves at launch."""
     if environment == "local":
-        return {"lake": LakeResource(environment="local"), "spark": SparkResource()}
+        return {
+            "lake": LakeResource(environment="local"),
+            "spark": SparkResource(),
+            "mlflow": MLflowResource(),
+        }
     if environment == "emulated":
-        return {"lake": LakeResource(environment="emulated"), "spark": SparkResource()}
+        return {
+            "lake": LakeResource(environment="emulated"),
+            "spark": SparkResource(),
+            # a local MLflow server on 127.0.0.1 (tests/integration starts one)
+            "mlflow": MLflowResource(tracking_uri=dg.EnvVar("LAKEHOUSE_MLFLOW_TRACKING_URI")),
+        }
     if environment == "prod":
         return {
             "lake": LakeResource(
@@ -29,5 +39,9 @@ def resources_for(environment: str) -> dict[str, Any]:
                 google_service_account=dg.EnvVar("GOOGLE_APPLICATION_CREDENTIALS"),
             ),
             "spark": SparkResource(master=dg.EnvVar("LAKEHOUSE_SPARK_MASTER")),
+            "mlflow": MLflowResource(
+                tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+                tracking_token=dg.EnvVar("MLFLOW_TRACKING_TOKEN"),
+            ),
         }
     raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")

@@ -1,0 +1,115 @@
+"""Retraining: the retrain job, the drift sensor that requests it, a weekly schedule."""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from assets.ml import DRIFT, REASON_TAG, SOURCE_TAG, TRIGGER_TAG, demand_model
+from pipelines.config import load_ml_settings
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.assets(demand_model),
+    description="Retrain the demand model on its configured window and run the promotion gate.",
+)
+
+MAX_RECORDS = 200
+
+
+@dataclass
+class DriftTriggers:
+    """What one evaluation decided: requests, skipped drift events and the new cursor."""
+
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cursor: str = ""
+
+
+def _last_training(instance: dg.DagsterInstance) -> float:
+    records = instance.fetch_materializations(dg.AssetKey("demand_model"), limit=1).records
+    return records[0].timestamp if records else 0.0
+
+
+def evaluate_drift_triggers(
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    now: float | None = None,
+    cooldown_hours: float | None = None,
+) -> DriftTriggers:
+    """New feature_drift materializations that recommend retraining become run requests.
+
+    One request per triggering materialization (its storage id is the run key, so a replayed
+    tick cannot request twice), none while a training ran or was requested within the
+    cooldown; the cursor remembers the last event read and the last request's time.
+    """
+    state: dict[str, Any] = json.loads(cursor) if cursor else {}
+    after = int(state.get("after", 0))
+    last_request = float(state.get("last_request", 0.0))
+    now = time.time() if now is None else now
+    cooldown = (
+        load_ml_settings().retrain.cooldown_hours if cooldown_hours is None else cooldown_hours
+    ) * 3600
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(DRIFT), after_storage_id=after or None),
+        limit=MAX_RECORDS,
+        ascending=True,
+    ).records
+    out = DriftTriggers()
+    last_training = _last_training(instance)
+    for rec in records:
+        after = max(after, rec.storage_id)
+        mat = rec.asset_materialization
+        if mat is None:
+            continue
+        meta = mat.metadata
+        flag = meta.get("retrain_recommended")
+        if flag is None or not flag.value:
+            continue
+        reason_value = meta.get("drift_reason")
+        reason = str(reason_value.value) if reason_value is not None else "drift"
+        since = max(last_training, last_request)
+        if now - since < cooldown:
+            out.skipped.append(
+                f"{mat.partition}: {reason} (cooldown: last training or request "
+                f"{(now - since) / 3600:.1f} h ago < {cooldown / 3600:g} h)"
+            )
+            continue
+        out.requests.append(
+            dg.RunRequest(
+                run_key=f"{DRIFT}:{mat.partition}:{rec.storage_id}",
+                tags={
+                    TRIGGER_TAG: "drift_retrain_sensor",
+                    REASON_TAG: reason[:1000],
+                    SOURCE_TAG: str(mat.partition),
+                    "lakehouse/drift_storage_id": str(rec.storage_id),
+                },
+            )
+        )
+        last_request = now
+    out.cursor = json.dumps({"after": after, "last_request": last_request}, sort_keys=True)
+    return out
+
+
+@dg.sensor(
+    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Requests retraining when feature_drift says so, at most once per cooldown."""
+    found = evaluate_drift_triggers(context.instance, context.cursor)
+    for line in found.skipped:
+        context.log.info(f"not retraining for {line}")
+    skip = None
+    if not found.requests:
+        skip = "; ".join(found.skipped) or "no new drift that asks for retraining"
+    return dg.SensorResult(run_requests=found.requests, cursor=found.cursor, skip_reason=skip)
+
+
+@dg.schedule(cron_schedule="0 3 * * 1", job=retrain_job, execution_timezone="UTC")
+def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every Monday 03:00 UTC, retrains on the newest window (promoted only if better)."""
+    scheduled = context.scheduled_execution_time
+    key = scheduled.isoformat() if scheduled else "manual"
+    return dg.RunRequest(run_key=f"weekly:{key}", tags={TRIGGER_TAG: "weekly_retrain_schedule"})

@@ -1,0 +1,89 @@
+"""Training and registry against a real ``mlflow server`` on 127.0.0.1 (not the SQLite default)."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from deltalake import write_deltalake
+
+from assets.ml import demand_forecast, demand_model
+from pipelines import delta, tracking
+from pipelines.config import load_config
+from pipelines.synthetic import synthetic_features
+from resources import LakeResource, MLflowResource
+from tests.integration.conftest import free_port, stop, wait_for_port
+
+pytestmark = pytest.mark.mlflow
+END = dt.date(2026, 10, 31)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [
+            str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root", str(tmp_path / "server-artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc, timeout=120)
+        url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/health", timeout=30) as resp:
+            assert resp.status == 200
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
+    home = load_config("local").home
+    uri = home.table_uri("demand_features")
+    write_deltalake(
+        uri,
+        synthetic_features(dt.date(2026, 9, 1), 61, stores=3, skus=15),
+        partition_by=["date"],
+    )
+    resources = {"lake": LakeResource(), "mlflow": MLflowResource(tracking_uri=mlflow_server)}
+    instance = dg.DagsterInstance.ephemeral()
+    metas = []
+    for cfg in ({}, {"max_iter": 3}):
+        result = dg.materialize(
+            [demand_model],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"demand_model": {"config": {"end_date": END.isoformat(), **cfg}}}},
+        )
+        assert result.success
+        metas.append(result.asset_materializations_for_node("demand_model")[0].metadata)
+    assert metas[0]["promoted"].value is True
+    assert metas[1]["promoted"].value is False
+
+    track = tracking.Tracking(tracking_uri=mlflow_server)
+    champ = track.version_by_alias("champion")
+    assert str(champ.version) == metas[0]["model_version"].value
+    assert str(track.version_by_alias("challenger").version) == metas[1]["model_version"].value
+    run = track.client().get_run(champ.run_id)
+    assert run.data.params["lineage.demand_features.uri"] == uri
+    assert run.data.params["lineage.demand_features.version"] == str(delta.table_version(uri, {}))
+    assert run.info.experiment_id == track.activate()
+
+    scored = dg.materialize(
+        [demand_forecast], partition_key=END.isoformat(), resources=resources, instance=instance
+    )
+    assert scored.success
+    meta = scored.asset_materializations_for_node("demand_forecast")[0].metadata
+    assert meta["model_version"].value == str(champ.version)

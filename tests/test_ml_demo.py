@@ -1,0 +1,44 @@
+"""The ML half of the demo: drift injected on a day is detected that day, the sensor retrains
+once, and the summary names the champion and why."""
+
+import datetime as dt
+
+import dagster as dg
+from deltalake import write_deltalake
+
+from jobs.ml_demo import run_ml_demo
+from pipelines.config import load_config
+from pipelines.definitions import build_definitions
+from pipelines.simulate import Drift
+from pipelines.synthetic import synthetic_features
+from resources import resources_for
+
+START = dt.date(2026, 9, 1)
+DRIFT_DAY = dt.date(2026, 11, 3)
+
+
+def test_drift_detected_on_its_day_retrained_and_explained(lake_home):
+    shift = Drift(region="eu", start=DRIFT_DAY, price_shift=1.25, demand_shift=0.85)
+    data = synthetic_features(START, 70, stores=4, skus=20, drift=(shift,))
+    uri = load_config("local").home.table_uri("demand_features")
+    write_deltalake(uri, data, partition_by=["date"])
+    days = [DRIFT_DAY + dt.timedelta(days=i) for i in range(-2, 3)]
+    summary = run_ml_demo(
+        build_definitions("local"),
+        dg.DagsterInstance.ephemeral(),
+        resources_for("local"),
+        days,
+        train_end=DRIFT_DAY - dt.timedelta(days=1),
+    )
+    monitored = summary["monitored_days"]
+    assert all("failed" not in v for v in monitored.values()), monitored
+    assert summary["first_drift_day"] == DRIFT_DAY.isoformat()
+    assert summary["retrain_requests"] == 1  # one request, later drifted days in the cooldown
+    assert summary["retrain_requests_held_back_by_cooldown"] >= 1
+    retrain = summary["retrains"][0]
+    assert retrain["success"] and retrain["drift_partition"] == DRIFT_DAY.isoformat()
+    champ = summary["champion"]
+    assert champ["champion"] in {"1", "2"} and champ["why"]
+    if champ["champion"] == "2":
+        assert champ["trigger"]["drift_partition"] == DRIFT_DAY.isoformat()
+    assert (lake_home / ".mlflow" / "mlflow.db").exists()

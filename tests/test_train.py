@@ -1,0 +1,101 @@
+"""Training engine: window and holdout by date, baseline, metrics, the promotion gate."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from pipelines import train
+from pipelines.synthetic import synthetic_features
+
+START = dt.date(2026, 9, 1)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return synthetic_features(START, 63, stores=3, skus=12).to_pandas()
+
+
+def test_window_holdout_is_last_days_and_training_precedes_it(frame):
+    window = train.plan_window(list(frame["date"]), window_days=49, holdout_days=7)
+    assert window.holdout_end == START + dt.timedelta(days=62)
+    assert window.holdout_start == window.holdout_end - dt.timedelta(days=6)
+    assert window.train_end == window.holdout_start - dt.timedelta(days=1)
+    assert window.train_start == window.train_end - dt.timedelta(days=48)
+    tr, ho = train.split(frame, window)
+    assert max(tr["date"]) < min(ho["date"])
+    assert set(ho["date"]) == {window.holdout_start + dt.timedelta(days=i) for i in range(7)}
+
+
+def test_window_end_date_moves_the_holdout(frame):
+    end = START + dt.timedelta(days=40)
+    window = train.plan_window(list(frame["date"]), 28, 5, end=end)
+    assert window.holdout_end == end
+    assert window.train_start == end - dt.timedelta(days=5 + 28 - 1)
+
+
+def test_too_few_days_is_a_clear_error(frame):
+    with pytest.raises(train.TrainingError, match="demand_features has 2 day"):
+        train.plan_window(list(frame["date"]), 56, 7, end=START + dt.timedelta(days=8))
+
+
+def test_missing_column_is_named(frame):
+    with pytest.raises(train.TrainingError, match=r"lacks column.*qty_lag_7"):
+        train.check_columns(frame.drop(columns=["qty_lag_7"]), "s3://b/demand_features")
+
+
+def test_metrics_and_seasonal_naive():
+    y = np.array([2.0, 0.0, 4.0])
+    m = train.metrics(y, np.array([1.0, 1.0, 4.0]))
+    assert m["mae"] == pytest.approx(2 / 3)
+    assert m["rmse"] == pytest.approx(np.sqrt(2 / 3))
+    assert m["wape"] == pytest.approx(2 / 6)
+    import pandas as pd
+
+    assert train.seasonal_naive(pd.DataFrame({"qty_lag_7": [3.0, None]})).tolist() == [3.0, 0.0]
+
+
+def test_model_beats_seasonal_naive_on_known_structure(frame):
+    window = train.plan_window(list(frame["date"]), 56, 7)
+    tr, ho = train.split(frame, window)
+    model = train.fit(tr)
+    pred = train.predict(model, ho)
+    assert (pred >= 0).all()
+    ours = train.metrics(ho["target"], pred)["wape"]
+    base = train.metrics(ho["target"], train.seasonal_naive(ho))["wape"]
+    assert ours < 0.8 * base
+
+
+BASE = {"mae": 3.0, "rmse": 4.0, "wape": 0.60}
+
+
+def test_first_model_promoted_when_it_beats_baseline():
+    d = train.decide_promotion({"mae": 2, "rmse": 3, "wape": 0.4}, BASE, None)
+    assert d.promote and "no champion yet" in d.reason
+
+
+def test_model_not_beating_baseline_is_never_promoted():
+    d = train.decide_promotion({"mae": 3, "rmse": 4, "wape": 0.61}, BASE, None)
+    assert not d.promote and "baseline" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("challenger", "promote"),
+    [(0.40, True), (0.489, True), (0.491, False), (0.50, False), (0.55, False)],
+)
+def test_promotion_needs_the_margin_over_the_champion(challenger, promote):
+    d = train.decide_promotion(
+        {"mae": 1, "rmse": 1, "wape": challenger},
+        BASE,
+        {"mae": 1, "rmse": 1, "wape": 0.50},
+        margin=0.02,
+        champion_version="4",
+    )
+    assert d.promote is promote
+    assert "champion v4" in d.reason
+    assert ("champion kept" in d.reason) is (not promote)
+
+
+def test_unknown_metric_refused():
+    with pytest.raises(ValueError, match="promotion metric"):
+        train.decide_promotion(BASE, BASE, None, metric="r2")
