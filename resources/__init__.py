@@ -8,17 +8,23 @@ import dagster as dg
 
 from pipelines.config import ENVIRONMENTS, ConfigError
 from resources.lake import LakeResource
+from resources.pii import PiiKeyResource
 from resources.spark import SparkResource
 
-__all__ = ["LakeResource", "SparkResource", "resources_for"]
+__all__ = ["LakeResource", "PiiKeyResource", "SparkResource", "resources_for"]
 
 
 def resources_for(environment: str) -> dict[str, Any]:
     """The resources of an environment; secrets are EnvVars Dagster resolves at launch."""
+    pii = PiiKeyResource(key=dg.EnvVar("LAKEHOUSE_PII_KEY"))
     if environment == "local":
-        return {"lake": LakeResource(environment="local"), "spark": SparkResource()}
+        return {"lake": LakeResource(environment="local"), "spark": SparkResource(), "pii": pii}
     if environment == "emulated":
-        return {"lake": LakeResource(environment="emulated"), "spark": SparkResource()}
+        return {
+            "lake": LakeResource(environment="emulated"),
+            "spark": SparkResource(),
+            "pii": pii,
+        }
     if environment == "prod":
         return {
             "lake": LakeResource(
@@ -29,5 +35,6 @@ def resources_for(environment: str) -> dict[str, Any]:
                 google_service_account=dg.EnvVar("GOOGLE_APPLICATION_CREDENTIALS"),
             ),
             "spark": SparkResource(master=dg.EnvVar("LAKEHOUSE_SPARK_MASTER")),
+            "pii": pii,
         }
     raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")

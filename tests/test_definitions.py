@@ -24,13 +24,22 @@ def test_definitions_load_in_every_environment(env):
         k.to_user_string() for k in graph.get_all_asset_keys()
     }
     assert defs.resolve_job_def("ingest_job") is not None
-    assert set(defs.resources) == {"lake", "spark"}
+    assert set(defs.resources) == {"lake", "spark", "pii"}
+    assert defs.resolve_job_def("spark_job") is not None
+    assert defs.resolve_job_def("features_job") is not None
 
 
 def test_prod_secrets_are_env_vars_not_values():
     lake = build_definitions("prod").resources["lake"]
     assert isinstance(lake.aws_secret_access_key, dg.EnvVar)
     assert lake.aws_secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_pii_key_is_an_env_var_in_every_environment(env):
+    pii = build_definitions(env).resources["pii"]
+    assert isinstance(pii.key, dg.EnvVar)
+    assert pii.key.env_var_name == "LAKEHOUSE_PII_KEY"
 
 
 def test_every_asset_has_a_great_expectations_check():
