@@ -54,6 +54,8 @@ def date_ranges_by_region(keys: list[str]) -> dict[str, list[tuple[dt.date, dt.d
 
 def union_all(frames: list[Any]) -> Any:
     """One Spark DataFrame of several with the same columns."""
+    if not frames:
+        raise ValueError("the run has no partition keys to write (an empty partition range?)")
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
