@@ -5,9 +5,11 @@ org.apache.spark.sql.connect.service.SparkConnectServer``) on 127.0.0.1 with the
 """
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,13 +75,18 @@ def connect_url(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def remote(connect_url):
-    from pipelines.spark import build_session
-
-    session = build_session(connect_url)
-    yield session
-    session.stop()
+CLIENT = r"""
+import json, sys
+from pipelines.spark import build_session
+from tests.integration import test_spark_connect as t
+session = build_session(sys.argv[1])
+out = {"module": type(session).__module__, "features": t._features(session),
+       "hashes": t._hashes(session)}
+t._write_features(session, sys.argv[3])
+with open(sys.argv[2], "w") as fh:
+    json.dump(out, fh, default=str)
+session.stop()
+"""
 
 
 def _gold():
@@ -89,36 +96,58 @@ def _gold():
     return rows
 
 
-def _features(session):
+def _feature_frame(session):
     gold = session.createDataFrame(_gold(), GOLD_DDL)
     hol = T.holiday_frame(session, {"us": "US", "eu": "DE"}, day(28), day(44))
-    df = T.demand_features(gold, hol, day(28), day(44))
-    return sorted(tuple(r) for r in df.collect())
+    return T.demand_features(gold, hol, day(28), day(44))
 
 
-def test_features_over_spark_connect_equal_local(spark, remote):
-    assert type(remote).__module__.startswith("pyspark.sql.connect")
-    local, over_connect = _features(spark), _features(remote)
-    assert len(local) > 20
-    assert over_connect == local
+def _features(session):
+    return sorted([str(v) for v in r] for r in _feature_frame(session).collect())
 
 
-def test_pseudonymization_and_delta_writes_over_spark_connect(spark, remote, tmp_path):
-    values = [("alice",), ("bob",), (None,)]
+def _hashes(session):
+    df = session.createDataFrame([("alice",), ("bob",), (None,)], "v string")
+    out = T.pseudonymize(df, T.pii_key_frame(session, KEY), {"v": "h"})
+    return [r.h for r in out.collect()]
 
-    def hashes(session):
-        df = session.createDataFrame(values, "v string")
-        out = T.pseudonymize(df, T.pii_key_frame(session, KEY), {"v": "h"})
-        return [r.h for r in out.collect()]
 
-    assert hashes(remote) == hashes(spark)
-    uri = str(tmp_path / "features")
-    gold = remote.createDataFrame(_gold(), GOLD_DDL)
-    hol = T.holiday_frame(remote, {"us": "US", "eu": "DE"}, day(28), day(44))
-    feats = T.demand_features(gold, hol, day(28), day(44))
+def _write_features(session, uri):
     from pipelines.spark import write_replace
 
-    write_replace(feats, uri, "date >= '2026-10-29' AND date <= '2026-11-14'", ["date"])
-    table = delta.read_partition(uri, {})
+    pred = "date >= '2026-10-29' AND date <= '2026-11-14'"
+    write_replace(_feature_frame(session), uri, pred, ["date"])
+
+
+@pytest.fixture(scope="module")
+def remote_run(connect_url, tmp_path_factory):
+    """The transforms run by a client process whose only session is the sc:// one.
+
+    PySpark picks classic or Connect column objects per process, so a process that holds a
+    local session cannot also build Connect plans; a code location pointed at sc:// has none.
+    """
+    work = tmp_path_factory.mktemp("client")
+    out, uri = work / "out.json", work / "features"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", CLIENT, connect_url, str(out), str(uri)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), uri
+
+
+def test_features_over_spark_connect_equal_local(spark, remote_run):
+    got, _ = remote_run
+    assert got["module"].startswith("pyspark.sql.connect")
+    local = _features(spark)
+    assert len(local) > 20
+    assert got["features"] == local
+
+
+def test_pseudonymization_and_delta_writes_over_spark_connect(spark, remote_run):
+    got, uri = remote_run
+    assert got["hashes"] == _hashes(spark)
+    table = delta.read_partition(str(uri), {})
     assert table.num_rows == len(_features(spark))
     assert min(table.column("date").to_pylist()) == dt.date(2026, 10, 29)
