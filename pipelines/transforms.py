@@ -177,9 +177,11 @@ def gold_daily_demand(silver: DataFrame) -> DataFrame:
 
     qty = F.col("quantity")
     revenue = F.sum(qty * F.col("unit_price"))
-    agg = silver.groupBy("date", "region", "store_id", "sku").agg(
-        F.max("category").alias("category"),
-        F.max("currency").alias("currency"),
+    # Category follows the SKU and currency the region, so they are grouping keys: a string
+    # max() would force a sort-based aggregate. Clustering by series first means the features'
+    # windows downstream need no second shuffle when gold feeds them directly.
+    by_series = silver.repartition(*SERIES)
+    agg = by_series.groupBy("date", "region", "store_id", "sku", "category", "currency").agg(
         F.sum(qty).alias("quantity"),
         revenue.alias("revenue"),
         F.min("unit_price").alias("min_price"),
