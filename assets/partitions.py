@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from typing import Any
 
 import dagster as dg
 
@@ -20,3 +22,41 @@ date_region = dg.MultiPartitionsDefinition({"date": daily, "region": regions})
 def date_region_key(date: str, region: str) -> dg.MultiPartitionKey:
     """The partition key of a (date, region) pair."""
     return dg.MultiPartitionKey({"date": date, "region": region})
+
+
+def contiguous_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted days folded into inclusive ranges of consecutive days."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        if out and day == out[-1][1] + dt.timedelta(days=1):
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
+
+
+def date_ranges_by_region(keys: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
+    """The (date, region) keys of a run as consecutive date ranges per region.
+
+    A single-run backfill hands an asset every key of the range at once; each region's days
+    become as few Spark writes as there are gaps (one for a plain range).
+    """
+    days: dict[str, list[dt.date]] = {}
+    for key in keys:
+        dims = (
+            key.keys_by_dimension
+            if isinstance(key, dg.MultiPartitionKey)
+            else dict(zip(("date", "region"), str(key).split("|"), strict=True))
+        )
+        days.setdefault(dims["region"], []).append(dt.date.fromisoformat(dims["date"]))
+    return {region: contiguous_ranges(d) for region, d in sorted(days.items())}
+
+
+def union_all(frames: list[Any]) -> Any:
+    """One Spark DataFrame of several with the same columns."""
+    if not frames:
+        raise ValueError("the run has no partition keys to write (an empty partition range?)")
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out

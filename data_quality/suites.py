@@ -13,7 +13,15 @@ from typing import Any
 from pipelines.config import load_config
 from pipelines.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from pipelines.monitoring import DRIFT_SCHEMA
-from pipelines.schemas import FORECAST_SCHEMA, GOLD_SCHEMA
+from pipelines.schemas import (
+    FEATURE_KEYS,
+    FEATURE_NUMERIC,
+    FEATURES_SCHEMA,
+    FORECAST_SCHEMA,
+    GOLD_SCHEMA,
+    TARGET,
+)
+from pipelines.transforms import SILVER_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,82 @@ SUITES: dict[str, Suite] = {
             blocking=False,
             description="Drift monitoring: statistics within their ranges, one row per "
             "segment and feature.",
+        ),
+        Suite(
+            "silver_events",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": list(SILVER_COLUMNS), "exact_match": True},
+                ),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "event_id"}),
+                Expect("ExpectColumnValuesToBeUnique", {"column": "event_id"}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "date"}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
+                Expect(
+                    "ExpectColumnValuesToMatchRegex",
+                    {"column": "customer_hash", "regex": "^[0-9a-f]{64}$"},
+                ),
+                Expect(
+                    "ExpectColumnValuesToMatchRegex",
+                    {"column": "email_hash", "regex": "^[0-9a-f]{64}$"},
+                ),
+            ),
+            blocking=True,
+            description="Silver events: unique ids, typed, personal data only as keyed hashes.",
+        ),
+        Suite(
+            "gold_daily_demand",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": GOLD_SCHEMA.names, "exact_match": True},
+                ),
+                Expect(
+                    "ExpectCompoundColumnsToBeUnique",
+                    {"column_list": ["date", "region", "store_id", "sku"]},
+                ),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
+                Expect("ExpectColumnValuesToBeBetween", {"column": "revenue", "min_value": 0}),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "avg_price"}),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "promo_share", "min_value": 0, "max_value": 1},
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "online_share", "min_value": 0, "max_value": 1},
+                ),
+            ),
+            blocking=True,
+            description="Gold demand: one row per store, SKU and day, sane ranges, no PII columns.",
+        ),
+        Suite(
+            "demand_features",
+            (
+                Expect(
+                    "ExpectTableColumnsToMatchSet",
+                    {"column_set": FEATURES_SCHEMA.names, "exact_match": True},
+                ),
+                Expect("ExpectCompoundColumnsToBeUnique", {"column_list": list(FEATURE_KEYS)}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                *[
+                    Expect("ExpectColumnValuesToNotBeNull", {"column": c})
+                    for c in (*FEATURE_NUMERIC, TARGET)
+                ],
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "days_sold_28", "min_value": 0, "max_value": 28},
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "price_rel_28", "min_value": 0, "strict_min": True},
+                ),
+            ),
+            blocking=True,
+            description="Features: one row per key and day, every model input filled, sane ranges.",
         ),
     ]
 }

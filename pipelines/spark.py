@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.config import PROJECT_ROOT
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -109,3 +109,91 @@ def build_session(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def _bucket_and_path(uri: str) -> tuple[str, str, str]:
+    scheme, rest = uri.split("://", 1)
+    bucket, _, path = rest.partition("/")
+    return scheme, bucket, path
+
+
+def spark_uri(uri: str, options: Mapping[str, str] | None = None) -> str:
+    """The URI Spark's Hadoop connectors use for a lake URI (``s3://`` -> ``s3a://``, …)."""
+    opts = options or {}
+    if "://" not in uri:
+        return uri
+    scheme, bucket, path = _bucket_and_path(uri)
+    if scheme in ("s3", "s3a"):
+        return f"s3a://{bucket}/{path}".rstrip("/")
+    if scheme in ("az", "azure", "abfs", "abfss") and "@" not in bucket:
+        account = opts.get("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1")
+        return f"abfss://{bucket}@{account}.dfs.core.windows.net/{path}".rstrip("/")
+    return uri
+
+
+def hadoop_conf(uri: str, options: Mapping[str, str]) -> dict[str, str]:
+    """Hadoop settings that let Spark reach a location, scoped to its bucket or account.
+
+    S3A settings are per bucket (``fs.s3a.bucket.<name>.*``), so locations on different
+    endpoints share one session. Values come from the location's storage options, which the
+    lake resource fills from EnvVars; Spark redacts keys matching ``secret``/``key`` in its UI.
+    """
+    if "://" not in uri:
+        return {}
+    scheme, bucket, _ = _bucket_and_path(uri)
+    conf: dict[str, str] = {}
+    if scheme in ("s3", "s3a"):
+        p = f"fs.s3a.bucket.{bucket}."
+        endpoint = options.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            conf[p + "endpoint"] = endpoint
+            conf[p + "path.style.access"] = "true"
+            if endpoint.startswith("http://"):
+                conf[p + "connection.ssl.enabled"] = "false"
+        if options.get("AWS_REGION"):
+            conf[p + "endpoint.region"] = options["AWS_REGION"]
+        if options.get("AWS_ACCESS_KEY_ID") and options.get("AWS_SECRET_ACCESS_KEY"):
+            conf[p + "aws.credentials.provider"] = (
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            )
+            conf[p + "access.key"] = options["AWS_ACCESS_KEY_ID"]
+            conf[p + "secret.key"] = options["AWS_SECRET_ACCESS_KEY"]
+    elif scheme in ("az", "azure", "abfs", "abfss"):
+        account = options.get("AZURE_STORAGE_ACCOUNT_NAME")
+        if account and options.get("AZURE_STORAGE_ACCOUNT_KEY"):
+            conf[f"fs.azure.account.key.{account}.dfs.core.windows.net"] = options[
+                "AZURE_STORAGE_ACCOUNT_KEY"
+            ]
+    elif scheme == "gs":
+        conf["fs.gs.impl"] = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem"
+        if options.get("GOOGLE_SERVICE_ACCOUNT"):
+            conf["google.cloud.auth.service.account.json.keyfile"] = options[
+                "GOOGLE_SERVICE_ACCOUNT"
+            ]
+        if options.get("GCS_EMULATOR_ENDPOINT"):
+            conf["fs.gs.storage.root.url"] = options["GCS_EMULATOR_ENDPOINT"]
+            conf["fs.gs.auth.null.enable"] = "true"
+    return conf
+
+
+def configure_storage(session: SparkSession, uri: str, options: Mapping[str, str]) -> str:
+    """Give the session what it needs to reach ``uri``; return the URI Spark should use.
+
+    Session settings are copied into the Hadoop configuration of every read and write
+    (``SessionState.newHadoopConf``), so setting them at runtime works on a running local
+    session and over Spark Connect alike.
+    """
+    for key, value in hadoop_conf(uri, options).items():
+        session.conf.set(key, value)
+    return spark_uri(uri, options)
+
+
+def write_replace(df: DataFrame, uri: str, predicate: str, partition_by: Sequence[str]) -> None:
+    """Replace exactly the rows matching ``predicate`` (whole partitions) with ``df``."""
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .partitionBy(*partition_by)
+        .save(uri)
+    )

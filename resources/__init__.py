@@ -9,18 +9,21 @@ import dagster as dg
 from pipelines.config import ENVIRONMENTS, ConfigError
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
+from resources.pii import PiiKeyResource
 from resources.spark import SparkResource
 
-__all__ = ["LakeResource", "MLflowResource", "SparkResource", "resources_for"]
+__all__ = ["LakeResource", "MLflowResource", "PiiKeyResource", "SparkResource", "resources_for"]
 
 
 def resources_for(environment: str) -> dict[str, Any]:
     """The resources of an environment; secrets are EnvVars Dagster resolves at launch."""
+    pii = PiiKeyResource(key=dg.EnvVar("LAKEHOUSE_PII_KEY"))
     if environment == "local":
         return {
             "lake": LakeResource(environment="local"),
             "spark": SparkResource(),
             "mlflow": MLflowResource(),
+            "pii": pii,
         }
     if environment == "emulated":
         return {
@@ -28,6 +31,7 @@ def resources_for(environment: str) -> dict[str, Any]:
             "spark": SparkResource(),
             # a local MLflow server on 127.0.0.1 (tests/integration starts one)
             "mlflow": MLflowResource(tracking_uri=dg.EnvVar("LAKEHOUSE_MLFLOW_TRACKING_URI")),
+            "pii": pii,
         }
     if environment == "prod":
         return {
@@ -43,5 +47,6 @@ def resources_for(environment: str) -> dict[str, Any]:
                 tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
                 tracking_token=dg.EnvVar("MLFLOW_TRACKING_TOKEN"),
             ),
+            "pii": pii,
         }
     raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")

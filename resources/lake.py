@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,8 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines import delta
+from pipelines import delta, spark_jobs
+from pipelines import spark as spark_engine
 from pipelines.config import LakeConfig, LakeLocation, load_config
 from pipelines.storage import Storage, open_storage
 
@@ -96,17 +98,43 @@ class LakeResource(dg.ConfigurableResource):
         partition_by: list[str] | None = None,
     ) -> int:
         """Replace one partition of a table with a Spark DataFrame (replaceWhere)."""
-        uri = location.table_uri(table)
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", delta.partition_predicate(partition))
-            .partitionBy(*(partition_by or list(partition)))
-            .save(uri)
+        uri = spark_engine.configure_storage(
+            df.sparkSession, location.table_uri(table), self.storage_options(location)
+        )
+        spark_engine.write_replace(
+            df, uri, delta.partition_predicate(partition), partition_by or list(partition)
         )
         version = self.table_version(location, table)
         assert version is not None
         return version
+
+    def spark_write_range(
+        self,
+        df: DataFrame,
+        location: LakeLocation,
+        table: str,
+        start: dt.date,
+        end: dt.date,
+        region: str | None,
+        partition_by: list[str],
+    ) -> int:
+        """Replace the partitions of dates ``[start, end]`` (of a region) with ``df``."""
+        spark_jobs.write_range(
+            df,
+            location.table_uri(table),
+            self.storage_options(location),
+            start,
+            end,
+            region,
+            partition_by,
+        )
+        version = self.table_version(location, table)
+        assert version is not None
+        return version
+
+    def storage_options_of(self) -> dict[str, dict[str, str]]:
+        """Storage options of every location, by name (what a Spark job needs)."""
+        return {name: self.storage_options(loc) for name, loc in self.config().locations.items()}
 
     def read_partition(
         self,

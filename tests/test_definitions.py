@@ -26,7 +26,9 @@ def test_definitions_load_in_every_environment(env):
     assert defs.resolve_job_def("ingest_job") is not None
     assert defs.resolve_job_def("sync_job") is not None
     assert defs.resolve_job_def("retrain_job") is not None
-    assert set(defs.resources) == {"lake", "spark", "mlflow"}
+    assert set(defs.resources) == {"lake", "spark", "mlflow", "pii"}
+    assert defs.resolve_job_def("spark_job") is not None
+    assert defs.resolve_job_def("features_job") is not None
 
 
 def test_prod_secrets_are_env_vars_not_values():
@@ -36,6 +38,13 @@ def test_prod_secrets_are_env_vars_not_values():
     mlflow = build_definitions("prod").resources["mlflow"]
     assert isinstance(mlflow.tracking_token, dg.EnvVar)
     assert mlflow.tracking_token.env_var_name == "MLFLOW_TRACKING_TOKEN"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_pii_key_is_an_env_var_in_every_environment(env):
+    pii = build_definitions(env).resources["pii"]
+    assert isinstance(pii.key, dg.EnvVar)
+    assert pii.key.env_var_name == "LAKEHOUSE_PII_KEY"
 
 
 def test_every_asset_has_a_great_expectations_check():

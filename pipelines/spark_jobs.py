@@ -1,0 +1,219 @@
+"""Spark jobs: read Delta, run a transform of :mod:`pipelines.transforms`, replace partitions.
+
+The same functions run from the Dagster assets (local Spark, a master URL or Spark Connect)
+and as the entry point of a Databricks ``spark_python_task`` (``main``), so production runs
+exactly the transform the tests check. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipelines import spark as spark_engine
+from pipelines import transforms as T
+from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.delta import sql_literal
+from pipelines.schemas import FEATURES_PARTITION_BY, GOLD_PARTITION_BY
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+BRONZE_TABLE = "bronze_events"
+SILVER_TABLE = "silver_events"
+GOLD_TABLE = "gold_daily_demand"
+FEATURES_TABLE = "demand_features"
+
+
+@dataclass(frozen=True)
+class FeatureInput:
+    """Where the features read one region's gold: the home's own table or a replica."""
+
+    location: str
+    region: str
+    uri: str
+
+
+def date_range_predicate(start: dt.date, end: dt.date, region: str | None = None) -> str:
+    """``date BETWEEN … AND …`` (and the region) as a replaceWhere predicate."""
+    pred = f"date >= {sql_literal(start)} AND date <= {sql_literal(end)}"
+    return pred if region is None else f"{pred} AND region = {sql_literal(region)}"
+
+
+def feature_inputs(cfg: LakeConfig) -> list[FeatureInput]:
+    """The gold tables the features read, one per region, all in the ML home.
+
+    The home's own region is read from its table; every other region from the replica the
+    sync engine keeps at ``home.replica_uri("gold_daily_demand", <location>)``.
+    """
+    home = cfg.home
+    out = []
+    for loc in cfg.locations.values():
+        uri = (
+            home.table_uri(GOLD_TABLE)
+            if loc.name == home.name
+            else home.replica_uri(GOLD_TABLE, loc.name)
+        )
+        out.append(FeatureInput(loc.name, loc.region, uri))
+    return out
+
+
+def read_delta(
+    spark: SparkSession, uri: str, options: dict[str, str], where: str, what: str
+) -> DataFrame:
+    """Rows of a Delta table matching ``where`` (partition pruning); clear error if absent."""
+    target = spark_engine.configure_storage(spark, uri, options)
+    try:
+        return spark.read.format("delta").load(target).where(where)
+    except Exception as exc:
+        if "is not a Delta table" in str(exc) or "PATH_NOT_FOUND" in str(exc):
+            raise ConfigError(f"{what}: no Delta table at {uri}") from None
+        raise
+
+
+def silver(
+    spark: SparkSession,
+    location: LakeLocation,
+    options: dict[str, str],
+    start: dt.date,
+    end: dt.date,
+    pii_key: str,
+    lateness_days: int = T.DEFAULT_LATENESS_DAYS,
+) -> DataFrame:
+    """Silver events of a location's region for event dates ``[start, end]``."""
+    key_frame = T.pii_key_frame(spark, pii_key)
+    lo, hi = T.bronze_landing_range(start, end, lateness_days)
+    where = (
+        f"landing_date >= {sql_literal(lo)} AND landing_date <= {sql_literal(hi)} "
+        f"AND region = {sql_literal(location.region)}"
+    )
+    bronze = read_delta(
+        spark, location.table_uri(BRONZE_TABLE), options, where, f"bronze of {location.name}"
+    )
+    return T.silver_events(bronze, key_frame, start, end)
+
+
+def gold(
+    spark: SparkSession,
+    location: LakeLocation,
+    options: dict[str, str],
+    start: dt.date,
+    end: dt.date,
+) -> DataFrame:
+    """Gold daily demand of a location's region for ``[start, end]``, from its silver."""
+    where = date_range_predicate(start, end, location.region)
+    rows = read_delta(
+        spark, location.table_uri(SILVER_TABLE), options, where, f"silver of {location.name}"
+    )
+    return T.gold_daily_demand(rows)
+
+
+def features(
+    spark: SparkSession, cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date
+) -> DataFrame:
+    """Demand features of ``[start, end]``: every region's gold, only the look-back it needs."""
+    lo, hi = T.feature_window(start, end)
+    frames = [
+        read_delta(spark, i.uri, options, date_range_predicate(lo, hi), f"gold of {i.location}")
+        for i in feature_inputs(cfg)
+    ]
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.unionByName(f)
+    countries = {r: v.get("country", "US") for r, v in cfg.regions.items()}
+    hol = T.holiday_frame(spark, countries, start, end)
+    return T.demand_features(union, hol, start, end)
+
+
+def write_range(
+    df: DataFrame,
+    uri: str,
+    options: dict[str, str],
+    start: dt.date,
+    end: dt.date,
+    region: str | None,
+    partition_by: Sequence[str],
+) -> None:
+    """Replace exactly the partitions of ``[start, end]`` (and region) with ``df``."""
+    target = spark_engine.configure_storage(df.sparkSession, uri, options)
+    spark_engine.write_replace(
+        df, target, date_range_predicate(start, end, region), list(partition_by)
+    )
+
+
+def run(
+    spark: SparkSession,
+    step: str,
+    start: dt.date,
+    end: dt.date,
+    cfg: LakeConfig,
+    options_of: dict[str, dict[str, str]],
+    location_name: str | None = None,
+    pii_key: str | None = None,
+) -> dict[str, object]:
+    """Run one step (``silver``, ``gold`` or ``features``) for a date range and write it."""
+    if step == "features":
+        home = cfg.home
+        out = features(spark, cfg, options_of[home.name], start, end)
+        uri = home.table_uri(FEATURES_TABLE)
+        write_range(out, uri, options_of[home.name], start, end, None, FEATURES_PARTITION_BY)
+        return {"table_uri": uri, "location": home.name}
+    if location_name is None:
+        raise ConfigError(f"step {step!r} needs a location")
+    loc = cfg.location(location_name)
+    opts = options_of[loc.name]
+    if step == "silver":
+        if not pii_key:
+            raise T.PiiKeyError(f"silver needs the pseudonymization key: set {T.PII_KEY_ENV}")
+        df = silver(spark, loc, opts, start, end, pii_key)
+        table, partition_by = SILVER_TABLE, T.SILVER_PARTITION_BY
+    elif step == "gold":
+        df = gold(spark, loc, opts, start, end)
+        table, partition_by = GOLD_TABLE, GOLD_PARTITION_BY
+    else:
+        raise ConfigError(f"unknown step {step!r}: silver, gold or features")
+    uri = loc.table_uri(table)
+    write_range(df, uri, opts, start, end, loc.region, partition_by)
+    return {"table_uri": uri, "location": loc.name}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of a cluster job (Databricks ``spark_python_task``): one step, one range."""
+    parser = argparse.ArgumentParser(prog="pipelines.spark_jobs")
+    parser.add_argument("step", choices=["silver", "gold", "features"])
+    parser.add_argument("--start", required=True, type=dt.date.fromisoformat)
+    parser.add_argument("--end", required=True, type=dt.date.fromisoformat)
+    parser.add_argument("--environment", default=None)
+    parser.add_argument("--location", default=None)
+    args, _ = parser.parse_known_args(argv)  # Pipes adds its own bootstrap arguments
+    from pyspark.sql import SparkSession
+
+    cfg = load_config(args.environment)
+    spark = SparkSession.builder.getOrCreate()  # the cluster's own session
+    options_of = {name: loc.storage_options() for name, loc in cfg.locations.items()}
+    report = run(
+        spark,
+        args.step,
+        args.start,
+        args.end,
+        cfg,
+        options_of,
+        args.location,
+        os.environ.get(T.PII_KEY_ENV),
+    )
+    try:
+        from dagster_pipes import open_dagster_pipes
+    except ImportError:  # run by hand, without Dagster
+        print(json.dumps(report))  # noqa: T201
+        return
+    with open_dagster_pipes() as pipes:
+        pipes.report_asset_materialization(metadata={k: str(v) for k, v in report.items()})
+
+
+if __name__ == "__main__":
+    main()
