@@ -95,7 +95,7 @@ def _schedule(
         day = scheduled.astimezone(dt.UTC).date() - dt.timedelta(days=1)
         return [
             dg.RunRequest(run_key=f"{key}|{tick}", partition_key=key)
-            for key in keys_between(partitions_def, day, day, instance=context.instance)
+            for key in keys_between(partitions_def, day, day)
         ]
 
     return _evaluate
