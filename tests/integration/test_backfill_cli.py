@@ -2,16 +2,34 @@
 
 import datetime as dt
 import json
+import subprocess
+import time
 
 import dagster as dg
 import pytest
 
-from tests.integration.dagster_env import dagster_process, lakehouse, make_env
+from tests.integration.conftest import ROOT
+from tests.integration.dagster_env import BIN, dagster_process, lakehouse, make_env
 
 START = dt.date(2026, 10, 1)
 END = START + dt.timedelta(days=6)
 
 pytestmark = pytest.mark.dagster
+
+
+def _wait_for_job_backfill(home: str, timeout: float = 400) -> dg.DagsterRun:
+    """The one run of the job backfill, once it finished."""
+    deadline = time.time() + timeout
+    with dg.DagsterInstance.from_config(home) as instance:
+        while time.time() < deadline:
+            jobs = [b for b in instance.get_backfills() if not b.is_asset_backfill]
+            if jobs:
+                runs = instance.get_runs(dg.RunsFilter.for_backfill(jobs[0].backfill_id))
+                if runs and all(r.is_finished for r in runs):
+                    assert len(runs) == 1
+                    return runs[0]
+            time.sleep(2)
+    raise TimeoutError(f"the job backfill did not finish within {timeout}s")
 
 
 def test_cli_backfill_of_a_week_materializes_every_partition_and_runs_checks(tmp_path):
@@ -27,6 +45,14 @@ def test_cli_backfill_of_a_week_materializes_every_partition_and_runs_checks(tmp
             env, "backfill", "--assets", "group:bronze", "--from", START.isoformat(),
             "--to", END.isoformat(), "--regions", "us", "--wait", "--timeout", "800",
         )  # fmt: skip
+        # a partitioned job's backfill goes through Dagster's own CLI and the same daemon
+        job = subprocess.run(
+            [str(BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "ingest_job",
+             "--partitions", f"{START.isoformat()}|us", "--noprompt"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert job.returncode == 0, job.stdout + job.stderr
+        job_run = _wait_for_job_backfill(env["DAGSTER_HOME"])
     assert out.returncode == 0, out.stderr + (tmp_path / "daemon.log").read_text()[-3000:]
     report = json.loads(out.stdout)
     assert report["status"] == "COMPLETED_SUCCESS"
@@ -37,13 +63,15 @@ def test_cli_backfill_of_a_week_materializes_every_partition_and_runs_checks(tmp
     assert report["checks"]["failed"] == 0
     assert report["checks"]["by_check"]["bronze_events_expectations"]["passed"] == 7
     assert report["checks"]["by_check"]["bronze_quarantine_expectations"]["passed"] == 7
+    assert job_run.status == dg.DagsterRunStatus.SUCCESS
+    assert job_run.tags["dagster/partition"] == f"{START.isoformat()}|us"
 
     # the backfill is the instance's own: listed where the UI lists backfills, runs tagged with it
     env_home = env["DAGSTER_HOME"]
     with dg.DagsterInstance.from_config(env_home) as instance:
         backfills = instance.get_backfills()
-        assert [b.backfill_id for b in backfills] == [report["backfill_id"]]
-        assert backfills[0].is_asset_backfill
+        asset_backfills = [b for b in backfills if b.is_asset_backfill]
+        assert [b.backfill_id for b in asset_backfills] == [report["backfill_id"]]
         runs = instance.get_runs(filters=dg.RunsFilter.for_backfill(report["backfill_id"]))
         partitions = sorted(r.tags["dagster/partition"] for r in runs)
         assert partitions == [f"{(START + dt.timedelta(days=i)).isoformat()}|us" for i in range(7)]
