@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import os
 import subprocess
 import time
 
@@ -90,3 +91,87 @@ def test_cli_backfill_rejects_a_bad_selection_and_an_unknown_region(tmp_path):
     backwards = lakehouse(env, "backfill", "--assets", "group:bronze", "--from", "2026-10-02",
                           "--to", "2026-10-01")  # fmt: skip
     assert backwards.returncode == 1 and "before" in backwards.stderr
+
+
+CODE = '''
+import dagster as dg
+
+daily = dg.DailyPartitionsDefinition(start_date="2026-10-01", end_offset=1)
+date_region = dg.MultiPartitionsDefinition(
+    {"date": daily, "region": dg.StaticPartitionsDefinition(["us", "eu"])}
+)
+
+
+@dg.asset(partitions_def=date_region, group_name="raw")
+def raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """One run per (date, region): no backfill policy."""
+    return dg.MaterializeResult(metadata={"partition": str(context.partition_key)})
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="agg",
+    kinds={"spark"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def agg(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """The whole range in one run, as the Spark assets do."""
+    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+
+defs = dg.Definitions(assets=[raw, agg])
+'''
+
+
+def test_backfill_honours_backfill_policies_across_partitionings(tmp_path):
+    import importlib.util
+
+    from jobs import backfill
+
+    (tmp_path / "policy_defs.py").write_text(CODE)
+    (tmp_path / "workspace.yaml").write_text(
+        f"load_from:\n  - python_file:\n      relative_path: {tmp_path / 'policy_defs.py'}\n"
+    )
+    spec = importlib.util.spec_from_file_location("policy_defs", tmp_path / "policy_defs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    env = make_env(tmp_path, START)
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 10, 3)
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        backfill_id = backfill.launch(
+            instance, module.defs, "group:raw or group:agg", start, end, title="policies"
+        )
+        stored = instance.get_backfill(backfill_id)
+        assert stored.tags["lakehouse/spark"] == "true"  # agg is a Spark asset: one at a time
+        log = tmp_path / "daemon.log"
+        proc = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
+            cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            report = backfill.wait(instance, module.defs, backfill_id, timeout=600)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(30)
+        assert report["status"] == "COMPLETED_SUCCESS", log.read_text()[-3000:]
+        assert report["partitions"]["by_asset"] == {
+            "agg": {"requested": 3, "materialized": 3, "failed_or_downstream": 0},
+            "raw": {"requested": 6, "materialized": 6, "failed_or_downstream": 0},
+        }
+        runs = instance.get_runs(dg.RunsFilter.for_backfill(backfill_id))
+        singles = [r for r in runs if "dagster/partition" in r.tags]
+        ranged = [r for r in runs if "dagster/partition" not in r.tags]
+        # raw has no policy: one run per (date, region)
+        assert len(singles) == 6
+        assert {k.to_user_string() for r in singles for k in r.asset_selection} == {"raw"}
+        # agg is single_run (and has no upstream to wait for): all three days in one run
+        assert [
+            (
+                [k.to_user_string() for k in r.asset_selection],
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in ranged
+        ] == [(["agg"], "2026-10-01", "2026-10-03")]
