@@ -48,9 +48,11 @@ def _wait_for_ingestion(home: str, timeout: float = 600) -> None:
     with dg.DagsterInstance.from_config(home) as instance:
         while time.time() < deadline:
             done = instance.get_materialized_partitions(dg.AssetKey("bronze_events"))
-            busy = instance.get_runs_count(dg.RunsFilter(statuses=list(IN_PROGRESS)))
-            if wanted <= set(done) and busy == 0:
-                failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+            ingest = dg.RunsFilter(job_name="ingest_job", statuses=list(IN_PROGRESS))
+            if wanted <= set(done) and instance.get_runs_count(ingest) == 0:
+                failed = instance.get_runs(
+                    dg.RunsFilter(job_name="ingest_job", statuses=[dg.DagsterRunStatus.FAILURE])
+                )
                 assert not failed, [r.run_id for r in failed]
                 return
             time.sleep(2)
