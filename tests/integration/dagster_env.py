@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.integration.conftest import ROOT, free_port, stop, wait_for_port
+from tests.integration.conftest import ROOT, free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
 
@@ -67,13 +68,15 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
                     raise RuntimeError(f"{kind} exited: {log.read_text()[-2000:]}")
             yield port
         finally:
-            # dagster dev starts the daemon and code servers as children: stop the whole group
+            # SIGINT is how dagster dev and dagster-daemon shut down cleanly (they stop their
+            # webserver, daemon and code servers); anything left in the group is then killed.
+            proc.send_signal(signal.SIGINT)
             try:
-                os.killpg(proc.pid, 15)
-            except ProcessLookupError:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
                 pass
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                stop(proc)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)

@@ -1,8 +1,10 @@
 """``lakehouse backfill`` end to end: a week landed, a real asset backfill the daemon runs."""
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -153,8 +155,12 @@ def test_backfill_honours_backfill_policies_across_partitionings(tmp_path):
         try:
             report = backfill.wait(instance, module.defs, backfill_id, timeout=600)
         finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(30)
+            proc.send_signal(signal.SIGINT)  # the daemon's clean shutdown
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
         assert report["status"] == "COMPLETED_SUCCESS", log.read_text()[-3000:]
         assert report["partitions"]["by_asset"] == {
             "agg": {"requested": 3, "materialized": 3, "failed_or_downstream": 0},
