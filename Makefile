@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test ui bench check clean
+.PHONY: help setup chromium run test ui bench check clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,7 +25,13 @@ setup: $(STAMP) ## virtualenv, packages, Java check, Spark jars (idempotent)
 	@$(BIN)/python -c "from pipelines.spark import check_java; print(f'java {check_java()} ok')"
 	@$(BIN)/python scripts/setup_jars.py
 	@test -x emulators/node_modules/.bin/azurite-blob || npm ci --prefix emulators --no-audit --no-fund --loglevel=error
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
 	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster-local.yaml $(DAGSTER_HOME)/dagster.yaml
+
+chromium: ## Debian's headless Chromium for the UI test (setup runs this when it is missing)
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  command -v apt-get >/dev/null || { echo "error: install Chromium (the UI test drives it)" >&2; exit 1; }; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
 
 run: setup ## simulate a few weeks in three regions and materialize the graph
 	$(BIN)/lakehouse demo
@@ -33,7 +39,7 @@ run: setup ## simulate a few weeks in three regions and materialize the graph
 test: setup ## the whole test suite (unit, Spark, emulators)
 	$(BIN)/pytest -q
 
-ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000
+ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run` produced
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: setup ## every benchmark; each prints a JSON object last

@@ -68,7 +68,13 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={"lakehouse/trigger": "landed_objects_sensor"},
+            # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
+            # keys as done and does not re-ingest everything the demo ingested
+            tags={
+                "lakehouse/trigger": "landed_objects_sensor",
+                "dagster/sensor_name": "landed_objects_sensor",
+                **({"dagster/run_key": req.run_key} if req.run_key else {}),
+            },
         )
         if not run.success:
             failed.append(str(req.partition_key))

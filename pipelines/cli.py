@@ -1,7 +1,7 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
 Engine subcommands (``info``, ``simulate``, ``ingest``, ``sync``) run without Dagster.
-``demo`` drives the Dagster code location and imports it only when called.
+``demo`` and ``backfill`` drive the Dagster code location and import it only when called.
 """
 
 from __future__ import annotations
@@ -159,6 +159,29 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     return run_demo(start=args.start, end=args.end, events_per_day=args.events_per_day)
 
 
+def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
+    """Create an asset backfill the Dagster daemon runs; optionally wait for its outcome."""
+    import dagster as dg
+
+    from jobs import backfill
+    from pipelines.definitions import build_definitions
+
+    if args.end < args.start:
+        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
+    defs = build_definitions(args.env)
+    with dg.DagsterInstance.get() as instance:
+        backfill_id = backfill.launch(
+            instance, defs, args.assets, args.start, args.end, regions, args.title
+        )
+        if not args.wait:
+            return {**backfill.report(instance, defs, backfill_id), "waited": False}
+        out = backfill.wait(instance, defs, backfill_id, timeout=args.timeout, poll=args.poll)
+    if out["status"] != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill {backfill_id} ended {out['status']}: {json.dumps(out)}")
+    return {**out, "waited": True}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
@@ -210,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=16, help="files copied at once")
     p.set_defaults(handler=cmd_sync)
 
+    p = sub.add_parser(
+        "backfill",
+        help="asset backfill over a date range, run by the Dagster daemon ($DAGSTER_HOME)",
+    )
+    p.add_argument(
+        "--assets", required=True, help="Dagster asset selection, e.g. 'group:bronze' or 'key:a+'"
+    )
+    p.add_argument("--from", dest="start", type=_date, required=True)
+    p.add_argument("--to", dest="end", type=_date, required=True)
+    p.add_argument("--regions", help="comma-separated regions (default: all)")
+    p.add_argument("--title", help="title shown under the UI's backfills")
+    p.add_argument("--wait", action="store_true", help="wait for the outcome and report it")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait (with --wait)")
+    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_backfill)
+
     p = sub.add_parser("demo", help="simulate and materialize the whole graph (make run)")
     p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 10, 1))
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
@@ -223,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = args.handler(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as exc:
         sys.stderr.write(f"lakehouse {args.command}: error: {exc}\n")
         return 1
     sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")

@@ -1,0 +1,200 @@
+"""Asset backfills from the command line: what Dagster's UI launches, without the UI.
+
+``launch`` turns an asset selection and a date range into the same ``PartitionBackfill`` the
+web UI's "Materialize selected" creates (an ``AssetGraphSubset`` per asset over its own
+partitioning), stores it in the instance at ``$DAGSTER_HOME``, and leaves it to the daemon
+(``dagster-daemon run`` or ``dagster dev``), which honours each asset's backfill policy and
+shows it under Overview → Backfills. ``report`` and ``wait`` read its outcome back.
+"""
+
+import datetime as dt
+import time
+from collections.abc import Collection
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
+from dagster._core.execution.backfill import (
+    BULK_ACTION_TERMINAL_STATUSES,
+    BulkActionStatus,
+    PartitionBackfill,
+)
+from dagster._core.utils import make_new_backfill_id
+
+from jobs.partition_keys import keys_between
+
+CLI_TAG = "lakehouse/backfill_cli"
+# The run tag the instance's tag concurrency limit counts (deploy/dagster-*.yaml): one Spark run.
+SPARK_TAG = "lakehouse/spark"
+
+
+def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey]:
+    """Asset keys of a Dagster selection string (``group:bronze``, ``key:a+``, ``a b``...)."""
+    try:
+        parsed = dg.AssetSelection.from_string(selection)
+        keys = parsed.resolve(graph)
+    except Exception as exc:  # Dagster raises several types for a bad selection
+        raise ValueError(f"--assets {selection!r} is not a valid asset selection: {exc}") from None
+    materializable = sorted(k for k in keys if graph.get(k).is_materializable)
+    if not materializable:
+        known = sorted({n.group_name for n in graph.asset_nodes if n.group_name} - {"default"}) or [
+            "(none)"
+        ]
+        raise ValueError(
+            f"--assets {selection!r} selects no materializable asset; groups: {', '.join(known)}"
+        )
+    return materializable
+
+
+def target_subset(
+    graph: BaseAssetGraph,
+    keys: list[dg.AssetKey],
+    start: dt.date,
+    end: dt.date,
+    regions: Collection[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> AssetGraphSubset:
+    """Every selected asset's partitions overlapping the dates; unpartitioned assets whole."""
+    parts: dict[dg.AssetKey, Any] = {}
+    whole: set[dg.AssetKey] = set()
+    for key in keys:
+        pdef = graph.get(key).partitions_def
+        if pdef is None:
+            whole.add(key)
+            continue
+        wanted = keys_between(pdef, start, end, regions, instance)
+        if not wanted:
+            raise ValueError(
+                f"{key.to_user_string()} has no partition between {start} and {end} "
+                f"({pdef}); check --from/--to and LAKEHOUSE_START_DATE"
+            )
+        parts[key] = pdef.empty_subset().with_partition_keys(wanted)
+    return AssetGraphSubset(  # type: ignore[call-arg]
+        partitions_subsets_by_asset_key=parts, non_partitioned_asset_keys=whole
+    )
+
+
+def launch(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    selection: str,
+    start: dt.date,
+    end: dt.date,
+    regions: Collection[str] | None = None,
+    title: str | None = None,
+) -> str:
+    """Store an asset backfill for the daemon to run; returns its id."""
+    graph = defs.resolve_asset_graph()
+    keys = resolve_selection(graph, selection)
+    subset = target_subset(graph, keys, start, end, regions, instance)
+    tags = {CLI_TAG: "true"}
+    if any("dagster/kind/spark" in graph.get(k).tags for k in keys):
+        tags[SPARK_TAG] = "true"
+    backfill_id = make_new_backfill_id()
+    backfill = PartitionBackfill.from_asset_graph_subset(
+        backfill_id=backfill_id,
+        backfill_timestamp=time.time(),
+        tags=tags,
+        dynamic_partitions_store=instance,
+        asset_graph_subset=subset,
+        title=title or f"lakehouse backfill {selection} {start}..{end}",
+        description=f"--assets {selection} --from {start} --to {end}"
+        + (f" --regions {','.join(sorted(regions))}" if regions else ""),
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill_id
+
+
+def _count(subset: AssetGraphSubset) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key in subset.asset_keys:
+        name = key.to_user_string()
+        if key in subset.non_partitioned_asset_keys:
+            out[name] = 1
+        else:
+            out[name] = len(subset.get_partitions_subset(key))
+    return out
+
+
+def report(instance: dg.DagsterInstance, defs: dg.Definitions, backfill_id: str) -> dict[str, Any]:
+    """Status, partitions requested/materialized/failed per asset, runs and check results."""
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is None:
+        raise ValueError(
+            f"no backfill {backfill_id!r} in the instance at {instance.root_directory}"
+        )
+    data = backfill.get_asset_backfill_data(defs.resolve_asset_graph())
+    runs = instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))
+    passed = failed_checks = 0
+    by_check: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for rec in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records:
+            ev = rec.event_log_entry.dagster_event
+            if ev is None:
+                continue
+            evaluation = ev.asset_check_evaluation_data
+            outcome = "passed" if evaluation.passed else "failed"
+            if evaluation.passed:
+                passed += 1
+            else:
+                failed_checks += 1
+            counts = by_check.setdefault(evaluation.check_name, {"passed": 0, "failed": 0})
+            counts[outcome] += 1
+    run_status: dict[str, int] = {}
+    for run in runs:
+        run_status[run.status.value] = run_status.get(run.status.value, 0) + 1
+    requested = _count(data.target_subset)
+    materialized = _count(data.materialized_subset)
+    failed = _count(data.failed_and_downstream_subset)
+    return {
+        "backfill_id": backfill_id,
+        "status": backfill.status.value,
+        "title": backfill.title,
+        "partitions": {
+            "requested": sum(requested.values()),
+            "materialized": sum(materialized.values()),
+            "failed_or_downstream": sum(failed.values()),
+            "by_asset": {
+                name: {
+                    "requested": n,
+                    "materialized": materialized.get(name, 0),
+                    "failed_or_downstream": failed.get(name, 0),
+                }
+                for name, n in sorted(requested.items())
+            },
+        },
+        "runs": {"total": len(runs), "by_status": run_status},
+        "checks": {"passed": passed, "failed": failed_checks, "by_check": by_check},
+    }
+
+
+def is_done(status: str) -> bool:
+    """True once the backfill reached a terminal status."""
+    return BulkActionStatus(status) in BULK_ACTION_TERMINAL_STATUSES
+
+
+def wait(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    backfill_id: str,
+    timeout: float,
+    poll: float = 2.0,
+) -> dict[str, Any]:
+    """Poll until the backfill is terminal (raises TimeoutError with the last report if not)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = report(instance, defs, backfill_id)
+        if is_done(out["status"]):
+            return out
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"backfill {backfill_id} still {out['status']} after {timeout:.0f}s "
+                f"({out['partitions']['materialized']}/{out['partitions']['requested']} "
+                "partitions materialized); is the daemon running (`make ui` or "
+                "`dagster-daemon run -w workspace.yaml`) on this DAGSTER_HOME?"
+            )
+        time.sleep(poll)

@@ -1,0 +1,82 @@
+"""A private lake and Dagster instance with a little landed data, and Dagster processes on it."""
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.integration.conftest import ROOT, free_port, wait_for_port
+
+BIN = Path(sys.executable).parent
+
+
+def make_env(tmp: Path, start: dt.date) -> dict[str, str]:
+    """Environment for subprocesses: local lake under tmp, Dagster instance in tmp/dagster."""
+    home = tmp / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(tmp),
+        "LAKEHOUSE_ENV": "local",
+        "LAKEHOUSE_START_DATE": start.isoformat(),
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("SLACK_BOT_TOKEN", None)
+    return env
+
+
+def lakehouse(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the ``lakehouse`` CLI in the project folder."""
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@contextmanager
+def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int | None]:
+    """``dagster dev`` (webserver and daemon; yields its port) or ``dagster-daemon run``."""
+    port = free_port() if kind == "dev" else None
+    if kind == "dev":
+        cmd = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1"]
+        cmd += ["-p", str(port)]
+    else:
+        cmd = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            if port is not None:
+                wait_for_port(port, proc, timeout=300)
+            else:
+                time.sleep(1)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{kind} exited: {log.read_text()[-2000:]}")
+            yield port
+        finally:
+            # SIGINT is how dagster dev and dagster-daemon shut down cleanly (they stop their
+            # webserver, daemon and code servers); anything left in the group is then killed.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
