@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
+# Silver's pseudonymization key. This default is for the local demo only: set your own (and in
+# prod a real secret through the deployment's environment) before data leaves a laptop.
+export LAKEHOUSE_PII_KEY ?= local-demo-key-not-a-secret
 
 .DEFAULT_GOAL := help
 .PHONY: help setup chromium run test ui bench check clean

@@ -3,11 +3,17 @@
 import datetime as dt
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
+from assets.partitions import date_region_key
+from assets.replicas import REPLICA_KEYS
 from jobs.ingest import landed_objects_sensor
+from jobs.ml_demo import QUIET, run_ml_demo
+from jobs.sync import source_versions_sensor
+from pipelines import delta
 from pipelines.config import lake_home, load_config
 from pipelines.simulate import Drift, SimulationConfig, simulate
 from pipelines.storage import open_storage
@@ -67,7 +73,7 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
             partition_key=req.partition_key,
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=QUIET,
             # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
             # keys as done and does not re-ingest everything the demo ingested
             tags={
@@ -81,8 +87,111 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
     summary["ingest_runs"] = len(requests)
     summary["ingest_runs_failed"] = failed
     summary["bronze"] = _bronze_summary(instance)
+    resources = resources_for(cfg.environment)
+    regions = cfg.region_codes
+    # Silver and gold of every (date, region) as one Spark run: the single-run backfill policy.
+    _run_or_fail(
+        defs.resolve_job_def("spark_job"),
+        instance,
+        _range_tags(
+            date_region_key(start.isoformat(), regions[0]),
+            date_region_key(end.isoformat(), regions[-1]),
+        ),
+        "silver and gold (spark_job)",
+    )
+    summary["gold"] = _latest_metadata(instance, "gold_daily_demand", ("dagster/row_count",))
+    # The sync sensor sees the new gold versions and requests the replicas' sync.
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+        synced = source_versions_sensor(ctx)
+    assert isinstance(synced, dg.SensorResult)
+    sync_job = defs.resolve_job_def("sync_job")
+    for req in synced.run_requests or []:
+        _run_or_fail(
+            sync_job,
+            instance,
+            {**req.tags, "dagster/sensor_name": "source_versions_sensor"},
+            f"sync {req.tags.get('replica')}",
+            asset_selection=req.asset_selection,
+        )
+    summary["replicas"] = {
+        key.to_user_string(): _latest_metadata(
+            instance,
+            key.to_user_string(),
+            ("route", "replica_version", "versions_behind", "bytes_copied", "egress_usd"),
+        )
+        for key in REPLICA_KEYS
+    }
+    _run_or_fail(
+        defs.resolve_job_def("features_job"),
+        instance,
+        _range_tags(start.isoformat(), end.isoformat()),
+        "demand features (features_job)",
+    )
+    summary["features"] = {
+        "partitions": _latest_metadata(instance, "demand_features", ())["partitions"],
+        "rows": delta.table_rows(cfg.home.table_uri("demand_features"), cfg.home.storage_options()),
+    }
+    days = [drift_day - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(10)]
+    summary["ml"] = run_ml_demo(
+        defs,
+        instance,
+        resources,
+        [d for d in days if d <= end],
+        train_end=drift_day - dt.timedelta(days=3),
+        # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
+        window_days=28,
+    )
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
+
+
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
+def _run_or_fail(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str],
+    what: str,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> None:
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags={"lakehouse/trigger": "demo", **tags},
+        asset_selection=asset_selection,
+    )
+    if not result.success:
+        raise RuntimeError(
+            f"demo: {what} failed in run {result.run_id}; see it with `make ui` (Runs)"
+        )
+
+
+def _latest_metadata(
+    instance: dg.DagsterInstance, asset: str, fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """Selected metadata of an asset's latest materialization, summed over its partitions."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
+    latest: dict[str | None, Any] = {}
+    for rec in records:
+        mat = rec.asset_materialization
+        if mat is not None and mat.partition not in latest:
+            latest[mat.partition] = mat.metadata
+    out: dict[str, Any] = {"partitions": sum(1 for p in latest if p is not None)}
+    for meta in latest.values():
+        for f in fields:
+            if f in meta:
+                value = meta[f].value
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f] = out.get(f, 0) + value
+                else:
+                    out[f] = value
+    return out
 
 
 def _bronze_summary(instance: dg.DagsterInstance) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def run_ml_demo(
     days: list[dt.date],
     train_end: dt.date,
     retrain_holdout_days: int = 2,
+    window_days: int | None = None,
 ) -> dict[str, Any]:
     """Train on data up to ``train_end``, score and monitor ``days``, retrain on drift.
 
@@ -39,9 +40,10 @@ def run_ml_demo(
     (and why), the retraining run, and which version is champion now and why.
     """
     retrain_job = defs.resolve_job_def("retrain_job")
+    window = {"window_days": window_days} if window_days else {}
     first = retrain_job.execute_in_process(
         instance=instance,
-        run_config=_model_config(end_date=train_end.isoformat()),
+        run_config=_model_config(end_date=train_end.isoformat(), **window),
         tags={"lakehouse/trigger": "demo_initial_training"},
     )
     if not first.success:
@@ -73,7 +75,7 @@ def run_ml_demo(
     for req in found.requests:
         run = retrain_job.execute_in_process(
             instance=instance,
-            run_config=_model_config(holdout_days=retrain_holdout_days),
+            run_config=_model_config(holdout_days=retrain_holdout_days, **window),
             tags=req.tags,
         )
         retrains.append(

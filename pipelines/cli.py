@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_backfill)
 
     p = sub.add_parser("demo", help="simulate and materialize the whole graph (make run)")
-    p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 10, 1))
+    p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
     p.add_argument("--events-per-day", type=int, default=3000)
     p.set_defaults(handler=cmd_demo)

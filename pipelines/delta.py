@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -74,6 +75,15 @@ def table_version(uri: str, options: Mapping[str, str]) -> int | None:
     """Latest version of the table, or None when it does not exist."""
     table = open_table(uri, options)
     return None if table is None else table.version()
+
+
+def table_rows(uri: str, options: Mapping[str, str]) -> int:
+    """Number of rows of the table's latest version, from the log's file statistics."""
+    table = open_table(uri, options)
+    if table is None:
+        return 0
+    adds = table.get_add_actions(flatten=True)
+    return int(pc.sum(pa.chunked_array(adds.column("num_records"))).as_py() or 0)
 
 
 def write_partition(

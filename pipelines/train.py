@@ -23,6 +23,10 @@ BASELINE = "qty_lag_7"
 METRICS = ("mae", "rmse", "wape")
 
 
+# The features' longest look-back (lag and window of 28 calendar days).
+WARMUP_DAYS = 28
+
+
 class TrainingError(ValueError):
     """The data cannot train a model; the message says what is missing and where."""
 
@@ -47,21 +51,31 @@ def plan_window(
     holdout_days: int,
     end: dt.date | None = None,
     source: str = "demand_features",
+    warmup_days: int = WARMUP_DAYS,
 ) -> Window:
-    """The holdout ends at ``end`` (default: the last date); training is the days before it."""
+    """The holdout ends at ``end`` (default: the last date); training is the days before it.
+
+    The first ``warmup_days`` of the data are never trained on: their lags and rolling windows
+    reach back before the first event, so they look unlike any later day (and a drift
+    reference built from them would flag every later day).
+    """
     available = sorted(d for d in set(dates) if end is None or d <= end)
     if not available:
         raise TrainingError(f"{source} has no rows{f' up to {end}' if end else ''}")
     last = available[-1]
     holdout_start = last - dt.timedelta(days=holdout_days - 1)
     train_end = holdout_start - dt.timedelta(days=1)
-    train_start = train_end - dt.timedelta(days=window_days - 1)
+    train_start = max(
+        train_end - dt.timedelta(days=window_days - 1),
+        available[0] + dt.timedelta(days=warmup_days),
+    )
     in_train = [d for d in available if train_start <= d <= train_end]
     if len(in_train) < max(7, window_days // 4):
         raise TrainingError(
             f"{source} has {len(in_train)} day(s) between {train_start} and {train_end}; "
             f"training needs at least {max(7, window_days // 4)} before the "
-            f"{holdout_days}-day holdout ending {last} (available {available[0]}..{last})"
+            f"{holdout_days}-day holdout ending {last} (available {available[0]}..{last}; "
+            f"the first {warmup_days} days are look-back warm-up)"
         )
     return Window(train_start, train_end, holdout_start, last)
 

@@ -17,7 +17,7 @@ def frame():
 
 
 def test_window_holdout_is_last_days_and_training_precedes_it(frame):
-    window = train.plan_window(list(frame["date"]), window_days=49, holdout_days=7)
+    window = train.plan_window(list(frame["date"]), window_days=49, holdout_days=7, warmup_days=0)
     assert window.holdout_end == START + dt.timedelta(days=62)
     assert window.holdout_start == window.holdout_end - dt.timedelta(days=6)
     assert window.train_end == window.holdout_start - dt.timedelta(days=1)
@@ -29,14 +29,25 @@ def test_window_holdout_is_last_days_and_training_precedes_it(frame):
 
 def test_window_end_date_moves_the_holdout(frame):
     end = START + dt.timedelta(days=40)
-    window = train.plan_window(list(frame["date"]), 28, 5, end=end)
+    window = train.plan_window(list(frame["date"]), 28, 5, end=end, warmup_days=0)
     assert window.holdout_end == end
     assert window.train_start == end - dt.timedelta(days=5 + 28 - 1)
 
 
 def test_too_few_days_is_a_clear_error(frame):
     with pytest.raises(train.TrainingError, match="demand_features has 2 day"):
-        train.plan_window(list(frame["date"]), 56, 7, end=START + dt.timedelta(days=8))
+        train.plan_window(
+            list(frame["date"]), 56, 7, end=START + dt.timedelta(days=8), warmup_days=0
+        )
+
+
+def test_look_back_warm_up_days_are_never_trained_on(frame):
+    # the first 28 days' lags reach before the first event: not training (or reference) data
+    window = train.plan_window(list(frame["date"]), window_days=49, holdout_days=7)
+    assert window.train_start == START + dt.timedelta(days=train.WARMUP_DAYS)
+    assert window.train_end == START + dt.timedelta(days=55)
+    with pytest.raises(train.TrainingError, match="first 28 days are look-back warm-up"):
+        train.plan_window(list(frame["date"]), 56, 7, end=START + dt.timedelta(days=40))
 
 
 def test_missing_column_is_named(frame):
