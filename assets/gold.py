@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.partitions import date_ranges_by_region, date_region, union_all
+from assets.partitions import date_region
+from assets.spark_io import write_region_ranges
 from data_quality import gx
 from pipelines import spark_jobs
 from pipelines.schemas import GOLD_PARTITION_BY
@@ -26,20 +27,9 @@ def gold_daily_demand(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One row per store, SKU and day: quantity, revenue, prices, promotion and online shares."""
     session = spark.session()
-    written, versions = [], {}
-    for region, ranges in date_ranges_by_region(context.partition_keys).items():
-        loc = lake.location_for_region(region)
-        opts = lake.storage_options(loc)
-        for start, end in ranges:
-            df = spark_jobs.gold(session, loc, opts, start, end)
-            versions[loc.name] = lake.spark_write_range(
-                df, loc, spark_jobs.GOLD_TABLE, start, end, region, GOLD_PARTITION_BY
-            )
-            where = spark_jobs.date_range_predicate(start, end, region)
-            table = loc.table_uri(spark_jobs.GOLD_TABLE)
-            written.append(spark_jobs.read_delta(session, table, opts, where, "gold"))
-            context.log.info(f"gold {loc.name} {start}..{end} -> {table}")
-    rows = union_all(written).cache()
+    rows, versions = write_region_ranges(
+        context, lake, session, spark_jobs.GOLD_TABLE, GOLD_PARTITION_BY, spark_jobs.gold
+    )
     yield dg.MaterializeResult(
         metadata={
             "delta_versions": dg.MetadataValue.json(versions),

@@ -1,10 +1,12 @@
 """Silver: typed, de-duplicated, pseudonymized events per region, with Spark on Delta."""
 
+import functools
 from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.partitions import date_ranges_by_region, date_region, union_all
+from assets.partitions import date_region
+from assets.spark_io import write_region_ranges
 from data_quality import gx
 from pipelines import spark_jobs
 from pipelines.transforms import SILVER_PARTITION_BY
@@ -30,20 +32,15 @@ def silver_events(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Events by event date in their region's cloud: late ones kept, duplicates gone, PII hashed."""
     session = spark.session()
-    written, versions = [], {}
-    for region, ranges in date_ranges_by_region(context.partition_keys).items():
-        loc = lake.location_for_region(region)
-        opts = lake.storage_options(loc)
-        for start, end in ranges:
-            df = spark_jobs.silver(session, loc, opts, start, end, pii.secret())
-            versions[loc.name] = lake.spark_write_range(
-                df, loc, spark_jobs.SILVER_TABLE, start, end, region, SILVER_PARTITION_BY
-            )
-            where = spark_jobs.date_range_predicate(start, end, region)
-            table = loc.table_uri(spark_jobs.SILVER_TABLE)
-            written.append(spark_jobs.read_delta(session, table, opts, where, "silver"))
-            context.log.info(f"silver {loc.name} {start}..{end} -> {table}")
-    rows = union_all(written).cache()
+    key = pii.secret()
+    rows, versions = write_region_ranges(
+        context,
+        lake,
+        session,
+        spark_jobs.SILVER_TABLE,
+        SILVER_PARTITION_BY,
+        functools.partial(spark_jobs.silver, pii_key=key),
+    )
     yield dg.MaterializeResult(
         metadata={
             "delta_versions": dg.MetadataValue.json(versions),
