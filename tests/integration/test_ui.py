@@ -118,10 +118,10 @@ def test_ui_shows_every_group_checks_with_gx_results_and_no_error(tmp_path):
             _assert_no_error("code locations", text)
             _dismiss_nudges(browser, wait=15)
 
-            # the global asset graph: every asset of every group is drawn
+            # the global asset graph: every group is drawn (with this many assets Dagster
+            # collapses groups to their names; each group's own page below shows its assets)
             browser.open(f"{base}/asset-groups")
-            names = [n.key.to_user_string() for n in nodes]
-            text = browser.wait_for_text(*names)
+            text = browser.wait_for_text(*groups)
             _dismiss_nudges(browser, wait=3)
             _assert_no_error("asset graph", text)
             time.sleep(2)  # let the layout settle before the picture
@@ -130,7 +130,11 @@ def test_ui_shows_every_group_checks_with_gx_results_and_no_error(tmp_path):
             # each group's own graph names the group and shows its assets
             for group in groups:
                 browser.open(f"{base}/locations/{LOCATION}/asset-groups/{group}")
-                members = [n.key.to_user_string() for n in nodes if n.group_name == group]
+                # long names are drawn cut in the middle ("gold_daily_de…_replica_azure_eu")
+                members = [
+                    name if len(name) <= 24 else name[-16:]
+                    for name in (n.key.to_user_string() for n in nodes if n.group_name == group)
+                ]
                 text = browser.wait_for_text(group, "Asset Group in", *members)
                 _assert_no_error(f"group {group}", text)
 
