@@ -413,11 +413,11 @@ def plan_sync(
     columns: set[str] = set()
     for c in commits:
         columns |= c.schema_columns or set()
-    if not commits or commits[0].schema_columns is None:
-        # The schema in effect before the first new commit (or now, when nothing is new).
-        columns |= _schema_at(
-            src, start - 1 if commits else source_version, known, lc_version, listing.checkpoints
-        )
+    if commits and commits[0].schema_columns is None:
+        # The schema in effect before the first new commit. With nothing new, no byte will be
+        # copied, so the PII rule has nothing to judge (the route rule is still checked) and a
+        # no-op reads no checkpoint: it costs a log listing and two small reads.
+        columns |= _schema_at(src, start - 1, known, lc_version, listing.checkpoints)
     return SyncPlan(
         source_uri=src.uri,
         target_uri=dst.uri,

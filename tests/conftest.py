@@ -1,6 +1,7 @@
 """Shared fixtures: a private lake home per test, small simulations."""
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from pipelines.simulate import SimulationConfig, land_day
 from pipelines.storage import open_storage
 
 DAY = dt.date(2026, 10, 5)
+
+# Silver's key, so that `pytest` works without `make` (which exports a demo key); tests of a
+# missing key delete it with monkeypatch.
+os.environ.setdefault("LAKEHOUSE_PII_KEY", "test-only-pii-key")
 
 
 @pytest.fixture
