@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.partitions import contiguous_ranges, daily, union_all
+from assets.partitions import contiguous_ranges, daily
 from assets.replicas import REPLICA_KEYS
 from data_quality import gx
 from pipelines import spark_jobs
@@ -43,7 +43,7 @@ def demand_features(
         table = home.table_uri(spark_jobs.FEATURES_TABLE)
         written.append(spark_jobs.read_delta(session, table, opts, where, "features"))
         context.log.info(f"features {start}..{end} -> {table}")
-    rows = union_all(written).cache()
+    rows = spark_jobs.union_all(written).cache()
     yield dg.MaterializeResult(
         metadata={
             "location": home.name,

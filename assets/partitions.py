@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
 
 import dagster as dg
 
@@ -50,13 +49,3 @@ def date_ranges_by_region(keys: list[str]) -> dict[str, list[tuple[dt.date, dt.d
         )
         days.setdefault(dims["region"], []).append(dt.date.fromisoformat(dims["date"]))
     return {region: contiguous_ranges(d) for region, d in sorted(days.items())}
-
-
-def union_all(frames: list[Any]) -> Any:
-    """One Spark DataFrame of several with the same columns."""
-    if not frames:
-        raise ValueError("the run has no partition keys to write (an empty partition range?)")
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.partitions import date_ranges_by_region, union_all
+from assets.partitions import date_ranges_by_region
 from pipelines import spark_jobs
 from pipelines.config import LakeLocation
 from resources.lake import LakeResource
@@ -41,4 +41,4 @@ def write_region_ranges(
             uri = loc.table_uri(table)
             written.append(spark_jobs.read_delta(session, uri, opts, where, table))
             context.log.info(f"{table} {loc.name} {start}..{end} -> {uri}")
-    return union_all(written).cache(), versions
+    return spark_jobs.union_all(written).cache(), versions

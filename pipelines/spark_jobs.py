@@ -113,6 +113,19 @@ def gold(
     return T.gold_daily_demand(rows)
 
 
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """One Spark DataFrame of several with the same columns."""
+    if not frames:
+        raise ValueError(
+            "nothing to union: the run has no partition keys to write (an empty partition "
+            "range?) or the config lists no feature inputs"
+        )
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
 def features(
     spark: SparkSession, cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date
 ) -> DataFrame:
@@ -122,9 +135,7 @@ def features(
         read_delta(spark, i.uri, options, date_range_predicate(lo, hi), f"gold of {i.location}")
         for i in feature_inputs(cfg)
     ]
-    union = frames[0]
-    for f in frames[1:]:
-        union = union.unionByName(f)
+    union = union_all(frames)
     countries = {r: v.get("country", "US") for r, v in cfg.regions.items()}
     hol = T.holiday_frame(spark, countries, start, end)
     return T.demand_features(union, hol, start, end)
