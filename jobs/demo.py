@@ -179,12 +179,7 @@ def _latest_metadata(
     instance: dg.DagsterInstance, asset: str, fields: tuple[str, ...]
 ) -> dict[str, Any]:
     """Selected metadata of an asset's latest materialization, summed over its partitions."""
-    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
-    latest: dict[str | None, Any] = {}
-    for rec in records:
-        mat = rec.asset_materialization
-        if mat is not None and mat.partition not in latest:
-            latest[mat.partition] = mat.metadata
+    latest = _latest_by_partition(instance, asset)
     out: dict[str, Any] = {"partitions": sum(1 for p in latest if p is not None)}
     for meta in latest.values():
         for f in fields:
@@ -199,13 +194,9 @@ def _latest_metadata(
 
 def _bronze_summary(instance: dg.DagsterInstance) -> dict[str, Any]:
     out: dict[str, dict[str, int]] = {}
-    records = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=10_000).records
-    latest: dict[str, Any] = {}
-    for rec in records:
-        mat = rec.asset_materialization
-        if mat is not None and mat.partition and mat.partition not in latest:
-            latest[mat.partition] = mat.metadata
-    for partition, meta in latest.items():
+    for partition, meta in _latest_by_partition(instance, "bronze_events").items():
+        if partition is None:
+            continue
         region = partition.split("|")[-1]
         agg = out.setdefault(
             region,
@@ -221,3 +212,14 @@ def _bronze_summary(instance: dg.DagsterInstance) -> dict[str, Any]:
         for k in ("landed", "ingested", "quarantined", "duplicates_dropped"):
             agg[k] += int(meta[k].value)  # type: ignore[arg-type]
     return out
+
+
+def _latest_by_partition(instance: dg.DagsterInstance, asset: str) -> dict[str | None, Any]:
+    """Metadata of each partition's newest materialization (key None when unpartitioned)."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
+    latest: dict[str | None, Any] = {}
+    for rec in records:  # newest first
+        mat = rec.asset_materialization
+        if mat is not None and mat.partition not in latest:
+            latest[mat.partition] = mat.metadata
+    return latest
