@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import itertools
 import json
 import re
 from collections import Counter
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -45,7 +48,9 @@ from pipelines.events import (
 )
 from pipelines.storage import Storage, open_storage
 
-CHUNK_RECORDS = 2048
+# Arrow reads about this much per block; a block costs ~0.1 ms on its own, so smaller
+# blocks cost more on clean data than they save around a bad record.
+STREAM_BLOCK_BYTES = 256 * 1024
 BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
@@ -121,44 +126,107 @@ def _read(buf: pa.Buffer, start: int, end: int) -> pa.Table:
 
 
 def _failed_row(exc: Exception) -> int | None:
-    """The row Arrow names in a parse error (blank lines not counted), if it names one."""
+    """The row Arrow names in a parse error (counted from the failing block), if it names one."""
     found = _ERROR_ROW.search(str(exc))
     return int(found.group(1)) if found else None
 
 
-def _parse_kept(
-    buf: pa.Buffer, records: capture.Records, kept: np.ndarray
-) -> tuple[list[tuple[np.ndarray, pa.Table]], list[tuple[int, str]]]:
-    """Parse the records ``kept`` (in order, the others blanked in ``buf``).
+class _Parsed:
+    """What parsing one object's records gave: row batches by first record, rejected records."""
 
-    Ranges of CHUNK_RECORDS are parsed at once. A range that fails is cut around the row Arrow's
-    error names (the rows before it then parse, the named one is tried alone), or in halves when
-    the error names none, until bad records stand alone and are classified one by one. The
-    error's row is only a hint: every accepted range was parsed with exactly one row per record.
-    """
-    good: list[tuple[np.ndarray, pa.Table]] = []
-    bad: list[tuple[int, str]] = []
-    stack = [(lo, min(lo + CHUNK_RECORDS, len(kept))) for lo in range(0, len(kept), CHUNK_RECORDS)]
-    stack.reverse()
-    while stack:
-        lo, hi = stack.pop()
-        row: int | None = None
+    def __init__(self, buf: pa.Buffer, records: capture.Records) -> None:
+        self.buf, self.records = buf, records
+        self.good: list[tuple[int, list[pa.RecordBatch]]] = []
+        self.bad: list[tuple[int, str]] = []
+
+    def _stream(self, lo: int, hi: int) -> tuple[list[pa.RecordBatch], Exception | None]:
+        """Records lo..hi-1 block by block; the blocks before a failing one, and its error."""
+        start, end = int(self.records.starts[lo]), int(self.records.ends[hi - 1])
+        batches: list[pa.RecordBatch] = []
         try:
-            table = _read(buf, int(records.starts[kept[lo]]), int(records.ends[kept[hi - 1]]))
-            if table.num_rows == hi - lo:
-                good.append((kept[lo:hi], table))
-                continue
+            read = pj.ReadOptions(use_threads=False, block_size=STREAM_BLOCK_BYTES)
+            batches.extend(
+                pj.open_json(pa.BufferReader(self.buf.slice(start, end - start)), read, _PARSE)
+            )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            return batches, exc
+        return batches, None
+
+    def one(self, i: int) -> bool:
+        """Parse record ``i`` alone; keep its row, or reject it with its reason. True if kept."""
+        try:
+            table = _read(self.buf, int(self.records.starts[i]), int(self.records.ends[i]))
+            if table.num_rows == 1:
+                self.good.append((i, table.to_batches()))
+                return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        self.bad.append((i, _classify(self.records.raw(i))))
+        return False
+
+    def span(self, lo: int, hi: int) -> None:
+        """Parse records lo..hi-1, each known to be one JSON value or a parse error.
+
+        Arrow's streaming reader keeps the blocks before a failing one. The row its error names
+        is tried alone: when it fails alone, the rows before it are parsed again and the stream
+        resumes after it; otherwise (or when the error names no row) what is left is halved.
+        """
+        while lo < hi:
+            batches, exc = self._stream(lo, hi)
+            at = lo + sum(b.num_rows for b in batches)  # first record of the failing block
+            if batches:
+                self.good.append((lo, batches))
+            if exc is None:
+                if at != hi:  # cannot happen for one-value records; never let rows shift
+                    raise RuntimeError(f"Arrow gave {at - lo} rows for {hi - lo} records")
+                return
             row = _failed_row(exc)
-        if hi - lo == 1:
-            bad.append((int(kept[lo]), _classify(records.raw(int(kept[lo])))))
-        elif row is not None and row < hi - lo:
-            cut = lo + row
-            stack.extend(r for r in [(cut + 1, hi), (cut, cut + 1), (lo, cut)] if r[0] < r[1])
-        else:
-            mid = (lo + hi) // 2
-            stack.extend([(mid, hi), (lo, mid)])
-    return good, bad
+            if hi - at == 1:
+                self.one(at)
+                return
+            if row is not None and at + row < hi and not self._fails_alone(at + row):
+                row = None
+            if row is None:
+                mid = (at + hi) // 2
+                self.span(at, mid)
+                lo = mid
+                continue
+            self.span(at, at + row)
+            self.bad.append((at + row, _classify(self.records.raw(at + row))))
+            lo = at + row + 1
+
+    def _fails_alone(self, i: int) -> bool:
+        try:
+            return (
+                _read(self.buf, int(self.records.starts[i]), int(self.records.ends[i])).num_rows
+                != 1
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return True
+
+
+def _one_value_each(
+    records: capture.Records, candidates: np.ndarray, rejected: Iterable[int]
+) -> np.ndarray:
+    """Mask over ``candidates``: records that are one JSON value for Arrow, or a parse error.
+
+    Arrow reads every JSON value of a line as a row, so ``{..}{..}`` would give two rows and
+    shift all after it. A record that starts with '{', ends with '}' and holds no other '}' is
+    one object or a parse error. The '}' are counted over the whole buffer (less those of the
+    records not asked about); only when that count is off (nested objects, braces in strings)
+    are they counted per record.
+    """
+    raw = np.frombuffer(records.data, np.uint8)
+    first, last = raw[records.starts[candidates]], raw[records.ends[candidates] - 1]
+    ok = (first == ord("{")) & (last == ord("}"))
+    others = [*rejected, *candidates[~ok].tolist()]
+    braces = records.data.count(b"}") - sum(records.raw(i).count(b"}") for i in others)
+    if braces == int(ok.sum()):  # each has at least its last byte: so exactly one
+        return ok
+    where = np.flatnonzero(raw == ord("}"))
+    owner = np.searchsorted(records.starts, where, side="right") - 1
+    per_record = np.bincount(owner, minlength=len(records))
+    return ok & (per_record[candidates] == 1)
 
 
 def _invalid_utf8(records: capture.Records) -> list[int]:
@@ -203,8 +271,8 @@ def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[
     """Parse raw records into wire-schema rows.
 
     Returns the indices of the parsed records, their rows (same order) and the rejected
-    (index, reason) pairs. Size, emptiness and UTF-8 are checked on the whole buffer; records
-    that fail them are blanked (Arrow skips blank lines) so the rest parse in large ranges.
+    (index, reason) pairs. Size, emptiness and UTF-8 are checked on the whole buffer; the
+    records between those that fail them are parsed as spans, by Arrow's streaming reader.
     """
     n = len(records)
     empty = [*np.flatnonzero(records.ends == records.starts).tolist(), *_blank(records)]
@@ -213,20 +281,32 @@ def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[
     why: dict[int, str] = dict.fromkeys(_invalid_utf8(records), "invalid_utf8")
     why.update(dict.fromkeys(empty, "empty_record"))
     why.update(dict.fromkeys(oversized, "oversized_payload"))
-    data: bytes | bytearray = records.data
-    if why:
-        data = bytearray(data)
-        for i in why:
-            start, end = int(records.starts[i]), int(records.ends[i])
-            data[start:end] = b" " * (end - start)
     keep = np.ones(n, bool)
     keep[list(why)] = False
-    parts, bad = _parse_kept(pa.py_buffer(data), records, np.flatnonzero(keep))
-    rejected = sorted([*why.items(), *bad])
-    if not parts:
+    candidates = np.flatnonzero(keep)
+    alone = candidates[~_one_value_each(records, candidates, why)]
+    keep[alone] = False
+    parsed = _Parsed(pa.py_buffer(records.data), records)
+    for i in alone.tolist():
+        raw = records.raw(i)
+        if raw.lstrip().startswith(b"{"):
+            parsed.one(i)
+        else:  # not an object; and a block that starts with `null` crashes Arrow 25's reader
+            why[i] = _classify(raw)
+    # Spans of consecutive kept records, cut at every record rejected or parsed alone.
+    kept = np.flatnonzero(keep)
+    cuts = np.flatnonzero(np.diff(kept) != 1) + 1
+    for span in np.split(kept, cuts) if len(kept) else []:
+        parsed.span(int(span[0]), int(span[-1]) + 1)
+    rejected = sorted([*why.items(), *parsed.bad])
+    if not parsed.good:
         return np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table(), rejected
-    parts.sort(key=lambda p: int(p[0][0]))
-    return np.concatenate([p[0] for p in parts]), pa.concat_tables([p[1] for p in parts]), rejected
+    parsed.good.sort(key=lambda g: g[0])
+    batches = [b for _, bs in parsed.good for b in bs]
+    ids = np.concatenate(
+        [np.arange(lo, lo + sum(b.num_rows for b in bs)) for lo, bs in parsed.good]
+    )
+    return ids, pa.Table.from_batches(batches, WIRE_SCHEMA), rejected
 
 
 def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
@@ -281,20 +361,37 @@ def validate(rows: pa.Table, region: str, landing_date: dt.date) -> tuple[pa.Tab
     return rows.set_column(rows.schema.get_field_index("event_ts"), "event_ts", ts), reason
 
 
-def _first_occurrence(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def key_hashes(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A 64-bit hash of each key (polars' string hash: 1M keys in about 30 ms)."""
+    return pl.from_arrow(keys).hash(seed=0).to_numpy()  # type: ignore[union-attr]
+
+
+def _first_occurrence(
+    keys: pa.ChunkedArray | pa.Array, hashes: np.ndarray | None = None
+) -> np.ndarray:
     """Mask of the first row of each distinct key (input order).
 
-    Dictionary codes are handed out in order of first appearance, so a row is a first
-    occurrence exactly when its code exceeds every code before it.
+    Rows are first told apart by a 64-bit hash of their key; the few rows whose hash repeats
+    (the duplicates, and any hash collision) are then compared by value, so it is exact.
     """
-    encoded = pc.dictionary_encode(keys)  # one dictionary across all chunks
-    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
-    codes = np.concatenate([np.zeros(0, np.int32), *(c.indices.to_numpy() for c in chunks)])
-    mask = np.ones(len(codes), bool)
-    if len(codes) > 1:
-        seen = np.maximum.accumulate(codes)
-        mask[1:] = seen[1:] > seen[:-1]
-    return mask
+    h = key_hashes(keys) if hashes is None else hashes
+    first = np.ones(len(h), bool)
+    shared = np.flatnonzero(pd.Series(h, copy=False).duplicated(keep=False).to_numpy())
+    if len(shared):
+        seen: set[object] = set()
+        for i, key in zip(shared.tolist(), keys.take(shared).to_pylist(), strict=True):
+            first[i] = key not in seen
+            seen.add(key)
+    return first
+
+
+def _without(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table`` less the (sorted) ``rows``, as slices of it: nothing is copied."""
+    if not len(rows):
+        return table
+    bounds = [-1, *rows.tolist(), table.num_rows]
+    pieces = [table.slice(a + 1, b - a - 1) for a, b in itertools.pairwise(bounds) if b - a > 1]
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
 @dataclass
@@ -303,6 +400,7 @@ class _ObjectRows:
 
     records: capture.Records
     rows: pa.Table
+    hashes: np.ndarray  # of each row's event_id, for the de-duplication across objects
     rejected: list[tuple[int, str]]
 
 
@@ -316,11 +414,10 @@ def _ingest_object(
     ids, rows, rejected = parse_records(records)
     rows, why = validate(rows, region, landing_date)
     # Records Arrow could not parse and parsed rows that broke a rule, by record position.
-    invalid = np.nonzero(why != "")[0]
+    invalid = np.flatnonzero(why != "")
     rejected.extend((int(ids[j]), str(why[j])) for j in invalid)
-    if len(invalid):
-        rows = rows.filter(pa.array(why == ""))
-    return _ObjectRows(records, rows, rejected)
+    rows = _without(rows, invalid)
+    return _ObjectRows(records, rows, key_hashes(rows["event_id"]), rejected)
 
 
 def ingest_objects(
@@ -339,6 +436,7 @@ def ingest_objects(
         )
     names: list[str] = []
     tables: list[pa.Table] = []
+    hashes: list[np.ndarray] = []
     q_rows: list[dict[str, Any]] = []
     landed = corrupt = 0
     for (key, data), out in zip(ordered, done, strict=True):
@@ -355,19 +453,20 @@ def ingest_objects(
             continue
         names.append(key)
         tables.append(out.rows)
+        hashes.append(out.hashes)
         landed += len(out.records)
         q_rows.extend(
             {"source_object": key, "record_index": i, "reason": why, "raw": out.records.raw(i)}
             for i, why in out.rejected
         )
     empty = validate(WIRE_SCHEMA.empty_table(), region, landing_date)[0]
-    keys = pa.chunked_array([t["event_id"] for t in tables], pa.string())
-    first = _first_occurrence(keys)
+    keys = pa.chunked_array([c for t in tables for c in t["event_id"].chunks], pa.string())
+    first = _first_occurrence(keys, np.concatenate([np.zeros(0, np.uint64), *hashes]))
     duplicates = int((~first).sum())
-    if duplicates:  # rare: copy only the objects that hold one
+    if duplicates:
         ends = np.cumsum([t.num_rows for t in tables])
         tables = [
-            t if keep.all() else t.filter(pa.array(keep))
+            _without(t, np.flatnonzero(~keep))
             for t, keep in zip(tables, np.split(first, ends[:-1]), strict=True)
         ]
     rows = pa.concat_tables([empty, *tables])

@@ -194,6 +194,13 @@ BAD = [
     b'{"event_id":"' + b"x" * (64 * 1024) + b'"}',
     b'{"event_id":"' + b"\xff" * (64 * 1024) + b'"}',  # oversized wins over invalid UTF-8
     b'{"event_id":5}',
+    # not bad, but not one '{...}' either: each is parsed alone
+    b'{"event_id":"n","meta":{"a":1}}',  # a nested object
+    b'{"event_id":"}{"}',  # braces in a string
+    b' {"event_id":"w"}',
+    b"null",
+    b" null",
+    b'{"event_id":"x"}null',
 ]
 
 
@@ -207,6 +214,8 @@ def _reason_alone(rec: bytes) -> str | None:
         rec.decode("utf-8")
     except UnicodeDecodeError:
         return "invalid_utf8"
+    if not rec.lstrip().startswith(b"{"):
+        return ingest._classify(rec)  # not an object (and `null` alone crashes Arrow 25)
     try:
         if ingest._read(pa.py_buffer(rec), 0, len(rec)).num_rows == 1:
             return None
@@ -215,21 +224,22 @@ def _reason_alone(rec: bytes) -> str | None:
     return ingest._classify(rec)
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 8, 2048])
+@pytest.mark.parametrize("block", [64, 700, 4096, ingest.STREAM_BLOCK_BYTES])
 @pytest.mark.parametrize("seed", range(4))
-def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, chunk, seed):
+def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, seed):
     rng = random.Random(seed)
     accented = GOOD.replace(b"SKU-1", "SKU-é".encode())  # valid UTF-8, not ASCII
     records = [
         rng.choice([GOOD, accented]) % i if rng.random() < 0.7 else rng.choice(BAD)
         for i in range(300)
     ]
-    monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+    monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
     ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
     expected = {i: _reason_alone(r) for i, r in enumerate(records)}
     assert dict(rejected) == {i: why for i, why in expected.items() if why is not None}
     assert ids.tolist() == [i for i, why in expected.items() if why is None]
-    assert rows["event_id"].to_pylist() == [f"e{i}" for i in ids.tolist()]
+    alone = [ingest._read(pa.py_buffer(records[i]), 0, len(records[i])) for i in ids.tolist()]
+    assert rows.to_pylist() == [row for t in alone for row in t.to_pylist()]
 
 
 def test_records_split_like_bytes_split():
