@@ -262,10 +262,10 @@ def file_stats(rows: pa.Table) -> dict[str, object]:
             bounds = pc.min_max(rows[f.name])
             low[f.name], high[f.name] = (_json(bounds["min"].as_py()), _json(bounds["max"].as_py()))
         elif pa.types.is_floating(t):
-            bounds = pc.min_max(rows[f.name])
-            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-            if lo == lo and hi == hi:  # NaN has no order: leave such a column unbounded
-                low[f.name], high[f.name] = lo, hi
+            # NaN sorts above every number for Spark, and min_max skips it: no bounds then
+            if not pc.any(pc.is_nan(rows[f.name])).as_py():
+                bounds = pc.min_max(rows[f.name])
+                low[f.name], high[f.name] = bounds["min"].as_py(), bounds["max"].as_py()
         elif pa.types.is_timestamp(t) and t.unit in ("ms", "us", "ns"):
             micros = pc.min_max(pc.cast(rows[f.name], pa.timestamp("us", tz=t.tz)).cast(pa.int64()))
             lo, hi = micros["min"].as_py(), micros["max"].as_py()

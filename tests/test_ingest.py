@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 import random
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -276,6 +277,12 @@ def test_first_occurrence_keeps_the_first_of_each_key_across_chunks():
     keys = pa.chunked_array([["a", "b", "a"], [], ["c", "b", "d", "c"]])
     assert ingest._first_occurrence(keys).tolist() == [1, 1, 0, 1, 0, 1, 0]
     assert ingest._first_occurrence(pa.array([], pa.string())).tolist() == []
+
+
+def test_first_occurrence_compares_rows_whose_hashes_collide_by_value():
+    keys = pa.array(["a", "b", "a", "c", "b"])
+    collide = np.array([7, 7, 7, 9, 7], np.uint64)  # as if every id but "c" had one hash
+    assert ingest._first_occurrence(keys, collide).tolist() == [1, 1, 0, 1, 0]
 
 
 def test_a_row_breaking_several_rules_gets_the_first():

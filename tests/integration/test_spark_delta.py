@@ -44,6 +44,27 @@ def test_deltalake_writes_spark_reads(spark, tmp_path):
     assert spark.read.format("delta").option("versionAsOf", 1).load(uri).count() == 3
 
 
+def test_spark_skips_files_by_the_statistics_write_partition_records(spark, tmp_path, monkeypatch):
+    monkeypatch.setattr(delta, "MIN_FILE_ROWS", 2)  # two files of two rows each
+    uri = str(tmp_path / "stats")
+    utc = dt.UTC
+    ts = [dt.datetime(2026, 10, 1, h, 0, 0, 999, tzinfo=utc) for h in (1, 2, 22, 23)]
+    rows = pa.table(
+        {
+            "d": [dt.date(2026, 10, 1)] * 4,
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "qty": [1, 2, 30, 40],
+        }
+    )
+    delta.write_partition(uri, rows, {"d": dt.date(2026, 10, 1)}, {})
+    got = spark.read.format("delta").load(uri)
+    # Bounds rounded outwards to the millisecond: the microsecond rows are still found.
+    assert got.filter(got.ts >= ts[3]).count() == 1
+    assert got.filter(got.ts <= ts[0]).count() == 1
+    assert got.filter("qty >= 30").count() == 2
+    assert got.filter(got.ts > ts[1]).count() == 2
+
+
 def test_lake_resource_writes_partitions_with_spark_and_reads_with_deltalake(spark, lake_home):
     from resources import LakeResource
 
