@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from pipelines.storage import Storage, open_storage
 
@@ -133,7 +133,7 @@ def write_partition(
     count = max(1, min(WRITE_THREADS, data.num_rows // MIN_FILE_ROWS))
     step = -(-data.num_rows // count) if data.num_rows else 0
     with ThreadPoolExecutor(max_workers=count) as pool:
-        adds = list(
+        adds: list[AddAction | RemoveAction] = list(
             pool.map(
                 lambda i: _put_file(store, folder, files.slice(i * step, step), values),
                 range(count),

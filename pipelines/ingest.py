@@ -5,13 +5,14 @@ in the quarantine table with its raw bytes, source object and reason, or is coun
 duplicate event id, so that ``landed = ingested + quarantined + duplicates``. An object that
 cannot be decoded at all is quarantined whole, as one record.
 
-Each object is decoded, checked, parsed and validated on its own, two objects at a time (the
-inflate, numpy and Arrow release the GIL); de-duplication then runs across the partition. Records
-stay in one buffer per object: size, emptiness and UTF-8 are checked on it with numpy and one
-decode of its non-ASCII parts, and records failing them are blanked so that Arrow's JSON reader
-parses the rest in large ranges. A range that fails is cut at the row Arrow's error names (or
-in halves) until the bad records stand alone and are classified one by one, so a few bad
-records cost little and never fail the partition.
+Each object is decoded, checked, parsed and validated on its own, on :data:`OBJECT_THREADS`
+threads (ISA-L's inflate, numpy and Arrow's reader release the GIL); de-duplication then runs
+across the partition, in object-key order. Records stay in one buffer per object: size,
+emptiness and UTF-8 are checked on it with numpy and one decode of its non-ASCII parts. The
+records between those that fail are parsed as spans by Arrow's streaming JSON reader, which
+keeps the blocks before a failing one; the row its error names is tried alone, so a bad record
+costs about one block's re-parse and never fails the partition. Records that are not one
+``{...}`` are parsed alone, so that Arrow can never read a line as two rows and shift the rest.
 """
 
 from __future__ import annotations
@@ -155,17 +156,21 @@ class _Parsed:
             return batches, exc
         return batches, None
 
-    def one(self, i: int) -> bool:
-        """Parse record ``i`` alone; keep its row, or reject it with its reason. True if kept."""
+    def _alone(self, i: int) -> pa.Table | None:
+        """Record ``i`` parsed by itself: its one row, or None when it gives no single row."""
         try:
             table = _read(self.buf, int(self.records.starts[i]), int(self.records.ends[i]))
-            if table.num_rows == 1:
-                self.good.append((i, table.to_batches()))
-                return True
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-        self.bad.append((i, _classify(self.records.raw(i))))
-        return False
+            return None
+        return table if table.num_rows == 1 else None
+
+    def one(self, i: int) -> None:
+        """Parse record ``i`` alone; keep its row, or reject it with its reason."""
+        table = self._alone(i)
+        if table is None:
+            self.bad.append((i, _classify(self.records.raw(i))))
+        else:
+            self.good.append((i, table.to_batches()))
 
     def span(self, lo: int, hi: int) -> None:
         """Parse records lo..hi-1, each known to be one JSON value or a parse error.
@@ -187,7 +192,7 @@ class _Parsed:
             if hi - at == 1:
                 self.one(at)
                 return
-            if row is not None and at + row < hi and not self._fails_alone(at + row):
+            if row is not None and at + row < hi and self._alone(at + row) is not None:
                 row = None
             if row is None:
                 mid = (at + hi) // 2
@@ -197,15 +202,6 @@ class _Parsed:
             self.span(at, at + row)
             self.bad.append((at + row, _classify(self.records.raw(at + row))))
             lo = at + row + 1
-
-    def _fails_alone(self, i: int) -> bool:
-        try:
-            return (
-                _read(self.buf, int(self.records.starts[i]), int(self.records.ends[i])).num_rows
-                != 1
-            )
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return True
 
 
 def _one_value_each(
