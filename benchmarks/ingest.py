@@ -1,7 +1,8 @@
 """Ingestion throughput: 1M+ Firehose NDJSON events into bronze Delta, against plain Spark.
 
 Prints one JSON object as its last line: events, seconds, events_per_s, spark_events_per_s,
-speedup_vs_spark, reconciled. Spark's figure excludes its session start (reported apart).
+speedup_vs_spark, reconciled. ``seconds`` is the median of three runs (``runs_s``); Spark's
+figure excludes its session start (reported apart).
 ``BENCH_EVENTS`` sets the size (default 1M); ``BENCH_SPARK=0`` skips Spark.
 
 The machine is shared, so next to wall time it reports the CPU seconds the ingest used
@@ -29,6 +30,7 @@ from pipelines.simulate import SimulationConfig, land_day
 from pipelines.storage import open_storage
 
 DAY = dt.date(2026, 10, 5)
+RUNS = 3  # ours is timed this many times; seconds is the median (the machine is shared)
 
 
 def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
@@ -102,9 +104,12 @@ def main() -> None:
         landed_mb = sum(o.size for o in open_storage(loc.root_uri()).list("landing/")) / 1e6
 
         load_before = os.getloadavg()[0]
-        t, cpu = time.perf_counter(), time.process_time()
-        done = ingest_partition(loc, {}, DAY)
-        ours_s, ours_cpu = time.perf_counter() - t, time.process_time() - cpu
+        runs: list[tuple[float, float]] = []
+        for _ in range(RUNS):  # the 2nd and later runs replace the partition, as a re-run does
+            t, cpu = time.perf_counter(), time.process_time()
+            done = ingest_partition(loc, {}, DAY)
+            runs.append((time.perf_counter() - t, time.process_time() - cpu))
+        ours_s, ours_cpu = sorted(runs)[len(runs) // 2]
         res = done.result
         out: dict[str, object] = {
             "events": report.records,
@@ -112,6 +117,7 @@ def main() -> None:
             "objects": report.objects,
             "seconds": round(ours_s, 3),
             "events_per_s": round(report.records / ours_s),
+            "runs_s": [round(s, 3) for s, _ in runs],
             "cpu_s": round(ours_cpu, 3),
             "stage_cpu_s": stage_cpu(loc, home),
             "load_avg_1m_at_start": round(load_before, 1),
@@ -123,6 +129,11 @@ def main() -> None:
         if os.environ.get("BENCH_SPARK", "1") != "0":
             out.update(spark_figures(home, report.records, ours_s))
         out["generate_s"] = round(gen_s, 1)
+        out["goals_met"] = {
+            "events_per_s>=500000": report.records / ours_s >= 500_000,
+            "faster_than_spark": float(out.get("speedup_vs_spark", 0)) > 1,  # type: ignore[arg-type]
+            "reconciled": res.reconciled,
+        }
         print(json.dumps(out))
     finally:
         shutil.rmtree(home, ignore_errors=True)
