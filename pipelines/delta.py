@@ -130,9 +130,10 @@ def write_partition(
     folder = "/".join(f"{k}={quote(values[k], safe='-_.')}" for k in cols)
     files = data.drop_columns(cols)
     store = open_storage(uri, dict(options))
-    count = max(1, min(WRITE_THREADS, data.num_rows // MIN_FILE_ROWS))
-    step = -(-data.num_rows // count) if data.num_rows else 0
-    with ThreadPoolExecutor(max_workers=count) as pool:
+    # No rows, no file: the commit then only removes the partition's old files.
+    count = min(WRITE_THREADS, max(1, data.num_rows // MIN_FILE_ROWS)) if data.num_rows else 0
+    step = -(-data.num_rows // count) if count else 0
+    with ThreadPoolExecutor(max_workers=max(count, 1)) as pool:
         adds: list[AddAction | RemoveAction] = list(
             pool.map(
                 lambda i: _put_file(store, folder, files.slice(i * step, step), values),

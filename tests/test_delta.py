@@ -50,6 +50,14 @@ def test_written_files_carry_statistics_deltalake_reads(tmp_path, monkeypatch):
     assert delta.table_rows(str(tmp_path), {}) == 4
 
 
+def test_an_empty_write_empties_the_partition_and_adds_no_file(tmp_path):
+    rows = pa.table({"d": [DAY, DAY], "qty": [1, 2]})
+    delta.write_partition(str(tmp_path), rows, {"d": DAY}, {})
+    delta.write_partition(str(tmp_path), rows.slice(0, 0), {"d": DAY}, {})
+    assert DeltaTable(str(tmp_path)).file_uris() == []
+    assert delta.table_version(str(tmp_path), {}) == 2
+
+
 def test_rows_outside_the_partition_are_refused_before_anything_is_written(tmp_path):
     rows = pa.table({"d": [DAY, DAY + dt.timedelta(days=1)], "qty": [1, 2]})
     with pytest.raises(ValueError, match="1 rows are not in the partition d=2026-10-05"):
