@@ -132,8 +132,10 @@ def write_partition(
     store = open_storage(uri, dict(options))
     # No rows, no file: the commit then only removes the partition's old files.
     count = min(WRITE_THREADS, max(1, data.num_rows // MIN_FILE_ROWS)) if data.num_rows else 0
+    if count and target_file_size:  # more, smaller files when asked (in-memory size)
+        count = max(count, -(-data.nbytes // target_file_size))
     step = -(-data.num_rows // count) if count else 0
-    with ThreadPoolExecutor(max_workers=max(count, 1)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(count, WRITE_THREADS))) as pool:
         adds: list[AddAction | RemoveAction] = list(
             pool.map(
                 lambda i: _put_file(store, folder, files.slice(i * step, step), values),

@@ -50,6 +50,13 @@ def test_written_files_carry_statistics_deltalake_reads(tmp_path, monkeypatch):
     assert delta.table_rows(str(tmp_path), {}) == 4
 
 
+def test_target_file_size_asks_for_more_files(tmp_path):
+    rows = pa.table({"d": [DAY] * 1000, "qty": list(range(1000))})
+    delta.write_partition(str(tmp_path), rows, {"d": DAY}, {}, target_file_size=rows.nbytes // 4)
+    assert len(DeltaTable(str(tmp_path)).file_uris()) >= 4
+    assert delta.table_rows(str(tmp_path), {}) == 1000
+
+
 def test_an_empty_write_empties_the_partition_and_adds_no_file(tmp_path):
     rows = pa.table({"d": [DAY, DAY], "qty": [1, 2]})
     delta.write_partition(str(tmp_path), rows, {"d": DAY}, {})
