@@ -269,17 +269,20 @@ def file_stats(rows: pa.Table) -> dict[str, object]:
             if not pc.any(pc.is_nan(rows[f.name])).as_py():
                 bounds = pc.min_max(rows[f.name])
                 low[f.name], high[f.name] = bounds["min"].as_py(), bounds["max"].as_py()
-        elif pa.types.is_timestamp(t) and t.unit in ("ms", "us", "ns"):
-            micros = pc.min_max(pc.cast(rows[f.name], pa.timestamp("us", tz=t.tz)).cast(pa.int64()))
-            lo, hi = micros["min"].as_py(), micros["max"].as_py()
-            low[f.name] = _millis(lo // 1000, t.tz)
-            high[f.name] = _millis(-(-hi // 1000), t.tz)
+        elif pa.types.is_timestamp(t):
+            ticks = pc.min_max(rows[f.name].cast(pa.int64()))  # in the column's own unit
+            per_second = _TICKS_PER_SECOND[t.unit]
+            low[f.name] = _millis(ticks["min"].as_py() * 1000 // per_second, t.tz)
+            high[f.name] = _millis(-(-ticks["max"].as_py() * 1000 // per_second), t.tz)
     return {
         "numRecords": rows.num_rows,
         "minValues": low,
         "maxValues": high,
         "nullCount": {f.name: rows[f.name].null_count for f in rows.schema},
     }
+
+
+_TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _json(value: object) -> object:

@@ -38,6 +38,14 @@ def test_statistics_bound_every_value_and_leave_strings_unbounded():
     assert stats["maxValues"] == {"ts": "2026-10-06T00:00:00.000Z", "qty": 7, "day": "2026-10-05"}
 
 
+def test_timestamp_bounds_hold_in_every_unit():
+    ns = pa.array([1_000_000_001, 2_999_999_999], pa.timestamp("ns", tz="UTC"))  # sub-microsecond
+    seconds = pa.array([1, 3], pa.timestamp("s"))
+    stats = delta.file_stats(pa.table({"ns": ns, "s": seconds}))
+    assert stats["minValues"] == {"ns": "1970-01-01T00:00:01.000Z", "s": "1970-01-01T00:00:01.000"}
+    assert stats["maxValues"] == {"ns": "1970-01-01T00:00:03.000Z", "s": "1970-01-01T00:00:03.000"}
+
+
 def test_written_files_carry_statistics_deltalake_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(delta, "MIN_FILE_ROWS", 2)
     rows = pa.table({"d": [DAY] * 4, "qty": [1, 2, 30, 40]})
