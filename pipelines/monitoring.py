@@ -19,29 +19,11 @@ import pyarrow as pa
 
 from pipelines import drift
 from pipelines.config import DriftSettings, RetrainSettings
-from pipelines.schemas import FEATURE_CATEGORICAL, FEATURE_NUMERIC
+from pipelines.schemas import DRIFT_SCHEMA, FEATURE_CATEGORICAL, FEATURE_NUMERIC
 from pipelines.train import metrics
 
 MIN_MATCHED_REFERENCE = 500
 
-DRIFT_SCHEMA = pa.schema(
-    [
-        ("date", pa.date32()),
-        ("segment", pa.string()),
-        ("feature", pa.string()),
-        ("kind", pa.string()),
-        ("n_reference", pa.int64()),
-        ("n_current", pa.int64()),
-        ("psi", pa.float64()),
-        ("ks", pa.float64()),
-        ("p_value", pa.float64()),
-        ("js", pa.float64()),
-        ("normed_wasserstein", pa.float64()),
-        ("value", pa.float64()),
-        ("drifted", pa.bool_()),
-        ("model_version", pa.string()),
-    ]
-)
 
 
 def rule_of(settings: DriftSettings) -> drift.DriftRule:

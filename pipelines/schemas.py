@@ -8,6 +8,27 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Silver: typed events by event date, personal data replaced by keyed hashes.
+SILVER_COLUMNS = (
+    "date",
+    "region",
+    "event_id",
+    "event_ts",
+    "store_id",
+    "sku",
+    "category",
+    "quantity",
+    "unit_price",
+    "currency",
+    "promo",
+    "channel",
+    "customer_hash",
+    "email_hash",
+    "landing_date",
+    "is_late",
+)
+SILVER_PARTITION_BY = ["date", "region"]
+
 # One row per store, SKU and event day, in the region's own location. No personal data.
 GOLD_SCHEMA = pa.schema(
     [
@@ -78,6 +99,26 @@ FORECAST_SCHEMA = pa.schema(
         ("sku", pa.string()),
         ("prediction", pa.float64()),
         ("model_name", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
+
+# Drift statistics, one row per day, segment and feature, in the ML home.
+DRIFT_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("segment", pa.string()),
+        ("feature", pa.string()),
+        ("kind", pa.string()),
+        ("n_reference", pa.int64()),
+        ("n_current", pa.int64()),
+        ("psi", pa.float64()),
+        ("ks", pa.float64()),
+        ("p_value", pa.float64()),
+        ("js", pa.float64()),
+        ("normed_wasserstein", pa.float64()),
+        ("value", pa.float64()),
+        ("drifted", pa.bool_()),
         ("model_version", pa.string()),
     ]
 )

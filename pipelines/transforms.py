@@ -26,7 +26,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pipelines.schemas import FEATURES_SCHEMA, GOLD_SCHEMA, TARGET
+from pipelines.schemas import (
+    FEATURES_SCHEMA,
+    GOLD_SCHEMA,
+    SILVER_COLUMNS,
+    SILVER_PARTITION_BY,
+    TARGET,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -41,25 +47,6 @@ DEFAULT_LATENESS_DAYS = 1
 EARLY_DAYS = 1
 SERIES = ("region", "store_id", "sku")
 
-SILVER_COLUMNS = (
-    "date",
-    "region",
-    "event_id",
-    "event_ts",
-    "store_id",
-    "sku",
-    "category",
-    "quantity",
-    "unit_price",
-    "currency",
-    "promo",
-    "channel",
-    "customer_hash",
-    "email_hash",
-    "landing_date",
-    "is_late",
-)
-SILVER_PARTITION_BY = ["date", "region"]
 _BLOCK = 64  # SHA-256 block size in bytes
 
 

@@ -1,0 +1,141 @@
+"""The table registry: every Delta table the product writes, described once.
+
+Engines, assets, suites and the sovereignty policy read a table's name, columns, partition
+columns, the location it lives in and whether it may hold personal data from here, so adding a
+table (or a column) is one edit. ``personal_data`` is a property of the table, not only of its
+column names: a table marked here is treated as personal data by the sync whatever its columns
+are called (the quarantine keeps raw records under ``raw``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pyarrow as pa
+
+from pipelines.events import BRONZE_PARTITION_BY, BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from pipelines.schemas import (
+    DRIFT_SCHEMA,
+    FEATURES_PARTITION_BY,
+    FEATURES_SCHEMA,
+    FORECAST_SCHEMA,
+    GOLD_PARTITION_BY,
+    GOLD_SCHEMA,
+    SILVER_COLUMNS,
+    SILVER_PARTITION_BY,
+)
+
+
+class Role(StrEnum):
+    """Where a table lives: in every region's own location, or in the ML home only."""
+
+    REGION = "region"
+    ML_HOME = "ml_home"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table of the product."""
+
+    name: str
+    columns: tuple[str, ...]
+    partition_by: tuple[str, ...]
+    role: Role
+    personal_data: bool
+    description: str
+    schema: pa.Schema | None = None
+
+    @property
+    def suite(self) -> str:
+        """Name of the table's expectation suite (the asset that writes it)."""
+        return self.name
+
+
+def _spec(
+    name: str,
+    schema: pa.Schema | tuple[str, ...],
+    partition_by: list[str] | tuple[str, ...],
+    role: Role,
+    personal_data: bool,
+    description: str,
+) -> TableSpec:
+    arrow = schema if isinstance(schema, pa.Schema) else None
+    columns = tuple(schema.names) if isinstance(schema, pa.Schema) else tuple(schema)
+    return TableSpec(name, columns, tuple(partition_by), role, personal_data, description, arrow)
+
+
+BRONZE = _spec(
+    "bronze_events",
+    BRONZE_SCHEMA,
+    BRONZE_PARTITION_BY,
+    Role.REGION,
+    True,
+    "Valid demand events as landed, raw personal data included.",
+)
+QUARANTINE = _spec(
+    "bronze_quarantine",
+    QUARANTINE_SCHEMA,
+    BRONZE_PARTITION_BY,
+    Role.REGION,
+    True,
+    "Every rejected record or object, raw bytes (personal data included) and reason.",
+)
+SILVER = _spec(
+    "silver_events",
+    SILVER_COLUMNS,
+    SILVER_PARTITION_BY,
+    Role.REGION,
+    True,  # pseudonymized, and pseudonymized data is still personal data (GDPR recital 26)
+    "Typed events by event date; customer ids and emails as keyed hashes.",
+)
+GOLD = _spec(
+    "gold_daily_demand",
+    GOLD_SCHEMA,
+    GOLD_PARTITION_BY,
+    Role.REGION,
+    False,
+    "One row per store, SKU and day; no personal data.",
+)
+FEATURES = _spec(
+    "demand_features",
+    FEATURES_SCHEMA,
+    FEATURES_PARTITION_BY,
+    Role.ML_HOME,
+    False,
+    "Model inputs of every region, one row per store, SKU and day.",
+)
+FORECAST = _spec(
+    "demand_forecast",
+    FORECAST_SCHEMA,
+    ("date",),
+    Role.ML_HOME,
+    False,
+    "The champion model's predictions, with the version that made them.",
+)
+DRIFT = _spec(
+    "feature_drift",
+    DRIFT_SCHEMA,
+    ("date",),
+    Role.ML_HOME,
+    False,
+    "Drift statistics per day, segment and feature.",
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (BRONZE, QUARANTINE, SILVER, GOLD, FEATURES, FORECAST, DRIFT)
+}
+
+
+def table(name: str) -> TableSpec:
+    """The registered table called ``name``, or an error listing the known ones."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; registered: {', '.join(TABLES)}") from None
+
+
+def holds_personal_data(name: str) -> bool:
+    """True when the registry marks the table (by its name) as personal data."""
+    spec = TABLES.get(name.strip().lower())
+    return spec is not None and spec.personal_data
