@@ -10,7 +10,7 @@ from scipy import stats
 from pipelines import drift, monitoring
 from pipelines.config import DriftSettings, RetrainSettings
 from pipelines.simulate import Drift
-from pipelines.synthetic import synthetic_features
+from tests.synthetic import synthetic_features
 
 RULE = drift.DriftRule()
 

@@ -14,7 +14,7 @@ from jobs.ml import drift_retrain_sensor, evaluate_drift_triggers
 from pipelines import delta, tracking
 from pipelines.config import load_config
 from pipelines.simulate import Drift
-from pipelines.synthetic import synthetic_features
+from tests.synthetic import synthetic_features
 from resources import LakeResource, MLflowResource
 
 START = dt.date(2026, 9, 1)

@@ -10,7 +10,7 @@ from jobs.ml_demo import run_ml_demo
 from pipelines.config import load_config
 from pipelines.definitions import build_definitions
 from pipelines.simulate import Drift
-from pipelines.synthetic import synthetic_features
+from tests.synthetic import synthetic_features
 from resources import resources_for
 
 START = dt.date(2026, 9, 1)

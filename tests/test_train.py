@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines import train
-from pipelines.synthetic import synthetic_features
+from tests.synthetic import synthetic_features
 
 START = dt.date(2026, 9, 1)
 

@@ -14,7 +14,7 @@ from deltalake import write_deltalake
 from assets.ml import demand_forecast, demand_model
 from pipelines import delta, tracking
 from pipelines.config import load_config
-from pipelines.synthetic import synthetic_features
+from tests.synthetic import synthetic_features
 from resources import LakeResource, MLflowResource
 from tests.integration.conftest import free_port, stop, wait_for_port
 
