@@ -12,10 +12,10 @@ export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 export LAKEHOUSE_PII_KEY ?= local-demo-key-not-a-secret
 
 .DEFAULT_GOAL := help
-.PHONY: help setup chromium run test ui bench check clean
+.PHONY: help setup chromium run test test-fast ui bench check clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11" >&2; exit 1; }
@@ -39,8 +39,11 @@ chromium: ## Debian's headless Chromium for the UI test (setup runs this when it
 run: setup ## simulate a few weeks in three regions and materialize the graph
 	$(BIN)/lakehouse demo
 
-test: setup ## the whole test suite (unit, Spark, emulators)
+test: setup ## the whole test suite (unit, Spark, emulators, MLflow server, daemon, UI)
 	$(BIN)/pytest -q
+
+test-fast: setup ## the edit loop: unit tests without Spark, emulators or servers (a few minutes)
+	$(BIN)/pytest -q --ignore=tests/integration -m "not (spark or s3 or azure or gcs or mlflow or ui or dagster or postgres)"
 
 ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run` produced
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
@@ -48,10 +51,11 @@ ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run
 bench: setup ## every benchmark; each prints a JSON object last
 	@for m in benchmarks/[a-z]*.py; do n=$$(basename $$m .py); echo "== $$n"; $(BIN)/python -m benchmarks.$$n || exit 1; done
 
-check: setup ## ruff and mypy
+check: setup ## ruff, mypy, and the layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean: ## remove the lake, Dagster state and caches (not the venv or jars)
 	rm -rf .lake .dagster .mlflow .pytest_cache

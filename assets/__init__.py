@@ -1,23 +1,33 @@
-"""Dagster assets: thin wrappers that read, call an engine in pipelines/, write and report."""
+"""Dagster assets: thin wrappers that read, call an engine in pipelines/, write and report.
 
-from assets.bronze import bronze
-from assets.features import demand_features
+Every asset is built by a function from one environment's configuration (partitions, suites,
+replicas); :func:`build_assets` assembles them. Nothing here reads configuration at import.
+"""
+
+import dagster as dg
+
+from assets.automation import with_automation
+from assets.bronze import build_bronze
+from assets.features import build_features
 from assets.freshness import with_freshness
-from assets.gold import gold_daily_demand
-from assets.ml import demand_forecast, demand_model, feature_drift
-from assets.replicas import REPLICAS
-from assets.silver import silver_events
+from assets.gold import build_gold
+from assets.ml import build_ml_assets
+from assets.partitions import Partitions
+from assets.replicas import build_replicas
+from assets.silver import build_silver
+from data_quality.suites import Suites
+from pipelines.config import LakeConfig
 
-# Freshness policies are applied by group and key (assets/freshness.py).
-ASSETS = with_freshness(
-    [
-        bronze,
-        silver_events,
-        gold_daily_demand,
-        *REPLICAS,
-        demand_features,
-        demand_model,
-        demand_forecast,
-        feature_drift,
+
+def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
+    """Every asset of the environment, with freshness policies and automation conditions."""
+    replicas = build_replicas(cfg, suites)
+    assets = [
+        build_bronze(parts, suites),
+        build_silver(parts, suites),
+        build_gold(parts, suites),
+        *replicas,
+        build_features(parts, suites, [a.key for a in replicas]),
+        *build_ml_assets(parts, suites),
     ]
-)
+    return with_automation(with_freshness(assets))

@@ -5,93 +5,95 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.partitions import date_region
+from assets.partitions import Partitions
 from data_quality import gx
-from pipelines import ingest
+from data_quality.suites import Suites
+from pipelines import ingest, tables
 from resources.lake import LakeResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "bronze_events",
-            group_name="bronze",
-            kinds={"delta", "python"},
-            description="Valid demand events as landed, one Delta table per region's cloud.",
-            metadata={"partition_columns": "landing_date, region"},
-        ),
-        dg.AssetSpec(
-            "bronze_quarantine",
-            group_name="bronze",
-            kinds={"delta", "python"},
-            description="Every rejected record or object, raw bytes kept, with source and reason.",
-        ),
-    ],
-    check_specs=[
-        gx.check_spec("bronze_events"),
-        gx.check_spec("bronze_quarantine"),
-        dg.AssetCheckSpec(
-            RECONCILIATION_CHECK,
-            asset="bronze_events",
-            blocking=True,
-            description="landed = ingested + quarantined + duplicates dropped, exactly.",
-        ),
-    ],
-    partitions_def=date_region,
-    can_subset=False,
-)
-def bronze(
-    context: dg.AssetExecutionContext, lake: LakeResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    day = dt.date.fromisoformat(keys["date"])
-    location = lake.location_for_region(keys["region"])
-    done = ingest.ingest_partition(location, lake.storage_options(location), day)
-    res = done.result
-    report = res.report()
-    context.log.info(f"ingested {location.name} {day}: {report}")
-    yield dg.MaterializeResult(
-        asset_key="bronze_events",
-        metadata={
-            "location": location.name,
-            "table_uri": done.bronze_uri,
-            "delta_version": done.bronze_version,
-            "landed": res.landed,
-            "ingested": res.ingested,
-            "quarantined": res.quarantined,
-            "duplicates_dropped": res.duplicates,
-            "objects": res.objects,
-            "reconciled": res.reconciled,
-            "dagster/row_count": res.ingested,
-        },
+def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
+    """The bronze multi-asset: events and quarantine of one (date, region), with their checks."""
+    events, quarantine = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                tables.BRONZE.name,
+                group_name="bronze",
+                kinds={"delta", "python"},
+                description=tables.BRONZE.description,
+                metadata={"partition_columns": "landing_date, region"},
+            ),
+            dg.AssetSpec(
+                tables.QUARANTINE.name,
+                group_name="bronze",
+                kinds={"delta", "python"},
+                description=tables.QUARANTINE.description,
+            ),
+        ],
+        check_specs=[
+            gx.check_spec(events),
+            gx.check_spec(quarantine),
+            dg.AssetCheckSpec(
+                RECONCILIATION_CHECK,
+                asset=tables.BRONZE.name,
+                blocking=True,
+                description="landed = ingested + quarantined + duplicates dropped, exactly.",
+            ),
+        ],
+        partitions_def=parts.date_region,
+        can_subset=False,
     )
-    yield dg.MaterializeResult(
-        asset_key="bronze_quarantine",
-        metadata={
-            "table_uri": done.quarantine_uri,
-            "delta_version": done.quarantine_version,
-            "corrupt_objects": res.corrupt_objects,
-            "reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
-            "dagster/row_count": res.quarantined,
-        },
-    )
-    expected = res.landed - res.quarantined - res.duplicates
-    yield gx.check_result(
-        "bronze_events", gx.validate("bronze_events", res.bronze, {"expected_rows": expected})
-    )
-    yield gx.check_result(
-        "bronze_quarantine",
-        gx.validate("bronze_quarantine", res.quarantine, {"expected_rows": res.quarantined}),
-    )
-    yield dg.AssetCheckResult(
-        asset_key="bronze_events",
-        check_name=RECONCILIATION_CHECK,
-        passed=res.reconciled,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")
-        },
-    )
+    def bronze(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
+        keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+        day = dt.date.fromisoformat(keys["date"])
+        location = lake.location_for_region(keys["region"])
+        done = ingest.ingest_partition(location, lake.storage_options(location), day)
+        res = done.result
+        report = res.report()
+        context.log.info(f"ingested {location.name} {day}: {report}")
+        yield dg.MaterializeResult(
+            asset_key=tables.BRONZE.name,
+            metadata={
+                "location": location.name,
+                "table_uri": done.bronze_uri,
+                "delta_version": done.bronze_version,
+                "landed": res.landed,
+                "ingested": res.ingested,
+                "quarantined": res.quarantined,
+                "duplicates_dropped": res.duplicates,
+                "objects": res.objects,
+                "reconciled": res.reconciled,
+                "dagster/row_count": res.ingested,
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=tables.QUARANTINE.name,
+            metadata={
+                "table_uri": done.quarantine_uri,
+                "delta_version": done.quarantine_version,
+                "corrupt_objects": res.corrupt_objects,
+                "reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
+                "dagster/row_count": res.quarantined,
+            },
+        )
+        expected = res.landed - res.quarantined - res.duplicates
+        yield gx.check(events, res.bronze, {"expected_rows": expected})
+        yield gx.check(quarantine, res.quarantine, {"expected_rows": res.quarantined})
+        yield dg.AssetCheckResult(
+            asset_key=tables.BRONZE.name,
+            check_name=RECONCILIATION_CHECK,
+            passed=res.reconciled,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")
+            },
+        )
+
+    return bronze

@@ -1,11 +1,11 @@
 """Freshness policies where staleness matters: bronze, replicas, features, the forecast.
 
-Applied by group name or asset key, so a group added later (``replication``, ``features``,
-``ml``) gets its policy by being listed in ``ASSETS``; the UI shows each asset's lag against it.
+Applied by group name or asset key with Dagster's public ``map_asset_specs`` and
+``apply_freshness_policy``; an asset's own policy wins. The UI shows each asset's lag.
 """
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -33,26 +33,16 @@ FRESHNESS_BY_KEY: Mapping[str, dg.FreshnessPolicy] = {
 def policy_for(spec: dg.AssetSpec) -> dg.FreshnessPolicy | None:
     """The freshness policy of an asset: by key first, then by group; None if staleness is fine."""
     by_key = FRESHNESS_BY_KEY.get(spec.key.to_user_string())
-    if by_key is not None:
-        return by_key
-    return FRESHNESS_BY_GROUP.get(spec.group_name or "")
+    return by_key if by_key is not None else FRESHNESS_BY_GROUP.get(spec.group_name or "")
 
 
-def _with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
-    if spec.freshness_policy is not None:  # an asset's own policy wins
-        return spec
+def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
     policy = policy_for(spec)
-    return spec if policy is None else spec.replace_attributes(freshness_policy=policy)
+    if policy is None:
+        return spec
+    return dg.apply_freshness_policy(spec, policy, overwrite_existing=False)
 
 
-def with_freshness(
-    assets: Iterable[dg.AssetsDefinition | dg.AssetSpec],
-) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+def with_freshness(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
     """The same assets with the freshness policies above applied to every spec they hold."""
-    out: list[dg.AssetsDefinition | dg.AssetSpec] = []
-    for item in assets:
-        if isinstance(item, dg.AssetSpec):
-            out.append(_with_policy(item))
-        else:
-            out.append(item.map_asset_specs(_with_policy))
-    return out
+    return list(dg.map_asset_specs(_apply, assets))

@@ -4,37 +4,43 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.partitions import date_region
+from assets.partitions import Partitions
 from assets.spark_io import write_region_ranges
 from data_quality import gx
-from pipelines import spark_jobs
-from pipelines.schemas import GOLD_PARTITION_BY
+from data_quality.suites import Suites
+from pipelines import spark_jobs, tables
 from resources.lake import LakeResource
 from resources.spark import SparkResource
 
 
-@dg.asset(
-    partitions_def=date_region,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetKey("silver_events")],
-    group_name="gold",
-    kinds={"spark", "delta"},
-    check_specs=[gx.check_spec("gold_daily_demand")],
-    metadata={"partition_columns": "date, region"},
-)
-def gold_daily_demand(
-    context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """One row per store, SKU and day: quantity, revenue, prices, promotion and online shares."""
-    session = spark.session()
-    rows, versions = write_region_ranges(
-        context, lake, session, spark_jobs.GOLD_TABLE, GOLD_PARTITION_BY, spark_jobs.gold
+def build_gold(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
+    """The gold asset over (date, region), one Spark run per backfill."""
+    suite = suites[tables.GOLD.name]
+
+    @dg.asset(
+        name=tables.GOLD.name,
+        partitions_def=parts.date_region,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[dg.AssetKey(tables.SILVER.name)],
+        group_name="gold",
+        kinds={"spark", "delta"},
+        check_specs=[gx.check_spec(suite)],
+        metadata={"partition_columns": ", ".join(tables.GOLD.partition_by)},
     )
-    yield dg.MaterializeResult(
-        metadata={
-            "delta_versions": dg.MetadataValue.json(versions),
-            "dagster/row_count": rows.count(),
-        }
-    )
-    yield gx.check_result("gold_daily_demand", gx.validate("gold_daily_demand", rows))
-    rows.unpersist()
+    def gold_daily_demand(
+        context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """One row per store, SKU and day: quantity, revenue, prices, promotion, online share."""
+        rows, versions = write_region_ranges(
+            context, lake, spark.session(), tables.GOLD, spark_jobs.gold
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "delta_versions": dg.MetadataValue.json(versions),
+                "dagster/row_count": rows.count(),
+            }
+        )
+        yield gx.check(suite, rows)
+        rows.unpersist()
+
+    return gold_daily_demand

@@ -1,6 +1,7 @@
 """ML: the demand model (MLflow), the champion's daily forecast, and daily drift monitoring."""
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -11,17 +12,19 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
-from assets.partitions import daily
+from assets.partitions import Partitions
 from data_quality import gx
-from pipelines import delta, monitoring, tracking
-from pipelines.config import LakeLocation, load_ml_settings
+from data_quality.suites import Suite, Suites
+from pipelines import delta, monitoring, tables, tracking
+from pipelines.config import DriftSettings, LakeLocation, MLSettings, RetrainSettings
 from pipelines.schemas import FEATURE_KEYS, FORECAST_SCHEMA, TARGET
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 
-FEATURES = "demand_features"
-FORECAST = "demand_forecast"
-DRIFT = "feature_drift"
+FEATURES = tables.FEATURES.name
+FORECAST = tables.FORECAST.name
+DRIFT = tables.DRIFT.name
+MODEL = "demand_model"
 TRIGGER_TAG = "lakehouse/trigger"
 REASON_TAG = "lakehouse/drift_reason"
 SOURCE_TAG = "lakehouse/drift_partition"
@@ -85,122 +88,150 @@ def _read_features(
     return frame, uri, version
 
 
-@dg.asset(
-    deps=[FEATURES],
-    group_name="ml",
-    kinds={"mlflow", "scikitlearn"},
-    check_specs=[gx.check_spec("demand_model")],
-)
-def demand_model(
-    context: dg.AssetExecutionContext,
-    config: DemandModelConfig,
-    lake: LakeResource,
-    mlflow: MLflowResource,
-) -> dg.MaterializeResult:
-    """Demand forecaster trained on a window of demand_features, registered and gated in MLflow."""
-    settings = load_ml_settings()
-    overrides = {
-        k: v
-        for k, v in {
-            "training_window_days": config.window_days,
-            "holdout_days": config.holdout_days,
-            "promotion_margin": config.promotion_margin,
-        }.items()
-        if v is not None
+def training_settings(settings: MLSettings, config: DemandModelConfig) -> MLSettings:
+    """The ``ml:`` settings with a run's overrides applied."""
+    overrides: dict[str, Any] = {
+        "training_window_days": config.window_days,
+        "holdout_days": config.holdout_days,
+        "promotion_margin": config.promotion_margin,
     }
-    settings = type(settings)(**{**settings.__dict__, **overrides})
-    params = {
-        k: v
-        for k, v in {"max_iter": config.max_iter, "learning_rate": config.learning_rate}.items()
-        if v is not None
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def drift_settings(
+    settings: MLSettings, config: FeatureDriftConfig
+) -> tuple[DriftSettings, RetrainSettings]:
+    """The drift and retraining settings with a run's overrides applied."""
+    drift: dict[str, Any] = {
+        "alpha": config.alpha,
+        "min_normed_wasserstein": config.min_normed_wasserstein,
     }
-    home = lake.config().home
-    features, uri, version = _read_features(lake, home, version=config.features_version)
-    trigger = {
-        k.removeprefix("lakehouse/"): v
-        for k, v in context.run.tags.items()
-        if k.startswith("lakehouse/")
-    }
-    outcome = tracking.train_and_register(
-        mlflow.tracking(),
-        features,
-        [tracking.Lineage(FEATURES, uri, version, len(features))],
-        settings,
-        params=params,
-        end=dt.date.fromisoformat(config.end_date) if config.end_date else None,
-        trigger=trigger,
+    retrain: dict[str, Any] = {"min_drifted_features": config.min_drifted_features}
+    return (
+        dataclasses.replace(settings.drift, **{k: v for k, v in drift.items() if v is not None}),
+        dataclasses.replace(
+            settings.retrain, **{k: v for k, v in retrain.items() if v is not None}
+        ),
     )
-    context.log.info(f"model v{outcome.version}: {outcome.reason}")
-    check = gx.check_result("demand_model", gx.validate("demand_model", outcome.metrics_frame()))
+
+
+def _model_metadata(outcome: tracking.TrainingOutcome, uri: str, version: int) -> dict[str, Any]:
     m = outcome.metrics
-    return dg.MaterializeResult(
-        metadata={
-            "model_name": outcome.model_name,
-            "model_version": outcome.version,
-            "mlflow_run_id": outcome.run_id,
-            "promoted": outcome.promoted,
-            "promotion_reason": outcome.reason,
-            "champion_version": outcome.champion_version,
-            "holdout_wape": m["challenger"]["wape"],
-            "holdout_mae": m["challenger"]["mae"],
-            "holdout_rmse": m["challenger"]["rmse"],
-            "baseline_wape": m["baseline"]["wape"],
-            "champion_wape": m["champion"]["wape"] if "champion" in m else None,
-            "lineage": dg.MetadataValue.json(
-                [{"table": x.table, "uri": x.uri, "version": x.version} for x in outcome.lineage]
-            ),
-            "table_uri": uri,
-            "delta_version": version,
-            "window": dg.MetadataValue.json(outcome.window.as_params()),
-            "trigger": dg.MetadataValue.json(outcome.trigger),
-            "dagster/row_count": len(features),
-        },
-        check_results=[check],
+    return {
+        "model_name": outcome.model_name,
+        "model_version": outcome.version,
+        "mlflow_run_id": outcome.run_id,
+        "promoted": outcome.promoted,
+        "promotion_reason": outcome.reason,
+        "champion_version": outcome.champion_version,
+        "holdout_wape": m["challenger"]["wape"],
+        "holdout_mae": m["challenger"]["mae"],
+        "holdout_rmse": m["challenger"]["rmse"],
+        "baseline_wape": m["baseline"]["wape"],
+        "champion_wape": m["champion"]["wape"] if "champion" in m else None,
+        "lineage": dg.MetadataValue.json(
+            [{"table": x.table, "uri": x.uri, "version": x.version} for x in outcome.lineage]
+        ),
+        "table_uri": uri,
+        "delta_version": version,
+        "window": dg.MetadataValue.json(outcome.window.as_params()),
+        "trigger": dg.MetadataValue.json(outcome.trigger),
+    }
+
+
+def build_model(suite: Suite) -> dg.AssetsDefinition:
+    """The demand model asset: train, register in MLflow, gate the promotion."""
+
+    @dg.asset(
+        name=MODEL,
+        deps=[FEATURES],
+        group_name="ml",
+        kinds={"mlflow", "scikitlearn"},
+        check_specs=[gx.check_spec(suite)],
     )
+    def demand_model(
+        context: dg.AssetExecutionContext,
+        config: DemandModelConfig,
+        lake: LakeResource,
+        mlflow: MLflowResource,
+    ) -> dg.MaterializeResult:
+        """Demand forecaster trained on a window of demand_features, registered and gated."""
+        params = {"max_iter": config.max_iter, "learning_rate": config.learning_rate}
+        features, uri, version = _read_features(
+            lake, lake.config().home, version=config.features_version
+        )
+        trigger = {
+            k.removeprefix("lakehouse/"): v
+            for k, v in context.run.tags.items()
+            if k.startswith("lakehouse/")
+        }
+        outcome = tracking.train_and_register(
+            mlflow.tracking(),
+            features,
+            [tracking.Lineage(FEATURES, uri, version, len(features))],
+            training_settings(lake.config().ml, config),
+            params={k: v for k, v in params.items() if v is not None},
+            end=dt.date.fromisoformat(config.end_date) if config.end_date else None,
+            trigger=trigger,
+        )
+        context.log.info(f"model v{outcome.version}: {outcome.reason}")
+        return dg.MaterializeResult(
+            metadata={**_model_metadata(outcome, uri, version), "dagster/row_count": len(features)},
+            check_results=[gx.check(suite, outcome.metrics_frame())],
+        )
+
+    return demand_model
 
 
 def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-@dg.asset(
-    deps=[demand_model, FEATURES],
-    partitions_def=daily,
-    group_name="ml",
-    kinds={"mlflow", "delta"},
-    check_specs=[gx.check_spec(FORECAST)],
-)
-def demand_forecast(
-    context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MLflowResource
-) -> dg.MaterializeResult:
-    """The champion model's forecast for each store and SKU of the day, with its version."""
-    day = _day(context)
-    home = lake.config().home
-    features, uri, version = _read_features(lake, home, day)
-    track = mlflow.tracking()
-    predictions, model_version = tracking.score_with_champion(track, features)
-    out = pa.Table.from_pandas(
-        features[list(FEATURE_KEYS)].assign(
-            prediction=predictions, model_name=track.model_name, model_version=model_version
-        )[FORECAST_SCHEMA.names],
-        schema=FORECAST_SCHEMA,
-        preserve_index=False,
+def build_forecast(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
+    """The daily forecast asset: the champion's predictions for each feature row."""
+
+    @dg.asset(
+        name=FORECAST,
+        deps=[MODEL, FEATURES],
+        partitions_def=parts.daily,
+        group_name="ml",
+        kinds={"mlflow", "delta"},
+        check_specs=[gx.check_spec(suite)],
     )
-    written = lake.write_partition(home, FORECAST, out, {"date": day}, partition_by=["date"])
-    check = gx.check_result(FORECAST, gx.validate(FORECAST, out, {"expected_rows": len(features)}))
-    return dg.MaterializeResult(
-        metadata={
-            "model_name": track.model_name,
-            "model_version": model_version,
-            "table_uri": home.table_uri(FORECAST),
-            "delta_version": written,
-            "features_uri": uri,
-            "features_version": version,
-            "mean_prediction": float(np.mean(predictions)) if len(predictions) else 0.0,
-            "dagster/row_count": out.num_rows,
-        },
-        check_results=[check],
-    )
+    def demand_forecast(
+        context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MLflowResource
+    ) -> dg.MaterializeResult:
+        """The champion model's forecast for each store and SKU of the day, with its version."""
+        day = _day(context)
+        home = lake.config().home
+        features, uri, version = _read_features(lake, home, day)
+        track = mlflow.tracking()
+        predictions, model_version = tracking.score_with_champion(track, features)
+        out = pa.Table.from_pandas(
+            features[list(FEATURE_KEYS)].assign(
+                prediction=predictions, model_name=track.model_name, model_version=model_version
+            )[FORECAST_SCHEMA.names],
+            schema=FORECAST_SCHEMA,
+            preserve_index=False,
+        )
+        written = lake.write_partition(
+            home, FORECAST, out, {"date": day}, partition_by=list(tables.FORECAST.partition_by)
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "model_name": track.model_name,
+                "model_version": model_version,
+                "table_uri": home.table_uri(FORECAST),
+                "delta_version": written,
+                "features_uri": uri,
+                "features_version": version,
+                "mean_prediction": float(np.mean(predictions)) if len(predictions) else 0.0,
+                "dagster/row_count": out.num_rows,
+            },
+            check_results=[gx.check(suite, out, {"expected_rows": len(features)})],
+        )
+
+    return demand_forecast
 
 
 def _forecast_for(
@@ -214,70 +245,40 @@ def _forecast_for(
     return None if frame.empty else frame
 
 
-@dg.asset(
-    deps=[demand_forecast, FEATURES],
-    partitions_def=daily,
-    group_name="ml",
-    kinds={"python", "delta"},
-    check_specs=[gx.check_spec(DRIFT)],
-)
-def feature_drift(
-    context: dg.AssetExecutionContext,
-    config: FeatureDriftConfig,
+def day_predictions(
     lake: LakeResource,
-    mlflow: MLflowResource,
-) -> dg.MaterializeResult:
-    """Per-feature and prediction drift of the day against the champion's training reference."""
-    settings = load_ml_settings()
-    drift_settings = settings.drift
-    if config.alpha is not None or config.min_normed_wasserstein is not None:
-        drift_settings = type(drift_settings)(
-            **{
-                **drift_settings.__dict__,
-                **({"alpha": config.alpha} if config.alpha is not None else {}),
-                **(
-                    {"min_normed_wasserstein": config.min_normed_wasserstein}
-                    if config.min_normed_wasserstein is not None
-                    else {}
-                ),
-            }
-        )
-    retrain_settings = settings.retrain
-    if config.min_drifted_features is not None:
-        retrain_settings = type(retrain_settings)(
-            **{**retrain_settings.__dict__, "min_drifted_features": config.min_drifted_features}
-        )
-    day = _day(context)
-    home = lake.config().home
-    features, uri, version = _read_features(lake, home, day)
-    track = mlflow.tracking()
-    champion = track.version_by_alias(tracking.CHAMPION)
-    if champion is None:
-        raise LookupError(f"model {track.model_name!r} has no champion: train demand_model first")
-    model_version = str(champion.version)
-    reference = track.load_reference(champion)
+    home: LakeLocation,
+    track: tracking.Tracking,
+    day: dt.date,
+    features: pd.DataFrame,
+    model_version: str,
+) -> np.ndarray:
+    """The champion's predictions of a day: its stored forecast, else scored now."""
     forecast = _forecast_for(lake, home, day, model_version)
-    if forecast is not None:
-        keys = [k for k in FEATURE_KEYS if k != "date"]
-        merged = features.merge(forecast[[*keys, "prediction"]], on=keys, how="left")
-        predictions = merged["prediction"].to_numpy(dtype=np.float64)
-    else:
-        predictions, _ = tracking.score_with_champion(track, features)
-    report, how = monitoring.day_drift(reference, features, drift_settings, predictions)
-    error = monitoring.forecast_error(features[TARGET].to_numpy(dtype=np.float64), predictions)
-    verdict = monitoring.retrain_verdict(report, retrain_settings)
-    table = monitoring.to_table(report, day, model_version, error)
-    written = lake.write_partition(home, DRIFT, table, {"date": day}, partition_by=["date"])
-    png = monitoring.plot_png(
-        report,
-        f"feature drift {day} vs model v{model_version} ({how})",
-        drift_settings.min_normed_wasserstein,
-    )
-    plot_path = f"reports/{DRIFT}/{day.isoformat()}.png"
-    lake.storage(home).put(plot_path, png)
-    check = gx.check_result(DRIFT, gx.validate(DRIFT, table))
+    if forecast is None:
+        return tracking.score_with_champion(track, features)[0]
+    keys = [k for k in FEATURE_KEYS if k != "date"]
+    merged = features.merge(forecast[[*keys, "prediction"]], on=keys, how="left")
+    return merged["prediction"].to_numpy(dtype=np.float64)
+
+
+def _publish_plot(
+    lake: LakeResource, home: LakeLocation, day: dt.date, png: bytes
+) -> dict[str, Any]:
+    """Store the drift heatmap beside the tables; its URI and an inline copy for the UI."""
+    path = f"reports/{DRIFT}/{day.isoformat()}.png"
+    lake.storage(home).put(path, png)
+    return {
+        "plot_uri": home.uri(path),
+        "plot": dg.MetadataValue.md(
+            f"![feature drift {day}](data:image/png;base64,{base64.b64encode(png).decode()})"
+        ),
+    }
+
+
+def _drift_metadata(report: pd.DataFrame, verdict: Any, table: pa.Table) -> dict[str, Any]:
     numeric = report[report["kind"] != "categorical"]
-    metadata: dict[str, Any] = {
+    return {
         "drift_detected": bool(report["drifted"].any()),
         "retrain_recommended": verdict.retrain,
         "drift_reason": verdict.reason,
@@ -285,22 +286,78 @@ def feature_drift(
         "max_normed_wasserstein": float(numeric["normed_wasserstein"].max())
         if len(numeric)
         else 0.0,
-        "model_version": model_version,
-        "reference": how,
-        "features_uri": uri,
-        "features_version": version,
-        "table_uri": home.table_uri(DRIFT),
-        "delta_version": written,
-        "plot_uri": home.uri(plot_path),
-        "plot": dg.MetadataValue.md(
-            f"![feature drift {day}](data:image/png;base64,{base64.b64encode(png).decode()})"
-        ),
         "summary": dg.MetadataValue.md(
             "\n".join(f"- {line}" for line in monitoring.summary_lines(report))
         ),
         "dagster/row_count": table.num_rows,
     }
-    if error:
-        metadata.update({f"forecast_{k}": v for k, v in error.items() if k != "rows"})
-    context.log.info(f"drift {day}: {verdict.reason}; {json.dumps(verdict.drifted)}")
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def build_drift(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
+    """The daily drift asset: features and predictions against the champion's reference."""
+
+    @dg.asset(
+        name=DRIFT,
+        deps=[FORECAST, FEATURES],
+        partitions_def=parts.daily,
+        group_name="ml",
+        kinds={"python", "delta"},
+        check_specs=[gx.check_spec(suite)],
+    )
+    def feature_drift(
+        context: dg.AssetExecutionContext,
+        config: FeatureDriftConfig,
+        lake: LakeResource,
+        mlflow: MLflowResource,
+    ) -> dg.MaterializeResult:
+        """Per-feature and prediction drift of the day against the champion's training data."""
+        drift_cfg, retrain_cfg = drift_settings(lake.config().ml, config)
+        day = _day(context)
+        home = lake.config().home
+        features, uri, version = _read_features(lake, home, day)
+        track = mlflow.tracking()
+        champion = track.version_by_alias(tracking.CHAMPION)
+        if champion is None:
+            raise LookupError(f"model {track.model_name!r} has no champion: train {MODEL} first")
+        model_version = str(champion.version)
+        predictions = day_predictions(lake, home, track, day, features, model_version)
+        report, how = monitoring.day_drift(
+            track.load_reference(champion), features, drift_cfg, predictions
+        )
+        error = monitoring.forecast_error(features[TARGET].to_numpy(dtype=np.float64), predictions)
+        verdict = monitoring.retrain_verdict(report, retrain_cfg)
+        table = monitoring.to_table(report, day, model_version, error)
+        written = lake.write_partition(
+            home, DRIFT, table, {"date": day}, partition_by=list(tables.DRIFT.partition_by)
+        )
+        png = monitoring.plot_png(
+            report,
+            f"feature drift {day} vs model v{model_version} ({how})",
+            drift_cfg.min_normed_wasserstein,
+        )
+        context.log.info(f"drift {day}: {verdict.reason}; {json.dumps(verdict.drifted)}")
+        return dg.MaterializeResult(
+            metadata={
+                **_drift_metadata(report, verdict, table),
+                **_publish_plot(lake, home, day, png),
+                **{f"forecast_{k}": v for k, v in (error or {}).items() if k != "rows"},
+                "model_version": model_version,
+                "reference": how,
+                "features_uri": uri,
+                "features_version": version,
+                "table_uri": home.table_uri(DRIFT),
+                "delta_version": written,
+            },
+            check_results=[gx.check(suite, table)],
+        )
+
+    return feature_drift
+
+
+def build_ml_assets(parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
+    """The model, its daily forecast and the daily drift monitoring."""
+    return [
+        build_model(suites[MODEL]),
+        build_forecast(parts, suites[FORECAST]),
+        build_drift(parts, suites[DRIFT]),
+    ]

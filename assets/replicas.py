@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from data_quality import gx
+from data_quality.suites import Suite, Suites
 from pipelines import delta
-from pipelines.config import Replica, load_config
+from pipelines.config import LakeConfig, Replica
 from pipelines.sync import sync, table_fingerprint
 from resources.lake import LakeResource
 
@@ -26,7 +27,7 @@ def _find(lake: LakeResource, name: str) -> Replica:
     )
 
 
-def build_replica_asset(name: str, table: str, source: str) -> dg.AssetsDefinition:
+def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.AssetsDefinition:
     """The asset of one replica, with its consistency and Great Expectations checks."""
 
     @dg.asset(
@@ -43,7 +44,7 @@ def build_replica_asset(name: str, table: str, source: str) -> dg.AssetsDefiniti
                 blocking=True,
                 description="Source and replica at the replica's version: same rows and hash.",
             ),
-            gx.check_spec(name),
+            gx.check_spec(suite),
         ],
     )
     def replica_asset(
@@ -94,10 +95,13 @@ def build_replica_asset(name: str, table: str, source: str) -> dg.AssetsDefiniti
             },
         )
         rows = delta.read_partition(replica.target_uri, dst_opts, version=version)
-        yield gx.check_result(name, gx.validate(name, rows, {"expected_rows": src_rows}))
+        yield gx.check(suite, rows, {"expected_rows": src_rows})
 
     return replica_asset
 
 
-REPLICAS = [build_replica_asset(r.name, r.table, r.source.name) for r in load_config().replicas()]
-REPLICA_KEYS = [a.key for a in REPLICAS]
+def build_replicas(cfg: LakeConfig, suites: Suites) -> list[dg.AssetsDefinition]:
+    """One asset per replica the environment's ``replication:`` rules configure."""
+    return [
+        build_replica_asset(r.name, r.table, r.source.name, suites[r.name]) for r in cfg.replicas()
+    ]

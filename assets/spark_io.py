@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import date_ranges_by_region
-from pipelines import spark_jobs
+from pipelines import spark_jobs, tables
 from pipelines.config import LakeLocation
 from resources.lake import LakeResource
 
@@ -19,8 +19,7 @@ def write_region_ranges(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     session: Any,
-    table: str,
-    partition_by: list[str],
+    table: tables.TableSpec,
     build: Build,
 ) -> tuple[Any, dict[str, int]]:
     """Build and replace every (region, date range) of the run; the rows written, versions.
@@ -35,10 +34,10 @@ def write_region_ranges(
         for start, end in ranges:
             df = build(session, loc, opts, start, end)
             versions[loc.name] = lake.spark_write_range(
-                df, loc, table, start, end, region, partition_by
+                df, loc, table.name, start, end, region, list(table.partition_by)
             )
             where = spark_jobs.date_range_predicate(start, end, region)
-            uri = loc.table_uri(table)
-            written.append(spark_jobs.read_delta(session, uri, opts, where, table))
-            context.log.info(f"{table} {loc.name} {start}..{end} -> {uri}")
+            uri = loc.table_uri(table.name)
+            written.append(spark_jobs.read_delta(session, uri, opts, where, table.name))
+            context.log.info(f"{table.name} {loc.name} {start}..{end} -> {uri}")
     return spark_jobs.union_all(written).cache(), versions

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from data_quality.suites import SUITES, Suite
+from data_quality.suites import Suite
 
 _LOCK = threading.Lock()
 MAX_UNEXPECTED_SHOWN = 5
@@ -106,11 +106,11 @@ def _build_suite(gx: Any, suite: Suite, params: dict[str, Any], name: str) -> An
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
 
-def validate(asset: str, data: Any, params: dict[str, Any] | None = None) -> SuiteOutcome:
+def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> SuiteOutcome:
     """Validate data (Arrow table, pandas or Spark DataFrame) against an asset's suite."""
     import great_expectations as gx
 
-    suite = SUITES[asset]
+    asset = suite.asset
     params = params or {}
     with _LOCK:  # the ephemeral context's stores are not thread-safe
         ctx = _context()
@@ -164,9 +164,9 @@ def validate(asset: str, data: Any, params: dict[str, Any] | None = None) -> Sui
     return SuiteOutcome(suite=suite.check_name, rows=int(rows), outcomes=outcomes)
 
 
-def check_result(asset: str, outcome: SuiteOutcome, **extra: Any) -> dg.AssetCheckResult:
+def check_result(suite: Suite, outcome: SuiteOutcome, **extra: Any) -> dg.AssetCheckResult:
     """A suite outcome as a Dagster asset check result, with what failed and by how much."""
-    suite = SUITES[asset]
+    asset = suite.asset
     failed = outcome.failed
     metadata: dict[str, Any] = {
         "great_expectations_suite": f"{asset}_suite",
@@ -190,9 +190,14 @@ def check_result(asset: str, outcome: SuiteOutcome, **extra: Any) -> dg.AssetChe
     )
 
 
-def check_spec(asset: str) -> dg.AssetCheckSpec:
+def check(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> dg.AssetCheckResult:
+    """Validate ``data`` against ``suite`` and report it as the suite's asset check result."""
+    return check_result(suite, validate(suite, data, params))
+
+
+def check_spec(suite: Suite) -> dg.AssetCheckSpec:
     """The asset check spec for an asset's suite (blocking where the suite says so)."""
-    suite = SUITES[asset]
+    asset = suite.asset
     return dg.AssetCheckSpec(
         name=suite.check_name,
         asset=asset,

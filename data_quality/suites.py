@@ -10,18 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.config import load_config
-from pipelines.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA
-from pipelines.monitoring import DRIFT_SCHEMA
-from pipelines.schemas import (
-    FEATURE_KEYS,
-    FEATURE_NUMERIC,
-    FEATURES_SCHEMA,
-    FORECAST_SCHEMA,
-    GOLD_SCHEMA,
-    TARGET,
-)
-from pipelines.transforms import SILVER_COLUMNS
+from pipelines import tables
+from pipelines.config import LakeConfig
+from pipelines.schemas import FEATURE_KEYS, FEATURE_NUMERIC, TARGET
 
 
 @dataclass(frozen=True)
@@ -47,27 +38,38 @@ class Suite:
         return f"{self.asset}_expectations"
 
 
-REGIONS = ["us", "eu", "apac"]
-CURRENCIES = ["USD", "EUR", "SGD"]
+Suites = dict[str, Suite]
 
-SUITES: dict[str, Suite] = {
-    s.asset: s
-    for s in [
+
+def _columns(table: tables.TableSpec, exact: bool = True) -> Expect:
+    return Expect(
+        "ExpectTableColumnsToMatchSet", {"column_set": list(table.columns), "exact_match": exact}
+    )
+
+
+def build_suites(cfg: LakeConfig) -> Suites:
+    """Every asset's suite for one environment: regions and currencies from its configuration."""
+    regions, currencies = cfg.region_codes, cfg.currencies
+    suites = {s.asset: s for s in _table_suites(regions, currencies)}
+    suites.update({r.name: replica_suite(r.name, r.table, regions) for r in cfg.replicas()})
+    return suites
+
+
+def _table_suites(regions: list[str], currencies: list[str]) -> list[Suite]:
+    """The suites of the product's own tables (the long list is data, not logic)."""
+    return [
         Suite(
             "bronze_events",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": BRONZE_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.BRONZE),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToBeUnique", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_ts"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "sku"}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
                 Expect(
-                    "ExpectColumnValuesToBeInSet", {"column": "currency", "value_set": CURRENCIES}
+                    "ExpectColumnValuesToBeInSet", {"column": "currency", "value_set": currencies}
                 ),
                 Expect(
                     "ExpectColumnValuesToBeBetween",
@@ -86,10 +88,7 @@ SUITES: dict[str, Suite] = {
         Suite(
             "bronze_quarantine",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": QUARANTINE_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.QUARANTINE),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "reason"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "source_object"}),
@@ -135,15 +134,12 @@ SUITES: dict[str, Suite] = {
         Suite(
             "demand_forecast",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": FORECAST_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.FORECAST),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "prediction"}),
                 Expect("ExpectColumnValuesToBeBetween", {"column": "prediction", "min_value": 0}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "model_version"}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
             ),
             blocking=False,
             description="Forecast: one non-negative prediction per feature row, with the model "
@@ -152,10 +148,7 @@ SUITES: dict[str, Suite] = {
         Suite(
             "feature_drift",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": DRIFT_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.DRIFT),
                 Expect("ExpectTableRowCountToBeBetween", {"min_value": 1}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "feature"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "drifted"}),
@@ -179,14 +172,11 @@ SUITES: dict[str, Suite] = {
         Suite(
             "silver_events",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": list(SILVER_COLUMNS), "exact_match": True},
-                ),
+                _columns(tables.SILVER),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToBeUnique", {"column": "event_id"}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "date"}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
                 Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
                 Expect(
                     "ExpectColumnValuesToMatchRegex",
@@ -203,15 +193,12 @@ SUITES: dict[str, Suite] = {
         Suite(
             "gold_daily_demand",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": GOLD_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.GOLD),
                 Expect(
                     "ExpectCompoundColumnsToBeUnique",
                     {"column_list": ["date", "region", "store_id", "sku"]},
                 ),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
                 Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
                 Expect("ExpectColumnValuesToBeBetween", {"column": "revenue", "min_value": 0}),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "avg_price"}),
@@ -230,12 +217,9 @@ SUITES: dict[str, Suite] = {
         Suite(
             "demand_features",
             (
-                Expect(
-                    "ExpectTableColumnsToMatchSet",
-                    {"column_set": FEATURES_SCHEMA.names, "exact_match": True},
-                ),
+                _columns(tables.FEATURES),
                 Expect("ExpectCompoundColumnsToBeUnique", {"column_list": list(FEATURE_KEYS)}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
                 *[
                     Expect("ExpectColumnValuesToNotBeNull", {"column": c})
                     for c in (*FEATURE_NUMERIC, TARGET)
@@ -253,25 +237,21 @@ SUITES: dict[str, Suite] = {
             description="Features: one row per key and day, every model input filled, sane ranges.",
         ),
     ]
-}
 
 
-def replica_suite(asset: str, table: str) -> Suite:
+def replica_suite(asset: str, table: str, regions: list[str]) -> Suite:
     """Suite of a replica: the source's row count at the same version, and the table's rules."""
     expectations: tuple[Expect, ...] = (
         Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
     )
-    if table == "gold_daily_demand":
+    if table == tables.GOLD.name:
         expectations += (
-            Expect(
-                "ExpectTableColumnsToMatchSet",
-                {"column_set": GOLD_SCHEMA.names, "exact_match": False},
-            ),
+            _columns(tables.GOLD, exact=False),
             *(
                 Expect("ExpectColumnValuesToNotBeNull", {"column": c})
                 for c in ("date", "region", "store_id", "sku")
             ),
-            Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": REGIONS}),
+            Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
             Expect("ExpectColumnValuesToBeBetween", {"column": "quantity", "min_value": 0}),
         )
     return Suite(
@@ -281,8 +261,3 @@ def replica_suite(asset: str, table: str) -> Suite:
         description=f"Replica of {table}: the source's row count at the same version, "
         "keys present, values in range.",
     )
-
-
-# One suite per configured replica (lakehouse.yaml ``replication:``; names are the same in
-# every environment).
-SUITES.update({r.name: replica_suite(r.name, r.table) for r in load_config().replicas()})

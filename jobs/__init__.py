@@ -1,16 +1,39 @@
-"""Jobs, schedules and sensors of the code location."""
+"""Jobs, schedules and sensors of one environment, built by :func:`build_automation`."""
 
-from assets import ASSETS
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from assets.partitions import Partitions
 from jobs.alerts import run_failure_sensor
-from jobs.ingest import hourly_ingest_schedule, ingest_job, landed_objects_sensor
-from jobs.ml import drift_retrain_sensor, retrain_job, weekly_retrain_schedule
-from jobs.schedules import build_schedules
+from jobs.automation import automation_sensors
+from jobs.ingest import build_ingest
+from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 from jobs.spark import features_job, spark_job
-from jobs.sync import source_versions_sensor, sync_job
+from jobs.sync import sync_job
+from pipelines.config import LakeConfig
 
-# Daily schedules (and their jobs) exist for the groups present in ASSETS.
-SCHEDULED = build_schedules(ASSETS)
 
-JOBS = [ingest_job, spark_job, sync_job, features_job, retrain_job]
-SCHEDULES = [hourly_ingest_schedule, *SCHEDULED, weekly_retrain_schedule]
-SENSORS = [landed_objects_sensor, source_versions_sensor, drift_retrain_sensor, run_failure_sensor]
+@dataclass(frozen=True)
+class Automation:
+    """What runs the assets: jobs, schedules and sensors."""
+
+    jobs: list[Any] = field(default_factory=list)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    sensors: list[dg.SensorDefinition] = field(default_factory=list)
+
+
+def build_automation(cfg: LakeConfig, parts: Partitions) -> Automation:
+    """The environment's jobs, the hourly ingest and weekly retraining schedules, and sensors."""
+    ingest = build_ingest(parts)
+    return Automation(
+        jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job],
+        schedules=[ingest.schedule, weekly_retrain_schedule],
+        sensors=[
+            ingest.sensor,
+            build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
+            run_failure_sensor,
+            *automation_sensors(),
+        ],
+    )

@@ -1,33 +1,56 @@
-"""Ingestion job, the landed-objects sensor and the hourly schedule."""
+"""Ingestion: the job, the landed-objects sensor and the hourly schedule of one environment."""
 
 import datetime as dt
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
-from assets.bronze import bronze
-from assets.partitions import date_region, date_region_key
-from pipelines import capture
+from assets.partitions import Partitions, date_region_key
+from pipelines import capture, tables
 from resources.lake import LakeResource
 
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.assets(bronze),
-    partitions_def=date_region,
-    description="Ingest landed capture objects of one (date, region) into bronze Delta.",
-)
+# What dg.define_asset_job returns; its class is not part of Dagster's public API.
+AssetJob = Any
 
 
-@dg.sensor(
-    job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
-)
-def landed_objects_sensor(
-    context: dg.SensorEvaluationContext, lake: LakeResource
-) -> dg.SensorResult:
-    """Requests ingestion of every (date, region) whose landing area got new objects."""
-    cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+@dataclass(frozen=True)
+class Ingest:
+    """The ingestion job with the sensor and schedule that request it."""
+
+    job: AssetJob
+    sensor: dg.SensorDefinition
+    schedule: dg.ScheduleDefinition
+
+
+def build_ingest(parts: Partitions) -> Ingest:
+    """The ingestion job, sensor and schedule over the environment's (date, region)."""
+    job = dg.define_asset_job(
+        "ingest_job",
+        selection=dg.AssetSelection.assets(tables.BRONZE.name, tables.QUARANTINE.name),
+        partitions_def=parts.date_region,
+        description="Ingest landed capture objects of one (date, region) into bronze Delta.",
+    )
+    return Ingest(job, landed_objects_sensor(job, parts), hourly_ingest_schedule(job, parts))
+
+
+def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
+    """The sensor that requests ingestion of (date, region) partitions with new objects."""
+
+    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    def landed_objects_sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult:
+        """Requests ingestion of every (date, region) whose landing area got new objects."""
+        return _landed(context.cursor, lake, set(parts.daily.get_partition_keys()))
+
+    return landed_objects_sensor
+
+
+def _landed(cursor_text: str | None, lake: LakeResource, valid_dates: set[str]) -> dg.SensorResult:
+    cursor: dict[str, str] = json.loads(cursor_text) if cursor_text else {}
     latest: dict[tuple[str, str], str] = {}
-    valid_dates = set(date_region.get_partitions_def_for_dimension("date").get_partition_keys())
     for location in lake.config().locations.values():
         storage = lake.storage(location)
         for root in capture.stream_roots(location.landing):
@@ -48,16 +71,20 @@ def landed_objects_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-@dg.schedule(cron_schedule="5 * * * *", job=ingest_job, execution_timezone="UTC")
-def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """Every hour, re-ingests the current day in every region (idempotent partition replace)."""
-    scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-    day = scheduled.astimezone(dt.UTC).date().isoformat()
-    regions = date_region.get_partitions_def_for_dimension("region").get_partition_keys()
-    return [
-        dg.RunRequest(
-            run_key=f"{day}|{region}|{scheduled.isoformat()}",
-            partition_key=date_region_key(day, region),
-        )
-        for region in regions
-    ]
+def hourly_ingest_schedule(job: AssetJob, parts: Partitions) -> dg.ScheduleDefinition:
+    """The schedule that re-ingests today in every region each hour."""
+
+    @dg.schedule(cron_schedule="5 * * * *", job=job, execution_timezone="UTC")
+    def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        """Every hour, re-ingests the current day in every region (idempotent replace)."""
+        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        day = scheduled.astimezone(dt.UTC).date().isoformat()
+        return [
+            dg.RunRequest(
+                run_key=f"{day}|{region}|{scheduled.isoformat()}",
+                partition_key=date_region_key(day, region),
+            )
+            for region in parts.regions.get_partition_keys()
+        ]
+
+    return hourly_ingest_schedule

@@ -7,12 +7,11 @@ from typing import Any
 
 import dagster as dg
 
-from assets.ml import DRIFT, REASON_TAG, SOURCE_TAG, TRIGGER_TAG, demand_model
-from pipelines.config import load_ml_settings
+from assets.ml import DRIFT, MODEL, REASON_TAG, SOURCE_TAG, TRIGGER_TAG
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.assets(demand_model),
+    selection=dg.AssetSelection.assets(MODEL),
     description="Retrain the demand model on its configured window and run the promotion gate.",
 )
 
@@ -29,15 +28,15 @@ class DriftTriggers:
 
 
 def _last_training(instance: dg.DagsterInstance) -> float:
-    records = instance.fetch_materializations(dg.AssetKey("demand_model"), limit=1).records
+    records = instance.fetch_materializations(dg.AssetKey(MODEL), limit=1).records
     return records[0].timestamp if records else 0.0
 
 
 def evaluate_drift_triggers(
     instance: dg.DagsterInstance,
     cursor: str | None,
+    cooldown_hours: float,
     now: float | None = None,
-    cooldown_hours: float | None = None,
 ) -> DriftTriggers:
     """New feature_drift materializations that recommend retraining become run requests.
 
@@ -49,9 +48,7 @@ def evaluate_drift_triggers(
     after = int(state.get("after", 0))
     last_request = float(state.get("last_request", 0.0))
     now = time.time() if now is None else now
-    cooldown = (
-        load_ml_settings().retrain.cooldown_hours if cooldown_hours is None else cooldown_hours
-    ) * 3600
+    cooldown = cooldown_hours * 3600
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(DRIFT), after_storage_id=after or None),
         limit=MAX_RECORDS,
@@ -93,18 +90,23 @@ def evaluate_drift_triggers(
     return out
 
 
-@dg.sensor(
-    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
-)
-def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Requests retraining when feature_drift says so, at most once per cooldown."""
-    found = evaluate_drift_triggers(context.instance, context.cursor)
-    for line in found.skipped:
-        context.log.info(f"not retraining for {line}")
-    skip = None
-    if not found.requests:
-        skip = "; ".join(found.skipped) or "no new drift that asks for retraining"
-    return dg.SensorResult(run_requests=found.requests, cursor=found.cursor, skip_reason=skip)
+def build_drift_retrain_sensor(cooldown_hours: float) -> dg.SensorDefinition:
+    """The drift sensor with the environment's cooldown (``ml.retrain.cooldown_hours``)."""
+
+    @dg.sensor(
+        job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Requests retraining when feature_drift says so, at most once per cooldown."""
+        found = evaluate_drift_triggers(context.instance, context.cursor, cooldown_hours)
+        for line in found.skipped:
+            context.log.info(f"not retraining for {line}")
+        skip = None
+        if not found.requests:
+            skip = "; ".join(found.skipped) or "no new drift that asks for retraining"
+        return dg.SensorResult(run_requests=found.requests, cursor=found.cursor, skip_reason=skip)
+
+    return drift_retrain_sensor
 
 
 @dg.schedule(cron_schedule="0 3 * * 1", job=retrain_job, execution_timezone="UTC")

@@ -6,6 +6,7 @@ are resolved from the environment only when :func:`LakeLocation.storage_options`
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import re
@@ -18,20 +19,66 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("local", "emulated", "prod")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+# Storage option that carries a location's ``adapter:`` (lakehouse.yaml) to the engines.
+ADAPTER_OPTION = "LAKEHOUSE_ADAPTER"
+# fake-gcs-server does not accept object_store's XML-API uploads: go through the JSON API.
+GCS_JSON_EMULATOR = "gcs-json-emulator"
+ADAPTERS = (GCS_JSON_EMULATOR,)
 
 
 class ConfigError(ValueError):
     """The configuration is wrong or incomplete; the message says what and where."""
 
 
+DEFAULT_START_DATE = dt.date(2026, 9, 1)
+
+
 def config_path() -> Path:
     """Path of the configuration file (``LAKEHOUSE_CONFIG`` overrides the project's own)."""
-    return Path(os.environ.get("LAKEHOUSE_CONFIG", PROJECT_ROOT / "lakehouse.yaml"))
+    return Path(os.environ.get("LAKEHOUSE_CONFIG") or PROJECT_ROOT / "lakehouse.yaml")
 
 
 def lake_home() -> Path:
     """Folder that relative location roots and local state are resolved against."""
-    return Path(os.environ.get("LAKEHOUSE_HOME", PROJECT_ROOT)).resolve()
+    home = Path(os.environ.get("LAKEHOUSE_HOME") or PROJECT_ROOT).resolve()
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"LAKEHOUSE_HOME={home} is a file, not a folder")
+    return home
+
+
+def _start_date(data: dict[str, Any], path: str) -> dt.date:
+    """First daily partition: ``LAKEHOUSE_START_DATE``, else ``start_date:``, else the default."""
+    raw = os.environ.get("LAKEHOUSE_START_DATE") or data.get("start_date") or DEFAULT_START_DATE
+    where = (
+        "LAKEHOUSE_START_DATE" if os.environ.get("LAKEHOUSE_START_DATE") else f"{path}: start_date"
+    )
+    if isinstance(raw, dt.date):
+        return raw
+    try:
+        return dt.date.fromisoformat(str(raw))
+    except ValueError:
+        raise ConfigError(f"{where}={raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The configuration file as a mapping; a one-line error naming the file if it is not one."""
+    file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"configuration {path} is a folder, not a YAML file (LAKEHOUSE_CONFIG)")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"configuration file {path} is not valid YAML{at}") from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
+        raise ConfigError(f"configuration file {path} is {kind}; see lakehouse.yaml for the shape")
+    return data
 
 
 def current_environment() -> str:
@@ -74,6 +121,7 @@ class LakeLocation:
     root: str
     landing: LandingConfig
     raw_storage_options: dict[str, str] = field(default_factory=dict)
+    adapter: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -111,6 +159,8 @@ class LakeLocation:
             for k, v in self.raw_storage_options.items()
         }
         opts.update({k: v for k, v in (secrets or {}).items() if v})
+        if self.adapter:
+            opts[ADAPTER_OPTION] = self.adapter
         return opts
 
 
@@ -170,6 +220,8 @@ class LakeConfig:
     policy: Policy
     egress_usd_per_gb: dict[str, dict[str, float]]
     replication: tuple[ReplicationRule, ...] = ()
+    start_date: dt.date = DEFAULT_START_DATE
+    ml: MLSettings = field(default_factory=lambda: MLSettings())
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -221,6 +273,18 @@ class LakeConfig:
         """Region codes of the configured locations, in file order."""
         return [loc.region for loc in self.locations.values()]
 
+    @property
+    def currencies(self) -> list[str]:
+        """Currencies of the configured locations' regions (``regions:``), in file order."""
+        return list(dict.fromkeys(self.currency_of(r) for r in self.region_codes))
+
+    def currency_of(self, region: str) -> str:
+        """The currency of a region's stores (``regions.<region>.currency``)."""
+        try:
+            return str(self.regions[region]["currency"])
+        except KeyError:
+            raise ConfigError(f"regions.{region}.currency is not configured") from None
+
 
 def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
     where = f"{config_path()}: environments.{env}.locations"
@@ -229,7 +293,9 @@ def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
     ]
     if missing:
         raise ConfigError(f"{where}: entry {raw.get('name', '?')!r} lacks {', '.join(missing)}")
-    landing = dict(raw["landing"])
+    landing = dict(_mapping(raw["landing"], f"{where}: {raw['name']}.landing"))
+    if "format" not in landing or "prefix" not in landing:
+        raise ConfigError(f"{where}: {raw['name']}.landing needs a format and a prefix")
     fmt = landing.pop("format")
     prefix = landing.pop("prefix")
     return LakeLocation(
@@ -240,7 +306,17 @@ def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
         root=str(raw["root"]),
         landing=LandingConfig(format=fmt, prefix=prefix, options=landing),
         raw_storage_options={k: str(v) for k, v in (raw.get("storage_options") or {}).items()},
+        adapter=_adapter(raw, where),
     )
+
+
+def _adapter(raw: dict[str, Any], where: str) -> str | None:
+    adapter = raw.get("adapter")
+    if adapter is not None and adapter not in ADAPTERS:
+        raise ConfigError(
+            f"{where}: {raw['name']}.adapter {adapter!r} is not one of {', '.join(ADAPTERS)}"
+        )
+    return adapter
 
 
 def _parse_replication(raw: Any, path: str) -> tuple[ReplicationRule, ...]:
@@ -254,35 +330,54 @@ def _parse_replication(raw: Any, path: str) -> tuple[ReplicationRule, ...]:
     return tuple(rules)
 
 
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
 @functools.cache
 def _load(path: str, env: str) -> LakeConfig:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
-    envs = data.get("environments", {})
+    data = read_config_file(path)
+    envs = _mapping(data.get("environments"), f"{path}: environments")
     if env not in envs:
-        raise ConfigError(f"{path} has no environment {env!r}; it has {', '.join(envs)}")
-    raw_env = envs[env]
-    locations = {raw["name"]: _parse_location(raw, env) for raw in raw_env["locations"]}
-    policy = data.get("policy", {})
+        raise ConfigError(f"{path} has no environment {env!r}; it has {', '.join(envs) or 'none'}")
+    raw_env = _mapping(envs[env], f"{path}: environments.{env}")
+    raw_locations = raw_env.get("locations")
+    if not isinstance(raw_locations, list) or not raw_locations:
+        raise ConfigError(f"{path}: environments.{env}.locations must be a non-empty list")
+    for i, raw in enumerate(raw_locations):
+        _mapping(raw, f"{path}: environments.{env}.locations[{i}]")
+    locations = {raw["name"]: _parse_location(raw, env) for raw in raw_locations}
+    if "ml_home" not in raw_env:
+        raise ConfigError(f"{path}: environments.{env} lacks ml_home")
+    policy = _mapping(data.get("policy"), f"{path}: policy")
     cfg = LakeConfig(
         environment=env,
         locations=locations,
-        ml_home=raw_env["ml_home"],
-        regions=data.get("regions", {}),
+        ml_home=str(raw_env["ml_home"]),
+        regions=_mapping(data.get("regions"), f"{path}: regions"),
         policy=Policy(
-            pii_columns=tuple(policy.get("pii_columns", ())),
-            allowed_routes={k: tuple(v) for k, v in policy.get("allowed_routes", {}).items()},
+            pii_columns=tuple(policy.get("pii_columns") or ()),
+            allowed_routes={
+                k: tuple(v)
+                for k, v in _mapping(policy.get("allowed_routes"), f"{path}: policy").items()
+            },
         ),
         egress_usd_per_gb={
-            k: {kk: float(vv) for kk, vv in v.items()}
-            for k, v in data.get("egress_usd_per_gb", {}).items()
+            k: {kk: float(vv) for kk, vv in _mapping(v, f"{path}: egress_usd_per_gb").items()}
+            for k, v in _mapping(data.get("egress_usd_per_gb"), f"{path}: egress").items()
         },
         replication=_parse_replication(data.get("replication"), path),
+        start_date=_start_date(data, path),
+        ml=_parse_ml(data, path),
     )
     cfg.location(cfg.ml_home)
     cfg.replicas()  # every location a rule names must exist
+    for region in cfg.region_codes:
+        cfg.currency_of(region)
     return cfg
 
 
@@ -338,14 +433,16 @@ def _dataclass_from(cls: Any, raw: dict[str, Any], where: str) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
-@functools.cache
-def _load_ml(path: str) -> MLSettings:
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    raw = dict(data.get("ml") or {})
+def _parse_ml(data: dict[str, Any], path: str) -> MLSettings:
+    raw = dict(_mapping(data.get("ml"), f"{path}: ml"))
     where = f"{path}: ml"
-    drift = _dataclass_from(DriftSettings, dict(raw.pop("drift", None) or {}), f"{where}.drift")
+    drift = _dataclass_from(
+        DriftSettings, dict(_mapping(raw.pop("drift", None), f"{where}.drift")), f"{where}.drift"
+    )
     retrain = _dataclass_from(
-        RetrainSettings, dict(raw.pop("retrain", None) or {}), f"{where}.retrain"
+        RetrainSettings,
+        dict(_mapping(raw.pop("retrain", None), f"{where}.retrain")),
+        f"{where}.retrain",
     )
     settings: MLSettings = _dataclass_from(MLSettings, raw, where)
     settings = MLSettings(**{**settings.__dict__, "drift": drift, "retrain": retrain})
@@ -358,4 +455,4 @@ def _load_ml(path: str) -> MLSettings:
 
 def load_ml_settings() -> MLSettings:
     """The ``ml:`` section of the configuration file (defaults where a key is absent)."""
-    return _load_ml(str(config_path()))
+    return _parse_ml(read_config_file(str(config_path())), str(config_path()))

@@ -23,14 +23,17 @@ from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, w
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
-from pipelines.storage import Storage, open_storage
+from pipelines.config import ADAPTER_OPTION
+from pipelines.storage import Storage, gcs_emulator_endpoint, open_storage
 
 
 def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """URI and options deltalake should use; GCS emulators go through OpenDAL's JSON API."""
+    """URI and options deltalake should use; the GCS emulator adapter goes through OpenDAL."""
     opts = dict(options)
-    endpoint = opts.pop("GCS_EMULATOR_ENDPOINT", None)
-    if uri.startswith("gs://") and endpoint:
+    endpoint = gcs_emulator_endpoint(opts)
+    opts.pop(ADAPTER_OPTION, None)
+    opts.pop("GCS_EMULATOR_ENDPOINT", None)
+    if endpoint:
         parsed = urlparse(uri)
         return f"opendal+gcs://{parsed.netloc}{parsed.path}", {
             "opendal.endpoint": endpoint,

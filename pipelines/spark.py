@@ -126,7 +126,12 @@ def spark_uri(uri: str, options: Mapping[str, str] | None = None) -> str:
     if scheme in ("s3", "s3a"):
         return f"s3a://{bucket}/{path}".rstrip("/")
     if scheme in ("az", "azure", "abfs", "abfss") and "@" not in bucket:
-        account = opts.get("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1")
+        account = opts.get("AZURE_STORAGE_ACCOUNT_NAME")
+        if not account:
+            raise ValueError(
+                f"{uri}: Spark needs the storage account: set AZURE_STORAGE_ACCOUNT_NAME in the "
+                "location's storage_options (lakehouse.yaml)"
+            )
         return f"abfss://{bucket}@{account}.dfs.core.windows.net/{path}".rstrip("/")
     return uri
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines import spark as spark_engine
+from pipelines import tables
 from pipelines import transforms as T
 from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
 from pipelines.delta import sql_literal
@@ -24,10 +25,10 @@ from pipelines.schemas import FEATURES_PARTITION_BY, GOLD_PARTITION_BY
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-BRONZE_TABLE = "bronze_events"
-SILVER_TABLE = "silver_events"
-GOLD_TABLE = "gold_daily_demand"
-FEATURES_TABLE = "demand_features"
+BRONZE_TABLE = tables.BRONZE.name
+SILVER_TABLE = tables.SILVER.name
+GOLD_TABLE = tables.GOLD.name
+FEATURES_TABLE = tables.FEATURES.name
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def run(
         if not pii_key:
             raise T.PiiKeyError(f"silver needs the pseudonymization key: set {T.PII_KEY_ENV}")
         df = silver(spark, loc, opts, start, end, pii_key)
-        table, partition_by = SILVER_TABLE, T.SILVER_PARTITION_BY
+        table, partition_by = SILVER_TABLE, list(tables.SILVER.partition_by)
     elif step == "gold":
         df = gold(spark, loc, opts, start, end)
         table, partition_by = GOLD_TABLE, GOLD_PARTITION_BY

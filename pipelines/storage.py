@@ -25,12 +25,14 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import LocalStore, from_url
 
+from pipelines.config import ADAPTER_OPTION, GCS_JSON_EMULATOR
+
 _CLIENT_OPTIONS = {
     "aws_allow_http": "allow_http",
     "azure_allow_http": "allow_http",
     "allow_http": "allow_http",
 }
-_SKIP = {"aws_s3_allow_unsafe_rename", "aws_conditional_put"}
+_SKIP = {"aws_s3_allow_unsafe_rename", "aws_conditional_put", ADAPTER_OPTION.lower()}
 CHUNK = 8 * 1024 * 1024
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
@@ -234,6 +236,20 @@ def gives_md5(storage: Storage) -> bool:
     return isinstance(storage, GcsJsonStorage) or bool(getattr(storage, "etag_is_md5", False))
 
 
+def gcs_emulator_endpoint(options: dict[str, str] | Any) -> str | None:
+    """The GCS emulator's URL when the location chose the JSON-API adapter, else None.
+
+    Selected only by ``adapter: gcs-json-emulator`` in lakehouse.yaml (never by a URL's scheme
+    or an endpoint's presence), so production GCS always takes the ordinary path.
+    """
+    if options.get(ADAPTER_OPTION) != GCS_JSON_EMULATOR:
+        return None
+    endpoint = options.get("GCS_EMULATOR_ENDPOINT")
+    if not endpoint:
+        raise ValueError(f"adapter {GCS_JSON_EMULATOR} needs the GCS_EMULATOR_ENDPOINT option")
+    return str(endpoint)
+
+
 class GcsJsonStorage:
     """Storage over the GCS JSON API (google-cloud-storage), for GCS emulators."""
 
@@ -246,7 +262,7 @@ class GcsJsonStorage:
         parsed = urlparse(uri)
         self.uri = uri.rstrip("/")
         self.prefix = parsed.path.strip("/")
-        endpoint = options["GCS_EMULATOR_ENDPOINT"]
+        endpoint = gcs_emulator_endpoint(options)
         self.client = storage.Client(
             project="lakehouse",
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -334,7 +350,7 @@ class GcsJsonStorage:
 def open_storage(uri: str, options: dict[str, str] | None = None) -> Storage:
     """The storage backend for a URI and its storage options."""
     opts = dict(options or {})
-    if uri.startswith("gs://") and "GCS_EMULATOR_ENDPOINT" in opts:
+    if gcs_emulator_endpoint(opts):
         return GcsJsonStorage(uri, opts)
     return ObstoreStorage(uri, opts)
 

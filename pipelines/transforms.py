@@ -30,7 +30,6 @@ from pipelines.schemas import (
     FEATURES_SCHEMA,
     GOLD_SCHEMA,
     SILVER_COLUMNS,
-    SILVER_PARTITION_BY,
     TARGET,
 )
 

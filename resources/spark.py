@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pipelines import spark as spark_engine
 
@@ -14,20 +13,22 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-@functools.cache
-def _session(master: str, conf: tuple[tuple[str, str], ...]) -> SparkSession:
-    return spark_engine.build_session(master=master, conf=dict(conf))
-
-
 class SparkResource(dg.ConfigurableResource):
     """Spark with Delta: ``local[2]`` by default, a master URL, or Spark Connect ``sc://``."""
 
     master: str = Field(default="local[2]", description="local[N], spark://…, or sc://…")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+    _session: Any = PrivateAttr(default=None)
 
     def session(self) -> SparkSession:
-        """The session, started the first time it is asked for and then reused."""
-        return _session(self.master, tuple(sorted(self.conf.items())))
+        """The session, started the first time this resource is asked for it.
+
+        Spark keeps one session per process (``getOrCreate``): a second run in the same
+        process reuses the JVM instead of paying its start-up again.
+        """
+        if self._session is None:
+            self._session = spark_engine.build_session(master=self.master, conf=dict(self.conf))
+        return self._session  # type: ignore[no-any-return]
 
     def read_delta(self, uri: str, version: int | None = None) -> DataFrame:
         """A Delta table as a Spark DataFrame (at a version if given)."""

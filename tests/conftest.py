@@ -1,20 +1,23 @@
-"""Shared fixtures: a private lake home per test, small simulations."""
+"""Shared fixtures: a private lake home per test, a pseudonymization key for the session."""
 
-import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig, land_day
-from pipelines.storage import open_storage
 
-DAY = dt.date(2026, 10, 5)
+@pytest.fixture(autouse=True, scope="session")
+def pii_key() -> Iterator[str]:
+    """Silver's key, so that `pytest` works without `make` (which exports a demo key).
 
-# Silver's key, so that `pytest` works without `make` (which exports a demo key); tests of a
-# missing key delete it with monkeypatch.
-os.environ.setdefault("LAKEHOUSE_PII_KEY", "test-only-pii-key")
+    Tests of a missing key delete it with monkeypatch.
+    """
+    patch = pytest.MonkeyPatch()
+    if not os.environ.get("LAKEHOUSE_PII_KEY"):
+        patch.setenv("LAKEHOUSE_PII_KEY", "test-only-pii-key")
+    yield os.environ["LAKEHOUSE_PII_KEY"]
+    patch.undo()
 
 
 @pytest.fixture
@@ -23,11 +26,3 @@ def lake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     monkeypatch.setenv("LAKEHOUSE_ENV", "local")
     return tmp_path
-
-
-def land(location_name: str, sim: SimulationConfig, env: str = "local") -> list:
-    """Land a simulation in one location of an environment; returns the day reports."""
-    loc = load_config(env).location(location_name)
-    storage = open_storage(loc.root_uri(), loc.storage_options())
-    currency = load_config(env).regions[loc.region]["currency"]
-    return [land_day(sim, loc, storage, day, currency) for day in sim.days()]

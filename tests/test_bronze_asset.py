@@ -5,15 +5,14 @@ import json
 
 import dagster as dg
 
-from assets.bronze import RECONCILIATION_CHECK, bronze
+from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
 from data_quality import gx
-from jobs.ingest import landed_objects_sensor
 from pipelines.config import load_config
 from pipelines.simulate import SimulationConfig
 from pipelines.storage import open_storage
 from resources import LakeResource
-from tests.conftest import DAY, land
+from tests.helpers import DAY, asset, definitions, land, suites
 
 KEY = date_region_key(DAY.isoformat(), "us")
 
@@ -29,7 +28,9 @@ def test_materialize_partition_records_counts_and_passes_checks(lake_home):
             start=DAY, end=DAY, events_per_day=400, bad_rate=0.02, corrupt_objects_per_day=1
         ),
     )
-    result = dg.materialize([bronze], partition_key=KEY, resources={"lake": LakeResource()})
+    result = dg.materialize(
+        [asset("bronze_events")], partition_key=KEY, resources={"lake": LakeResource()}
+    )
     assert result.success
     meta = result.asset_materializations_for_node("bronze")[0].metadata
     assert meta["reconciled"].value is True
@@ -72,12 +73,12 @@ def _land_unknown_currency() -> None:
 def test_bad_partition_fails_the_named_expectation_and_blocks_downstream(lake_home):
     _land_unknown_currency()
 
-    @dg.asset(deps=["bronze_events"], partitions_def=bronze.partitions_def)
+    @dg.asset(deps=["bronze_events"], partitions_def=asset("bronze_events").partitions_def)
     def downstream() -> None:
         raise AssertionError("must not run after a blocking check failed")
 
     result = dg.materialize(
-        [bronze, downstream],
+        [asset("bronze_events"), downstream],
         partition_key=KEY,
         resources={"lake": LakeResource()},
         raise_on_error=False,
@@ -105,7 +106,7 @@ def test_bad_partition_fails_the_named_expectation_and_blocks_downstream(lake_ho
 
 
 def test_row_count_expectation_catches_a_count_mismatch():
-    suite = gx.validate("bronze_quarantine", _empty_quarantine(), {"expected_rows": 3})
+    suite = gx.validate(suites()["bronze_quarantine"], _empty_quarantine(), {"expected_rows": 3})
     assert [o.expectation for o in suite.failed] == ["expect_table_row_count_to_equal"]
     assert suite.failed[0].observed_value == 0
 
@@ -120,31 +121,29 @@ def test_sensor_requests_partitions_of_new_objects_once(lake_home):
     land("azure-eu", SimulationConfig(start=DAY, end=DAY, events_per_day=100, late_share=0.0))
     instance = dg.DagsterInstance.ephemeral()
     with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
-        first = landed_objects_sensor(ctx)
+        first = definitions().resolve_sensor_def("landed_objects_sensor")(ctx)
     assert [r.partition_key for r in first.run_requests] == [date_region_key(DAY.isoformat(), "eu")]
     with dg.build_sensor_context(
         instance=instance, cursor=first.cursor, resources={"lake": LakeResource()}
     ) as ctx:
-        again = landed_objects_sensor(ctx)
+        again = definitions().resolve_sensor_def("landed_objects_sensor")(ctx)
     assert again.run_requests == []
     nxt = DAY.replace(day=DAY.day + 1)
     land("azure-eu", SimulationConfig(start=nxt, end=nxt, events_per_day=100, late_share=0.0))
     with dg.build_sensor_context(
         instance=instance, cursor=again.cursor, resources={"lake": LakeResource()}
     ) as ctx:
-        later = landed_objects_sensor(ctx)
+        later = definitions().resolve_sensor_def("landed_objects_sensor")(ctx)
     assert [r.partition_key for r in later.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
 
 
 def test_hourly_schedule_covers_today_in_every_region():
     import datetime as dt
 
-    from jobs.ingest import hourly_ingest_schedule
-
     ctx = dg.build_schedule_context(
         scheduled_execution_time=dt.datetime(2026, 11, 22, 14, 5, tzinfo=dt.UTC)
     )
-    requests = hourly_ingest_schedule(ctx)
+    requests = definitions().resolve_schedule_def("hourly_ingest_schedule")(ctx)
     assert sorted(str(r.partition_key) for r in requests) == sorted(
         str(date_region_key("2026-11-22", r)) for r in ("us", "eu", "apac")
     )

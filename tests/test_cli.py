@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.cli import main
+from lakehouse.cli import main
 
 
 def test_info_lists_locations(capsys):

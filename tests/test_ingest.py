@@ -16,7 +16,7 @@ from pipelines.config import load_config
 from pipelines.delta import read_partition
 from pipelines.simulate import BAD_KINDS, EXPECTED_REASON, SimulationConfig
 from pipelines.storage import open_storage
-from tests.conftest import DAY, land
+from tests.helpers import DAY, land
 
 LOCATIONS = ["aws-us", "azure-eu", "gcp-apac"]
 

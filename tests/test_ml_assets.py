@@ -9,13 +9,13 @@ import dagster as dg
 import pytest
 from deltalake import write_deltalake
 
-from assets.ml import demand_forecast, demand_model, feature_drift
-from jobs.ml import drift_retrain_sensor, evaluate_drift_triggers
+from jobs.ml import build_drift_retrain_sensor, evaluate_drift_triggers
 from pipelines import delta, tracking
 from pipelines.config import load_config
 from pipelines.simulate import Drift
-from tests.synthetic import synthetic_features
 from resources import LakeResource, MLflowResource
+from tests.helpers import asset
+from tests.synthetic import synthetic_features
 
 START = dt.date(2026, 9, 1)
 DRIFT_DAY = dt.date(2026, 11, 5)
@@ -46,7 +46,7 @@ def env(tmp_path_factory):
 def _train(env, params=None, tags=None):
     cfg = {"end_date": CALM_DAY.isoformat(), **(params or {})}
     result = dg.materialize(
-        [demand_model],
+        [asset("demand_model")],
         resources=env["resources"],
         instance=env["instance"],
         run_config={"ops": {"demand_model": {"config": cfg}}},
@@ -101,7 +101,7 @@ def test_lineage_is_table_uri_and_delta_version(env, trained):
 
 def test_forecast_carries_the_champion_version(env, trained):
     result = dg.materialize(
-        [demand_forecast],
+        [asset("demand_forecast")],
         partition_key=CALM_DAY.isoformat(),
         resources=env["resources"],
         instance=env["instance"],
@@ -118,7 +118,7 @@ def test_forecast_carries_the_champion_version(env, trained):
 
 def _drift(env, day):
     result = dg.materialize(
-        [feature_drift],
+        [asset("feature_drift")],
         partition_key=day.isoformat(),
         resources=env["resources"],
         instance=env["instance"],
@@ -166,10 +166,10 @@ def test_sensor_one_request_per_trigger_cooldown_and_dedupe(env, drift_days):
     assert len(no_cooldown.requests) == 2
     assert len({r.run_key for r in no_cooldown.requests}) == 2
     # just after a training run, the cooldown holds everything back
-    recent = evaluate_drift_triggers(instance, None, cooldown_hours=24)
+    recent = evaluate_drift_triggers(instance, None, 24)
     assert recent.requests == [] and len(recent.skipped) == 2
     with dg.build_sensor_context(instance=instance) as ctx:
-        result = drift_retrain_sensor(ctx)
+        result = build_drift_retrain_sensor(24)(ctx)
     assert isinstance(result, dg.SensorResult)
     assert not result.run_requests  # trained minutes ago: cooldown of 24 h from lakehouse.yaml
     assert json.loads(result.cursor)["after"] > 0

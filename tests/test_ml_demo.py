@@ -6,12 +6,11 @@ import datetime as dt
 import dagster as dg
 from deltalake import write_deltalake
 
-from jobs.ml_demo import run_ml_demo
+from lakehouse.definitions import build_definitions
+from lakehouse.ml_demo import run_ml_demo
 from pipelines.config import load_config
-from pipelines.definitions import build_definitions
 from pipelines.simulate import Drift
 from tests.synthetic import synthetic_features
-from resources import resources_for
 
 START = dt.date(2026, 9, 1)
 DRIFT_DAY = dt.date(2026, 11, 3)
@@ -26,7 +25,6 @@ def test_drift_detected_on_its_day_retrained_and_explained(lake_home):
     summary = run_ml_demo(
         build_definitions("local"),
         dg.DagsterInstance.ephemeral(),
-        resources_for("local"),
         days,
         train_end=DRIFT_DAY - dt.timedelta(days=1),
     )

@@ -1,85 +1,97 @@
-"""Schedules built from the groups present, partition keys by date, freshness, failure alerts."""
+"""Schedules, Declarative Automation of the chain, partition keys, freshness, failure alerts."""
 
 import datetime as dt
 
 import dagster as dg
 import pytest
 
-from assets import ASSETS
+from assets.automation import LOOK_BACK, chain_condition, with_automation
 from assets.freshness import FRESHNESS_BY_GROUP, policy_for, with_freshness
-from assets.partitions import date_region
+from assets.partitions import build_partitions, keys_between
 from jobs.alerts import failure_message, run_failure_sensor
-from jobs.partition_keys import keys_between
-from jobs.schedules import build_schedules
-from pipelines.definitions import build_definitions
-from resources import LakeResource
+from lakehouse.definitions import build_definitions
+from pipelines.config import load_config
 
 daily = dg.DailyPartitionsDefinition(start_date="2026-10-01", end_offset=1)
 
 
-@dg.asset(partitions_def=daily, group_name="silver")
+@dg.asset(partitions_def=daily, group_name="bronze")
+def bronze_events() -> None:
+    """Bronze."""
+
+
+@dg.asset(partitions_def=daily, group_name="silver", deps=[bronze_events])
 def silver_events() -> None:
     """Silver."""
 
 
-@dg.asset(partitions_def=daily, group_name="gold", deps=[silver_events])
-def gold_daily_demand() -> None:
-    """Gold."""
-
-
-@dg.asset(group_name="replication", deps=[gold_daily_demand])
+@dg.asset(group_name="replication", deps=[silver_events])
 def gold_replica() -> None:
     """An unpartitioned replica."""
 
 
-@dg.asset(group_name="gold", deps=[gold_daily_demand])
-def gold_summary() -> None:
-    """An unpartitioned asset in the same group: it needs a job of its own."""
-
-
-def test_every_group_gets_its_schedules():
+def test_only_the_clock_driven_schedules_remain():
     names = {s.name for s in build_definitions("local").schedules}
-    assert names == {
-        "hourly_ingest_schedule",
-        "daily_lakehouse_schedule",
-        "daily_features_schedule",
-        "daily_scoring_schedule",
-        "weekly_retrain_schedule",
-    }
-    assert {s.name for s in build_schedules(ASSETS)} == names - {
-        "hourly_ingest_schedule",
-        "weekly_retrain_schedule",
-    }
+    assert names == {"hourly_ingest_schedule", "weekly_retrain_schedule"}
 
 
-def test_schedules_split_by_partitioning_and_run_yesterday():
-    schedules = {
-        s.name: s for s in build_schedules([silver_events, gold_daily_demand, gold_summary])
+def test_the_internal_chain_is_automated_and_the_rest_is_not():
+    graph = build_definitions("local").resolve_asset_graph()
+    automated = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition
     }
-    assert set(schedules) == {"daily_lakehouse_schedule", "daily_lakehouse_schedule_2"}
-    assert schedules["daily_lakehouse_schedule"].description.startswith("Every day at 01:30 UTC")
-    defs = dg.Definitions(
-        assets=[silver_events, gold_daily_demand, gold_summary],
-        schedules=list(schedules.values()),
-    )
-    job = defs.resolve_job_def("daily_lakehouse_job")
-    assert job.tags["lakehouse/spark"] == "true"
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
+    assert automated == {
         "silver_events",
         "gold_daily_demand",
+        "gold_daily_demand_replica_azure_eu",
+        "gold_daily_demand_replica_gcp_apac",
+        "demand_features",
+        "demand_forecast",
+        "feature_drift",
     }
-    ctx = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 11, 22, 1, 30, tzinfo=dt.UTC),
-        repository_def=defs.get_repository_def(),
+    label = chain_condition().get_label()
+    assert graph.get(dg.AssetKey("silver_events")).automation_condition.get_label() == label
+
+
+def test_an_upstream_update_requests_the_downstream_partition_within_the_look_back():
+    automated = with_automation([bronze_events, silver_events, gold_replica])
+    instance = dg.DagsterInstance.ephemeral()
+    now = dt.datetime(2026, 10, 20, 12, tzinfo=dt.UTC)
+    first = dg.evaluate_automation_conditions(automated, instance, evaluation_time=now)
+    assert first.total_requested == 0  # nothing upstream has data yet
+    late_day = (now - LOOK_BACK + dt.timedelta(days=1)).date().isoformat()
+    dg.materialize([bronze_events], partition_key=late_day, instance=instance)
+    second = dg.evaluate_automation_conditions(
+        automated, instance, cursor=first.cursor, evaluation_time=now
     )
-    requests = defs.resolve_schedule_def("daily_lakehouse_schedule").evaluate_tick(ctx).run_requests
-    assert [r.partition_key for r in requests] == ["2026-11-21"]
-    whole = defs.resolve_schedule_def("daily_lakehouse_schedule_2")
-    assert len(whole.evaluate_tick(ctx).run_requests) == 1  # unpartitioned: the whole asset
+    requested = second.get_requested_partitions(dg.AssetKey("silver_events"))
+    assert requested == {late_day}
+    old_day = (now - LOOK_BACK - dt.timedelta(days=3)).date().isoformat()
+    dg.materialize([bronze_events], partition_key=old_day, instance=instance)
+    third = dg.evaluate_automation_conditions(
+        automated, instance, cursor=second.cursor, evaluation_time=now
+    )
+    assert old_day not in third.get_requested_partitions(dg.AssetKey("silver_events"))
+
+
+def test_spark_assets_run_under_the_one_spark_run_tag():
+    defs = build_definitions("local")
+    spark = defs.resolve_sensor_def("spark_automation_sensor")
+    other = defs.resolve_sensor_def("automation_sensor")
+    assert spark.run_tags == {"lakehouse/spark": "true"}
+    graph = defs.resolve_asset_graph()
+    spark_keys = spark.asset_selection.resolve(graph)
+    assert {k.to_user_string() for k in spark_keys} == {
+        "silver_events",
+        "gold_daily_demand",
+        "demand_features",
+    }
+    assert not spark_keys & other.asset_selection.resolve(graph)
 
 
 def test_keys_between_takes_dates_and_every_or_some_regions():
     start, end = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
+    date_region = build_partitions(load_config("local")).date_region
     keys = keys_between(date_region, start, end)
     assert sorted(keys) == sorted(
         f"{d}|{r}" for d in ("2026-10-01", "2026-10-02") for r in ("us", "eu", "apac")
@@ -136,5 +148,10 @@ def test_run_failure_sensor_names_the_job_partition_and_error(monkeypatch):
 
 def test_sensors_are_registered():
     names = {s.name for s in build_definitions("local").sensors}
-    assert {"landed_objects_sensor", "run_failure_sensor"} <= names
-    assert LakeResource  # the resource set is unchanged by alerting
+    assert names == {
+        "landed_objects_sensor",
+        "drift_retrain_sensor",
+        "run_failure_sensor",
+        "spark_automation_sensor",
+        "automation_sensor",
+    }

@@ -1,4 +1,4 @@
-"""Replica assets, their checks, sync_job and source_versions_sensor on local folders."""
+"""Replica assets, their checks and sync_job on local folders."""
 
 import datetime as dt
 
@@ -6,35 +6,13 @@ import dagster as dg
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from assets.replicas import REPLICAS
-from jobs.sync import source_versions_sensor, sync_job
+from assets.replicas import build_replicas
 from pipelines.config import load_config
-from pipelines.schemas import GOLD_SCHEMA
 from pipelines.sync import table_fingerprint
 from resources import resources_for
+from tests.helpers import asset, definitions, gold_rows, suites
 
 NAME = "gold_daily_demand_replica_azure_eu"
-
-
-def gold_rows(day: dt.date, n: int = 20) -> pa.Table:
-    cols = {
-        "date": [day] * n,
-        "region": ["eu"] * n,
-        "store_id": [i % 5 + 1 for i in range(n)],
-        "sku": [f"sku-{i}" for i in range(n)],
-        "category": ["food"] * n,
-        "currency": ["EUR"] * n,
-        "quantity": [i for i in range(n)],
-        "revenue": [i * 2.5 for i in range(n)],
-        "avg_price": [2.5] * n,
-        "min_price": [2.0] * n,
-        "max_price": [3.0] * n,
-        "promo_share": [0.1] * n,
-        "online_share": [0.2] * n,
-        "events": [1] * n,
-        "customers": [1] * n,
-    }
-    return pa.Table.from_pydict(cols, schema=GOLD_SCHEMA)
 
 
 def source_uri() -> str:
@@ -42,12 +20,12 @@ def source_uri() -> str:
 
 
 def replica_asset():
-    return next(a for a in REPLICAS if a.key == dg.AssetKey(NAME))
+    return asset(NAME)
 
 
 def test_replica_assets_follow_the_replication_config():
     cfg = load_config("local")
-    names = {a.key.to_user_string() for a in REPLICAS}
+    names = {a.key.to_user_string() for a in build_replicas(cfg, suites())}
     assert names == {r.name for r in cfg.replicas()}
     assert names == {"gold_daily_demand_replica_azure_eu", "gold_daily_demand_replica_gcp_apac"}
     for replica in cfg.replicas():
@@ -89,25 +67,8 @@ def test_fingerprint_sees_a_single_changed_value(tmp_path):
     assert fa != fb and fa == fc
 
 
-def test_sensor_requests_once_per_new_source_version(lake_home):
-    instance = dg.DagsterInstance.ephemeral()
-    resources = resources_for("local")
-
-    def evaluate(cursor):
-        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
-            return source_versions_sensor(ctx)
-
-    first = evaluate(None)
-    assert first.run_requests == []  # no source tables yet
-    write_deltalake(source_uri(), gold_rows(dt.date(2026, 10, 1)))
-    second = evaluate(first.cursor)
-    assert [r.asset_selection for r in second.run_requests] == [[dg.AssetKey(NAME)]]
-    assert second.run_requests[0].run_key == f"{NAME}@0"
-    assert evaluate(second.cursor).run_requests == [], "the same version is never requested twice"
-    write_deltalake(source_uri(), gold_rows(dt.date(2026, 10, 2)), mode="append")
-    third = evaluate(second.cursor)
-    assert [r.run_key for r in third.run_requests] == [f"{NAME}@1"]
-    # Once the replica has caught up, a fresh cursor requests nothing either.
-    assert dg.materialize([replica_asset()], resources=resources).success
-    assert evaluate(None).run_requests == []
-    assert sync_job.name == "sync_job"
+def test_sync_job_selects_every_configured_replica():
+    defs = definitions()
+    job = defs.resolve_job_def("sync_job")
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert selected == {r.name for r in load_config("local").replicas()}

@@ -16,7 +16,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from tests.integration.conftest import free_port, stop, wait_for_port
+from tests.integration.servers import free_port, stop, wait_for_port
 
 
 def chromium_binary() -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.integration.conftest import ROOT, free_port, wait_for_port
+from tests.integration.servers import ROOT, free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
 
@@ -36,7 +36,7 @@ def make_env(tmp: Path, start: dt.date) -> dict[str, str]:
 def lakehouse(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the ``lakehouse`` CLI in the project folder."""
     return subprocess.run(
-        [str(BIN / "python"), "-m", "pipelines.cli", *args],
+        [str(BIN / "python"), "-m", "lakehouse.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -11,8 +11,8 @@ import time
 import dagster as dg
 import pytest
 
-from tests.integration.conftest import ROOT
 from tests.integration.dagster_env import BIN, dagster_process, lakehouse, make_env
+from tests.integration.servers import ROOT
 
 START = dt.date(2026, 10, 1)
 END = START + dt.timedelta(days=6)
@@ -128,7 +128,7 @@ defs = dg.Definitions(assets=[raw, agg])
 def test_backfill_honours_backfill_policies_across_partitionings(tmp_path):
     import importlib.util
 
-    from jobs import backfill
+    from lakehouse import backfill
 
     (tmp_path / "policy_defs.py").write_text(CODE)
     (tmp_path / "workspace.yaml").write_text(

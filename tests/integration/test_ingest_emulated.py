@@ -7,7 +7,7 @@ from pipelines import delta, ingest
 from pipelines.config import load_config
 from pipelines.simulate import SimulationConfig
 from pipelines.storage import open_storage
-from tests.conftest import DAY, land
+from tests.helpers import DAY, land
 
 CASES = [
     pytest.param("aws-us", marks=pytest.mark.s3),

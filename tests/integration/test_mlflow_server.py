@@ -11,12 +11,12 @@ import dagster as dg
 import pytest
 from deltalake import write_deltalake
 
-from assets.ml import demand_forecast, demand_model
 from pipelines import delta, tracking
 from pipelines.config import load_config
-from tests.synthetic import synthetic_features
 from resources import LakeResource, MLflowResource
-from tests.integration.conftest import free_port, stop, wait_for_port
+from tests.helpers import asset
+from tests.integration.servers import free_port, stop, wait_for_port
+from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.mlflow
 END = dt.date(2026, 10, 31)
@@ -62,7 +62,7 @@ def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
     metas = []
     for cfg in ({}, {"max_iter": 3}):
         result = dg.materialize(
-            [demand_model],
+            [asset("demand_model", "emulated")],
             resources=resources,
             instance=instance,
             run_config={"ops": {"demand_model": {"config": {"end_date": END.isoformat(), **cfg}}}},
@@ -82,7 +82,10 @@ def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
     assert run.info.experiment_id == track.activate()
 
     scored = dg.materialize(
-        [demand_forecast], partition_key=END.isoformat(), resources=resources, instance=instance
+        [asset("demand_forecast", "emulated")],
+        partition_key=END.isoformat(),
+        resources=resources,
+        instance=instance,
     )
     assert scored.success
     meta = scored.asset_materializations_for_node("demand_forecast")[0].metadata

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT, free_port, wait_for_port
+from tests.integration.servers import ROOT, free_port, wait_for_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
@@ -100,14 +100,14 @@ def test_prod_instance_on_postgres_materializes_a_bronze_partition(tmp_path, pos
     }
     bin_dir = Path(sys.executable).parent
     landed = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pipelines.cli", "simulate", "--from", DAY.isoformat(),
+        [str(bin_dir / "python"), "-m", "lakehouse.cli", "simulate", "--from", DAY.isoformat(),
          "--to", DAY.isoformat(), "--events-per-day", "200", "--location", "aws-us"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert landed.returncode == 0, landed.stderr
     partition = f"{DAY.isoformat()}|us"
     run = subprocess.run(
-        [str(bin_dir / "dagster"), "asset", "materialize", "-m", "pipelines.definitions",
+        [str(bin_dir / "dagster"), "asset", "materialize", "-m", "lakehouse.definitions",
          "--select", "bronze_events,bronze_quarantine", "--partition", partition],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip

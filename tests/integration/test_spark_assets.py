@@ -13,7 +13,7 @@ from pipelines.ingest import ingest_partition
 from pipelines.schemas import FEATURES_SCHEMA, GOLD_SCHEMA
 from pipelines.simulate import SimulationConfig
 from pipelines.transforms import SILVER_COLUMNS
-from tests.conftest import land
+from tests.helpers import asset, definitions, land
 
 pytestmark = pytest.mark.spark
 
@@ -24,9 +24,7 @@ RANGE = {"start": "2026-10-05", "end": "2026-10-07"}
 
 
 def _defs():
-    from pipelines.definitions import build_definitions
-
-    return build_definitions("local")
+    return definitions("local")
 
 
 def _run(job: str, start: str, end: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -165,12 +163,11 @@ def test_range_backfill_equals_day_by_day_and_replicas_feed_features(landed):
 
 def test_missing_pii_key_is_a_clear_error(lake_home, monkeypatch, spark):
     monkeypatch.delenv("LAKEHOUSE_PII_KEY", raising=False)
-    from assets.silver import silver_events
     from resources import resources_for
 
     with pytest.raises(Exception, match="LAKEHOUSE_PII_KEY"):
         dg.materialize(
-            [silver_events],
+            [asset("silver_events")],
             partition_key=dg.MultiPartitionKey({"date": "2026-10-05", "region": "us"}),
             resources=resources_for("local"),
         )

@@ -17,7 +17,7 @@ import pytest
 from pipelines import delta
 from pipelines import transforms as T
 from pipelines.spark import DELTA_CONF, delta_jars
-from tests.integration.conftest import ROOT, free_port, wait_for_port
+from tests.integration.servers import ROOT, free_port, wait_for_port
 from tests.integration.test_transforms import GOLD_DDL, KEY, day, gold_row
 
 pytestmark = pytest.mark.spark

@@ -104,9 +104,8 @@ def test_replica_asset_on_emulated_clouds(emulated_env, source):
 
     import dagster as dg
 
-    from assets.replicas import REPLICAS
     from resources import resources_for
-    from tests.test_replicas import gold_rows
+    from tests.helpers import asset, gold_rows
 
     cfg = load_config("emulated")
     loc = cfg.location(source)
@@ -114,8 +113,7 @@ def test_replica_asset_on_emulated_clouds(emulated_env, source):
     _write(uri, opts, gold_rows(dt.date(2026, 10, 1)), "append")
     _write(uri, opts, gold_rows(dt.date(2026, 10, 2)), "append")
     name = f"gold_daily_demand_replica_{source.replace('-', '_')}"
-    asset = next(a for a in REPLICAS if a.key == dg.AssetKey(name))
-    result = dg.materialize([asset], resources=resources_for("emulated"))
+    result = dg.materialize([asset(name, "emulated")], resources=resources_for("emulated"))
     assert result.success
     (mat,) = result.get_asset_materialization_events()
     meta = mat.materialization.metadata

@@ -12,15 +12,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.definitions import build_definitions
+from lakehouse.definitions import build_definitions
 from tests.integration.browser import Browser, chromium_binary
-from tests.integration.conftest import ROOT
 from tests.integration.dagster_env import dagster_process, lakehouse, make_env
+from tests.integration.servers import ROOT
 
 pytestmark = pytest.mark.ui
 
 DAY = dt.date(2026, 10, 5)
-LOCATION = "pipelines.definitions"  # the code location name workspace.yaml gives
+LOCATION = "lakehouse.definitions"  # the code location name workspace.yaml gives
 SHOTS = ROOT / "docs" / "screenshots"
 ERROR_MARKERS = (
     "Something went wrong",

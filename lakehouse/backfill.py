@@ -13,20 +13,19 @@ from collections.abc import Collection
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.execution.backfill import (
+
+from assets.automation import SPARK_TAG
+from assets.partitions import keys_between
+from lakehouse.dagster_private import (
     BULK_ACTION_TERMINAL_STATUSES,
+    AssetGraphSubset,
+    BaseAssetGraph,
     BulkActionStatus,
     PartitionBackfill,
+    make_new_backfill_id,
 )
-from dagster._core.utils import make_new_backfill_id
-
-from jobs.partition_keys import keys_between
 
 CLI_TAG = "lakehouse/backfill_cli"
-# The run tag the instance's tag concurrency limit counts (deploy/dagster-*.yaml): one Spark run.
-SPARK_TAG = "lakehouse/spark"
 
 
 def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey]:

@@ -9,19 +9,18 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import date_region_key
-from assets.replicas import REPLICA_KEYS
-from jobs.ingest import landed_objects_sensor
-from jobs.ml_demo import QUIET, run_ml_demo
-from jobs.sync import source_versions_sensor
-from pipelines import delta
-from pipelines.config import lake_home, load_config
+from lakehouse.definitions import build_definitions
+from lakehouse.ml_demo import QUIET, run_ml_demo
+from pipelines import delta, tables
+from pipelines.config import LakeConfig, lake_home, load_config
 from pipelines.simulate import Drift, SimulationConfig, simulate
 from pipelines.storage import open_storage
-from resources import resources_for
 
 
 def _instance() -> dg.DagsterInstance:
     home = os.environ.setdefault("DAGSTER_HOME", str(lake_home() / ".dagster"))
+    if os.path.exists(home) and not os.path.isdir(home):
+        raise ValueError(f"DAGSTER_HOME={home} is a file, not a folder")
     os.makedirs(home, exist_ok=True)
     config = os.path.join(home, "dagster.yaml")
     if not os.path.exists(config):
@@ -30,41 +29,37 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[str, Any]:
-    """Land a few weeks of events with drift and bad records, then materialize everything."""
-    from pipelines.definitions import build_definitions
-
-    t0 = time.perf_counter()
-    cfg = load_config()
-    drift_day = end - dt.timedelta(days=7)
+def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int) -> Any:
+    """Land the demo's weeks of events: bad records, a corrupt object a day, drift in eu."""
     sim = SimulationConfig(
         start=start,
         end=end,
         events_per_day=events_per_day,
         bad_rate=0.004,
         corrupt_objects_per_day=1,
-        drift=(Drift(region="eu", start=drift_day, price_shift=1.25, demand_shift=0.85),),
+        drift=(
+            Drift(
+                region="eu", start=end - dt.timedelta(days=7), price_shift=1.25, demand_shift=0.85
+            ),
+        ),
     )
     locations = list(cfg.locations.values())
     simulate(
         sim,
         locations,
         [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
-        {r: v.get("currency", "USD") for r, v in cfg.regions.items()},
+        {r: cfg.currency_of(r) for r in cfg.region_codes},
     )
-    defs = build_definitions()
-    instance = _instance()
-    summary: dict[str, Any] = {
-        "environment": cfg.environment,
-        "days": len(sim.days()),
-        "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
-    }
+    return sim
 
-    with dg.build_sensor_context(
-        instance=instance, resources=resources_for(cfg.environment)
-    ) as ctx:
-        result = landed_objects_sensor(ctx)
-    assert isinstance(result, dg.SensorResult)
+
+def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, list[str]]:
+    """Evaluate the landed-objects sensor once and run every ingestion it requests."""
+    sensor = defs.resolve_sensor_def("landed_objects_sensor")
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
+        result = sensor(ctx)
+    if not isinstance(result, dg.SensorResult):
+        raise RuntimeError(f"demo: landed_objects_sensor returned {type(result).__name__}")
     requests = list(result.run_requests or [])
     job = defs.resolve_job_def("ingest_job")
     failed: list[str] = []
@@ -84,12 +79,18 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
         )
         if not run.success:
             failed.append(str(req.partition_key))
-    summary["ingest_runs"] = len(requests)
-    summary["ingest_runs_failed"] = failed
-    summary["bronze"] = _bronze_summary(instance)
-    resources = resources_for(cfg.environment)
+    return len(requests), failed
+
+
+def _spark_and_sync(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
+) -> dict[str, Any]:
+    """Silver and gold in one Spark run, then the replicas' sync (what automation would run)."""
     regions = cfg.region_codes
-    # Silver and gold of every (date, region) as one Spark run: the single-run backfill policy.
     _run_or_fail(
         defs.resolve_job_def("spark_job"),
         instance,
@@ -99,46 +100,57 @@ def run_demo(start: dt.date, end: dt.date, events_per_day: int = 3000) -> dict[s
         ),
         "silver and gold (spark_job)",
     )
-    summary["gold_rows"] = {
-        loc.region: delta.table_rows(loc.table_uri("gold_daily_demand"), loc.storage_options())
+    gold_rows = {
+        loc.region: delta.table_rows(loc.table_uri(tables.GOLD.name), loc.storage_options())
         for loc in cfg.locations.values()
     }
-    # The sync sensor sees the new gold versions and requests the replicas' sync.
-    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-        synced = source_versions_sensor(ctx)
-    assert isinstance(synced, dg.SensorResult)
-    sync_job = defs.resolve_job_def("sync_job")
-    for req in synced.run_requests or []:
-        _run_or_fail(
-            sync_job,
+    _run_or_fail(
+        defs.resolve_job_def("sync_job"), instance, {"lakehouse/trigger": "demo"}, "replica sync"
+    )
+    replicas = {
+        r.name: _latest_metadata(
             instance,
-            {**req.tags, "dagster/sensor_name": "source_versions_sensor"},
-            f"sync {req.tags.get('replica')}",
-            asset_selection=req.asset_selection,
-        )
-    summary["replicas"] = {
-        key.to_user_string(): _latest_metadata(
-            instance,
-            key.to_user_string(),
+            r.name,
             ("route", "replica_version", "versions_behind", "bytes_copied", "egress_usd"),
         )
-        for key in REPLICA_KEYS
+        for r in cfg.replicas()
     }
+    return {"gold_rows": gold_rows, "replicas": replicas}
+
+
+def run_demo(
+    start: dt.date, end: dt.date, events_per_day: int = 3000, environment: str | None = None
+) -> dict[str, Any]:
+    """Land a few weeks of events with drift and bad records, then materialize everything."""
+    t0 = time.perf_counter()
+    cfg = load_config(environment)
+    sim = _simulate(cfg, start, end, events_per_day)
+    drift_day = end - dt.timedelta(days=7)
+    defs = build_definitions(cfg.environment)
+    instance = _instance()
+    summary: dict[str, Any] = {
+        "environment": cfg.environment,
+        "days": len(sim.days()),
+        "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
+    }
+    summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance)
+    summary["bronze"] = _bronze_summary(instance)
+    summary.update(_spark_and_sync(defs, instance, cfg, start, end))
     _run_or_fail(
         defs.resolve_job_def("features_job"),
         instance,
         _range_tags(start.isoformat(), end.isoformat()),
         "demand features (features_job)",
     )
+    home = cfg.home
     summary["features"] = {
-        "partitions": _latest_metadata(instance, "demand_features", ())["partitions"],
-        "rows": delta.table_rows(cfg.home.table_uri("demand_features"), cfg.home.storage_options()),
+        "partitions": _latest_metadata(instance, tables.FEATURES.name, ())["partitions"],
+        "rows": delta.table_rows(home.table_uri(tables.FEATURES.name), home.storage_options()),
     }
     days = [drift_day - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(10)]
     summary["ml"] = run_ml_demo(
         defs,
         instance,
-        resources,
         [d for d in days if d <= end],
         train_end=drift_day - dt.timedelta(days=3),
         # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
@@ -194,7 +206,7 @@ def _latest_metadata(
 
 def _bronze_summary(instance: dg.DagsterInstance) -> dict[str, Any]:
     out: dict[str, dict[str, int]] = {}
-    for partition, meta in _latest_by_partition(instance, "bronze_events").items():
+    for partition, meta in _latest_by_partition(instance, tables.BRONZE.name).items():
         if partition is None:
             continue
         region = partition.split("|")[-1]

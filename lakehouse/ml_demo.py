@@ -12,10 +12,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets.ml import demand_forecast, feature_drift
+from assets.ml import DRIFT, FORECAST
 from jobs.ml import evaluate_drift_triggers
 from pipelines import tracking
-from pipelines.config import load_ml_settings
+from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -28,7 +28,6 @@ def _model_config(**cfg: Any) -> dict[str, Any]:
 def run_ml_demo(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    resources: dict[str, Any],
     days: list[dt.date],
     train_end: dt.date,
     retrain_holdout_days: int = 2,
@@ -40,6 +39,9 @@ def run_ml_demo(
     (and why), the retraining run, and which version is champion now and why.
     """
     retrain_job = defs.resolve_job_def("retrain_job")
+    resources = dict(defs.resources or {})
+    lake: LakeResource = resources["lake"]
+    cooldown_h = lake.config().ml.retrain.cooldown_hours
     window = {"window_days": window_days} if window_days else {}
     first = retrain_job.execute_in_process(
         instance=instance,
@@ -51,14 +53,13 @@ def run_ml_demo(
     monitored: dict[str, Any] = {}
     for day in days:
         result = dg.materialize(
-            [demand_forecast, feature_drift],
+            [defs.resolve_assets_def(FORECAST), defs.resolve_assets_def(DRIFT)],
             partition_key=day.isoformat(),
-            resources=resources,
             instance=instance,
             run_config=QUIET,
             raise_on_error=False,
         )
-        mats = result.asset_materializations_for_node("feature_drift") if result.success else []
+        mats = result.asset_materializations_for_node(DRIFT) if result.success else []
         drift = mats[0].metadata if mats else None
         monitored[day.isoformat()] = (
             {
@@ -68,9 +69,8 @@ def run_ml_demo(
             if drift
             else {"failed": True}
         )
-    cooldown_h = load_ml_settings().retrain.cooldown_hours
     clock = time.time() + cooldown_h * 3600 + 1  # the demo's days pass in minutes
-    found = evaluate_drift_triggers(instance, None, now=clock)
+    found = evaluate_drift_triggers(instance, None, cooldown_h, now=clock)
     retrains = []
     for req in found.requests:
         run = retrain_job.execute_in_process(

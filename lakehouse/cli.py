@@ -1,7 +1,7 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
-Engine subcommands (``info``, ``simulate``, ``ingest``, ``sync``) run without Dagster.
-``demo`` and ``backfill`` drive the Dagster code location and import it only when called.
+Engine subcommands (``info``, ``simulate``, ``ingest``, ``sync``) run without Dagster;
+``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
 """
 
 from __future__ import annotations
@@ -154,17 +154,17 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate a few weeks and materialize the whole graph through Dagster."""
-    from jobs.demo import run_demo
+    from lakehouse.demo import run_demo
 
-    return run_demo(start=args.start, end=args.end, events_per_day=args.events_per_day)
+    return run_demo(args.start, args.end, args.events_per_day, environment=args.env)
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     """Create an asset backfill the Dagster daemon runs; optionally wait for its outcome."""
     import dagster as dg
 
-    from jobs import backfill
-    from pipelines.definitions import build_definitions
+    from lakehouse import backfill
+    from lakehouse.definitions import build_definitions
 
     if args.end < args.start:
         raise ValueError(f"--to {args.end} is before --from {args.start}")

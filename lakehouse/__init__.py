@@ -1,0 +1,1 @@
+"""The top of the product: the code location's assembly and the ``lakehouse`` command line."""

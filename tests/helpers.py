@@ -1,0 +1,71 @@
+"""Helpers the tests share: small simulations landed in a lake, the code location's assets."""
+
+import datetime as dt
+import functools
+
+import dagster as dg
+import pyarrow as pa
+
+from assets import build_assets
+from assets.partitions import build_partitions
+from data_quality.suites import build_suites
+from lakehouse.definitions import build_definitions
+from pipelines.config import load_config
+from pipelines.schemas import GOLD_SCHEMA
+from pipelines.simulate import SimulationConfig, land_day
+from pipelines.storage import open_storage
+
+DAY = dt.date(2026, 10, 5)
+
+
+def land(location_name: str, sim: SimulationConfig, env: str = "local") -> list:
+    """Land a simulation in one location of an environment; returns the day reports."""
+    cfg = load_config(env)
+    loc = cfg.location(location_name)
+    storage = open_storage(loc.root_uri(), loc.storage_options())
+    return [land_day(sim, loc, storage, day, cfg.currency_of(loc.region)) for day in sim.days()]
+
+
+@functools.cache
+def definitions(env: str = "local") -> dg.Definitions:
+    """The code location of an environment (built once per test session and environment)."""
+    return build_definitions(env)
+
+
+@functools.cache
+def _assets(env: str) -> dict[str, dg.AssetsDefinition]:
+    cfg = load_config(env)
+    built = build_assets(cfg, build_partitions(cfg), build_suites(cfg))
+    return {key.to_user_string(): a for a in built for key in a.keys}
+
+
+def asset(name: str, env: str = "local") -> dg.AssetsDefinition:
+    """The assets definition (no resources bound) that materializes ``name`` in an environment."""
+    return _assets(env)[name]
+
+
+def suites(env: str = "local") -> dict:
+    """The expectation suites of an environment, by asset name."""
+    return build_suites(load_config(env))
+
+
+def gold_rows(day: dt.date, n: int = 20) -> pa.Table:
+    """``n`` rows of gold for one day of region eu."""
+    cols = {
+        "date": [day] * n,
+        "region": ["eu"] * n,
+        "store_id": [i % 5 + 1 for i in range(n)],
+        "sku": [f"sku-{i}" for i in range(n)],
+        "category": ["food"] * n,
+        "currency": ["EUR"] * n,
+        "quantity": [i for i in range(n)],
+        "revenue": [i * 2.5 for i in range(n)],
+        "avg_price": [2.5] * n,
+        "min_price": [2.0] * n,
+        "max_price": [3.0] * n,
+        "promo_share": [0.1] * n,
+        "online_share": [0.2] * n,
+        "events": [1] * n,
+        "customers": [1] * n,
+    }
+    return pa.Table.from_pydict(cols, schema=GOLD_SCHEMA)
