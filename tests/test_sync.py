@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines import cli
+from lakehouse import cli
 from pipelines.config import ConfigError, load_config
 from pipelines.policy import PolicyError
 from pipelines.storage import open_storage
