@@ -11,12 +11,10 @@ import datetime as dt
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipelines.config import ConfigError, load_config
-
-Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
 
 def _date(text: str) -> dt.date:

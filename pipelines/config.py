@@ -123,11 +123,6 @@ class LakeLocation:
     raw_storage_options: dict[str, str] = field(default_factory=dict)
     adapter: str | None = None
 
-    @property
-    def is_local(self) -> bool:
-        """True when the root is a folder on this machine."""
-        return "://" not in self.root or self.root.startswith("file://")
-
     def root_uri(self) -> str:
         """The root as a URI, placeholders resolved; relative folders against LAKEHOUSE_HOME."""
         root = resolve_placeholders(self.root, f"location {self.name!r} root")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tests.integration.servers import ROOT, free_port, wait_for_port
@@ -71,12 +71,8 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
             # SIGINT is how dagster dev and dagster-daemon shut down cleanly (they stop their
             # webserver, daemon and code servers); anything left in the group is then killed.
             proc.send_signal(signal.SIGINT)
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 proc.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(10)

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines import delta
+from tests.helpers import suites
 
 pytestmark = pytest.mark.spark
 
@@ -92,7 +93,7 @@ def test_great_expectations_validates_spark_dataframes(spark):
     df = spark.createDataFrame(
         [("a", "us", 1), ("a", "us", -1)], "event_id string, region string, quantity long"
     )
-    outcome = gx.validate("bronze_events", df, {"expected_rows": 2})
+    outcome = gx.validate(suites()["bronze_events"], df, {"expected_rows": 2})
     failed = {(o.expectation, o.column) for o in outcome.failed}
     assert ("expect_column_values_to_be_unique", "event_id") in failed
     assert ("expect_column_values_to_be_between", "quantity") in failed
