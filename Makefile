@@ -46,7 +46,7 @@ test-fast: setup ## the edit loop: unit tests without Spark, emulators or server
 	$(BIN)/pytest -q --ignore=tests/integration -m "not (spark or s3 or azure or gcs or mlflow or ui or dagster or postgres)"
 
 ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run` produced
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 bench: setup ## every benchmark; each prints a JSON object last
 	@for m in benchmarks/[a-z]*.py; do n=$$(basename $$m .py); echo "== $$n"; $(BIN)/python -m benchmarks.$$n || exit 1; done

@@ -91,21 +91,16 @@ def test_import_starts_no_jvm_and_reads_no_secret():
     assert probe == {"pyspark": False, "gx": False, "mlflow": False, "secrets_read": []}
 
 
-def test_dagster_cli_validates_the_workspace():
+def test_dg_cli_checks_the_definitions():
     out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-w",
-            "workspace.yaml",
-        ],
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "All definitions loaded successfully" in out.stdout + out.stderr
 
 
 def two_locations(tmp_path: Path) -> Path:

@@ -48,11 +48,11 @@ def lakehouse(env: dict[str, str], *args: str, timeout: float = 900) -> subproce
 
 @contextmanager
 def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int | None]:
-    """``dagster dev`` (webserver and daemon; yields its port) or ``dagster-daemon run``."""
+    """``dg dev`` (webserver and daemon, as `make ui`; yields its port) or ``dagster-daemon run``."""
     port = free_port() if kind == "dev" else None
     if kind == "dev":
-        cmd = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1"]
-        cmd += ["-p", str(port)]
+        cmd = [str(BIN / "dg"), "dev", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port)]
     else:
         cmd = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
     with open(log, "wb") as out:
@@ -68,7 +68,7 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
                     raise RuntimeError(f"{kind} exited: {log.read_text()[-2000:]}")
             yield port
         finally:
-            # SIGINT is how dagster dev and dagster-daemon shut down cleanly (they stop their
+            # SIGINT is how dg dev and dagster-daemon shut down cleanly (they stop their
             # webserver, daemon and code servers); anything left in the group is then killed.
             proc.send_signal(signal.SIGINT)
             with suppress(subprocess.TimeoutExpired):

@@ -107,8 +107,8 @@ def test_prod_instance_on_postgres_materializes_a_bronze_partition(tmp_path, pos
     assert landed.returncode == 0, landed.stderr
     partition = f"{DAY.isoformat()}|us"
     run = subprocess.run(
-        [str(bin_dir / "dagster"), "asset", "materialize", "-m", "lakehouse.definitions",
-         "--select", "bronze_events,bronze_quarantine", "--partition", partition],
+        [str(bin_dir / "dg"), "launch", "--assets", "bronze_events,bronze_quarantine",
+         "--partition", partition],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -1,6 +1,6 @@
 """The web UI over a little real data: every group's graph, GX check results, no error shown.
 
-Starts ``dagster dev`` (webserver and daemon, as ``make ui`` does) on a free port over a private
+Starts ``dg dev`` (webserver and daemon, as ``make ui`` does) on a free port over a private
 instance, drives Debian's headless Chromium over the DevTools protocol, and saves the
 screenshots the README shows into docs/screenshots/.
 """
@@ -20,7 +20,7 @@ from tests.integration.servers import ROOT
 pytestmark = pytest.mark.ui
 
 DAY = dt.date(2026, 10, 5)
-LOCATION = "lakehouse.definitions"  # the code location name workspace.yaml gives
+LOCATION = "lakehouse"  # the code location name (pyproject [tool.dg.project], workspace.yaml)
 SHOTS = ROOT / "docs" / "screenshots"
 ERROR_MARKERS = (
     "Something went wrong",
