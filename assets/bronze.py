@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.partitions import Partitions
 from data_quality import gx
-from data_quality.suites import Suites
+from data_quality.suites import Suite, Suites
 from pipelines import ingest, tables
 from resources.lake import LakeResource
 
@@ -55,13 +55,20 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         day = dt.date.fromisoformat(keys["date"])
         location = lake.location_for_region(keys["region"])
         done = ingest.ingest_partition(location, lake.storage_options(location), day)
-        res = done.result
-        report = res.report()
-        context.log.info(f"ingested {location.name} {day}: {report}")
-        yield dg.MaterializeResult(
+        context.log.info(f"ingested {location.name} {day}: {done.result.report()}")
+        yield from _materializations(done, location.name)
+        yield from _checks(done, events, quarantine)
+
+    return bronze
+
+
+def _materializations(done: ingest.PartitionIngest, location: str) -> list[dg.MaterializeResult]:
+    res = done.result
+    return [
+        dg.MaterializeResult(
             asset_key=tables.BRONZE.name,
             metadata={
-                "location": location.name,
+                "location": location,
                 "table_uri": done.bronze_uri,
                 "delta_version": done.bronze_version,
                 "landed": res.landed,
@@ -72,21 +79,31 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
                 "reconciled": res.reconciled,
                 "dagster/row_count": res.ingested,
             },
-        )
-        yield dg.MaterializeResult(
+        ),
+        dg.MaterializeResult(
             asset_key=tables.QUARANTINE.name,
             metadata={
                 "table_uri": done.quarantine_uri,
                 "delta_version": done.quarantine_version,
                 "corrupt_objects": res.corrupt_objects,
-                "reasons": dg.MetadataValue.json(report["quarantine_reasons"]),
+                "reasons": dg.MetadataValue.json(res.report()["quarantine_reasons"]),
                 "dagster/row_count": res.quarantined,
             },
-        )
-        expected = res.landed - res.quarantined - res.duplicates
-        yield gx.check(events, res.bronze, {"expected_rows": expected})
-        yield gx.check(quarantine, res.quarantine, {"expected_rows": res.quarantined})
-        yield dg.AssetCheckResult(
+        ),
+    ]
+
+
+def _checks(
+    done: ingest.PartitionIngest, events: Suite, quarantine: Suite
+) -> list[dg.AssetCheckResult]:
+    """Both tables' suites on the rows just written, and the exact reconciliation."""
+    res = done.result
+    report = res.report()
+    expected = res.landed - res.quarantined - res.duplicates
+    return [
+        gx.check(events, res.bronze, {"expected_rows": expected}),
+        gx.check(quarantine, res.quarantine, {"expected_rows": res.quarantined}),
+        dg.AssetCheckResult(
             asset_key=tables.BRONZE.name,
             check_name=RECONCILIATION_CHECK,
             passed=res.reconciled,
@@ -94,6 +111,5 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
             metadata={
                 k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")
             },
-        )
-
-    return bronze
+        ),
+    ]

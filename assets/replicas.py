@@ -1,6 +1,7 @@
 """Replicas: each configured table copied from its region's location into the ML home."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -8,7 +9,7 @@ from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines import delta
 from pipelines.config import LakeConfig, Replica
-from pipelines.sync import sync, table_fingerprint
+from pipelines.sync import SyncReport, sync, table_fingerprint
 from resources.lake import LakeResource
 
 
@@ -25,6 +26,22 @@ def _find(lake: LakeResource, name: str) -> Replica:
         f"replica {name!r} is not configured in environment {lake.environment!r} "
         "(lakehouse.yaml replication:)"
     )
+
+
+def _sync_metadata(replica: Replica, report: SyncReport) -> dict[str, Any]:
+    return {
+        "source_uri": replica.source_uri,
+        "replica_uri": replica.target_uri,
+        "route": report.route,
+        "source_version": report.source_version,
+        "replica_version": report.target_version_after,
+        "versions_behind": report.versions_behind_after,
+        "versions_behind_before": report.versions_behind_before,
+        "files_copied": report.files_copied,
+        "bytes_copied": report.bytes_copied,
+        "egress_usd": dg.MetadataValue.float(report.egress_usd),
+        "seconds": dg.MetadataValue.float(report.seconds),
+    }
 
 
 def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.AssetsDefinition:
@@ -64,21 +81,7 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         )
         context.log.info(f"sync {replica.source_uri} -> {replica.target_uri}: {report.as_dict()}")
         version = report.target_version_after
-        yield dg.MaterializeResult(
-            metadata={
-                "source_uri": replica.source_uri,
-                "replica_uri": replica.target_uri,
-                "route": report.route,
-                "source_version": report.source_version,
-                "replica_version": version,
-                "versions_behind": report.versions_behind_after,
-                "versions_behind_before": report.versions_behind_before,
-                "files_copied": report.files_copied,
-                "bytes_copied": report.bytes_copied,
-                "egress_usd": dg.MetadataValue.float(report.egress_usd),
-                "seconds": dg.MetadataValue.float(report.seconds),
-            }
-        )
+        yield dg.MaterializeResult(metadata=_sync_metadata(replica, report))
         src_rows, src_hash = table_fingerprint(replica.source_uri, src_opts, version)
         dst_rows, dst_hash = table_fingerprint(replica.target_uri, dst_opts, version)
         yield dg.AssetCheckResult(

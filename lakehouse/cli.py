@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,12 +17,52 @@ from typing import Any
 
 from pipelines.config import ConfigError, load_config
 
+MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
+
 
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None) -> Any:
+    """An argparse type: a finite ``kind`` within ``[low, high]``, else a message naming it."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = (
+                f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+            )
+            raise argparse.ArgumentTypeError(f"{text!r} is outside {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def days_between(first: dt.date, last: dt.date, what: str) -> list[dt.date]:
+    """Every day of ``first..last``; a one-line error when reversed, too long or off-calendar."""
+    if last < first:
+        raise ValueError(f"{what}: the last day {last} is before the first {first}")
+    count = (last - first).days + 1
+    if count > MAX_DAYS:
+        raise ValueError(f"{what}: {count} days is more than {MAX_DAYS}; split the range")
+    return [first + dt.timedelta(days=i) for i in range(count)]
+
+
+def _factor(text: str, what: str) -> float:
+    value = float(text)
+    if not 0 < value < 1000:  # also false for NaN
+        raise ValueError(f"{what} factor {text!r} must be a finite number above 0")
+    return value
 
 
 def parse_drift(text: str) -> Any:
@@ -35,14 +76,14 @@ def parse_drift(text: str) -> Any:
         for part in filter(None, spec.split(",")):
             key, value = part.split("=", 1)
             if key == "price":
-                kwargs["price_shift"] = float(value)
+                kwargs["price_shift"] = _factor(value, key)
             elif key == "demand":
-                kwargs["demand_shift"] = float(value)
+                kwargs["demand_shift"] = _factor(value, key)
             elif key == "mix":
                 cat, weight = value.split("*")
                 if cat not in CATEGORIES:
                     raise ValueError(f"unknown category {cat!r}; known: {', '.join(CATEGORIES)}")
-                mix[cat] = float(weight)
+                mix[cat] = _factor(weight, f"mix {cat}")
             else:
                 raise ValueError(f"unknown drift knob {key!r} (price, demand, mix)")
     except ValueError as exc:
@@ -77,6 +118,13 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config(args.env)
     locations = [cfg.location(args.location)] if args.location else list(cfg.locations.values())
+    days_between(args.start, args.end, "simulate --from/--to")
+    for drift in args.drift or ():
+        if drift.region not in cfg.region_codes:
+            raise ValueError(
+                f"--drift {drift.region}:…: unknown region {drift.region!r}; "
+                f"known: {', '.join(cfg.region_codes)}"
+            )
     sim = simulate.SimulationConfig(
         start=args.start,
         end=args.end,
@@ -91,7 +139,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
         sim,
         locations,
         [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
-        {r: v.get("currency", "USD") for r, v in cfg.regions.items()},
+        {r: cfg.currency_of(r) for r in cfg.region_codes},
     )
     by_region: dict[str, dict[str, Any]] = {}
     for r in reports:
@@ -117,14 +165,8 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
-    last = args.to or args.date
-    if last < args.date:
-        raise ValueError(f"--to {last} is before --date {args.date}")
-    out = []
-    day = args.date
-    while day <= last:
-        out.append(ingest_partition(location, location.storage_options(), day).report())
-        day += dt.timedelta(days=1)
+    days = days_between(args.date, args.to or args.date, "ingest --date/--to")
+    out = [ingest_partition(location, location.storage_options(), day).report() for day in days]
     return {
         "location": location.name,
         "partitions": out,
@@ -164,8 +206,13 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     from lakehouse import backfill
     from lakehouse.definitions import build_definitions
 
-    if args.end < args.start:
-        raise ValueError(f"--to {args.end} is before --from {args.start}")
+    days_between(args.start, args.end, "backfill --from/--to")
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not os.path.isdir(home):
+        raise ValueError(
+            f"DAGSTER_HOME={home or '(unset)'} is not an existing folder: the backfill is stored "
+            "in that Dagster instance (`make setup` creates .dagster/; export DAGSTER_HOME)"
+        )
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
     defs = build_definitions(args.env)
     with dg.DagsterInstance.get() as instance:
@@ -180,33 +227,29 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     return {**out, "waited": True}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
-    parser.add_argument("--env", default=None, help="environment (default: LAKEHOUSE_ENV or local)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("info", help="show the lake locations of the environment")
-    p.set_defaults(handler=cmd_info)
-
+def _add_simulate(sub: Any) -> None:
     p = sub.add_parser("simulate", help="land simulated capture objects")
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--location", help="one location (default: all)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--events-per-day", type=int, default=2000, help="per region")
-    p.add_argument("--bad-rate", type=float, default=0.0, help="share of bad records")
+    p.add_argument("--seed", type=_number(int), default=7)
+    p.add_argument("--events-per-day", type=_number(int, 0, 10_000_000), default=2000)
     p.add_argument(
-        "--corrupt-per-day", type=int, default=0, help="corrupt objects per day and region"
+        "--bad-rate", type=_number(float, 0.0, 1.0), default=0.0, help="share of bad records"
     )
     p.add_argument(
-        "--drift",
-        type=parse_drift,
-        action="append",
-        help="REGION:DATE:price=1.2,demand=0.9,mix=CAT*2",
+        "--corrupt-per-day",
+        type=_number(int, 0, 1000),
+        default=0,
+        help="corrupt objects per day and region",
+    )
+    p.add_argument(
+        "--drift", type=parse_drift, action="append", help="REGION:DATE:price=1.2,demand=0.9"
     )
     p.set_defaults(handler=cmd_simulate)
 
+
+def _add_ingest_and_sync(sub: Any) -> None:
     p = sub.add_parser("ingest", help="ingest landing dates into bronze Delta")
     p.add_argument("--location", required=True)
     p.add_argument("--date", type=_date, required=True)
@@ -216,9 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")
     p.add_argument("--from", dest="source", required=True, help="source table URI or folder")
     p.add_argument("--to", dest="target", required=True, help="replica URI or folder")
-    p.add_argument(
-        "--dry-run", action="store_true", help="report what would be copied, copy nothing"
-    )
+    p.add_argument("--dry-run", action="store_true", help="report what would be copied only")
     p.add_argument(
         "--reseed", action="store_true", help="replace a diverged replica's log from the source"
     )
@@ -228,30 +269,46 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a URI under no configured location; the sovereignty policy is NOT checked",
     )
-    p.add_argument("--concurrency", type=int, default=16, help="files copied at once")
+    p.add_argument(
+        "--concurrency", type=_number(int, 1, 256), default=16, help="files copied at once"
+    )
     p.set_defaults(handler=cmd_sync)
 
+
+def _add_dagster(sub: Any) -> None:
     p = sub.add_parser(
-        "backfill",
-        help="asset backfill over a date range, run by the Dagster daemon ($DAGSTER_HOME)",
+        "backfill", help="asset backfill over a date range, run by the Dagster daemon"
     )
-    p.add_argument(
-        "--assets", required=True, help="Dagster asset selection, e.g. 'group:bronze' or 'key:a+'"
-    )
+    p.add_argument("--assets", required=True, help="asset selection, e.g. 'group:bronze'")
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--regions", help="comma-separated regions (default: all)")
     p.add_argument("--title", help="title shown under the UI's backfills")
     p.add_argument("--wait", action="store_true", help="wait for the outcome and report it")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait (with --wait)")
-    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--timeout", type=_number(float, 0.1), default=3600, help="seconds to wait (--wait)"
+    )
+    p.add_argument("--poll", type=_number(float, 0.05), default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_backfill)
 
     p = sub.add_parser("demo", help="simulate and materialize the whole graph (make run)")
     p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
-    p.add_argument("--events-per-day", type=int, default=3000)
+    p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
     p.set_defaults(handler=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
+    parser.add_argument("--env", default=None, help="environment (default: LAKEHOUSE_ENV or local)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="show the lake locations of the environment").set_defaults(
+        handler=cmd_info
+    )
+    _add_simulate(sub)
+    _add_ingest_and_sync(sub)
+    _add_dagster(sub)
     return parser
 
 
@@ -260,11 +317,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = args.handler(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, TimeoutError) as exc:
-        sys.stderr.write(f"lakehouse {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write(f"lakehouse {args.command}: interrupted\n")
+        return 130
+    except Exception as exc:  # every failure becomes one line; LAKEHOUSE_DEBUG shows the rest
+        if os.environ.get("LAKEHOUSE_DEBUG"):
+            raise
+        sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1
     sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     return 0
+
+
+EXPECTED = (ConfigError, ValueError, FileNotFoundError, RuntimeError, TimeoutError)
+MAX_MESSAGE = 400
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message, bounded; unexpected kinds are named.
+
+    Object-store clients answer an unreachable endpoint with dozens of lines of retries and
+    causes; the first line names the store and what failed.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not isinstance(exc, EXPECTED) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 1] + "…"
+    return text + ("" if isinstance(exc, EXPECTED) else " (LAKEHOUSE_DEBUG=1 for the traceback)")
 
 
 if __name__ == "__main__":

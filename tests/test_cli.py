@@ -75,3 +75,105 @@ def test_missing_env_placeholder_names_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     assert main(["--env", "prod", "ingest", "--location", "aws-us", "--date", "2026-10-05"]) == 1
     assert "needs environment variable LAKEHOUSE_AWS_BUCKET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bad-rate", "2"], "argument --bad-rate: '2' is outside [0.0, 1.0]"),
+        (["--bad-rate", "nan"], "argument --bad-rate: 'nan' is not a finite number"),
+        (["--events-per-day", "-5"], "argument --events-per-day: '-5' is outside"),
+        (["--corrupt-per-day", "x"], "argument --corrupt-per-day: 'x' is not a int"),
+        (["--drift", "eu:2026-10-01:price=-1"], "price factor '-1' must be a finite number"),
+        (["--drift", "eu:2026-10-01:speed=2"], "unknown drift knob 'speed'"),
+    ],
+)
+def test_impossible_option_values_are_refused_naming_the_option(args, message, capsys):
+    base = ["simulate", "--from", "2026-10-01", "--to", "2026-10-01"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            [
+                "simulate",
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-01",
+                "--drift",
+                "mars:2026-10-01:price=1.1",
+            ],
+            "unknown region 'mars'; known: us, eu, apac",
+        ),
+        (
+            ["ingest", "--location", "aws-us", "--date", "0001-01-01", "--to", "9999-12-31"],
+            "3652059 days is more than 3660",
+        ),
+        (
+            ["ingest", "--location", "aws-us", "--date", "2026-10-02", "--to", "2026-10-01"],
+            "before",
+        ),
+        (["ingest", "--location", "mars", "--date", "2026-10-01"], "unknown lake location 'mars'"),
+    ],
+)
+def test_bad_requests_fail_in_one_line(argv, message, lake_home, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("- a\n- b\n", "is a list, not a mapping"),
+        ("environments: [\n", "is not valid YAML at line"),
+        ("environments: {local: {locations: 3}}\n", "environments.local.locations must be"),
+        ("environments: {other: {}}\n", "has no environment 'local'"),
+        ("start_date: tomorrow\nenvironments: {local: {ml_home: a, locations: []}}\n", ""),
+    ],
+)
+def test_a_broken_configuration_file_is_one_line_naming_the_file(
+    content, message, tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "lakehouse.yaml"
+    path.write_text(content)
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
+    assert main(["--env", "local", "info"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and message in err, err
+
+
+def test_configuration_paths_that_are_not_what_they_should_be(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path))
+    assert main(["info"]) == 1
+    assert "is a folder, not a YAML file" in capsys.readouterr().err
+    monkeypatch.delenv("LAKEHOUSE_CONFIG")
+    home = tmp_path / "home-file"
+    home.write_text("x")
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    assert main(["simulate", "--from", "2026-10-01", "--to", "2026-10-01"]) == 1
+    assert f"LAKEHOUSE_HOME={home} is a file" in capsys.readouterr().err
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
+    argv = ["backfill", "--assets", "group:bronze", "--from", "2026-10-01", "--to", "2026-10-01"]
+    assert main(argv) == 1
+    assert "is not an existing folder" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_with_its_kind(monkeypatch, capsys):
+    import lakehouse.cli as cli
+
+    def boom(args):
+        raise KeyError("deep inside")
+
+    monkeypatch.setattr(cli, "cmd_info", boom)
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "KeyError" in err and "LAKEHOUSE_DEBUG=1" in err
