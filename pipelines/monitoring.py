@@ -25,7 +25,6 @@ from pipelines.train import metrics
 MIN_MATCHED_REFERENCE = 500
 
 
-
 def rule_of(settings: DriftSettings) -> drift.DriftRule:
     """The statistical rule of the drift settings."""
     return drift.DriftRule(

@@ -103,9 +103,9 @@ class Tracking:
         read nothing else (see :func:`_global_uris`).
         """
         token = {TOKEN_ENV: self.token} if self.token else {}
-        with _SESSION_LOCK, _environment(token):
-            with _global_uris(self.tracking_uri, self.registry) if fluent else nullcontext():
-                yield self.client()
+        uris = _global_uris(self.tracking_uri, self.registry) if fluent else nullcontext()
+        with _SESSION_LOCK, _environment(token), uris:
+            yield self.client()
 
     def experiment_id(self) -> str:
         """The experiment's id; it is created (with ``artifact_location``) on first use."""
