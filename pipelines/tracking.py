@@ -6,26 +6,48 @@ Delta version read) as run parameters and tags, as an MLflow dataset input and a
 ``lineage.json``, so any model can be retrained on exactly its data. The registry holds the
 aliases ``challenger`` (the newest version) and ``champion`` (the one that scores), and every
 version carries the promotion decision and its reason as tags.
+
+Training is pieces that can be tested alone: :func:`pipelines.train.choose_window` and
+:func:`pipelines.train.fit_and_score` (pure), :func:`score_champion`,
+:func:`pipelines.train.decide_promotion` (pure), then the MLflow side: :func:`log_training_run`
+(:func:`log_evidence`, then :func:`log_model`), :func:`register_version` and
+:func:`record_decision`.
+:func:`train_and_register` runs them in that order.
+
+MLflow is reached through an explicit ``MlflowClient`` inside :meth:`Tracking.session`; nothing
+here leaves MLflow's process-wide URIs or the environment changed (see :func:`_global_uris`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines import train as training
 from pipelines.config import MLSettings
+from pipelines.tables import FEATURES
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
+    from mlflow.models.model import ModelInfo
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # Types in our own fitted pipeline that skops (MLflow 3's safe sklearn format) asks us to vouch
 # for: we wrote these files ourselves, so they are trusted; nothing else is.
 SKOPS_TRUSTED = [
@@ -33,6 +55,9 @@ SKOPS_TRUSTED = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 ]
+# While a session is open the token (and for fluent calls the URIs) are process-wide, so two
+# threads of one process must not interleave their set and restore; re-entrant for nesting.
+_SESSION_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -47,61 +72,143 @@ class Lineage:
 
 @dataclass(frozen=True)
 class Tracking:
-    """Where MLflow lives and what the model is called."""
+    """Where MLflow lives, what the model is called, and the bearer token of a remote server."""
 
     tracking_uri: str
     experiment: str = "demand_forecast"
     model_name: str = "demand_forecaster"
     registry_uri: str | None = None
     artifact_location: str | None = None
+    token: str | None = field(default=None, repr=False)
 
-    def activate(self) -> str:
-        """Point the MLflow client here; create the experiment if needed; its id."""
-        import mlflow
+    @property
+    def registry(self) -> str:
+        """The registry URI: ``registry_uri``, else the tracking URI."""
+        # Always explicit: a client given no registry URI falls back to MLflow's global one.
+        return self.registry_uri or self.tracking_uri
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
-        exp = mlflow.get_experiment_by_name(self.experiment)
-        if exp is not None:
-            return str(exp.experiment_id)
-        return str(
-            mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
-        )
-
-    def client(self) -> Any:
-        """An ``MlflowClient`` on this tracking and registry URI."""
+    def client(self) -> MlflowClient:
+        """An ``MlflowClient`` here; with a token, use :meth:`session` (it applies the token)."""
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry)
+
+    @contextmanager
+    def session(self, *, fluent: bool = False) -> Iterator[MlflowClient]:
+        """A client on this location, with the token applied until the block ends.
+
+        MLflow's REST client reads the bearer token only from ``MLFLOW_TRACKING_TOKEN``, so it is
+        set for the block and the previous value (or its absence) is put back after.
+        ``fluent=True`` also points MLflow's global URIs here, for the module-level APIs that
+        read nothing else (see :func:`_global_uris`).
+        """
+        token = {TOKEN_ENV: self.token} if self.token else {}
+        uris = _global_uris(self.tracking_uri, self.registry) if fluent else nullcontext()
+        with _SESSION_LOCK, _environment(token), uris:
+            yield self.client()
+
+    def experiment_id(self) -> str:
+        """The experiment's id; it is created (with ``artifact_location``) on first use."""
+        with self.session() as client:
+            return _experiment_id(client, self.experiment, self.artifact_location)
 
     def version_by_alias(self, alias: str) -> Any | None:
         """The model version holding ``alias``, or None."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            return self.client().get_model_version_by_alias(self.model_name, alias)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                return None
-            raise
+        with self.session() as client:
+            try:
+                return client.get_model_version_by_alias(self.model_name, alias)
+            except MlflowException as exc:
+                if (
+                    "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code)
+                    or "not found" in str(exc).lower()
+                ):
+                    return None
+                raise
 
     def load_model(self, version: str) -> Any:
         """The sklearn model of a registered version."""
         import mlflow
 
-        self.activate()
-        return mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+        # not mlflow.sklearn.load_model("models:/…"): it resolves the name through the global
+        # registry URI; the client resolves it here, and the files load from a local copy
+        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+            uri = client.get_model_version_download_uri(self.model_name, version)
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
+            )
+            return mlflow.sklearn.load_model(path)
 
     def load_reference(self, version: Any) -> pd.DataFrame:
         """The training reference sample stored with a model version."""
-        import mlflow
-
-        self.activate()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
-            )
+        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(version.run_id, REFERENCE_ARTIFACT, tmp)
             return pd.read_parquet(path)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block; put back what was there (or nothing) after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        _restore_environment(saved)
+
+
+def _restore_environment(saved: Mapping[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@contextmanager
+def _global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs here; restore them on exit.
+
+    Only for module-level APIs that take no URI: ``mlflow.sklearn.log_model`` builds its own
+    client from the global tracking URI and finds its run through the fluent active run.
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` (the registry likewise) for
+    subprocesses, so the variables are put back too. MLflow has no public way to ask whether a
+    URI was set (``get_tracking_uri()`` resolves a default), hence the read of its private module
+    attributes; tests/test_tracking.py fails if an upgrade moves them.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    previous_tracking = tracking_state._tracking_uri
+    previous_registry = registry_state._registry_uri
+    saved = {k: os.environ.get(k) for k in _URI_ENV}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    try:
+        yield
+    finally:
+        # None is how MLflow itself unsets them (its own _use_tracking_uri does this)
+        mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(previous_registry)  # type: ignore[arg-type]
+        _restore_environment(saved)
+
+
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=artifact_location))
+    except MlflowException:
+        # another process may have created it since the lookup: re-running stays safe
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 @dataclass(frozen=True)
@@ -135,18 +242,213 @@ class TrainingOutcome:
         return pd.DataFrame(rows)
 
 
-def _dataset(sample: pd.DataFrame, lin: Lineage) -> Any:
-    """An MLflow dataset named table@vN whose source is the table URI where MLflow knows it."""
+@dataclass(frozen=True)
+class ChampionScore:
+    """The registered champion's metrics on the challenger's holdout, or why there are none."""
+
+    version: str | None
+    metrics: dict[str, float] | None
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """Everything a training run logs: the evaluation, all scores, the decision, its inputs."""
+
+    evaluation: training.Evaluation
+    scores: dict[str, dict[str, float]]
+    decision: training.PromotionDecision
+    lineage: list[Lineage]
+    trigger: dict[str, str]
+
+
+def score_champion(tracking: Tracking, holdout: pd.DataFrame) -> ChampionScore:
+    """The current champion scored on ``holdout``; no metrics when there is none or it fails."""
+    champion = tracking.version_by_alias(CHAMPION)
+    if champion is None:
+        return ChampionScore(None, None)
+    version = str(champion.version)
+    try:
+        return ChampionScore(
+            version, training.holdout_metrics(tracking.load_model(version), holdout)
+        )
+    except Exception as exc:  # a champion that cannot score today's features is replaced
+        return ChampionScore(version, None, f"champion v{version} cannot score the holdout: {exc}")
+
+
+def run_params(record: RunRecord) -> dict[str, Any]:
+    """The run's parameters: model settings, window, sizes, gate, trigger and lineage."""
+    ev, decision = record.evaluation, record.decision
+    return {
+        **{f"model.{k}": v for k, v in ev.params.items()},
+        **ev.window.as_params(),
+        "train_rows": len(ev.train),
+        "holdout_rows": len(ev.holdout),
+        "features": ",".join(training.MODEL_INPUTS),
+        "baseline": f"seasonal_naive({training.BASELINE})",
+        "promotion_metric": decision.metric,
+        "promotion_margin": decision.margin,
+        **{f"trigger.{k}": v[:500] for k, v in record.trigger.items()},
+        **_lineage_tags(record.lineage),
+    }
+
+
+def _lineage_tags(lineage: list[Lineage]) -> dict[str, str]:
+    out = {}
+    for lin in lineage:
+        out[f"lineage.{lin.table}.uri"] = lin.uri
+        out[f"lineage.{lin.table}.version"] = str(lin.version)
+    return out
+
+
+def _decision_tags(decision: training.PromotionDecision) -> dict[str, str]:
+    return {
+        "promotion.decision": "promoted" if decision.promote else "rejected",
+        "promotion.reason": decision.reason[:5000],
+    }
+
+
+def version_tags(record: RunRecord) -> dict[str, str]:
+    """The registered version's tags: decision and why, holdout scores, lineage, trigger."""
+    decision = record.decision
+    return {
+        **_decision_tags(decision),
+        "promotion.metric": decision.metric,
+        "promotion.margin": str(decision.margin),
+        "promotion.compared_with": decision.champion_version or "none",
+        **{f"holdout.{c}.{k}": f"{v:.6g}" for c, m in record.scores.items() for k, v in m.items()},
+        **_lineage_tags(record.lineage),
+        **{f"trigger.{k}": v[:500] for k, v in record.trigger.items()},
+    }
+
+
+def _dataset_input(sample: pd.DataFrame, lin: Lineage) -> DatasetInput:
+    """A training input named table@vN whose source is the table URI where MLflow knows it."""
     import mlflow
+    from mlflow.entities import DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     name = f"{lin.table}@v{lin.version}"
     try:
-        return mlflow.data.from_pandas(sample, source=lin.uri, name=name)  # type: ignore[attr-defined]
+        dataset = mlflow.data.from_pandas(sample, source=lin.uri, name=name)  # type: ignore[attr-defined]
     except MlflowException:
         # schemes MLflow has no resolver for (az://, emulator URLs): the URI stays in the
         # input's tags and in the run's lineage params, which is what retraining reads
-        return mlflow.data.from_pandas(sample, name=name)  # type: ignore[attr-defined]
+        dataset = mlflow.data.from_pandas(sample, name=name)  # type: ignore[attr-defined]
+    tags = {"delta_version": str(lin.version), "uri": lin.uri, MLFLOW_DATASET_CONTEXT: "training"}
+    return DatasetInput(dataset._to_mlflow_entity(), [InputTag(k, v) for k, v in tags.items()])
+
+
+def run_metrics(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The run's metrics, ``<candidate>_<metric>``; undefined values (NaN WAPE) are left out."""
+    return {f"{c}_{k}": v for c, m in scores.items() for k, v in m.items() if np.isfinite(v)}
+
+
+def log_training_run(
+    tracking: Tracking, client: MlflowClient, record: RunRecord, reference_rows: int
+) -> tuple[str, ModelInfo]:
+    """One finished run holding params, metrics, lineage, decision, reference sample and model.
+
+    The run is marked FAILED when any of it fails, so a half-logged run is never FINISHED.
+    """
+    from mlflow.tracking.context.registry import resolve_tags
+
+    run = client.create_run(
+        _experiment_id(client, tracking.experiment, tracking.artifact_location),
+        run_name=f"demand_model {record.evaluation.window.holdout_end}",
+        # the tags mlflow.start_run adds (user, source, git commit), then the trigger
+        tags=resolve_tags({f"trigger.{k}": v for k, v in record.trigger.items()}),
+    )
+    run_id = run.info.run_id
+    try:
+        log_evidence(client, run_id, record, reference_rows)
+        info = log_model(tracking, run_id, record.evaluation)  # last: it ends the run
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id, info
+
+
+def log_evidence(client: MlflowClient, run_id: str, record: RunRecord, reference_rows: int) -> None:
+    """Params, metrics, lineage (tags, dataset inputs, lineage.json), decision, reference."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    tags = {**_lineage_tags(record.lineage), **_decision_tags(record.decision)}
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in run_metrics(record.scores).items()],
+        params=[Param(k, str(v)) for k, v in run_params(record).items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    sample = record.evaluation.train.head(1000)
+    client.log_inputs(run_id, [_dataset_input(sample, lin) for lin in record.lineage])
+    lineage = {
+        "inputs": [asdict(lin) for lin in record.lineage],
+        "window": record.evaluation.window.as_params(),
+    }
+    client.log_dict(run_id, lineage, "lineage.json")
+    _log_reference(client, run_id, record.evaluation, reference_rows)
+
+
+def _log_reference(client: MlflowClient, run_id: str, ev: training.Evaluation, rows: int) -> None:
+    """The training sample with predictions that drift monitoring compares days with."""
+    ref = training.reference_sample(ev.train, training.predict(ev.model, ev.train), rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.parquet"
+        ref.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path="reference")
+
+
+def log_model(tracking: Tracking, run_id: str, ev: training.Evaluation) -> ModelInfo:
+    """Log the fitted pipeline with signature and input example into ``run_id``; end the run."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    inputs = training.model_inputs(ev.holdout.head(5))
+    signature = infer_signature(inputs, training.predict(ev.model, inputs))
+    # log_model has no client form: it reads the global tracking URI, and takes the run's
+    # experiment from the active run (else from MLFLOW_EXPERIMENT_* or a global experiment)
+    with tracking.session(fluent=True), mlflow.start_run(run_id=run_id):
+        return mlflow.sklearn.log_model(
+            ev.model,
+            name="model",
+            signature=signature,
+            input_example=inputs,
+            skops_trusted_types=SKOPS_TRUSTED,
+        )
+
+
+def register_version(tracking: Tracking, run_id: str, info: ModelInfo) -> str:
+    """Register the logged model as a new version of the model name (created if needed)."""
+    from mlflow.exceptions import MlflowException
+
+    # fluent: MLflow's SQL registry looks the logged model of a models:/ source up through a
+    # default MlflowClient(), i.e. the global tracking URI (its own TODO in
+    # sqlalchemy_store.create_model_version); the calls themselves go through our client
+    with tracking.session(fluent=True) as client:
+        try:
+            client.create_registered_model(tracking.model_name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        version = client.create_model_version(
+            tracking.model_name, source=info.model_uri, run_id=run_id, model_id=info.model_id
+        )
+    return str(version.version)
+
+
+def record_decision(client: MlflowClient, model_name: str, version: str, record: RunRecord) -> None:
+    """Tag the version with the decision and its evidence; then move the aliases.
+
+    Tags first, so a version never holds ``champion`` without the reason it does.
+    """
+    for key, value in version_tags(record).items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if record.decision.promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
 
 
 def train_and_register(
@@ -165,135 +467,40 @@ def train_and_register(
     :func:`pipelines.train.decide_promotion` says so. ``trigger`` (why this run happened, for
     example which drift) becomes run tags and parameters.
     """
-    import mlflow
-    from mlflow.models import infer_signature
-
-    training.check_columns(features, lineage[0].uri if lineage else "demand_features")
-    dates = pd.to_datetime(features["date"]).dt.date
-    window = training.plan_window(
-        list(dates.unique()),
-        settings.training_window_days,
-        settings.holdout_days,
-        end,
-        source=lineage[0].uri if lineage else "demand_features",
+    source = lineage[0].uri if lineage else FEATURES.name
+    window, train, holdout = training.choose_window(
+        features, settings.training_window_days, settings.holdout_days, end, source
     )
-    train, holdout = training.split(features, window)
-    model = training.fit(train, params)
-    y = holdout[training.TARGET].to_numpy(dtype=np.float64)
-    scores = {
-        "challenger": training.metrics(y, training.predict(model, holdout)),
-        "baseline": training.metrics(y, training.seasonal_naive(holdout)),
-    }
-    experiment_id = tracking.activate()
-    champion = tracking.version_by_alias(CHAMPION)
-    champion_note = ""
-    if champion is not None:
-        try:
-            scores["champion"] = training.metrics(
-                y, training.predict(tracking.load_model(champion.version), holdout)
-            )
-        except Exception as exc:  # a champion that cannot score today's features is replaced
-            champion_note = f"champion v{champion.version} cannot score the holdout: {exc}"
+    ev = training.fit_and_score(window, train, holdout, params)
+    champion = score_champion(tracking, holdout)
     decision = training.decide_promotion(
-        scores["challenger"],
-        scores["baseline"],
-        scores.get("champion"),
+        ev.scores["challenger"],
+        ev.scores["baseline"],
+        champion.metrics,
         metric=settings.promotion_metric,
         margin=settings.promotion_margin,
-        champion_version=None if champion is None else str(champion.version),
+        champion_version=champion.version,
+        note=champion.note,
     )
-    reason = f"{decision.reason} ({champion_note})" if champion_note else decision.reason
-    trigger = {k: str(v) for k, v in (trigger or {}).items()}
-    used_params = {**training.DEFAULT_PARAMS, **(params or {})}
-
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"demand_model {window.holdout_end}",
-        tags={f"trigger.{k}": v for k, v in trigger.items()},
-    ) as run:
-        mlflow.log_params({f"model.{k}": v for k, v in used_params.items()})
-        mlflow.log_params(
-            {
-                **window.as_params(),
-                "train_rows": len(train),
-                "holdout_rows": len(holdout),
-                "features": ",".join(training.MODEL_INPUTS),
-                "baseline": f"seasonal_naive({training.BASELINE})",
-                "promotion_metric": settings.promotion_metric,
-                "promotion_margin": settings.promotion_margin,
-                **{f"trigger.{k}": v[:500] for k, v in trigger.items()},
-            }
-        )
-        for lin in lineage:
-            mlflow.log_params(
-                {f"lineage.{lin.table}.uri": lin.uri, f"lineage.{lin.table}.version": lin.version}
-            )
-            mlflow.set_tags(
-                {f"lineage.{lin.table}.uri": lin.uri, f"lineage.{lin.table}.version": lin.version}
-            )
-            mlflow.log_input(
-                _dataset(train.head(1000), lin),
-                context="training",
-                tags={"delta_version": str(lin.version), "uri": lin.uri},
-            )
-        mlflow.log_dict(
-            {"inputs": [asdict(lin) for lin in lineage], "window": window.as_params()},
-            "lineage.json",
-        )
-        for candidate, m in scores.items():
-            mlflow.log_metrics({f"{candidate}_{k}": v for k, v in m.items() if np.isfinite(v)})
-        inputs = training.model_inputs(holdout.head(5))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(inputs, training.predict(model, inputs)),
-            input_example=inputs,
-            registered_model_name=tracking.model_name,
-            skops_trusted_types=SKOPS_TRUSTED,
-        )
-        ref = training.reference_sample(
-            train, training.predict(model, train), settings.reference_rows
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "reference.parquet"
-            ref.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path="reference")
-        mlflow.set_tags(
-            {"promotion.decision": "promoted" if decision.promote else "rejected",
-             "promotion.reason": reason[:5000]}
-        )  # fmt: skip
-        run_id = run.info.run_id
-
-    version = str(info.registered_model_version)
-    client = tracking.client()
-    client.set_registered_model_alias(tracking.model_name, CHALLENGER, version)
-    if decision.promote:
-        client.set_registered_model_alias(tracking.model_name, CHAMPION, version)
-    tags = {
-        "promotion.decision": "promoted" if decision.promote else "rejected",
-        "promotion.reason": reason[:5000],
-        "promotion.metric": settings.promotion_metric,
-        "promotion.margin": str(settings.promotion_margin),
-        "promotion.compared_with": decision.champion_version or "none",
-        **{f"holdout.{c}.{k}": f"{v:.6g}" for c, m in scores.items() for k, v in m.items()},
-        **{f"lineage.{lin.table}.uri": lin.uri for lin in lineage},
-        **{f"lineage.{lin.table}.version": str(lin.version) for lin in lineage},
-        **{f"trigger.{k}": v[:500] for k, v in trigger.items()},
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(tracking.model_name, version, key, value)
-    champion_now = version if decision.promote else str(champion.version) if champion else ""
+    scores = {**ev.scores, **({"champion": champion.metrics} if champion.metrics else {})}
+    record = RunRecord(
+        ev, scores, decision, lineage, {k: str(v) for k, v in (trigger or {}).items()}
+    )
+    with tracking.session() as client:
+        run_id, info = log_training_run(tracking, client, record, settings.reference_rows)
+        version = register_version(tracking, run_id, info)
+        record_decision(client, tracking.model_name, version, record)
     return TrainingOutcome(
         run_id=run_id,
         model_name=tracking.model_name,
         version=version,
         promoted=decision.promote,
-        reason=reason,
-        champion_version=champion_now,
+        reason=decision.reason,
+        champion_version=version if decision.promote else champion.version or "",
         window=window,
         metrics=scores,
         lineage=lineage,
-        trigger=trigger,
+        trigger=record.trigger,
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.schemas import FEATURE_CATEGORICAL, FEATURE_NUMERIC, TARGET
+from pipelines.tables import FEATURES
 
 MODEL_INPUTS = [*FEATURE_CATEGORICAL, *FEATURE_NUMERIC]
 BASELINE = "qty_lag_7"
@@ -50,7 +51,7 @@ def plan_window(
     window_days: int,
     holdout_days: int,
     end: dt.date | None = None,
-    source: str = "demand_features",
+    source: str = FEATURES.name,
     warmup_days: int = WARMUP_DAYS,
 ) -> Window:
     """The holdout ends at ``end`` (default: the last date); training is the days before it.
@@ -92,11 +93,29 @@ def split(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, pd.DataFra
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
-def check_columns(frame: pd.DataFrame, source: str = "demand_features") -> None:
+def check_columns(frame: pd.DataFrame, source: str = FEATURES.name) -> None:
     """Fail naming the columns the model needs that the frame lacks."""
     missing = [c for c in [*MODEL_INPUTS, TARGET, "date"] if c not in frame.columns]
     if missing:
         raise TrainingError(f"{source} lacks column(s) {', '.join(missing)}")
+
+
+def choose_window(
+    features: pd.DataFrame,
+    window_days: int,
+    holdout_days: int,
+    end: dt.date | None = None,
+    source: str = FEATURES.name,
+) -> tuple[Window, pd.DataFrame, pd.DataFrame]:
+    """The window over a feature frame's own dates, with its training and holdout rows.
+
+    ``source`` (the table's URI) names the data in every error.
+    """
+    check_columns(features, source)
+    dates = pd.to_datetime(features["date"]).dt.date
+    window = plan_window(list(dates.unique()), window_days, holdout_days, end, source=source)
+    train, holdout = split(features, window)
+    return window, train, holdout
 
 
 def metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
@@ -179,6 +198,40 @@ def predict(model: Any, frame: pd.DataFrame) -> np.ndarray:
     return np.clip(np.asarray(model.predict(model_inputs(frame)), dtype=np.float64), 0.0, None)
 
 
+def holdout_metrics(model: Any, holdout: pd.DataFrame) -> dict[str, float]:
+    """A fitted model's metrics on labelled holdout rows."""
+    return metrics(holdout[TARGET].to_numpy(dtype=np.float64), predict(model, holdout))
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """A challenger fitted on a window's training rows, scored beside the baseline."""
+
+    window: Window
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    model: Any
+    params: dict[str, Any]
+    scores: dict[str, dict[str, float]]
+
+
+def fit_and_score(
+    window: Window,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    params: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """Fit the challenger; score it and the seasonal-naive baseline on the same holdout rows."""
+    model = fit(train, params)
+    y = holdout[TARGET].to_numpy(dtype=np.float64)
+    scores = {
+        "challenger": metrics(y, predict(model, holdout)),
+        "baseline": metrics(y, seasonal_naive(holdout)),
+    }
+    used = {**DEFAULT_PARAMS, **(params or {})}
+    return Evaluation(window, train, holdout, model, used, scores)
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     """Whether the challenger becomes champion, and why."""
@@ -202,49 +255,58 @@ def decide_promotion(
     metric: str = "wape",
     margin: float = 0.02,
     champion_version: str | None = None,
+    note: str = "",
 ) -> PromotionDecision:
     """Promote when the challenger beats the baseline, and the champion by ``margin`` (relative).
 
-    All metrics are lower-is-better and computed on the same holdout rows.
+    All metrics are lower-is-better and computed on the same holdout rows; a tie is not a win.
+    ``note`` (for example why a registered champion could not be scored) ends the reason.
     """
     if metric not in METRICS:
         raise ValueError(f"promotion metric {metric!r} is not one of {', '.join(METRICS)}")
-    c, b = float(challenger[metric]), float(baseline[metric])
-    common = {
-        "metric": metric,
-        "margin": margin,
-        "challenger": dict(challenger),
-        "baseline": dict(baseline),
-        "champion": dict(champion) if champion else None,
-        "champion_version": champion_version,
-    }
+    promote, reason = _verdict(
+        float(challenger[metric]),
+        float(baseline[metric]),
+        None if champion is None else float(champion[metric]),
+        metric,
+        margin,
+        champion_version,
+    )
+    return PromotionDecision(
+        promote=promote,
+        reason=f"{reason} ({note})" if note else reason,
+        metric=metric,
+        margin=margin,
+        challenger=dict(challenger),
+        baseline=dict(baseline),
+        champion=dict(champion) if champion else None,
+        champion_version=champion_version,
+    )
+
+
+def _verdict(
+    c: float, b: float, h: float | None, metric: str, margin: float, champion_version: str | None
+) -> tuple[bool, str]:
+    """Challenger ``c``, baseline ``b``, champion ``h`` (None: none yet): promote?, and why."""
     if not np.isfinite(c) or c >= b:
-        return PromotionDecision(
+        return (
             False,
             f"challenger {metric} {c:.4f} does not beat the seasonal-naive baseline {b:.4f}",
-            **common,  # type: ignore[arg-type]
         )
-    if champion is None:
-        return PromotionDecision(
-            True,
+    if h is None:
+        return True, (
             f"no champion yet; challenger {metric} {c:.4f} beats the seasonal-naive "
-            f"baseline {b:.4f}",
-            **common,  # type: ignore[arg-type]
+            f"baseline {b:.4f}"
         )
-    h = float(champion[metric])
     needed = h * (1 - margin)
     if c < needed:
-        return PromotionDecision(
-            True,
+        return True, (
             f"challenger {metric} {c:.4f} beats champion v{champion_version} {h:.4f} by more "
-            f"than {margin:.1%} (needed < {needed:.4f}) on the same holdout",
-            **common,  # type: ignore[arg-type]
+            f"than {margin:.1%} (needed < {needed:.4f}) on the same holdout"
         )
-    return PromotionDecision(
-        False,
+    return False, (
         f"challenger {metric} {c:.4f} does not beat champion v{champion_version} {h:.4f} by "
-        f"{margin:.1%} (needed < {needed:.4f}) on the same holdout; champion kept",
-        **common,  # type: ignore[arg-type]
+        f"{margin:.1%} (needed < {needed:.4f}) on the same holdout; champion kept"
     )
 
 

@@ -79,7 +79,7 @@ def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
     run = track.client().get_run(champ.run_id)
     assert run.data.params["lineage.demand_features.uri"] == uri
     assert run.data.params["lineage.demand_features.version"] == str(delta.table_version(uri, {}))
-    assert run.info.experiment_id == track.activate()
+    assert run.info.experiment_id == track.experiment_id()
 
     scored = dg.materialize(
         [asset("demand_forecast", "emulated")],
