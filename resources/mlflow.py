@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
@@ -41,13 +39,12 @@ class MLflowResource(dg.ConfigurableResource):
             folder.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{folder / 'mlflow.db'}"
             artifacts = artifacts or str(folder / "artifacts")
-        if self.tracking_token:
-            # MLflow's REST client reads the token from the environment; it is never logged.
-            os.environ["MLFLOW_TRACKING_TOKEN"] = self.tracking_token
         return Tracking(
             tracking_uri=uri,
             experiment=self.experiment or settings.experiment,
             model_name=self.model_name or settings.model_name,
             registry_uri=self.registry_uri,
             artifact_location=artifacts,
+            # set only inside Tracking.session (MLflow's REST client reads it from there)
+            token=self.tracking_token or None,
         )

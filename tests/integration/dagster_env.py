@@ -48,7 +48,7 @@ def lakehouse(env: dict[str, str], *args: str, timeout: float = 900) -> subproce
 
 @contextmanager
 def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int | None]:
-    """``dg dev`` (webserver and daemon, as `make ui`; yields its port) or ``dagster-daemon run``."""
+    """``dg dev`` (webserver and daemon, as make ui; yields its port) or ``dagster-daemon run``."""
     port = free_port() if kind == "dev" else None
     if kind == "dev":
         cmd = [str(BIN / "dg"), "dev", "--host", "127.0.0.1"]
