@@ -534,6 +534,41 @@ def _missing_at(dst: Storage, parts: list[ObjectInfo]) -> bool:
     return False
 
 
+def _seed(
+    src: Storage, listing: LogListing, source_version: int
+) -> tuple[int, dict[str, int | None], dict[str, Any]]:
+    """Version, live files and metaData of the checkpoint a fresh replica starts from.
+
+    Used when the source's early commits were cleaned up: its newest checkpoint is the
+    start, and that checkpoint's metaData is the schema of everything the seed copies.
+    """
+    candidates = [v for v in listing.checkpoints if v <= source_version]
+    if not candidates:
+        raise SyncError(f"{src.uri}: no commit 0 and no checkpoint to start a replica from")
+    version = max(candidates)
+    files, metadata = _checkpoint_state(src, version, listing.checkpoints[version])
+    if not metadata:
+        raise SyncError(
+            f"{src.uri}: the checkpoint of version {version} has no metaData; "
+            "the schema of the seeded version is unknown"
+        )
+    return version, files, metadata[-1]
+
+
+def _read_commits(
+    src: Storage, listing: LogListing, versions: range, concurrency: int
+) -> list[CommitInfo]:
+    """The source's commits of ``versions``, read in parallel and parsed (paths checked)."""
+    gaps = [v for v in versions if v not in listing.commits]
+    if gaps:
+        raise SyncError(f"{src.uri}: the log has no commit for version(s) {gaps[:5]}")
+    blobs = _get_many(src, [commit_path(v) for v in versions], concurrency)
+    commits = [parse_commit(v, b, _where(src, v)) for v, b in zip(versions, blobs, strict=True)]
+    if versions and versions[0] == 0 and not commits[0].metadata:
+        raise SyncError(f"{_where(src, 0)}: the first commit has no metaData action")
+    return commits
+
+
 def plan_sync(
     src: Storage,
     dst: Storage,
@@ -571,33 +606,13 @@ def plan_sync(
     seed_files: dict[str, int | None] = {}
     metadata: list[tuple[int, dict[str, Any]]] = []
     if target_version is None and 0 not in listing.commits:
-        # The source's early commits were cleaned up: start from its newest checkpoint,
-        # whose metaData is the schema of everything the seed copies.
-        candidates = [v for v in listing.checkpoints if v <= source_version]
-        if not candidates:
-            raise SyncError(f"{src.uri}: no commit 0 and no checkpoint to start a replica from")
-        seed_checkpoint = max(candidates)
-        seed_files, seed_meta = _checkpoint_state(
-            src, seed_checkpoint, listing.checkpoints[seed_checkpoint]
-        )
-        if not seed_meta:
-            raise SyncError(
-                f"{src.uri}: the checkpoint of version {seed_checkpoint} has no metaData; "
-                "the schema of the seeded version is unknown"
-            )
-        metadata.append((seed_checkpoint, seed_meta[-1]))
+        seed_checkpoint, seed_files, seed_meta = _seed(src, listing, source_version)
+        metadata.append((seed_checkpoint, seed_meta))
         start = seed_checkpoint + 1
     else:
         start = 0 if target_version is None else target_version + 1
-    versions = list(range(start, source_version + 1))
-    gaps = [v for v in versions if v not in listing.commits]
-    if gaps:
-        raise SyncError(f"{src.uri}: the log has no commit for version(s) {gaps[:5]}")
-    blobs = _get_many(src, [commit_path(v) for v in versions], concurrency)
-    commits = [parse_commit(v, b, _where(src, v)) for v, b in zip(versions, blobs, strict=True)]
+    commits = _read_commits(src, listing, range(start, source_version + 1), concurrency)
     known.update({c.version: c.data for c in commits})
-    if start == 0 and not commits[0].metadata:
-        raise SyncError(f"{_where(src, 0)}: the first commit has no metaData action")
     for c in commits:
         metadata.extend((c.version, m) for m in c.metadata)
     resume = (
@@ -665,6 +680,48 @@ def _copy_object(src: Storage, dst: Storage, path: str, hash_md5: bool) -> Copie
     return stream_copy(src, path, dst, path)
 
 
+def _copy_one(
+    src: Storage,
+    dst: Storage,
+    path: str,
+    size: int | None,
+    removed_later: set[str],
+    dry_run: bool,
+    hook: Hook | None,
+    hash_md5: bool,
+    count: Callable[..., None],
+) -> None:
+    """Copy one data file unless the target has it (same size); ``count`` tallies the outcome."""
+    have = dst.head(path)
+    if have is not None and (size is None or have.size == size):
+        if size is None:
+            theirs = src.head(path)
+            if theirs is not None and theirs.size != have.size:
+                have = None
+        if have is not None:
+            count(present=1)
+            return
+    if dry_run:
+        theirs = src.head(path)
+        count(**({"missing": 1} if theirs is None else {"files": 1, "bytes": theirs.size}))
+        return
+    try:
+        copied = _copy_object(src, dst, path, hash_md5)
+    except FileNotFoundError:
+        if path in removed_later:
+            count(missing=1)  # vacuumed at the source; no version still needs it
+            return
+        raise SyncError(
+            f"{src.uri}/{path} is referenced by the source's log but does not exist"
+        ) from None
+    if size is not None and copied.size != size:
+        raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
+    _verify(path, src, dst, copied, dst.head(path))
+    count(files=1, bytes=copied.size)
+    if hook:
+        hook("file", path)
+
+
 def _copy_files(
     src: Storage,
     dst: Storage,
@@ -683,6 +740,8 @@ def _copy_files(
     worker starts another copy; copies in flight end normally, every worker is joined, and
     only then is the first error raised: nothing runs on once the sync has returned.
     """
+    if not files:
+        return
     pending = iter(sorted(files.items()))
     lock = threading.Lock()
     stop = threading.Event()
@@ -693,36 +752,6 @@ def _copy_files(
             for name, delta in deltas.items():
                 setattr(tally, name, getattr(tally, name) + delta)
 
-    def one(path: str, size: int | None) -> None:
-        have = dst.head(path)
-        if have is not None and (size is None or have.size == size):
-            if size is None:
-                theirs = src.head(path)
-                if theirs is not None and theirs.size != have.size:
-                    have = None
-            if have is not None:
-                count(present=1)
-                return
-        if dry_run:
-            theirs = src.head(path)
-            count(**({"missing": 1} if theirs is None else {"files": 1, "bytes": theirs.size}))
-            return
-        try:
-            copied = _copy_object(src, dst, path, hash_md5)
-        except FileNotFoundError:
-            if path in removed_later:
-                count(missing=1)  # vacuumed at the source; no version still needs it
-                return
-            raise SyncError(
-                f"{src.uri}/{path} is referenced by the source's log but does not exist"
-            ) from None
-        if size is not None and copied.size != size:
-            raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
-        _verify(path, src, dst, copied, dst.head(path))
-        count(files=1, bytes=copied.size)
-        if hook:
-            hook("file", path)
-
     def worker() -> None:
         while not stop.is_set():
             with lock:
@@ -730,7 +759,7 @@ def _copy_files(
             if item is None:
                 return
             try:
-                one(*item)
+                _copy_one(src, dst, *item, removed_later, dry_run, hook, hash_md5, count)
             except BaseException as exc:
                 with lock:
                     errors.append(exc)
@@ -738,7 +767,7 @@ def _copy_files(
                 return
 
     workers = min(concurrency, len(files))
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(worker) for _ in range(workers)]
         try:
             for future in futures:
