@@ -187,6 +187,7 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
         allow_unchecked=args.unchecked_route,
         dry_run=args.dry_run,
         reseed=args.reseed,
+        replace_unrelated=args.replace_unrelated_target,
         concurrency=args.concurrency,
     )
     return report.as_dict()
@@ -261,7 +262,14 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument("--to", dest="target", required=True, help="replica URI or folder")
     p.add_argument("--dry-run", action="store_true", help="report what would be copied only")
     p.add_argument(
-        "--reseed", action="store_true", help="replace a diverged replica's log from the source"
+        "--reseed",
+        action="store_true",
+        help="replace a diverged replica's log from the source (same table id only)",
+    )
+    p.add_argument(
+        "--replace-unrelated-target",
+        action="store_true",
+        help="destroy the log of ANOTHER table found at the target and replicate over it",
     )
     p.add_argument("--table", help="table name in messages (default: last path segment)")
     p.add_argument(

@@ -1,17 +1,51 @@
 """The sovereignty policy applied to a sync route, before any byte is copied.
 
-A URI belongs to the configured lake location whose root it lies under (in the current
-environment). A table is personal data when any column of its Delta schema is listed in
-``policy.pii_columns``; personal data may only be copied within its jurisdiction. PII-free
-tables may go to the jurisdictions ``policy.allowed_routes`` lists for the source's.
+A URI belongs to the configured lake location whose root holds it (in the current
+environment; ``s3a://`` and ``s3://``, ``az://`` and ``abfss://`` name the same store, local
+folders are compared with their symbolic links resolved).
+
+A table is personal data when any of these holds (see :func:`personal_data_reasons`):
+
+- the table registry (:mod:`pipelines.tables`) marks a table ``personal_data`` and this
+  table's name, the source URI's last segment or the name in its Delta ``metaData`` is that
+  table's name;
+- its columns include every column of such a registered table (its layout, wherever it lies);
+- a field at any depth (struct fields, array elements, map keys and values) is named like one
+  of ``policy.pii_columns``, names compared after :func:`normalize_name` (Spark matches column
+  names case-insensitively; ``Customer_ID``, `` email `` and ``customerId`` all match);
+- a field's Delta metadata tags it: a key ``pii`` / ``personal_data`` with a true value, or a
+  value (a comment, a tag list) that says "PII" or "personal data".
+
+The sync hands over every schema in effect at a version it copies (the checkpoint it seeds
+from, the schema before its first commit, every ``metaData`` among the commits), so a column
+added and dropped again between two syncs is still seen.
+
+Personal data may only be copied between two configured locations of the same jurisdiction.
+PII-free tables may go to the jurisdictions ``policy.allowed_routes`` lists for the source's.
+``--unchecked-route`` (a URI under no location) only relaxes this for PII-free tables or a
+source that is itself under no location: personal data of a configured location never goes to
+an unconfigured place.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from pipelines.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.storage import UriError, parse_uri
+from pipelines.tables import TABLES, holds_personal_data
+
+# Metadata keys that tag a field as personal data when their value is true.
+_TAG_KEYS = {"pii", "personaldata", "ispii", "containspii", "personalinformation"}
+_TRUE = {"true", "yes", "y", "1"}
+# Words in a metadata value (comment, tags, classification) that say "personal data".
+_PII_WORDS = re.compile(r"(?<![a-z0-9])pii(?![a-z0-9])|personal[\s_\-]*(data|information)")
+MAX_REASONS = 5
 
 
 class PolicyError(RuntimeError):
@@ -41,27 +75,45 @@ class Route:
         return f"{end(self.source, self.source_uri)} -> {end(self.target, self.target_uri)}"
 
 
-def _normalize(uri: str) -> str:
-    uri = uri.removeprefix("file://")
-    if "://" not in uri:
-        return str(Path(uri).resolve())
-    return uri.rstrip("/")
+@dataclass(frozen=True)
+class TableEvidence:
+    """What the sync knows of a table before copying it.
+
+    ``names``: names the table goes by (``--table``, the source URI's last segment, the
+    ``metaData.name`` of its log). ``schemas``: ``(version, schemaString)`` of every Delta
+    schema in effect at a version the sync copies.
+    """
+
+    names: tuple[str, ...] = ()
+    schemas: tuple[tuple[int, str], ...] = ()
+
+
+def normalize_name(name: str) -> str:
+    """A column or table name as the policy compares it.
+
+    Unicode NFKC, case folded, and only letters and digits kept: Spark resolves columns
+    case-insensitively, and a space, underscore, hyphen or invisible character does not make
+    ``e-mail`` or `` Customer_ID `` less personal.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if ch.isalnum())
 
 
 def location_of(cfg: LakeConfig, uri: str) -> LakeLocation | None:
-    """The configured location whose root holds ``uri`` (longest root wins), or None."""
-    target = _normalize(uri)
-    best: LakeLocation | None = None
+    """The configured location whose root holds ``uri`` (longest root wins), or None.
+
+    Raises :class:`~pipelines.storage.UriError` when ``uri`` is malformed.
+    """
+    target = parse_uri(uri, "URI")
+    best: tuple[int, LakeLocation] | None = None
     for loc in cfg.locations.values():
         try:
-            root = _normalize(loc.root_uri())
-        except ConfigError:
+            root = parse_uri(loc.root_uri(), f"location {loc.name!r} root")
+        except (ConfigError, UriError):
             continue  # a location whose placeholders are unset cannot hold this URI
-        if (target == root or target.startswith(root + "/")) and (
-            best is None or len(root) > len(_normalize(best.root_uri()))
-        ):
-            best = loc
-    return best
+        if target.within(root) and (best is None or len(root.path) > best[0]):
+            best = (len(root.path), loc)
+    return best[1] if best else None
 
 
 def resolve_route(
@@ -86,17 +138,133 @@ def resolve_route(
     return route
 
 
-def check_route(cfg: LakeConfig, table: str, route: Route, columns: set[str]) -> None:
-    """Raise :class:`PolicyError` if the policy forbids copying ``table`` along ``route``."""
-    if route.source is None or route.target is None:
+def _fields(schema: Any) -> Iterator[tuple[str, str, Any]]:
+    """``(path, name, metadata)`` of every field of a Delta schema, nested ones included.
+
+    Walks every object of the schema JSON, not only the documented places, so a field
+    cannot hide where a reader would still find it; iterative, so depth is no limit.
+    """
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, prefix = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, prefix) for item in node if isinstance(item, dict | list))
+            continue
+        if not isinstance(node, dict):
+            continue
+        name = node.get("name")
+        if isinstance(name, str):
+            prefix = f"{prefix}.{name}" if prefix else name
+            yield prefix, name, node.get("metadata")
+        for key, value in node.items():
+            if key != "metadata" and isinstance(value, dict | list):
+                stack.append((value, prefix))
+
+
+def _tagged(metadata: Any) -> bool:
+    """True when a field's Delta metadata marks it as personal data."""
+    if not isinstance(metadata, dict):
+        return False
+    for key, value in metadata.items():
+        key_text = str(key)
+        if key_text.startswith("delta."):
+            continue  # engine-internal (column mapping, generation expressions, identity)
+        if normalize_name(key_text) in _TAG_KEYS and str(value).strip().lower() in _TRUE:
+            return True
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and _PII_WORDS.search(v.casefold()) for v in values):
+            return True
+    return False
+
+
+def _registered_names(names: Iterable[str]) -> list[str]:
+    """Registered personal-data tables any of ``names`` designates."""
+    wanted = {normalize_name(n) for n in names if n}
+    return [
+        spec.name
+        for spec in TABLES.values()
+        if normalize_name(spec.name) in wanted and holds_personal_data(spec.name)
+    ]
+
+
+def _schema_reasons(version: int, schema_string: str, pii: dict[str, str]) -> list[str]:
+    try:
+        schema = json.loads(schema_string)
+    except (ValueError, RecursionError):
+        # Unreadable means unknown, and unknown may be personal data.
+        return [f"the schema at version {version} cannot be read"]
+    reasons = []
+    for path, name, metadata in _fields(schema):
+        hits = sorted({pii[n] for part in name.split(".") if (n := normalize_name(part)) in pii})
+        if hits:
+            shown = f"column {path!r}" if path == hits[0] else f"column {path!r} (as {hits[0]})"
+            reasons.append(f"{shown} at version {version}")
+        if _tagged(metadata):
+            reasons.append(f"column {path!r} tagged personal data in its metadata")
+    top = {
+        normalize_name(f["name"])
+        for f in (schema.get("fields") or [] if isinstance(schema, dict) else [])
+        if isinstance(f, dict) and isinstance(f.get("name"), str)
+    }
+    for spec in TABLES.values():
+        if spec.personal_data and top >= {normalize_name(c) for c in spec.columns}:
+            reasons.append(
+                f"the layout of registered personal-data table {spec.name!r} at version {version}"
+            )
+    return reasons
+
+
+def personal_data_reasons(cfg: LakeConfig, evidence: TableEvidence) -> list[str]:
+    """Why the table holds personal data (empty when it does not, as far as the policy sees)."""
+    reasons = [
+        f"the table registry marks {name!r} as personal data"
+        for name in _registered_names(evidence.names)
+    ]
+    pii = {normalize_name(c): c for c in cfg.policy.pii_columns if normalize_name(c)}
+    for version, schema_string in evidence.schemas:
+        reasons.extend(_schema_reasons(version, schema_string, pii))
+    return list(dict.fromkeys(reasons))
+
+
+def _refusal(table: str, route: Route, why: str, reasons: list[str], rule: str) -> PolicyError:
+    shown = "; ".join(reasons[:MAX_REASONS])
+    more = f"; and {len(reasons) - MAX_REASONS} more" if len(reasons) > MAX_REASONS else ""
+    return PolicyError(
+        f"sync of table {table!r} refused: route {route.describe()} {why}, but the table holds "
+        f"personal data ({shown}{more}); rule: {rule}"
+    )
+
+
+def check_route(cfg: LakeConfig, table: str, route: Route, evidence: TableEvidence) -> None:
+    """Raise :class:`PolicyError` if the policy forbids copying ``table`` along ``route``.
+
+    Called twice by the sync: with the table's names alone before any store is opened,
+    then with every schema the copied versions use, before any byte is written.
+    """
+    if route.source is None:
+        return  # the source lies under no location: no jurisdiction to protect
+    src = route.source.jurisdiction
+    pii = personal_data_reasons(cfg, evidence)
+    if route.target is None:
+        if pii:
+            raise _refusal(
+                table,
+                route,
+                f"leaves jurisdiction {src} for a place under no lake location",
+                pii,
+                "personal data never leaves its jurisdiction; --unchecked-route only allows "
+                "PII-free tables (or an unconfigured source) to go to an unconfigured place",
+            )
         return
-    src, dst = route.source.jurisdiction, route.target.jurisdiction
-    pii = sorted(columns & set(cfg.policy.pii_columns))
+    dst = route.target.jurisdiction
     if pii and src != dst:
-        raise PolicyError(
-            f"sync of table {table!r} refused: route {route.describe()} leaves jurisdiction "
-            f"{src}, but the table holds personal data (columns {', '.join(pii)}); rule: "
-            "policy.pii_columns - personal data never leaves its jurisdiction"
+        raise _refusal(
+            table,
+            route,
+            f"leaves jurisdiction {src}",
+            pii,
+            "policy.pii_columns and the table registry - personal data never leaves its "
+            "jurisdiction",
         )
     allowed = cfg.policy.allowed_routes.get(src, (src,))
     if dst not in allowed:

@@ -8,14 +8,21 @@ one); then the commits are written in version order, each create-only, each foll
 checkpoint files; ``_last_checkpoint`` last. So a reader of the target always sees a complete
 version of the source, a crash at any point is finished by the next run without copying again
 what is there, and a target commit that differs from the source's is a divergence, not
-something to overwrite. See docs/sync.md.
+something to overwrite.
+
+Hostile input: URIs are validated before anything is opened; every path the log names must
+stay inside the table's root (relative, no ``..``, no scheme, not in ``_delta_log``); the
+sovereignty policy sees the schema in effect at every copied version; a corrupt commit or
+checkpoint is an error naming the file and the version; ``--reseed`` only ever replaces a
+replica of the same table. See docs/sync.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,15 +31,19 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipelines.config import LakeConfig
-from pipelines.policy import Route, check_route, egress_price, resolve_route
+from pipelines.policy import Route, TableEvidence, check_route, egress_price, resolve_route
 from pipelines.storage import (
     Copied,
     ObjectInfo,
     ObstoreStorage,
     Storage,
+    TableUri,
+    UriError,
     gives_md5,
     md5_hex,
+    one_line,
     open_storage,
+    parse_uri,
     stream_copy,
 )
 
@@ -41,6 +52,8 @@ LAST_CHECKPOINT = "_delta_log/_last_checkpoint"
 _COMMIT = re.compile(r"^_delta_log/(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^_delta_log/(\d{20})\.checkpoint(\.\d{10}\.\d{10})?\.parquet$")
 _CRC = re.compile(r"^_delta_log/(\d{20})\.crc$")
+# A relative path whose first segment looks like "scheme:" is a URI, not a file of the table.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 BYTES_PER_GB = 1024**3
 # Called after each object the sync writes, with its kind and path: tests inject failures here.
 Hook = Callable[[str, str], None]
@@ -54,9 +67,17 @@ class DivergedError(SyncError):
     """The target holds a commit that differs from the source's commit of the same version."""
 
 
+class UnrelatedTargetError(DivergedError):
+    """The target holds another table than the source (a different Delta table id)."""
+
+
 def commit_path(version: int) -> str:
     """Log path of a version's commit."""
     return f"{LOG}{version:020d}.json"
+
+
+def _where(storage: Storage, version: int) -> str:
+    return f"{storage.uri}/{commit_path(version)} (version {version})"
 
 
 @dataclass
@@ -95,9 +116,12 @@ def last_checkpoint(storage: Storage) -> tuple[int | None, bytes | None]:
     except FileNotFoundError:
         return None, None
     try:
-        return int(json.loads(raw)["version"]), raw
-    except (ValueError, KeyError, TypeError):
+        version = json.loads(raw)["version"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None, raw
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        return None, raw  # a hint only: a wrong one costs a longer listing, nothing else
+    return version, raw
 
 
 def latest_version(storage: Storage) -> int | None:
@@ -121,7 +145,11 @@ def z85_decode(text: str) -> bytes:
     for i in range(0, len(text), 5):
         value = 0
         for c in text[i : i + 5]:
+            if c not in _Z85_INDEX:
+                raise ValueError(f"{c!r} is not a Z85 character")
             value = value * 85 + _Z85_INDEX[c]
+        if value >= 2**32:
+            raise ValueError(f"Z85 group {text[i : i + 5]!r} is out of range")
         out += value.to_bytes(4, "big")
     return bytes(out)
 
@@ -130,12 +158,111 @@ def deletion_vector_path(dv: dict[str, Any]) -> str | None:
     """Relative path of a deletion vector's file, None for inline or absolute-path ones."""
     kind, value = dv.get("storageType"), str(dv.get("pathOrInlineDv", ""))
     if kind != "u":
-        return None  # 'i' is inline; 'p' is an absolute path the target can still reach
+        return None  # 'i' is inline; 'p' is an absolute path (refused by the sync's plan)
+    if len(value) < 20:
+        raise ValueError(f"{value!r} is shorter than a Z85-encoded UUID")
     prefix, encoded = value[:-20], value[-20:]
     raw = z85_decode(encoded).hex()
     uuid = f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
     name = f"deletion_vector_{uuid}.bin"
     return f"{prefix}/{name}" if prefix else name
+
+
+def log_path(raw: Any, where: str, what: str = "data file") -> str:
+    """The object key of a path the log names, if it lies inside the table's root.
+
+    Delta paths are relative URIs (percent-encoded). Refused, whatever the store: a path that
+    is not a string, is absolute (``/x``, ``s3://...``, ``file:...``, ``C:...``), has an
+    empty, ``.`` or ``..`` segment, a control character, or points into ``_delta_log`` (a
+    data file there would bypass the commits' create-only, in-order writes).
+    """
+    if not isinstance(raw, str) or not raw:
+        raise SyncError(f"{where}: {what} path {raw!r} is not a non-empty string")
+    path = unquote(raw)
+    problem = None
+    if _SCHEME.match(raw) or _SCHEME.match(path):
+        problem = "is absolute (it has a URI scheme)"
+    elif path.startswith(("/", "\\")):
+        problem = "is absolute"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in path):
+        problem = "contains a control character"
+    elif any(seg in ("", ".", "..") for seg in re.split(r"[/\\]", path)):
+        problem = "has an empty, '.' or '..' segment"
+    elif path.split("/")[0] == LOG.rstrip("/"):
+        problem = "points into _delta_log"
+    if problem:
+        raise SyncError(
+            f"{where}: {what} path {raw!r} {problem}; the sync reads and writes only inside "
+            "the table's root"
+        )
+    return path
+
+
+def _size(value: Any, where: str, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SyncError(f"{where}: {what} size {value!r} is not a byte count")
+    return value
+
+
+def _deletion_vector(dv: Any, where: str) -> str | None:
+    """Key of a deletion vector's file (None when inline), checked like a data file's."""
+    if dv is None:
+        return None
+    if not isinstance(dv, dict):
+        raise SyncError(f"{where}: deletionVector {dv!r} is not an object")
+    kind = dv.get("storageType")
+    if kind == "i":
+        return None
+    if kind == "p":
+        raise SyncError(
+            f"{where}: deletion vector at absolute path {dv.get('pathOrInlineDv')!r}; the sync "
+            "reads and writes only inside the table's root"
+        )
+    if kind != "u":
+        raise SyncError(f"{where}: deletion vector storageType {kind!r} is unknown")
+    try:
+        rel = deletion_vector_path(dv)
+    except ValueError as exc:
+        raise SyncError(f"{where}: deletion vector {dv.get('pathOrInlineDv')!r}: {exc}") from None
+    return log_path(rel, where, "deletion vector")
+
+
+def _add_files(act: Any, where: str, kind: str, files: dict[str, int | None]) -> None:
+    """Record the files an ``add`` or ``cdc`` action asks for (data file, deletion vector)."""
+    if not isinstance(act, dict):
+        raise SyncError(f"{where}: {kind} action is not an object")
+    path = log_path(act.get("path"), where, f"{kind}")
+    files[path] = _size(act.get("size"), where, f"{kind} {path!r}")
+    if (dv := _deletion_vector(act.get("deletionVector"), where)) is not None:
+        files[dv] = None
+
+
+def _metadata(meta: Any, where: str) -> dict[str, Any]:
+    """The parts of a ``metaData`` action the sync uses: id, name and schema (validated)."""
+    if not isinstance(meta, dict):
+        raise SyncError(f"{where}: metaData is not an object")
+    schema = meta.get("schemaString")
+    try:
+        parsed = json.loads(schema) if isinstance(schema, str) else None
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise SyncError(f"{where}: metaData.schemaString is not a JSON schema")
+    name = meta.get("name")
+    return {"id": meta.get("id"), "name": name if isinstance(name, str) else None, "schema": schema}
+
+
+def _json_line(line: bytes, where: str, number: int) -> dict[str, Any]:
+    try:
+        action = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        detail = one_line(exc, 120)
+        raise SyncError(f"{where}: line {number} is not JSON ({detail})") from None
+    if not isinstance(action, dict):
+        raise SyncError(f"{where}: line {number} is not a JSON object")
+    return action
 
 
 @dataclass
@@ -146,67 +273,48 @@ class CommitInfo:
     data: bytes
     files: dict[str, int | None] = field(default_factory=dict)  # path -> size if known
     removed: set[str] = field(default_factory=set)
-    schema_columns: set[str] | None = None
+    metadata: list[dict[str, Any]] = field(default_factory=list)  # every metaData, in order
 
 
-def _relative(path: str) -> str | None:
-    if "://" in path:
-        return None  # absolute (shallow clone): stays where it is, reachable from the target
-    return unquote(path)
+def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitInfo:
+    """Data files, removals and metaData of one commit's JSON lines, every path checked.
 
-
-def parse_commit(version: int, data: bytes) -> CommitInfo:
-    """Data files, removals and schema of one commit's JSON lines."""
+    Raises :class:`SyncError` naming ``where`` (default: the commit's log path and version)
+    and the line when the commit is not JSON lines of actions or names a path outside the
+    table's root.
+    """
+    where = where or f"{commit_path(version)} (version {version})"
     info = CommitInfo(version, data)
-    for line in data.splitlines():
+    for number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
-        action = json.loads(line)
+        action = _json_line(line, where, number)
         for kind in ("add", "cdc"):
             if kind in action:
-                act = action[kind]
-                if (rel := _relative(act["path"])) is not None:
-                    info.files[rel] = act.get("size")
-                if act.get("deletionVector") and (
-                    dv := deletion_vector_path(act["deletionVector"])
-                ):
-                    info.files[dv] = None
-        if "remove" in action and (rel := _relative(action["remove"]["path"])) is not None:
-            info.removed.add(rel)
+                _add_files(action[kind], where, kind, info.files)
+        if "remove" in action:
+            remove = action["remove"]
+            if not isinstance(remove, dict):
+                raise SyncError(f"{where}: remove action is not an object")
+            info.removed.add(log_path(remove.get("path"), where, "remove"))
         if "metaData" in action:
-            info.schema_columns = _schema_columns(action["metaData"].get("schemaString", "{}"))
+            info.metadata.append(_metadata(action["metaData"], where))
     return info
 
 
-def _metadata_columns(data: bytes) -> set[str] | None:
-    """Columns of a commit's metaData action, parsing only that line (commits can be MBs)."""
-    if b'"metaData"' not in data:
-        return None
-    columns = None
-    for line in data.splitlines():
-        if b'"metaData"' in line:
-            action = json.loads(line)
+def _commit_metadata(data: bytes, where: str) -> list[dict[str, Any]]:
+    """The metaData actions of a commit, parsing only lines that may hold one.
+
+    Commits can be MBs of ``add`` lines; a key can only be spelled differently through a
+    JSON unicode escape, so lines with neither ``metaData`` nor a backslash-u are skipped.
+    """
+    out = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if b"metaData" in line or b"\\u" in line:
+            action = _json_line(line, where, number)
             if "metaData" in action:
-                columns = _schema_columns(action["metaData"].get("schemaString", "{}"))
-    return columns
-
-
-def _schema_columns(schema_string: str) -> set[str]:
-    """Every field name in a Delta schema, nested ones included."""
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "name" in node and "type" in node:
-                names.add(str(node["name"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(schema_string))
-    return names
+                out.append(_metadata(action["metaData"], where))
+    return out
 
 
 @dataclass
@@ -224,7 +332,9 @@ class SyncPlan:
     seed_files: dict[str, int | None]
     last_checkpoint: bytes | None
     last_checkpoint_version: int | None
-    schema_columns: set[str]
+    # (version, metaData) of every schema in effect at a version the plan copies: the one it
+    # starts from (seed checkpoint or the target's version) and every metaData of its commits.
+    metadata: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     reseed: bool = False
 
     @property
@@ -242,6 +352,14 @@ class SyncPlan:
     def removed_later(self) -> set[str]:
         """Files some planned commit removes (a vacuumed source may have deleted them)."""
         return set().union(*(c.removed for c in self.commits)) if self.commits else set()
+
+    def evidence(self, names: Iterable[str]) -> TableEvidence:
+        """What the policy judges: the table's names and every schema the plan copies."""
+        recorded = [m["name"] for _, m in self.metadata if m.get("name")]
+        return TableEvidence(
+            names=tuple(dict.fromkeys([*names, *recorded])),
+            schemas=tuple((v, m["schema"]) for v, m in self.metadata),
+        )
 
 
 @dataclass
@@ -283,44 +401,42 @@ def _get_many(storage: Storage, paths: list[str], concurrency: int) -> list[byte
 
 
 def _checkpoint_state(
-    storage: Storage, parts: list[ObjectInfo], *, metadata_only: bool = False
-) -> tuple[dict[str, int | None], set[str] | None]:
-    """Live files and schema recorded in a (classic, possibly multi-part) checkpoint."""
+    storage: Storage, version: int, parts: list[ObjectInfo], *, metadata_only: bool = False
+) -> tuple[dict[str, int | None], list[dict[str, Any]]]:
+    """Live files and metaData recorded in a (classic, possibly multi-part) checkpoint."""
     import io
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files: dict[str, int | None] = {}
-    columns: set[str] | None = None
+    metadata: list[dict[str, Any]] = []
     for part in parts:
+        where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
         fh = io.BytesIO(storage.get(part.path))
-        available = set(pq.read_schema(fh).names)
-        wanted = ["metaData"] if metadata_only else ["add", "metaData"]
-        table = pq.read_table(fh, columns=[c for c in wanted if c in available])
-        names = set(table.column_names)
-        if "add" in names:
-            for add in table.column("add").to_pylist():
-                if add and (rel := _relative(add["path"])) is not None:
-                    files[rel] = add.get("size")
-                    if add.get("deletionVector") and (
-                        dv := deletion_vector_path(add["deletionVector"])
-                    ):
-                        files[dv] = None
-        if "metaData" in names:
-            for meta in table.column("metaData").to_pylist():
-                if meta and meta.get("schemaString"):
-                    columns = _schema_columns(meta["schemaString"])
-    return files, columns
+        try:
+            available = set(pq.read_schema(fh).names)
+            wanted = ["metaData"] if metadata_only else ["add", "metaData"]
+            table = pq.read_table(fh, columns=[c for c in wanted if c in available])
+            adds = table.column("add").to_pylist() if "add" in table.column_names else []
+            metas = table.column("metaData").to_pylist() if "metaData" in available else []
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise SyncError(f"{where} is not a readable checkpoint: {one_line(exc)}") from None
+        for add in adds:
+            if add is not None:
+                _add_files(add, where, "add", files)
+        metadata.extend(_metadata(meta, where) for meta in metas if meta is not None)
+    return files, metadata
 
 
-def _schema_at(
+def _metadata_at(
     storage: Storage,
     version: int,
     known: dict[int, bytes],
     checkpoint: int | None,
     checkpoints: dict[int, list[ObjectInfo]],
-) -> set[str]:
-    """Columns of the schema in effect at ``version``: newest metaData at or before it.
+) -> dict[str, Any]:
+    """The metaData in effect at ``version``: the newest at or before it.
 
     Reads commits backwards down to the newest checkpoint at or before ``version``, then that
     checkpoint's metaData column; so at most a checkpoint interval of small reads.
@@ -333,28 +449,141 @@ def _schema_at(
             data = known.get(v) or storage.get(commit_path(v))
         except FileNotFoundError:
             break
-        cols = _metadata_columns(data)
-        if cols is not None:
-            return cols
+        if found := _commit_metadata(data, _where(storage, v)):
+            return found[-1]
         v -= 1
     if floor is not None:
-        parts = checkpoints.get(floor) or [
-            i for i in list_log(storage, floor).checkpoints.get(floor, [])
-        ]
-        _, cols = _checkpoint_state(storage, parts, metadata_only=True)
-        if cols is not None:
-            return cols
+        parts = checkpoints.get(floor) or list_log(storage, floor).checkpoints.get(floor, [])
+        _, found = _checkpoint_state(storage, floor, parts, metadata_only=True)
+        if found:
+            return found[-1]
     raise SyncError(f"{storage.uri}: no metaData action found at or before version {version}")
 
 
+def table_id(storage: Storage) -> str | None:
+    """The Delta table id (``metaData.id``) at the table's latest version, None if unreadable.
+
+    A replica carries its source's commits byte for byte, so it carries the source's id too:
+    this is how a sync tells a replica of its source from another table.
+    """
+    listing = list_log(storage, None)
+    if listing.latest is None:
+        return None
+    cp = max(listing.checkpoints) if listing.checkpoints else None
+    try:
+        meta = _metadata_at(storage, listing.latest, {}, cp, listing.checkpoints)
+    except SyncError:
+        return None
+    return meta["id"] if isinstance(meta.get("id"), str) and meta["id"] else None
+
+
+def _divergence(
+    src: Storage,
+    dst: Storage,
+    target_version: int,
+    source_version: int,
+    listing: LogListing,
+    known: dict[int, bytes],
+) -> str | None:
+    """Why the target is not a prefix of the source's history (None when it is)."""
+    if target_version > source_version:
+        return f"the target is at version {target_version}, the source at {source_version}"
+    if target_version in listing.commits:
+        ours = dst.get(commit_path(target_version))
+        theirs = src.get(commit_path(target_version))
+        known[target_version] = theirs
+        if md5_hex(ours) != md5_hex(theirs):
+            return (
+                f"commit {target_version} differs (target md5 {md5_hex(ours)}, "
+                f"source md5 {md5_hex(theirs)})"
+            )
+    return None
+
+
+def _check_replaceable(
+    src: Storage, dst: Storage, reason: str, *, reseed: bool, replace_unrelated: bool
+) -> None:
+    """Allow replacing a diverged target's log, or raise saying why not.
+
+    ``reseed`` only replaces a replica of the same table (same ``metaData.id``); another
+    table at the target is destroyed only with ``replace_unrelated``.
+    """
+    source_id, target_id = table_id(src), table_id(dst)
+    same = source_id is not None and source_id == target_id
+    if replace_unrelated or (same and reseed):
+        return
+    if same:
+        raise DivergedError(
+            f"replica {dst.uri} has diverged from source {src.uri}: {reason}; "
+            "refusing to sync (re-run with --reseed to replace the replica's log)"
+        )
+    holds = f"table id {target_id}" if target_id else "no readable table id"
+    raise UnrelatedTargetError(
+        f"{dst.uri} is not a replica of {src.uri} ({reason}; the target has {holds}, the source "
+        f"table id {source_id}); refusing to {'reseed' if reseed else 'sync'}: --reseed only "
+        "replaces a replica of the same table (--replace-unrelated-target destroys the "
+        "target's log)"
+    )
+
+
+def _missing_at(dst: Storage, parts: list[ObjectInfo]) -> bool:
+    for part in parts:
+        have = dst.head(part.path)
+        if have is None or have.size != part.size:
+            return True
+    return False
+
+
+def _seed(
+    src: Storage, listing: LogListing, source_version: int
+) -> tuple[int, dict[str, int | None], dict[str, Any]]:
+    """Version, live files and metaData of the checkpoint a fresh replica starts from.
+
+    Used when the source's early commits were cleaned up: its newest checkpoint is the
+    start, and that checkpoint's metaData is the schema of everything the seed copies.
+    """
+    candidates = [v for v in listing.checkpoints if v <= source_version]
+    if not candidates:
+        raise SyncError(f"{src.uri}: no commit 0 and no checkpoint to start a replica from")
+    version = max(candidates)
+    files, metadata = _checkpoint_state(src, version, listing.checkpoints[version])
+    if not metadata:
+        raise SyncError(
+            f"{src.uri}: the checkpoint of version {version} has no metaData; "
+            "the schema of the seeded version is unknown"
+        )
+    return version, files, metadata[-1]
+
+
+def _read_commits(
+    src: Storage, listing: LogListing, versions: range, concurrency: int
+) -> list[CommitInfo]:
+    """The source's commits of ``versions``, read in parallel and parsed (paths checked)."""
+    gaps = [v for v in versions if v not in listing.commits]
+    if gaps:
+        raise SyncError(f"{src.uri}: the log has no commit for version(s) {gaps[:5]}")
+    blobs = _get_many(src, [commit_path(v) for v in versions], concurrency)
+    commits = [parse_commit(v, b, _where(src, v)) for v, b in zip(versions, blobs, strict=True)]
+    if versions and versions[0] == 0 and not commits[0].metadata:
+        raise SyncError(f"{_where(src, 0)}: the first commit has no metaData action")
+    return commits
+
+
 def plan_sync(
-    src: Storage, dst: Storage, *, reseed: bool = False, concurrency: int = 16
+    src: Storage,
+    dst: Storage,
+    *,
+    reseed: bool = False,
+    replace_unrelated: bool = False,
+    concurrency: int = 16,
 ) -> SyncPlan:
     """Read both logs (never the data) and decide what the target lacks.
 
     Raises :class:`DivergedError` when the target's latest commit differs from the source's
-    commit of that version, or the target is ahead; with ``reseed`` the target is planned
-    afresh instead (its log is replaced when the plan is executed).
+    commit of that version, or the target is ahead; with ``reseed`` a replica of the same
+    table is planned afresh instead (its log is replaced when the plan is executed), and
+    :class:`UnrelatedTargetError` when the target holds another table, unless
+    ``replace_unrelated``.
     """
     target_version = latest_version(dst)
     lc_version, lc_bytes = last_checkpoint(src)
@@ -367,57 +596,35 @@ def plan_sync(
     known: dict[int, bytes] = {}
     reseeding = False
     if target_version is not None:
-        reason = None
-        if target_version > source_version:
-            reason = f"the target is at version {target_version}, the source at {source_version}"
-        elif target_version in listing.commits:
-            ours = dst.get(commit_path(target_version))
-            theirs = src.get(commit_path(target_version))
-            known[target_version] = theirs
-            if md5_hex(ours) != md5_hex(theirs):
-                reason = (
-                    f"commit {target_version} differs (target md5 {md5_hex(ours)}, "
-                    f"source md5 {md5_hex(theirs)})"
-                )
+        reason = _divergence(src, dst, target_version, source_version, listing, known)
         if reason:
-            if not reseed:
-                raise DivergedError(
-                    f"replica {dst.uri} has diverged from source {src.uri}: {reason}; "
-                    "refusing to sync (re-run with --reseed to replace the replica's log)"
-                )
+            _check_replaceable(src, dst, reason, reseed=reseed, replace_unrelated=replace_unrelated)
             reseeding = True
             target_version = None
             listing = list_log(src, None)
     seed_checkpoint: int | None = None
     seed_files: dict[str, int | None] = {}
-    if target_version is None:
-        if 0 in listing.commits:
-            start = 0
-        else:
-            # The source's early commits were cleaned up: start from its newest checkpoint.
-            candidates = [v for v in listing.checkpoints if v <= source_version]
-            if not candidates:
-                raise SyncError(f"{src.uri}: no commit 0 and no checkpoint to start a replica from")
-            seed_checkpoint = max(candidates)
-            seed_files, _ = _checkpoint_state(src, listing.checkpoints[seed_checkpoint])
-            start = seed_checkpoint + 1
+    metadata: list[tuple[int, dict[str, Any]]] = []
+    if target_version is None and 0 not in listing.commits:
+        seed_checkpoint, seed_files, seed_meta = _seed(src, listing, source_version)
+        metadata.append((seed_checkpoint, seed_meta))
+        start = seed_checkpoint + 1
     else:
-        start = target_version + 1
-    versions = list(range(start, source_version + 1))
-    gaps = [v for v in versions if v not in listing.commits]
-    if gaps:
-        raise SyncError(f"{src.uri}: the log has no commit for version(s) {gaps[:5]}")
-    blobs = _get_many(src, [commit_path(v) for v in versions], concurrency)
-    commits = [parse_commit(v, b) for v, b in zip(versions, blobs, strict=True)]
+        start = 0 if target_version is None else target_version + 1
+    commits = _read_commits(src, listing, range(start, source_version + 1), concurrency)
     known.update({c.version: c.data for c in commits})
-    columns: set[str] = set()
     for c in commits:
-        columns |= c.schema_columns or set()
-    if commits and commits[0].schema_columns is None:
-        # The schema in effect before the first new commit. With nothing new, no byte will be
-        # copied, so the PII rule has nothing to judge (the route rule is still checked) and a
-        # no-op reads no checkpoint: it costs a log listing and two small reads.
-        columns |= _schema_at(src, start - 1, known, lc_version, listing.checkpoints)
+        metadata.extend((c.version, m) for m in c.metadata)
+    resume = (
+        target_version is not None
+        and target_version in listing.checkpoints
+        and _missing_at(dst, listing.checkpoints[target_version])
+    )
+    if start > 0 and seed_checkpoint is None and (resume or (commits and not commits[0].metadata)):
+        # The schema before the first new commit. With nothing to copy, nothing is judged:
+        # a no-op reads no checkpoint and costs a log listing and two small reads.
+        base = _metadata_at(src, start - 1, known, lc_version, listing.checkpoints)
+        metadata.insert(0, (start - 1, base))
     return SyncPlan(
         source_uri=src.uri,
         target_uri=dst.uri,
@@ -436,7 +643,7 @@ def plan_sync(
         if lc_version is not None and lc_version <= source_version
         else None,
         last_checkpoint_version=lc_version,
-        schema_columns=columns,
+        metadata=metadata,
         reseed=reseeding,
     )
 
@@ -467,7 +674,55 @@ def _verify(
             )
 
 
-async def _copy_files(
+def _copy_object(src: Storage, dst: Storage, path: str, hash_md5: bool) -> Copied:
+    if isinstance(src, ObstoreStorage) and isinstance(dst, ObstoreStorage):
+        return src.copy_to(path, dst, path, hash_md5=hash_md5)
+    return stream_copy(src, path, dst, path)
+
+
+def _copy_one(
+    src: Storage,
+    dst: Storage,
+    path: str,
+    size: int | None,
+    removed_later: set[str],
+    dry_run: bool,
+    hook: Hook | None,
+    hash_md5: bool,
+    count: Callable[..., None],
+) -> None:
+    """Copy one data file unless the target has it (same size); ``count`` tallies the outcome."""
+    have = dst.head(path)
+    if have is not None and (size is None or have.size == size):
+        if size is None:
+            theirs = src.head(path)
+            if theirs is not None and theirs.size != have.size:
+                have = None
+        if have is not None:
+            count(present=1)
+            return
+    if dry_run:
+        theirs = src.head(path)
+        count(**({"missing": 1} if theirs is None else {"files": 1, "bytes": theirs.size}))
+        return
+    try:
+        copied = _copy_object(src, dst, path, hash_md5)
+    except FileNotFoundError:
+        if path in removed_later:
+            count(missing=1)  # vacuumed at the source; no version still needs it
+            return
+        raise SyncError(
+            f"{src.uri}/{path} is referenced by the source's log but does not exist"
+        ) from None
+    if size is not None and copied.size != size:
+        raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
+    _verify(path, src, dst, copied, dst.head(path))
+    count(files=1, bytes=copied.size)
+    if hook:
+        hook("file", path)
+
+
+def _copy_files(
     src: Storage,
     dst: Storage,
     files: dict[str, int | None],
@@ -476,59 +731,52 @@ async def _copy_files(
     dry_run: bool,
     hook: Hook | None,
     tally: _Tally,
+    hash_md5: bool,
 ) -> None:
-    """Copy the files the target lacks, at most ``concurrency`` at a time."""
-    sem = asyncio.Semaphore(concurrency)
-    # Hash only when some store can give an MD5 to compare with (local and Azure cannot).
-    hash_md5 = gives_md5(src) or gives_md5(dst)
+    """Copy the files the target lacks, at most ``concurrency`` at a time.
 
-    async def head(store: Storage, path: str) -> ObjectInfo | None:
-        if isinstance(store, ObstoreStorage):
-            return await store.head_async(path)
-        return await asyncio.to_thread(store.head, path)
+    A fixed set of worker threads takes files in path order, each copy with blocking store
+    calls (see :meth:`~pipelines.storage.ObstoreStorage.copy_to`). After the first failure no
+    worker starts another copy; copies in flight end normally, every worker is joined, and
+    only then is the first error raised: nothing runs on once the sync has returned.
+    """
+    if not files:
+        return
+    pending = iter(sorted(files.items()))
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
 
-    async def one(path: str, size: int | None) -> None:
-        async with sem:
-            have = await head(dst, path)
-            if have is not None and (size is None or have.size == size):
-                if size is None:
-                    theirs = await head(src, path)
-                    if theirs is not None and theirs.size != have.size:
-                        have = None
-                if have is not None:
-                    tally.present += 1
-                    return
-            if dry_run:
-                theirs = await head(src, path)
-                if theirs is None:
-                    tally.missing += 1
-                else:
-                    tally.files += 1
-                    tally.bytes += theirs.size
+    def count(**deltas: int) -> None:
+        with lock:
+            for name, delta in deltas.items():
+                setattr(tally, name, getattr(tally, name) + delta)
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                item = next(pending, None)
+            if item is None:
                 return
             try:
-                if isinstance(src, ObstoreStorage) and isinstance(dst, ObstoreStorage):
-                    copied = await src.stream_to(path, dst, path, hash_md5=hash_md5)
-                else:
-                    copied = await asyncio.to_thread(stream_copy, src, path, dst, path)
-            except FileNotFoundError:
-                if path in removed_later:
-                    tally.missing += 1  # vacuumed at the source; no version still needs it
-                    return
-                raise SyncError(
-                    f"{src.uri}/{path} is referenced by the source's log but does not exist"
-                ) from None
-            if size is not None and copied.size != size:
-                raise SyncError(
-                    f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}"
-                )
-            _verify(path, src, dst, copied, await head(dst, path))
-            tally.files += 1
-            tally.bytes += copied.size
-            if hook:
-                hook("file", path)
+                _copy_one(src, dst, *item, removed_later, dry_run, hook, hash_md5, count)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                stop.set()
+                return
 
-    await asyncio.gather(*(one(p, s) for p, s in sorted(files.items())))
+    workers = min(concurrency, len(files))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()  # e.g. KeyboardInterrupt: let the workers finish what they hold
+            raise
+    if errors:
+        raise errors[0]
 
 
 def _put_log_object(dst: Storage, path: str, data: bytes, kind: str) -> bool:
@@ -545,13 +793,18 @@ def _put_log_object(dst: Storage, path: str, data: bytes, kind: str) -> bool:
 
 
 def _copy_checkpoint(
-    src: Storage, dst: Storage, parts: Iterable[ObjectInfo], hook: Hook | None, tally: _Tally
+    src: Storage,
+    dst: Storage,
+    parts: Iterable[ObjectInfo],
+    hook: Hook | None,
+    tally: _Tally,
+    hash_md5: bool,
 ) -> None:
     for part in parts:
         have = dst.head(part.path)
         if have is not None and have.size == part.size:
             continue
-        copied = stream_copy(src, part.path, dst)
+        copied = _copy_object(src, dst, part.path, hash_md5)
         _verify(part.path, src, dst, copied, dst.head(part.path))
         tally.checkpoints += 1
         tally.bytes += copied.size
@@ -559,41 +812,19 @@ def _copy_checkpoint(
             hook("checkpoint", part.path)
 
 
-def execute_plan(
-    plan: SyncPlan,
-    src: Storage,
-    dst: Storage,
-    *,
-    dry_run: bool = False,
-    concurrency: int = 16,
-    hook: Hook | None = None,
-) -> _Tally:
-    """Copy data files, then commits in version order, then ``_last_checkpoint``."""
-    tally = _Tally()
-    if plan.reseed and not dry_run:
+def _write_log(
+    plan: SyncPlan, src: Storage, dst: Storage, hook: Hook | None, tally: _Tally, hash_md5: bool
+) -> None:
+    """Commits in version order, each followed by its checkpoint and .crc; then the hint."""
+    if plan.reseed:
+        # Only now, with every data file in place: a failed copy leaves the old log readable.
         for info in list(dst.list(LOG)):
             dst.delete(info.path)
-    asyncio.run(
-        _copy_files(
-            src,
-            dst,
-            plan.data_files(),
-            plan.removed_later(),
-            concurrency,
-            dry_run,
-            hook,
-            tally,
-        )
-    )
-    if dry_run:
-        tally.commits = len(plan.commits)
-        tally.bytes += sum(len(c.data) for c in plan.commits)
-        return tally
     if plan.seed_checkpoint is not None:
-        _copy_checkpoint(src, dst, plan.checkpoints[plan.seed_checkpoint], hook, tally)
+        _copy_checkpoint(src, dst, plan.checkpoints[plan.seed_checkpoint], hook, tally, hash_md5)
     if plan.target_version is not None and plan.target_version in plan.checkpoints:
         # A crash may have come between the target's last commit and its checkpoint.
-        _copy_checkpoint(src, dst, plan.checkpoints[plan.target_version], hook, tally)
+        _copy_checkpoint(src, dst, plan.checkpoints[plan.target_version], hook, tally, hash_md5)
     for commit in plan.commits:
         if _put_log_object(dst, commit_path(commit.version), commit.data, "commit"):
             tally.commits += 1
@@ -601,7 +832,7 @@ def execute_plan(
         if hook:
             hook("commit", commit_path(commit.version))
         if commit.version in plan.checkpoints:
-            _copy_checkpoint(src, dst, plan.checkpoints[commit.version], hook, tally)
+            _copy_checkpoint(src, dst, plan.checkpoints[commit.version], hook, tally, hash_md5)
         if commit.version in plan.crcs:
             crc = plan.crcs[commit.version]
             if _put_log_object(dst, crc.path, src.get(crc.path), "crc"):
@@ -615,12 +846,55 @@ def execute_plan(
             dst.put(LAST_CHECKPOINT, plan.last_checkpoint)
             if hook:
                 hook("last_checkpoint", LAST_CHECKPOINT)
+
+
+def execute_plan(
+    plan: SyncPlan,
+    src: Storage,
+    dst: Storage,
+    *,
+    dry_run: bool = False,
+    concurrency: int = 16,
+    hook: Hook | None = None,
+) -> _Tally:
+    """Copy data files, then commits in version order, then ``_last_checkpoint``."""
+    tally = _Tally()
+    # Hash only when some store can give an MD5 to compare with (local and Azure cannot).
+    hash_md5 = gives_md5(src) or gives_md5(dst)
+    files, removed = plan.data_files(), plan.removed_later()
+    _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, hash_md5)
+    if dry_run:
+        tally.commits = len(plan.commits)
+        tally.bytes += sum(len(c.data) for c in plan.commits)
+        return tally
+    _write_log(plan, src, dst, hook, tally, hash_md5)
     return tally
 
 
 def table_name_of(uri: str) -> str:
     """The last path segment of a table URI."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def check_table_uris(source_uri: str, target_uri: str) -> tuple[TableUri, TableUri]:
+    """Validate ``--from`` and ``--to`` before anything is opened (see :func:`parse_uri`).
+
+    Also refused: two locations where one holds the other.
+    """
+    source = parse_uri(source_uri, "--from")
+    target = parse_uri(target_uri, "--to")
+    if source.within(target) or target.within(source):
+        raise UriError(
+            f"--from {source_uri!r} and --to {target_uri!r} overlap: a table cannot be "
+            "synced into itself, into a folder inside it or around it"
+        )
+    return source, target
+
+
+def _names(table: str | None, source_uri: str, source: TableUri) -> tuple[str, ...]:
+    """Every name the table goes by: given, as typed in the URI, and as resolved."""
+    found = [table or "", table_name_of(source_uri), table_name_of(source.uri)]
+    return tuple(dict.fromkeys(n for n in found if n))
 
 
 def sync_table(
@@ -630,28 +904,37 @@ def sync_table(
     target_options: dict[str, str] | None = None,
     *,
     table: str | None = None,
-    policy: Callable[[set[str]], None] | None = None,
+    policy: Callable[[TableEvidence], None] | None = None,
     route: str = "",
     route_checked: bool = False,
     egress_usd_per_gb: float = 0.0,
     dry_run: bool = False,
     reseed: bool = False,
+    replace_unrelated: bool = False,
     concurrency: int = 16,
     hook: Hook | None = None,
 ) -> SyncReport:
     """Bring the table at ``target_uri`` up to the source's latest version.
 
-    ``policy`` is called with the columns of every schema the copied versions use, before
-    any byte is written, and raises to refuse the route.
+    ``policy`` is called with the table's names and every schema the copied versions use
+    (:class:`~pipelines.policy.TableEvidence`) before any byte is written, and raises to
+    refuse the route. ``reseed`` replaces a diverged replica of the same table;
+    ``replace_unrelated`` also replaces the log of another table found at the target.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+    source, target = check_table_uris(source_uri, target_uri)
+    if source.store == "local" and not os.path.isdir(source.path):
+        # Said here, not by the store: a sync never creates anything on its source's side.
+        raise UriError(f"--from {source_uri!r}: no such folder ({source.path})")
     t0 = time.perf_counter()
-    src = open_storage(source_uri, source_options)
-    dst = open_storage(target_uri, target_options)
-    plan = plan_sync(src, dst, reseed=reseed, concurrency=concurrency)
+    src = open_storage(source.uri, source_options, create=False)
+    dst = open_storage(target.uri, target_options)
+    plan = plan_sync(
+        src, dst, reseed=reseed, replace_unrelated=replace_unrelated, concurrency=concurrency
+    )
     if policy is not None:
-        policy(plan.schema_columns)
+        policy(plan.evidence(_names(table, source_uri, source)))
     tally = execute_plan(plan, src, dst, dry_run=dry_run, concurrency=concurrency, hook=hook)
     after = plan.target_version if dry_run else plan.source_version
     now = list_log(src, plan.source_version).latest or plan.source_version
@@ -694,12 +977,19 @@ def sync(
     allow_unchecked: bool = False,
     dry_run: bool = False,
     reseed: bool = False,
+    replace_unrelated: bool = False,
     concurrency: int = 16,
     hook: Hook | None = None,
 ) -> SyncReport:
-    """:func:`sync_table` with the route, policy, storage options and prices from config."""
+    """:func:`sync_table` with the route, policy, storage options and prices from config.
+
+    The URIs, the route and what the table's names alone tell the policy (the registry) are
+    checked before any store is opened; the schemas once the plan has read the logs.
+    """
+    source, _ = check_table_uris(source_uri, target_uri)
     route: Route = resolve_route(cfg, source_uri, target_uri, allow_unchecked=allow_unchecked)
     name = table or table_name_of(source_uri)
+    check_route(cfg, name, route, TableEvidence(names=_names(table, source_uri, source)))
     if source_options is None:
         source_options = route.source.storage_options() if route.source else {}
     if target_options is None:
@@ -710,12 +1000,13 @@ def sync(
         source_options,
         target_options,
         table=name,
-        policy=lambda columns: check_route(cfg, name, route, columns),
+        policy=lambda evidence: check_route(cfg, name, route, evidence),
         route=route.describe(),
         route_checked=route.checked,
         egress_usd_per_gb=egress_price(cfg, route),
         dry_run=dry_run,
         reseed=reseed,
+        replace_unrelated=replace_unrelated,
         concurrency=concurrency,
         hook=hook,
     )
