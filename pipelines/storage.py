@@ -12,12 +12,13 @@ API with google-cloud-storage instead; real GCS goes through obstore like the re
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -553,10 +554,8 @@ class GcsJsonStorage:
         """Remove an object (missing is fine)."""
         from google.api_core.exceptions import NotFound
 
-        try:
+        with contextlib.suppress(NotFound):
             self.bucket.blob(self._key(path)).delete()
-        except NotFound:
-            pass
 
 
 def open_storage(
@@ -692,6 +691,11 @@ def parse_uri(value: object, what: str) -> TableUri:
         if not rest[2:].startswith("/"):
             raise bad("a file URI needs an absolute path: file:///path")
         return _local_uri(rest[2:])
+    return _store_uri(scheme, rest, bad)
+
+
+def _store_uri(scheme: str, rest: str, bad: Callable[[str], UriError]) -> TableUri:
+    """The object-store part of :func:`parse_uri`: scheme, bucket or container, path."""
     if scheme not in STORE_SCHEMES:
         raise bad(f"unknown scheme '{scheme}:'; {_HINT}")
     if not rest.startswith("//"):

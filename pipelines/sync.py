@@ -837,15 +837,21 @@ def _write_log(
             crc = plan.crcs[commit.version]
             if _put_log_object(dst, crc.path, src.get(crc.path), "crc"):
                 tally.bytes += crc.size
-    if plan.last_checkpoint is not None and plan.last_checkpoint_version is not None:
-        parts = plan.checkpoints.get(plan.last_checkpoint_version)
-        # A checkpoint kind this sync does not copy (v2, sidecars) must not be pointed at.
-        present = parts is not None and all(dst.head(p.path) is not None for p in parts)
-        current, _ = last_checkpoint(dst)
-        if present and (current is None or current <= plan.last_checkpoint_version):
-            dst.put(LAST_CHECKPOINT, plan.last_checkpoint)
-            if hook:
-                hook("last_checkpoint", LAST_CHECKPOINT)
+    _write_checkpoint_hint(plan, dst, hook)
+
+
+def _write_checkpoint_hint(plan: SyncPlan, dst: Storage, hook: Hook | None) -> None:
+    """Point ``_last_checkpoint`` at the newest copied checkpoint, never backwards."""
+    if plan.last_checkpoint is None or plan.last_checkpoint_version is None:
+        return
+    parts = plan.checkpoints.get(plan.last_checkpoint_version)
+    # A checkpoint kind this sync does not copy (v2, sidecars) must not be pointed at.
+    present = parts is not None and all(dst.head(p.path) is not None for p in parts)
+    current, _ = last_checkpoint(dst)
+    if present and (current is None or current <= plan.last_checkpoint_version):
+        dst.put(LAST_CHECKPOINT, plan.last_checkpoint)
+        if hook:
+            hook("last_checkpoint", LAST_CHECKPOINT)
 
 
 def execute_plan(

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines import cli
+from lakehouse import cli
 from pipelines.config import load_config
 from pipelines.events import BRONZE_PARTITION_BY, QUARANTINE_SCHEMA
 from pipelines.policy import (
@@ -594,7 +594,7 @@ def many_files_table(uri: str, files: int = 40) -> str:
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "lakehouse.cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
