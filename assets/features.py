@@ -6,11 +6,12 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from assets.partitions import Partitions, contiguous_ranges
+from assets.spark_io import StepRange, run_steps
 from data_quality import gx
 from data_quality.suites import Suites
 from pipelines import spark_jobs, tables
 from resources.lake import LakeResource
-from resources.spark import SparkResource
+from resources.spark import SparkStepRunner
 
 
 def build_features(
@@ -31,33 +32,24 @@ def build_features(
         metadata={"partition_columns": "date", "look_back_days": 28},
     )
     def demand_features(
-        context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource
+        context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkStepRunner
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Calendar-day lags, rolling means and deviations, price, promotion, calendar; target."""
-        session = spark.session()
         cfg = lake.config()
-        home, opts = cfg.home, lake.storage_options(cfg.home)
-        table = home.table_uri(tables.FEATURES.name)
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
-        written, version = [], None
-        for start, end in contiguous_ranges(days):
-            df = spark_jobs.features(session, cfg, opts, start, end)
-            version = lake.spark_write_range(
-                df, home, tables.FEATURES.name, start, end, None, list(tables.FEATURES.partition_by)
-            )
-            where = spark_jobs.date_range_predicate(start, end)
-            written.append(spark_jobs.read_delta(session, table, opts, where, "features"))
-            context.log.info(f"features {start}..{end} -> {table}")
-        rows = spark_jobs.union_all(written).cache()
+        # region None: one step of every region's gold per range of consecutive days
+        ranges = [StepRange(cfg.home, None, s, e) for s, e in contiguous_ranges(days)]
+        written = run_steps(context, lake, spark, "features", ranges)
         yield dg.MaterializeResult(
             metadata={
-                "location": home.name,
-                "delta_version": version,
+                "location": cfg.home.name,
+                "delta_version": written.versions[cfg.home.name],
                 "inputs": dg.MetadataValue.json([i.uri for i in spark_jobs.feature_inputs(cfg)]),
-                "dagster/row_count": rows.count(),
+                "dagster/row_count": written.count(),
+                "spark_steps": dg.MetadataValue.json(written.steps),
             }
         )
-        yield gx.check(suite, rows)
-        rows.unpersist()
+        yield gx.check(suite, written.rows)
+        written.release()
 
     return demand_features

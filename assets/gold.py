@@ -5,12 +5,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.partitions import Partitions
-from assets.spark_io import write_region_ranges
+from assets.spark_io import region_ranges, run_steps
 from data_quality import gx
 from data_quality.suites import Suites
-from pipelines import spark_jobs, tables
+from pipelines import tables
 from resources.lake import LakeResource
-from resources.spark import SparkResource
+from resources.spark import SparkStepRunner
 
 
 def build_gold(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
@@ -28,19 +28,18 @@ def build_gold(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         metadata={"partition_columns": ", ".join(tables.GOLD.partition_by)},
     )
     def gold_daily_demand(
-        context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource
+        context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkStepRunner
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """One row per store, SKU and day: quantity, revenue, prices, promotion, online share."""
-        rows, versions = write_region_ranges(
-            context, lake, spark.session(), tables.GOLD, spark_jobs.gold
-        )
+        written = run_steps(context, lake, spark, "gold", region_ranges(context, lake))
         yield dg.MaterializeResult(
             metadata={
-                "delta_versions": dg.MetadataValue.json(versions),
-                "dagster/row_count": rows.count(),
+                "delta_versions": dg.MetadataValue.json(written.versions),
+                "dagster/row_count": written.count(),
+                "spark_steps": dg.MetadataValue.json(written.steps),
             }
         )
-        yield gx.check(suite, rows)
-        rows.unpersist()
+        yield gx.check(suite, written.rows)
+        written.release()
 
     return gold_daily_demand

@@ -1,43 +1,102 @@
-"""The loop silver and gold share: each region's date ranges built, written, read back."""
+"""The loop silver, gold and features share: each date range run as a Spark step, read back.
+
+Where a step runs is the ``spark`` resource's business (a local session or a Databricks job,
+:class:`resources.spark.SparkStepRunner`); the rows come back as a Spark DataFrame or an Arrow
+table, and both are counted and validated the same way.
+"""
+
+from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from assets.partitions import date_ranges_by_region
-from pipelines import spark_jobs, tables
+from pipelines import spark_jobs
 from pipelines.config import LakeLocation
 from resources.lake import LakeResource
-
-# (session, location, storage options, first day, last day) -> Spark DataFrame of those days
-Build = Callable[[Any, LakeLocation, dict[str, str], dt.date, dt.date], Any]
+from resources.spark import PiiKey, SparkStepRunner
 
 
-def write_region_ranges(
+@dataclass(frozen=True)
+class StepRange:
+    """One step of a run: consecutive days of a region's table, or of all regions (None)."""
+
+    location: LakeLocation
+    region: str | None
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a run's steps wrote: the rows read back, table versions, and each step's report."""
+
+    rows: Any  # a cached Spark DataFrame, or an Arrow table
+    versions: dict[str, int]
+    steps: list[dict[str, str]]
+
+    def count(self, flag: str | None = None) -> int:
+        """Rows read back; only those where the boolean column ``flag`` is true if given."""
+        if isinstance(self.rows, pa.Table):
+            if flag is None:
+                return self.rows.num_rows
+            return int(pc.sum(pc.fill_null(self.rows[flag], False)).as_py() or 0)
+        return int(self.rows.count() if flag is None else self.rows.where(flag).count())
+
+    def release(self) -> None:
+        """Drop the Spark cache of the rows (Arrow rows are plain memory)."""
+        if not isinstance(self.rows, pa.Table):
+            self.rows.unpersist()
+
+
+def region_ranges(context: dg.AssetExecutionContext, lake: LakeResource) -> list[StepRange]:
+    """The run's (date, region) keys as one range per run of consecutive days of a region.
+
+    A single-run backfill of a month is then one step (one Spark job) per region.
+    """
+    return [
+        StepRange(lake.location_for_region(region), region, start, end)
+        for region, ranges in date_ranges_by_region(context.partition_keys).items()
+        for start, end in ranges
+    ]
+
+
+def run_steps(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
-    session: Any,
-    table: tables.TableSpec,
-    build: Build,
-) -> tuple[Any, dict[str, int]]:
-    """Build and replace every (region, date range) of the run; the rows written, versions.
+    spark: SparkStepRunner,
+    step: str,
+    ranges: list[StepRange],
+    pii_key: PiiKey | None = None,
+) -> Written:
+    """Run ``step`` for every range, then read each range back from the table it reported."""
+    cfg = lake.config()
+    options_of = lake.storage_options_of()
+    frames, versions, reports = [], {}, []
+    for r in ranges:
+        # A range of every region is the ML home's features, not a step of one location.
+        location = r.location.name if r.region is not None else None
+        report = spark.run_step(context, cfg, step, r.start, r.end, location, options_of, pii_key)
+        written = lake.location(report["location"])
+        uri = report["table_uri"]
+        frames.append(spark.read_range(uri, options_of[written.name], r.start, r.end, r.region))
+        table = spark_jobs.STEP_TABLES[step].name
+        version = lake.table_version(written, table)
+        if version is None:
+            raise RuntimeError(f"{step} {r.start}..{r.end} left no Delta table at {uri}")
+        versions[written.name] = version
+        reports.append(report)
+        context.log.info(f"{table} {written.name} {r.start}..{r.end} -> {uri}")
+    return Written(_union(frames), versions, reports)
 
-    One Spark write per consecutive range of a region, so a single-run backfill of a month is
-    one job per region. The rows come back read from the table (cached by the caller's use).
-    """
-    written, versions = [], {}
-    for region, ranges in date_ranges_by_region(context.partition_keys).items():
-        loc = lake.location_for_region(region)
-        opts = lake.storage_options(loc)
-        for start, end in ranges:
-            df = build(session, loc, opts, start, end)
-            versions[loc.name] = lake.spark_write_range(
-                df, loc, table.name, start, end, region, list(table.partition_by)
-            )
-            where = spark_jobs.date_range_predicate(start, end, region)
-            uri = loc.table_uri(table.name)
-            written.append(spark_jobs.read_delta(session, uri, opts, where, table.name))
-            context.log.info(f"{table.name} {loc.name} {start}..{end} -> {uri}")
-    return spark_jobs.union_all(written).cache(), versions
+
+def _union(frames: list[Any]) -> Any:
+    """One dataset of the ranges read back: Arrow concatenated, Spark unioned and cached."""
+    if frames and all(isinstance(f, pa.Table) for f in frames):
+        return pa.concat_tables(frames)
+    return spark_jobs.union_all(frames).cache()

@@ -32,7 +32,7 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
         jobs=automation.jobs,
         schedules=automation.schedules,
         sensors=automation.sensors,
-        resources=resources_for(cfg.environment),
+        resources=resources_for(cfg.environment, cfg.spark_backend),
     )
 
 

@@ -24,6 +24,8 @@ ADAPTER_OPTION = "LAKEHOUSE_ADAPTER"
 # fake-gcs-server does not accept object_store's XML-API uploads: go through the JSON API.
 GCS_JSON_EMULATOR = "gcs-json-emulator"
 ADAPTERS = (GCS_JSON_EMULATOR,)
+# Where the Spark steps run: a session the code location owns, or Databricks jobs (Pipes).
+SPARK_BACKENDS = ("session", "databricks")
 
 
 class ConfigError(ValueError):
@@ -217,6 +219,7 @@ class LakeConfig:
     replication: tuple[ReplicationRule, ...] = ()
     start_date: dt.date = DEFAULT_START_DATE
     ml: MLSettings = field(default_factory=lambda: MLSettings())
+    spark_backend: str = "session"
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -325,6 +328,20 @@ def _parse_replication(raw: Any, path: str) -> tuple[ReplicationRule, ...]:
     return tuple(rules)
 
 
+def _spark_backend(raw_env: dict[str, Any], where: str) -> str:
+    """``spark: {backend: …}`` of an environment: ``session`` (default) or ``databricks``."""
+    spark = _mapping(raw_env.get("spark"), f"{where}.spark")
+    unknown = sorted(set(spark) - {"backend"})
+    if unknown:
+        raise ConfigError(f"{where}.spark: unknown key(s) {', '.join(unknown)}; known: backend")
+    backend = spark.get("backend", "session")
+    if backend not in SPARK_BACKENDS:
+        raise ConfigError(
+            f"{where}.spark.backend {backend!r} is not one of {', '.join(SPARK_BACKENDS)}"
+        )
+    return str(backend)
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -368,6 +385,7 @@ def _load(path: str, env: str) -> LakeConfig:
         replication=_parse_replication(data.get("replication"), path),
         start_date=_start_date(data, path),
         ml=_parse_ml(data, path),
+        spark_backend=_spark_backend(raw_env, f"{path}: environments.{env}"),
     )
     cfg.location(cfg.ml_home)
     cfg.replicas()  # every location a rule names must exist

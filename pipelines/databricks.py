@@ -13,12 +13,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pipelines.spark_jobs import STEP_TABLES
 from pipelines.transforms import PII_KEY_ENV
 
 if TYPE_CHECKING:
     from databricks.sdk.service import jobs
 
-STEPS = ("silver", "gold", "features")
+STEPS = tuple(STEP_TABLES)
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,20 @@ exactly the transform the tests check. No Dagster here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines import spark as spark_engine
 from pipelines import tables
 from pipelines import transforms as T
 from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
-from pipelines.delta import sql_literal
-from pipelines.schemas import FEATURES_PARTITION_BY, GOLD_PARTITION_BY
+from pipelines.delta import date_range_predicate, sql_literal
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +30,8 @@ BRONZE_TABLE = tables.BRONZE.name
 SILVER_TABLE = tables.SILVER.name
 GOLD_TABLE = tables.GOLD.name
 FEATURES_TABLE = tables.FEATURES.name
+# The table each step replaces a date range of.
+STEP_TABLES = {"silver": tables.SILVER, "gold": tables.GOLD, "features": tables.FEATURES}
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,6 @@ class FeatureInput:
     location: str
     region: str
     uri: str
-
-
-def date_range_predicate(start: dt.date, end: dt.date, region: str | None = None) -> str:
-    """``date BETWEEN … AND …`` (and the region) as a replaceWhere predicate."""
-    pred = f"date >= {sql_literal(start)} AND date <= {sql_literal(end)}"
-    return pred if region is None else f"{pred} AND region = {sql_literal(region)}"
 
 
 def feature_inputs(cfg: LakeConfig) -> list[FeatureInput]:
@@ -158,6 +155,23 @@ def write_range(
     )
 
 
+def step_target(
+    cfg: LakeConfig, step: str, location_name: str | None = None
+) -> tuple[LakeLocation, tables.TableSpec]:
+    """Where a step writes: a location's silver or gold, or the ML home's features.
+
+    Both sides of a remote run use it: the job to write, Dagster to check the job's report and
+    to read the rows back.
+    """
+    if step not in STEP_TABLES:
+        raise ConfigError(f"unknown step {step!r}: {', '.join(STEP_TABLES)}")
+    if step == "features":
+        return cfg.home, tables.FEATURES
+    if location_name is None:
+        raise ConfigError(f"step {step!r} needs a location")
+    return cfg.location(location_name), STEP_TABLES[step]
+
+
 def run(
     spark: SparkSession,
     step: str,
@@ -167,64 +181,113 @@ def run(
     options_of: dict[str, dict[str, str]],
     location_name: str | None = None,
     pii_key: str | None = None,
-) -> dict[str, object]:
-    """Run one step (``silver``, ``gold`` or ``features``) for a date range and write it."""
-    if step == "features":
-        home = cfg.home
-        out = features(spark, cfg, options_of[home.name], start, end)
-        uri = home.table_uri(FEATURES_TABLE)
-        write_range(out, uri, options_of[home.name], start, end, None, FEATURES_PARTITION_BY)
-        return {"table_uri": uri, "location": home.name}
-    if location_name is None:
-        raise ConfigError(f"step {step!r} needs a location")
-    loc = cfg.location(location_name)
+) -> dict[str, str]:
+    """Run one step (``silver``, ``gold`` or ``features``) for a date range and write it.
+
+    Returns the step's report: the URI of the table written and its location.
+    """
+    loc, table = step_target(cfg, step, location_name)
     opts = options_of[loc.name]
-    if step == "silver":
+    region: str | None = loc.region
+    if step == "features":
+        df, region = features(spark, cfg, opts, start, end), None
+    elif step == "silver":
         if not pii_key:
             raise T.PiiKeyError(f"silver needs the pseudonymization key: set {T.PII_KEY_ENV}")
         df = silver(spark, loc, opts, start, end, pii_key)
-        table, partition_by = SILVER_TABLE, list(tables.SILVER.partition_by)
-    elif step == "gold":
-        df = gold(spark, loc, opts, start, end)
-        table, partition_by = GOLD_TABLE, GOLD_PARTITION_BY
     else:
-        raise ConfigError(f"unknown step {step!r}: silver, gold or features")
-    uri = loc.table_uri(table)
-    write_range(df, uri, opts, start, end, loc.region, partition_by)
+        df = gold(spark, loc, opts, start, end)
+    uri = loc.table_uri(table.name)
+    write_range(df, uri, opts, start, end, region, table.partition_by)
     return {"table_uri": uri, "location": loc.name}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of a cluster job (Databricks ``spark_python_task``): one step, one range."""
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """A cluster job's command line: step, date range, environment, location.
+
+    Other arguments are ignored: on an existing cluster Pipes appends its bootstrap
+    (``--dagster-pipes-context …``) to the task's parameters.
+    """
     parser = argparse.ArgumentParser(prog="pipelines.spark_jobs")
-    parser.add_argument("step", choices=["silver", "gold", "features"])
+    parser.add_argument("step", choices=list(STEP_TABLES))
     parser.add_argument("--start", required=True, type=dt.date.fromisoformat)
     parser.add_argument("--end", required=True, type=dt.date.fromisoformat)
     parser.add_argument("--environment", default=None)
     parser.add_argument("--location", default=None)
-    args, _ = parser.parse_known_args(argv)  # Pipes adds its own bootstrap arguments
+    args, _ = parser.parse_known_args(list(argv))
+    return args
+
+
+def pipes_params(argv: Sequence[str], environ: Mapping[str, str]) -> Any:
+    """Dagster Pipes' bootstrap of a job, as a ``dagster_pipes`` params loader.
+
+    On a new cluster Pipes sets it in the cluster's environment; on an existing cluster, which
+    cannot take environment variables, it appends it to the command line instead.
+    """
+    import dagster_pipes as dp
+
+    cli, _ = dp.DAGSTER_PIPES_CLI_PARSER.parse_known_args(list(argv))
+    mapping = dict(environ)
+    if cli.dagster_pipes_context:
+        mapping[dp.DAGSTER_PIPES_CONTEXT_ENV_VAR] = cli.dagster_pipes_context
+    if cli.dagster_pipes_messages:
+        mapping[dp.DAGSTER_PIPES_MESSAGES_ENV_VAR] = cli.dagster_pipes_messages
+    return dp.PipesMappingParamsLoader(mapping)
+
+
+@contextlib.contextmanager
+def databricks_pipes(argv: Sequence[str]) -> Iterator[Any]:
+    """The Pipes connection of a Databricks job (context and messages on DBFS), else None.
+
+    ``open_dagster_pipes``' defaults read a local file and write to one, which on a cluster
+    is not where Dagster's Databricks client puts the context nor reads the messages.
+    None when the job runs by hand (no bootstrap, or no ``dagster_pipes`` installed).
+    """
+    try:
+        import dagster_pipes as dp
+    except ImportError:
+        yield None
+        return
+    params = pipes_params(argv, os.environ)
+    if not params.is_dagster_pipes_process():
+        yield None
+        return
+    with dp.open_dagster_pipes(
+        params_loader=params,
+        context_loader=dp.PipesDbfsContextLoader(),
+        message_writer=dp.PipesDbfsMessageWriter(),
+    ) as pipes:
+        yield pipes
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of a cluster job (Databricks ``spark_python_task``): one step, one range.
+
+    Pipes is opened before the step runs, so a failure reaches Dagster with its traceback;
+    the step's report (table URI, location) is its materialization.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     from pyspark.sql import SparkSession
 
-    cfg = load_config(args.environment)
-    spark = SparkSession.builder.getOrCreate()  # the cluster's own session
-    options_of = {name: loc.storage_options() for name, loc in cfg.locations.items()}
-    report = run(
-        spark,
-        args.step,
-        args.start,
-        args.end,
-        cfg,
-        options_of,
-        args.location,
-        os.environ.get(T.PII_KEY_ENV),
-    )
-    try:
-        from dagster_pipes import open_dagster_pipes
-    except ImportError:  # run by hand, without Dagster
-        print(json.dumps(report))  # noqa: T201
-        return
-    with open_dagster_pipes() as pipes:
-        pipes.report_asset_materialization(metadata={k: str(v) for k, v in report.items()})
+    with databricks_pipes(argv) as pipes:
+        cfg = load_config(args.environment)
+        spark = SparkSession.builder.getOrCreate()  # the cluster's own session
+        options_of = {name: loc.storage_options() for name, loc in cfg.locations.items()}
+        report = run(
+            spark,
+            args.step,
+            args.start,
+            args.end,
+            cfg,
+            options_of,
+            args.location,
+            os.environ.get(T.PII_KEY_ENV),
+        )
+        if pipes is None:
+            print(json.dumps(report))  # noqa: T201
+        else:
+            pipes.report_asset_materialization(metadata=dict(report))
 
 
 if __name__ == "__main__":

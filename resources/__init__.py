@@ -2,39 +2,60 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
 
-from pipelines.config import ENVIRONMENTS, ConfigError
+from pipelines.config import ENVIRONMENTS, ConfigError, load_config
+from resources.databricks import DatabricksPiiKey, DatabricksResource
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 from resources.pii import PiiKeyResource
-from resources.spark import SparkResource
+from resources.spark import SparkResource, SparkStepRunner
 
-__all__ = ["LakeResource", "MLflowResource", "PiiKeyResource", "SparkResource", "resources_for"]
+__all__ = [
+    "DatabricksResource",
+    "LakeResource",
+    "MLflowResource",
+    "PiiKeyResource",
+    "SparkResource",
+    "SparkStepRunner",
+    "resources_for",
+]
+
+# Optional: without it every step gets a new job cluster.
+DATABRICKS_CLUSTER_VAR = "LAKEHOUSE_DATABRICKS_CLUSTER_ID"
 
 
-def resources_for(environment: str) -> dict[str, Any]:
-    """The resources of an environment; secrets are EnvVars Dagster resolves at launch."""
+def resources_for(environment: str, spark_backend: str | None = None) -> dict[str, Any]:
+    """The resources of an environment; secrets are EnvVars Dagster resolves at launch.
+
+    ``spark_backend`` (``session`` or ``databricks``) defaults to the environment's
+    ``spark.backend`` in lakehouse.yaml; either way the Spark steps' resource is ``spark``.
+    """
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+    backend = spark_backend or load_config(environment).spark_backend
     pii = PiiKeyResource(key=dg.EnvVar("LAKEHOUSE_PII_KEY"))
+    resources: dict[str, Any]
     if environment == "local":
-        return {
+        resources = {
             "lake": LakeResource(environment="local"),
             "spark": SparkResource(),
             "mlflow": MLflowResource(),
             "pii": pii,
         }
-    if environment == "emulated":
-        return {
+    elif environment == "emulated":
+        resources = {
             "lake": LakeResource(environment="emulated"),
             "spark": SparkResource(),
             # a local MLflow server on 127.0.0.1 (tests/integration starts one)
             "mlflow": MLflowResource(tracking_uri=dg.EnvVar("LAKEHOUSE_MLFLOW_TRACKING_URI")),
             "pii": pii,
         }
-    if environment == "prod":
-        return {
+    else:
+        resources = {
             "lake": LakeResource(
                 environment="prod",
                 aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
@@ -49,4 +70,23 @@ def resources_for(environment: str) -> dict[str, Any]:
             ),
             "pii": pii,
         }
-    raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+    if backend == "databricks":
+        resources.update(spark=databricks_runner(), pii=DatabricksPiiKey())
+    return resources
+
+
+def databricks_runner() -> SparkStepRunner:
+    """The Databricks backend of the Spark steps, configured from environment variables.
+
+    The cluster id is optional, and an EnvVar cannot be: whether it is set is looked at when
+    the code location is built (not at import); its value is resolved at launch like the rest.
+    """
+    return DatabricksResource(
+        host=dg.EnvVar("DATABRICKS_HOST"),
+        token=dg.EnvVar("DATABRICKS_TOKEN"),
+        python_file=dg.EnvVar("LAKEHOUSE_DATABRICKS_PYTHON_FILE"),
+        wheel=dg.EnvVar("LAKEHOUSE_DATABRICKS_WHEEL"),
+        existing_cluster_id=(
+            dg.EnvVar(DATABRICKS_CLUSTER_VAR) if os.environ.get(DATABRICKS_CLUSTER_VAR) else None
+        ),
+    )
