@@ -601,11 +601,6 @@ def stream_copy(src: Storage, path: str, dst: Storage, dst_path: str | None = No
     return Copied(size, digest.hexdigest(), source_md5)
 
 
-def copy_object(src: Storage, path: str, dst: Storage, dst_path: str | None = None) -> int:
-    """Copy one object between any two stores, streaming; return its size."""
-    return stream_copy(src, path, dst, dst_path).size
-
-
 def md5_hex(data: bytes) -> str:
     """MD5 of a small object, to compare commits across stores."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()

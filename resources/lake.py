@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines import delta, spark_jobs
-from pipelines import spark as spark_engine
+from pipelines import delta
 from pipelines.config import LakeConfig, LakeLocation, load_config
 from pipelines.storage import Storage, open_storage
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 _SECRET_KEYS = {
     "aws": {
@@ -88,49 +82,6 @@ class LakeResource(dg.ConfigurableResource):
             self.storage_options(location),
             partition_by=partition_by,
         )
-
-    def spark_write_partition(
-        self,
-        df: DataFrame,
-        location: LakeLocation,
-        table: str,
-        partition: Mapping[str, object],
-        partition_by: list[str] | None = None,
-    ) -> int:
-        """Replace one partition of a table with a Spark DataFrame (replaceWhere)."""
-        uri = spark_engine.configure_storage(
-            df.sparkSession, location.table_uri(table), self.storage_options(location)
-        )
-        spark_engine.write_replace(
-            df, uri, delta.partition_predicate(partition), partition_by or list(partition)
-        )
-        version = self.table_version(location, table)
-        assert version is not None
-        return version
-
-    def spark_write_range(
-        self,
-        df: DataFrame,
-        location: LakeLocation,
-        table: str,
-        start: dt.date,
-        end: dt.date,
-        region: str | None,
-        partition_by: list[str],
-    ) -> int:
-        """Replace the partitions of dates ``[start, end]`` (of a region) with ``df``."""
-        spark_jobs.write_range(
-            df,
-            location.table_uri(table),
-            self.storage_options(location),
-            start,
-            end,
-            region,
-            partition_by,
-        )
-        version = self.table_version(location, table)
-        assert version is not None
-        return version
 
     def storage_options_of(self) -> dict[str, dict[str, str]]:
         """Storage options of every location, by name (what a Spark job needs)."""

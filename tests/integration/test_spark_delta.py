@@ -66,24 +66,26 @@ def test_spark_skips_files_by_the_statistics_write_partition_records(spark, tmp_
     assert got.filter(got.ts > ts[1]).count() == 2
 
 
-def test_lake_resource_writes_partitions_with_spark_and_reads_with_deltalake(spark, lake_home):
-    from resources import LakeResource
+def test_spark_partition_replace_is_read_exactly_by_deltalake(spark, lake_home):
+    from pipelines import spark as spark_engine
+    from pipelines.config import load_config
 
-    lake = LakeResource()
-    loc = lake.location("azure-eu")
+    loc = load_config("local").location("azure-eu")
+    uri = loc.table_uri("t")
     schema = "landing_date date, region string, qty long"
     day1, day2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
     df = spark.createDataFrame([(day1, "eu", 1), (day2, "eu", 2)], schema)
-    lake.spark_write_partition(
-        df.filter("landing_date = '2026-10-01'"), loc, "t", {"landing_date": day1, "region": "eu"}
-    )
-    lake.spark_write_partition(
-        df.filter("landing_date = '2026-10-02'"), loc, "t", {"landing_date": day2, "region": "eu"}
-    )
-    redo = spark.createDataFrame([(day1, "eu", 7), (day1, "eu", 8)], schema)
-    version = lake.spark_write_partition(redo, loc, "t", {"landing_date": day1, "region": "eu"})
-    rows = lake.read_partition(loc, "t")
-    assert version == 2
+
+    def replace(frame, day):
+        part = {"landing_date": day, "region": "eu"}
+        target = spark_engine.configure_storage(spark, uri, {})
+        spark_engine.write_replace(frame, target, delta.partition_predicate(part), list(part))
+
+    replace(df.filter("landing_date = '2026-10-01'"), day1)
+    replace(df.filter("landing_date = '2026-10-02'"), day2)
+    replace(spark.createDataFrame([(day1, "eu", 7), (day1, "eu", 8)], schema), day1)
+    assert delta.table_version(uri, {}) == 2
+    rows = delta.read_partition(uri, {})
     assert sorted(rows.column("qty").to_pylist()) == [2, 7, 8]
 
 
