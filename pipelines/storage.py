@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
+import os
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import obstore
-from obstore.exceptions import AlreadyExistsError, NotFoundError
+from obstore.exceptions import AlreadyExistsError, InvalidPathError, NotFoundError
 from obstore.store import LocalStore, from_url
 
 _CLIENT_OPTIONS = {
@@ -65,6 +67,10 @@ class Storage(Protocol):
 
     def list(self, prefix: str = "", offset: str | None = None) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in lexical order, those after ``offset`` only if given."""
+        ...
+
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
         ...
 
     def head(self, path: str) -> ObjectInfo | None:
@@ -115,10 +121,13 @@ class ObstoreStorage:
         self.options = dict(options or {})
         # S3's ETag of a single-part upload is the content's MD5; other stores' are opaque.
         self.etag_is_md5 = uri.startswith(("s3://", "s3a://"))
+        # A local root, as the OS names it: file names that are not UTF-8 are reached through it
+        self.local_root: bytes | None = None
         if "://" not in uri or uri.startswith("file://"):
             path = Path(uri.removeprefix("file://"))
             path.mkdir(parents=True, exist_ok=True)
             self.store: Any = LocalStore(prefix=path)
+            self.local_root = os.fsencode(path.resolve())
         else:
             config, client = _split_options(self.options)
             self.store = from_url(
@@ -134,8 +143,63 @@ class ObstoreStorage:
             items = [m for chunk in stream for m in chunk]
         except NotFoundError:
             return iter(())
+        except InvalidPathError:
+            # object_store refuses the whole listing when one local file name is not UTF-8;
+            # walk the folder instead, so that the others are seen and that one is too
+            if self.local_root is None:
+                raise
+            found = [i for i in self._walk(prefix) if offset is None or i.path > offset]
+            return iter(sorted(found, key=lambda i: i.path))
         items.sort(key=lambda m: m["path"])
         return iter(self._info(m) for m in items)
+
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
+        try:
+            found = obstore.list_with_delimiter(self.store, prefix or None)["common_prefixes"]
+        except NotFoundError:
+            return []
+        except InvalidPathError:
+            if self.local_root is None:
+                raise
+            base = os.path.join(self.local_root, os.fsencode(prefix.strip("/")))
+            with os.scandir(base) as entries:
+                found = [
+                    "/".join(p for p in (prefix.strip("/"), os.fsdecode(e.name)) if p)
+                    for e in entries
+                    if e.is_dir()
+                ]
+        return sorted(p.rstrip("/") for p in found)
+
+    def _walk(self, prefix: str) -> builtins.list[ObjectInfo]:
+        """Files under ``prefix`` of a local root, names the OS gives decoded as os.fsdecode.
+
+        A name that is not UTF-8 keeps its bytes as surrogates (``os.fsdecode``): it cannot be
+        written anywhere as text, but :meth:`get` reads it back.
+        """
+        assert self.local_root is not None
+        rel = prefix.strip("/")
+        top = os.path.join(self.local_root, os.fsencode(rel)) if rel else self.local_root
+        if not os.path.isdir(top):
+            return []
+        out = []
+        for folder, _, files in os.walk(top):
+            for name in files:
+                full = os.path.join(folder, name)
+                path = os.fsdecode(os.path.relpath(full, self.local_root))
+                if path.startswith(rel) and os.path.isfile(full):
+                    out.append(ObjectInfo(path.replace(os.sep, "/"), os.path.getsize(full)))
+        return out
+
+    def _os_path(self, path: str) -> bytes | None:
+        """The OS path of a local object whose name is not UTF-8 (None for every other)."""
+        if self.local_root is None or path.isascii():
+            return None
+        try:
+            path.encode("utf-8")
+            return None
+        except UnicodeEncodeError:
+            return os.path.join(self.local_root, os.fsencode(path))
 
     def _info(self, meta: Any) -> ObjectInfo:
         etag = meta.get("e_tag")
@@ -162,6 +226,10 @@ class ObstoreStorage:
 
     def get(self, path: str) -> bytes:
         """The whole object."""
+        os_path = self._os_path(path)
+        if os_path is not None:
+            with open(os_path, "rb") as fh:
+                return fh.read()
         try:
             return bytes(obstore.get(self.store, path).bytes())
         except (NotFoundError, FileNotFoundError) as exc:
@@ -184,6 +252,12 @@ class ObstoreStorage:
 
     def read_chunks(self, path: str) -> Iterator[bytes]:
         """The object's bytes in chunks of about :data:`CHUNK`."""
+        os_path = self._os_path(path)
+        if os_path is not None:
+            with open(os_path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+            return
         try:
             resp = obstore.get(self.store, path)
         except (NotFoundError, FileNotFoundError) as exc:
@@ -273,6 +347,13 @@ class GcsJsonStorage:
             if offset and rel <= offset:
                 continue
             yield ObjectInfo(rel, int(b.size or 0), b.etag, _gcs_md5(b.md5_hash))
+
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
+        pages = self.client.list_blobs(self.bucket, prefix=self._key(prefix), delimiter="/")
+        for _ in pages:  # the folders (prefixes) are known once every page is read
+            pass
+        return sorted(self._rel(p).rstrip("/") for p in pages.prefixes)
 
     def head(self, path: str) -> ObjectInfo | None:
         """The object's size and etag, or None when it does not exist."""
