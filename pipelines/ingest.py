@@ -520,7 +520,10 @@ def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     bad = np.zeros(len(values), bool)
     for i, v in enumerate(values.to_pylist()):
         try:
-            out.append(dt.datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(dt.UTC))
+            stamp = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            # no offset: UTC, as Arrow's cast would need one, and never this machine's zone
+            stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp
+            out.append(stamp.astimezone(dt.UTC))
         except (ValueError, AttributeError, OverflowError):
             out.append(None)
             bad[i] = v is not None  # a null is missing_field's to report

@@ -14,6 +14,7 @@ import json
 import lzma
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -275,6 +276,25 @@ def test_the_first_and_last_instants_of_the_calendar_are_valid_times():
     )
     _, why = ingest.validate(rows, "us", DAY)
     assert why.tolist() == ["", ""]
+
+
+def test_a_time_without_offset_is_utc_whatever_the_machines_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        rows = pa.Table.from_pylist(
+            [event(1, event_ts="2026-10-05T01:00:00"), event(2, event_ts="2026-10-05 02:30")],
+            schema=ingest.PARSED_SCHEMA,
+        )
+        parsed, why = ingest.validate(rows, "us", DAY)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert why.tolist() == ["", ""]
+    assert [t.isoformat() for t in parsed["event_ts"].to_pylist()] == [
+        "2026-10-05T01:00:00+00:00",
+        "2026-10-05T02:30:00+00:00",
+    ]
 
 
 # --- 4. deep nesting, and object names that are not UTF-8 -----------------------------------
