@@ -157,6 +157,15 @@ def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return obj
 
 
+def _named(field: str | None) -> str:
+    """A field as reasons name it: its own name in the schema, else the rescued column.
+
+    Names from outside the schema are the producer's (any length, any number of them); the
+    reasons stay a short, fixed vocabulary.
+    """
+    return field if field in _WIRE_NAMES else RESCUED_COLUMN
+
+
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
 
 
@@ -165,7 +174,7 @@ def _load(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, object] | st
     try:
         obj = _DECODER.decode(raw.decode("utf-8"))
     except _Duplicate as dup:
-        return f"duplicate_field:{dup}"
+        return f"duplicate_field:{_named(str(dup))}"
     except RecursionError:  # deeper than Python's json goes (about 1,000 levels)
         return "too_deeply_nested"
     except ValueError:  # UnicodeDecodeError too: the ingest refuses such records before
@@ -186,7 +195,7 @@ def _classify(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> str:
     if isinstance(obj, str):
         return obj
     if bad := non_finite_field(obj):
-        return f"non_finite_number:{bad}"
+        return f"non_finite_number:{_named(bad)}"
     if bad := wrong_type_field(obj):
         return f"wrong_type:{bad}"
     if bad := out_of_range_field(obj):
@@ -204,7 +213,7 @@ def _rescued_json(extra: dict[str, object]) -> tuple[str | None, str | None]:
     try:
         return _ENCODER.encode(extra), None
     except ValueError:  # NaN has no JSON spelling: the column must stay JSON
-        return None, f"non_finite_number:{non_finite_field(extra)}"
+        return None, f"non_finite_number:{RESCUED_COLUMN}"
     except RecursionError:
         return None, "too_deeply_nested"
 

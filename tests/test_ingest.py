@@ -210,6 +210,7 @@ BAD = [
     b'{"event_id":"r5","x":' + b"[" * 5000 + b"]" * 5000 + b"}",  # deeper than Python's json
     b'{"event_id":"r6","x":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",  # nested, 41 deep: kept
     b'{"event_id":"r7","email":"a","email":"b"}',
+    b'{"event_id":"r7","pets":{"a":1,"a":2}}',
     b'{"event_id":"r8","unit_price":1e400}',
     b'{"event_id":"r9","quantity":9223372036854775808}',
     b'{"event_id":"r10","store_id":NaN}',
@@ -249,15 +250,23 @@ def _expected_alone(rec: bytes) -> tuple[str | None, str | None]:
     why = _reason_alone(rec)
     if why is not None or not rec.lstrip().startswith(b"{"):
         return why, None
+
+    def no_repeats(pairs):
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise KeyError("repeated")  # nested: a top-level repeat never gets past Arrow
+        return dict(pairs)
+
     try:
-        obj = json.loads(rec)
+        obj = json.loads(rec, object_pairs_hook=no_repeats)
     except RecursionError:
         return "too_deeply_nested", None
+    except KeyError:
+        return "duplicate_field:_rescued_data", None
     if _depth(obj) > ingest.MAX_JSON_DEPTH:
         return "too_deeply_nested", None
     extra = {k: v for k, v in obj.items() if k not in ingest.WIRE_SCHEMA.names}
     if any(isinstance(v, float) and v != v for v in extra.values()):
-        return "non_finite_number:" + next(k for k, v in extra.items() if v != v), None
+        return "non_finite_number:_rescued_data", None  # names outside the schema: one reason
     return None, json.dumps(extra, separators=(",", ":")) if extra else None
 
 

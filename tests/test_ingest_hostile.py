@@ -104,10 +104,10 @@ def reasons_of(done: ingest.PartitionIngest) -> dict[str, str]:
     return out
 
 
-# --- 1. non-finite numbers ------------------------------------------------------------------
+# --- 1. non-finite numbers (and other numbers and names Arrow refuses) ------------------------
 
 
-NON_FINITE = {
+HOSTILE_FIELDS = {
     "nan": (b'"unit_price":NaN', "non_finite_number:unit_price"),
     "inf": (b'"unit_price":Infinity', "non_finite_number:unit_price"),
     "-inf": (b'"unit_price":-Infinity', "non_finite_number:unit_price"),
@@ -115,11 +115,14 @@ NON_FINITE = {
     "-huge": (b'"unit_price":-1e999', "non_finite_number:unit_price"),
     "store_nan": (b'"store_id":NaN', "non_finite_number:store_id"),
     "store_inf": (b'"store_id":Infinity', "non_finite_number:store_id"),
+    "dup_price": (b'"unit_price":1,"unit_price":2', "duplicate_field:unit_price"),
+    "dup_extra": (b'"x":1,"x":2', "duplicate_field:_rescued_data"),
     "qty_nan": (b'"quantity":-Infinity', "non_finite_number:quantity"),
     "qty_huge": (b'"quantity":1e400', "non_finite_number:quantity"),
     "qty_2^63": (b'"quantity":9223372036854775808', "number_out_of_range:quantity"),
-    "extra_nan": (b'"discount":NaN', "non_finite_number:discount"),
-    "nested_inf": (b'"meta":{"w":[1,Infinity]}', "non_finite_number:meta"),
+    "extra_nan": (b'"discount":NaN', "non_finite_number:_rescued_data"),
+    "nested_inf": (b'"meta":{"w":[1,Infinity]}', "non_finite_number:_rescued_data"),
+    "extra_huge": (b'"discount":-1e999', "non_finite_number:_rescued_data"),
     "price_text": (b'"unit_price":"NaN"', "wrong_type:unit_price"),
 }
 
@@ -127,7 +130,7 @@ NON_FINITE = {
 @pytest.mark.parametrize("location", ["aws-us", "azure-eu", "gcp-apac"])
 def test_non_finite_numbers_are_quarantined_and_both_tables_stay_strict_json(lake_home, location):
     bad = []
-    for i, (kind, (fragment, _)) in enumerate(NON_FINITE.items()):
+    for i, (kind, (fragment, _)) in enumerate(HOSTILE_FIELDS.items()):
         obj = event(1000 + i, location, event_id=kind)
         field = fragment.split(b":")[0].strip(b'"').decode()
         obj.pop(field, None)
@@ -136,12 +139,12 @@ def test_non_finite_numbers_are_quarantined_and_both_tables_stay_strict_json(lak
     put_records(location, good[:10] + bad + good[10:])
     done = run(location)
     assert {k: v for k, v in reasons_of(done).items()} == {
-        kind: why for kind, (_, why) in NON_FINITE.items()
+        kind: why for kind, (_, why) in HOSTILE_FIELDS.items()
     }
     assert done.result.ingested == 20 and done.result.reconciled
     bronze = assert_readable(done.bronze_uri)
     assert pc.all(pc.is_finite(bronze["unit_price"])).as_py()
-    assert assert_readable(done.quarantine_uri).num_rows == len(NON_FINITE)
+    assert assert_readable(done.quarantine_uri).num_rows == len(HOSTILE_FIELDS)
     # a later clean partition of the same table still commits and reads
     again = run(location)
     assert assert_readable(again.bronze_uri).num_rows == 20
