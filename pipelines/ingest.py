@@ -163,7 +163,7 @@ def _named(field: str | None) -> str:
     Names from outside the schema are the producer's (any length, any number of them); the
     reasons stay a short, fixed vocabulary.
     """
-    return field if field in _WIRE_NAMES else RESCUED_COLUMN
+    return field if field is not None and field in _WIRE_NAMES else RESCUED_COLUMN
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
