@@ -117,6 +117,9 @@ class RecordRules:
     def __post_init__(self) -> None:
         if not self.regions or not self.currencies:
             raise ValueError("RecordRules need at least one region and one currency")
+        if any(not code.strip() for code in (*self.regions, *self.currencies)):
+            # validate() relies on it: a blank region or currency is always refused
+            raise ValueError("RecordRules: a region or currency code is blank")
         if self.store_id_min > self.store_id_max:
             raise ValueError(
                 f"RecordRules: store_id_min {self.store_id_min} > store_id_max {self.store_id_max}"

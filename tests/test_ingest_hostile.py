@@ -172,6 +172,10 @@ SUITE_BREAKERS = {
     "quantity_negative": ({"quantity": -1}, "negative_quantity"),
     "ts_null": ({"event_ts": None}, "missing_field:event_ts"),
     "ts_blank": ({"event_ts": ""}, "missing_field:event_ts"),
+    "ts_spaces": ({"event_ts": "  ", "quantity": -1}, "missing_field:event_ts"),
+    "region_blank": ({"region": " ", "store_id": 0}, "missing_field:region"),
+    "currency_blank": ({"currency": "", "quantity": -2}, "missing_field:currency"),
+    "id_and_sku_blank": ({"sku": "\t"}, "missing_field:sku"),
 }
 
 
@@ -229,6 +233,8 @@ def test_record_rules_come_from_the_configuration():
         record_rules(dataclasses.replace(cfg, regions={"us": {"country": "US"}}))
     with pytest.raises(ValueError, match="store_id_min"):
         RecordRules(("us",), ("USD",), store_id_min=5, store_id_max=1)
+    with pytest.raises(ValueError, match="blank"):
+        RecordRules(("us",), ("USD", " "))
 
 
 def test_rules_passed_to_the_ingest_are_the_ones_applied(lake_home):
