@@ -9,6 +9,7 @@ from assets.partitions import Partitions
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines import ingest, tables
+from pipelines.events import record_rules
 from resources.lake import LakeResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"
@@ -54,7 +55,8 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
         day = dt.date.fromisoformat(keys["date"])
         location = lake.location_for_region(keys["region"])
-        done = ingest.ingest_partition(location, lake.storage_options(location), day)
+        rules = record_rules(lake.config())
+        done = ingest.ingest_partition(location, lake.storage_options(location), day, rules)
         context.log.info(f"ingested {location.name} {day}: {done.result.report()}")
         yield from _materializations(done, location.name)
         yield from _checks(done, events, quarantine)
@@ -77,6 +79,8 @@ def _materializations(done: ingest.PartitionIngest, location: str) -> list[dg.Ma
                 "duplicates_dropped": res.duplicates,
                 "objects": res.objects,
                 "reconciled": res.reconciled,
+                "records_with_rescued_data": res.rescued,
+                "unconfigured_streams": dg.MetadataValue.json(list(res.unconfigured_streams)),
                 "dagster/row_count": res.ingested,
             },
         ),

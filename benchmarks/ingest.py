@@ -45,8 +45,8 @@ def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
         return out
 
     tables: list[pa.Table] = []
-    for _, data in objects:
-        records = timed("decode", capture.decode_records, loc.landing, data)
+    for obj in objects:
+        records = timed("decode", capture.decode_records, loc.landing, obj.data)
         _, rows, _ = timed("checks_and_parse", ingest.parse_records, records)
         tables.append(timed("validate", ingest.validate, rows, loc.region, DAY)[0])
     rows = pa.concat_tables(tables)

@@ -53,7 +53,7 @@ def _landed(cursor_text: str | None, lake: LakeResource, valid_dates: set[str]) 
     latest: dict[tuple[str, str], str] = {}
     for location in lake.config().locations.values():
         storage = lake.storage(location)
-        for root in capture.stream_roots(location.landing):
+        for root in capture.discover_stream_roots(location.landing, storage)[0]:
             seen = cursor.get(f"{location.name}:{root}")
             newest = seen
             for info in storage.list(root + "/", offset=seen):

@@ -161,12 +161,16 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     """Ingest landing dates of one location into its bronze tables."""
+    from pipelines.events import record_rules
     from pipelines.ingest import ingest_partition
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
     days = days_between(args.date, args.to or args.date, "ingest --date/--to")
-    out = [ingest_partition(location, location.storage_options(), day).report() for day in days]
+    rules = record_rules(cfg)
+    out = [
+        ingest_partition(location, location.storage_options(), day, rules).report() for day in days
+    ]
     return {
         "location": location.name,
         "partitions": out,

@@ -12,22 +12,35 @@
 Readers turn an object into :class:`Records` (the raw events as one buffer plus offsets, so a
 million events are not a million ``bytes`` objects) or raise :class:`CorruptObjectError`,
 which the ingest quarantines as a whole object.
+
+Nothing is inflated without a bound: gzip members and Avro blocks (every codec the Avro spec
+names: null, deflate, snappy, bzip2, xz, zstandard) are inflated against what is left of
+:data:`MAX_OBJECT_BYTES`, and an object that would go over it raises
+:class:`ObjectTooLargeError` after at most that many bytes, whatever its headers claim.
 """
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import gzip
 import io
 import json
-from collections.abc import Iterable, Sequence
+import lzma
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import cramjam
 import fastavro
 import numpy as np
+from backports import zstd
 from isal import isal_zlib
 
 from pipelines.config import LandingConfig
+from pipelines.events import MAX_EVENT_BYTES
+from pipelines.storage import Storage
 
 EVENTHUBS_SCHEMA = fastavro.parse_schema(
     {
@@ -64,10 +77,34 @@ PUBSUB_SCHEMA = fastavro.parse_schema(
     }
 )
 FORMATS = ("firehose", "eventhubs_capture", "pubsub_avro", "pubsub_text")
+# Most bytes one landing object may hold, as landed and once inflated. A bigger one (a
+# decompression bomb, a runaway producer) is refused whole after at most this many bytes.
+# Firehose buffers at most 128 MiB; set Event Hubs Capture's and Pub/Sub's size windows below it.
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+_AVRO_MAGIC = b"Obj\x01"
+_AVRO_MAX_METADATA = 1024  # header entries; real writers put two or three
 
 
 class CorruptObjectError(ValueError):
     """A landing object that cannot be decoded as its format says."""
+
+    @property
+    def reason(self) -> str:
+        """The quarantine reason of the whole object."""
+        return f"corrupt_object: {self}"
+
+
+class ObjectTooLargeError(CorruptObjectError):
+    """A landing object over :data:`MAX_OBJECT_BYTES`, as landed or once inflated."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what, self.limit = what, limit
+        super().__init__(f"object_too_large:{what}>{limit}")
+
+    @property
+    def reason(self) -> str:
+        """``object_too_large:inflated>N`` or ``object_too_large:landed>N``."""
+        return f"object_too_large:{self.what}>{self.limit}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +117,11 @@ class Batch:
 
 
 def stream_roots(landing: LandingConfig) -> list[str]:
-    """Prefixes under which object keys sort in arrival order (one per capture partition)."""
+    """Prefixes under which object keys sort in arrival order (one per configured partition).
+
+    Event Hubs may have more partitions than the configuration says (partitions can be added
+    to a hub); :func:`discover_stream_roots` also finds those.
+    """
     if landing.format == "eventhubs_capture":
         ns, hub = landing.options["namespace"], landing.options["hub"]
         return [
@@ -92,17 +133,50 @@ def stream_roots(landing: LandingConfig) -> list[str]:
     return [landing.prefix]
 
 
-def date_prefixes(landing: LandingConfig, day: dt.date) -> list[str]:
-    """Key prefixes holding exactly the objects that landed on ``day``."""
-    return [f"{root}/{day:%Y/%m/%d}/" for root in stream_roots(landing)]
+def partitions_root(landing: LandingConfig) -> str | None:
+    """The folder whose sub-folders are the capture partitions (Event Hubs), else None."""
+    if landing.format != "eventhubs_capture":
+        return None
+    return f"{landing.prefix}/{landing.options['namespace']}/{landing.options['hub']}"
+
+
+def discover_stream_roots(landing: LandingConfig, storage: Storage) -> tuple[list[str], list[str]]:
+    """Every stream root that holds objects or is configured, and those not configured.
+
+    The partition folders under an Event Hub are listed (one delimiter listing), so objects of
+    a partition beyond the configured count are seen too; they are capture objects like the
+    others, and the second list lets a report name them so the configuration can be fixed.
+    """
+    roots = stream_roots(landing)
+    hub = partitions_root(landing)
+    if hub is None:
+        return roots, []
+    found = {p.rstrip("/") for p in storage.list_dirs(hub + "/")}
+    unconfigured = sorted(found - set(roots))
+    return sorted(set(roots) | found), unconfigured
+
+
+def date_prefixes(
+    landing: LandingConfig, day: dt.date, roots: Iterable[str] | None = None
+) -> list[str]:
+    """Key prefixes holding exactly the objects that landed on ``day`` (under ``roots``)."""
+    return [
+        f"{root}/{day:%Y/%m/%d}/" for root in (stream_roots(landing) if roots is None else roots)
+    ]
 
 
 def landing_date_of(landing: LandingConfig, key: str) -> dt.date:
-    """The landing date encoded in an object key."""
-    for root in stream_roots(landing):
-        if key.startswith(root + "/"):
-            y, m, d = key[len(root) + 1 :].split("/")[:3]
+    """The landing date encoded in an object key (under any Event Hubs partition folder)."""
+    hub = partitions_root(landing)
+    try:
+        if hub is not None and key.startswith(hub + "/"):
+            y, m, d = key[len(hub) + 1 :].split("/")[1:4]
             return dt.date(int(y), int(m), int(d))
+        if hub is None and key.startswith(landing.prefix + "/"):
+            y, m, d = key[len(landing.prefix) + 1 :].split("/")[:3]
+            return dt.date(int(y), int(m), int(d))
+    except ValueError:
+        pass
     raise ValueError(f"{key!r} is not under any landing stream of {landing.prefix!r}")
 
 
@@ -120,8 +194,8 @@ def object_key(landing: LandingConfig, batch: Batch, seq: int) -> str:
     return f"{landing.prefix}/{t:%Y/%m/%d/%H}/{sub}_{t:%Y-%m-%dT%H:%M:%S}+00:00_{seq:08d}.{ext}"
 
 
-def encode(landing: LandingConfig, batch: Batch, seq: int) -> bytes:
-    """Serialize a batch in the location's capture format."""
+def encode(landing: LandingConfig, batch: Batch, seq: int, codec: str = "deflate") -> bytes:
+    """Serialize a batch in the location's capture format (Avro blocks in ``codec``)."""
     if landing.format == "firehose":
         return gzip.compress(b"".join(r + b"\n" for r in batch.records), compresslevel=1)
     if landing.format == "pubsub_text":
@@ -141,7 +215,7 @@ def encode(landing: LandingConfig, batch: Batch, seq: int) -> bytes:
             }
             for i, r in enumerate(batch.records)
         )
-        fastavro.writer(buf, EVENTHUBS_SCHEMA, rows, codec="deflate")
+        fastavro.writer(buf, EVENTHUBS_SCHEMA, rows, codec=codec)
     else:
         sub = landing.options.get("subscription", "sub")
         rows = (
@@ -154,7 +228,7 @@ def encode(landing: LandingConfig, batch: Batch, seq: int) -> bytes:
             }
             for i, r in enumerate(batch.records)
         )
-        fastavro.writer(buf, PUBSUB_SCHEMA, rows, codec="deflate")
+        fastavro.writer(buf, PUBSUB_SCHEMA, rows, codec=codec)
     return buf.getvalue()
 
 
@@ -211,22 +285,29 @@ class Records:
 
 
 def _one_line(body: bytes) -> bytes:
+    if len(body) > MAX_EVENT_BYTES:  # refused for its size before anything parses it
+        return body.replace(b"\n", b" ")
     try:
         return json.dumps(json.loads(body), separators=(",", ":")).encode()
-    except ValueError:
-        return body.replace(b"\n", b" ")  # still malformed: the ingest classifies it
+    except (ValueError, RecursionError):
+        return body.replace(b"\n", b" ")  # still malformed or too deep: the ingest classifies it
 
 
-def _gunzip(data: bytes) -> bytes:
-    """All gzip members of ``data``, like ``gzip.decompress``.
+def _gunzip(data: bytes, limit: int = MAX_OBJECT_BYTES) -> bytes:
+    """All gzip members of ``data``, like ``gzip.decompress``, inflating at most ``limit`` bytes.
 
     ISA-L inflates about twice as fast as zlib; with gzip's own member loop it was a fifth of
-    the ingest's time.
+    the ingest's time. Asking it for at most what is left of the bound costs nothing on a
+    normal object and stops a bomb after ``limit`` bytes.
     """
     out: list[bytes] = []
+    left = limit
     while data:
         inflate = isal_zlib.decompressobj(wbits=31)
-        out.append(inflate.decompress(data))
+        out.append(inflate.decompress(data, left + 1))
+        left -= len(out[-1])
+        if left < 0:
+            raise ObjectTooLargeError("inflated", limit)
         if not inflate.eof:
             # gzip.decompress's words, which quarantine reasons have always carried
             raise CorruptObjectError(
@@ -236,23 +317,181 @@ def _gunzip(data: bytes) -> bytes:
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def decode_records(landing: LandingConfig, data: bytes) -> Records:
-    """Raw event records of one landing object; CorruptObjectError if it cannot be read."""
+def _streams(new: Callable[[], Any], data: bytes, left: int, limit: int) -> bytes:
+    """Every stream (bzip2, xz) or frame (zstd) of ``data``, at most ``left`` bytes in all."""
+    out: list[bytes] = []
+    while data:
+        inflate = new()
+        out.append(inflate.decompress(data, left + 1))
+        left -= len(out[-1])
+        if left < 0:
+            raise ObjectTooLargeError("inflated", limit)
+        if not inflate.eof:
+            raise CorruptObjectError("the compressed block ends before its end-of-stream marker")
+        data = inflate.unused_data
+    return b"".join(out)
+
+
+def _deflate(block: bytes, left: int, limit: int) -> bytes:
+    inflate = isal_zlib.decompressobj(wbits=-15)  # raw deflate, as the Avro spec says
+    out = inflate.decompress(block, left + 1)
+    if len(out) > left:
+        raise ObjectTooLargeError("inflated", limit)
+    return out
+
+
+def _snappy(block: bytes, left: int, limit: int) -> bytes:
+    # Each block is raw snappy, whose first varint is the inflated size, then a CRC-32 of it.
+    body, crc = block[:-4], block[-4:]
+    if len(crc) != 4:
+        raise CorruptObjectError("snappy block shorter than its checksum")
+    if cramjam.snappy.decompress_raw_len(body) > left:
+        raise ObjectTooLargeError("inflated", limit)
+    out = bytes(cramjam.snappy.decompress_raw(body))
+    if zlib.crc32(out) != int.from_bytes(crc, "big"):
+        raise CorruptObjectError("snappy block checksum does not match")
+    return out
+
+
+def _null_block(block: bytes, left: int, limit: int) -> bytes:
+    if len(block) > left:
+        raise ObjectTooLargeError("inflated", limit)
+    return block
+
+
+_AVRO_CODECS: dict[str, Callable[[bytes, int, int], bytes]] = {
+    "null": _null_block,
+    "deflate": _deflate,
+    "snappy": _snappy,
+    "bzip2": lambda block, left, limit: _streams(bz2.BZ2Decompressor, block, left, limit),
+    "xz": lambda block, left, limit: _streams(lzma.LZMADecompressor, block, left, limit),
+    "zstandard": lambda block, left, limit: _streams(zstd.ZstdDecompressor, block, left, limit),
+}
+
+
+class _Cursor:
+    """Reads Avro's binary encoding from a buffer; running past its end is corruption."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.data)
+
+    def long(self) -> int:
+        """A zig-zag varint (at most 10 bytes)."""
+        shift = value = 0
+        for _ in range(10):
+            if self.pos >= len(self.data):
+                raise CorruptObjectError("avro: the file ends inside a number")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return (value >> 1) ^ -(value & 1)
+            shift += 7
+        raise CorruptObjectError("avro: a number longer than 10 bytes")
+
+    def take(self, n: int) -> bytes:
+        """The next ``n`` bytes."""
+        if n < 0 or self.pos + n > len(self.data):
+            raise CorruptObjectError("avro: a block or value runs past the end of the file")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+
+def _zigzag(n: int) -> bytes:
+    value = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _avro_header(cur: _Cursor) -> tuple[dict[str, bytes], bytes]:
+    """The container's metadata and sync marker."""
+    if cur.take(4) != _AVRO_MAGIC:
+        raise CorruptObjectError("avro: not an Avro object container file")
+    meta: dict[str, bytes] = {}
+    while count := cur.long():
+        if count < 0:  # a negative count is followed by the block's size in bytes
+            count = -count
+            cur.long()
+        if len(meta) + count > _AVRO_MAX_METADATA:
+            raise CorruptObjectError("avro: more header entries than any writer puts")
+        for _ in range(count):
+            key = cur.take(cur.long()).decode("utf-8", "replace")
+            meta[key] = cur.take(cur.long())
+    return meta, cur.take(16)
+
+
+def _inflated_avro(data: bytes, limit: int) -> bytes:
+    """The same container with every block inflated (codec ``null``), at most ``limit`` bytes.
+
+    fastavro inflates a block whole, whatever its size; here each block is inflated against
+    what is left of the bound, and fastavro then reads the result.
+    """
+    cur = _Cursor(data)
+    meta, sync = _avro_header(cur)
+    codec = meta.get("avro.codec", b"null").decode("utf-8", "replace")
+    inflate = _AVRO_CODECS.get(codec)
+    if inflate is None:
+        raise CorruptObjectError(f"avro: codec {codec[:40]!r} is not one the Avro spec names")
+    meta["avro.codec"] = b"null"
+    header = [_AVRO_MAGIC, _zigzag(len(meta))]
+    for key, value in meta.items():
+        encoded = key.encode()
+        header += [_zigzag(len(encoded)), encoded, _zigzag(len(value)), value]
+    out = [*header, _zigzag(0), sync]
+    left = limit
+    while not cur.at_end():
+        count, block = cur.long(), cur.take(cur.long())
+        if count < 0:
+            raise CorruptObjectError("avro: a block with a negative record count")
+        try:
+            raw = inflate(block, left, limit)
+        except CorruptObjectError:
+            raise
+        except Exception as exc:  # every codec library has its own error types
+            raise CorruptObjectError(f"avro: {codec} block: {type(exc).__name__}: {exc}") from exc
+        left -= len(raw)
+        if cur.take(16) != sync:
+            raise CorruptObjectError("avro: a block's sync marker differs from the header's")
+        out += [_zigzag(count), _zigzag(len(raw)), raw, sync]
+    return b"".join(out)
+
+
+def _avro_bodies(data: bytes, field: str, limit: int) -> list[bytes]:
+    container = _inflated_avro(data, limit)
+    try:
+        reader = fastavro.reader(io.BytesIO(container))
+        return [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
+    except Exception as exc:  # fastavro raises many types on a damaged file
+        raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
+
+
+def decode_records(landing: LandingConfig, data: bytes, limit: int = MAX_OBJECT_BYTES) -> Records:
+    """Raw event records of one landing object.
+
+    Raises:
+        ObjectTooLargeError: the object is over ``limit`` bytes, as landed or once inflated.
+        CorruptObjectError: it cannot be decoded as its format says.
+    """
     fmt = landing.format
+    if len(data) > limit:
+        raise ObjectTooLargeError("landed", limit)
     if fmt in ("firehose", "pubsub_text"):
         if fmt == "firehose":
             try:
-                data = _gunzip(data)
+                data = _gunzip(data, limit)
             except isal_zlib.error as exc:  # type: ignore[misc]  # stub: an instance, not a class
                 raise CorruptObjectError(f"gzip: {exc}") from exc
         return Records.from_lines(data)
-    field = "Body" if fmt == "eventhubs_capture" else "data"
-    try:
-        reader = fastavro.reader(io.BytesIO(data))
-        bodies = [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
-    except Exception as exc:  # fastavro raises many types on a damaged file
-        raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
-    return Records.from_bodies(bodies)
+    return Records.from_bodies(
+        _avro_bodies(data, "Body" if fmt == "eventhubs_capture" else "data", limit)
+    )
 
 
 def decode(landing: LandingConfig, data: bytes) -> list[bytes]:

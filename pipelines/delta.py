@@ -237,7 +237,7 @@ def _put_file(store: Storage, folder: str, rows: pa.Table, values: Mapping[str, 
         partition_values=dict(values),
         modification_time=time.time_ns() // 1_000_000,
         data_change=True,
-        stats=json.dumps(file_stats(rows)),
+        stats=stats_json(file_stats(rows)),
     )
 
 
@@ -256,33 +256,54 @@ def file_stats(rows: pa.Table) -> dict[str, object]:
 
     Numbers, booleans and dates get their min and max; timestamps theirs widened to whole
     milliseconds (the precision Delta keeps). Strings get none: a truncated bound is easy to
-    get wrong, and a missing one only means a reader cannot skip the file.
+    get wrong, and a missing one only means a reader cannot skip the file. A column holding a
+    non-finite float (NaN, +-inf), or a date or timestamp outside years 1-9999, gets no bounds
+    either: JSON has no token for the first, and readers cannot parse the second.
     """
     low: dict[str, object] = {}
     high: dict[str, object] = {}
     for f in rows.schema:
-        t = f.type
         if not rows.num_rows or rows[f.name].null_count == rows.num_rows:
             continue
-        if pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_boolean(t):
-            bounds = pc.min_max(rows[f.name])
-            low[f.name], high[f.name] = (_json(bounds["min"].as_py()), _json(bounds["max"].as_py()))
-        elif pa.types.is_floating(t):
-            # NaN sorts above every number for Spark, and min_max skips it: no bounds then
-            if not pc.any(pc.is_nan(rows[f.name])).as_py():
-                bounds = pc.min_max(rows[f.name])
-                low[f.name], high[f.name] = bounds["min"].as_py(), bounds["max"].as_py()
-        elif pa.types.is_timestamp(t):
-            ticks = pc.min_max(rows[f.name].cast(pa.int64()))  # in the column's own unit
-            per_second = _TICKS_PER_SECOND[t.unit]
-            low[f.name] = _millis(ticks["min"].as_py() * 1000 // per_second, t.tz)
-            high[f.name] = _millis(-(-ticks["max"].as_py() * 1000 // per_second), t.tz)
+        bounds = _bounds(rows[f.name], f.type)
+        if bounds is not None:
+            low[f.name], high[f.name] = bounds
     return {
         "numRecords": rows.num_rows,
         "minValues": low,
         "maxValues": high,
         "nullCount": {f.name: rows[f.name].null_count for f in rows.schema},
     }
+
+
+def stats_json(stats: dict[str, object]) -> str:
+    """Statistics as strict JSON: a NaN or infinity raises here instead of breaking the log."""
+    return json.dumps(stats, allow_nan=False, separators=(",", ":"))
+
+
+def _bounds(column: pa.ChunkedArray, t: pa.DataType) -> tuple[object, object] | None:
+    """A column's (min, max) as Delta's statistics hold them, or None when it has none."""
+    try:
+        if pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_boolean(t):
+            found = pc.min_max(column)
+            return _json(found["min"].as_py()), _json(found["max"].as_py())
+        if pa.types.is_floating(t):
+            # NaN sorts above every number for Spark, and min_max skips it; JSON cannot hold
+            # NaN or an infinity at all: no bounds then
+            if not pc.all(pc.fill_null(pc.is_finite(column), True)).as_py():
+                return None
+            found = pc.min_max(column)
+            return float(found["min"].as_py()), float(found["max"].as_py())
+        if pa.types.is_timestamp(t):
+            ticks = pc.min_max(column.cast(pa.int64()))  # in the column's own unit
+            per_second = _TICKS_PER_SECOND[t.unit]
+            return (
+                _millis(ticks["min"].as_py() * 1000 // per_second, t.tz),
+                _millis(-(-ticks["max"].as_py() * 1000 // per_second), t.tz),
+            )
+    except (OverflowError, ValueError, pa.ArrowNotImplementedError):
+        return None  # a value Python's calendar cannot hold, or a type with no kernel
+    return None
 
 
 _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -293,12 +314,9 @@ def _json(value: object) -> object:
 
 
 def _millis(ms: int, tz: str | None) -> str:
-    stamp = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
-    return (
-        stamp.strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{stamp.microsecond // 1000:03d}"
-        + ("Z" if tz else "")
-    )
+    stamp = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)  # OverflowError past 9999
+    # isoformat, not strftime: %Y writes year 1 as "1", which no reader parses
+    return stamp.isoformat(timespec="milliseconds") + ("Z" if tz else "")
 
 
 def _merged_schema(table: DeltaTable, incoming: pa.Schema) -> pa.Schema:

@@ -13,6 +13,12 @@ records between those that fail are parsed as spans by Arrow's streaming JSON re
 keeps the blocks before a failing one; the row its error names is tried alone, so a bad record
 costs about one block's re-parse and never fails the partition. Records that are not one
 ``{...}`` are parsed alone, so that Arrow can never read a line as two rows and shift the rest.
+
+Hostile input is bounded before it is parsed: objects by :data:`capture.MAX_OBJECT_BYTES`
+(landed and inflated), records by ``RecordRules.max_event_bytes`` and ``max_json_depth``. Fields
+outside the event schema are kept in ``_rescued_data`` (Arrow's reader reports them, and only
+the records that hold them go through Python's json). Every rule of :class:`RecordRules`, the
+one the blocking bronze suite is built from, is applied by :func:`validate` with Arrow kernels.
 """
 
 from __future__ import annotations
@@ -36,18 +42,26 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from pipelines import capture, delta
-from pipelines.config import LakeLocation, LandingConfig
+from pipelines.config import LakeLocation, LandingConfig, load_config
 from pipelines.events import (
     BRONZE_PARTITION_BY,
     BRONZE_SCHEMA,
-    FUTURE_TOLERANCE_HOURS,
     MAX_EVENT_BYTES,
+    MAX_EVENT_TS,
+    MAX_JSON_DEPTH,
+    MIN_EVENT_TS,
+    PARSED_SCHEMA,
     QUARANTINE_SCHEMA,
-    REQUIRED,
+    RESCUED_COLUMN,
     WIRE_SCHEMA,
+    RecordRules,
+    nesting_depth,
+    non_finite_field,
+    out_of_range_field,
+    record_rules,
     wrong_type_field,
 )
-from pipelines.storage import Storage, open_storage
+from pipelines.storage import ObjectInfo, Storage, open_storage
 
 # Arrow reads about this much per block; a block costs ~0.1 ms on its own, so smaller
 # blocks cost more on clean data than they save around a bad record.
@@ -57,7 +71,15 @@ STREAM_BLOCK_BYTES = 256 * 1024
 OBJECT_THREADS = 3
 BRONZE_TABLE = "bronze_events"
 QUARANTINE_TABLE = "bronze_quarantine"
+# Bytes of a refused record or object kept in quarantine; the landed object itself stays in
+# the landing area, so a cut copy loses nothing that cannot be read again.
+MAX_QUARANTINE_RAW_BYTES = 1024 * 1024
+# The stream is read strictly: a record with a field outside the schema stops it, so that the
+# few records holding one are found (and their fields rescued) without looking at the others.
+_STRICT = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="error")
 _PARSE = pj.ParseOptions(explicit_schema=WIRE_SCHEMA, unexpected_field_behavior="ignore")
+_UNEXPECTED = "unexpected field"
+_WIRE_NAMES = frozenset(WIRE_SCHEMA.names)
 _ERROR_ROW = re.compile(r" in row (\d+)$")
 _UTF8_WINDOW = 1 << 16
 _WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() removes, but \n
@@ -74,8 +96,16 @@ class IngestResult:
     landed: int
     duplicates: int
     objects: int
-    corrupt_objects: int
+    corrupt_objects: int  # objects quarantined whole: corrupt, too large, or a bad name
     reasons: dict[str, int] = field(default_factory=dict)
+    rescued_fields: dict[str, int] = field(default_factory=dict)  # bronze rows per field
+    unconfigured_streams: list[str] = field(default_factory=list)  # listed, not configured
+
+    @property
+    def rescued(self) -> int:
+        """Bronze rows holding fields outside the schema (in ``_rescued_data``)."""
+        column = self.bronze[RESCUED_COLUMN]
+        return len(column) - column.null_count
 
     @property
     def ingested(self) -> int:
@@ -105,28 +135,105 @@ class IngestResult:
             "duplicates_dropped": self.duplicates,
             "reconciled": self.reconciled,
             "quarantine_reasons": dict(sorted(self.reasons.items())),
+            "records_with_rescued_data": self.rescued,
+            "rescued_fields": dict(sorted(self.rescued_fields.items())),
+            "unconfigured_streams": self.unconfigured_streams,
         }
 
 
-def _classify(raw: bytes) -> str:
-    """Why Arrow could not parse one record."""
-    if not raw.strip():
-        return "empty_record"  # whitespace only: Arrow skips it instead of failing
+def default_rules() -> RecordRules:
+    """The record rules of the configuration in use (``lakehouse.yaml`` ``regions:``)."""
+    return record_rules(load_config())
+
+
+class _Duplicate(ValueError):
+    """A JSON object naming one field twice (Arrow refuses it; Python keeps the last)."""
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return obj
+
+
+def _named(field: str | None) -> str:
+    """A field as reasons name it: its own name in the schema, else the rescued column.
+
+    Names from outside the schema are the producer's (any length, any number of them); the
+    reasons stay a short, fixed vocabulary.
+    """
+    return field if field is not None and field in _WIRE_NAMES else RESCUED_COLUMN
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
+def _load(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, object] | str:
+    """A record as a Python dict, or the reason it is not one that can be kept."""
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = _DECODER.decode(raw.decode("utf-8"))
+    except _Duplicate as dup:
+        return f"duplicate_field:{_named(str(dup))}"
+    except RecursionError:  # deeper than Python's json goes (about 1,000 levels)
+        return "too_deeply_nested"
+    except ValueError:  # UnicodeDecodeError too: the ingest refuses such records before
         return "malformed_json"
     if not isinstance(obj, dict):
         return "malformed_json: not an object"
-    bad = wrong_type_field(obj)
-    return f"wrong_type:{bad}" if bad else "unparseable"
+    flat = raw.count(b"{") == 1 and b"[" not in raw  # one object, nothing in it: no walk
+    if not flat and nesting_depth(obj) > max_depth:
+        return "too_deeply_nested"
+    return obj
 
 
-def _read(buf: pa.Buffer, start: int, end: int) -> pa.Table:
+def _classify(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> str:
+    """Why Arrow could not parse one record."""
+    if not raw.strip():
+        return "empty_record"  # whitespace only: Arrow skips it instead of failing
+    obj = _load(raw, max_depth)
+    if isinstance(obj, str):
+        return obj
+    if bad := non_finite_field(obj):
+        return f"non_finite_number:{_named(bad)}"
+    if bad := wrong_type_field(obj):
+        return f"wrong_type:{bad}"
+    if bad := out_of_range_field(obj):
+        return f"number_out_of_range:{bad}"
+    return "unparseable"
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def _rescued_json(extra: dict[str, object]) -> tuple[str | None, str | None]:
+    """Fields outside the schema as one JSON object (None if none), or why they cannot be."""
+    if not extra:
+        return None, None
+    try:
+        return _ENCODER.encode(extra), None
+    except ValueError:  # NaN has no JSON spelling: the column must stay JSON
+        return None, f"non_finite_number:{RESCUED_COLUMN}"
+    except RecursionError:
+        return None, "too_deeply_nested"
+
+
+def _rescue(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> tuple[str | None, str | None]:
+    """A parsed record's fields outside the schema as a JSON object, or why it is refused.
+
+    Returns (rescued JSON or None when there is no such field, quarantine reason or None).
+    """
+    obj = _load(raw, max_depth)
+    if isinstance(obj, str):
+        return None, obj
+    return _rescued_json({k: v for k, v in obj.items() if k not in _WIRE_NAMES})
+
+
+def _read(buf: pa.Buffer, start: int, end: int, parse: pj.ParseOptions = _PARSE) -> pa.Table:
     # One block per call, so a row number in Arrow's error counts from ``start``.
     size = end - start
     read = pj.ReadOptions(use_threads=False, block_size=max(size + 1, 1 << 16))
-    return pj.read_json(pa.BufferReader(buf.slice(start, size)), read, _PARSE)
+    return pj.read_json(pa.BufferReader(buf.slice(start, size)), read, parse)
 
 
 def _failed_row(exc: Exception) -> int | None:
@@ -136,51 +243,76 @@ def _failed_row(exc: Exception) -> int | None:
 
 
 class _Parsed:
-    """What parsing one object's records gave: row batches by first record, rejected records."""
+    """What parsing one object's records gave: row batches by first record, rejected records.
 
-    def __init__(self, buf: pa.Buffer, records: capture.Records) -> None:
-        self.buf, self.records = buf, records
+    ``rescued`` maps a record to the JSON of its fields outside the schema.
+    """
+
+    def __init__(self, buf: pa.Buffer, records: capture.Records, max_depth: int) -> None:
+        self.buf, self.records, self.max_depth = buf, records, max_depth
         self.good: list[tuple[int, list[pa.RecordBatch]]] = []
         self.bad: list[tuple[int, str]] = []
+        self.rescued: dict[int, str] = {}
 
-    def _stream(self, lo: int, hi: int) -> tuple[list[pa.RecordBatch], Exception | None]:
+    def _stream(
+        self, lo: int, hi: int, parse: pj.ParseOptions = _STRICT
+    ) -> tuple[list[pa.RecordBatch], Exception | None]:
         """Records lo..hi-1 block by block; the blocks before a failing one, and its error."""
         start, end = int(self.records.starts[lo]), int(self.records.ends[hi - 1])
         batches: list[pa.RecordBatch] = []
         try:
             read = pj.ReadOptions(use_threads=False, block_size=STREAM_BLOCK_BYTES)
             batches.extend(
-                pj.open_json(pa.BufferReader(self.buf.slice(start, end - start)), read, _PARSE)
+                pj.open_json(pa.BufferReader(self.buf.slice(start, end - start)), read, parse)
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             return batches, exc
         return batches, None
 
-    def _alone(self, i: int) -> pa.Table | None:
-        """Record ``i`` parsed by itself: its one row, or None when it gives no single row."""
+    def _alone(self, i: int) -> tuple[pa.Table | None, bool]:
+        """Record ``i`` parsed by itself, and whether it holds a field outside the schema.
+
+        The row is None when the record gives no single row.
+        """
+        start, end = int(self.records.starts[i]), int(self.records.ends[i])
+        extra = False
         try:
-            table = _read(self.buf, int(self.records.starts[i]), int(self.records.ends[i]))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        return table if table.num_rows == 1 else None
+            table = _read(self.buf, start, end, _STRICT)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            if _UNEXPECTED not in str(exc):
+                return None, False
+            try:
+                table, extra = _read(self.buf, start, end, _PARSE), True
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None, False
+        return (table if table.num_rows == 1 else None), extra
 
     def one(self, i: int) -> None:
-        """Parse record ``i`` alone; keep its row, or reject it with its reason."""
-        table = self._alone(i)
+        """Parse record ``i`` alone; keep its row (and rescued fields), or reject it."""
+        table, extra = self._alone(i)
         if table is None:
-            self.bad.append((i, _classify(self.records.raw(i))))
-        else:
-            self.good.append((i, table.to_batches()))
+            self.bad.append((i, _classify(self.records.raw(i), self.max_depth)))
+            return
+        if extra:
+            rescued, why = _rescue(self.records.raw(i), self.max_depth)
+            if why is not None:
+                self.bad.append((i, why))
+                return
+            if rescued is not None:
+                self.rescued[i] = rescued
+        self.good.append((i, table.to_batches()))
 
-    def span(self, lo: int, hi: int) -> None:
+    def span(self, lo: int, hi: int, parse: pj.ParseOptions = _STRICT) -> None:
         """Parse records lo..hi-1, each known to be one JSON value or a parse error.
 
-        Arrow's streaming reader keeps the blocks before a failing one. The row its error names
-        is tried alone: when it fails alone, the rows before it are parsed again and the stream
-        resumes after it; otherwise (or when the error names no row) what is left is halved.
+        Arrow's streaming reader keeps the blocks before a failing one. When a field outside
+        the schema stopped it, that block is handed to :meth:`_extra`. Otherwise the row its
+        error names is tried alone: when it fails alone, the rows before it are parsed again
+        and the stream resumes after it; otherwise (or when the error names no row) what is
+        left is halved.
         """
         while lo < hi:
-            batches, exc = self._stream(lo, hi)
+            batches, exc = self._stream(lo, hi, parse)
             at = lo + sum(b.num_rows for b in batches)  # first record of the failing block
             if batches:
                 self.good.append((lo, batches))
@@ -192,16 +324,63 @@ class _Parsed:
             if hi - at == 1:
                 self.one(at)
                 return
-            if row is not None and at + row < hi and self._alone(at + row) is not None:
+            if _UNEXPECTED in str(exc):
+                # about one block: Arrow's blocks end at the last newline within their size
+                start = self.records.starts[at] + STREAM_BLOCK_BYTES
+                end = int(np.searchsorted(self.records.ends, start, side="right"))
+                lo = min(hi, max(at + 1, end))
+                self._extra(at, lo)
+                continue
+            if row is not None and at + row < hi and self._alone(at + row)[0] is not None:
                 row = None
             if row is None:
                 mid = (at + hi) // 2
-                self.span(at, mid)
+                self.span(at, mid, parse)
                 lo = mid
                 continue
-            self.span(at, at + row)
-            self.bad.append((at + row, _classify(self.records.raw(at + row))))
+            self.span(at, at + row, parse)
+            self.bad.append((at + row, _classify(self.records.raw(at + row), self.max_depth)))
             lo = at + row + 1
+
+    def _extra(self, lo: int, hi: int) -> None:
+        """Records lo..hi-1, where Arrow met a field outside the schema.
+
+        Python's json reads each: the fields outside the schema are rescued (or the record is
+        refused), then the block is parsed again ignoring such fields, which is safe for every
+        record Python has read; the others are parsed alone. A producer adding a field to every
+        event so costs one json.loads per event, not one Arrow parse per event.
+        """
+        unread: list[int] = []
+        skip: list[int] = []
+        found = False
+        for i in range(lo, hi):
+            obj = _load(self.records.raw(i), self.max_depth)
+            if isinstance(obj, str):
+                unread.append(i)
+                skip.append(i)
+                continue
+            extra = {k: v for k, v in obj.items() if k not in _WIRE_NAMES}
+            if not extra:
+                continue
+            found = True
+            rescued, why = _rescued_json(extra)
+            if why is not None:
+                self.bad.append((i, why))
+                skip.append(i)
+            else:
+                self.rescued[i] = str(rescued)
+        if not found:  # the field is past ``hi``, or in a record Python cannot read: halve
+            mid = (lo + hi) // 2
+            self.span(lo, mid)
+            self.span(mid, hi)
+            return
+        prev, alone = lo, set(unread)
+        for i in [*skip, hi]:
+            if prev < i:
+                self.span(prev, i, _PARSE)
+            if i in alone:
+                self.one(i)
+            prev = i + 1
 
 
 def _one_value_each(
@@ -266,16 +445,22 @@ def _blank(records: capture.Records) -> list[int]:
     return [i for i in maybe if not records.raw(i).strip()]
 
 
-def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
-    """Parse raw records into wire-schema rows.
+def parse_records(
+    records: capture.Records,
+    max_bytes: int = MAX_EVENT_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
+    """Parse raw records into rows of the parsed schema (wire fields and ``_rescued_data``).
 
     Returns the indices of the parsed records, their rows (same order) and the rejected
     (index, reason) pairs. Size, emptiness and UTF-8 are checked on the whole buffer; the
     records between those that fail them are parsed as spans, by Arrow's streaming reader.
+    Records over ``max_bytes`` are refused before anything parses them, and records nested
+    deeper than ``max_depth`` when Python's json reads them.
     """
     n = len(records)
     empty = [*np.flatnonzero(records.ends == records.starts).tolist(), *_blank(records)]
-    oversized = np.flatnonzero(records.sizes() > MAX_EVENT_BYTES).tolist()
+    oversized = np.flatnonzero(records.sizes() > max_bytes).tolist()
     # Later checks win: a record both oversized and not UTF-8 is oversized, as it always was.
     why: dict[int, str] = dict.fromkeys(_invalid_utf8(records), "invalid_utf8")
     why.update(dict.fromkeys(empty, "empty_record"))
@@ -285,13 +470,13 @@ def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[
     candidates = np.flatnonzero(keep)
     alone = candidates[~_one_value_each(records, candidates, why)]
     keep[alone] = False
-    parsed = _Parsed(pa.py_buffer(records.data), records)
+    parsed = _Parsed(pa.py_buffer(records.data), records, max_depth)
     for i in alone.tolist():
         raw = records.raw(i)
         if raw.lstrip().startswith(b"{"):
             parsed.one(i)
         else:  # not an object; and a block that starts with `null` crashes Arrow 25's reader
-            why[i] = _classify(raw)
+            why[i] = _classify(raw, max_depth)
     # Spans of consecutive kept records, cut at every record rejected or parsed alone.
     kept = np.flatnonzero(keep)
     cuts = np.flatnonzero(np.diff(kept) != 1) + 1
@@ -299,64 +484,126 @@ def parse_records(records: capture.Records) -> tuple[np.ndarray, pa.Table, list[
         parsed.span(int(span[0]), int(span[-1]) + 1)
     rejected = sorted([*why.items(), *parsed.bad])
     if not parsed.good:
-        return np.zeros(0, dtype=np.int64), WIRE_SCHEMA.empty_table(), rejected
+        return np.zeros(0, dtype=np.int64), PARSED_SCHEMA.empty_table(), rejected
     parsed.good.sort(key=lambda g: g[0])
     batches = [b for _, bs in parsed.good for b in bs]
     ids = np.concatenate(
         [np.arange(lo, lo + sum(b.num_rows for b in bs)) for lo, bs in parsed.good]
     )
-    return ids, pa.Table.from_batches(batches, WIRE_SCHEMA), rejected
+    rows = pa.Table.from_batches(batches, WIRE_SCHEMA)
+    return ids, rows.append_column(RESCUED_COLUMN, _rescued_column(ids, parsed.rescued)), rejected
+
+
+def _rescued_column(ids: np.ndarray, rescued: dict[int, str]) -> pa.Array:
+    """The ``_rescued_data`` of each parsed record (``ids`` sorted): mostly nulls."""
+    if not rescued:
+        return pa.nulls(len(ids), pa.string())
+    values = np.full(len(ids), None, dtype=object)
+    keys = np.fromiter(rescued, np.int64, len(rescued))
+    at = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
+    hit = ids[at] == keys  # a record refused after its fields were read has no row
+    values[at[hit]] = [rescued[int(k)] for k in keys[hit]]
+    return pa.array(values, pa.string())
+
+
+_TS = pa.timestamp("us", tz="UTC")
 
 
 def _parse_timestamps(values: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """ISO-8601 strings to UTC timestamps; returns the array and a mask of unparseable ones."""
-    target = pa.timestamp("us", tz="UTC")
+    """ISO-8601 strings to UTC timestamps; returns the array and a mask of the bad ones.
+
+    Bad: not ISO-8601, or an instant outside years 1-9999 in UTC (``0001-01-01T00:00:00+01:00``,
+    ``9999-12-31T23:59:59-14:00``), which neither Python nor Spark can hold.
+    """
     try:
-        ts = pc.cast(values, target)
-        return ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts, np.zeros(
-            len(values), bool
-        )
+        cast = pc.cast(values, _TS)
+        ts = cast.combine_chunks() if isinstance(cast, pa.ChunkedArray) else cast
+        bounds = pc.min_max(ts)  # one pass; the mask only when something is out of range
+        low, high = bounds["min"], bounds["max"]
+        if not low.is_valid or (
+            low.value >= MIN_EVENT_TS.value and high.value <= MAX_EVENT_TS.value
+        ):
+            return ts, np.zeros(len(values), bool)
+        outside = pc.or_(pc.less(ts, MIN_EVENT_TS), pc.greater(ts, MAX_EVENT_TS))
+        bad = pc.fill_null(outside, False).to_numpy(zero_copy_only=False)
+        return pc.if_else(bad, pa.scalar(None, _TS), ts), bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     out: list[dt.datetime | None] = []
     bad = np.zeros(len(values), bool)
     for i, v in enumerate(values.to_pylist()):
         try:
-            out.append(
-                dt.datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(dt.UTC)
-                if v
-                else None
-            )
-        except (ValueError, AttributeError):
+            stamp = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            # no offset: UTC, as Arrow's cast would need one, and never this machine's zone
+            stamp = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp
+            out.append(stamp.astimezone(dt.UTC))
+        except (ValueError, AttributeError, OverflowError):
             out.append(None)
-            bad[i] = v is not None
-    return pa.array(out, type=target), bad
+            bad[i] = v is not None  # a null is missing_field's to report
+    return pa.array(out, type=_TS), bad
 
 
-def validate(rows: pa.Table, region: str, landing_date: dt.date) -> tuple[pa.Table, np.ndarray]:
-    """Vectorized rules; returns rows with parsed timestamps and the reason per row ('' = ok).
+def _missing(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Null, or for strings also empty or only whitespace ("", "  ")."""
+    if not pa.types.is_string(column.type):
+        return column.is_null()
+    blank = pc.or_(pc.equal(pc.binary_length(column), 0), pc.utf8_is_space(column))
+    return pc.or_kleene(column.is_null(), blank)
 
-    A row breaking several rules gets the first one in this order.
+
+# A blank value of these columns always breaks another rule too (no region, currency or time
+# is blank), so whether it is blank is only asked of the rows already refused: the full-column
+# check would cost about 20 ms per million events for nothing.
+_BLANK_BREAKS_ANOTHER_RULE = ("event_ts", "region", "currency")
+
+
+def validate(
+    rows: pa.Table, region: str, landing_date: dt.date, rules: RecordRules | None = None
+) -> tuple[pa.Table, np.ndarray]:
+    """Every record rule, vectorized: rows with parsed timestamps, and each row's reason.
+
+    The reason is '' for a valid row. A row breaking several rules gets the first one in
+    this order: a missing field, a non-finite number, the timestamp, quantity, price,
+    currency, store id, region.
     """
+    rules = rules or default_rules()
     ts, bad_ts = _parse_timestamps(rows["event_ts"])
     limit = dt.datetime.combine(landing_date, dt.time(0), tzinfo=dt.UTC) + dt.timedelta(
-        days=1, hours=FUTURE_TOLERANCE_HOURS
+        days=1, hours=rules.future_tolerance_hours
     )
-    rules: list[tuple[str, pa.Array | pa.ChunkedArray | np.ndarray]] = [
-        *((f"missing_field:{col}", rows[col].is_null()) for col in REQUIRED),
+    store = rows["store_id"]
+    later = [c for c in rules.required if c in _BLANK_BREAKS_ANOTHER_RULE]
+    checks: list[tuple[str, pa.Array | pa.ChunkedArray | np.ndarray]] = [
+        *(
+            (f"missing_field:{c}", rows[c].is_null() if c in later else _missing(rows[c]))
+            for c in rules.required
+        ),
+        *((f"non_finite_number:{c}", pc.invert(pc.is_finite(rows[c]))) for c in rules.finite),
         ("bad_timestamp", bad_ts),
-        ("future_timestamp", pc.greater(ts, pa.scalar(limit, pa.timestamp("us", tz="UTC")))),
-        ("negative_quantity", pc.less(rows["quantity"], 0)),
-        ("non_positive_price", pc.less_equal(rows["unit_price"], 0)),
+        ("future_timestamp", pc.greater(ts, pa.scalar(limit, _TS))),
+        ("negative_quantity", pc.less(rows["quantity"], rules.quantity_min)),
+        ("non_positive_price", pc.less_equal(rows["unit_price"], rules.unit_price_above)),
+        ("unknown_currency", pc.invert(pc.is_in(rows["currency"], pa.array(rules.currencies)))),
+        (
+            "store_id_out_of_range",
+            pc.or_(pc.less(store, rules.store_id_min), pc.greater(store, rules.store_id_max)),
+        ),
         ("wrong_region", pc.not_equal(rows["region"], region)),
     ]
-    broken = np.zeros(rows.num_rows, np.int8)  # 0 = ok, k = rules[k - 1]
-    for k in range(len(rules), 0, -1):
-        mask = rules[k - 1][1]
+    broken = np.zeros(rows.num_rows, np.int8)  # 0 = ok, k = checks[k - 1]
+    for k in range(len(checks), 0, -1):
+        mask = checks[k - 1][1]
         if not isinstance(mask, np.ndarray):
+            if not pc.any(mask).as_py():  # the usual case: nothing to convert
+                continue
             mask = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
         broken[mask] = k
-    reason = np.asarray(["", *(why for why, _ in rules)], dtype=object)[broken]
+    refused = np.flatnonzero(broken)
+    for c in later if len(refused) else []:
+        k = 1 + rules.required.index(c)
+        blank = _missing(rows[c].take(refused)).to_numpy(zero_copy_only=False)
+        broken[refused[blank]] = np.minimum(broken[refused[blank]], k)
+    reason = np.asarray(["", *(why for why, _ in checks)], dtype=object)[broken]
     return rows.set_column(rows.schema.get_field_index("event_ts"), "event_ts", ts), reason
 
 
@@ -393,6 +640,18 @@ def _without(table: pa.Table, rows: np.ndarray) -> pa.Table:
     return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
+@dataclass(frozen=True)
+class LandedObject:
+    """One landing object as read: its key, its bytes and its size as listed.
+
+    ``size`` exceeds ``len(data)`` when only the head of an object over the bound was read.
+    """
+
+    key: str
+    data: bytes
+    size: int
+
+
 @dataclass
 class _ObjectRows:
     """One decoded object: its records, the rows that passed every rule, the rejected ones."""
@@ -403,15 +662,36 @@ class _ObjectRows:
     rejected: list[tuple[int, str]]
 
 
+def _printable(key: str) -> str:
+    """An object key as text: bytes that are not UTF-8 (kept as surrogates) as backslash escapes."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _whole_reason(obj: LandedObject) -> str | None:
+    """Why an object is refused before it is decoded, if it is."""
+    if _printable(obj.key) != obj.key:
+        return "invalid_object_name"
+    if obj.size > capture.MAX_OBJECT_BYTES or len(obj.data) > capture.MAX_OBJECT_BYTES:
+        return capture.ObjectTooLargeError("landed", capture.MAX_OBJECT_BYTES).reason
+    return None
+
+
 def _ingest_object(
-    landing: LandingConfig, region: str, landing_date: dt.date, data: bytes
-) -> _ObjectRows | capture.CorruptObjectError:
+    landing: LandingConfig,
+    region: str,
+    landing_date: dt.date,
+    obj: LandedObject,
+    rules: RecordRules,
+) -> _ObjectRows | str:
+    """One object's rows and rejected records, or the reason it is quarantined whole."""
+    if (why_whole := _whole_reason(obj)) is not None:
+        return why_whole
     try:
-        records = capture.decode_records(landing, data)
+        records = capture.decode_records(landing, obj.data, capture.MAX_OBJECT_BYTES)
     except capture.CorruptObjectError as exc:
-        return exc
-    ids, rows, rejected = parse_records(records)
-    rows, why = validate(rows, region, landing_date)
+        return exc.reason
+    ids, rows, rejected = parse_records(records, rules.max_event_bytes, rules.max_json_depth)
+    rows, why = validate(rows, region, landing_date, rules)
     # Records Arrow could not parse and parsed rows that broke a rule, by record position.
     invalid = np.flatnonzero(why != "")
     rejected.extend((int(ids[j]), str(why[j])) for j in invalid)
@@ -419,35 +699,62 @@ def _ingest_object(
     return _ObjectRows(records, rows, key_hashes(rows["event_id"]), rejected)
 
 
-def ingest_objects(
-    objects: Iterable[tuple[str, bytes]],
+def _safely(
     landing: LandingConfig,
     region: str,
     landing_date: dt.date,
+    obj: LandedObject,
+    rules: RecordRules,
+) -> _ObjectRows | str:
+    """:func:`_ingest_object`, with any error of ours turned into a whole-object quarantine.
+
+    Every input the engine knows of gets its own reason; this only keeps a bug that some new
+    input finds from failing the partition (the fuzz test asserts it never fires).
+    """
+    try:
+        return _ingest_object(landing, region, landing_date, obj, rules)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        return f"ingest_error: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _landed(obj: LandedObject | tuple[str, bytes]) -> LandedObject:
+    return obj if isinstance(obj, LandedObject) else LandedObject(obj[0], obj[1], len(obj[1]))
+
+
+def _raw(data: bytes) -> bytes:
+    return data[:MAX_QUARANTINE_RAW_BYTES]
+
+
+def ingest_objects(
+    objects: Iterable[LandedObject | tuple[str, bytes]],
+    landing: LandingConfig,
+    region: str,
+    landing_date: dt.date,
+    rules: RecordRules | None = None,
 ) -> IngestResult:
-    """Decode, validate and de-duplicate landing objects of one partition."""
-    ordered = sorted(objects, key=lambda o: o[0])
+    """Decode, validate and de-duplicate landing objects of one partition.
+
+    ``rules`` default to those of the configuration in use (:func:`default_rules`).
+    """
+    rules = rules or default_rules()
+    ordered = sorted(map(_landed, objects), key=lambda o: _printable(o.key))
     # Objects are decoded, parsed and validated on both cores (ISA-L's inflate, numpy and
     # Arrow's reader release the GIL); de-duplication is across the partition, in key order.
     with ThreadPoolExecutor(max_workers=OBJECT_THREADS) as pool:
-        done = list(
-            pool.map(lambda o: _ingest_object(landing, region, landing_date, o[1]), ordered)
-        )
+        done = list(pool.map(lambda o: _safely(landing, region, landing_date, o, rules), ordered))
     names: list[str] = []
     tables: list[pa.Table] = []
     hashes: list[np.ndarray] = []
     q_rows: list[dict[str, Any]] = []
-    landed = corrupt = 0
-    for (key, data), out in zip(ordered, done, strict=True):
-        if isinstance(out, capture.CorruptObjectError):
-            corrupt += 1
+    landed = whole = 0
+    for obj, out in zip(ordered, done, strict=True):
+        key = _printable(obj.key)
+        if isinstance(out, str):
+            whole += 1
             q_rows.append(
-                {
-                    "source_object": key,
-                    "record_index": -1,
-                    "reason": f"corrupt_object: {out}",
-                    "raw": data,
-                }
+                {"source_object": key, "record_index": -1, "reason": out, "raw": _raw(obj.data)}
             )
             continue
         names.append(key)
@@ -455,10 +762,47 @@ def ingest_objects(
         hashes.append(out.hashes)
         landed += len(out.records)
         q_rows.extend(
-            {"source_object": key, "record_index": i, "reason": why, "raw": out.records.raw(i)}
+            {
+                "source_object": key,
+                "record_index": i,
+                "reason": why,
+                "raw": _raw(out.records.raw(i)),
+            }
             for i, why in out.rejected
         )
-    empty = validate(WIRE_SCHEMA.empty_table(), region, landing_date)[0]
+    bronze, duplicates = _bronze(names, tables, hashes, region, landing_date, rules)
+    return IngestResult(
+        landing_date=landing_date,
+        region=region,
+        bronze=bronze,
+        quarantine=_quarantine(q_rows, region, landing_date),
+        landed=landed + whole,
+        duplicates=duplicates,
+        objects=len(names) + whole,
+        corrupt_objects=whole,
+        reasons=dict(Counter(_reason_key(r["reason"]) for r in q_rows)),
+        rescued_fields=_rescued_fields(bronze[RESCUED_COLUMN]),
+    )
+
+
+def _reason_key(reason: str) -> str:
+    """A reason as counted: corrupt objects and errors by kind, not by their error's words."""
+    for kind in ("corrupt_object", "ingest_error"):
+        if reason.startswith(kind):
+            return kind
+    return reason
+
+
+def _bronze(
+    names: list[str],
+    tables: list[pa.Table],
+    hashes: list[np.ndarray],
+    region: str,
+    landing_date: dt.date,
+    rules: RecordRules,
+) -> tuple[pa.Table, int]:
+    """The partition's bronze rows, first occurrence of each event id, and the duplicates."""
+    empty = validate(PARSED_SCHEMA.empty_table(), region, landing_date, rules)[0]
     keys = pa.chunked_array([c for t in tables for c in t["event_id"].chunks], pa.string())
     first = _first_occurrence(keys, np.concatenate([np.zeros(0, np.uint64), *hashes]))
     duplicates = int((~first).sum())
@@ -479,46 +823,71 @@ def ingest_objects(
     )
     day = np.full(bronze.num_rows, np.datetime64(landing_date, "D"))
     bronze = bronze.append_column("landing_date", pa.array(day).cast(pa.date32()))
-    bronze = bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA)
+    return bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA), duplicates
 
+
+def _quarantine(q_rows: list[dict[str, Any]], region: str, landing_date: dt.date) -> pa.Table:
     q_rows.sort(key=lambda r: (r["source_object"], r["record_index"]))
-    quarantine = pa.Table.from_pylist(
+    return pa.Table.from_pylist(
         [{"landing_date": landing_date, "region": region, **r} for r in q_rows],
         schema=QUARANTINE_SCHEMA,
     )
-    reasons = Counter(
-        r["reason"].split(":")[0] if r["reason"].startswith("corrupt_object") else r["reason"]
-        for r in q_rows
-    )
-    return IngestResult(
-        landing_date=landing_date,
-        region=region,
-        bronze=bronze,
-        quarantine=quarantine,
-        landed=landed + corrupt,
-        duplicates=duplicates,
-        objects=len(names) + corrupt,
-        corrupt_objects=corrupt,
-        reasons=dict(reasons),
-    )
+
+
+def _rescued_fields(column: pa.ChunkedArray, most: int = 50) -> dict[str, int]:
+    """How many bronze rows rescued each field name (the ``most`` commonest, names cut)."""
+    counts: Counter[str] = Counter()
+    found = pc.value_counts(column.drop_null())  # each distinct JSON once
+    for text, n in zip(
+        found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=False
+    ):
+        for name in json.loads(text):
+            counts[name[:100]] += n
+    return dict(counts.most_common(most))
+
+
+def landing_listing(
+    storage: Storage, landing: LandingConfig, landing_date: dt.date
+) -> tuple[list[ObjectInfo], list[str]]:
+    """The objects that landed on a date, and the stream roots holding some not configured.
+
+    Only that date's prefixes are listed, under every stream root found (an Event Hub's
+    partition folders are listed, not assumed from the configured count).
+    """
+    roots, unconfigured = capture.discover_stream_roots(landing, storage)
+    infos = [
+        info
+        for prefix in capture.date_prefixes(landing, landing_date, roots)
+        for info in storage.list(prefix)
+    ]
+    seen = {i.path.split("/" + f"{landing_date:%Y/%m/%d}/")[0] for i in infos}
+    return infos, [r for r in unconfigured if r in seen]
 
 
 def landing_objects(storage: Storage, landing: LandingConfig, landing_date: dt.date) -> list[str]:
     """Keys of the objects that landed on a date (only that date's prefixes are listed)."""
-    return [
-        info.path
-        for prefix in capture.date_prefixes(landing, landing_date)
-        for info in storage.list(prefix)
-    ]
+    return [info.path for info in landing_listing(storage, landing, landing_date)[0]]
+
+
+def _fetch(storage: Storage, info: ObjectInfo) -> LandedObject:
+    """An object's bytes; only its head when it is over the bound (it is refused anyway)."""
+    if info.size <= capture.MAX_OBJECT_BYTES:
+        return LandedObject(info.path, storage.get(info.path), info.size)
+    head = bytearray()
+    for chunk in storage.read_chunks(info.path):
+        head += chunk
+        if len(head) >= MAX_QUARANTINE_RAW_BYTES:
+            break
+    return LandedObject(info.path, bytes(head[:MAX_QUARANTINE_RAW_BYTES]), info.size)
 
 
 def read_partition_objects(
     storage: Storage, landing: LandingConfig, landing_date: dt.date
-) -> list[tuple[str, bytes]]:
-    """The landing objects of one date, read concurrently."""
-    keys = landing_objects(storage, landing, landing_date)
+) -> list[LandedObject]:
+    """The landing objects of one date, read concurrently (bounded: see :func:`_fetch`)."""
+    infos = landing_listing(storage, landing, landing_date)[0]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(zip(keys, pool.map(storage.get, keys), strict=True))
+        return list(pool.map(lambda info: _fetch(storage, info), infos))
 
 
 @dataclass
@@ -543,16 +912,23 @@ class PartitionIngest:
 
 
 def ingest_partition(
-    location: LakeLocation, options: dict[str, str], landing_date: dt.date
+    location: LakeLocation,
+    options: dict[str, str],
+    landing_date: dt.date,
+    rules: RecordRules | None = None,
 ) -> PartitionIngest:
     """Ingest one landing date of a location into its bronze and quarantine Delta tables.
 
     Replaces exactly the (landing_date, region) partition in both tables, so re-running it,
-    or running it twice at once, leaves the same rows.
+    or running it twice at once, leaves the same rows. ``rules`` default to those of the
+    configuration in use.
     """
     storage = open_storage(location.root_uri(), options)
-    objects = read_partition_objects(storage, location.landing, landing_date)
-    result = ingest_objects(objects, location.landing, location.region, landing_date)
+    infos, unconfigured = landing_listing(storage, location.landing, landing_date)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        objects = list(pool.map(lambda info: _fetch(storage, info), infos))
+    result = ingest_objects(objects, location.landing, location.region, landing_date, rules)
+    result.unconfigured_streams = unconfigured
     part = {"landing_date": landing_date, "region": location.region}
     bronze_uri, quarantine_uri = (
         location.table_uri(BRONZE_TABLE),

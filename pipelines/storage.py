@@ -12,6 +12,7 @@ API with google-cloud-storage instead; real GCS goes through obstore like the re
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import datetime as dt
 import hashlib
@@ -114,6 +115,10 @@ class Storage(Protocol):
 
     def list(self, prefix: str = "", offset: str | None = None) -> Iterator[ObjectInfo]:
         """Objects under ``prefix`` in lexical order, those after ``offset`` only if given."""
+        ...
+
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
         ...
 
     def head(self, path: str) -> ObjectInfo | None:
@@ -283,6 +288,50 @@ class ObstoreStorage:
         items.sort(key=lambda m: m["path"])
         return iter(self._info(m) for m in items)
 
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
+        base = prefix.strip("/")
+        if self.local_root is not None:
+            if base:
+                self._key(base)  # the listed folder itself must not be (under) a link
+            try:
+                with os.scandir(self.local_root / base if base else self.local_root) as entries:
+                    found = [
+                        "/".join(p for p in (base, e.name) if p)
+                        for e in entries
+                        if e.is_dir(follow_symlinks=False)
+                    ]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted(found)
+        try:
+            common = obstore.list_with_delimiter(self.store, prefix or None)["common_prefixes"]
+        except NotFoundError:
+            return []
+        except BaseError as exc:
+            raise self._fail("list", prefix, exc) from None
+        return sorted(p.rstrip("/") for p in common)
+
+    def _os_path(self, path: str) -> bytes | None:
+        """The OS path of a local object whose name is not UTF-8 (None for every other).
+
+        Such a name (listed with its bytes kept as surrogates) can be read, so the ingest can
+        quarantine it with its bytes, but never written anywhere as a key.
+        """
+        if self.local_root is None or path.isascii():
+            return None
+        try:
+            path.encode("utf-8")
+            return None
+        except UnicodeEncodeError:
+            pass
+        # the same rules as any key (no '..', not absolute, no link on the way), on its shape
+        self._key(path.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        full = os.path.join(os.fsencode(self.local_root), os.fsencode(path))
+        if os.path.islink(full):
+            raise StorageError(f"{self.uri}/{path!r} is a symbolic link; never followed")
+        return full
+
     def _info(self, meta: Any) -> ObjectInfo:
         etag = meta.get("e_tag")
         md5 = None
@@ -305,6 +354,10 @@ class ObstoreStorage:
 
     def get(self, path: str) -> bytes:
         """The whole object."""
+        os_path = self._os_path(path)
+        if os_path is not None:
+            with open(os_path, "rb") as fh:
+                return fh.read()
         key = self._key(path)
         try:
             if self.store is None:
@@ -361,6 +414,12 @@ class ObstoreStorage:
 
     def read_chunks(self, path: str) -> Iterator[bytes]:
         """The object's bytes in chunks of about :data:`CHUNK`."""
+        os_path = self._os_path(path)
+        if os_path is not None:
+            with open(os_path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    yield chunk
+            return
         _, chunks = self.open_read(path)
         yield from chunks
 
@@ -502,6 +561,13 @@ class GcsJsonStorage:
             if offset and rel <= offset:
                 continue
             yield ObjectInfo(rel, int(b.size or 0), b.etag, _gcs_md5(b.md5_hash))
+
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
+        """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""
+        pages = self.client.list_blobs(self.bucket, prefix=self._key(prefix), delimiter="/")
+        for _ in pages:  # the folders (prefixes) are known once every page is read
+            pass
+        return sorted(self._rel(p).rstrip("/") for p in pages.prefixes)
 
     def head(self, path: str) -> ObjectInfo | None:
         """The object's size and etag, or None when it does not exist."""

@@ -70,7 +70,31 @@ def _land_unknown_currency() -> None:
     open_storage(loc.root_uri()).put("landing/firehose/2026/10/05/01/x-1.gz", gzip.compress(body))
 
 
-def test_bad_partition_fails_the_named_expectation_and_blocks_downstream(lake_home):
+def test_an_unknown_currency_is_quarantined_and_the_partition_passes(lake_home):
+    _land_unknown_currency()
+    result = dg.materialize(
+        [asset("bronze_events")], partition_key=KEY, resources={"lake": LakeResource()}
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("bronze")[1].metadata
+    assert meta["reasons"].value == {"unknown_currency": 1}
+    assert all(c.passed for c in _checks(result).values())
+
+
+def test_a_blocking_check_that_fails_names_the_expectation_and_blocks_downstream(
+    lake_home, monkeypatch
+):
+    """The suite is the ingest's own rules; an ingest run with looser rules stands in for a bug."""
+    import dataclasses
+
+    import assets.bronze
+    from pipelines.events import record_rules
+
+    def loose(cfg):
+        rules = record_rules(cfg)
+        return dataclasses.replace(rules, currencies=(*rules.currencies, "XXX"))
+
+    monkeypatch.setattr(assets.bronze, "record_rules", loose)
     _land_unknown_currency()
 
     @dg.asset(deps=["bronze_events"], partitions_def=asset("bronze_events").partitions_def)

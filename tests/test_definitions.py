@@ -138,7 +138,7 @@ def test_two_environments_in_one_process_differ_where_their_configuration_does(
     assert replicas(other) == {"gold_daily_demand_replica_azure_eu"}
     daily = local.resolve_assets_def("demand_features").partitions_def
     assert daily.get_first_partition_key() == "2026-10-01"
-    eu_suite = build_suites(load_config("emulated"))["bronze_events"]
+    eu_suite = build_suites(load_config("emulated"))["silver_events"]
     region_sets = [
         e.kwargs["value_set"] for e in eu_suite.expectations if e.kwargs.get("column") == "region"
     ]

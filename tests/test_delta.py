@@ -1,7 +1,10 @@
 """Partition writes: statistics, refusals, and two writers racing on one empty partition."""
 
 import datetime as dt
+import json
+import math
 import multiprocessing as mp
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -99,3 +102,77 @@ def test_two_writers_of_one_empty_partition_leave_one_writers_rows(tmp_path, rou
     rows = delta.read_partition(uri, {})
     assert rows.num_rows == 5
     assert len(set(rows["writer"].to_pylist())) == 1
+
+
+def _strict(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise ValueError(f"non-JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _log_lines(uri: str) -> list[dict]:
+    """Every action of every commit, parsed strictly, its statistics too."""
+    actions = []
+    for path in sorted((Path(uri) / "_delta_log").glob("*.json")):
+        for line in path.read_text().splitlines():
+            action = _strict(line)
+            stats = action.get("add", {}).get("stats")
+            if stats:
+                _strict(stats)
+            actions.append(action)
+    return actions
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_non_finite_floats_leave_the_log_strict_json_and_the_table_readable(tmp_path, bad):
+    rows = pa.table(
+        {
+            "d": [DAY] * 3,
+            "price": [1.5, bad, 2.0],
+            "f32": pa.array([bad, 1.0, None], pa.float32()),
+            "qty": [1, 2, 3],
+        }
+    )
+    uri = str(tmp_path / "t")
+    delta.write_partition(uri, rows, {"d": DAY}, {})
+    actions = _log_lines(uri)
+    (stats,) = [_strict(a["add"]["stats"]) for a in actions if "add" in a]
+    assert "price" not in stats["minValues"] and "f32" not in stats["maxValues"]
+    assert stats["minValues"]["qty"] == 1
+    back = DeltaTable(uri).to_pyarrow_table()
+    assert back.num_rows == 3
+    assert sorted(back["qty"].to_pylist()) == [1, 2, 3]
+    got = back.sort_by("qty")["price"].to_pylist()[1]
+    assert math.isnan(got) if math.isnan(bad) else got == bad
+
+
+def test_timestamps_and_dates_at_the_calendars_edges_get_no_unreadable_bounds(tmp_path):
+    edge = pa.array([-62135596800000000 - 1, 253402300799999999 + 1], pa.timestamp("us", tz="UTC"))
+    near = pa.array([253402300799999900, 0], pa.timestamp("us", tz="UTC"))  # ceil past 9999
+    early = pa.array([-62135596800000000, -62135596800000000 + 1500], pa.timestamp("us"))
+    rows = pa.table(
+        {
+            "d": [DAY, DAY],
+            "edge": edge,
+            "near": near,
+            "early": early,
+            "far_day": pa.array([3_000_000, 0], pa.date32()),  # about year 10183
+        }
+    )
+    uri = str(tmp_path / "t")
+    delta.write_partition(uri, rows, {"d": DAY}, {})
+    (stats,) = [_strict(a["add"]["stats"]) for a in _log_lines(uri) if "add" in a]
+    for col in ("edge", "near", "far_day"):
+        assert col not in stats["minValues"] and col not in stats["maxValues"]
+    assert stats["minValues"]["early"] == "0001-01-01T00:00:00.000"
+    assert stats["maxValues"]["early"] == "0001-01-01T00:00:00.002"
+    assert DeltaTable(uri).to_pyarrow_table().num_rows == 2
+
+
+def test_stats_json_refuses_what_json_cannot_hold():
+    with pytest.raises(ValueError):
+        delta.stats_json({"minValues": {"x": float("nan")}})

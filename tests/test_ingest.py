@@ -202,6 +202,18 @@ BAD = [
     b"null",
     b" null",
     b'{"event_id":"x"}null',
+    # fields outside the schema: kept in _rescued_data, or the record refused
+    b'{"event_id":"r1","phone":"+1 555 0100"}',
+    b'{"event_id":"r2","Customer_ID":"c-1","ssn":null}',
+    b'{"event_id":"r3","x":NaN}',  # NaN has no JSON spelling: refused
+    b'{"event_id":"r4","x":' + b"[" * 100 + b"]" * 100 + b"}",  # deeper than 64 levels
+    b'{"event_id":"r5","x":' + b"[" * 5000 + b"]" * 5000 + b"}",  # deeper than Python's json
+    b'{"event_id":"r6","x":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",  # nested, 41 deep: kept
+    b'{"event_id":"r7","email":"a","email":"b"}',
+    b'{"event_id":"r7","pets":{"a":1,"a":2}}',
+    b'{"event_id":"r8","unit_price":1e400}',
+    b'{"event_id":"r9","quantity":9223372036854775808}',
+    b'{"event_id":"r10","store_id":NaN}',
 ]
 
 
@@ -225,22 +237,71 @@ def _reason_alone(rec: bytes) -> str | None:
     return ingest._classify(rec)
 
 
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _expected_alone(rec: bytes) -> tuple[str | None, str | None]:
+    """(reason, rescued JSON) for one record, written from the rules, not from the engine."""
+    why = _reason_alone(rec)
+    if why is not None or not rec.lstrip().startswith(b"{"):
+        return why, None
+
+    def no_repeats(pairs):
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise KeyError("repeated")  # nested: a top-level repeat never gets past Arrow
+        return dict(pairs)
+
+    try:
+        obj = json.loads(rec, object_pairs_hook=no_repeats)
+    except RecursionError:
+        return "too_deeply_nested", None
+    except KeyError:
+        return "duplicate_field:_rescued_data", None
+    if _depth(obj) > ingest.MAX_JSON_DEPTH:
+        return "too_deeply_nested", None
+    extra = {k: v for k, v in obj.items() if k not in ingest.WIRE_SCHEMA.names}
+    if any(isinstance(v, float) and v != v for v in extra.values()):
+        return "non_finite_number:_rescued_data", None  # names outside the schema: one reason
+    return None, json.dumps(extra, separators=(",", ":")) if extra else None
+
+
+EXTRA = GOOD[:-1] + b',"loyalty_tier":"gold","phone":"+65 0000"}'  # a field the schema lacks
+
+
 @pytest.mark.parametrize("block", [64, 700, 4096, ingest.STREAM_BLOCK_BYTES])
 @pytest.mark.parametrize("seed", range(4))
 def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, seed):
     rng = random.Random(seed)
     accented = GOOD.replace(b"SKU-1", "SKU-é".encode())  # valid UTF-8, not ASCII
     records = [
-        rng.choice([GOOD, accented]) % i if rng.random() < 0.7 else rng.choice(BAD)
+        rng.choice([GOOD, accented, EXTRA]) % i if rng.random() < 0.7 else rng.choice(BAD)
         for i in range(300)
     ]
     monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
     ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
-    expected = {i: _reason_alone(r) for i, r in enumerate(records)}
-    assert dict(rejected) == {i: why for i, why in expected.items() if why is not None}
-    assert ids.tolist() == [i for i, why in expected.items() if why is None]
+    expected = {i: _expected_alone(r) for i, r in enumerate(records)}
+    assert dict(rejected) == {i: why for i, (why, _) in expected.items() if why is not None}
+    assert ids.tolist() == [i for i, (why, _) in expected.items() if why is None]
+    assert rows["_rescued_data"].to_pylist() == [expected[i][1] for i in ids.tolist()]
     alone = [ingest._read(pa.py_buffer(records[i]), 0, len(records[i])) for i in ids.tolist()]
-    assert rows.to_pylist() == [row for t in alone for row in t.to_pylist()]
+    assert rows.drop_columns(["_rescued_data"]).to_pylist() == [
+        row for t in alone for row in t.to_pylist()
+    ]
+
+
+@pytest.mark.parametrize("block", [64, 4096, ingest.STREAM_BLOCK_BYTES])
+def test_a_field_every_record_gains_is_rescued_in_each(monkeypatch, block):
+    monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
+    records = [EXTRA % i for i in range(2000)]
+    ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
+    assert rejected == [] and len(ids) == 2000
+    assert set(rows["_rescued_data"].to_pylist()) == {'{"loyalty_tier":"gold","phone":"+65 0000"}'}
+    assert rows["event_id"].to_pylist() == [f"e{i}" for i in range(2000)]
 
 
 def test_records_split_like_bytes_split():
