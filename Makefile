@@ -42,8 +42,8 @@ run: setup ## simulate a few weeks in three regions and materialize the graph
 test: setup ## the whole test suite (unit, Spark, emulators, MLflow server, daemon, UI)
 	$(BIN)/pytest -q
 
-test-fast: setup ## the edit loop: unit tests without Spark, emulators or servers (a few minutes)
-	$(BIN)/pytest -q --ignore=tests/integration -m "not (spark or s3 or azure or gcs or mlflow or ui or dagster or postgres)"
+test-fast: setup ## the edit loop: no Spark, emulators, servers or slow tests, on both cores
+	$(BIN)/pytest -q -n 2 --ignore=tests/integration -m "not (spark or s3 or azure or gcs or mlflow or ui or dagster or postgres or slow)"
 
 ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run` produced
 	$(BIN)/dg dev --host 127.0.0.1 --port 3000

@@ -17,6 +17,8 @@ from resources import LakeResource, MLflowResource
 from tests.helpers import asset
 from tests.synthetic import synthetic_features
 
+pytestmark = pytest.mark.slow  # MLflow training runs on a local store
+
 START = dt.date(2026, 9, 1)
 DRIFT_DAY = dt.date(2026, 11, 5)
 CALM_DAY = dt.date(2026, 11, 4)

@@ -4,6 +4,7 @@ once, and the summary names the champion and why."""
 import datetime as dt
 
 import dagster as dg
+import pytest
 from deltalake import write_deltalake
 
 from lakehouse.definitions import build_definitions
@@ -11,6 +12,8 @@ from lakehouse.ml_demo import run_ml_demo
 from pipelines.config import load_config
 from pipelines.simulate import Drift
 from tests.synthetic import synthetic_features
+
+pytestmark = pytest.mark.slow  # MLflow training runs on a local store
 
 START = dt.date(2026, 9, 1)
 DRIFT_DAY = dt.date(2026, 11, 3)

@@ -603,6 +603,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_missing_source_file_with_copies_in_flight_exits_1_every_time(tmp_path):
     """30 runs, 16 copies in flight when one file is found missing: always exit 1, one line.
 
@@ -626,6 +627,7 @@ def test_missing_source_file_with_copies_in_flight_exits_1_every_time(tmp_path):
         assert stderr.startswith("lakehouse sync: error: ") and victim in stderr
 
 
+@pytest.mark.slow
 def test_policy_refusal_exits_1_every_time(lake_home):
     src = eu_uri("people")
     for i in range(3):

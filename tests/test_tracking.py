@@ -164,6 +164,7 @@ def _lineage(features):
     return [tracking.Lineage("demand_features", "/lake/demand_features", 5, len(features))]
 
 
+@pytest.mark.slow
 def test_train_and_register_uses_its_own_store_and_leaves_globals_alone(tmp_path, outer, features):
     t = tracking.Tracking(
         tracking_uri=f"sqlite:///{tmp_path / 'own.db'}",
