@@ -179,7 +179,7 @@ def _refuse_personal(
         f"{loc.name} (jurisdiction {loc.jurisdiction}: {'; '.join(personal)}), but the worker "
         f"declares jurisdiction {worker.describe()} ({COMPUTE_ENV}={worker.raw!r}), which may "
         f"process personal data of {', '.join(worker.may_process)} only; rule: {rules} does "
-        f"not list {loc.jurisdiction} - {RULE}; route the run to a {loc.jurisdiction} worker "
+        f"not list {loc.jurisdiction} - {RULE}; route the run to a worker of {loc.jurisdiction} "
         f"(run tag {cfg.compute.routing_tag}={loc.jurisdiction})"
     )
 
