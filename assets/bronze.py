@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.partitions import Partitions
+from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
@@ -58,7 +58,7 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
-        keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+        keys = date_region_of(context.partition_key)
         day = dt.date.fromisoformat(keys["date"])
         location = lake.location_for_region(keys["region"])
         # before any byte of the landing area or the tables is read

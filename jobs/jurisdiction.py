@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.automation import LOOK_BACK, SPARK_TAG, is_automated
-from assets.partitions import Partitions
+from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import reads_personal_data
 from pipelines import compute
 from pipelines.config import PER_JURISDICTION, ConfigError, LakeConfig
@@ -52,9 +52,12 @@ def pii_chain(assets: Sequence[dg.AssetsDefinition]) -> list[ChainLink]:
 
 
 def _dims(key: str) -> tuple[str, str] | None:
-    """``(date, region)`` of a ``date|region`` key (dimensions sorted by name), else None."""
-    parts = key.split("|")
-    return (parts[0], parts[1]) if len(parts) == 2 else None
+    """``(date, region)`` of a ``date|region`` key, else None."""
+    try:
+        dims = date_region_of(key)
+    except ValueError:
+        return None
+    return dims["date"], dims["region"]
 
 
 def _jurisdiction(cfg: LakeConfig, region: str) -> str | None:
