@@ -30,4 +30,4 @@ def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.
         build_features(parts, suites, [a.key for a in replicas]),
         *build_ml_assets(parts, suites),
     ]
-    return with_automation(with_freshness(assets))
+    return with_automation(with_freshness(assets), cfg.compute.pools)

@@ -6,12 +6,21 @@ a few days so late-arriving data (ingested into yesterday's landing partition) s
 down. The UI explains each decision per asset (Automation tab). Sensors remain only where they
 carry state Dagster does not have: landed objects, drift with a cooldown, run failures.
 The model is retrained by the drift sensor and the weekly schedule, never eagerly.
+
+With one code location per jurisdiction (``compute.pools: per_jurisdiction``), the assets that
+process personal data (silver, gold: ``lakehouse/reads_personal_data``) get no condition:
+Dagster gives an asset key's automation runs to one code location, which would send another
+jurisdiction's partitions to the wrong workers. Each location's ``jurisdiction_chain_sensor``
+(jobs/jurisdiction.py) runs them for its own jurisdiction's partitions instead.
 """
 
 import datetime as dt
 from collections.abc import Sequence
 
 import dagster as dg
+
+from assets.sovereignty import reads_personal_data
+from pipelines.config import PER_JURISDICTION, SHARED_POOL
 
 # Landing dates may receive events for a day or two (late delivery, the hourly re-ingest).
 LOOK_BACK = dt.timedelta(days=2)
@@ -29,13 +38,25 @@ def chain_condition() -> dg.AutomationCondition:
     )
 
 
-def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-    automated = spec.group_name in AUTOMATED_GROUPS or spec.key.to_user_string() in AUTOMATED_KEYS
-    if not automated or spec.automation_condition is not None:
-        return spec
-    return spec.replace_attributes(automation_condition=chain_condition())
+def is_automated(spec: dg.AssetSpec) -> bool:
+    """True when the asset belongs to the internal chain (its parents' updates run it)."""
+    return spec.group_name in AUTOMATED_GROUPS or spec.key.to_user_string() in AUTOMATED_KEYS
 
 
-def with_automation(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
-    """The assets of the internal chain with :func:`chain_condition` applied."""
-    return list(dg.map_asset_specs(_apply, assets))
+def with_automation(
+    assets: Sequence[dg.AssetsDefinition], pools: str = SHARED_POOL
+) -> list[dg.AssetsDefinition]:
+    """The assets of the internal chain with :func:`chain_condition` applied.
+
+    With ``pools="per_jurisdiction"`` the personal-data assets are left to the jurisdiction
+    chain sensors.
+    """
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if not is_automated(spec) or spec.automation_condition is not None:
+            return spec
+        if pools == PER_JURISDICTION and reads_personal_data(spec.tags):
+            return spec
+        return spec.replace_attributes(automation_condition=chain_condition())
+
+    return list(dg.map_asset_specs(apply, assets))

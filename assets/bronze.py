@@ -2,10 +2,12 @@
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from assets.partitions import Partitions
+from assets.partitions import Partitions, date_region_of
+from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines import ingest, tables
@@ -13,6 +15,8 @@ from pipelines.events import record_rules
 from resources.lake import LakeResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"
+# Reads the landing area's raw capture objects, writes both personal-data tables.
+BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name))
 
 
 def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
@@ -26,13 +30,16 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
                 group_name="bronze",
                 kinds={"delta", "python"},
                 description=tables.BRONZE.description,
-                metadata={"partition_columns": "landing_date, region"},
+                metadata={"partition_columns": "landing_date, region", **BRONZE_DATA.metadata()},
+                tags=BRONZE_DATA.tags(),
             ),
             dg.AssetSpec(
                 tables.QUARANTINE.name,
                 group_name="bronze",
                 kinds={"delta", "python"},
                 description=tables.QUARANTINE.description,
+                metadata=BRONZE_DATA.metadata(),
+                tags=BRONZE_DATA.tags(),
             ),
         ],
         check_specs=[
@@ -52,19 +59,23 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
-        keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+        keys = date_region_of(context.partition_key)
         day = dt.date.fromisoformat(keys["date"])
         location = lake.location_for_region(keys["region"])
+        # before any byte of the landing area or the tables is read
+        where = require_jurisdiction(context, lake, "bronze", [location], BRONZE_DATA)
         rules = record_rules(lake.config())
         done = ingest.ingest_partition(location, lake.storage_options(location), day, rules)
         context.log.info(f"ingested {location.name} {day}: {done.result.report()}")
-        yield from _materializations(done, location.name)
+        yield from _materializations(done, location.name, where)
         yield from _checks(done, events, quarantine)
 
     return bronze
 
 
-def _materializations(done: ingest.PartitionIngest, location: str) -> list[dg.MaterializeResult]:
+def _materializations(
+    done: ingest.PartitionIngest, location: str, where: dict[str, Any]
+) -> list[dg.MaterializeResult]:
     res = done.result
     return [
         dg.MaterializeResult(
@@ -82,6 +93,7 @@ def _materializations(done: ingest.PartitionIngest, location: str) -> list[dg.Ma
                 "records_with_rescued_data": res.rescued,
                 "unconfigured_streams": dg.MetadataValue.json(list(res.unconfigured_streams)),
                 "dagster/row_count": res.ingested,
+                **where,
             },
         ),
         dg.MaterializeResult(
@@ -92,6 +104,7 @@ def _materializations(done: ingest.PartitionIngest, location: str) -> list[dg.Ma
                 "corrupt_objects": res.corrupt_objects,
                 "reasons": dg.MetadataValue.json(res.report()["quarantine_reasons"]),
                 "dagster/row_count": res.quarantined,
+                **where,
             },
         ),
     ]

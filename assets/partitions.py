@@ -50,6 +50,20 @@ def contiguous_ranges(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return out
 
 
+def date_region_of(key: str | dg.MultiPartitionKey) -> dict[str, str]:
+    """``{"date": …, "region": …}`` of a (date, region) key, given as a key or its string.
+
+    A run launched with only the ``dagster/partition`` tag (the GraphQL API, a job backfill)
+    hands the asset the string ``date|region`` (dimensions sorted by name).
+    """
+    if isinstance(key, dg.MultiPartitionKey):
+        return dict(key.keys_by_dimension)
+    parts = str(key).split("|")
+    if len(parts) != 2:
+        raise ValueError(f"partition key {key!r} is not date|region")
+    return dict(zip(("date", "region"), parts, strict=True))
+
+
 def date_ranges_by_region(keys: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
     """The (date, region) keys of a run as consecutive date ranges per region.
 
@@ -58,11 +72,7 @@ def date_ranges_by_region(keys: list[str]) -> dict[str, list[tuple[dt.date, dt.d
     """
     days: dict[str, list[dt.date]] = {}
     for key in keys:
-        dims = (
-            key.keys_by_dimension
-            if isinstance(key, dg.MultiPartitionKey)
-            else dict(zip(("date", "region"), str(key).split("|"), strict=True))
-        )
+        dims = date_region_of(key)
         days.setdefault(dims["region"], []).append(dt.date.fromisoformat(dims["date"]))
     return {region: contiguous_ranges(d) for region, d in sorted(days.items())}
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines import delta
@@ -46,6 +47,7 @@ def _sync_metadata(replica: Replica, report: SyncReport) -> dict[str, Any]:
 
 def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.AssetsDefinition:
     """The asset of one replica, with its consistency and Great Expectations checks."""
+    data = declare(reads=(table,), writes=(table,))
 
     @dg.asset(
         name=name,
@@ -53,7 +55,8 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         deps=[dg.AssetKey(table)],
         kinds={"delta", "python"},
         description=f"{table} of {source}, replicated into the ML home by the Delta-log sync.",
-        metadata={"table": table, "source_location": source},
+        metadata={"table": table, "source_location": source, **data.metadata()},
+        tags=data.tags(),
         check_specs=[
             dg.AssetCheckSpec(
                 consistency_check_name(name),
@@ -69,6 +72,7 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Bring the replica up to its source's latest version, then compare the two."""
         replica = _find(lake, name)
+        where = require_jurisdiction(context, lake, name, [replica.source], data)
         src_opts = lake.storage_options(replica.source)
         dst_opts = lake.storage_options(replica.target)
         report = sync(
@@ -81,7 +85,7 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         )
         context.log.info(f"sync {replica.source_uri} -> {replica.target_uri}: {report.as_dict()}")
         version = report.target_version_after
-        yield dg.MaterializeResult(metadata=_sync_metadata(replica, report))
+        yield dg.MaterializeResult(metadata={**_sync_metadata(replica, report), **where})
         src_rows, src_hash = table_fingerprint(replica.source_uri, src_opts, version)
         dst_rows, dst_hash = table_fingerprint(replica.target_uri, dst_opts, version)
         yield dg.AssetCheckResult(

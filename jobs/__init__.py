@@ -1,5 +1,6 @@
 """Jobs, schedules and sensors of one environment, built by :func:`build_automation`."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ from assets.partitions import Partitions
 from jobs.alerts import run_failure_sensor
 from jobs.automation import automation_sensors
 from jobs.ingest import build_ingest
+from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 from jobs.spark import features_job, spark_job
 from jobs.sync import sync_job
@@ -24,9 +26,17 @@ class Automation:
     sensors: list[dg.SensorDefinition] = field(default_factory=list)
 
 
-def build_automation(cfg: LakeConfig, parts: Partitions) -> Automation:
-    """The environment's jobs, the hourly ingest and weekly retraining schedules, and sensors."""
-    ingest = build_ingest(parts)
+def build_automation(
+    cfg: LakeConfig, parts: Partitions, assets: Sequence[dg.AssetsDefinition] = ()
+) -> Automation:
+    """The environment's jobs, the hourly ingest and weekly retraining schedules, and sensors.
+
+    ``assets`` are the environment's assets: with one code location per jurisdiction, the
+    personal-data assets of the automated chain get a sensor that routes them
+    (jobs/jurisdiction.py).
+    """
+    ingest = build_ingest(cfg, parts)
+    chain = jurisdiction_chain_sensor(cfg, parts, assets)
     return Automation(
         jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job],
         schedules=[ingest.schedule, weekly_retrain_schedule],
@@ -34,6 +44,7 @@ def build_automation(cfg: LakeConfig, parts: Partitions) -> Automation:
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
             run_failure_sensor,
-            *automation_sensors(),
+            *automation_sensors(cfg),
+            *([chain] if chain else []),
         ],
     )

@@ -1,4 +1,10 @@
-"""Ingestion: the job, the landed-objects sensor and the hourly schedule of one environment."""
+"""Ingestion: the job, the landed-objects sensor and the hourly schedule of one environment.
+
+Both request only partitions whose location's jurisdiction this worker may process
+(``LAKEHOUSE_COMPUTE_JURISDICTION``, read at each evaluation), and tag each run with it
+(``compute.routing_tag``): with one code location per jurisdiction, each location ingests its
+own jurisdiction's data on its own workers.
+"""
 
 import datetime as dt
 import json
@@ -8,7 +14,8 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import Partitions, date_region_key
-from pipelines import capture, tables
+from pipelines import capture, compute, tables
+from pipelines.config import LakeConfig, LakeLocation
 from resources.lake import LakeResource
 
 # What dg.define_asset_job returns; its class is not part of Dagster's public API.
@@ -24,7 +31,7 @@ class Ingest:
     schedule: dg.ScheduleDefinition
 
 
-def build_ingest(parts: Partitions) -> Ingest:
+def build_ingest(cfg: LakeConfig, parts: Partitions) -> Ingest:
     """The ingestion job, sensor and schedule over the environment's (date, region)."""
     job = dg.define_asset_job(
         "ingest_job",
@@ -32,7 +39,27 @@ def build_ingest(parts: Partitions) -> Ingest:
         partitions_def=parts.date_region,
         description="Ingest landed capture objects of one (date, region) into bronze Delta.",
     )
-    return Ingest(job, landed_objects_sensor(job, parts), hourly_ingest_schedule(job, parts))
+    return Ingest(job, landed_objects_sensor(job, parts), hourly_ingest_schedule(job, cfg, parts))
+
+
+def served_locations(cfg: LakeConfig, log: Any = None) -> list[LakeLocation]:
+    """The locations whose personal data this worker may ingest; the others logged as skipped."""
+    worker = compute.worker_jurisdictions(cfg)
+    served = [loc for loc in cfg.locations.values() if worker.serves(loc.jurisdiction)]
+    skipped = [
+        f"{loc.name} ({loc.jurisdiction})" for loc in cfg.locations.values() if loc not in served
+    ]
+    if log is not None and (skipped or worker.notice):
+        log.info(
+            worker.notice
+            or f"worker {worker.describe()}: skipping {', '.join(skipped)}; the code location of "
+            "their jurisdiction ingests them"
+        )
+    return served
+
+
+def _tags(cfg: LakeConfig, location: LakeLocation) -> dict[str, str]:
+    return {cfg.compute.routing_tag: location.jurisdiction}
 
 
 def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
@@ -43,15 +70,21 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:
         """Requests ingestion of every (date, region) whose landing area got new objects."""
-        return _landed(context.cursor, lake, set(parts.daily.get_partition_keys()))
+        served = served_locations(lake.config(), context.log)
+        return _landed(context.cursor, lake, set(parts.daily.get_partition_keys()), served)
 
     return landed_objects_sensor
 
 
-def _landed(cursor_text: str | None, lake: LakeResource, valid_dates: set[str]) -> dg.SensorResult:
+def _landed(
+    cursor_text: str | None,
+    lake: LakeResource,
+    valid_dates: set[str],
+    locations: list[LakeLocation],
+) -> dg.SensorResult:
     cursor: dict[str, str] = json.loads(cursor_text) if cursor_text else {}
     latest: dict[tuple[str, str], str] = {}
-    for location in lake.config().locations.values():
+    for location in locations:
         storage = lake.storage(location)
         for root in capture.discover_stream_roots(location.landing, storage)[0]:
             seen = cursor.get(f"{location.name}:{root}")
@@ -64,27 +97,37 @@ def _landed(cursor_text: str | None, lake: LakeResource, valid_dates: set[str]) 
                 newest = info.path if newest is None or info.path > newest else newest
             if newest:
                 cursor[f"{location.name}:{root}"] = newest
+    cfg = lake.config()
     requests = [
-        dg.RunRequest(run_key=f"{day}|{region}|{last}", partition_key=date_region_key(day, region))
+        dg.RunRequest(
+            run_key=f"{day}|{region}|{last}",
+            partition_key=date_region_key(day, region),
+            tags=_tags(cfg, cfg.location_for_region(region)),
+        )
         for (day, region), last in sorted(latest.items())
     ]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-def hourly_ingest_schedule(job: AssetJob, parts: Partitions) -> dg.ScheduleDefinition:
-    """The schedule that re-ingests today in every region each hour."""
+def hourly_ingest_schedule(
+    job: AssetJob, cfg: LakeConfig, parts: Partitions
+) -> dg.ScheduleDefinition:
+    """The schedule that re-ingests today in every region (this worker serves) each hour."""
 
     @dg.schedule(cron_schedule="5 * * * *", job=job, execution_timezone="UTC")
     def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         """Every hour, re-ingests the current day in every region (idempotent replace)."""
         scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         day = scheduled.astimezone(dt.UTC).date().isoformat()
+        served = {loc.region: loc for loc in served_locations(cfg, context.log)}
         return [
             dg.RunRequest(
                 run_key=f"{day}|{region}|{scheduled.isoformat()}",
                 partition_key=date_region_key(day, region),
+                tags=_tags(cfg, served[region]),
             )
             for region in parts.regions.get_partition_keys()
+            if region in served
         ]
 
     return hourly_ingest_schedule

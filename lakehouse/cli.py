@@ -1,6 +1,6 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
-Engine subcommands (``info``, ``simulate``, ``ingest``, ``sync``) run without Dagster;
+Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``) run without Dagster;
 ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
 """
 
@@ -160,13 +160,28 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
-    """Ingest landing dates of one location into its bronze tables."""
+    """Ingest landing dates of one location into its bronze tables.
+
+    The worker running the command must be allowed to process the location's personal data
+    (``LAKEHOUSE_COMPUTE_JURISDICTION``): checked before the landing area is read.
+    """
+    from pipelines import compute, tables
     from pipelines.events import record_rules
     from pipelines.ingest import ingest_partition
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
     days = days_between(args.date, args.to or args.date, "ingest --date/--to")
+    worker = compute.worker_jurisdictions(cfg)
+    if worker.notice:
+        sys.stderr.write(f"lakehouse ingest: {worker.notice}\n")
+    grant = compute.check_compute(
+        cfg,
+        "lakehouse ingest",
+        location,
+        tables_written=(tables.BRONZE.name, tables.QUARANTINE.name),
+        worker=worker,
+    )
     rules = record_rules(cfg)
     out = [
         ingest_partition(location, location.storage_options(), day, rules).report() for day in days
@@ -175,7 +190,17 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
         "location": location.name,
         "partitions": out,
         "reconciled": all(p["reconciled"] for p in out),
+        "compute": grant.metadata(),
     }
+
+
+def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
+    """The effective sovereignty rules: storage (the sync) and compute (this worker)."""
+    from pipelines.compute import compute_rules
+    from pipelines.policy import storage_rules
+
+    cfg = load_config(args.env)
+    return {"storage": storage_rules(cfg), "compute": compute_rules(cfg)}
 
 
 def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
@@ -318,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="show the lake locations of the environment").set_defaults(
         handler=cmd_info
     )
+    sub.add_parser(
+        "policy", help="the effective storage and compute sovereignty rules, as JSON"
+    ).set_defaults(handler=cmd_policy)
     _add_simulate(sub)
     _add_ingest_and_sync(sub)
     _add_dagster(sub)

@@ -26,9 +26,10 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
     cfg = load_config(environment)
     parts = build_partitions(cfg)
     suites = build_suites(cfg)
-    automation = build_automation(cfg, parts)
+    assets = build_assets(cfg, parts, suites)
+    automation = build_automation(cfg, parts, assets)
     return dg.Definitions(
-        assets=build_assets(cfg, parts, suites),
+        assets=assets,
         jobs=automation.jobs,
         schedules=automation.schedules,
         sensors=automation.sensors,

@@ -6,6 +6,7 @@ are resolved from the environment only when :func:`LakeLocation.storage_options`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -26,6 +27,14 @@ GCS_JSON_EMULATOR = "gcs-json-emulator"
 ADAPTERS = (GCS_JSON_EMULATOR,)
 # Where the Spark steps run: a session the code location owns, or Databricks jobs (Pipes).
 SPARK_BACKENDS = ("session", "databricks")
+# How an environment's code locations split the jurisdictions (``compute.pools``): one code
+# location serving every jurisdiction, or one code location (worker pool) per jurisdiction.
+SHARED_POOL = "shared"
+PER_JURISDICTION = "per_jurisdiction"
+POOLS = (SHARED_POOL, PER_JURISDICTION)
+DEFAULT_ROUTING_TAG = "lakehouse/jurisdiction"
+# A Dagster tag key: an optional prefix and a name of letters, digits, ``_``, ``-`` and ``.``.
+_TAG_KEY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*/)?[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
 
 
 class ConfigError(ValueError):
@@ -170,6 +179,72 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class SparkEndpoint:
+    """Where the Spark steps of one location's data run (``compute.spark_endpoints``).
+
+    One of ``spark_master`` (``local[N]``, ``spark://…``, ``yarn``, ``k8s://…``),
+    ``spark_connect`` (``sc://…``) or a Databricks workspace (``databricks_host`` with
+    ``databricks_token``, a ``${VARIABLE}``: tokens are never written in lakehouse.yaml).
+    Values may hold ``${NAME}`` placeholders, resolved when a step needs them.
+    """
+
+    location: str
+    spark_master: str | None = None
+    spark_connect: str | None = None
+    databricks_host: str | None = None
+    databricks_token: str | None = None
+
+    def master(self) -> str | None:
+        """The Spark master URL (a Connect URL is one too), placeholders resolved now."""
+        raw = self.spark_connect or self.spark_master
+        where = f"compute.spark_endpoints.{self.location}"
+        return resolve_placeholders(raw, where) if raw else None
+
+    def databricks(self) -> tuple[str, str] | None:
+        """``(host, token)`` of the location's Databricks workspace, resolved now; else None."""
+        if not self.databricks_host or not self.databricks_token:
+            return None
+        where = f"compute.spark_endpoints.{self.location}"
+        return (
+            resolve_placeholders(self.databricks_host, f"{where}.databricks_host"),
+            resolve_placeholders(self.databricks_token, f"{where}.databricks_token"),
+        )
+
+    def describe(self) -> dict[str, str]:
+        """The endpoint as configured (placeholders unresolved, the token never shown)."""
+        shown = {
+            "spark_master": self.spark_master,
+            "spark_connect": self.spark_connect,
+            "databricks_host": self.databricks_host,
+        }
+        return {k: v for k, v in shown.items() if v}
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Sovereignty of compute: who may process whose personal data, and where Spark runs.
+
+    ``may_process`` maps a worker's declared jurisdiction to the jurisdictions whose personal
+    data it may process (a jurisdiction absent from it: only its own). ``routing_tag`` is the
+    run tag that carries a run's jurisdiction. ``pools`` is ``shared`` (one code location
+    serves every jurisdiction) or ``per_jurisdiction`` (one code location per jurisdiction).
+    """
+
+    may_process: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    routing_tag: str = DEFAULT_ROUTING_TAG
+    pools: str = SHARED_POOL
+    spark_endpoints: dict[str, SparkEndpoint] = field(default_factory=dict)
+
+    def processable_by(self, jurisdiction: str) -> tuple[str, ...]:
+        """Jurisdictions whose personal data a worker declaring ``jurisdiction`` may process."""
+        return self.may_process.get(jurisdiction, (jurisdiction,))
+
+    def endpoint(self, location: str | None) -> SparkEndpoint | None:
+        """The Spark endpoint configured for a location's data, if any."""
+        return self.spark_endpoints.get(location) if location else None
+
+
+@dataclass(frozen=True)
 class ReplicationRule:
     """``replication:`` entry: copy ``table`` from ``sources`` into ``target``.
 
@@ -220,6 +295,7 @@ class LakeConfig:
     start_date: dt.date = DEFAULT_START_DATE
     ml: MLSettings = field(default_factory=lambda: MLSettings())
     spark_backend: str = "session"
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -265,6 +341,17 @@ class LakeConfig:
             return 0.0
         prices = self.egress_usd_per_gb.get(source.cloud, {})
         return float(prices.get(target.cloud, prices.get("default", 0.0)))
+
+    @property
+    def jurisdictions(self) -> list[str]:
+        """Every jurisdiction the environment knows: its locations' and ``regions:``'s, sorted."""
+        known = {loc.jurisdiction for loc in self.locations.values()}
+        known |= {str(r["jurisdiction"]) for r in self.regions.values() if "jurisdiction" in r}
+        return sorted(known)
+
+    def jurisdiction_of_region(self, region: str) -> str:
+        """The jurisdiction of the location that holds a region's data."""
+        return self.location_for_region(region).jurisdiction
 
     @property
     def region_codes(self) -> list[str]:
@@ -342,6 +429,118 @@ def _spark_backend(raw_env: dict[str, Any], where: str) -> str:
     return str(backend)
 
 
+def _jurisdiction_list(value: Any, where: str, known: list[str]) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{where} must be a non-empty list of jurisdictions, not {value!r}")
+    unknown = sorted({i for i in items if i not in known})
+    if unknown:
+        raise ConfigError(
+            f"{where} names unknown jurisdiction(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def _may_process(raw: Any, where: str, known: list[str]) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for worker, allowed in _mapping(raw, where).items():
+        key = f"{where}.{worker}"
+        if str(worker) not in known:
+            raise ConfigError(
+                f"{where}: unknown jurisdiction {worker!r}; known: {', '.join(known)}"
+            )
+        listed = _jurisdiction_list(allowed, key, known)
+        if worker not in listed:
+            raise ConfigError(f"{key} must list {worker} itself (a worker serves its own data)")
+        out[str(worker)] = listed
+    return out
+
+
+def _routing_tag(raw: Any, where: str) -> str:
+    tag = DEFAULT_ROUTING_TAG if raw is None else raw
+    if not isinstance(tag, str) or not _TAG_KEY.match(tag):
+        raise ConfigError(
+            f"{where}.routing_tag {tag!r} is not a Dagster tag key (letters, digits, _ - . and "
+            "one optional prefix/, e.g. lakehouse/jurisdiction)"
+        )
+    return tag
+
+
+_ENDPOINT_KEYS = ("spark_master", "spark_connect", "databricks_host", "databricks_token")
+
+
+def _endpoint(name: str, raw: Any, where: str) -> SparkEndpoint:
+    entry = {k: v for k, v in _mapping(raw, where).items() if v is not None}
+    unknown = sorted(set(entry) - set(_ENDPOINT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_ENDPOINT_KEYS)}"
+        )
+    bad = sorted(k for k, v in entry.items() if not isinstance(v, str) or not v.strip())
+    if bad:
+        raise ConfigError(f"{where}: {', '.join(bad)} must be non-empty text")
+    if "spark_master" in entry and "spark_connect" in entry:
+        raise ConfigError(f"{where}: give spark_master or spark_connect, not both")
+    connect = entry.get("spark_connect")
+    if connect and not connect.startswith(("sc://", "${")):
+        raise ConfigError(f"{where}.spark_connect {connect!r} is not a Spark Connect URL (sc://)")
+    if ("databricks_host" in entry) != ("databricks_token" in entry):
+        raise ConfigError(f"{where}: databricks_host and databricks_token go together")
+    token = entry.get("databricks_token")
+    if token and not _PLACEHOLDER.fullmatch(token):
+        raise ConfigError(
+            f"{where}.databricks_token must be a ${{VARIABLE}} (secrets are never written in "
+            "lakehouse.yaml)"
+        )
+    if not entry:
+        raise ConfigError(f"{where} is empty; give spark_master, spark_connect or databricks_host")
+    return SparkEndpoint(name, **entry)
+
+
+def _parse_compute(
+    data: dict[str, Any],
+    raw_env: dict[str, Any],
+    path: str,
+    env: str,
+    known: list[str],
+    locations: dict[str, LakeLocation],
+) -> ComputeConfig:
+    """``compute:`` (top level: the rules) and ``environments.<env>.compute`` (pools, Spark)."""
+    where = f"{path}: compute"
+    top = _mapping(data.get("compute"), where)
+    unknown = sorted(set(top) - {"may_process", "routing_tag"})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: may_process, routing_tag"
+        )
+    env_where = f"{path}: environments.{env}.compute"
+    per_env = _mapping(raw_env.get("compute"), env_where)
+    unknown = sorted(set(per_env) - {"pools", "spark_endpoints"})
+    if unknown:
+        raise ConfigError(
+            f"{env_where}: unknown key(s) {', '.join(unknown)}; known: pools, spark_endpoints"
+        )
+    pools = per_env.get("pools", SHARED_POOL)
+    if pools not in POOLS:
+        raise ConfigError(f"{env_where}.pools {pools!r} is not one of {', '.join(POOLS)}")
+    endpoints = {}
+    for name, raw in _mapping(
+        per_env.get("spark_endpoints"), f"{env_where}.spark_endpoints"
+    ).items():
+        if name not in locations:
+            raise ConfigError(
+                f"{env_where}.spark_endpoints: unknown location {name!r}; "
+                f"known: {', '.join(locations)}"
+            )
+        endpoints[name] = _endpoint(name, raw, f"{env_where}.spark_endpoints.{name}")
+    return ComputeConfig(
+        may_process=_may_process(top.get("may_process"), f"{where}.may_process", known),
+        routing_tag=_routing_tag(top.get("routing_tag"), where),
+        pools=str(pools),
+        spark_endpoints=endpoints,
+    )
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -391,7 +590,8 @@ def _load(path: str, env: str) -> LakeConfig:
     cfg.replicas()  # every location a rule names must exist
     for region in cfg.region_codes:
         cfg.currency_of(region)
-    return cfg
+    compute = _parse_compute(data, raw_env, path, env, cfg.jurisdictions, locations)
+    return dataclasses.replace(cfg, compute=compute)
 
 
 def load_config(environment: str | None = None) -> LakeConfig:

@@ -52,6 +52,13 @@ class PolicyError(RuntimeError):
     """The sovereignty policy forbids a route; the message names table, route and rule."""
 
 
+class ComputeSovereigntyError(PolicyError):
+    """This worker may not process the data a step needs (:mod:`pipelines.compute`).
+
+    The message names the step, the data's jurisdiction, the worker's and the rule.
+    """
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a sync goes: the locations of source and target (None when unchecked)."""
@@ -272,6 +279,29 @@ def check_route(cfg: LakeConfig, table: str, route: Route, evidence: TableEviden
             f"sync of table {table!r} refused: route {route.describe()} is not allowed; "
             f"rule: policy.allowed_routes.{src} = [{', '.join(allowed)}] does not list {dst}"
         )
+    if pii:
+        # the copy passes through this process: it must be one that may process the data
+        from pipelines.compute import check_personal  # compute imports this module
+
+        check_personal(
+            cfg,
+            "sync",
+            route.source,
+            pii[:MAX_REASONS],
+            subject=f"sync of table {table!r} (route {route.describe()})",
+        )
+
+
+def storage_rules(cfg: LakeConfig) -> dict[str, Any]:
+    """The effective storage rules as JSON (``lakehouse policy``)."""
+    return {
+        "pii_columns": list(cfg.policy.pii_columns),
+        "personal_data_tables": [t.name for t in TABLES.values() if t.personal_data],
+        "allowed_routes": {k: list(v) for k, v in cfg.policy.allowed_routes.items()},
+        "locations": {loc.name: loc.jurisdiction for loc in cfg.locations.values()},
+        "rule": "personal data never leaves its jurisdiction; PII-free data goes where "
+        "policy.allowed_routes of its source's jurisdiction lists",
+    }
 
 
 def egress_price(cfg: LakeConfig, route: Route) -> float:

@@ -20,7 +20,7 @@ from pipelines.config import LakeConfig
 from pipelines.databricks import DatabricksTaskSpec, submit_task
 from pipelines.transforms import PiiKeyError
 from resources.pii import PiiKeyResource
-from resources.spark import PiiKey, SparkStepRunner
+from resources.spark import PiiKey, SparkStepRunner, endpoint_location
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -48,11 +48,16 @@ class DatabricksResource(SparkStepRunner):
             existing_cluster_id=self.existing_cluster_id or None,
         )
 
-    def workspace_client(self) -> WorkspaceClient:
-        """The Databricks SDK client of the workspace (the only boundary the tests mock)."""
+    def workspace_client(self, workspace: tuple[str, str] | None = None) -> WorkspaceClient:
+        """The Databricks SDK client of a workspace (the only boundary the tests mock).
+
+        ``workspace`` is ``(host, token)`` of a location's own workspace
+        (``compute.spark_endpoints``); default this resource's.
+        """
         from databricks.sdk import WorkspaceClient
 
-        return WorkspaceClient(host=self.host, token=self.token)
+        host, token = workspace or (self.host, self.token)
+        return WorkspaceClient(host=host, token=token)
 
     def run_step(
         self,
@@ -76,8 +81,11 @@ class DatabricksResource(SparkStepRunner):
 
         target, table = spark_jobs.step_target(cfg, step, location)
         task = submit_task(self.spec(), step, start, end, cfg.environment, location)
+        # the workspace of the data's location, when it has one: its jurisdiction's compute
+        endpoint = cfg.compute.endpoint(endpoint_location(cfg, location))
         pipes = PipesDatabricksClient(
-            client=self.workspace_client(), poll_interval_seconds=self.poll_interval_seconds
+            client=self.workspace_client(endpoint.databricks() if endpoint else None),
+            poll_interval_seconds=self.poll_interval_seconds,
         )
         invocation = pipes.run(context=context, task=task)
         reported = [

@@ -1,7 +1,9 @@
 """Where the Spark steps run: a session the code location owns, or Databricks jobs.
 
 Both run :func:`pipelines.spark_jobs.run`, the same transforms and writes; the Databricks
-backend is in resources/databricks.py.
+backend is in resources/databricks.py. A location with a Spark endpoint of its own
+(``compute.spark_endpoints`` in lakehouse.yaml) has its steps run there, so the personal data
+of a jurisdiction is processed by that jurisdiction's Spark, never by one global cluster.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from pydantic import Field, PrivateAttr
 
 from pipelines import spark as spark_engine
 from pipelines import spark_jobs
-from pipelines.config import LakeConfig
+from pipelines.config import ConfigError, LakeConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 # The pseudonymization key, asked for only where silver runs in this process.
 PiiKey = Callable[[], str]
+
+
+def endpoint_location(cfg: LakeConfig, location: str | None) -> str:
+    """The location whose Spark endpoint a step uses: its own, or the ML home's (features)."""
+    return location or cfg.ml_home
 
 
 class SparkStepRunner(dg.ConfigurableResource):
@@ -64,16 +71,32 @@ class SparkResource(SparkStepRunner):
     master: str = Field(default="local[2]", description="local[N], spark://…, or sc://…")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
     _session: Any = PrivateAttr(default=None)
+    _session_master: str | None = PrivateAttr(default=None)
 
-    def session(self) -> SparkSession:
+    def session(self, master: str | None = None) -> SparkSession:
         """The session, started the first time this resource is asked for it.
 
-        Spark keeps one session per process (``getOrCreate``): a second run in the same
-        process reuses the JVM instead of paying its start-up again.
+        ``master`` is a location's own endpoint (default: this resource's). Spark keeps one
+        session per process (``getOrCreate``): a second run in the same process reuses the JVM
+        instead of paying its start-up again, and a step that needs another endpoint than the
+        session's is refused rather than run on the wrong cluster.
         """
+        wanted = master or self.master
         if self._session is None:
-            self._session = spark_engine.build_session(master=self.master, conf=dict(self.conf))
+            self._session = spark_engine.build_session(master=wanted, conf=dict(self.conf))
+            self._session_master = wanted
+        elif master is not None and wanted != self._session_master:
+            raise ConfigError(
+                f"this run's Spark session runs on {self._session_master}, but a step needs "
+                f"{wanted} (compute.spark_endpoints): one run uses one Spark endpoint; run "
+                "each location's partitions in their own runs"
+            )
         return self._session  # type: ignore[no-any-return]
+
+    def endpoint_master(self, cfg: LakeConfig, location: str | None) -> str:
+        """The Spark master of a step's data: the location's endpoint, else this resource's."""
+        endpoint = cfg.compute.endpoint(endpoint_location(cfg, location))
+        return (endpoint.master() if endpoint else None) or self.master
 
     def run_step(
         self,
@@ -87,8 +110,9 @@ class SparkResource(SparkStepRunner):
         pii_key: PiiKey | None = None,
     ) -> dict[str, str]:
         """Run the step in this process's session (what a cluster job's ``main`` runs)."""
+        session = self.session(self.endpoint_master(cfg, location))
         key = pii_key() if step == "silver" and pii_key is not None else None
-        return spark_jobs.run(self.session(), step, start, end, cfg, options_of, location, key)
+        return spark_jobs.run(session, step, start, end, cfg, options_of, location, key)
 
     def read_range(
         self, uri: str, options: dict[str, str], start: dt.date, end: dt.date, region: str | None

@@ -73,6 +73,7 @@ def test_bad_drift_spec_names_the_knob(capsys):
 def test_missing_env_placeholder_names_the_variable(monkeypatch, capsys):
     monkeypatch.delenv("LAKEHOUSE_AWS_BUCKET", raising=False)
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("LAKEHOUSE_COMPUTE_JURISDICTION", "US")  # a prod worker declares it
     assert main(["--env", "prod", "ingest", "--location", "aws-us", "--date", "2026-10-05"]) == 1
     assert "needs environment variable LAKEHOUSE_AWS_BUCKET" in capsys.readouterr().err
 

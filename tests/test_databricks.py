@@ -11,6 +11,7 @@ the definitions of a configuration, the asset, ``PipesDatabricksClient``, the re
 import base64
 import datetime as dt
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -380,3 +381,24 @@ def test_a_job_that_does_not_confirm_the_table_read_back_fails_the_run(
     assert any(e.cls_name == "DatabricksStepError" for e in [error, error.cause] if e)
     text = error.message + (error.cause.message if error.cause else "")
     assert re.search(message, text), text
+
+
+def test_a_location_with_its_own_workspace_submits_its_steps_there(on_databricks, monkeypatch):
+    """compute.spark_endpoints: EU data goes to the EU workspace, not the default one."""
+    path = Path(os.environ["LAKEHOUSE_CONFIG"])
+    data = yaml.safe_load(path.read_text())
+    data["environments"]["local"]["compute"] = {
+        "spark_endpoints": {
+            "azure-eu": {
+                "databricks_host": "https://adb-eu.azuredatabricks.net",
+                "databricks_token": "${DATABRICKS_TOKEN_EU}",
+            }
+        }
+    }
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("DATABRICKS_TOKEN_EU", "dapi-eu-not-a-token")
+    result, _, client_class = materialize_gold(on_databricks, gold_job())
+    assert result.success
+    client_class.assert_called_once_with(
+        host="https://adb-eu.azuredatabricks.net", token="dapi-eu-not-a-token"
+    )

@@ -78,7 +78,8 @@ def test_spark_assets_run_under_the_one_spark_run_tag():
     defs = build_definitions("local")
     spark = defs.resolve_sensor_def("spark_automation_sensor")
     other = defs.resolve_sensor_def("automation_sensor")
-    assert spark.run_tags == {"lakehouse/spark": "true"}
+    # one code location serves every jurisdiction locally: its Spark runs are tagged "shared"
+    assert spark.run_tags == {"lakehouse/spark": "true", "lakehouse/jurisdiction": "shared"}
     graph = defs.resolve_asset_graph()
     spark_keys = spark.asset_selection.resolve(graph)
     assert {k.to_user_string() for k in spark_keys} == {
