@@ -34,6 +34,7 @@ def _bronze(landing: dt.date, rows: list[tuple[str, dt.datetime, int]]) -> pa.Ta
         "channel": ["store"] * n,
         "customer_id": ["us-000007"] * n,
         "email": ["a@b.example.com"] * n,
+        "_rescued_data": [None] * n,
         "source_object": [f"landing/{landing}"] * n,
         "landing_date": [landing] * n,
     }
