@@ -230,19 +230,22 @@ def _pandas_frame(table: pa.Table) -> Any:
     return table.to_pandas(types_mapper=dtype)
 
 
-def _run(
-    batch_definition: Any, frame: Any, suite: Any, result_format: str, params: dict[str, Any]
+def _result_format(shown: int) -> dict[str, Any]:
+    return {"result_format": BASIC, "partial_unexpected_count": shown}
+
+
+def _validate_batch(
+    batch: Any, suite: Any, params: dict[str, Any], shown: int = MAX_UNEXPECTED_SHOWN
 ) -> list[Any]:
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(
-        suite,
-        result_format={
-            "result_format": result_format,
-            "partial_unexpected_count": MAX_UNEXPECTED_SHOWN,
-        },
-        expectation_parameters=params,
+        suite, result_format=_result_format(shown), expectation_parameters=params
     )
     return list(result.results)
+
+
+def _run(batch_definition: Any, frame: Any, suite: Any, params: dict[str, Any]) -> list[Any]:
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return _validate_batch(batch, suite, params)
 
 
 def _validate_arrow(
@@ -254,7 +257,7 @@ def _validate_arrow(
         frame = _pandas_frame(table)
         with _LOCK:
             bd = engine.batch_definition("pandas", asset)
-            results = _run(bd, frame, compiled.suite(), BASIC, params)
+            results = _run(bd, frame, compiled.suite(), params)
         return sorted(results, key=_position), table.num_rows
     names = compiled.schema_only
     narrow = table.select([c for c in table.column_names if c in compiled.columns])
@@ -262,39 +265,82 @@ def _validate_arrow(
     with _LOCK:
         bd = engine.batch_definition("pandas", asset)
         results = _run(
-            bd, _pandas_frame(table.schema.empty_table()), compiled.suite(sorted(names)), BASIC, {}
+            bd, _pandas_frame(table.schema.empty_table()), compiled.suite(sorted(names)), {}
         )
         rest = [i for i in everything if i not in names]
         if rest:
-            results += _run(bd, frame, compiled.suite(rest), BASIC, params)
+            results += _run(bd, frame, compiled.suite(rest), params)
     return sorted(results, key=_position), table.num_rows
 
 
 def _validate_spark(
     engine: _Engine, compiled: _Compiled, asset: str, df: Any, params: dict[str, Any]
 ) -> tuple[list[Any], int]:
-    """Pass/fail of every expectation first; counts and examples only for the failures.
+    """Every expectation's verdict and counts first; examples only for the failures.
 
-    GX bundles the counts of a pass/fail validation into a few aggregations over the cached
-    rows; asking it for examples costs one more Spark job per expectation, whether it passed
-    or not.
+    GX computes the counts in a few bundled aggregations over the cached rows; each example
+    list costs one or two Spark jobs more per expectation, passed or not (for a passing one,
+    a scan of every partition for a value it never finds). So the suite runs without
+    examples, and GX's own example metric then runs for the failed expectations alone.
     """
     owned = getattr(df, "is_cached", True) is False
     if owned:
         df = df.cache()  # every expectation reads the same rows: compute them once
     try:
         with _LOCK:
-            bd = engine.batch_definition("spark", asset)
-            verdicts = _run(bd, df, compiled.suite(), "BOOLEAN_ONLY", params)
-            order = [_position(r) for r in verdicts]
-            failed = sorted(i for i, r in zip(order, verdicts, strict=True) if not r.success)
-            detail = _run(bd, df, compiled.suite(failed), BASIC, params) if failed else []
-        by_position = dict(zip(order, verdicts, strict=True))
-        by_position.update((_position(r), r) for r in detail)
-        return [by_position[i] for i in sorted(by_position)], int(df.count())
+            batch = engine.batch_definition("spark", asset).get_batch(
+                batch_parameters={"dataframe": df}
+            )
+            results = _validate_batch(batch, compiled.suite(), params, shown=0)
+            _add_examples(engine, batch, compiled, [r for r in results if not r.success])
+        rows = _element_count(results)
+        return sorted(results, key=_position), int(df.count()) if rows is None else rows
     finally:
         if owned:
             df.unpersist()
+
+
+def _add_examples(engine: _Engine, batch: Any, compiled: _Compiled, failed: list[Any]) -> None:
+    """Put GX's first unexpected values into the results of failed value expectations."""
+    from great_expectations.expectations.registry import get_metric_kwargs
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+
+    wanted: dict[int, tuple[Any, Any]] = {}
+    for r in failed:
+        map_metric = getattr(compiled.expectations[_position(r)], "map_metric", None)
+        if map_metric is None or r.exception_info.get("raised_exception"):
+            continue  # a table-level fact has no values to show; an error has its message
+        name = f"{map_metric}.unexpected_values"
+        kwargs = get_metric_kwargs(
+            name,
+            configuration=r.expectation_config,
+            runtime_configuration={"result_format": _result_format(MAX_UNEXPECTED_SHOWN)},
+        )
+        metric = MetricConfiguration(
+            name, kwargs["metric_domain_kwargs"], kwargs["metric_value_kwargs"]
+        )
+        wanted[_position(r)] = (r, metric)
+    if not wanted:
+        return
+    validator = engine.context.get_validator(batch=batch)
+    values, _aborted = validator.compute_metrics([m for _, m in wanted.values()])
+    for r, metric in wanted.values():
+        if metric.id in values and r.result is not None:
+            r.result["partial_unexpected_list"] = list(values[metric.id])[:MAX_UNEXPECTED_SHOWN]
+
+
+def _element_count(results: list[Any]) -> int | None:
+    """The batch's row count as GX reported it with a column's or the table's results."""
+    for r in results:
+        res = r.result or {}
+        if "element_count" in res:
+            return int(res["element_count"])
+        if (
+            r.expectation_config.type.startswith("expect_table_row_count")
+            and "observed_value" in res
+        ):
+            return int(res["observed_value"])
+    return None
 
 
 def _position(result: Any) -> int:
@@ -325,7 +371,7 @@ def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> S
     else:  # pandas, as the caller built it
         with _LOCK:
             bd = engine.batch_definition("pandas", suite.asset)
-            results = sorted(_run(bd, data, compiled.suite(), BASIC, params), key=_position)
+            results = sorted(_run(bd, data, compiled.suite(), params), key=_position)
         rows = len(data)
     return SuiteOutcome(suite=suite.check_name, rows=rows, outcomes=[_outcome(r) for r in results])
 
