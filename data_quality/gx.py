@@ -8,8 +8,11 @@ DataFrame, and the result is summarized into an ``AssetCheckResult`` a person ca
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +21,24 @@ import pyarrow as pa
 
 from data_quality.suites import Suite
 
-_LOCK = threading.Lock()
+# GX's ephemeral context and its stores are not thread-safe: one validation at a time.
+_LOCK = threading.RLock()
 MAX_UNEXPECTED_SHOWN = 5
+# Counts, percentages and a few unexpected values: all the check's metadata shows. SUMMARY
+# adds per-expectation lists of the unexpected rows' positions, which nothing here reads.
+BASIC = "BASIC"
+# Each GX expectation carries its position in the suite, to report results in the suite's order.
+POSITION = "lakehouse_position"
+# Expectations that read the table's column names only, never a value.
+SCHEMA_ONLY = frozenset(
+    {
+        "ExpectTableColumnsToMatchSet",
+        "ExpectTableColumnsToMatchOrderedList",
+        "ExpectTableColumnCountToEqual",
+        "ExpectTableColumnCountToBeBetween",
+        "ExpectColumnToExist",
+    }
+)
 
 
 @dataclass
@@ -70,98 +89,307 @@ class SuiteOutcome:
 
 
 def _jsonable(value: Any) -> Any:
+    import pandas as pd
+
     if isinstance(value, bytes):
         return value[:80].decode("utf-8", "backslashreplace")
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value[:20]]
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None  # None, NaN, NaT or NA: a missing value reads the same whatever its dtype
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())  # a NumPy scalar
     return str(value)
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """An asset's suite as Great Expectations objects, built once per process."""
+
+    name: str
+    expectations: tuple[Any, ...]  # GX expectation objects, in the suite's order
+    parameters: frozenset[str]
+    # columns whose values the suite reads; None when an expectation reads the whole table
+    columns: frozenset[str] | None
+    # positions of the expectations that read only the table's column names
+    schema_only: frozenset[int]
+    _subsets: dict[tuple[int, ...], Any] = field(default_factory=dict, compare=False)
+
+    def suite(self, positions: Sequence[int] | None = None) -> Any:
+        """The GX suite of the expectations at ``positions`` (all by default), built once."""
+        key = tuple(range(len(self.expectations)) if positions is None else positions)
+        if key not in self._subsets:
+            gx = _engine().gx
+            self._subsets[key] = gx.ExpectationSuite(
+                name=self.name, expectations=[copy.copy(self.expectations[i]) for i in key]
+            )
+        return self._subsets[key]
+
+
+class _Engine:
+    """The ephemeral context with one data source per engine, built once per process."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import pandas_execution_engine
+
+        # GX fingerprints a pandas batch by hashing every cell unless the frame is larger
+        # than this: a batch marker nothing here reads, which cost more than the validation.
+        # tests/test_gx.py fails if an upgrade moves it.
+        pandas_execution_engine.HASH_THRESHOLD = 0
+        self.gx = gx
+        self.context: Any = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self._batch_definitions: dict[tuple[str, str], Any] = {}
+        self._suites: dict[str, _Compiled] = {}
+
+    def batch_definition(self, kind: str, asset: str) -> Any:
+        """The whole-dataframe batch definition of ``asset`` on the ``kind`` data source."""
+        key = (kind, asset)
+        if key not in self._batch_definitions:
+            sources: Any = self.context.data_sources
+            name = f"lakehouse_{kind}"
+            try:
+                source = sources.get(name)
+            except (KeyError, ValueError):
+                source = sources.add_spark(name) if kind == "spark" else sources.add_pandas(name)
+            self._batch_definitions[key] = source.add_dataframe_asset(
+                asset
+            ).add_batch_definition_whole_dataframe("whole")
+        return self._batch_definitions[key]
+
+    def compiled(self, suite: Suite) -> _Compiled:
+        """The suite's GX objects: ``{placeholders}`` become GX expectation parameters."""
+        key = json.dumps(
+            [suite.asset, [(e.type, e.kwargs) for e in suite.expectations]],
+            sort_keys=True,
+            default=str,
+        )
+        if key not in self._suites:
+            self._suites[key] = _compile(self.gx, suite)
+        return self._suites[key]
+
+
 @functools.cache
-def _context() -> Any:
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return ctx
+def _engine() -> _Engine:
+    return _Engine()
 
 
-def _fill(value: Any, params: dict[str, Any]) -> Any:
+def _placeholder(value: Any) -> str | None:
     if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        key = value[1:-1]
-        if key not in params:
-            raise KeyError(f"expectation needs parameter {key!r}, which the asset did not give")
-        return params[key]
-    return value
+        return value[1:-1]
+    return None
 
 
-def _build_suite(gx: Any, suite: Suite, params: dict[str, Any], name: str) -> Any:
-    expectations = []
-    for e in suite.expectations:
-        cls = getattr(gx.expectations, e.type)
-        expectations.append(cls(**{k: _fill(v, params) for k, v in e.kwargs.items()}))
-    return gx.ExpectationSuite(name=name, expectations=expectations)
+def _compile(gx: Any, suite: Suite) -> _Compiled:
+    expectations, parameters = [], set()
+    columns: set[str] | None = set()
+    for position, e in enumerate(suite.expectations):
+        kwargs: dict[str, Any] = {"meta": {POSITION: position}}
+        for k, v in e.kwargs.items():
+            name = _placeholder(v)
+            kwargs[k] = v if name is None else {"$PARAMETER": name}
+            parameters.update([name] if name else [])
+        expectations.append(getattr(gx.expectations, e.type)(**kwargs))
+        read = _columns_read(e.type, e.kwargs)
+        columns = None if read is None or columns is None else columns | read
+    return _Compiled(
+        name=f"{suite.asset}_suite",
+        expectations=tuple(expectations),
+        parameters=frozenset(parameters),
+        columns=None if columns is None else frozenset(columns),
+        schema_only=frozenset(i for i, e in enumerate(suite.expectations) if e.type in SCHEMA_ONLY),
+    )
+
+
+def _columns_read(kind: str, kwargs: dict[str, Any]) -> set[str] | None:
+    """Columns whose values an expectation reads: none for the table-level facts."""
+    if kind in SCHEMA_ONLY or kind.startswith("ExpectTableRowCount"):
+        return set()
+    named = {kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs}
+    named.update(kwargs.get("column_list") or ())
+    return named or None
+
+
+def _pandas_frame(table: pa.Table) -> Any:
+    """The rows as pandas over the same Arrow memory where GX allows it.
+
+    Strings, binaries, dates and booleans stay Arrow-backed (no copy, no Python objects).
+    Numbers and timestamps become NumPy: GX computes range checks vectorized on NumPy dtypes
+    only (on an Arrow dtype it calls Python once per value).
+    """
+    import pandas as pd
+
+    def dtype(t: pa.DataType) -> Any:
+        numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t)
+        return None if numeric else pd.ArrowDtype(t)
+
+    return table.to_pandas(types_mapper=dtype)
+
+
+def _result_format(shown: int) -> dict[str, Any]:
+    return {"result_format": BASIC, "partial_unexpected_count": shown}
+
+
+def _validate_batch(
+    batch: Any, suite: Any, params: dict[str, Any], shown: int = MAX_UNEXPECTED_SHOWN
+) -> list[Any]:
+    result = batch.validate(
+        suite, result_format=_result_format(shown), expectation_parameters=params
+    )
+    return list(result.results)
+
+
+def _run(batch_definition: Any, frame: Any, suite: Any, params: dict[str, Any]) -> list[Any]:
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return _validate_batch(batch, suite, params)
+
+
+def _validate_arrow(
+    engine: _Engine, compiled: _Compiled, asset: str, table: pa.Table, params: dict[str, Any]
+) -> tuple[list[Any], int]:
+    """One batch of the columns the suite reads; column names checked on a zero-row frame."""
+    everything = range(len(compiled.expectations))
+    if compiled.columns is None or not compiled.schema_only:
+        frame = _pandas_frame(table)
+        with _LOCK:
+            bd = engine.batch_definition("pandas", asset)
+            results = _run(bd, frame, compiled.suite(), params)
+        return sorted(results, key=_position), table.num_rows
+    names = compiled.schema_only
+    narrow = table.select([c for c in table.column_names if c in compiled.columns])
+    frame = _pandas_frame(narrow)
+    with _LOCK:
+        bd = engine.batch_definition("pandas", asset)
+        results = _run(
+            bd, _pandas_frame(table.schema.empty_table()), compiled.suite(sorted(names)), {}
+        )
+        rest = [i for i in everything if i not in names]
+        if rest:
+            results += _run(bd, frame, compiled.suite(rest), params)
+    return sorted(results, key=_position), table.num_rows
+
+
+def _validate_spark(
+    engine: _Engine, compiled: _Compiled, asset: str, df: Any, params: dict[str, Any]
+) -> tuple[list[Any], int]:
+    """Every expectation's verdict and counts first; examples only for the failures.
+
+    GX computes the counts in a few bundled aggregations over the cached rows; each example
+    list costs one or two Spark jobs more per expectation, passed or not (for a passing one,
+    a scan of every partition for a value it never finds). So the suite runs without
+    examples, and GX's own example metric then runs for the failed expectations alone.
+    """
+    owned = getattr(df, "is_cached", True) is False
+    if owned:
+        df = df.cache()  # every expectation reads the same rows: compute them once
+    try:
+        with _LOCK:
+            batch = engine.batch_definition("spark", asset).get_batch(
+                batch_parameters={"dataframe": df}
+            )
+            results = _validate_batch(batch, compiled.suite(), params, shown=0)
+            _add_examples(engine, batch, compiled, [r for r in results if not r.success])
+        rows = _element_count(results)
+        return sorted(results, key=_position), int(df.count()) if rows is None else rows
+    finally:
+        if owned:
+            df.unpersist()
+
+
+def _add_examples(engine: _Engine, batch: Any, compiled: _Compiled, failed: list[Any]) -> None:
+    """Put GX's first unexpected values into the results of failed value expectations."""
+    from great_expectations.expectations.registry import get_metric_kwargs
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+
+    wanted: dict[int, tuple[Any, Any]] = {}
+    for r in failed:
+        map_metric = getattr(compiled.expectations[_position(r)], "map_metric", None)
+        if map_metric is None or r.exception_info.get("raised_exception"):
+            continue  # a table-level fact has no values to show; an error has its message
+        name = f"{map_metric}.unexpected_values"
+        kwargs = get_metric_kwargs(
+            name,
+            configuration=r.expectation_config,
+            runtime_configuration={"result_format": _result_format(MAX_UNEXPECTED_SHOWN)},
+        )
+        metric = MetricConfiguration(
+            name, kwargs["metric_domain_kwargs"], kwargs["metric_value_kwargs"]
+        )
+        wanted[_position(r)] = (r, metric)
+    if not wanted:
+        return
+    validator = engine.context.get_validator(batch=batch)
+    values, _aborted = validator.compute_metrics([m for _, m in wanted.values()])
+    for r, metric in wanted.values():
+        if metric.id in values and r.result is not None:
+            r.result["partial_unexpected_list"] = list(values[metric.id])[:MAX_UNEXPECTED_SHOWN]
+
+
+def _element_count(results: list[Any]) -> int | None:
+    """The batch's row count as GX reported it with a column's or the table's results."""
+    for r in results:
+        res = r.result or {}
+        if "element_count" in res:
+            return int(res["element_count"])
+        if (
+            r.expectation_config.type.startswith("expect_table_row_count")
+            and "observed_value" in res
+        ):
+            return int(res["observed_value"])
+    return None
+
+
+def _position(result: Any) -> int:
+    """Where a result's expectation sits in the suite (GX may order results its own way)."""
+    return int(result.expectation_config.meta[POSITION])
 
 
 def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> SuiteOutcome:
-    """Validate data (Arrow table, pandas or Spark DataFrame) against an asset's suite."""
-    import great_expectations as gx
+    """Validate data (Arrow table, pandas or Spark DataFrame) against an asset's suite.
 
-    asset = suite.asset
+    Great Expectations computes every result, from the cheapest faithful input: an Arrow
+    table becomes pandas over the same memory with only the columns the suite reads (the
+    column-name expectations see a zero-row frame of the whole schema); a Spark DataFrame is
+    validated from one cached copy. The context, data sources and GX suites are built once per
+    process.
+    """
     params = params or {}
-    with _LOCK:  # the ephemeral context's stores are not thread-safe
-        ctx = _context()
-        is_spark = type(data).__module__.startswith("pyspark")
-        if isinstance(data, pa.Table):
-            data = data.to_pandas()
-        kind = "spark" if is_spark else "pandas"
-        source_name = f"lakehouse_{kind}"
-        try:
-            source = ctx.data_sources.get(source_name)
-        except (KeyError, ValueError):
-            source = (
-                ctx.data_sources.add_spark(source_name)
-                if is_spark
-                else ctx.data_sources.add_pandas(source_name)
-            )
-        try:
-            df_asset = source.get_asset(asset)
-        except LookupError:
-            df_asset = source.add_dataframe_asset(asset)
-        try:
-            batch_def = df_asset.get_batch_definition("whole")
-        except KeyError:
-            batch_def = df_asset.add_batch_definition_whole_dataframe("whole")
-        batch = batch_def.get_batch(batch_parameters={"dataframe": data})
-        gx_suite = _build_suite(gx, suite, params, f"{asset}_suite")
-        result = batch.validate(
-            gx_suite,
-            result_format={
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": MAX_UNEXPECTED_SHOWN,
-            },
-        )
-    rows = data.count() if is_spark else len(data)
-    outcomes = []
-    for r in result.results:
-        res = r.result or {}
-        outcomes.append(
-            ExpectationOutcome(
-                expectation=r.expectation_config.type,
-                column=r.expectation_config.kwargs.get("column"),
-                success=bool(r.success),
-                observed_value=res.get("observed_value"),
-                unexpected_count=res.get("unexpected_count"),
-                unexpected_percent=res.get("unexpected_percent"),
-                unexpected_values=list(res.get("partial_unexpected_list") or [])[
-                    :MAX_UNEXPECTED_SHOWN
-                ],
-            )
-        )
-    return SuiteOutcome(suite=suite.check_name, rows=int(rows), outcomes=outcomes)
+    with _LOCK:
+        engine = _engine()
+        compiled = engine.compiled(suite)
+    missing = sorted(compiled.parameters - set(params))
+    if missing:
+        raise KeyError(f"expectation needs parameter {missing[0]!r}, which the asset did not give")
+    if type(data).__module__.startswith("pyspark"):
+        results, rows = _validate_spark(engine, compiled, suite.asset, data, params)
+    elif isinstance(data, pa.Table):
+        results, rows = _validate_arrow(engine, compiled, suite.asset, data, params)
+    else:  # pandas, as the caller built it
+        with _LOCK:
+            bd = engine.batch_definition("pandas", suite.asset)
+            results = sorted(_run(bd, data, compiled.suite(), params), key=_position)
+        rows = len(data)
+    return SuiteOutcome(suite=suite.check_name, rows=rows, outcomes=[_outcome(r) for r in results])
+
+
+def _outcome(r: Any) -> ExpectationOutcome:
+    res = r.result or {}
+    return ExpectationOutcome(
+        expectation=r.expectation_config.type,
+        column=r.expectation_config.kwargs.get("column"),
+        success=bool(r.success),
+        observed_value=res.get("observed_value"),
+        unexpected_count=res.get("unexpected_count"),
+        unexpected_percent=res.get("unexpected_percent"),
+        unexpected_values=[
+            _jsonable(v)
+            for v in list(res.get("partial_unexpected_list") or [])[:MAX_UNEXPECTED_SHOWN]
+        ],
+    )
 
 
 def check_result(suite: Suite, outcome: SuiteOutcome, **extra: Any) -> dg.AssetCheckResult:

@@ -3,7 +3,8 @@
 import datetime as dt
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -82,14 +83,14 @@ def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, li
     return len(requests), failed
 
 
-def _spark_and_sync(
+def _spark(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     cfg: LakeConfig,
     start: dt.date,
     end: dt.date,
 ) -> dict[str, Any]:
-    """Silver and gold in one Spark run, then the replicas' sync (what automation would run)."""
+    """Silver and gold of every region and day in one Spark run (what automation would run)."""
     regions = cfg.region_codes
     _run_or_fail(
         defs.resolve_job_def("spark_job"),
@@ -100,14 +101,18 @@ def _spark_and_sync(
         ),
         "silver and gold (spark_job)",
     )
-    gold_rows = {
+    return {
         loc.region: delta.table_rows(loc.table_uri(tables.GOLD.name), loc.storage_options())
         for loc in cfg.locations.values()
     }
+
+
+def _sync(defs: dg.Definitions, instance: dg.DagsterInstance, cfg: LakeConfig) -> dict[str, Any]:
+    """The replicas of gold in the ML home, brought up to date by one sync run."""
     _run_or_fail(
         defs.resolve_job_def("sync_job"), instance, {"lakehouse/trigger": "demo"}, "replica sync"
     )
-    replicas = {
+    return {
         r.name: _latest_metadata(
             instance,
             r.name,
@@ -115,27 +120,16 @@ def _spark_and_sync(
         )
         for r in cfg.replicas()
     }
-    return {"gold_rows": gold_rows, "replicas": replicas}
 
 
-def run_demo(
-    start: dt.date, end: dt.date, events_per_day: int = 3000, environment: str | None = None
+def _features(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
 ) -> dict[str, Any]:
-    """Land a few weeks of events with drift and bad records, then materialize everything."""
-    t0 = time.perf_counter()
-    cfg = load_config(environment)
-    sim = _simulate(cfg, start, end, events_per_day)
-    drift_day = end - dt.timedelta(days=7)
-    defs = build_definitions(cfg.environment)
-    instance = _instance()
-    summary: dict[str, Any] = {
-        "environment": cfg.environment,
-        "days": len(sim.days()),
-        "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
-    }
-    summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance)
-    summary["bronze"] = _bronze_summary(instance)
-    summary.update(_spark_and_sync(defs, instance, cfg, start, end))
+    """The demand features of every day in one Spark run."""
     _run_or_fail(
         defs.resolve_job_def("features_job"),
         instance,
@@ -143,19 +137,60 @@ def run_demo(
         "demand features (features_job)",
     )
     home = cfg.home
-    summary["features"] = {
+    return {
         "partitions": _latest_metadata(instance, tables.FEATURES.name, ())["partitions"],
         "rows": delta.table_rows(home.table_uri(tables.FEATURES.name), home.storage_options()),
     }
+
+
+@contextmanager
+def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
+    """Record how long a stage of the demo took (the summary's ``stages``)."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = round(time.perf_counter() - t, 1)
+
+
+def run_demo(
+    start: dt.date, end: dt.date, events_per_day: int = 3000, environment: str | None = None
+) -> dict[str, Any]:
+    """Land a few weeks of events with drift and bad records, then materialize everything."""
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    cfg = load_config(environment)
+    with _stage(stages, "simulate"):
+        sim = _simulate(cfg, start, end, events_per_day)
+    drift_day = end - dt.timedelta(days=7)
+    with _stage(stages, "setup"):
+        defs = build_definitions(cfg.environment)
+        instance = _instance()
+    summary: dict[str, Any] = {
+        "environment": cfg.environment,
+        "days": len(sim.days()),
+        "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
+    }
+    with _stage(stages, "ingest"):
+        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance)
+        summary["bronze"] = _bronze_summary(instance)
+    with _stage(stages, "spark"):
+        summary["gold_rows"] = _spark(defs, instance, cfg, start, end)
+    with _stage(stages, "sync"):
+        summary["replicas"] = _sync(defs, instance, cfg)
+    with _stage(stages, "features"):
+        summary["features"] = _features(defs, instance, cfg, start, end)
     days = [drift_day - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(10)]
-    summary["ml"] = run_ml_demo(
-        defs,
-        instance,
-        [d for d in days if d <= end],
-        train_end=drift_day - dt.timedelta(days=3),
-        # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
-        window_days=28,
-    )
+    with _stage(stages, "ml"):
+        summary["ml"] = run_ml_demo(
+            defs,
+            instance,
+            [d for d in days if d <= end],
+            train_end=drift_day - dt.timedelta(days=3),
+            # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
+            window_days=28,
+        )
+    summary["stages"] = stages
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
 

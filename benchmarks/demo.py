@@ -1,0 +1,161 @@
+"""`make run`, timed: the whole demo in a fresh lake and Dagster instance, and its stages.
+
+Runs ``python -m lakehouse.cli demo`` (what ``make run`` runs) in a child process with a fresh
+LAKEHOUSE_HOME and DAGSTER_HOME in a temporary folder, then reads the Dagster instance it left
+behind. Prints one JSON object as its last line: seconds (the demo's wall time), stages
+(seconds per stage, from the demo's summary), ingest_runs, code_location_load_s (import of
+``lakehouse.definitions`` and ``build_definitions()`` in a fresh interpreter), load_average
+(the machine is shared) and reconciled (every bronze partition's reconciliation check passed
+and its counts add up).
+
+Knobs (environment): BENCH_DEMO_ARGS (extra arguments for ``lakehouse demo``, e.g.
+``--from 2026-10-01``), BENCH_KEEP (keep the temporary folder and print where it is).
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+METADATA_COUNTS = ("landed", "ingested", "quarantined", "duplicates_dropped")
+LOAD_SNIPPET = """
+import time
+t = time.perf_counter()
+from lakehouse.definitions import build_definitions
+build_definitions()
+print(round(time.perf_counter() - t, 3))
+"""
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LAKEHOUSE_HOME=str(tmp / "home"),
+        DAGSTER_HOME=str(tmp / "dagster"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+    )
+    env.setdefault("LAKEHOUSE_PII_KEY", "local-demo-key-not-a-secret")
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
+
+
+def _fresh(tmp: Path) -> None:
+    (tmp / "home").mkdir()
+    (tmp / "dagster").mkdir()
+    # the instance `make setup` gives the demo (run queue, concurrency pools)
+    shutil.copy(ROOT / "deploy" / "dagster-local.yaml", tmp / "dagster" / "dagster.yaml")
+
+
+def code_location_load_s(env: dict[str, str]) -> float:
+    """Seconds to import the code location and build its definitions, in a new interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_SNIPPET],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_demo(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """Wall seconds of ``lakehouse demo`` and the summary it printed."""
+    args = shlex.split(os.environ.get("BENCH_DEMO_ARGS", ""))
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "demo", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"lakehouse demo failed (exit {out.returncode}):\n{out.stdout[-4000:]}")
+    text = out.stdout
+    return seconds, json.loads(text[text.index("{") :])
+
+
+def reconciled(dagster_home: Path, expected: int) -> dict[str, Any]:
+    """Every bronze partition: its latest run's reconciliation check passed, counts add up.
+
+    A partitioned run's check evaluation carries no partition key: it is joined to the
+    partition through the run that materialized it.
+    """
+    import dagster as dg
+
+    from assets.bronze import RECONCILIATION_CHECK
+    from pipelines import tables
+
+    bronze = dg.AssetKey(tables.BRONZE.name)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        run_of: dict[str, str] = {}  # partition -> its newest materializing run
+        sums: dict[str, bool] = {}
+        for rec in instance.fetch_materializations(bronze, limit=10_000).records:
+            mat = rec.asset_materialization
+            if mat is None or mat.partition is None or mat.partition in run_of:
+                continue
+            run_of[mat.partition] = rec.run_id
+            v = {k: int(mat.metadata[k].value) for k in METADATA_COUNTS}  # type: ignore[arg-type]
+            sums[mat.partition] = v["landed"] == sum(v[k] for k in METADATA_COUNTS[1:])
+        key = dg.AssetCheckKey(bronze, RECONCILIATION_CHECK)
+        passed = {
+            rec.run_id: rec.status.value == "SUCCEEDED"
+            for rec in instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=10_000
+            )
+        }
+    checks = {p: passed.get(run, False) for p, run in run_of.items()}
+    ok = len(run_of) == expected and all(checks.values()) and all(sums.values())
+    return {"reconciled": ok, "partitions_checked": len(run_of)}
+
+
+def main() -> None:
+    """Time the demo in a fresh temporary lake and print the JSON summary last."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    try:
+        _fresh(tmp)
+        env = _env(tmp)
+        load_s = code_location_load_s(env)
+        load_before = os.getloadavg()
+        seconds, summary = run_demo(env)
+        load_after = os.getloadavg()
+        print(json.dumps(summary, default=str), flush=True)
+        runs = int(summary["ingest_runs"])
+        rec = reconciled(tmp / "dagster", runs)
+        print(
+            json.dumps(
+                {
+                    "seconds": round(seconds, 1),
+                    "stages": summary.get("stages"),
+                    "ingest_runs": runs,
+                    "ingest_runs_failed": len(summary.get("ingest_runs_failed") or []),
+                    "code_location_load_s": load_s,
+                    **rec,
+                    "load_average": {
+                        "before": round(load_before[0], 2),
+                        "after_1m": round(load_after[0], 2),
+                        "after_15m": round(load_after[2], 2),
+                    },
+                }
+            )
+        )
+    finally:
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
