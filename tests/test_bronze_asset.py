@@ -121,7 +121,6 @@ def test_a_blocking_check_that_fails_names_the_expectation_and_blocks_downstream
             "success": False,
             "unexpected_count": 1,
             "unexpected_percent": 10.0,
-            "unexpected_values": ["XXX"],
         }
     ]
     assert not result.success
