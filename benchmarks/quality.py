@@ -52,8 +52,17 @@ def _bronze(rows: int) -> pa.Table:
     sim = SimulationConfig(start=DAY, end=DAY, events_per_day=int(rows * 1.2), stores=200, skus=500)
     records = to_records(generate_day(sim, "us", DAY, "USD"))
     landing = load_config("local").location("aws-us").landing
-    batch = capture.Batch(dt.datetime(2026, 10, 5, tzinfo=dt.UTC), records)
-    return ingest_objects([("k.gz", capture.encode(landing, batch, 0))], landing, "us", DAY).bronze
+    at = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
+    # objects of 200k events, as Firehose would land them: each stays under the ingest's bound
+    # on an inflated object (capture.MAX_OBJECT_BYTES), so none is quarantined whole
+    objects = [
+        (f"k{i}.gz", capture.encode(landing, capture.Batch(at, records[i : i + 200_000]), 0))
+        for i in range(0, len(records), 200_000)
+    ]
+    bronze = ingest_objects(objects, landing, "us", DAY).bronze
+    if bronze.num_rows < rows:
+        raise RuntimeError(f"the ingest kept {bronze.num_rows} rows, fewer than {rows}")
+    return bronze
 
 
 def _inject(t: pa.Table) -> pa.Table:
