@@ -53,6 +53,7 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     md5: str | None = None  # hex MD5 of the content, when the store gives one
+    modified: float | None = None  # last modification, seconds since the epoch (upkeep's ages)
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,9 @@ class ObstoreStorage:
         md5 = None
         if self.etag_is_md5 and etag and _MD5_ETAG.match(etag.strip('"')):
             md5 = etag.strip('"')
-        return ObjectInfo(meta["path"], int(meta["size"]), etag, md5)
+        stamp = meta.get("last_modified")
+        modified = stamp.timestamp() if hasattr(stamp, "timestamp") else None
+        return ObjectInfo(meta["path"], int(meta["size"]), etag, md5, modified)
 
     def head(self, path: str) -> ObjectInfo | None:
         """The object's size and etag, or None when it does not exist."""
@@ -494,7 +497,7 @@ def _scan_local(root: Path, base: str, offset: str | None) -> list[ObjectInfo]:
             elif entry.is_symlink() or not _STAGED.search(entry.name):
                 st = entry.stat(follow_symlinks=False)
                 etag = f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
-                out.append(ObjectInfo(key, st.st_size, etag))
+                out.append(ObjectInfo(key, st.st_size, etag, None, st.st_mtime))
     out.sort(key=lambda i: i.path)
     return [i for i in out if offset is None or i.path > offset]
 
@@ -560,7 +563,8 @@ class GcsJsonStorage:
             rel = self._rel(b.name)
             if offset and rel <= offset:
                 continue
-            yield ObjectInfo(rel, int(b.size or 0), b.etag, _gcs_md5(b.md5_hash))
+            updated = b.updated.timestamp() if b.updated else None
+            yield ObjectInfo(rel, int(b.size or 0), b.etag, _gcs_md5(b.md5_hash), updated)
 
     def list_dirs(self, prefix: str = "") -> builtins.list[str]:
         """The folders directly under ``prefix`` (full paths, no trailing slash), sorted."""

@@ -50,7 +50,13 @@ from pipelines.storage import (
 LOG = "_delta_log/"
 LAST_CHECKPOINT = "_delta_log/_last_checkpoint"
 _COMMIT = re.compile(r"^_delta_log/(\d{20})\.json$")
-_CHECKPOINT = re.compile(r"^_delta_log/(\d{20})\.checkpoint(\.\d{10}\.\d{10})?\.parquet$")
+# Classic (N.checkpoint.parquet), multi-part (N.checkpoint.P.T.parquet) and V2 checkpoints
+# (N.checkpoint.<uuid>.json|parquet, whose add actions may sit in _delta_log/_sidecars/).
+_CHECKPOINT = re.compile(
+    r"^_delta_log/(\d{20})\.checkpoint"
+    r"(?:\.(\d{10})\.(\d{10})\.parquet|\.([0-9A-Fa-f-]{36})\.(?:json|parquet)|\.parquet)$"
+)
+SIDECARS = "_delta_log/_sidecars/"
 _CRC = re.compile(r"^_delta_log/(\d{20})\.crc$")
 # A relative path whose first segment looks like "scheme:" is a URI, not a file of the table.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
@@ -69,6 +75,19 @@ class DivergedError(SyncError):
 
 class UnrelatedTargetError(DivergedError):
     """The target holds another table than the source (a different Delta table id)."""
+
+
+class SourceBehindError(SyncError):
+    """The source no longer holds what the replica needs (vacuumed or log-cleaned past it)."""
+
+
+class MissingSourceFileError(SyncError):
+    """A data file the source's log references does not exist at the source."""
+
+    def __init__(self, message: str, path: str) -> None:
+        """Keep the path so that the sync can say which versions needed it."""
+        super().__init__(message)
+        self.path = path
 
 
 def commit_path(version: int) -> str:
@@ -265,6 +284,64 @@ def _json_line(line: bytes, where: str, number: int) -> dict[str, Any]:
     return action
 
 
+# Table features whose files the sync knows and copies (or that add no file at all): a
+# replica of a table using any other feature could be copied wrongly, so it is refused.
+CARRIED_FEATURES = frozenset(
+    {
+        "appendOnly",
+        "invariants",
+        "checkConstraints",
+        "changeDataFeed",
+        "generatedColumns",
+        "columnMapping",
+        "identityColumns",
+        "deletionVectors",  # their files are copied (_deletion_vector)
+        "timestampNtz",
+        "typeWidening",
+        "typeWidening-preview",
+        "v2Checkpoint",  # top-level checkpoint and its sidecars are copied
+        "domainMetadata",
+        "rowTracking",
+        "clustering",
+        "icebergCompatV1",
+        "icebergCompatV2",
+        "inCommitTimestamp",
+        "vacuumProtocolCheck",
+        "variantType",
+        "variantType-preview",
+        "variantShredding-preview",
+        "allowColumnDefaults",
+    }
+)
+# Why some features cannot be carried by copying _delta_log: said in the refusal.
+_UNCARRIED = {
+    "catalogOwned": "its commits are owned by a catalog, not (only) by _delta_log",
+    "catalogOwned-preview": "its commits are owned by a catalog, not (only) by _delta_log",
+    "coordinatedCommits-preview": "its commits are ratified by a commit coordinator, not by "
+    "_delta_log alone",
+}
+
+
+def check_protocols(protocols: Iterable[Any], where: str) -> None:
+    """Refuse a table whose protocol names a feature the sync cannot carry, naming it."""
+    for protocol in protocols:
+        if not isinstance(protocol, dict):
+            raise SyncError(f"{where}: protocol action is not an object")
+        features = [
+            f
+            for key in ("readerFeatures", "writerFeatures")
+            for f in (protocol.get(key) or [])
+            if isinstance(f, str)
+        ]
+        for feature in dict.fromkeys(features):
+            if feature not in CARRIED_FEATURES:
+                why = _UNCARRIED.get(feature, "the sync does not know which files it needs")
+                raise SyncError(
+                    f"{where}: table feature {feature!r} cannot be replicated by the Delta-log "
+                    f"sync ({why}); refusing before any byte is copied"
+                )
+
+
 @dataclass
 class CommitInfo:
     """What one commit asks of the target."""
@@ -274,6 +351,7 @@ class CommitInfo:
     files: dict[str, int | None] = field(default_factory=dict)  # path -> size if known
     removed: set[str] = field(default_factory=set)
     metadata: list[dict[str, Any]] = field(default_factory=list)  # every metaData, in order
+    protocols: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitInfo:
@@ -299,6 +377,8 @@ def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitI
             info.removed.add(log_path(remove.get("path"), where, "remove"))
         if "metaData" in action:
             info.metadata.append(_metadata(action["metaData"], where))
+        if "protocol" in action:
+            info.protocols.append(action["protocol"])
     return info
 
 
@@ -336,6 +416,12 @@ class SyncPlan:
     # starts from (seed checkpoint or the target's version) and every metaData of its commits.
     metadata: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     reseed: bool = False
+    # Incremental (the replica holds versions up to target_version): every file the new
+    # versions need must exist at the source; a fresh or restarted replica mirrors the
+    # source's history as it is, files a later version removes and the source vacuumed too.
+    strict: bool = False
+    held_version: int | None = None  # the replica's version before the sync
+    drop_below: int | None = None  # a restart leaves no gap: older log entries are removed
 
     @property
     def versions_behind(self) -> int:
@@ -400,33 +486,119 @@ def _get_many(storage: Storage, paths: list[str], concurrency: int) -> list[byte
         return list(pool.map(storage.get, paths))
 
 
-def _checkpoint_state(
-    storage: Storage, version: int, parts: list[ObjectInfo], *, metadata_only: bool = False
-) -> tuple[dict[str, int | None], list[dict[str, Any]]]:
-    """Live files and metaData recorded in a (classic, possibly multi-part) checkpoint."""
+@dataclass
+class CheckpointState:
+    """What one checkpoint records: live files, metaData, protocol and its sidecar files."""
+
+    files: dict[str, int | None] = field(default_factory=dict)
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    protocols: list[dict[str, Any]] = field(default_factory=list)
+    sidecars: list[str] = field(default_factory=list)  # object keys under _delta_log/_sidecars/
+
+
+def is_v2_checkpoint(path: str) -> bool:
+    """True for a V2 checkpoint's top-level file (``N.checkpoint.<uuid>.json|parquet``)."""
+    m = _CHECKPOINT.match(path)
+    return m is not None and m.group(4) is not None
+
+
+def complete_checkpoint(parts: list[ObjectInfo]) -> list[ObjectInfo] | None:
+    """One readable checkpoint among a version's files: V2, classic, or every part of a set.
+
+    A multi-part checkpoint missing a part (a crashed writer) is not one.
+    """
+    v2 = [p for p in parts if is_v2_checkpoint(p.path)]
+    if v2:
+        return [sorted(v2, key=lambda p: p.path)[0]]
+    groups: dict[int, list[ObjectInfo]] = {}
+    for part in parts:
+        m = _CHECKPOINT.match(part.path)
+        if m is None:
+            continue
+        if m.group(2) is None:
+            return [part]
+        groups.setdefault(int(m.group(3)), []).append(part)
+    for total, found in sorted(groups.items()):
+        if len({p.path for p in found}) == total:
+            return sorted(found, key=lambda p: p.path)
+    return None
+
+
+def _sidecar_key(raw: Any, where: str) -> str:
+    """Object key of a sidecar a V2 checkpoint names (by file name, or under _sidecars/)."""
+    text = unquote(raw) if isinstance(raw, str) else raw
+    if isinstance(text, str) and text.startswith(SIDECARS):
+        raw = text[len(SIDECARS) :]
+    return SIDECARS + log_path(raw, where, "sidecar")
+
+
+def _state_from_actions(
+    actions: Iterable[dict[str, Any]], where: str, state: CheckpointState, metadata_only: bool
+) -> None:
+    for action in actions:
+        if not metadata_only and action.get("add") is not None:
+            _add_files(action["add"], where, "add", state.files)
+        if action.get("metaData") is not None:
+            state.metadata.append(_metadata(action["metaData"], where))
+        if action.get("protocol") is not None:
+            state.protocols.append(action["protocol"])
+        sidecar = action.get("sidecar")
+        if sidecar is not None:
+            path = sidecar.get("path") if isinstance(sidecar, dict) else None
+            state.sidecars.append(_sidecar_key(path, where))
+
+
+def _parquet_actions(data: bytes, where: str, wanted: tuple[str, ...]) -> list[dict[str, Any]]:
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files: dict[str, int | None] = {}
-    metadata: list[dict[str, Any]] = []
-    for part in parts:
+    fh = io.BytesIO(data)
+    try:
+        available = set(pq.read_schema(fh).names)
+        table = pq.read_table(fh, columns=[c for c in wanted if c in available])
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SyncError(f"{where} is not a readable checkpoint: {one_line(exc)}") from None
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    return [
+        {name: values[i] for name, values in columns.items() if values[i] is not None}
+        for i in range(table.num_rows)
+    ]
+
+
+def _checkpoint_state(
+    storage: Storage, version: int, parts: list[ObjectInfo], *, metadata_only: bool = False
+) -> CheckpointState:
+    """Live files, metaData and protocol of a checkpoint (classic, multi-part or V2).
+
+    A V2 checkpoint's add actions may live in sidecar files, read here too (not for
+    ``metadata_only``, which needs the top-level file alone).
+    """
+    state = CheckpointState()
+    chosen = complete_checkpoint(parts)
+    if chosen is None:
+        names = ", ".join(p.path for p in parts) or "none"
+        raise SyncError(f"{storage.uri}: no complete checkpoint of version {version} ({names})")
+    wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add",))
+    for part in chosen:
         where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
-        fh = io.BytesIO(storage.get(part.path))
-        try:
-            available = set(pq.read_schema(fh).names)
-            wanted = ["metaData"] if metadata_only else ["add", "metaData"]
-            table = pq.read_table(fh, columns=[c for c in wanted if c in available])
-            adds = table.column("add").to_pylist() if "add" in table.column_names else []
-            metas = table.column("metaData").to_pylist() if "metaData" in available else []
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise SyncError(f"{where} is not a readable checkpoint: {one_line(exc)}") from None
-        for add in adds:
-            if add is not None:
-                _add_files(add, where, "add", files)
-        metadata.extend(_metadata(meta, where) for meta in metas if meta is not None)
-    return files, metadata
+        data = storage.get(part.path)
+        if part.path.endswith(".json"):
+            lines = data.splitlines()
+            actions = [_json_line(line, where, n) for n, line in enumerate(lines, 1) if line.strip()]
+        else:
+            actions = _parquet_actions(data, where, wanted)
+        _state_from_actions(actions, where, state, metadata_only)
+    if not metadata_only:
+        for key in state.sidecars:
+            where = f"{storage.uri}/{key} (sidecar of the checkpoint of version {version})"
+            try:
+                data = storage.get(key)
+            except FileNotFoundError:
+                raise SyncError(f"{where} is named by the checkpoint but does not exist") from None
+            _state_from_actions(_parquet_actions(data, where, ("add",)), where, state, False)
+    return state
 
 
 def _metadata_at(
@@ -441,10 +613,13 @@ def _metadata_at(
     Reads commits backwards down to the newest checkpoint at or before ``version``, then that
     checkpoint's metaData column; so at most a checkpoint interval of small reads.
     """
-    floors = [v for v in (*checkpoints, checkpoint) if v is not None and v <= version]
-    floor = max(floors) if floors else None
+    listed = dict(checkpoints)
+    if checkpoint is not None and checkpoint <= version and checkpoint not in listed:
+        listed.update(list_log(storage, checkpoint).checkpoints)
+    usable = [v for v, parts in listed.items() if v <= version and complete_checkpoint(parts)]
+    floor = max(usable) if usable else None
     v = version
-    while v >= 0 and (floor is None or v >= floor):
+    while v >= 0 and (floor is None or v > floor):
         try:
             data = known.get(v) or storage.get(commit_path(v))
         except FileNotFoundError:
@@ -453,11 +628,13 @@ def _metadata_at(
             return found[-1]
         v -= 1
     if floor is not None:
-        parts = checkpoints.get(floor) or list_log(storage, floor).checkpoints.get(floor, [])
-        _, found = _checkpoint_state(storage, floor, parts, metadata_only=True)
-        if found:
-            return found[-1]
-    raise SyncError(f"{storage.uri}: no metaData action found at or before version {version}")
+        state = _checkpoint_state(storage, floor, listed[floor], metadata_only=True)
+        if state.metadata:
+            return state.metadata[-1]
+    raise SyncError(
+        f"{storage.uri}: no metaData action found at or before version {version} (commits "
+        f"{v + 1}..{version} hold none, and no checkpoint before them could be read)"
+    )
 
 
 def table_id(storage: Storage) -> str | None:
@@ -542,11 +719,17 @@ def _seed(
     Used when the source's early commits were cleaned up: its newest checkpoint is the
     start, and that checkpoint's metaData is the schema of everything the seed copies.
     """
-    candidates = [v for v in listing.checkpoints if v <= source_version]
+    candidates = [
+        v
+        for v, parts in listing.checkpoints.items()
+        if v <= source_version and complete_checkpoint(parts)
+    ]
     if not candidates:
         raise SyncError(f"{src.uri}: no commit 0 and no checkpoint to start a replica from")
     version = max(candidates)
-    files, metadata = _checkpoint_state(src, version, listing.checkpoints[version])
+    state = _checkpoint_state(src, version, listing.checkpoints[version])
+    check_protocols(state.protocols, f"{src.uri} (checkpoint of version {version})")
+    files, metadata = state.files, state.metadata
     if not metadata:
         raise SyncError(
             f"{src.uri}: the checkpoint of version {version} has no metaData; "
@@ -569,6 +752,56 @@ def _read_commits(
     return commits
 
 
+def reseed_hint(source_uri: str, target_uri: str) -> str:
+    """The command that restarts a replica from its source (said in every such error)."""
+    return f"lakehouse sync --from {source_uri} --to {target_uri} --reseed"
+
+
+def _restart_needed(
+    src: Storage,
+    dst: Storage,
+    target_version: int,
+    source_version: int,
+    listing: LogListing,
+    reseed: bool,
+) -> bool:
+    """Whether a replica that has not diverged must be restarted from the source.
+
+    Raises when the source's log no longer holds the commits after the replica's version
+    (log cleanup past what the replica needs) and ``reseed`` was not asked for.
+    """
+    if target_version >= source_version:
+        return False
+    if target_version + 1 not in listing.commits:
+        if reseed:
+            return True
+        later = [v for v in listing.commits if v > target_version]
+        gap = f"{target_version + 1}..{min(later) - 1}" if later else f"{target_version + 1}.."
+        raise SourceBehindError(
+            f"{src.uri}: the source's log no longer holds version(s) {gap} that replica "
+            f"{dst.uri} (at version {target_version}) needs to reach version {source_version}: "
+            "it was cleaned up past the replica's version; restart the replica from the "
+            f"source's newest checkpoint with `{reseed_hint(src.uri, dst.uri)}`"
+        )
+    return reseed
+
+
+def _with_sidecars(src: Storage, version: int, parts: list[ObjectInfo]) -> list[ObjectInfo]:
+    """A version's checkpoint files to copy: each V2 checkpoint's sidecars before it."""
+    out: list[ObjectInfo] = []
+    for part in parts:
+        if not is_v2_checkpoint(part.path):
+            continue
+        for key in _checkpoint_state(src, version, [part], metadata_only=True).sidecars:
+            info = src.head(key)
+            if info is None:
+                raise SyncError(
+                    f"{src.uri}/{key} is named by the checkpoint {part.path} but does not exist"
+                )
+            out.append(info)
+    return out + sorted(parts, key=lambda p: p.path)
+
+
 def plan_sync(
     src: Storage,
     dst: Storage,
@@ -583,7 +816,10 @@ def plan_sync(
     commit of that version, or the target is ahead; with ``reseed`` a replica of the same
     table is planned afresh instead (its log is replaced when the plan is executed), and
     :class:`UnrelatedTargetError` when the target holds another table, unless
-    ``replace_unrelated``.
+    ``replace_unrelated``. Raises :class:`SourceBehindError` when the source's log was cleaned
+    up past the replica's version; ``reseed`` then restarts the replica from the source's
+    newest checkpoint (written before the replica's older log entries are removed). A table
+    feature the sync cannot carry is refused (:func:`check_protocols`).
     """
     target_version = latest_version(dst)
     lc_version, lc_bytes = last_checkpoint(src)
@@ -594,12 +830,18 @@ def plan_sync(
     if source_version is None:
         raise SyncError(f"{src.uri} is not a Delta table: {LOG} has no commit")
     known: dict[int, bytes] = {}
-    reseeding = False
+    reseeding = restarting = False
+    held = target_version
     if target_version is not None:
         reason = _divergence(src, dst, target_version, source_version, listing, known)
         if reason:
             _check_replaceable(src, dst, reason, reseed=reseed, replace_unrelated=replace_unrelated)
             reseeding = True
+        else:
+            restarting = _restart_needed(
+                src, dst, target_version, source_version, listing, reseed
+            )
+        if reseeding or restarting:
             target_version = None
             listing = list_log(src, None)
     seed_checkpoint: int | None = None
@@ -612,14 +854,18 @@ def plan_sync(
     else:
         start = 0 if target_version is None else target_version + 1
     commits = _read_commits(src, listing, range(start, source_version + 1), concurrency)
+    for c in commits:
+        check_protocols(c.protocols, _where(src, c.version))
     known.update({c.version: c.data for c in commits})
     for c in commits:
         metadata.extend((c.version, m) for m in c.metadata)
-    resume = (
-        target_version is not None
-        and target_version in listing.checkpoints
-        and _missing_at(dst, listing.checkpoints[target_version])
-    )
+    low = target_version if target_version is not None else -1
+    checkpoints = {
+        v: _with_sidecars(src, v, parts)
+        for v, parts in listing.checkpoints.items()
+        if low <= v <= source_version
+    }
+    resume = target_version is not None and _missing_at(dst, checkpoints.get(target_version, []))
     if start > 0 and seed_checkpoint is None and (resume or (commits and not commits[0].metadata)):
         # The schema before the first new commit. With nothing to copy, nothing is judged:
         # a no-op reads no checkpoint and costs a log listing and two small reads.
@@ -631,11 +877,7 @@ def plan_sync(
         source_version=source_version,
         target_version=target_version,
         commits=commits,
-        checkpoints={
-            v: parts
-            for v, parts in listing.checkpoints.items()
-            if (target_version if target_version is not None else -1) <= v <= source_version
-        },
+        checkpoints=checkpoints,
         crcs={v: i for v, i in listing.crcs.items() if start <= v <= source_version},
         seed_checkpoint=seed_checkpoint,
         seed_files=seed_files,
@@ -645,6 +887,12 @@ def plan_sync(
         last_checkpoint_version=lc_version,
         metadata=metadata,
         reseed=reseeding,
+        strict=target_version is not None,
+        held_version=held,
+        drop_below=seed_checkpoint
+        if restarting and seed_checkpoint is not None and held is not None
+        and seed_checkpoint > held + 1
+        else None,
     )
 
 
@@ -711,8 +959,8 @@ def _copy_one(
         if path in removed_later:
             count(missing=1)  # vacuumed at the source; no version still needs it
             return
-        raise SyncError(
-            f"{src.uri}/{path} is referenced by the source's log but does not exist"
+        raise MissingSourceFileError(
+            f"{src.uri}/{path} is referenced by the source's log but does not exist", path
         ) from None
     if size is not None and copied.size != size:
         raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
@@ -838,6 +1086,21 @@ def _write_log(
             if _put_log_object(dst, crc.path, src.get(crc.path), "crc"):
                 tally.bytes += crc.size
     _write_checkpoint_hint(plan, dst, hook)
+    if plan.drop_below is not None:
+        # A restarted replica: its older versions end before a gap; readers start from the
+        # seed checkpoint written above, so the entries below it go only now.
+        for info in list(dst.list(LOG)):
+            version = _log_version(info.path)
+            if version is not None and version < plan.drop_below:
+                dst.delete(info.path)
+
+
+def _log_version(path: str) -> int | None:
+    """The version a commit, checkpoint or .crc of the log belongs to (None for others)."""
+    for pattern in (_COMMIT, _CHECKPOINT, _CRC):
+        if m := pattern.match(path):
+            return int(m.group(1))
+    return None
 
 
 def _write_checkpoint_hint(plan: SyncPlan, dst: Storage, hook: Hook | None) -> None:
@@ -854,6 +1117,29 @@ def _write_checkpoint_hint(plan: SyncPlan, dst: Storage, hook: Hook | None) -> N
             hook("last_checkpoint", LAST_CHECKPOINT)
 
 
+def needed_by(plan: SyncPlan, path: str) -> tuple[int, int | None]:
+    """The versions of the plan that need a data file: (first, last or None for latest)."""
+    first = plan.seed_checkpoint if path in plan.seed_files else None
+    for c in plan.commits:
+        if first is None and path in c.files:
+            first = c.version
+        elif first is not None and path in c.removed:
+            return first, c.version - 1
+    return (plan.source_version if first is None else first), None
+
+
+def _vacuumed_past(plan: SyncPlan, exc: MissingSourceFileError) -> str:
+    first, last = needed_by(plan, exc.path)
+    versions = f"version(s) {first}..{last if last is not None else plan.source_version}"
+    if not plan.strict:
+        return f"{exc} (needed by {versions})"
+    return (
+        f"{exc} (needed by {versions}): the source was vacuumed past what replica "
+        f"{plan.target_uri} (at version {plan.held_version}) needs, nothing was committed to "
+        f"it; restart the replica with `{reseed_hint(plan.source_uri, plan.target_uri)}`"
+    )
+
+
 def execute_plan(
     plan: SyncPlan,
     src: Storage,
@@ -867,8 +1153,12 @@ def execute_plan(
     tally = _Tally()
     # Hash only when some store can give an MD5 to compare with (local and Azure cannot).
     hash_md5 = gives_md5(src) or gives_md5(dst)
-    files, removed = plan.data_files(), plan.removed_later()
-    _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, hash_md5)
+    files = plan.data_files()
+    removed = set() if plan.strict else plan.removed_later()
+    try:
+        _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, hash_md5)
+    except MissingSourceFileError as exc:
+        raise SourceBehindError(_vacuumed_past(plan, exc)) from None
     if dry_run:
         tally.commits = len(plan.commits)
         tally.bytes += sum(len(c.data) for c in plan.commits)
