@@ -585,8 +585,8 @@ def _checkpoint_state(
         where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
         data = storage.get(part.path)
         if part.path.endswith(".json"):
-            lines = data.splitlines()
-            actions = [_json_line(line, where, n) for n, line in enumerate(lines, 1) if line.strip()]
+            lines = enumerate(data.splitlines(), 1)
+            actions = [_json_line(line, where, n) for n, line in lines if line.strip()]
         else:
             actions = _parquet_actions(data, where, wanted)
         _state_from_actions(actions, where, state, metadata_only)
@@ -838,9 +838,7 @@ def plan_sync(
             _check_replaceable(src, dst, reason, reseed=reseed, replace_unrelated=replace_unrelated)
             reseeding = True
         else:
-            restarting = _restart_needed(
-                src, dst, target_version, source_version, listing, reseed
-            )
+            restarting = _restart_needed(src, dst, target_version, source_version, listing, reseed)
         if reseeding or restarting:
             target_version = None
             listing = list_log(src, None)
@@ -890,7 +888,9 @@ def plan_sync(
         strict=target_version is not None,
         held_version=held,
         drop_below=seed_checkpoint
-        if restarting and seed_checkpoint is not None and held is not None
+        if restarting
+        and seed_checkpoint is not None
+        and held is not None
         and seed_checkpoint > held + 1
         else None,
     )
@@ -1089,10 +1089,18 @@ def _write_log(
     if plan.drop_below is not None:
         # A restarted replica: its older versions end before a gap; readers start from the
         # seed checkpoint written above, so the entries below it go only now.
-        for info in list(dst.list(LOG)):
-            version = _log_version(info.path)
-            if version is not None and version < plan.drop_below:
-                dst.delete(info.path)
+        drop_log_below(dst, plan.drop_below)
+
+
+def drop_log_below(storage: Storage, version: int) -> list[str]:
+    """Delete the commits, checkpoints and .crc files of versions below ``version``."""
+    dropped = []
+    for info in list(storage.list(LOG)):
+        found = _log_version(info.path)
+        if found is not None and found < version:
+            storage.delete(info.path)
+            dropped.append(info.path)
+    return dropped
 
 
 def _log_version(path: str) -> int | None:
