@@ -282,6 +282,26 @@ class Replica:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """The ``maintenance:`` section: table upkeep (pipelines/maintenance.py, docs/maintenance.md).
+
+    ``retention_hours``: a data file no kept version needs is deleted only this long after its
+    removal (Delta's own default, 7 days: readers and writers in flight). ``log_retention_hours``:
+    log entries below the floor's checkpoint go only after this long (Delta's 30 days).
+    ``model_pin_days``: None keeps every registered model version's lineage version; a number
+    lets versions older than that which hold no alias stop pinning. ``z_order``: per table, the
+    columns readers filter on (compaction then Z-orders by them). ``target_file_size``: bytes.
+    """
+
+    retention_hours: float = 168.0
+    log_retention_hours: float = 720.0
+    model_pin_days: float | None = None
+    target_file_size: int = 128 * 1024 * 1024
+    z_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    schedule: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
+
+
+@dataclass(frozen=True)
 class LakeConfig:
     """Everything ``lakehouse.yaml`` says about one environment."""
 
@@ -296,6 +316,7 @@ class LakeConfig:
     ml: MLSettings = field(default_factory=lambda: MLSettings())
     spark_backend: str = "session"
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -585,6 +606,7 @@ def _load(path: str, env: str) -> LakeConfig:
         start_date=_start_date(data, path),
         ml=_parse_ml(data, path),
         spark_backend=_spark_backend(raw_env, f"{path}: environments.{env}"),
+        maintenance=_parse_maintenance(data.get("maintenance"), f"{path}: maintenance"),
     )
     cfg.location(cfg.ml_home)
     cfg.replicas()  # every location a rule names must exist
@@ -592,6 +614,26 @@ def _load(path: str, env: str) -> LakeConfig:
         cfg.currency_of(region)
     compute = _parse_compute(data, raw_env, path, env, cfg.jurisdictions, locations)
     return dataclasses.replace(cfg, compute=compute)
+
+
+def _parse_maintenance(raw: Any, where: str) -> MaintenanceSettings:
+    """The ``maintenance:`` section; every number checked, z_order columns as tuples."""
+    values = dict(_mapping(raw, where))
+    z_order = _mapping(values.pop("z_order", None), f"{where}.z_order")
+    settings: MaintenanceSettings = _dataclass_from(MaintenanceSettings, values, where)
+    for name in ("retention_hours", "log_retention_hours", "target_file_size"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{where}.{name} must be a number >= 0, not {value!r}")
+    days = settings.model_pin_days
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)):
+        raise ConfigError(f"{where}.model_pin_days must be a number of days or null")
+    columns = {}
+    for table, cols in z_order.items():
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            raise ConfigError(f"{where}.z_order.{table} must be a list of column names")
+        columns[str(table)] = tuple(cols)
+    return dataclasses.replace(settings, z_order=columns)
 
 
 def load_config(environment: str | None = None) -> LakeConfig:

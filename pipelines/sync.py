@@ -352,6 +352,11 @@ class CommitInfo:
     removed: set[str] = field(default_factory=set)
     metadata: list[dict[str, Any]] = field(default_factory=list)  # every metaData, in order
     protocols: list[dict[str, Any]] = field(default_factory=list)
+    # What upkeep needs besides: change-data files (never live), the deletion vectors of
+    # removed files, and when each removal happened (ms since the epoch, when recorded).
+    cdc: set[str] = field(default_factory=set)
+    removed_dvs: set[str] = field(default_factory=set)
+    removed_at: dict[str, int] = field(default_factory=dict)
 
 
 def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitInfo:
@@ -370,11 +375,18 @@ def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitI
         for kind in ("add", "cdc"):
             if kind in action:
                 _add_files(action[kind], where, kind, info.files)
+        if isinstance(action.get("cdc"), dict):
+            info.cdc.add(log_path(action["cdc"].get("path"), where, "cdc"))
         if "remove" in action:
             remove = action["remove"]
             if not isinstance(remove, dict):
                 raise SyncError(f"{where}: remove action is not an object")
-            info.removed.add(log_path(remove.get("path"), where, "remove"))
+            path = log_path(remove.get("path"), where, "remove")
+            info.removed.add(path)
+            if (dv := _deletion_vector(remove.get("deletionVector"), where)) is not None:
+                info.removed_dvs.add(dv)
+            if isinstance(stamp := remove.get("deletionTimestamp"), int):
+                info.removed_at[path] = stamp
         if "metaData" in action:
             info.metadata.append(_metadata(action["metaData"], where))
         if "protocol" in action:
@@ -494,6 +506,7 @@ class CheckpointState:
     metadata: list[dict[str, Any]] = field(default_factory=list)
     protocols: list[dict[str, Any]] = field(default_factory=list)
     sidecars: list[str] = field(default_factory=list)  # object keys under _delta_log/_sidecars/
+    removed_at: dict[str, int] = field(default_factory=dict)  # tombstones: path -> ms
 
 
 def is_v2_checkpoint(path: str) -> bool:
@@ -542,6 +555,12 @@ def _state_from_actions(
             state.metadata.append(_metadata(action["metaData"], where))
         if action.get("protocol") is not None:
             state.protocols.append(action["protocol"])
+        remove = action.get("remove")
+        if not metadata_only and isinstance(remove, dict) and remove.get("path"):
+            stamp = remove.get("deletionTimestamp")
+            state.removed_at[log_path(remove["path"], where, "remove")] = (
+                stamp if isinstance(stamp, int) else 0
+            )
         sidecar = action.get("sidecar")
         if sidecar is not None:
             path = sidecar.get("path") if isinstance(sidecar, dict) else None
@@ -580,7 +599,7 @@ def _checkpoint_state(
     if chosen is None:
         names = ", ".join(p.path for p in parts) or "none"
         raise SyncError(f"{storage.uri}: no complete checkpoint of version {version} ({names})")
-    wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add",))
+    wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add", "remove"))
     for part in chosen:
         where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
         data = storage.get(part.path)
@@ -597,7 +616,8 @@ def _checkpoint_state(
                 data = storage.get(key)
             except FileNotFoundError:
                 raise SyncError(f"{where} is named by the checkpoint but does not exist") from None
-            _state_from_actions(_parquet_actions(data, where, ("add",)), where, state, False)
+            actions = _parquet_actions(data, where, ("add", "remove"))
+            _state_from_actions(actions, where, state, False)
     return state
 
 
