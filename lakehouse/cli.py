@@ -1,7 +1,7 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
-Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``) run without Dagster;
-``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
+Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``, ``maintain``) run
+without Dagster; ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
 """
 
 from __future__ import annotations
@@ -222,6 +222,33 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     return report.as_dict()
 
 
+def cmd_maintain(args: argparse.Namespace) -> dict[str, Any]:
+    """Upkeep of one table at one location (docs/maintenance.md); the floor in the report."""
+    from pipelines import maintenance
+
+    cfg = load_config(args.env)
+    tracking = maintenance.default_tracking(cfg)
+    report = maintenance.maintain(
+        cfg,
+        args.table,
+        args.location,
+        model_pins_of=maintenance.registry_pins(tracking, cfg.maintenance),
+        dry_run=args.dry_run,
+    )
+    return report.as_dict()
+
+
+def _add_maintain(sub: Any) -> None:
+    p = sub.add_parser(
+        "maintain",
+        help="compact, VACUUM, checkpoint and clean the log of a table at a location (JSON)",
+    )
+    p.add_argument("--table", required=True, help="registered table, or a replica's name")
+    p.add_argument("--location", required=True, help="the location the table lives in")
+    p.add_argument("--dry-run", action="store_true", help="report what would be done only")
+    p.set_defaults(handler=cmd_maintain)
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate a few weeks and materialize the whole graph through Dagster."""
     from lakehouse.demo import run_demo
@@ -349,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_ingest_and_sync(sub)
     _add_dagster(sub)
+    _add_maintain(sub)
     return parser
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
-from pipelines.storage import ObjectInfo, Storage, open_storage
+from pipelines.storage import ObjectInfo, Storage, StorageError, open_storage
 from pipelines.sync import (
     LOG,
     SyncError,
@@ -133,7 +133,7 @@ class Floor:
     def set_by(self) -> dict[str, Any]:
         """Which replica or model set the oldest kept version (or the current version)."""
         oldest = [p for p in self.pins if p.version == self.oldest]
-        if not oldest or self.oldest == self.current:
+        if not oldest:
             return {"kind": "current_version", "name": "", "version": self.current}
         return oldest[0].describe()
 
@@ -159,7 +159,13 @@ def replica_pins(
     for r in cfg.replicas():
         if r.table != target.table or r.source.name != target.location.name:
             continue
-        version = latest_version(open_storage(r.target_uri, options_for(r.target), create=False))
+        try:
+            store = open_storage(r.target_uri, options_for(r.target), create=False)
+        except StorageError as exc:
+            if "does not exist" in str(exc):
+                continue  # not made yet: its first sync starts from the source's checkpoint
+            raise
+        version = latest_version(store)
         if version is not None:
             pins.append(Pin(version, "replica", r.name, r.target_uri))
     return pins
@@ -223,6 +229,37 @@ def model_pins(tracking: Any, uri: str, settings: MaintenanceSettings) -> list[P
             f"{tracking.model_name!r} ({text[:200]}); no file is deleted without that check"
         ) from None
     return lineage_pins(versions, uri, tracking.model_name, settings)
+
+
+def registry_pins(tracking: Any | None, settings: MaintenanceSettings) -> Callable[[str], list[Pin]]:
+    """``model_pins_of`` for :func:`maintain` from a tracking location (None: no registry)."""
+    if tracking is None:
+        return lambda uri: []
+    return lambda uri: model_pins(tracking, uri, settings)
+
+
+def default_tracking(cfg: LakeConfig) -> Any | None:
+    """The registry the CLI checks: ``MLFLOW_TRACKING_URI`` (or the emulated environment's
+    ``LAKEHOUSE_MLFLOW_TRACKING_URI``), else the local store if it exists (none: no models).
+    """
+    import os
+
+    from pipelines.config import lake_home
+    from pipelines.tracking import Tracking
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI")
+    if not uri:
+        db = lake_home() / ".mlflow" / "mlflow.db"
+        if not db.exists():
+            return None
+        uri = f"sqlite:///{db}"
+    return Tracking(
+        tracking_uri=uri,
+        model_name=cfg.ml.model_name,
+        experiment=cfg.ml.experiment,
+        registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or None,
+        token=os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
+    )
 
 
 @dataclass

@@ -686,7 +686,10 @@ def _divergence(
     if target_version > source_version:
         return f"the target is at version {target_version}, the source at {source_version}"
     if target_version in listing.commits:
-        ours = dst.get(commit_path(target_version))
+        try:
+            ours = dst.get(commit_path(target_version))
+        except FileNotFoundError:
+            return None  # seeded from a checkpoint without its commit: nothing to compare
         theirs = src.get(commit_path(target_version))
         known[target_version] = theirs
         if md5_hex(ours) != md5_hex(theirs):
@@ -868,7 +871,9 @@ def plan_sync(
     if target_version is None and 0 not in listing.commits:
         seed_checkpoint, seed_files, seed_meta = _seed(src, listing, source_version)
         metadata.append((seed_checkpoint, seed_meta))
-        start = seed_checkpoint + 1
+        # The seed's own commit too, when the source still has it: the replica's latest
+        # commit is then always there to compare with the source's (divergence check).
+        start = seed_checkpoint if seed_checkpoint in listing.commits else seed_checkpoint + 1
     else:
         start = 0 if target_version is None else target_version + 1
     commits = _read_commits(src, listing, range(start, source_version + 1), concurrency)

@@ -1,0 +1,280 @@
+"""Table upkeep: VACUUM and log cleanup under the floor replicas and models set; the sync after."""
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from lakehouse import cli
+from pipelines import delta, maintenance
+from pipelines.config import load_config
+from pipelines.storage import open_storage
+from pipelines.sync import SourceBehindError, SyncError, list_log, sync, sync_table
+from pipelines.tracking import Tracking
+
+TABLE = "gold_daily_demand"
+DAY = dt.date(2026, 9, 1)
+
+
+def gold(n: int, start: int = 0, day: dt.date = DAY) -> pa.Table:
+    return pa.table(
+        {
+            "date": pa.array([day] * n, pa.date32()),
+            "region": ["eu"] * n,
+            "store_id": list(range(start, start + n)),
+            "sku": [f"s{i % 5}" for i in range(start, start + n)],
+            "units": [float(i) for i in range(start, start + n)],
+        }
+    )
+
+
+def rows_at(uri: str, version: int) -> list[dict]:
+    table = DeltaTable(uri, version=version).to_pyarrow_table()
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, default=str, sort_keys=True))
+
+
+def held_versions(uri: str) -> list[int]:
+    listing = list_log(open_storage(uri), None)
+    first = min([*listing.commits, *listing.checkpoints])
+    return list(range(first, listing.latest + 1))
+
+
+def assert_equal_where_held(src: str, dst: str, since: int = 0) -> list[int]:
+    """Every version the replica holds (from ``since``) reads as the source's same version.
+
+    Versions before the source's floor may be hollow at the source after its upkeep (as after
+    any VACUUM); ``since`` leaves those out.
+    """
+    versions = [v for v in held_versions(dst) if v >= since]
+    for v in versions:
+        assert rows_at(dst, v) == rows_at(src, v), f"version {v} differs"
+    return versions
+
+
+@pytest.fixture
+def cfg(lake_home):
+    """The local environment with no waiting: retention 0 h for files and log entries."""
+    base = load_config("local")
+    return dataclasses.replace(
+        base,
+        maintenance=dataclasses.replace(
+            base.maintenance, retention_hours=0, log_retention_hours=0
+        ),
+    )
+
+
+def eu_replica(cfg):
+    return next(r for r in cfg.replicas() if r.source.name == "azure-eu" and r.table == TABLE)
+
+
+def churn(uri: str, steps: int, start: int = 100) -> None:
+    """Appends and partition overwrites: every other version removes files."""
+    for i in range(steps):
+        mode = "overwrite" if i % 2 else "append"
+        write_deltalake(uri, gold(5, start + i * 5), mode=mode, partition_by=["date", "region"])
+
+
+def test_vacuum_never_breaks_a_replica_lagging_by_n_versions(cfg):
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 3, 0)
+    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).target_version_after == 2
+    churn(rep.source_uri, 6)  # the replica now lags by 6 versions, 3 of them overwrites
+    report = maintenance.maintain(cfg, TABLE, "azure-eu")
+    assert report.retention_floor_version == 2
+    assert report.floor_set_by["kind"] == "replica" and report.floor_set_by["name"] == rep.name
+    assert report.vacuum["kept_for_floor"] > 0
+    assert report.log_cleanup["entries_deleted"] == 0, "the replica needs commits 3.. of the log"
+    after = sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    assert after.versions_behind_after == 0 and after.files_missing_at_source == 0
+    assert assert_equal_where_held(rep.source_uri, rep.target_uri, since=2)[0] == 2
+    # Once the replica has caught up, the next upkeep reclaims what only it needed.
+    again = maintenance.maintain(cfg, TABLE, "azure-eu")
+    assert again.vacuum["files_deleted"] > 0 and again.vacuum["kept_for_floor"] == 0
+    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).versions_behind_after == 0
+
+
+def registry(tmp_path: Path) -> Tracking:
+    return Tracking(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_name="forecaster")
+
+
+def register(tracking: Tracking, uri: str, version: int) -> str:
+    """A registered model version whose lineage names the table at ``version``."""
+    with tracking.session() as client:
+        if not client.search_registered_models(f"name = '{tracking.model_name}'"):
+            client.create_registered_model(tracking.model_name)
+        mv = client.create_model_version(
+            tracking.model_name,
+            source=str(Path(uri).parent / "model"),
+            tags={f"lineage.{TABLE}.uri": uri, f"lineage.{TABLE}.version": str(version)},
+        )
+    return str(mv.version)
+
+
+def test_vacuum_keeps_a_registered_models_lineage_version_and_it_still_reads(cfg, tmp_path):
+    uri = cfg.location("azure-eu").table_uri(TABLE)
+    churn(uri, 4, 0)
+    tracking = registry(tmp_path)
+    register(tracking, uri, 1)
+    trained_on = delta.read_partition(uri, {}, version=1)  # what training read (assets/ml.py)
+    churn(uri, 4, 50)
+    pins = maintenance.registry_pins(tracking, cfg.maintenance)
+    report = maintenance.maintain(cfg, TABLE, "azure-eu", model_pins_of=pins)
+    assert report.retention_floor_version == 1
+    assert report.floor_set_by == {
+        "version": 1,
+        "kind": "model",
+        "name": "forecaster v1",
+        "uri": uri,
+    }
+    assert report.vacuum["files_deleted"] > 0 and report.vacuum["kept_for_floor"] > 0
+    assert report.log_cleanup["kept_from_version"] <= 1
+    reread = delta.read_partition(uri, {}, version=1)  # retraining on the lineage version
+    assert reread.sort_by("store_id").equals(trained_on.sort_by("store_id"))
+    with tracking.session() as client:
+        client.delete_model_version(tracking.model_name, "1")
+    gone = maintenance.maintain(cfg, TABLE, "azure-eu", model_pins_of=pins)
+    assert gone.floor_set_by["kind"] == "current_version" and gone.vacuum["files_deleted"] > 0
+
+
+def test_model_pins_lapse_by_age_only_without_an_alias():
+    now = 1_000 * 86400.0
+    old = (now - 40 * 86400) * 1000
+
+    def version(number: str, aliases: list[str]) -> SimpleNamespace:
+        tags = {"lineage.t.uri": "/lake/t/", "lineage.t.version": number}
+        return SimpleNamespace(version=number, tags=tags, aliases=aliases, creation_timestamp=old)
+
+    versions = [version("3", []), version("4", ["champion"])]
+    settings = dataclasses.replace(load_config("local").maintenance, model_pin_days=30)
+    pins = maintenance.lineage_pins(versions, "/lake/t", "m", settings, now=now)
+    assert [p.version for p in pins] == [4]
+    every = dataclasses.replace(settings, model_pin_days=None)
+    assert len(maintenance.lineage_pins(versions, "/lake/t", "m", every, now=now)) == 2
+
+
+def test_unreachable_registry_deletes_nothing(cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    uri = cfg.location("azure-eu").table_uri(TABLE)
+    churn(uri, 4)
+    before = sorted(p.name for p in Path(uri).rglob("*.parquet"))
+    bad = Tracking(tracking_uri="http://127.0.0.1:9/", model_name="m")
+    with pytest.raises(maintenance.MaintenanceError, match="no file is deleted"):
+        maintenance.maintain(
+            cfg,
+            TABLE,
+            "azure-eu",
+            model_pins_of=maintenance.registry_pins(bad, cfg.maintenance),
+        )
+    assert sorted(p.name for p in Path(uri).rglob("*.parquet")) == before
+
+
+def forced_upkeep(cfg, uri: str) -> None:
+    """What a user would otherwise run: upkeep that ignores the replicas (no floor)."""
+    storage = open_storage(uri)
+    maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance)
+
+
+def test_vacuum_past_the_floor_is_a_clear_sync_error_and_reseed_repairs(cfg):
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 3, 0)
+    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    churn(rep.source_uri, 4)
+    forced_upkeep(cfg, rep.source_uri)
+    before = sorted(p.name for p in Path(rep.target_uri, "_delta_log").iterdir())
+    with pytest.raises(SourceBehindError) as err:
+        sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    text = str(err.value)
+    assert "\n" not in text and "--reseed" in text and "(at version 2)" in text
+    assert "needed by version(s)" in text or "no longer holds version(s)" in text
+    assert sorted(p.name for p in Path(rep.target_uri, "_delta_log").iterdir()) == before
+    fixed = sync(cfg, rep.source_uri, rep.target_uri, table=TABLE, reseed=True)
+    assert fixed.versions_behind_after == 0
+    assert assert_equal_where_held(rep.source_uri, rep.target_uri)
+    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).commits_copied == 0
+
+
+def test_vacuumed_files_of_a_lagging_replica_name_files_versions_and_command(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    churn(src, 2, 0)
+    sync_table(src, dst)
+    churn(src, 3)  # v2 append, v3 overwrite (removes v2's file), v4 append
+    added = next(
+        p for p in Path(src).rglob("*.parquet") if Path(dst, p.relative_to(src)).exists() is False
+    )
+    victim = str(added.relative_to(src))
+    added.unlink()  # as a VACUUM with a short retention would
+    with pytest.raises(SourceBehindError, match="needed by version") as err:
+        sync_table(src, dst)
+    assert victim in str(err.value) and f"--from {src} --to {dst} --reseed" in str(err.value)
+    assert DeltaTable(dst).version() == 1, "nothing was committed to the replica"
+
+
+def test_replica_upkeep_never_commits_and_keeps_every_held_version_equal(cfg):
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 4, 0)
+    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    churn(rep.source_uri, 4)
+    maintenance.maintain(cfg, TABLE, "azure-eu")  # keeps what the replica at 3 needs
+    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    maintenance.maintain(cfg, TABLE, "azure-eu")  # the replica caught up: reclaim
+    held = DeltaTable(rep.target_uri).version()
+    own = maintenance.maintain(cfg, rep.name, "aws-us")
+    assert own.role == "replica" and own.version_after == held
+    assert own.vacuum["files_deleted"] > 0, "what the source vacuumed goes at the replica too"
+    assert own.compaction["mode"] == "none" and own.checkpoint["written"] is False
+    assert DeltaTable(rep.target_uri).version() == held, "a replica never commits"
+    assert assert_equal_where_held(rep.source_uri, rep.target_uri)
+    churn(rep.source_uri, 2, 500)
+    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).versions_behind_after == 0
+    assert assert_equal_where_held(rep.source_uri, rep.target_uri)
+
+
+def test_log_cleaned_past_a_replica_names_versions_and_reseed_restarts_without_gap(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    churn(src, 2, 0)
+    sync_table(src, dst)
+    churn(src, 4)
+    DeltaTable(src).create_checkpoint()
+    for v in range(4):
+        Path(src, "_delta_log", f"{v:020d}.json").unlink()
+    with pytest.raises(SourceBehindError, match=r"no longer holds version\(s\) 2\.\.3"):
+        sync_table(src, dst)
+    fixed = sync_table(src, dst, reseed=True)
+    assert fixed.target_version_after == 5
+    assert held_versions(dst) == [5], "no replica version is left before a gap"
+    assert rows_at(dst, 5) == rows_at(src, 5)
+
+
+def test_a_table_feature_the_sync_cannot_carry_is_refused_by_name(tmp_path):
+    src = tmp_path / "src"
+    write_deltalake(str(src), gold(3))
+    protocol = {
+        "protocol": {
+            "minReaderVersion": 3,
+            "minWriterVersion": 7,
+            "readerFeatures": ["catalogOwned"],
+            "writerFeatures": ["catalogOwned"],
+        }
+    }
+    (src / "_delta_log" / f"{1:020d}.json").write_text(json.dumps(protocol) + "\n")
+    with pytest.raises(SyncError, match="table feature 'catalogOwned' cannot be replicated"):
+        sync_table(str(src), str(tmp_path / "dst"))
+    assert not (tmp_path / "dst" / "_delta_log").exists()
+
+
+def test_cli_maintain_prints_json_and_refuses_unknown_table_in_one_line(cfg, capsys):
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 3, 0)
+    assert cli.main(["maintain", "--table", TABLE, "--location", "azure-eu", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] and out["retention_floor_version"] == 2 and out["role"] == "source"
+    assert DeltaTable(rep.source_uri).version() == 2, "a dry run changes nothing"
+    assert cli.main(["maintain", "--table", "demand_features", "--location", "azure-eu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not live at --location 'azure-eu'" in err
