@@ -1,7 +1,8 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``, ``maintain``) run
-without Dagster; ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
+without Dagster; ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when
+called.
 """
 
 from __future__ import annotations

@@ -231,7 +231,9 @@ def model_pins(tracking: Any, uri: str, settings: MaintenanceSettings) -> list[P
     return lineage_pins(versions, uri, tracking.model_name, settings)
 
 
-def registry_pins(tracking: Any | None, settings: MaintenanceSettings) -> Callable[[str], list[Pin]]:
+def registry_pins(
+    tracking: Any | None, settings: MaintenanceSettings
+) -> Callable[[str], list[Pin]]:
     """``model_pins_of`` for :func:`maintain` from a tracking location (None: no registry)."""
     if tracking is None:
         return lambda uri: []
@@ -239,8 +241,10 @@ def registry_pins(tracking: Any | None, settings: MaintenanceSettings) -> Callab
 
 
 def default_tracking(cfg: LakeConfig) -> Any | None:
-    """The registry the CLI checks: ``MLFLOW_TRACKING_URI`` (or the emulated environment's
-    ``LAKEHOUSE_MLFLOW_TRACKING_URI``), else the local store if it exists (none: no models).
+    """The registry the CLI checks for model lineage pins.
+
+    ``MLFLOW_TRACKING_URI`` (or the emulated environment's ``LAKEHOUSE_MLFLOW_TRACKING_URI``),
+    else the local store if it exists (none: no models are registered, nothing is pinned).
     """
     import os
 

@@ -62,9 +62,7 @@ def cfg(lake_home):
     base = load_config("local")
     return dataclasses.replace(
         base,
-        maintenance=dataclasses.replace(
-            base.maintenance, retention_hours=0, log_retention_hours=0
-        ),
+        maintenance=dataclasses.replace(base.maintenance, retention_hours=0, log_retention_hours=0),
     )
 
 
