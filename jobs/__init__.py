@@ -11,6 +11,7 @@ from jobs.alerts import run_failure_sensor
 from jobs.automation import automation_sensors
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
+from jobs.maintenance import build_maintenance
 from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 from jobs.spark import features_job, spark_job
 from jobs.sync import sync_job
@@ -29,7 +30,7 @@ class Automation:
 def build_automation(
     cfg: LakeConfig, parts: Partitions, assets: Sequence[dg.AssetsDefinition] = ()
 ) -> Automation:
-    """The environment's jobs, the hourly ingest and weekly retraining schedules, and sensors.
+    """The environment's jobs, the hourly ingest, weekly retraining and upkeep schedules, sensors.
 
     ``assets`` are the environment's assets: with one code location per jurisdiction, the
     personal-data assets of the automated chain get a sensor that routes them
@@ -37,9 +38,10 @@ def build_automation(
     """
     ingest = build_ingest(cfg, parts)
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
+    upkeep_job, upkeep_schedule = build_maintenance(cfg)
     return Automation(
-        jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job],
-        schedules=[ingest.schedule, weekly_retrain_schedule],
+        jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job, upkeep_job],
+        schedules=[ingest.schedule, weekly_retrain_schedule, upkeep_schedule],
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),

@@ -276,3 +276,47 @@ def test_cli_maintain_prints_json_and_refuses_unknown_table_in_one_line(cfg, cap
     assert cli.main(["maintain", "--table", "demand_features", "--location", "azure-eu"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not live at --location 'azure-eu'" in err
+
+
+def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(cfg, tmp_path):
+    import dagster as dg
+
+    from jobs.maintenance import build_maintenance
+    from resources.lake import LakeResource
+    from resources.mlflow import MLflowResource
+
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 3, 0)
+    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    churn(rep.source_uri, 2)
+    job, schedule = build_maintenance(load_config("local"))
+    resources = {
+        "lake": LakeResource(),
+        "mlflow": MLflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+    }
+    with dg.DagsterInstance.ephemeral() as instance:
+        defs = dg.Definitions(jobs=[job], schedules=[schedule], resources=resources)
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 10, 4, 3),
+            repository_def=defs.get_repository_def(),
+        )
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+        keys = {r.partition_key for r in requests}
+        assert f"{TABLE}@azure-eu" in keys and f"{rep.name}@aws-us" in keys
+        assert all(r.tags["lakehouse/jurisdiction"] for r in requests)
+        result = job.execute_in_process(
+            partition_key=f"{TABLE}@azure-eu",
+            instance=instance,
+            resources=resources,
+        )
+        assert result.success
+        seen = [
+            e.event_specific_data.asset_observation
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        ]
+        meta = seen[0].metadata
+        assert seen[0].asset_key == dg.AssetKey(TABLE)
+        assert meta["retention_floor_version"].value == 2
+        assert meta["floor_set_by"].value == f"replica {rep.name}"
