@@ -637,6 +637,11 @@ def _metadata_at(
     if checkpoint is not None and checkpoint <= version and checkpoint not in listed:
         listed.update(list_log(storage, checkpoint).checkpoints)
     usable = [v for v, parts in listed.items() if v <= version and complete_checkpoint(parts)]
+    if not usable:
+        # An offset listing starts at the replica's version; the checkpoint covering it may
+        # be older (log cleanup keeps the log from there on).
+        listed.update(list_log(storage, None).checkpoints)
+        usable = [v for v, parts in listed.items() if v <= version and complete_checkpoint(parts)]
     floor = max(usable) if usable else None
     v = version
     while v >= 0 and (floor is None or v > floor):

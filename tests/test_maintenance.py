@@ -320,3 +320,19 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
         assert seen[0].asset_key == dg.AssetKey(TABLE)
         assert meta["retention_floor_version"].value == 2
         assert meta["floor_set_by"].value == f"replica {rep.name}"
+
+
+def test_replica_just_past_a_checkpoint_syncs_after_log_cleanup(tmp_path):
+    """The schema of the replica's version comes from a checkpoint older than its version."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    churn(src, 2, 0)
+    DeltaTable(src).create_checkpoint()  # at 1
+    write_deltalake(src, gold(5, 50), mode="append")  # 2
+    write_deltalake(src, gold(5, 60), mode="append")  # 3
+    sync_table(src, dst)
+    write_deltalake(src, gold(5, 70), mode="append")
+    DeltaTable(src).create_checkpoint()  # at 4: _last_checkpoint no longer points below 3
+    cleaned = maintenance.log_cleanup(open_storage(src), 3, log_retention_hours=0)
+    assert cleaned == {"kept_from_version": 1, "entries_deleted": 1}
+    assert sync_table(src, dst).versions_behind_after == 0
+    assert rows_at(dst, 4) == rows_at(src, 4)
