@@ -43,18 +43,11 @@ from deltalake.transaction import AddAction
 from pipelines import maintenance
 from pipelines.config import LakeConfig, load_config
 from pipelines.delta import file_stats, stats_json
+from pipelines.schemas import GOLD_SCHEMA
 from pipelines.sync import SyncError, sync, sync_table, table_fingerprint
 
 TABLE = "gold_daily_demand"
-SCHEMA = pa.schema(
-    [
-        ("date", pa.date32()),
-        ("region", pa.string()),
-        ("store_id", pa.int64()),
-        ("sku", pa.string()),
-        ("units", pa.float64()),
-    ]
-)
+SCHEMA = GOLD_SCHEMA
 START = dt.date(2026, 9, 1)
 
 
@@ -73,13 +66,7 @@ def build_table(
     for i in range(offset, offset + files):
         day = START + dt.timedelta(days=i % days)
         folder = f"date={day.isoformat()}/region=eu"
-        part = pa.table(
-            {
-                "store_id": rng.integers(0, 200, rows),
-                "sku": [f"sku-{n:04d}" for n in rng.integers(0, 500, rows)],
-                "units": rng.random(rows) * 10,
-            }
-        )
+        part = gold_rows(rng, rows)
         path = f"{folder}/part-{i:05d}-{uuid.uuid4()}.snappy.parquet"
         (root / folder).mkdir(parents=True, exist_ok=True)
         pq.write_table(part, root / path, compression="snappy")
@@ -98,6 +85,24 @@ def build_table(
                 adds, mode="append", schema=SCHEMA, partition_by=["date", "region"]
             )
             adds = []
+
+
+def gold_rows(rng: np.random.Generator, rows: int) -> pa.Table:
+    """Rows of gold_daily_demand's data columns (partition columns live in the path)."""
+    columns: dict[str, Any] = {
+        "store_id": rng.integers(0, 200, rows),
+        "sku": [f"sku-{n:04d}" for n in rng.integers(0, 500, rows)],
+        "category": [f"cat-{n}" for n in rng.integers(0, 8, rows)],
+        "currency": ["EUR"] * rows,
+    }
+    for field in SCHEMA:
+        if field.name in columns or field.name in ("date", "region"):
+            continue
+        if pa.types.is_integer(field.type):
+            columns[field.name] = rng.integers(0, 50, rows)
+        else:
+            columns[field.name] = rng.random(rows) * 10
+    return pa.table(columns).cast(pa.schema([f for f in SCHEMA if f.name in columns]))
 
 
 def reads(uri: str, repeat: int) -> dict[str, float]:
