@@ -81,8 +81,12 @@ class Target:
     name: str  # asset-style name: the table, or the replica's name
     table: str
     location: LakeLocation
-    uri: str
     replica: Replica | None = None  # set when the table here is a replica
+
+    @property
+    def uri(self) -> str:
+        """The table's URI (resolved when asked: a root may name an environment variable)."""
+        return self.replica.target_uri if self.replica else self.location.table_uri(self.table)
 
     @property
     def role(self) -> str:
@@ -97,9 +101,9 @@ def targets(cfg: LakeConfig) -> list[Target]:
     out: list[Target] = []
     for spec in TABLES.values():
         homes = [cfg.home] if spec.role == Role.ML_HOME else list(cfg.locations.values())
-        out.extend(Target(spec.name, spec.name, loc, loc.table_uri(spec.name)) for loc in homes)
+        out.extend(Target(spec.name, spec.name, loc) for loc in homes)
     for r in cfg.replicas():
-        out.append(Target(r.name, r.table, r.target, r.target_uri, r))
+        out.append(Target(r.name, r.table, r.target, r))
     return out
 
 
