@@ -449,6 +449,12 @@ def _partitions_with_many_files(table: Any) -> list[list[tuple[str, str, Any]]]:
     ]
 
 
+def _first(exc: BaseException) -> str:
+    """The first line of an error, bounded (delta-rs errors carry whole plans)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _partition_text(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
@@ -469,7 +475,10 @@ def compact(
 
     from pipelines.delta import open_table
 
-    table = open_table(uri, options)
+    try:
+        table = open_table(uri, options)
+    except DeltaError as exc:  # a reader feature delta-rs lacks: Spark's OPTIMIZE then
+        return {"mode": "none", "skipped": f"delta-rs cannot open this table: {_first(exc)}"}
     if table is None:
         raise MaintenanceError(f"{uri} is not a Delta table")
     t0 = time.perf_counter()
@@ -495,8 +504,7 @@ def compact(
             added += int(got.get("numFilesAdded", 0))
             table.update_incremental()
     except DeltaError as exc:
-        text = str(exc).strip().splitlines()[0][:200]
-        return {**out, "skipped": f"delta-rs cannot rewrite this table: {text}"}
+        return {**out, "skipped": f"delta-rs cannot rewrite this table: {_first(exc)}"}
     return {
         **out,
         "files_removed": removed,
@@ -512,7 +520,10 @@ def checkpoint(uri: str, options: Mapping[str, str], dry_run: bool = False) -> d
 
     from pipelines.delta import open_table
 
-    table = open_table(uri, options)
+    try:
+        table = open_table(uri, options)
+    except DeltaError as exc:
+        return {"written": False, "skipped": f"delta-rs cannot open this table: {_first(exc)}"}
     if table is None:
         raise MaintenanceError(f"{uri} is not a Delta table")
     if dry_run:
@@ -520,8 +531,7 @@ def checkpoint(uri: str, options: Mapping[str, str], dry_run: bool = False) -> d
     try:
         table.create_checkpoint()
     except DeltaError as exc:
-        text = str(exc).strip().splitlines()[0][:200]
-        return {"version": table.version(), "written": False, "skipped": text}
+        return {"version": table.version(), "written": False, "skipped": _first(exc)}
     return {"version": table.version(), "written": True}
 
 

@@ -2,9 +2,12 @@
 
 import shutil
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
+from pipelines import maintenance
+from pipelines.storage import open_storage
 from pipelines.sync import sync_table
 
 pytestmark = pytest.mark.spark
@@ -90,6 +93,14 @@ def test_v2_checkpoints_with_sidecars_and_zorder_sync_every_version(spark, tmp_p
     for f in sidecars:
         assert (Path(dst) / f.relative_to(src)).read_bytes() == f.read_bytes()
     _every_version_equal(spark, src, dst, 0, latest)
+    # Upkeep's replay of a V2 checkpoint and its sidecars keeps every file Spark reads at the
+    # versions a replica at 3 still needs, and counts none of them as unreferenced.
+    floor = maintenance.compute_floor(latest, [maintenance.Pin(3, "replica", "r")])
+    keep = maintenance.keep_set(open_storage(src), floor)
+    for version in range(3, latest + 1):
+        df = spark.read.format("delta").option("versionAsOf", version).load(src)
+        read = {str(Path(unquote(urlparse(f).path)).relative_to(src)) for f in df.inputFiles()}
+        assert read <= keep.files, version
     # A source whose early commits were cleaned up: a replica seeded from its V2 checkpoint.
     shutil.copytree(src, cut)
     newest = max(int(p.name[:20]) for p in Path(cut, "_delta_log").glob("*.checkpoint.*"))
