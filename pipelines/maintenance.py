@@ -314,7 +314,10 @@ class KeepSet:
 def keep_set(storage: Storage, floor: Floor) -> KeepSet:
     """Files of every version from the replica floor on, and of every model-pinned version."""
     listing = list_log(storage, None)
-    base = _replay(storage, floor.replica_floor, listing.checkpoints)
+    try:
+        base = _replay(storage, floor.replica_floor, listing.checkpoints)
+    except MaintenanceError as exc:
+        raise MaintenanceError(f"{exc}; {_who(floor, floor.replica_floor)}") from None
     files = set(base.live)
     current = set(base.live)
     removed_at = dict(base.removed_at)
@@ -327,8 +330,28 @@ def keep_set(storage: Storage, floor: Floor) -> KeepSet:
         current |= set(c.files) - c.cdc
         removed_at.update(c.removed_at)
     for pin in floor.models:
-        files |= _replay(storage, pin.version, listing.checkpoints).live
+        try:
+            files |= _replay(storage, pin.version, listing.checkpoints).live
+        except MaintenanceError as exc:
+            raise MaintenanceError(f"{exc}; {_who(floor, pin.version)}") from None
     return KeepSet(files, removed_at, current)
+
+
+def _who(floor: Floor, version: int) -> str:
+    """Who needs an unreadable version, and what to do (nothing is deleted meanwhile)."""
+    needs = [p for p in floor.pins if p.version == version]
+    if not needs:
+        return "nothing was deleted"
+    pin = needs[0]
+    if pin.kind == "replica":
+        return (
+            f"replica {pin.name} ({pin.uri}) needs it: reseed the replica (lakehouse sync "
+            "--reseed) before upkeep; nothing was deleted"
+        )
+    return (
+        f"{pin.name} pins it in its lineage but it can no longer be read; delete that model "
+        "version from the registry or restore the log; nothing was deleted"
+    )
 
 
 def _is_data_object(path: str) -> bool:
