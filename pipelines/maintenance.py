@@ -286,6 +286,8 @@ def _replay(storage: Storage, version: int, checkpoints: Mapping[int, list[Objec
     removed_at: dict[str, int] = {}
     if start >= 0:
         state = _checkpoint_state(storage, start, checkpoints[start])
+        # A feature whose files upkeep does not know would make it delete what it needs.
+        check_protocols(state.protocols, f"{storage.uri} (checkpoint of version {start})")
         live, removed_at = set(state.files), dict(state.removed_at)
     for v in range(start + 1, version + 1):
         try:
@@ -296,6 +298,7 @@ def _replay(storage: Storage, version: int, checkpoints: Mapping[int, list[Objec
                 "checkpoint covers it"
             ) from None
         c = parse_commit(v, data, f"{storage.uri}/{commit_path(v)} (version {v})")
+        check_protocols(c.protocols, f"{storage.uri}/{commit_path(v)}")
         live -= c.removed | c.removed_dvs
         live |= set(c.files) - c.cdc
         removed_at.update(c.removed_at)
