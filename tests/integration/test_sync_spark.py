@@ -103,8 +103,9 @@ def test_v2_checkpoints_with_sidecars_and_zorder_sync_every_version(spark, tmp_p
         assert read <= keep.files, version
     # A source whose early commits were cleaned up: a replica seeded from its V2 checkpoint.
     shutil.copytree(src, cut)
-    newest = max(int(p.name[:20]) for p in Path(cut, "_delta_log").glob("*.checkpoint.*"))
-    for p in Path(cut, "_delta_log").glob("*.json"):
+    log = Path(cut, "_delta_log")
+    newest = max(int(p.name[:20]) for p in log.glob("0*.checkpoint.*"))
+    for p in log.glob("0*.json"):
         if p.name[:20].isdigit() and int(p.name[:20]) < newest and ".checkpoint." not in p.name:
             p.unlink()
     assert sync_table(cut, seeded).target_version_after == latest
