@@ -336,3 +336,35 @@ def test_replica_just_past_a_checkpoint_syncs_after_log_cleanup(tmp_path):
     assert cleaned == {"kept_from_version": 1, "entries_deleted": 1}
     assert sync_table(src, dst).versions_behind_after == 0
     assert rows_at(dst, 4) == rows_at(src, 4)
+
+
+def split_checkpoint(log: Path, version: int, parts: int) -> None:
+    """Rewrite a classic checkpoint as a multi-part one (what Spark writes for big tables)."""
+    import pyarrow.parquet as pq
+
+    classic = log / f"{version:020d}.checkpoint.parquet"
+    table = pq.read_table(classic)
+    step = -(-table.num_rows // parts)
+    for i in range(parts):
+        name = f"{version:020d}.checkpoint.{i + 1:010d}.{parts:010d}.parquet"
+        pq.write_table(table.slice(i * step, step), log / name)
+    classic.unlink()
+    hint = json.loads((log / "_last_checkpoint").read_text())
+    (log / "_last_checkpoint").write_text(json.dumps({**hint, "parts": parts}))
+
+
+def test_fresh_replica_seeds_from_a_complete_multi_part_checkpoint_only(tmp_path):
+    src = tmp_path / "src"
+    churn(str(src), 4, 0)
+    DeltaTable(str(src)).create_checkpoint()  # at 3
+    write_deltalake(str(src), gold(5, 90), mode="append")
+    log = src / "_delta_log"
+    split_checkpoint(log, 3, 3)
+    for v in range(3):
+        (log / f"{v:020d}.json").unlink()
+    report = sync_table(str(src), str(tmp_path / "dst"))
+    assert report.checkpoints_copied == 3 and report.target_version_after == 4
+    assert rows_at(str(tmp_path / "dst"), 4) == rows_at(str(src), 4)
+    (log / f"{3:020d}.checkpoint.{2:010d}.{3:010d}.parquet").unlink()  # a crashed writer's set
+    with pytest.raises(SyncError, match="no commit 0 and no checkpoint"):
+        sync_table(str(src), str(tmp_path / "other"))
