@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from deltalake import DeltaTable
 
 from pipelines import maintenance
 from pipelines.storage import open_storage
@@ -72,48 +73,48 @@ def test_v2_checkpoints_with_sidecars_and_zorder_sync_every_version(spark, tmp_p
     """Databricks' V2 checkpoints: a fresh, an incremental and a seeded replica all read equal.
 
     The incremental sync failed before with "no metaData action found at or before version N"
-    (the V2 checkpoint was not recognized as one).
+    (the V2 checkpoint was not recognized as one). delta-rs cannot read these tables: Spark
+    is the reader here.
     """
     src, dst, cut, seeded = (str(tmp_path / n) for n in ("src", "dst", "cut", "seeded"))
     spark.sql(
         f"CREATE TABLE delta.`{src}` (id LONG, sku STRING, qty LONG) USING delta "
         "TBLPROPERTIES (delta.checkpointPolicy = 'v2', delta.checkpointInterval = 2)"
     )
-    for i in range(3):
+    for i in range(2):
         _append(spark, src, i * 10)
-    assert sync_table(src, dst).target_version_after == 3
-    for i in range(3, 5):
-        _append(spark, src, i * 10)
+    assert sync_table(src, dst).target_version_after == 2
+    _append(spark, src, 20)
     spark.sql(f"OPTIMIZE delta.`{src}` ZORDER BY (sku)")
-    sidecars = list((Path(src) / "_delta_log" / "_sidecars").glob("*.parquet"))
-    assert sidecars, "Spark wrote no sidecar"
+    sidecars = list((Path(src) / "_delta_log" / "_sidecars").glob("0*.parquet"))
+    assert len(sidecars) == 2, "Spark wrote no sidecar for each checkpoint"
     second = sync_table(src, dst)
     latest = second.target_version_after
-    assert second.checkpoints_copied >= 2 and latest == 6
+    assert second.checkpoints_copied == 2 and latest == 4
     for f in sidecars:
         assert (Path(dst) / f.relative_to(src)).read_bytes() == f.read_bytes()
     _every_version_equal(spark, src, dst, 0, latest)
     # Upkeep's replay of a V2 checkpoint and its sidecars keeps every file Spark reads at the
-    # versions a replica at 3 still needs, and counts none of them as unreferenced.
-    floor = maintenance.compute_floor(latest, [maintenance.Pin(3, "replica", "r")])
+    # versions a replica at 2 still needs.
+    floor = maintenance.compute_floor(latest, [maintenance.Pin(2, "replica", "r")])
     keep = maintenance.keep_set(open_storage(src), floor)
-    for version in range(3, latest + 1):
+    for version in range(2, latest + 1):
         df = spark.read.format("delta").option("versionAsOf", version).load(src)
         read = {str(Path(unquote(urlparse(f).path)).relative_to(src)) for f in df.inputFiles()}
-        assert read <= keep.files, version
+        assert read and read <= keep.files, version
     # A source whose early commits were cleaned up: a replica seeded from its V2 checkpoint.
     shutil.copytree(src, cut)
     log = Path(cut, "_delta_log")
-    newest = max(int(p.name[:20]) for p in log.glob("0*.checkpoint.*"))
     for p in log.glob("0*.json"):
-        if p.name[:20].isdigit() and int(p.name[:20]) < newest and ".checkpoint." not in p.name:
+        if int(p.name[:20]) < latest and ".checkpoint." not in p.name:
             p.unlink()
     assert sync_table(cut, seeded).target_version_after == latest
-    _every_version_equal(spark, cut, seeded, newest, latest)
+    assert _rows(spark, seeded, latest) == _rows(spark, src, latest)
 
 
 @pytest.mark.parametrize("mode", ["id", "name"])
 def test_column_mapped_tables_with_rename_and_drop_sync_every_version(spark, tmp_path, mode):
+    """Spark writes (rename, drop, checkpoints); delta-rs, an independent reader, compares."""
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     spark.sql(
         f"CREATE TABLE delta.`{src}` (id LONG, sku STRING, qty LONG) USING delta "
@@ -127,6 +128,10 @@ def test_column_mapped_tables_with_rename_and_drop_sync_every_version(spark, tmp
         "delta"
     ).mode("append").save(src)
     report = sync_table(src, dst)
-    assert report.versions_behind_after == 0
-    _every_version_equal(spark, src, dst, 0, report.target_version_after)
-    assert spark.read.format("delta").load(dst).columns == ["id", "item"]
+    assert report.versions_behind_after == 0 and report.checkpoints_copied == 1
+    for version in range(report.target_version_after + 1):
+        theirs = DeltaTable(src, version=version).to_pyarrow_table()
+        ours = DeltaTable(dst, version=version).to_pyarrow_table()
+        assert ours.column_names == theirs.column_names, version
+        assert sorted(ours.to_pylist(), key=str) == sorted(theirs.to_pylist(), key=str), version
+    assert DeltaTable(dst).to_pyarrow_table().column_names == ["id", "item"]
