@@ -321,7 +321,8 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument(
         "--reseed",
         action="store_true",
-        help="replace a diverged replica's log from the source (same table id only)",
+        help="restart a replica from the source (same table id only): a diverged one, or one "
+        "the source was vacuumed or log-cleaned past",
     )
     p.add_argument(
         "--replace-unrelated-target",
