@@ -401,6 +401,10 @@ def _log_reference(client: MlflowClient, run_id: str, ev: training.Evaluation, r
         client.log_artifact(run_id, str(path), artifact_path="reference")
 
 
+# The packages a logged model imports when loaded: the pipeline, its arrays and skops format.
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+
+
 def log_model(tracking: Tracking, run_id: str, ev: training.Evaluation) -> ModelInfo:
     """Log the fitted pipeline with signature and input example into ``run_id``; end the run."""
     import mlflow
@@ -417,7 +421,19 @@ def log_model(tracking: Tracking, run_id: str, ev: training.Evaluation) -> Model
             signature=signature,
             input_example=inputs,
             skops_trusted_types=SKOPS_TRUSTED,
+            pip_requirements=model_requirements(),
         )
+
+
+def model_requirements() -> list[str]:
+    """What loading and serving the model needs, pinned to the versions that trained it.
+
+    Given no list, MLflow starts a Python that imports the model to guess one: seconds per
+    logged model, and it listed test tools of this environment (pytest, rich) as well.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
 
 
 def register_version(tracking: Tracking, run_id: str, info: ModelInfo) -> str:

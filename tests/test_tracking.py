@@ -214,3 +214,35 @@ def test_a_run_that_fails_midway_is_failed_and_registers_nothing(tmp_path, featu
 def test_run_metrics_leave_out_undefined_values():
     scores = {"challenger": {"mae": 1.0, "wape": float("nan")}, "baseline": {"mae": 2.0}}
     assert tracking.run_metrics(scores) == {"challenger_mae": 1.0, "baseline_mae": 2.0}
+
+
+def test_a_logged_model_lists_its_pinned_requirements_without_a_guessing_subprocess(
+    tmp_path, features, monkeypatch
+):
+    import subprocess
+
+    t = tracking.Tracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'own.db'}",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    started: list = []
+    real = subprocess.Popen
+
+    def spy(*args, **kwargs):
+        started.append(args[0] if args else kwargs.get("args"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    out = tracking.train_and_register(
+        t, features, _lineage(features), MLSettings(), params={"max_iter": 3}, end=END
+    )
+    # without a list, MLflow starts a Python running its module-capturing script on the model
+    assert not [cmd for cmd in started if "_capture_modules" in " ".join(map(str, cmd))]
+    uri = t.client().get_model_version_download_uri(t.model_name, out.version)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{uri}/requirements.txt", dst_path=str(tmp_path), tracking_uri=t.tracking_uri
+    )
+    with open(path) as fh:
+        listed = fh.read().split()
+    assert listed == tracking.model_requirements()
+    assert any(r.startswith("scikit-learn==") for r in listed)
