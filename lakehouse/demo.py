@@ -1,21 +1,26 @@
 """The end-to-end demo behind ``make run``: simulate, then let the sensors drive the graph."""
 
 import datetime as dt
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from assets.partitions import date_region_key
 from lakehouse.definitions import build_definitions
+from lakehouse.demo_workers import LandDays, Workers, land_days, workers_state
 from lakehouse.ml_demo import QUIET, run_ml_demo
 from pipelines import delta, tables
 from pipelines.config import LakeConfig, lake_home, load_config
-from pipelines.simulate import Drift, SimulationConfig, simulate
-from pipelines.storage import open_storage
+from pipelines.simulate import Drift, SimulationConfig
+from pipelines.spark import build_session
+from resources.spark import SparkResource
 
 
 def _instance() -> dg.DagsterInstance:
@@ -30,8 +35,14 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int) -> Any:
-    """Land the demo's weeks of events: bad records, a corrupt object a day, drift in eu."""
+def _simulate(
+    cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int, workers: Workers
+) -> SimulationConfig:
+    """Land the demo's weeks of events: bad records, a corrupt object a day, drift in eu.
+
+    The days of each location are landed by the workers, a share each: every region-day is
+    drawn from its own generator and named by its day, so the landing areas are the same.
+    """
     sim = SimulationConfig(
         start=start,
         end=end,
@@ -44,43 +55,68 @@ def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int
             ),
         ),
     )
-    locations = list(cfg.locations.values())
-    simulate(
-        sim,
-        locations,
-        [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
-        {r: cfg.currency_of(r) for r in cfg.region_codes},
+    days = sim.days()
+    shares = max(1, workers.count)
+    workers.map(
+        land_days,
+        [
+            LandDays(sim, cfg.environment, name, tuple(days[i::shares]))
+            for name in cfg.locations
+            for i in range(shares)
+            if days[i::shares]
+        ],
     )
     return sim
 
 
-def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, list[str]]:
-    """Evaluate the landed-objects sensor once and run every ingestion it requests."""
+def _ingest(
+    defs: dg.Definitions, instance: dg.DagsterInstance, workers: Workers
+) -> tuple[int, list[str]]:
+    """Evaluate the landed-objects sensor once and run every ingestion it requests.
+
+    Each (date, region) stays its own run, tagged as the sensor's, with its materializations;
+    the runs go side by side on the workers (a deployment's run queue runs several at once).
+    """
     sensor = defs.resolve_sensor_def("landed_objects_sensor")
     with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
         result = sensor(ctx)
     if not isinstance(result, dg.SensorResult):
         raise RuntimeError(f"demo: landed_objects_sensor returned {type(result).__name__}")
-    requests = list(result.run_requests or [])
-    job = defs.resolve_job_def("ingest_job")
-    failed: list[str] = []
-    for req in requests:
-        run = job.execute_in_process(
-            partition_key=req.partition_key,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET,
-            # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
-            # keys as done and does not re-ingest everything the demo ingested
-            tags={
-                "lakehouse/trigger": "landed_objects_sensor",
-                "dagster/sensor_name": "landed_objects_sensor",
-                **({"dagster/run_key": req.run_key} if req.run_key else {}),
-            },
-        )
-        if not run.success:
-            failed.append(str(req.partition_key))
-    return len(requests), failed
+    requests = [
+        IngestRequest(str(r.partition_key), r.run_key, dict(r.tags))
+        for r in result.run_requests or []
+    ]
+    done = workers.map(ingest_run, requests)
+    return len(requests), [key for key, ok in done if not ok]
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What the sensor asked for: a partition, its run key and the run's tags."""
+
+    partition_key: str
+    run_key: str | None
+    tags: dict[str, str]
+
+
+def ingest_run(request: IngestRequest) -> tuple[str, bool]:
+    """One ingestion run of a (date, region), as the daemon would launch the sensor's request."""
+    state = workers_state()
+    run = state.job("ingest_job").execute_in_process(
+        partition_key=request.partition_key,
+        instance=state.instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
+        # keys as done and does not re-ingest everything the demo ingested
+        tags={
+            **request.tags,
+            "lakehouse/trigger": "landed_objects_sensor",
+            "dagster/sensor_name": "landed_objects_sensor",
+            **({"dagster/run_key": request.run_key} if request.run_key else {}),
+        },
+    )
+    return request.partition_key, run.success
 
 
 def _spark(
@@ -143,6 +179,26 @@ def _features(
     }
 
 
+def _start_spark_early(defs: dg.Definitions) -> None:
+    """Start this process's local Spark session in the background (the workers ingest now).
+
+    The Spark run that follows finds the JVM up: Spark keeps one session per process and its
+    builder waits for a session being started. A remote session is the step runner's business.
+    Should the early start fail, the Spark run starts it again and reports the failure.
+    """
+    spark = (defs.resources or {}).get("spark")
+    if isinstance(spark, SparkResource) and str(spark.master).startswith("local"):
+        args = (str(spark.master), dict(spark.conf))
+        threading.Thread(target=_start_spark, args=args, name="spark-start", daemon=True).start()
+
+
+def _start_spark(master: str, conf: dict[str, str]) -> None:
+    try:
+        build_session(master=master, conf=conf)
+    except Exception as exc:
+        logging.getLogger(__name__).info(f"demo: Spark did not start early ({exc}); later")
+
+
 @contextmanager
 def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
     """Record how long a stage of the demo took (the summary's ``stages``)."""
@@ -160,19 +216,40 @@ def run_demo(
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
     cfg = load_config(environment)
-    with _stage(stages, "simulate"):
-        sim = _simulate(cfg, start, end, events_per_day)
+    instance = _instance()  # before the workers start: they open this same instance
+    with Workers(cfg.environment) as workers:  # they load while the events are simulated
+        with _stage(stages, "simulate"):
+            sim = _simulate(cfg, start, end, events_per_day, workers)
+        with _stage(stages, "setup"):
+            defs = build_definitions(cfg.environment)
+            workers.use_here(defs, instance)
+        summary = _materialize(defs, instance, workers, cfg, start, end, stages)
     drift_day = end - dt.timedelta(days=7)
-    with _stage(stages, "setup"):
-        defs = build_definitions(cfg.environment)
-        instance = _instance()
-    summary: dict[str, Any] = {
+    summary = {
         "environment": cfg.environment,
         "days": len(sim.days()),
         "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
+        **summary,
+        "stages": stages,
+        "seconds": round(time.perf_counter() - t0, 1),
     }
+    return summary
+
+
+def _materialize(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    workers: Workers,
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
+    stages: dict[str, float],
+) -> dict[str, Any]:
+    """Every stage after the simulation, each timed into ``stages``; their summaries."""
+    summary: dict[str, Any] = {}
+    _start_spark_early(defs)
     with _stage(stages, "ingest"):
-        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance)
+        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance, workers)
         summary["bronze"] = _bronze_summary(instance)
     with _stage(stages, "spark"):
         summary["gold_rows"] = _spark(defs, instance, cfg, start, end)
@@ -180,6 +257,7 @@ def run_demo(
         summary["replicas"] = _sync(defs, instance, cfg)
     with _stage(stages, "features"):
         summary["features"] = _features(defs, instance, cfg, start, end)
+    drift_day = end - dt.timedelta(days=7)
     days = [drift_day - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(10)]
     with _stage(stages, "ml"):
         summary["ml"] = run_ml_demo(
@@ -190,8 +268,6 @@ def run_demo(
             # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
             window_days=28,
         )
-    summary["stages"] = stages
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
 
 
