@@ -222,11 +222,25 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     return report.as_dict()
 
 
-def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    """Simulate a few weeks and materialize the whole graph through Dagster."""
-    from lakehouse.demo import run_demo
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Simulate a few weeks and materialize the whole graph through Dagster.
 
-    return run_demo(args.start, args.end, args.events_per_day, environment=args.env)
+    Progress on stderr as it goes; at the end the summary as tables (or, with ``--json``, as
+    JSON) on stdout, and always as JSON in ``.lake/demo-summary.json``.
+    """
+    from lakehouse.demo import run_demo
+    from lakehouse.demo_summary import print_summary
+    from lakehouse.progress import Progress
+
+    days_between(args.start, args.end, "demo --from/--to")
+    with Progress("demo") as progress:
+        summary = run_demo(
+            args.start, args.end, args.events_per_day, environment=args.env, progress=progress
+        )
+    if args.json:
+        return summary
+    print_summary(summary, sys.stdout)
+    return None
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,6 +346,7 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
     p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -365,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1
-    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    if report is not None:  # None: the command printed its report itself
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     return 0
 
 

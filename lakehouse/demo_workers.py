@@ -76,8 +76,8 @@ class LandDays:
     days: tuple[dt.date, ...]
 
 
-def land_days(task: LandDays) -> int:
-    """Land the task's days in its location; returns how many days it landed.
+def land_days(task: LandDays) -> tuple[int, int]:
+    """Land the task's days in its location; returns the days and the records it landed.
 
     Each region-day draws from its own generator, so a day lands the same whichever process
     lands it and in whichever order.
@@ -89,9 +89,10 @@ def land_days(task: LandDays) -> int:
     cfg = load_config(task.environment)
     loc = cfg.location(task.location)
     storage = open_storage(loc.root_uri(), loc.storage_options())
+    records = 0
     for day in task.days:
-        land_day(task.sim, loc, storage, day, cfg.currency_of(loc.region))
-    return len(task.days)
+        records += land_day(task.sim, loc, storage, day, cfg.currency_of(loc.region)).records
+    return len(task.days), records
 
 
 def worker_count() -> int:
@@ -127,11 +128,26 @@ class Workers:
         """The code location and instance runs use when they execute in this process."""
         _STATE.append(WorkerState(defs, instance))
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``fn`` of each item, in order; items go to the next free worker one at a time."""
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        on_result: Callable[[R], None] | None = None,
+    ) -> list[R]:
+        """``fn`` of each item, in order; items go to the next free worker one at a time.
+
+        ``on_result`` sees each result as it is ready (for progress), in the items' order.
+        """
         if self._pool is None or len(items) < 2:
-            return [fn(item) for item in items]
-        return list(self._pool.map(fn, items, chunksize=1))
+            results = (fn(item) for item in items)
+        else:
+            results = self._pool.imap(fn, items, chunksize=1)
+        out = []
+        for result in results:
+            out.append(result)
+            if on_result is not None:
+                on_result(result)
+        return out
 
     def __exit__(
         self,
