@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lakehouse.progress import Progress
 from pipelines.config import ConfigError, load_config
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
@@ -183,9 +184,11 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
         worker=worker,
     )
     rules = record_rules(cfg)
-    out = [
-        ingest_partition(location, location.storage_options(), day, rules).report() for day in days
-    ]
+    out = []
+    with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
+        for day in days:
+            out.append(ingest_partition(location, location.storage_options(), day, rules).report())
+            stage.advance(events=int(out[-1]["landed"]))
     return {
         "location": location.name,
         "partitions": out,
@@ -208,17 +211,19 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines.sync import sync
 
     cfg = load_config(args.env)
-    report = sync(
-        cfg,
-        args.source,
-        args.target,
-        table=args.table,
-        allow_unchecked=args.unchecked_route,
-        dry_run=args.dry_run,
-        reseed=args.reseed,
-        replace_unrelated=args.replace_unrelated_target,
-        concurrency=args.concurrency,
-    )
+    with Progress("sync") as progress, progress.stage("copy", unit="objects") as stage:
+        report = sync(
+            cfg,
+            args.source,
+            args.target,
+            table=args.table,
+            allow_unchecked=args.unchecked_route,
+            dry_run=args.dry_run,
+            reseed=args.reseed,
+            replace_unrelated=args.replace_unrelated_target,
+            concurrency=args.concurrency,
+            hook=lambda kind, path: stage.advance(),
+        )
     return report.as_dict()
 
 
@@ -265,7 +270,22 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
         )
         if not args.wait:
             return {**backfill.report(instance, defs, backfill_id), "waited": False}
-        out = backfill.wait(instance, defs, backfill_id, timeout=args.timeout, poll=args.poll)
+        with Progress("backfill") as progress, progress.stage(backfill_id) as stage:
+
+            def polled(report: dict[str, Any]) -> None:
+                partitions = report["partitions"]
+                stage.total = partitions["requested"]
+                stage.note(f"{report['runs']['total']} runs, {report['status'].lower()}")
+                stage.set(partitions["materialized"])
+
+            out = backfill.wait(
+                instance,
+                defs,
+                backfill_id,
+                timeout=args.timeout,
+                poll=args.poll,
+                on_report=polled,
+            )
     if out["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill {backfill_id} ended {out['status']}: {json.dumps(out)}")
     return {**out, "waited": True}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -61,8 +60,9 @@ def workers_state() -> WorkerState:
 
 def _start(environment: str) -> None:
     """A worker's start: which environment its runs are of (loaded when the first comes)."""
-    # Ctrl-C goes to the demo, which stops the workers; a worker does not print a traceback
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C goes to the demo's process group only: the demo stops the workers (SIGTERM, which
+    # Dagster turns into an interrupt of the run, so the run ends as failed, not as started)
+    os.setpgrp()
     _ENVIRONMENT.append(environment)
 
 
@@ -159,6 +159,26 @@ class Workers:
             if kind is None:
                 self._pool.close()
             else:
-                self._pool.terminate()
+                _stop(self._pool)
             self._pool.join()
         _STATE.clear()
+
+
+# Seconds an interrupted worker gets to end its run before it is killed.
+STOP_GRACE = 5.0
+
+
+def _stop(pool: Any) -> None:
+    """Stop the workers of an interrupted demo: asked first, killed after a grace period.
+
+    ``Pool.terminate`` joins its workers without a time limit: a worker stuck in a library
+    call would hold the demo for ever.
+    """
+    processes = list(getattr(pool, "_pool", None) or [])  # multiprocessing keeps them there
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(STOP_GRACE)
+        if process.is_alive():
+            process.kill()
+    pool.terminate()  # joins the workers: they have ended by now

@@ -13,6 +13,7 @@ run stays short and every line says where the work is. Stdout is left to the com
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,16 +59,27 @@ class Stage:
         return time.perf_counter() - self.started
 
     def advance(self, done: int = 1, *, events: int = 0, bytes: int = 0) -> None:
-        """Count ``done`` more units of work, with the events and bytes they carried."""
-        self.done += done
-        self.events += events
-        self.bytes += bytes
-        self.owner._update(self)
+        """Count ``done`` more units of work, with the events and bytes they carried.
+
+        Safe from several threads (a sync's copies report from their own).
+        """
+        with self.owner.lock:
+            self.done += done
+            self.events += events
+            self.bytes += bytes
+            self.owner._update(self)
+
+    def set(self, done: int) -> None:
+        """Set the units done (a count read back from somewhere else)."""
+        with self.owner.lock:
+            self.done = done
+            self.owner._update(self)
 
     def note(self, status: str) -> None:
         """Say what the stage is doing now (shown next to its counts)."""
-        self.status = status
-        self.owner._update(self)
+        with self.owner.lock:
+            self.status = status
+            self.owner._update(self)
 
     def describe(self) -> str:
         """``12/177 partitions, 36,000 events (3,000 events/s), 4.1 MB, 12.0 s``."""
@@ -115,6 +127,7 @@ class Progress:
         self.live = _is_terminal(self.stream) if live is None else live
         self.interval = interval
         self.enabled = True
+        self.lock = threading.RLock()
         self._bar: Any = None
 
     @classmethod
@@ -187,8 +200,8 @@ class Progress:
                 rate=stage.rate(),
                 status=stage.status,
             )
-        elif time.perf_counter() - stage._printed >= self.interval:
-            self._line(stage)
+        elif stage.done != stage.total and time.perf_counter() - stage._printed >= self.interval:
+            self._line(stage)  # the last count is the stage's closing line
 
     def _end(self, stage: Stage, ok: bool) -> None:
         if self._bar is not None and stage._task is not None:

@@ -24,7 +24,7 @@ def test_a_non_terminal_gets_plain_lines_with_counts_rates_and_elapsed():
     assert re.fullmatch(
         r"demo: ingest 1/3 runs, 1,000 events \([\d,.]+/s\), \d+\.\d s", lines[1]
     ), lines[1]
-    assert lines[3].startswith("demo: ingest 3/3 runs, 3,000 events")
+    assert len(lines) == 4  # the last count is the closing line
     assert lines[-1].startswith("demo: ingest 3/3 runs, 3,000 events") and lines[-1].endswith(
         " done"
     )
@@ -38,10 +38,11 @@ def test_plain_lines_are_spaced_by_the_interval_first_and_last_always():
             for _ in range(500):
                 stage.advance(bytes=2048)
     lines = out.getvalue().splitlines()
-    # the start, the first count (nothing printed for an hour before it), and the end
+    # the start, the first count (nothing printed for an hour after it), and the end
     assert len(lines) == 3, lines
     assert lines[1].startswith("backfill: runs 1/500 partitions, 2.0 KB")
     assert lines[2].startswith("backfill: runs 500/500 partitions, 1,000.0 KB")
+    assert lines[2].endswith(" done")
 
 
 def test_a_stage_that_fails_says_so_and_a_total_learned_late_is_shown():
@@ -83,3 +84,21 @@ def test_silent_progress_prints_nothing_but_counts(capsys):
         progress.message("hello")
     assert (stage.done, stage.events) == (1, 5)
     assert capsys.readouterr() == ("", "")
+
+
+def test_counts_from_several_threads_add_up():
+    import threading
+
+    out = io.StringIO()
+    with Progress("sync", stream=out, interval=0) as progress:
+        with progress.stage("copy", unit="objects") as stage:
+            threads = [
+                threading.Thread(target=lambda: [stage.advance(bytes=1) for _ in range(200)])
+                for _ in range(4)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    assert (stage.done, stage.bytes) == (800, 800)
+    assert out.getvalue().splitlines()[-1].startswith("sync: copy 800 objects, 800 B")
