@@ -15,10 +15,10 @@ class FakeTerminal(io.StringIO):
 
 def test_a_non_terminal_gets_plain_lines_with_counts_rates_and_elapsed():
     out = io.StringIO()
-    with Progress("demo", stream=out, interval=0) as progress:
-        with progress.stage("ingest", total=3, unit="runs") as stage:
-            for _ in range(3):
-                stage.advance(events=1000)
+    progress = Progress("demo", stream=out, interval=0)
+    with progress, progress.stage("ingest", total=3, unit="runs") as stage:
+        for _ in range(3):
+            stage.advance(events=1000)
     lines = out.getvalue().splitlines()
     assert lines[0] == "demo: ingest started"
     assert re.fullmatch(
@@ -33,10 +33,10 @@ def test_a_non_terminal_gets_plain_lines_with_counts_rates_and_elapsed():
 
 def test_plain_lines_are_spaced_by_the_interval_first_and_last_always():
     out = io.StringIO()
-    with Progress("backfill", stream=out, interval=3600) as progress:
-        with progress.stage("runs", total=500) as stage:
-            for _ in range(500):
-                stage.advance(bytes=2048)
+    progress = Progress("backfill", stream=out, interval=3600)
+    with progress, progress.stage("runs", total=500) as stage:
+        for _ in range(500):
+            stage.advance(bytes=2048)
     lines = out.getvalue().splitlines()
     # the start, the first count (nothing printed for an hour after it), and the end
     assert len(lines) == 3, lines
@@ -90,15 +90,15 @@ def test_counts_from_several_threads_add_up():
     import threading
 
     out = io.StringIO()
-    with Progress("sync", stream=out, interval=0) as progress:
-        with progress.stage("copy", unit="objects") as stage:
-            threads = [
-                threading.Thread(target=lambda: [stage.advance(bytes=1) for _ in range(200)])
-                for _ in range(4)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+    progress = Progress("sync", stream=out, interval=0)
+    with progress, progress.stage("copy", unit="objects") as stage:
+        threads = [
+            threading.Thread(target=lambda: [stage.advance(bytes=1) for _ in range(200)])
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert (stage.done, stage.bytes) == (800, 800)
     assert out.getvalue().splitlines()[-1].startswith("sync: copy 800 objects, 800 B")
