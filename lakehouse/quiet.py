@@ -13,6 +13,13 @@ import warnings
 
 # Dagster parameters and APIs used deliberately despite their beta/preview label.
 DAGSTER_APIS = (r"Parameter `backfill_policy` of function `asset`",)
+# MLflow's notes while the model is logged (pipelines/tracking.py): the signature comes from
+# the training frame, whose integer keys are never null; the dataset's source is the Delta
+# table's URI, which two of MLflow's source kinds both accept.
+MLFLOW_NOTES = (
+    r"The specified dataset source can be interpreted in multiple ways",
+    r"Hint: Inferred schema contains integer column",
+)
 # Loggers whose INFO lines are bookkeeping (py4j's connection chatter on every Spark call).
 CHATTY_LOGGERS = ("py4j", "py4j.clientserver", "py4j.java_gateway")
 
@@ -29,5 +36,7 @@ def quiet_libraries() -> None:
     for api in DAGSTER_APIS:
         for category in (BetaWarning, PreviewWarning):
             warnings.filterwarnings("ignore", message=api, category=category)
+    for note in MLFLOW_NOTES:
+        warnings.filterwarnings("ignore", message=note, category=UserWarning)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
