@@ -70,6 +70,8 @@ def _simulate(
         ),
     )
     days = sim.days()
+    if stage is not None:
+        stage.total = len(cfg.locations) * len(days)
     tasks = [
         LandDays(sim, cfg.environment, name, tuple(days[i : i + LAND_CHUNK_DAYS]))
         for i in range(0, len(days), LAND_CHUNK_DAYS)
@@ -331,7 +333,6 @@ def run_demo(
     instance = _instance()  # before the workers start: they open this same instance
     with Workers(cfg.environment) as workers:  # they load while the events are simulated
         with _stage(stages, "simulate", progress, unit="region-days") as stage:
-            stage.total = len(cfg.locations) * ((end - start).days + 1)
             sim = _simulate(cfg, start, end, events_per_day, workers, stage)
         with _stage(stages, "setup", progress, unit="code location") as stage:
             stage.total = 1
@@ -454,6 +455,7 @@ def _watch(instance: dg.DagsterInstance, run_id: str, stage: Stage | None) -> It
             if found is not None:
                 cursor = found.cursor
                 _count_events(stage, found.records)
+            stage.tick()
             if done:
                 return
 

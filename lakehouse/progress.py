@@ -75,6 +75,11 @@ class Stage:
             self.done = done
             self.owner._update(self)
 
+    def tick(self) -> None:
+        """Nothing new: a plain line with the elapsed time when one is due (a long step)."""
+        with self.owner.lock:
+            self.owner._update(self)
+
     def note(self, status: str) -> None:
         """Say what the stage is doing now (shown next to its counts)."""
         with self.owner.lock:

@@ -54,6 +54,9 @@ appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
 # no native Hadoop library on a laptop: the Java implementation is used, as intended
 logger.native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.native.level = error
+# a plan's description is shortened for the logs: nothing to act on
+logger.plans.name = org.apache.spark.util.SparkStringUtils
+logger.plans.level = error
 """
 # What the JVM itself prints on stderr that no setting turns off (Spark 4 asks for the module).
 JVM_NOISE = ("WARNING: Using incubator modules: jdk.incubator.vector",)

@@ -1,6 +1,7 @@
 """The demo's ingestion side by side: each (date, region) its own run, as the sensor asked."""
 
 import datetime as dt
+import io
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from lakehouse import demo
 from lakehouse.definitions import build_definitions
 from lakehouse.demo_workers import WORKERS_ENV, Workers, worker_count
+from lakehouse.progress import Progress
 from pipelines import capture
 from pipelines.config import load_config
 from pipelines.simulate import simulate
@@ -37,11 +39,15 @@ def _runs_by_partition(instance: dg.DagsterInstance) -> dict[str, dg.DagsterRun]
 
 def test_ingestion_runs_side_by_side_each_its_own_run_with_its_materializations(instance):
     cfg = load_config("local")
-    with Workers(cfg.environment, count=2) as workers:
-        demo._simulate(cfg, DAY, DAY + dt.timedelta(days=1), 200, workers)
+    out = io.StringIO()  # not a terminal: plain lines
+    progress = Progress("demo", stream=out, interval=0)
+    with Workers(cfg.environment, count=2) as workers, progress:
+        with progress.stage("simulate", unit="region-days") as stage:
+            demo._simulate(cfg, DAY, DAY + dt.timedelta(days=1), 200, workers, stage)
         defs = build_definitions(cfg.environment)
         workers.use_here(defs, instance)
-        count, failed = demo._ingest(defs, instance, workers)
+        with progress.stage("ingest", unit="runs") as stage:
+            count, failed = demo._ingest(defs, instance, workers, stage)
     runs = _runs_by_partition(instance)
     assert failed == []
     assert count == len(runs) >= 6  # two days in three regions, late events may add a day
@@ -49,6 +55,15 @@ def test_ingestion_runs_side_by_side_each_its_own_run_with_its_materializations(
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/sensor_name"] == "landed_objects_sensor"
         assert run.tags["dagster/run_key"].startswith(f"{key}|")
+        region = key.split("|")[1]
+        assert run.tags["lakehouse/jurisdiction"] == cfg.jurisdiction_of_region(region)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith(f"demo: ingest {count}/{count} runs, ") and lines[-1].endswith(
+        " done"
+    )
+    landed = sum(r["landed"] for r in demo._bronze_summary(instance).values())
+    assert f" {landed:,} events (" in lines[-1]  # the runs' landed records, counted as they end
+    assert any(line.startswith("demo: simulate 6/6 region-days, ") for line in lines)
     mats = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=100).records
     assert {m.asset_materialization.partition for m in mats} == set(runs)
     assert {m.run_id for m in mats} == {r.run_id for r in runs.values()}
