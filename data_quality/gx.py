@@ -156,7 +156,13 @@ class _Engine:
             try:
                 source = sources.get(name)
             except (KeyError, ValueError):
-                source = sources.add_spark(name) if kind == "spark" else sources.add_pandas(name)
+                # persist=False: the bridge validates a cached DataFrame already (_validate_spark);
+                # GX's own persist() of it only made Spark warn "already cached" on every check
+                source = (
+                    sources.add_spark(name, persist=False)
+                    if kind == "spark"
+                    else sources.add_pandas(name)
+                )
             self._batch_definitions[key] = source.add_dataframe_asset(
                 asset
             ).add_batch_definition_whole_dataframe("whole")
