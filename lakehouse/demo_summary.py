@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+SUMMARY_WIDTH = 100
+
 
 def _n(value: Any) -> str:
     if isinstance(value, bool) or value is None:
@@ -55,12 +57,10 @@ def tables(summary: dict[str, Any]) -> list[Any]:
             _n(b.get("duplicates_dropped")),
             _n(gold.get(region)),
         )
-    replicas = table("replicas of gold in the ML home", "replica", "route", "version", "behind")
-    replicas.add_column("copied", justify="right")
+    replicas = table("replicas of gold in the ML home", "route", "version", "behind", "copied")
     replicas.add_column("egress $", justify="right")
-    for name, r in sorted((summary.get("replicas") or {}).items()):
+    for _name, r in sorted((summary.get("replicas") or {}).items()):
         replicas.add_row(
-            name,
             str(r.get("route", "-")),
             _n(r.get("replica_version")),
             _n(r.get("versions_behind")),
@@ -75,7 +75,9 @@ def _model_table(summary: dict[str, Any], table: Any) -> Any:
     champion = ml.get("champion") or {}
     features = summary.get("features") or {}
     drift = summary.get("drift_injected") or {}
-    model = table("features and model", "what", "")
+    model = table("features and model", "", "")
+    model.show_header = False
+    model.columns[1].justify = "left"
     model.add_row("features", f"{_n(features.get('rows'))} rows, {features.get('partitions')} days")
     model.add_row("drift injected", f"{drift.get('region')} from {drift.get('from')}")
     model.add_row("drift first flagged", str(ml.get("first_drift_day") or "never"))
@@ -103,7 +105,9 @@ def print_summary(summary: dict[str, Any], stream: IO[str]) -> None:
     """Print the tables, the failures if any, and where the JSON is."""
     from rich.console import Console
 
-    console = Console(file=stream, highlight=False)
+    # a log or a pipe has no width: wide enough for the tables, which do not wrap there
+    width = None if stream.isatty() else SUMMARY_WIDTH
+    console = Console(file=stream, highlight=False, width=width)
     for t in tables(summary):
         console.print(t)
     failed = summary.get("ingest_runs_failed") or []

@@ -117,5 +117,4 @@ def run_ml_demo(
 
 def _advance(stage: Stage | None, what: str) -> None:
     if stage is not None:
-        stage.note(what)
-        stage.advance()
+        stage.advance(status=what)

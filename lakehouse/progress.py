@@ -58,15 +58,19 @@ class Stage:
         """Seconds since the stage started."""
         return time.perf_counter() - self.started
 
-    def advance(self, done: int = 1, *, events: int = 0, bytes: int = 0) -> None:
+    def advance(
+        self, done: int = 1, *, events: int = 0, bytes: int = 0, status: str | None = None
+    ) -> None:
         """Count ``done`` more units of work, with the events and bytes they carried.
 
-        Safe from several threads (a sync's copies report from their own).
+        ``status`` says what was just done. Safe from several threads (a sync's copies report
+        from their own).
         """
         with self.owner.lock:
             self.done += done
             self.events += events
             self.bytes += bytes
+            self.status = self.status if status is None else status
             self.owner._update(self)
 
     def set(self, done: int) -> None:

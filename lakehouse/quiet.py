@@ -9,6 +9,7 @@ quieted by its own log4j2 configuration (``pipelines/spark.py``), not here.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 # Dagster parameters and APIs used deliberately despite their beta/preview label.
@@ -20,8 +21,18 @@ MLFLOW_NOTES = (
     r"The specified dataset source can be interpreted in multiple ways",
     r"Hint: Inferred schema contains integer column",
 )
-# Loggers whose INFO lines are bookkeeping (py4j's connection chatter on every Spark call).
-CHATTY_LOGGERS = ("py4j", "py4j.clientserver", "py4j.java_gateway")
+# Loggers whose INFO lines are bookkeeping: py4j's connection chatter on every Spark call,
+# MLflow creating its tables in a new store (and alembic's migration steps doing it).
+CHATTY_LOGGERS = (
+    "py4j",
+    "py4j.clientserver",
+    "py4j.java_gateway",
+    "mlflow.store.db.utils",
+    "alembic",
+)
+# MLflow draws a progress bar for every artifact download (a model, a reference sample):
+# the command's own progress says what runs.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 _INSTALLED: list[bool] = []
 
@@ -40,3 +51,5 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=note, category=UserWarning)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)  # a user's own setting wins
