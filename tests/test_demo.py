@@ -136,3 +136,10 @@ def test_workers_land_exactly_what_one_process_lands(lake_home, monkeypatch):
     assert len(one_process) >= 3 * 4 * 2  # objects of every location and day
     assert any(isinstance(v, tuple) for v in one_process.values())  # corrupt ones compared too
     assert side_by_side == one_process
+
+
+def test_the_demos_own_runs_carry_the_tags_automation_gives_its_runs(lake_home):
+    defs = build_definitions("local")
+    spark = demo._sensor_tags(defs, "spark_automation_sensor")
+    assert spark == {"lakehouse/spark": "true", "lakehouse/jurisdiction": "shared"}
+    assert demo._sensor_tags(defs, "automation_sensor") == {"lakehouse/jurisdiction": "any"}
