@@ -1,5 +1,9 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
+``demo`` prints its summary as tables (``--json``: as JSON) and writes it to
+``.lake/demo-summary.json``. Long commands (``demo``, ``ingest``, ``sync``, ``backfill
+--wait``) show their progress on stderr: a bar on a terminal, plain lines otherwise.
+
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``) run without Dagster;
 ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when called.
 """
