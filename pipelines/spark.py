@@ -41,6 +41,14 @@ LOCAL_CONF = {
 }
 
 
+# In-process (local[N]) only: the executor is in the driver's JVM, so a missed heartbeat means
+# a starved machine, not a lost executor. With the default 120 s on a busy 2-core laptop Spark
+# expired its own executor and logged re-registration errors (NullPointerException in
+# BlockManagerMasterEndpoint) while nothing was wrong.
+IN_PROCESS_CONF = {
+    "spark.network.timeout": "600s",
+    "spark.executor.heartbeatInterval": "60s",
+}
 # Spark's log configuration for sessions this process starts: warnings and errors, without the
 # start-up banner of the default profile and without the lines nobody can act on.
 LOG4J2_PROPERTIES = """\
@@ -125,9 +133,11 @@ def build_session(
             builder = builder.config(key, value)
         return builder.getOrCreate()
     check_java()
+    in_process: dict[str, str] = {}
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    settings = {**DELTA_CONF, **LOCAL_CONF, **(conf or {})}
+        in_process = IN_PROCESS_CONF
+    settings = {**DELTA_CONF, **LOCAL_CONF, **in_process, **(conf or {})}
     settings["spark.jars"] = ",".join(str(j) for j in delta_jars())
     logging = f"-Dlog4j2.configurationFile={log4j2_file().as_uri()}"
     settings["spark.driver.extraJavaOptions"] = " ".join(
