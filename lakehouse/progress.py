@@ -12,6 +12,7 @@ run stays short and every line says where the work is. Stdout is left to the com
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -138,6 +139,7 @@ class Progress:
         self.enabled = True
         self.lock = threading.RLock()
         self._bar: Any = None
+        self._tty: IO[str] | None = None
 
     @classmethod
     def silent(cls, command: str) -> Progress:
@@ -165,7 +167,7 @@ class Progress:
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 TextColumn("[dim]{task.fields[status]}"),
-                console=Console(file=self.stream),
+                console=Console(file=self._terminal()),
                 # the bar stays above what the libraries print while it runs
                 redirect_stdout=False,
                 redirect_stderr=True,
@@ -182,6 +184,22 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+        if self._tty is not None:
+            self._tty.close()
+            self._tty = None
+
+    def _terminal(self) -> IO[str]:
+        """The terminal itself, not whatever its file descriptor points at later.
+
+        Dagster captures a step's stdout and stderr by pointing descriptors 1 and 2 at files
+        (and tails them back): the bar would stop refreshing (rich draws only on a terminal)
+        for as long as a step runs. A copy of the descriptor keeps the terminal.
+        """
+        try:
+            self._tty = os.fdopen(os.dup(self.stream.fileno()), "w", buffering=1)
+        except (AttributeError, OSError, ValueError):  # no descriptor: a test's stream
+            return self.stream
+        return self._tty
 
     @contextmanager
     def stage(
@@ -243,8 +261,6 @@ class Progress:
 
 
 def _is_terminal(stream: IO[str]) -> bool:
-    import os
-
     try:
         return stream.isatty() and os.environ.get("TERM", "") != "dumb"
     except (AttributeError, ValueError):  # a closed or file-like stream without a tty
