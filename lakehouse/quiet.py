@@ -34,14 +34,13 @@ CHATTY_LOGGERS = (
 # the command's own progress says what runs.
 QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
-_INSTALLED: list[bool] = []
-
 
 def quiet_libraries() -> None:
-    """Install the filters (once per process; every entry point may call it)."""
-    if _INSTALLED:
-        return
-    _INSTALLED.append(True)
+    """Install the filters; calling again is harmless (``warnings`` keeps one of each).
+
+    Not guarded by a flag: whoever resets the warning filters (``catch_warnings``, a test
+    runner) gets them back at the next call.
+    """
     from dagster import BetaWarning, PreviewWarning
 
     for api in DAGSTER_APIS:
