@@ -8,6 +8,7 @@ table, and both are counted and validated the same way.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,10 @@ def region_ranges(context: dg.AssetExecutionContext, lake: LakeResource) -> list
     ]
 
 
+# Steps of one run submitted at once (one per region, usually: each writes its own table).
+MAX_PARALLEL_STEPS = 4
+
+
 def run_steps(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -74,25 +79,39 @@ def run_steps(
     ranges: list[StepRange],
     pii_key: PiiKey | None = None,
 ) -> Written:
-    """Run ``step`` for every range, then read each range back from the table it reported."""
+    """Run ``step`` for every range, then read each range back from the table it reported.
+
+    The ranges' steps run side by side: each region's step writes its own location's table,
+    and a local Spark session spends much of a small step planning on one core (Delta's log
+    bookkeeping, query compilation) while the other core could run another region's tasks.
+    """
     cfg = lake.config()
     options_of = lake.storage_options_of()
-    frames, versions, reports = [], {}, []
-    for r in ranges:
+
+    def one(r: StepRange) -> tuple[Any, str, int, dict[str, str]]:
         # A range of every region is the ML home's features, not a step of one location.
         location = r.location.name if r.region is not None else None
         report = spark.run_step(context, cfg, step, r.start, r.end, location, options_of, pii_key)
         written = lake.location(report["location"])
         uri = report["table_uri"]
-        frames.append(spark.read_range(uri, options_of[written.name], r.start, r.end, r.region))
+        frame = spark.read_range(uri, options_of[written.name], r.start, r.end, r.region)
         table = spark_jobs.STEP_TABLES[step].name
         version = lake.table_version(written, table)
         if version is None:
             raise RuntimeError(f"{step} {r.start}..{r.end} left no Delta table at {uri}")
-        versions[written.name] = version
-        reports.append(report)
         context.log.info(f"{table} {written.name} {r.start}..{r.end} -> {uri}")
-    return Written(_union(frames), versions, reports)
+        return frame, written.name, version, report
+
+    if len(ranges) > 1:
+        # one session for all: the first step to ask starts it (pipelines.spark locks that)
+        with ThreadPoolExecutor(min(len(ranges), MAX_PARALLEL_STEPS), "spark-step") as pool:
+            done = list(pool.map(one, ranges))
+    else:
+        done = [one(r) for r in ranges]
+    versions: dict[str, int] = {}
+    for _, name, version, _ in done:
+        versions[name] = max(version, versions.get(name, version))
+    return Written(_union([d[0] for d in done]), versions, [d[3] for d in done])
 
 
 def _union(frames: list[Any]) -> Any:

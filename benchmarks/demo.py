@@ -4,9 +4,12 @@ Runs ``python -m lakehouse.cli demo`` (what ``make run`` runs) in a child proces
 LAKEHOUSE_HOME and DAGSTER_HOME in a temporary folder, then reads the Dagster instance it left
 behind. Prints one JSON object as its last line: seconds (the demo's wall time), stages
 (seconds per stage, from the demo's summary), ingest_runs, code_location_load_s (import of
-``lakehouse.definitions`` and ``build_definitions()`` in a fresh interpreter), load_average
+``lakehouse.definitions`` and ``build_definitions()`` in a fresh interpreter; also
+code_location_import_s, heavy_modules_at_load and definitions_validate_s, the seconds of
+``dagster definitions validate``), load_average
 (the machine is shared) and reconciled (every bronze partition's reconciliation check passed
-and its counts add up).
+and its counts add up), python_cpu_seconds (CPU of the demo's Python processes, its workers
+included; Spark's JVM is not reaped by the demo, so not counted).
 
 Knobs (environment): BENCH_DEMO_ARGS (extra arguments for ``lakehouse demo``, e.g.
 ``--from 2026-10-01``), BENCH_KEEP (keep the temporary folder and print where it is).
@@ -14,6 +17,7 @@ Knobs (environment): BENCH_DEMO_ARGS (extra arguments for ``lakehouse demo``, e.
 
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -26,11 +30,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 METADATA_COUNTS = ("landed", "ingested", "quarantined", "duplicates_dropped")
 LOAD_SNIPPET = """
-import time
+import json, sys, time
 t = time.perf_counter()
-from lakehouse.definitions import build_definitions
-build_definitions()
-print(round(time.perf_counter() - t, 3))
+import lakehouse.definitions
+imported = time.perf_counter() - t
+lakehouse.definitions.build_definitions()
+built = time.perf_counter() - t
+heavy = [m for m in ("pyspark", "mlflow", "great_expectations", "sklearn", "pandas")
+         if m in sys.modules]
+print(json.dumps({"import_s": round(imported, 3), "load_s": round(built, 3), "heavy": heavy}))
 """
 
 
@@ -54,8 +62,13 @@ def _fresh(tmp: Path) -> None:
     shutil.copy(ROOT / "deploy" / "dagster-local.yaml", tmp / "dagster" / "dagster.yaml")
 
 
-def code_location_load_s(env: dict[str, str]) -> float:
-    """Seconds to import the code location and build its definitions, in a new interpreter."""
+def code_location_load(env: dict[str, str]) -> dict[str, Any]:
+    """Import and build of the code location in a new interpreter: seconds, heavy modules.
+
+    ``import_s`` is the import of ``lakehouse.definitions``; ``load_s`` adds
+    ``build_definitions()``; ``heavy`` lists the heavy libraries loaded by then (they should
+    load when a run needs them, not when the code location loads).
+    """
     out = subprocess.run(
         [sys.executable, "-c", LOAD_SNIPPET],
         env=env,
@@ -64,15 +77,42 @@ def code_location_load_s(env: dict[str, str]) -> float:
         text=True,
         check=True,
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def run_demo(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
-    """Wall seconds of ``lakehouse demo`` and the summary it printed."""
-    args = shlex.split(os.environ.get("BENCH_DEMO_ARGS", ""))
+def definitions_validate_s(env: dict[str, str]) -> float:
+    """Seconds of ``dagster definitions validate`` on workspace.yaml (what a deploy checks)."""
+    dagster = Path(sys.executable).with_name("dagster")
     t = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "demo", *args],
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"dagster definitions validate failed:\n{out.stderr[-2000:]}")
+    return round(seconds, 2)
+
+
+def _cpu_of_children() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def run_demo(env: dict[str, str]) -> tuple[float, float, dict[str, Any]]:
+    """Wall seconds of ``lakehouse demo``, CPU seconds of its Python processes, its summary.
+
+    The CPU seconds say what the Python side costs whatever else the shared machine runs.
+    """
+    args = shlex.split(os.environ.get("BENCH_DEMO_ARGS", ""))
+    cpu = _cpu_of_children()
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "demo", "--json", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -80,10 +120,11 @@ def run_demo(env: dict[str, str]) -> tuple[float, dict[str, Any]]:
         check=False,
     )
     seconds = time.perf_counter() - t
+    cpu = _cpu_of_children() - cpu
     if out.returncode != 0:
         raise SystemExit(f"lakehouse demo failed (exit {out.returncode}):\n{out.stdout[-4000:]}")
     text = out.stdout
-    return seconds, json.loads(text[text.index("{") :])
+    return seconds, cpu, json.loads(text[text.index("{") :])
 
 
 def reconciled(dagster_home: Path, expected: int) -> dict[str, Any]:
@@ -126,9 +167,10 @@ def main() -> None:
     try:
         _fresh(tmp)
         env = _env(tmp)
-        load_s = code_location_load_s(env)
+        load = code_location_load(env)
+        validate_s = definitions_validate_s(env)
         load_before = os.getloadavg()
-        seconds, summary = run_demo(env)
+        seconds, cpu, summary = run_demo(env)
         load_after = os.getloadavg()
         print(json.dumps(summary, default=str), flush=True)
         runs = int(summary["ingest_runs"])
@@ -137,10 +179,14 @@ def main() -> None:
             json.dumps(
                 {
                     "seconds": round(seconds, 1),
+                    "python_cpu_seconds": round(cpu, 1),
                     "stages": summary.get("stages"),
                     "ingest_runs": runs,
                     "ingest_runs_failed": len(summary.get("ingest_runs_failed") or []),
-                    "code_location_load_s": load_s,
+                    "code_location_load_s": load["load_s"],
+                    "code_location_import_s": load["import_s"],
+                    "heavy_modules_at_load": load["heavy"],
+                    "definitions_validate_s": validate_s,
                     **rec,
                     "load_average": {
                         "before": round(load_before[0], 2),

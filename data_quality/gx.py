@@ -156,7 +156,13 @@ class _Engine:
             try:
                 source = sources.get(name)
             except (KeyError, ValueError):
-                source = sources.add_spark(name) if kind == "spark" else sources.add_pandas(name)
+                # persist=False: the bridge validates a cached DataFrame already (_validate_spark);
+                # GX's own persist() of it only made Spark warn "already cached" on every check
+                source = (
+                    sources.add_spark(name, persist=False)
+                    if kind == "spark"
+                    else sources.add_pandas(name)
+                )
             self._batch_definitions[key] = source.add_dataframe_asset(
                 asset
             ).add_batch_definition_whole_dataframe("whole")
@@ -252,7 +258,11 @@ def _run(batch_definition: Any, frame: Any, suite: Any, params: dict[str, Any]) 
 def _validate_arrow(
     engine: _Engine, compiled: _Compiled, asset: str, table: pa.Table, params: dict[str, Any]
 ) -> tuple[list[Any], int]:
-    """One batch of the columns the suite reads; column names checked on a zero-row frame."""
+    """One batch of the columns the suite reads; column names checked on a zero-row frame.
+
+    Narrow pays: for each column expectation GX filters the whole frame (every column) to the
+    rows where that column is not null.
+    """
     everything = range(len(compiled.expectations))
     if compiled.columns is None or not compiled.schema_only:
         frame = _pandas_frame(table)

@@ -9,7 +9,7 @@ shows it under Overview → Backfills. ``report`` and ``wait`` read its outcome 
 
 import datetime as dt
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import dagster as dg
@@ -182,11 +182,17 @@ def wait(
     backfill_id: str,
     timeout: float,
     poll: float = 2.0,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Poll until the backfill is terminal (raises TimeoutError with the last report if not)."""
+    """Poll until the backfill is terminal (raises TimeoutError with the last report if not).
+
+    ``on_report`` sees each report polled (for progress).
+    """
     deadline = time.monotonic() + timeout
     while True:
         out = report(instance, defs, backfill_id)
+        if on_report is not None:
+            on_report(out)
         if is_done(out["status"]):
             return out
         if time.monotonic() > deadline:

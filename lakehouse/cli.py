@@ -1,8 +1,12 @@
 """The ``lakehouse`` command: every subcommand prints one JSON report, errors exit non-zero.
 
-Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``, ``maintain``) run
-without Dagster; ``demo`` and ``backfill`` build the Dagster code location for ``--env`` when
-called.
+``demo`` prints its summary as tables (``--json``: as JSON) and writes it to
+``.lake/demo-summary.json``. Long commands (``demo``, ``ingest``, ``sync``, ``backfill
+--wait``) show their progress on stderr: a bar on a terminal, plain lines otherwise.
+
+Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``,
+``maintain``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code location
+for ``--env`` when called.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lakehouse.progress import Progress
 from pipelines.config import ConfigError, load_config
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
@@ -184,9 +189,11 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
         worker=worker,
     )
     rules = record_rules(cfg)
-    out = [
-        ingest_partition(location, location.storage_options(), day, rules).report() for day in days
-    ]
+    out = []
+    with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
+        for day in days:
+            out.append(ingest_partition(location, location.storage_options(), day, rules).report())
+            stage.advance(events=int(out[-1]["landed"]))
     return {
         "location": location.name,
         "partitions": out,
@@ -209,17 +216,19 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines.sync import sync
 
     cfg = load_config(args.env)
-    report = sync(
-        cfg,
-        args.source,
-        args.target,
-        table=args.table,
-        allow_unchecked=args.unchecked_route,
-        dry_run=args.dry_run,
-        reseed=args.reseed,
-        replace_unrelated=args.replace_unrelated_target,
-        concurrency=args.concurrency,
-    )
+    with Progress("sync") as progress, progress.stage("copy", unit="objects") as stage:
+        report = sync(
+            cfg,
+            args.source,
+            args.target,
+            table=args.table,
+            allow_unchecked=args.unchecked_route,
+            dry_run=args.dry_run,
+            reseed=args.reseed,
+            replace_unrelated=args.replace_unrelated_target,
+            concurrency=args.concurrency,
+            hook=lambda kind, path: stage.advance(),
+        )
     return report.as_dict()
 
 
@@ -250,11 +259,25 @@ def _add_maintain(sub: Any) -> None:
     p.set_defaults(handler=cmd_maintain)
 
 
-def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    """Simulate a few weeks and materialize the whole graph through Dagster."""
-    from lakehouse.demo import run_demo
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Simulate a few weeks and materialize the whole graph through Dagster.
 
-    return run_demo(args.start, args.end, args.events_per_day, environment=args.env)
+    Progress on stderr as it goes; at the end the summary as tables (or, with ``--json``, as
+    JSON) on stdout, and always as JSON in ``.lake/demo-summary.json``.
+    """
+    from lakehouse.demo import run_demo
+    from lakehouse.demo_summary import print_summary
+    from lakehouse.progress import Progress
+
+    days_between(args.start, args.end, "demo --from/--to")
+    with Progress("demo") as progress:
+        summary = run_demo(
+            args.start, args.end, args.events_per_day, environment=args.env, progress=progress
+        )
+    if args.json:
+        return summary
+    print_summary(summary, sys.stdout)
+    return None
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
@@ -279,7 +302,22 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
         )
         if not args.wait:
             return {**backfill.report(instance, defs, backfill_id), "waited": False}
-        out = backfill.wait(instance, defs, backfill_id, timeout=args.timeout, poll=args.poll)
+        with Progress("backfill") as progress, progress.stage(backfill_id) as stage:
+
+            def polled(report: dict[str, Any]) -> None:
+                partitions = report["partitions"]
+                stage.total = partitions["requested"]
+                stage.note(f"{report['runs']['total']} runs, {report['status'].lower()}")
+                stage.set(partitions["materialized"])
+
+            out = backfill.wait(
+                instance,
+                defs,
+                backfill_id,
+                timeout=args.timeout,
+                poll=args.poll,
+                on_report=polled,
+            )
     if out["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill {backfill_id} ended {out['status']}: {json.dumps(out)}")
     return {**out, "waited": True}
@@ -361,6 +399,7 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
     p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -395,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1
-    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    if report is not None:  # None: the command printed its report itself
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     return 0
 
 

@@ -14,6 +14,7 @@ from assets import build_assets
 from assets.partitions import build_partitions
 from data_quality.suites import build_suites
 from jobs import build_automation
+from lakehouse.quiet import quiet_libraries
 from pipelines.config import load_config
 from resources import resources_for
 
@@ -23,6 +24,7 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
 
     ``environment`` defaults to ``LAKEHOUSE_ENV`` (else ``local``), read now, not at import.
     """
+    quiet_libraries()  # before the factories: they use the Dagster APIs it names
     cfg = load_config(environment)
     parts = build_partitions(cfg)
     suites = build_suites(cfg)

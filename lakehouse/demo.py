@@ -1,21 +1,31 @@
 """The end-to-end demo behind ``make run``: simulate, then let the sensors drive the graph."""
 
 import datetime as dt
+import json
+import logging
 import os
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import dagster as dg
 
 from assets.partitions import date_region_key
 from lakehouse.definitions import build_definitions
+from lakehouse.demo_workers import LandDays, Workers, land_days, workers_state
 from lakehouse.ml_demo import QUIET, run_ml_demo
+from lakehouse.progress import Progress, Stage
 from pipelines import delta, tables
-from pipelines.config import LakeConfig, lake_home, load_config
-from pipelines.simulate import Drift, SimulationConfig, simulate
-from pipelines.storage import open_storage
+from pipelines.compute import COMPUTE_ENV
+from pipelines.config import PER_JURISDICTION, LakeConfig, lake_home, load_config
+from pipelines.simulate import Drift, SimulationConfig
+from pipelines.spark import build_session
+from resources.spark import SparkResource
 
 
 def _instance() -> dg.DagsterInstance:
@@ -30,8 +40,23 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int) -> Any:
-    """Land the demo's weeks of events: bad records, a corrupt object a day, drift in eu."""
+# Days a worker lands at a time: small enough for steady progress, large enough to be cheap.
+LAND_CHUNK_DAYS = 7
+
+
+def _simulate(
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
+    events_per_day: int,
+    workers: Workers,
+    stage: Stage | None = None,
+) -> SimulationConfig:
+    """Land the demo's weeks of events: bad records, a corrupt object a day, drift in eu.
+
+    The days of each location are landed by the workers a week at a time: every region-day is
+    drawn from its own generator and named by its day, so the landing areas are the same.
+    """
     sim = SimulationConfig(
         start=start,
         end=end,
@@ -44,43 +69,106 @@ def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int
             ),
         ),
     )
-    locations = list(cfg.locations.values())
-    simulate(
-        sim,
-        locations,
-        [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
-        {r: cfg.currency_of(r) for r in cfg.region_codes},
-    )
+    days = sim.days()
+    if stage is not None:
+        stage.total = len(cfg.locations) * len(days)
+    tasks = [
+        LandDays(sim, cfg.environment, name, tuple(days[i : i + LAND_CHUNK_DAYS]))
+        for i in range(0, len(days), LAND_CHUNK_DAYS)
+        for name in cfg.locations
+    ]
+
+    def landed(result: tuple[int, int]) -> None:
+        if stage is not None:
+            stage.advance(result[0], events=result[1])
+
+    workers.map(land_days, tasks, on_result=landed)
     return sim
 
 
-def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, list[str]]:
-    """Evaluate the landed-objects sensor once and run every ingestion it requests."""
+def _ingest(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    workers: Workers,
+    stage: Stage | None = None,
+) -> tuple[int, list[str]]:
+    """Evaluate the landed-objects sensor once and run every ingestion it requests.
+
+    Each (date, region) stays its own run, tagged as the sensor's, with its materializations;
+    the runs go side by side on the workers (a deployment's run queue runs several at once).
+    """
     sensor = defs.resolve_sensor_def("landed_objects_sensor")
     with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
         result = sensor(ctx)
     if not isinstance(result, dg.SensorResult):
         raise RuntimeError(f"demo: landed_objects_sensor returned {type(result).__name__}")
-    requests = list(result.run_requests or [])
-    job = defs.resolve_job_def("ingest_job")
-    failed: list[str] = []
-    for req in requests:
-        run = job.execute_in_process(
-            partition_key=req.partition_key,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET,
-            # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
-            # keys as done and does not re-ingest everything the demo ingested
-            tags={
-                "lakehouse/trigger": "landed_objects_sensor",
-                "dagster/sensor_name": "landed_objects_sensor",
-                **({"dagster/run_key": req.run_key} if req.run_key else {}),
-            },
-        )
-        if not run.success:
-            failed.append(str(req.partition_key))
-    return len(requests), failed
+    requests = [
+        IngestRequest(str(r.partition_key), r.run_key, dict(r.tags))
+        for r in result.run_requests or []
+    ]
+    if stage is not None:
+        stage.total = len(requests)
+
+    def ingested(done: IngestDone) -> None:
+        if stage is not None:
+            stage.advance(events=done.landed)
+            if not done.ok:
+                stage.note(f"{done.partition_key} failed")
+
+    done = workers.map(ingest_run, requests, on_result=ingested)
+    return len(requests), [d.partition_key for d in done if not d.ok]
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What the sensor asked for: a partition, its run key and the run's tags."""
+
+    partition_key: str
+    run_key: str | None
+    tags: dict[str, str]
+
+
+class IngestDone(NamedTuple):
+    """How an ingestion run ended, and the records it found landed (for progress)."""
+
+    partition_key: str
+    ok: bool
+    landed: int
+
+
+def ingest_run(request: IngestRequest) -> IngestDone:
+    """One ingestion run of a (date, region), as the daemon would launch the sensor's request.
+
+    The request's tags (the routing tag with the partition's jurisdiction among them) are the
+    run's, with those the daemon adds to a sensor's runs.
+    """
+    state = workers_state()
+    run = state.job("ingest_job").execute_in_process(
+        partition_key=request.partition_key,
+        instance=state.instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
+        # keys as done and does not re-ingest everything the demo ingested
+        tags={
+            **request.tags,
+            "lakehouse/trigger": "landed_objects_sensor",
+            "dagster/sensor_name": "landed_objects_sensor",
+            **({"dagster/run_key": request.run_key} if request.run_key else {}),
+        },
+    )
+    return IngestDone(request.partition_key, run.success, _landed(run))
+
+
+def _landed(run: dg.ExecuteInProcessResult) -> int:
+    """Records the run's bronze materialization says were landed (0 when it has no count)."""
+    total = 0
+    for event in run.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if mat.asset_key == dg.AssetKey(tables.BRONZE.name):
+            value = mat.metadata.get("landed")
+            total += int(value.value) if value is not None else 0  # type: ignore[arg-type]
+    return total
 
 
 def _spark(
@@ -89,28 +177,57 @@ def _spark(
     cfg: LakeConfig,
     start: dt.date,
     end: dt.date,
+    stage: Stage | None = None,
 ) -> dict[str, Any]:
-    """Silver and gold of every region and day in one Spark run (what automation would run)."""
+    """Silver and gold of every region and day in one Spark run (what automation would run).
+
+    With one code location per jurisdiction, each region's partitions are a run of their own,
+    tagged with its jurisdiction (what jobs/jurisdiction.py requests); otherwise one run,
+    tagged as the Spark automation sensor tags its runs.
+    """
     regions = cfg.region_codes
-    _run_or_fail(
-        defs.resolve_job_def("spark_job"),
-        instance,
-        _range_tags(
-            date_region_key(start.isoformat(), regions[0]),
-            date_region_key(end.isoformat(), regions[-1]),
-        ),
-        "silver and gold (spark_job)",
-    )
+    days = (end - start).days + 1
+    if stage is not None:
+        stage.total = 2 * days * len(regions)  # a silver and a gold partition each
+    job = defs.resolve_job_def("spark_job")
+    if cfg.compute.pools == PER_JURISDICTION:
+        for region in regions:
+            tags = {
+                **_sensor_tags(defs, "spark_automation_sensor"),
+                cfg.compute.routing_tag: cfg.jurisdiction_of_region(region),
+                **_range_tags(
+                    date_region_key(start.isoformat(), region),
+                    date_region_key(end.isoformat(), region),
+                ),
+            }
+            _run_or_fail(job, instance, tags, f"silver and gold of {region} (spark_job)", stage)
+    else:
+        tags = {
+            **_sensor_tags(defs, "spark_automation_sensor"),
+            **_range_tags(
+                date_region_key(start.isoformat(), regions[0]),
+                date_region_key(end.isoformat(), regions[-1]),
+            ),
+        }
+        _run_or_fail(job, instance, tags, "silver and gold (spark_job)", stage)
     return {
         loc.region: delta.table_rows(loc.table_uri(tables.GOLD.name), loc.storage_options())
         for loc in cfg.locations.values()
     }
 
 
-def _sync(defs: dg.Definitions, instance: dg.DagsterInstance, cfg: LakeConfig) -> dict[str, Any]:
+def _sync(
+    defs: dg.Definitions, instance: dg.DagsterInstance, cfg: LakeConfig, stage: Stage | None = None
+) -> dict[str, Any]:
     """The replicas of gold in the ML home, brought up to date by one sync run."""
+    if stage is not None:
+        stage.total = len(cfg.replicas())
     _run_or_fail(
-        defs.resolve_job_def("sync_job"), instance, {"lakehouse/trigger": "demo"}, "replica sync"
+        defs.resolve_job_def("sync_job"),
+        instance,
+        _sensor_tags(defs, "automation_sensor"),
+        "replica sync",
+        stage,
     )
     return {
         r.name: _latest_metadata(
@@ -128,13 +245,17 @@ def _features(
     cfg: LakeConfig,
     start: dt.date,
     end: dt.date,
+    stage: Stage | None = None,
 ) -> dict[str, Any]:
     """The demand features of every day in one Spark run."""
+    if stage is not None:
+        stage.total = (end - start).days + 1
     _run_or_fail(
         defs.resolve_job_def("features_job"),
         instance,
-        _range_tags(start.isoformat(), end.isoformat()),
+        {**_sensor_tags(defs, "spark_automation_sensor"), **_range_tags(str(start), str(end))},
         "demand features (features_job)",
+        stage,
     )
     home = cfg.home
     return {
@@ -143,45 +264,125 @@ def _features(
     }
 
 
+def _sensor_tags(defs: dg.Definitions, name: str) -> dict[str, str]:
+    """The tags an automation sensor gives its runs (the routing tag among them)."""
+    sensor = defs.resolve_sensor_def(name)
+    return dict(getattr(sensor, "run_tags", None) or {})
+
+
+def _start_spark_early(defs: dg.Definitions) -> None:
+    """Start this process's local Spark session in the background (the workers ingest now).
+
+    The Spark run that follows finds the JVM up: Spark keeps one session per process and its
+    builder waits for a session being started. A remote session is the step runner's business.
+    Should the early start fail, the Spark run starts it again and reports the failure.
+    """
+    spark = (defs.resources or {}).get("spark")
+    if isinstance(spark, SparkResource) and str(spark.master).startswith("local"):
+        args = (str(spark.master), dict(spark.conf))
+        threading.Thread(target=_start_spark, args=args, name="spark-start", daemon=True).start()
+
+
+def _start_spark(master: str, conf: dict[str, str]) -> None:
+    try:
+        build_session(master=master, conf=conf)
+    except Exception as exc:
+        logging.getLogger(__name__).info(f"demo: Spark did not start early ({exc}); later")
+
+
 @contextmanager
-def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
-    """Record how long a stage of the demo took (the summary's ``stages``)."""
+def _stage(
+    stages: dict[str, float], name: str, progress: Progress, unit: str = "partitions"
+) -> Iterator[Stage]:
+    """A stage of the demo: shown as it goes, its seconds recorded (the summary's ``stages``)."""
     t = time.perf_counter()
     try:
-        yield
+        with progress.stage(name, unit=unit) as stage:
+            yield stage
     finally:
         stages[name] = round(time.perf_counter() - t, 1)
 
 
+SUMMARY_FILE = Path(".lake") / "demo-summary.json"
+
+
+def summary_path() -> Path:
+    """Where the demo writes its summary as JSON: ``.lake/demo-summary.json`` in the lake home."""
+    return lake_home() / SUMMARY_FILE
+
+
 def run_demo(
-    start: dt.date, end: dt.date, events_per_day: int = 3000, environment: str | None = None
+    start: dt.date,
+    end: dt.date,
+    events_per_day: int = 3000,
+    environment: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Land a few weeks of events with drift and bad records, then materialize everything."""
+    """Land a few weeks of events with drift and bad records, then materialize everything.
+
+    ``progress`` shows each stage as it goes (default: nothing shown). The summary is also
+    written to :func:`summary_path`.
+    """
     t0 = time.perf_counter()
+    progress = progress or Progress.silent("demo")
     stages: dict[str, float] = {}
     cfg = load_config(environment)
-    with _stage(stages, "simulate"):
-        sim = _simulate(cfg, start, end, events_per_day)
+    # The demo's one process serves every jurisdiction, and says so: a deployment's workers
+    # declare theirs (LAKEHOUSE_COMPUTE_JURISDICTION), unset it is warned about on every run.
+    os.environ.setdefault(COMPUTE_ENV, ",".join(cfg.jurisdictions))
+    instance = _instance()  # before the workers start: they open this same instance
+    with Workers(cfg.environment) as workers:  # they load while the events are simulated
+        with _stage(stages, "simulate", progress, unit="region-days") as stage:
+            sim = _simulate(cfg, start, end, events_per_day, workers, stage)
+        with _stage(stages, "setup", progress, unit="code location") as stage:
+            stage.total = 1
+            defs = build_definitions(cfg.environment)
+            workers.use_here(defs, instance)
+            stage.advance()
+        summary = _materialize(defs, instance, workers, cfg, start, end, stages, progress)
     drift_day = end - dt.timedelta(days=7)
-    with _stage(stages, "setup"):
-        defs = build_definitions(cfg.environment)
-        instance = _instance()
-    summary: dict[str, Any] = {
+    summary = {
         "environment": cfg.environment,
         "days": len(sim.days()),
         "drift_injected": {"region": "eu", "from": drift_day.isoformat()},
+        **summary,
+        "stages": stages,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "summary_file": str(summary_path()),
     }
-    with _stage(stages, "ingest"):
-        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(defs, instance)
+    path = summary_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _materialize(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    workers: Workers,
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
+    stages: dict[str, float],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Every stage after the simulation, each timed into ``stages``; their summaries."""
+    summary: dict[str, Any] = {}
+    _start_spark_early(defs)
+    with _stage(stages, "ingest", progress, unit="runs") as stage:
+        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(
+            defs, instance, workers, stage
+        )
         summary["bronze"] = _bronze_summary(instance)
-    with _stage(stages, "spark"):
-        summary["gold_rows"] = _spark(defs, instance, cfg, start, end)
-    with _stage(stages, "sync"):
-        summary["replicas"] = _sync(defs, instance, cfg)
-    with _stage(stages, "features"):
-        summary["features"] = _features(defs, instance, cfg, start, end)
+    with _stage(stages, "spark", progress) as stage:
+        summary["gold_rows"] = _spark(defs, instance, cfg, start, end, stage)
+    with _stage(stages, "sync", progress, unit="replicas") as stage:
+        summary["replicas"] = _sync(defs, instance, cfg, stage)
+    with _stage(stages, "features", progress) as stage:
+        summary["features"] = _features(defs, instance, cfg, start, end, stage)
+    drift_day = end - dt.timedelta(days=7)
     days = [drift_day - dt.timedelta(days=2) + dt.timedelta(days=i) for i in range(10)]
-    with _stage(stages, "ml"):
+    with _stage(stages, "ml", progress, unit="runs") as stage:
         summary["ml"] = run_ml_demo(
             defs,
             instance,
@@ -189,9 +390,9 @@ def run_demo(
             train_end=drift_day - dt.timedelta(days=3),
             # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
             window_days=28,
+            stage=stage,
+            tags=_sensor_tags(defs, "automation_sensor"),
         )
-    summary["stages"] = stages
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary
 
 
@@ -207,19 +408,78 @@ def _run_or_fail(
     instance: dg.DagsterInstance,
     tags: dict[str, str],
     what: str,
+    stage: Stage | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
 ) -> None:
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags={"lakehouse/trigger": "demo", **tags},
-        asset_selection=asset_selection,
-    )
+    run_id = str(uuid.uuid4())
+    with _watch(instance, run_id, stage):
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+            tags={"lakehouse/trigger": "demo", **tags},
+            asset_selection=asset_selection,
+            run_id=run_id,
+        )
     if not result.success:
         raise RuntimeError(
             f"demo: {what} failed in run {result.run_id}; see it with `make ui` (Runs)"
         )
+
+
+# How often a running stage's progress is read back from the run's events (seconds).
+WATCH_INTERVAL = 1.0
+
+
+@contextmanager
+def _watch(instance: dg.DagsterInstance, run_id: str, stage: Stage | None) -> Iterator[None]:
+    """Count the run's materialized partitions into ``stage`` while it runs, and its step.
+
+    A single run over many partitions reports them as it finishes each asset: the stage shows
+    which step runs meanwhile. Reads the instance's event log, which the run writes anyway.
+    """
+    if stage is None:
+        yield
+        return
+    stop = threading.Event()
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_START}
+
+    def poll() -> None:
+        cursor = None
+        while True:
+            done = stop.wait(WATCH_INTERVAL)
+            try:
+                found = instance.get_records_for_run(run_id, cursor=cursor, of_type=kinds)
+            except Exception:  # the run's log is not there yet; progress is best effort
+                found = None
+            if found is not None:
+                cursor = found.cursor
+                _count_events(stage, found.records)
+            stage.tick()
+            if done:
+                return
+
+    thread = threading.Thread(target=poll, name="demo-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _count_events(stage: Stage, records: Sequence[Any]) -> None:
+    materialized = 0
+    for rec in records:
+        event = rec.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            stage.note(f"step {event.step_key}")
+        else:
+            materialized += 1
+    if materialized:
+        stage.advance(materialized)
 
 
 def _latest_metadata(

@@ -6,9 +6,11 @@ deployment the cooldown is wall time), and the retraining holds out fewer days s
 days are part of what the new model learns from.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -17,6 +19,9 @@ from jobs.ml import evaluate_drift_triggers
 from pipelines import tracking
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
+
+if TYPE_CHECKING:
+    from lakehouse.progress import Stage
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -32,12 +37,19 @@ def run_ml_demo(
     train_end: dt.date,
     retrain_holdout_days: int = 2,
     window_days: int | None = None,
+    stage: Stage | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train on data up to ``train_end``, score and monitor ``days``, retrain on drift.
 
     Returns a JSON-ready summary: the first model, the days where drift asked for retraining
-    (and why), the retraining run, and which version is champion now and why.
+    (and why), the retraining run, and which version is champion now and why. ``tags`` are
+    the automation sensor's (the routing tag), given to the training and scoring runs;
+    ``stage`` counts the runs as they end.
     """
+    tags = tags or {}
+    if stage is not None:
+        stage.total = 1 + len(days)
     retrain_job = defs.resolve_job_def("retrain_job")
     resources = dict(defs.resources or {})
     lake: LakeResource = resources["lake"]
@@ -46,8 +58,9 @@ def run_ml_demo(
     first = retrain_job.execute_in_process(
         instance=instance,
         run_config=_model_config(end_date=train_end.isoformat(), **window),
-        tags={"lakehouse/trigger": "demo_initial_training"},
+        tags={**tags, "lakehouse/trigger": "demo_initial_training"},
     )
+    _advance(stage, "trained the first model")
     if not first.success:
         raise RuntimeError("demo: the initial training run failed; see the Dagster run logs")
     monitored: dict[str, Any] = {}
@@ -58,7 +71,9 @@ def run_ml_demo(
             instance=instance,
             run_config=QUIET,
             raise_on_error=False,
+            tags={**tags, "lakehouse/trigger": "demo"},
         )
+        _advance(stage, f"scored and monitored {day.isoformat()}")
         mats = result.asset_materializations_for_node(DRIFT) if result.success else []
         drift = mats[0].metadata if mats else None
         monitored[day.isoformat()] = (
@@ -72,12 +87,15 @@ def run_ml_demo(
     clock = time.time() + cooldown_h * 3600 + 1  # the demo's days pass in minutes
     found = evaluate_drift_triggers(instance, None, cooldown_h, now=clock)
     retrains = []
+    if stage is not None and stage.total is not None:
+        stage.total += len(found.requests)
     for req in found.requests:
         run = retrain_job.execute_in_process(
             instance=instance,
             run_config=_model_config(holdout_days=retrain_holdout_days, **window),
             tags=req.tags,
         )
+        _advance(stage, "retrained on drift")
         retrains.append(
             {
                 "drift_partition": req.tags.get("lakehouse/drift_partition"),
@@ -95,3 +113,8 @@ def run_ml_demo(
         "retrains": retrains,
         "champion": tracking.champion_summary(mlflow.tracking()),
     }
+
+
+def _advance(stage: Stage | None, what: str) -> None:
+    if stage is not None:
+        stage.advance(status=what)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import PROJECT_ROOT
 
@@ -29,12 +30,45 @@ LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
+    # Delta rebuilds a table's state from its log in a job of this many tasks (default 50):
+    # on the lake's tables that bookkeeping took longer than the queries themselves.
+    "spark.databricks.delta.snapshotPartitions": "8",
     "spark.sql.session.timeZone": "UTC",
     "spark.driver.memory": "4g",
     "spark.sql.warehouse.dir": str(PROJECT_ROOT / ".cache" / "spark-warehouse"),
     # delta-rs reads what Spark writes: keep to features both engines support.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
 }
+
+
+# In-process (local[N]) only: the executor is in the driver's JVM, so a missed heartbeat means
+# a starved machine, not a lost executor. With the default 120 s on a busy 2-core laptop Spark
+# expired its own executor and logged re-registration errors (NullPointerException in
+# BlockManagerMasterEndpoint) while nothing was wrong.
+IN_PROCESS_CONF = {
+    "spark.network.timeout": "600s",
+    "spark.executor.heartbeatInterval": "60s",
+}
+# Spark's log configuration for sessions this process starts: warnings and errors, without the
+# start-up banner of the default profile and without the lines nobody can act on.
+LOG4J2_PROPERTIES = """\
+rootLogger.level = warn
+rootLogger.appenderRef.console.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+# no native Hadoop library on a laptop: the Java implementation is used, as intended
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+# a plan's description is shortened for the logs: nothing to act on
+logger.plans.name = org.apache.spark.util.SparkStringUtils
+logger.plans.level = error
+"""
+# What the JVM itself prints on stderr that no setting turns off (Spark 4 asks for the module).
+JVM_NOISE = ("WARNING: Using incubator modules: jdk.incubator.vector",)
+_START_LOCK = threading.Lock()
 
 
 class SparkSetupError(RuntimeError):
@@ -99,16 +133,80 @@ def build_session(
             builder = builder.config(key, value)
         return builder.getOrCreate()
     check_java()
+    in_process: dict[str, str] = {}
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    settings = {**DELTA_CONF, **LOCAL_CONF, **(conf or {})}
+        in_process = IN_PROCESS_CONF
+    settings = {**DELTA_CONF, **LOCAL_CONF, **in_process, **(conf or {})}
     settings["spark.jars"] = ",".join(str(j) for j in delta_jars())
+    logging = f"-Dlog4j2.configurationFile={log4j2_file().as_uri()}"
+    settings["spark.driver.extraJavaOptions"] = " ".join(
+        filter(None, (settings.get("spark.driver.extraJavaOptions", ""), logging))
+    )
     builder = builder.master(master)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with _START_LOCK:  # one JVM per process, whichever thread asks first (the demo's early start)
+        if not _start_context(master, app_name, settings):
+            # the process's session, as it was built: settings given again would only be
+            # ignored, with a warning
+            return SparkSession.builder.getOrCreate()
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def log4j2_file() -> Path:
+    """The log configuration file of the sessions this process starts (written once)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"lakehouse-log4j2-{os.getuid()}.properties"
+    if not path.exists() or path.read_text() != LOG4J2_PROPERTIES:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(LOG4J2_PROPERTIES)
+        tmp.replace(path)
+    return path
+
+
+def _start_context(master: str, app_name: str, settings: Mapping[str, str]) -> bool:
+    """Start this process's Spark JVM with its stderr read through :func:`_forward`.
+
+    The JVM writes to stderr directly; read through a pipe, its lines reach Python's stderr
+    (above a progress bar, not through it) less the ones in ``JVM_NOISE``. The session
+    builder then finds this context. A context already running, or a gateway given by the
+    environment, is left as it is. False when a context was already running.
+    """
+    from subprocess import PIPE
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    # pyspark has no public "is a context running" (getOrCreate would start one)
+    if SparkContext._active_spark_context is not None:
+        return False
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        return True  # a gateway given by the environment: the builder connects to it
+    conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
+    conf.setMaster(master).setAppName(app_name)
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": PIPE})
+    proc = getattr(gateway, "proc", None)
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(
+            target=_forward, args=(proc.stderr,), name="spark-stderr", daemon=True
+        ).start()
+    SparkContext(conf=conf, gateway=gateway)
+    return True
+
+
+def _forward(stream: Any) -> None:
+    import sys
+
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        if line.rstrip("\n") in JVM_NOISE:
+            continue
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def _bucket_and_path(uri: str) -> tuple[str, str, str]:
@@ -194,10 +292,15 @@ def configure_storage(session: SparkSession, uri: str, options: Mapping[str, str
 
 
 def write_replace(df: DataFrame, uri: str, predicate: str, partition_by: Sequence[str]) -> None:
-    """Replace exactly the rows matching ``predicate`` (whole partitions) with ``df``."""
+    """Replace exactly the rows matching ``predicate`` (whole partitions) with ``df``.
+
+    Optimized write: rows are shuffled by partition before writing, so a partition gets a few
+    right-sized files, not one per task (a two-month silver write left eight per day).
+    """
     (
         df.write.format("delta")
         .mode("overwrite")
+        .option("optimizeWrite", "true")
         .option("replaceWhere", predicate)
         .partitionBy(*partition_by)
         .save(uri)

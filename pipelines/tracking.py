@@ -128,7 +128,18 @@ class Tracking:
                 raise
 
     def load_model(self, version: str) -> Any:
-        """The sklearn model of a registered version."""
+        """The sklearn model of a registered version (downloaded once per process).
+
+        A registered version's files never change, so a process that scores day after day
+        downloads and deserializes each version once, not once per day.
+        """
+        key = (self.registry, self.model_name, str(version))
+        with _LOADED_LOCK:
+            if key not in _LOADED_MODELS:
+                _remember(_LOADED_MODELS, key, self._download_model(str(version)))
+            return _LOADED_MODELS[key]
+
+    def _download_model(self, version: str) -> Any:
         import mlflow
 
         # not mlflow.sklearn.load_model("models:/…"): it resolves the name through the global
@@ -141,10 +152,27 @@ class Tracking:
             return mlflow.sklearn.load_model(path)
 
     def load_reference(self, version: Any) -> pd.DataFrame:
-        """The training reference sample stored with a model version."""
-        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(version.run_id, REFERENCE_ARTIFACT, tmp)
-            return pd.read_parquet(path)
+        """The training reference sample stored with a model version (downloaded once)."""
+        key = (self.tracking_uri, str(version.run_id), REFERENCE_ARTIFACT)
+        with _LOADED_LOCK:
+            if key not in _LOADED_REFERENCES:
+                with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+                    path = client.download_artifacts(version.run_id, REFERENCE_ARTIFACT, tmp)
+                    _remember(_LOADED_REFERENCES, key, pd.read_parquet(path))
+            return _LOADED_REFERENCES[key].copy()  # the caller's to change
+
+
+# Models and references already loaded in this process (a few: the champion, a challenger).
+_LOADED_LOCK = _SESSION_LOCK  # one lock: a load inside a session must not wait on a second
+_LOADED_MODELS: dict[tuple[str, ...], Any] = {}
+_LOADED_REFERENCES: dict[tuple[str, ...], pd.DataFrame] = {}
+_LOADED_KEEP = 4
+
+
+def _remember(cache: dict[tuple[str, ...], Any], key: tuple[str, ...], value: Any) -> None:
+    while len(cache) >= _LOADED_KEEP:
+        cache.pop(next(iter(cache)))  # the oldest
+    cache[key] = value
 
 
 @contextmanager
@@ -401,6 +429,10 @@ def _log_reference(client: MlflowClient, run_id: str, ev: training.Evaluation, r
         client.log_artifact(run_id, str(path), artifact_path="reference")
 
 
+# The packages a logged model imports when loaded: the pipeline, its arrays and skops format.
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+
+
 def log_model(tracking: Tracking, run_id: str, ev: training.Evaluation) -> ModelInfo:
     """Log the fitted pipeline with signature and input example into ``run_id``; end the run."""
     import mlflow
@@ -417,7 +449,19 @@ def log_model(tracking: Tracking, run_id: str, ev: training.Evaluation) -> Model
             signature=signature,
             input_example=inputs,
             skops_trusted_types=SKOPS_TRUSTED,
+            pip_requirements=model_requirements(),
         )
+
+
+def model_requirements() -> list[str]:
+    """What loading and serving the model needs, pinned to the versions that trained it.
+
+    Given no list, MLflow starts a Python that imports the model to guess one: seconds per
+    logged model, and it listed test tools of this environment (pytest, rich) as well.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
 
 
 def register_version(tracking: Tracking, run_id: str, info: ModelInfo) -> str:

@@ -214,3 +214,76 @@ def test_a_run_that_fails_midway_is_failed_and_registers_nothing(tmp_path, featu
 def test_run_metrics_leave_out_undefined_values():
     scores = {"challenger": {"mae": 1.0, "wape": float("nan")}, "baseline": {"mae": 2.0}}
     assert tracking.run_metrics(scores) == {"challenger_mae": 1.0, "baseline_mae": 2.0}
+
+
+def test_a_logged_model_lists_its_pinned_requirements_without_a_guessing_subprocess(
+    tmp_path, features, monkeypatch
+):
+    import subprocess
+
+    t = tracking.Tracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'own.db'}",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    started: list = []
+    real = subprocess.Popen
+
+    def spy(*args, **kwargs):
+        started.append(args[0] if args else kwargs.get("args"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    out = tracking.train_and_register(
+        t, features, _lineage(features), MLSettings(), params={"max_iter": 3}, end=END
+    )
+    # without a list, MLflow starts a Python running its module-capturing script on the model
+    assert not [cmd for cmd in started if "_capture_modules" in " ".join(map(str, cmd))]
+    uri = t.client().get_model_version_download_uri(t.model_name, out.version)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{uri}/requirements.txt", dst_path=str(tmp_path), tracking_uri=t.tracking_uri
+    )
+    with open(path) as fh:
+        listed = fh.read().split()
+    assert listed == tracking.model_requirements()
+    assert any(r.startswith("scikit-learn==") for r in listed)
+
+
+def test_a_version_and_its_reference_are_downloaded_once_per_process(
+    tmp_path, features, monkeypatch
+):
+    from mlflow import MlflowClient
+
+    t = tracking.Tracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'own.db'}",
+        artifact_location=str(tmp_path / "artifacts"),
+    )
+    out = tracking.train_and_register(
+        t, features, _lineage(features), MLSettings(), params={"max_iter": 3}, end=END
+    )
+    models: list[str] = []
+    references: list[str] = []
+    real_model, real_reference = (
+        mlflow.artifacts.download_artifacts,
+        MlflowClient.download_artifacts,
+    )
+
+    def count_model(*args, **kwargs):
+        models.append(kwargs.get("artifact_uri", ""))
+        return real_model(*args, **kwargs)
+
+    def count_reference(self, *args, **kwargs):
+        references.append(args[1] if len(args) > 1 else "")
+        return real_reference(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", count_model)
+    monkeypatch.setattr(MlflowClient, "download_artifacts", count_reference)
+    tracking._LOADED_MODELS.clear()
+    tracking._LOADED_REFERENCES.clear()
+    first, again = t.load_model(out.version), t.load_model(out.version)
+    assert first is again and len(models) == 1
+    assert len(training.predict(first, features.head(3))) == 3
+    champ = t.version_by_alias(tracking.CHAMPION)
+    ref = t.load_reference(champ)
+    ref["prediction"] = -1.0  # a caller's change stays the caller's
+    assert (t.load_reference(champ)["prediction"] != -1.0).all()
+    assert references == [tracking.REFERENCE_ARTIFACT]

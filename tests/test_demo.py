@@ -1,0 +1,145 @@
+"""The demo's ingestion side by side: each (date, region) its own run, as the sensor asked."""
+
+import datetime as dt
+import io
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lakehouse import demo
+from lakehouse.definitions import build_definitions
+from lakehouse.demo_workers import WORKERS_ENV, Workers, worker_count
+from lakehouse.progress import Progress
+from pipelines import capture
+from pipelines.config import load_config
+from pipelines.simulate import simulate
+from pipelines.storage import open_storage
+
+DAY = dt.date(2026, 10, 5)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def instance(lake_home: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance:
+    """A Dagster instance in a folder of its own, which the worker processes open too."""
+    home = lake_home / "dagster"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+def _runs_by_partition(instance: dg.DagsterInstance) -> dict[str, dg.DagsterRun]:
+    runs = instance.get_runs(dg.RunsFilter(job_name="ingest_job"))
+    return {r.tags["dagster/partition"]: r for r in runs}
+
+
+def test_ingestion_runs_side_by_side_each_its_own_run_with_its_materializations(instance):
+    cfg = load_config("local")
+    out = io.StringIO()  # not a terminal: plain lines
+    progress = Progress("demo", stream=out, interval=0)
+    with Workers(cfg.environment, count=2) as workers, progress:
+        with progress.stage("simulate", unit="region-days") as stage:
+            demo._simulate(cfg, DAY, DAY + dt.timedelta(days=1), 200, workers, stage)
+        defs = build_definitions(cfg.environment)
+        workers.use_here(defs, instance)
+        with progress.stage("ingest", unit="runs") as stage:
+            count, failed = demo._ingest(defs, instance, workers, stage)
+    runs = _runs_by_partition(instance)
+    assert failed == []
+    assert count == len(runs) >= 6  # two days in three regions, late events may add a day
+    for key, run in runs.items():
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/sensor_name"] == "landed_objects_sensor"
+        assert run.tags["dagster/run_key"].startswith(f"{key}|")
+        region = key.split("|")[1]
+        assert run.tags["lakehouse/jurisdiction"] == cfg.jurisdiction_of_region(region)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith(f"demo: ingest {count}/{count} runs, ") and lines[-1].endswith(
+        " done"
+    )
+    landed = sum(r["landed"] for r in demo._bronze_summary(instance).values())
+    assert f" {landed:,} events (" in lines[-1]  # the runs' landed records, counted as they end
+    assert any(line.startswith("demo: simulate 6/6 region-days, ") for line in lines)
+    mats = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=100).records
+    assert {m.asset_materialization.partition for m in mats} == set(runs)
+    assert {m.run_id for m in mats} == {r.run_id for r in runs.values()}
+    pids = {m.event_log_entry.dagster_event.pid for m in mats}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # executed by the workers
+    summary = demo._bronze_summary(instance)
+    for region in summary.values():
+        assert region["landed"] == (
+            region["ingested"] + region["quarantined"] + region["duplicates_dropped"]
+        )
+
+
+def test_one_worker_runs_everything_in_this_process(instance):
+    cfg = load_config("local")
+    with Workers(cfg.environment, count=1) as workers:
+        demo._simulate(cfg, DAY, DAY, 50, workers)
+        defs = build_definitions(cfg.environment)
+        workers.use_here(defs, instance)
+        count, failed = demo._ingest(defs, instance, workers)
+    mats = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=100).records
+    assert failed == [] and count == len(mats) >= 3
+    assert {m.event_log_entry.dagster_event.pid for m in mats} == {os.getpid()}
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_worker_count_that_is_no_whole_number_is_named(monkeypatch, value):
+    monkeypatch.setenv(WORKERS_ENV, value)
+    with pytest.raises(ValueError, match=f"{WORKERS_ENV}={value!r}"):
+        worker_count()
+
+
+def test_workers_default_to_the_cores_at_most_two(monkeypatch):
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    assert worker_count() == max(1, min(2, os.cpu_count() or 1))
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert worker_count() == 3
+
+
+def _landed(root: Path) -> dict[str, object]:
+    """Each landed object's records (Avro files carry a random sync marker: compare contents)."""
+    cfg = load_config("local")
+    out: dict[str, object] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or "landing" not in path.parts:
+            continue
+        rel = path.relative_to(root)
+        landing = cfg.location(rel.parts[1]).landing
+        try:
+            out[str(rel)] = capture.decode(landing, path.read_bytes())
+        except capture.CorruptObjectError:  # the demo's corrupt object of the day: cut in half
+            out[str(rel)] = ("corrupt", path.stat().st_size)
+    return out
+
+
+def test_workers_land_exactly_what_one_process_lands(lake_home, monkeypatch):
+    cfg = load_config("local")
+    first, last = DAY, DAY + dt.timedelta(days=3)
+    with Workers(cfg.environment, count=2) as workers:
+        sim = demo._simulate(cfg, first, last, 120, workers)
+    side_by_side = _landed(lake_home)
+    shutil.rmtree(lake_home / ".lake")
+    locations = list(cfg.locations.values())
+    simulate(
+        sim,
+        locations,
+        [open_storage(loc.root_uri(), loc.storage_options()) for loc in locations],
+        {r: cfg.currency_of(r) for r in cfg.region_codes},
+    )
+    one_process = _landed(lake_home)
+    assert len(one_process) >= 3 * 4 * 2  # objects of every location and day
+    assert any(isinstance(v, tuple) for v in one_process.values())  # corrupt ones compared too
+    assert side_by_side == one_process
+
+
+def test_the_demos_own_runs_carry_the_tags_automation_gives_its_runs(lake_home):
+    defs = build_definitions("local")
+    spark = demo._sensor_tags(defs, "spark_automation_sensor")
+    assert spark == {"lakehouse/spark": "true", "lakehouse/jurisdiction": "shared"}
+    assert demo._sensor_tags(defs, "automation_sensor") == {"lakehouse/jurisdiction": "any"}
