@@ -7,8 +7,9 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import Partitions
-from jobs.alerts import run_failure_sensor
+from jobs.alerts import check_failure_sensor, run_failure_sensor
 from jobs.automation import automation_sensors
+from jobs.health import build_freshness_checks, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
@@ -37,13 +38,23 @@ def build_automation(
     """
     ingest = build_ingest(cfg, parts)
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
+    freshness = build_freshness_checks(cfg)
     return Automation(
-        jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job],
-        schedules=[ingest.schedule, weekly_retrain_schedule],
+        jobs=[
+            ingest.job,
+            spark_job,
+            sync_job,
+            features_job,
+            retrain_job,
+            health_job,
+            freshness.job,
+        ],
+        schedules=[ingest.schedule, weekly_retrain_schedule, freshness.schedule],
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
             run_failure_sensor,
+            check_failure_sensor,
             *automation_sensors(cfg),
             *([chain] if chain else []),
         ],
