@@ -148,8 +148,8 @@ def judged_days(as_of: dt.date, previous: dt.date | None) -> list[dt.date]:
     today's state.
     """
     first = as_of - dt.timedelta(days=JUDGE_DAYS - 1)
-    if previous is not None and first <= previous < as_of:
-        first = previous + dt.timedelta(days=1)
+    if previous is not None and previous >= first:
+        first = min(previous + dt.timedelta(days=1), as_of)
     return [first + dt.timedelta(days=i) for i in range((as_of - first).days + 1)]
 
 
@@ -182,7 +182,7 @@ def _check_results(
                 asset_key=HEALTH,
                 check_name=anomaly_check_name(rule.metric),
                 passed=not hits,
-                severity=dg.AssetCheckSeverity.WARNING,
+                severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "judged_days": days,
                     "anomalies": dg.MetadataValue.json([a.as_dict() for a in hits]),

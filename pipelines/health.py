@@ -63,6 +63,7 @@ class Part:
     rows: int = 0
     small_files: int = 0
     newest_ms: int = 0
+    paths: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def partitions(adds: pa.Table | None, date_column: str) -> dict[tuple[str | None
         part = out.setdefault((regions[i], day), Part())
         size = int(cols["size_bytes"][i] or 0)
         part.files += 1
+        part.paths.add(str(cols["path"][i]))
         part.bytes += size
         part.rows += int(cols["num_records"][i] or 0)
         part.small_files += size < SMALL_FILE_BYTES
@@ -150,38 +152,28 @@ class ReplicaLag:
     hours: float | None
 
 
-def _history(uri: str, options: dict[str, str]) -> list[tuple[int, float]]:
-    """``(version, commit time in s)`` of a table, oldest first."""
-    table = delta.open_table(uri, options)
-    if table is None:
-        return []
-    return sorted((int(h["version"]), float(h["timestamp"]) / 1000) for h in table.history())
-
-
 def _replica_lag(
     rep: Replica,
-    source: Part | None,
-    history: list[tuple[int, float]],
-    replica_version: int | None,
+    source: Part,
+    replica: Part | None,
+    versions_behind: int,
     syncs: Sequence[SyncRun],
     now: dt.datetime,
 ) -> ReplicaLag:
-    """Lag of one day: the source version that wrote it, and when a sync brought it over."""
-    if source is None or not history:
-        return ReplicaLag(None, None)
+    """Lag of one day's data: replicated once the replica holds every file of it.
+
+    Hours are from the day's newest write at the source to the first sync that finished
+    after it (None when no sync was recorded); a day not replicated yet lags until now.
+    """
     written = source.newest_ms / 1000
-    wrote = next((v for v, t in history if t >= written - 1), history[-1][0])
-    latest = history[-1][0]
-    arrived = [
-        s.finished_at.timestamp()
-        for s in syncs
-        if s.replica == rep.name and s.replica_version >= wrote
-    ]
-    if replica_version is not None and replica_version >= wrote:
-        hours = (min(arrived) - written) / 3600 if arrived else None
-        return ReplicaLag(0, None if hours is None else max(hours, 0.0))
-    behind = latest - (replica_version if replica_version is not None else -1)
-    return ReplicaLag(behind, max(now.timestamp() - written, 0.0) / 3600)
+    if replica is not None and source.paths <= replica.paths:
+        after = [
+            s.finished_at.timestamp()
+            for s in syncs
+            if s.replica == rep.name and s.finished_at.timestamp() >= written
+        ]
+        return ReplicaLag(0, (min(after) - written) / 3600 if after else None)
+    return ReplicaLag(versions_behind, max(now.timestamp() - written, 0.0) / 3600)
 
 
 @dataclass
@@ -205,13 +197,16 @@ def _lags(
     out: dict[Key, ReplicaLag] = {}
     for rep in cfg.replicas():
         src = by_label.get((rep.table, rep.source.name))
-        if src is None:
+        if src is None or not src.parts:
             continue
-        history = _history(rep.source_uri, options(rep.source))
-        version = delta.table_version(rep.target_uri, options(rep.target))
+        copy = by_label.get((rep.name, rep.target.name))
+        source_version = delta.table_version(rep.source_uri, options(rep.source)) or 0
+        replica_version = delta.table_version(rep.target_uri, options(rep.target))
+        behind = source_version - (replica_version if replica_version is not None else -1)
         for (region, day), part in src.parts.items():
             if region is not None:
-                out[(region, day)] = _replica_lag(rep, part, history, version, observed.syncs, now)
+                replica = copy.parts.get((region, day)) if copy is not None else None
+                out[(region, day)] = _replica_lag(rep, part, replica, behind, observed.syncs, now)
     return out
 
 
