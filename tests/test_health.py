@@ -6,6 +6,7 @@ landed by the simulator and ingested by the real ingest, with one injected bad d
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,7 +169,7 @@ def _materialize_health(instance: dg.DagsterInstance, as_of: dt.date) -> dg.Exec
     )
 
 
-def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch, caplog):
+def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     instance = dg.DagsterInstance.ephemeral()
@@ -201,9 +202,12 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch, capl
     ctx = dg.build_sensor_context(
         instance=instance, repository_def=_health_defs().get_repository_def()
     )
-    with caplog.at_level("ERROR"):
-        check_failure_sensor(ctx)
-    assert any(text in r.getMessage() for r in caplog.records)
+    alerts: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: alerts.append(record.getMessage())  # type: ignore[method-assign]
+    ctx.log.addHandler(handler)  # the sensor's own logger: what the daemon shows and keeps
+    check_failure_sensor(ctx)
+    assert [a for a in alerts if text in a]
     assert json.loads(ctx.cursor)["id"] == failed[0].id
     again = dg.build_sensor_context(
         instance=instance, repository_def=_health_defs().get_repository_def(), cursor=ctx.cursor
