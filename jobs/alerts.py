@@ -6,6 +6,7 @@ Slack when ``SLACK_BOT_TOKEN`` is set. One channel for both, so an operator watc
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -45,7 +46,7 @@ def run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
     send_alert(context, failure_message(context))
 
 
-def send_alert(context: dg.SensorEvaluationContext, text: str) -> None:
+def send_alert(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, text: str) -> None:
     """Log an alert as an error, and post it to Slack when a token is configured."""
     context.log.error(text)
     if _post_to_slack(text):
@@ -56,25 +57,25 @@ def send_alert(context: dg.SensorEvaluationContext, text: str) -> None:
 CHECK_HISTORY = 20
 
 
-def check_failure_message(record: object) -> str:
+def check_failure_message(record: Any) -> str:
     """One line for a failed check: the check, its asset and partition, severity, and why."""
-    key = record.key  # type: ignore[attr-defined]
-    event = record.event  # type: ignore[attr-defined]
+    key = record.key
+    event = record.event
     evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
     severity = getattr(getattr(evaluation, "severity", None), "value", "ERROR")
     meta = getattr(evaluation, "metadata", {}) or {}
     why = meta.get("alert")
     detail = str(why.value) if why is not None else "see the check's metadata in the UI"
-    partition = f" partition {record.partition}" if record.partition else ""  # type: ignore[attr-defined]
+    partition = f" partition {record.partition}" if record.partition else ""
     return (
         f"Check {key.name} on {key.asset_key.to_user_string()}{partition} failed "
-        f"({severity}) in run {record.run_id}: {detail}"  # type: ignore[attr-defined]
+        f"({severity}) in run {record.run_id}: {detail}"
     )
 
 
 def failed_checks_since(
     instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey], after: int
-) -> list[object]:
+) -> list[Any]:
     """Failed evaluations of the checks newer than record id ``after``, oldest first."""
     # the status enum is not exported by dagster; its value is stable in the storage schema
     records = [
@@ -102,5 +103,5 @@ def check_failure_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     for record in records:
         send_alert(context, check_failure_message(record))
     if records:
-        context.update_cursor(json.dumps({"id": max(r.id for r in records)}))  # type: ignore[attr-defined]
+        context.update_cursor(json.dumps({"id": max(r.id for r in records)}))
     return dg.SkipReason(f"{len(records)} failed check(s) alerted")

@@ -14,7 +14,7 @@ from lakehouse.definitions import build_definitions
 from lakehouse.ml_demo import QUIET, run_ml_demo
 from pipelines import delta, tables
 from pipelines.config import LakeConfig, lake_home, load_config
-from pipelines.simulate import Drift, SimulationConfig, simulate
+from pipelines.simulate import BadDay, Drift, SimulationConfig, simulate
 from pipelines.storage import open_storage
 
 
@@ -43,6 +43,7 @@ def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int
                 region="eu", start=end - dt.timedelta(days=7), price_shift=1.25, demand_shift=0.85
             ),
         ),
+        bad_days=(demo_bad_day(end),),
     )
     locations = list(cfg.locations.values())
     simulate(
@@ -52,6 +53,22 @@ def _simulate(cfg: LakeConfig, start: dt.date, end: dt.date, events_per_day: int
         {r: cfg.currency_of(r) for r in cfg.region_codes},
     )
     return sim
+
+
+def demo_bad_day(end: dt.date) -> BadDay:
+    """The demo's producer incident: 5 % bad records in apac five days before the end.
+
+    lakehouse_health's quarantine-rate anomaly check (issue 19) flags it.
+    """
+    return BadDay("apac", end - dt.timedelta(days=5), 0.05)
+
+
+def _health(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, Any]:
+    """The health view over what the demo produced (as automation would after the runs)."""
+    _run_or_fail(defs.resolve_job_def("health_job"), instance, {}, "health view (health_job)")
+    event = instance.get_latest_materialization_event(dg.AssetKey("lakehouse_health"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {k: meta[k].value for k in ("as_of", "anomalies") if k in meta}
 
 
 def _ingest(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[int, list[str]]:
@@ -190,6 +207,8 @@ def run_demo(
             # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
             window_days=28,
         )
+    with _stage(stages, "health"):
+        summary["health"] = _health(defs, instance)
     summary["stages"] = stages
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     return summary

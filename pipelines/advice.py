@@ -83,11 +83,11 @@ def egress(cfg: LakeConfig, rows: Iterable[Mapping[str, Any]]) -> list[Recommend
         days.setdefault(str(r["region"]), set()).add(r["date"])
     out: list[Recommendation] = []
     for rep in cfg.replicas():
-        agg = by_region.get(rep.source.region)
-        if not agg or agg["egress"] <= 0:
+        cost = by_region.get(rep.source.region)
+        if not cost or cost["egress"] <= 0:
             continue
-        egress_month = _month(agg["egress"], len(days[rep.source.region]))
-        share = egress_month / (egress_month + agg["storage"])
+        egress_month = _month(cost["egress"], len(days[rep.source.region]))
+        share = egress_month / (egress_month + cost["storage"])
         if share <= EGRESS_DOMINANT_SHARE:
             continue
         out.append(

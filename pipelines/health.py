@@ -354,6 +354,10 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
+def _usd(x: float) -> str:
+    return "$0" if not x else f"${x:.2f}" if x >= 0.01 else f"${x:.1e}"
+
+
 def _cells(r: Mapping[str, Any]) -> list[str]:
     reasons = r["top_reasons"] or {}
     lag = (
@@ -370,9 +374,9 @@ def _cells(r: Mapping[str, Any]) -> list[str]:
         ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-",
         "-" if r["duplicates"] is None else f"{r['duplicates']:,}",
         _size(r["bytes_stored"]),
-        f"{r['storage_usd_month']:.6f}",
+        _usd(r["storage_usd_month"]),
         lag,
-        f"{_size(r['egress_bytes'])} ${r['egress_usd']:.4f}" if r["egress_route"] else "-",
+        f"{_size(r['egress_bytes'])} {_usd(r['egress_usd'])}" if r["egress_route"] else "-",
         f"{r['compute_seconds']:.1f}",
         "-" if r["freshness_hours"] is None else f"{r['freshness_hours']:.1f}",
     ]

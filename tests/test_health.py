@@ -17,6 +17,7 @@ import pytest
 from assets.freshness import build_region_freshness, region_check_name
 from assets.health import anomaly_check_name, build_health, judged_days
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
+from lakehouse import cli
 from pipelines import advice, anomaly, delta, health, ingest, tables
 from pipelines.config import load_config
 from pipelines.ingest import _reason_key
@@ -295,3 +296,23 @@ def test_the_health_table_is_written_once_per_range_and_rerunning_is_safe(lake, 
     stored = health.read(cfg, {})
     assert stored.num_rows == measured.rows.num_rows
     assert set(stored.column_names) == set(tables.HEALTH.columns)
+
+
+def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["status", "--recommend"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"Health on {END}")
+    assert "quarantine_rate of eu on 2026-10-01" in text
+    assert "-> lakehouse" in text or "-> (none" in text
+    assert cli.main(["status", "--json", "--recommend"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_of"] == END.isoformat()
+    assert {r["region"] for r in report["regions"]} == {"us", "eu", "apac"}
+    assert [a["date"] for a in report["anomalies_last_7_days"]] == [BAD.day.isoformat()]
+    assert all(r["command"] for r in report["recommendations"])
+
+
+def test_status_without_data_says_what_to_run(lake_home, capsys):
+    assert cli.main(["status"]) == 1
+    assert "no region has ingested data yet" in capsys.readouterr().err
