@@ -36,9 +36,11 @@ def anomaly_check_name(metric: str) -> str:
 
 
 class HealthConfig(dg.Config):
-    """Which day the view is as of (default: the newest landing date any region has)."""
+    """Which day the view is as of (default: the day before the newest landing date)."""
 
-    as_of: str = Field(default="", description="YYYY-MM-DD; empty: the newest landed day.")
+    as_of: str = Field(
+        default="", description="YYYY-MM-DD; empty: the day before the newest landing date."
+    )
 
 
 def health_condition() -> dg.AutomationCondition:
@@ -274,5 +276,5 @@ def _as_of(cfg: LakeConfig, lake: LakeResource, config: HealthConfig) -> dt.date
             raise dg.Failure(
                 f"lakehouse_health: as_of {config.as_of!r} is not YYYY-MM-DD"
             ) from None
-    newest = health.latest_landing_date(cfg, lake.storage_options)
+    newest = health.latest_complete_day(cfg, lake.storage_options)
     return newest or dt.datetime.now(dt.UTC).date()

@@ -263,7 +263,7 @@ def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
 
     cfg = load_config(env)
     options = lambda loc: loc.storage_options()  # noqa: E731
-    as_of = health.latest_landing_date(cfg, options)
+    as_of = health.latest_complete_day(cfg, options)
     if as_of is None:
         return cfg, None, None
     start = as_of - dt.timedelta(days=62)

@@ -319,13 +319,17 @@ def measure(
     return Health(table, stored, storage_by_location(cfg, stored), start, end)
 
 
-def latest_landing_date(cfg: LakeConfig, options: Options) -> dt.date | None:
-    """The newest landing date any region's bronze holds (None before the first ingest)."""
+def latest_complete_day(cfg: LakeConfig, options: Options) -> dt.date | None:
+    """The day before the newest landing date any region's bronze holds (None before data).
+
+    The newest landing date is still landing (today's hourly objects, yesterday's late
+    events): judged against full days it would look like a collapse of events.
+    """
     days: list[dt.date] = []
     for loc in cfg.locations.values():
         adds = delta.file_actions(loc.table_uri(tables.BRONZE.name), options(loc))
         days += [d for (_, d) in partitions(adds, tables.BRONZE.partition_by[0])]
-    return max(days) if days else None
+    return max(days) - dt.timedelta(days=1) if days else None
 
 
 COLUMNS = (

@@ -57,6 +57,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             for day in sim.days():
                 land_day(sim, loc, storage, day, cfg.currency_of(loc.region))
                 ingest.ingest_partition(loc, loc.storage_options(), day)
+            # the last day's late events: a landing date still filling, never judged
+            ingest.ingest_partition(loc, loc.storage_options(), END + dt.timedelta(days=1))
         eu = cfg.location("azure-eu")
         gold = eu.table_uri(tables.GOLD.name)
         part = {"date": GOLD_DAYS[0], "region": "eu"}

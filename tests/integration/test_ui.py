@@ -123,9 +123,12 @@ def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
         save_png(page, SHOTS / "asset-checks.png")
 
         # the health view's plots: one line per region, one point per materialization
-        page.goto(f"{base}/assets/lakehouse_health?view=plots")
-        text = wait_for_text(page, "quarantine_rate/apac", "events/us")
+        # (Events tab, Table / Plots toggle)
+        page.goto(f"{base}/assets/lakehouse_health?view=events")
+        wait_for_text(page, "quarantine_rate/apac")
         dismiss_dialogs(page)
+        page.get_by_role("button", name="Plots").first.click()
+        text = wait_for_text(page, "quarantine_rate/apac", "events/us")
         _assert_no_error("health plots", text)
         page.wait_for_timeout(2000)
         save_png(page, SHOTS / "health-plots.png")
