@@ -318,3 +318,30 @@ def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, 
 def test_status_without_data_says_what_to_run(lake_home, capsys):
     assert cli.main(["status"]) == 1
     assert "no region has ingested data yet" in capsys.readouterr().err
+
+
+def test_observe_reads_ingest_counts_and_step_seconds_from_the_instance(lake_home):
+    from assets.health import observe
+    from assets.partitions import date_region_key
+    from tests.helpers import DAY, asset, land
+
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.02))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [asset("bronze_events")],
+        partition_key=date_region_key(DAY.isoformat(), "us"),
+        resources={"lake": LakeResource()},
+        instance=instance,
+    )
+    meta = result.asset_materializations_for_node("bronze")[0].metadata
+    keys = [dg.AssetKey(tables.BRONZE.name), dg.AssetKey(tables.QUARANTINE.name)]
+    seen = observe(instance, load_config("local"), keys, DAY, DAY)
+    assert seen.ingest[("us", DAY)] == {
+        "landed": meta["landed"].value,
+        "duplicates": meta["duplicates_dropped"].value,
+    }
+    (stats,) = [s for s in instance.get_run_step_stats(result.run_id) if s.step_key == "bronze"]
+    compute = seen.compute[("us", DAY)]
+    assert set(compute) == {tables.BRONZE.name, tables.QUARANTINE.name}
+    # one step wrote both tables: its seconds are shared, not counted twice
+    assert sum(compute.values()) == pytest.approx(stats.end_time - stats.start_time)

@@ -9,6 +9,7 @@ docs/screenshots/ (README and docs/operating.md show them).
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -77,18 +78,8 @@ def _health_trend(env: dict[str, str]) -> list[str]:
                 os.environ[k] = v
 
 
-@pytest.mark.skipif(chromium_binary() is None, reason="chromium missing: `make setup` installs it")
-def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
-    env = make_env(tmp_path, START)
-    demo = lakehouse(
-        env, "demo", "--from", START.isoformat(), "--to", END.isoformat(),
-        "--events-per-day", "600", timeout=3000,
-    )  # fmt: skip
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    anomalies = _health_trend(env)
-    # the demo's injected apac incident, and nothing else
-    assert len(anomalies) == 1 and "quarantine_rate of apac" in anomalies[0], anomalies
-
+def _screenshots(env: dict[str, str], log: Path) -> None:
+    """Start `dg dev` over the env's instance and take the docs' screenshots, checking each page."""
     defs = build_definitions("local")
     graph = defs.resolve_asset_graph()
     members = [
@@ -97,7 +88,7 @@ def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
         if graph.get(k).group_name == GROUP and graph.get(k).is_materializable
     ]
 
-    with dagster_process(env, "dev", tmp_path / "dev.log") as port, chromium_page() as page:
+    with dagster_process(env, "dev", log) as port, chromium_page() as page:
         base = f"http://127.0.0.1:{port}"
         page.goto(f"{base}/locations")
         text = wait_for_text(page, LOCATION, "Loaded", timeout_ms=300_000)
@@ -138,6 +129,21 @@ def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
         text = wait_for_text(page, "Health on", "unread_partitions")
         _assert_no_error("health overview", text)
         save_png(page, SHOTS / "health-overview.png")
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="chromium missing: `make setup` installs it")
+def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
+    env = make_env(tmp_path, START)
+    demo = lakehouse(
+        env, "demo", "--from", START.isoformat(), "--to", END.isoformat(),
+        "--events-per-day", "600", timeout=3000,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    anomalies = _health_trend(env)
+    # the demo's injected apac incident, and nothing else
+    assert len(anomalies) == 1 and "quarantine_rate of apac" in anomalies[0], anomalies
+
+    _screenshots(env, tmp_path / "dev.log")
 
     for name in ("asset-graph.png", "asset-checks.png", "health-plots.png", "health-overview.png"):
         png = (SHOTS / name).read_bytes()
