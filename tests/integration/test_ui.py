@@ -27,12 +27,13 @@ from tests.integration.servers import ROOT
 
 pytestmark = pytest.mark.ui
 
-# Six weeks: four weeks of training before the drift week, and weekday baselines for health.
-START, END = dt.date(2026, 9, 1), dt.date(2026, 10, 12)
+# The demo's own range: the model needs four weeks of features after four weeks of look-back.
+START, END = dt.date(2026, 9, 1), dt.date(2026, 10, 28)
 TREND_DAYS = 14
 LOCATION = "lakehouse"  # the code location name (pyproject [tool.dg.project], workspace.yaml)
 SHOTS = ROOT / "docs" / "screenshots"
 GROUP = "ml"
+HEALTH = "lakehouse_health"
 GX_ASSET, GX_CHECK = "bronze_events", "bronze_events_expectations"
 ERROR_MARKERS = (
     "Something went wrong",
@@ -113,21 +114,24 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         _assert_no_error("asset checks", text)
         save_png(page, SHOTS / "asset-checks.png")
 
-        # the health view's plots: one line per region, one point per materialization
-        # (Events tab, Table / Plots toggle)
-        page.goto(f"{base}/assets/lakehouse_health?view=events")
+        # the health view's plots (Overview, Metadata: Table / Plots): one plot per metric and
+        # region, one point per materialization
+        page.goto(f"{base}/assets/{HEALTH}")
         wait_for_text(page, "quarantine_rate/apac")
         dismiss_dialogs(page)
         page.get_by_role("button", name="Plots").first.click()
-        text = wait_for_text(page, "quarantine_rate/apac", "events/us")
+        text = wait_for_text(page, "quarantine_rate/apac", "events/us", "replica_lag_hours/eu")
         _assert_no_error("health plots", text)
+        page.get_by_text("quarantine_rate/apac", exact=True).first.scroll_into_view_if_needed()
         page.wait_for_timeout(2000)
         save_png(page, SHOTS / "health-plots.png")
 
         # its latest materialization: the per-region table and the recommendations
-        page.goto(f"{base}/assets/lakehouse_health")
+        page.goto(f"{base}/assets/{HEALTH}?view=events")
         text = wait_for_text(page, "Health on", "unread_partitions")
-        _assert_no_error("health overview", text)
+        _assert_no_error("health events", text)
+        page.get_by_text("Health on", exact=False).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
         save_png(page, SHOTS / "health-overview.png")
 
 
