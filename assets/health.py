@@ -105,6 +105,11 @@ def observe(
             mat = rec.asset_materialization
             if mat is None:
                 continue
+            if name in replicas and "replica_version" in mat.metadata:
+                # a sync run is an event, not a day's data: every one counts for arrival times
+                finished = dt.datetime.fromtimestamp(rec.timestamp, dt.UTC)
+                version = int(mat.metadata["replica_version"].value)  # type: ignore[arg-type]
+                syncs.append(health.SyncRun(name, finished, version))
             where = _key_of(cfg, mat.partition, dict(mat.metadata), rec.timestamp)
             if not start <= where[1] <= end:
                 continue
@@ -115,10 +120,6 @@ def observe(
                     "landed": int(mat.metadata["landed"].value),  # type: ignore[arg-type]
                     "duplicates": int(mat.metadata["duplicates_dropped"].value),  # type: ignore[arg-type]
                 }
-            if name in replicas and "replica_version" in mat.metadata:
-                finished = dt.datetime.fromtimestamp(rec.timestamp, dt.UTC)
-                version = int(mat.metadata["replica_version"].value)  # type: ignore[arg-type]
-                syncs.append(health.SyncRun(name, finished, version))
     return health.Observed(ingest, _compute(instance, by_step), syncs)
 
 
