@@ -9,18 +9,23 @@ import dagster as dg
 from assets.automation import with_automation
 from assets.bronze import build_bronze
 from assets.features import build_features
-from assets.freshness import with_freshness
+from assets.freshness import build_region_freshness, with_freshness
 from assets.gold import build_gold
+from assets.health import build_health
 from assets.ml import build_ml_assets
 from assets.partitions import Partitions
 from assets.replicas import build_replicas
 from assets.silver import build_silver
 from data_quality.suites import Suites
+from pipelines import tables
 from pipelines.config import LakeConfig
 
 
 def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
-    """Every asset of the environment, with freshness policies and automation conditions."""
+    """Every asset of the environment, with freshness policies and automation conditions.
+
+    Also the health view over all of them and the per-region freshness checks of bronze.
+    """
     replicas = build_replicas(cfg, suites)
     assets = [
         build_bronze(parts, suites),
@@ -30,4 +35,9 @@ def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.
         build_features(parts, suites, [a.key for a in replicas]),
         *build_ml_assets(parts, suites),
     ]
-    return with_automation(with_freshness(assets), cfg.compute.pools)
+    built = with_automation(with_freshness(assets), cfg.compute.pools)
+    measured = [dg.AssetKey(tables.BRONZE.name), dg.AssetKey(tables.QUARANTINE.name)]
+    measured += [a.key for a in replicas]
+    timed = [key for a in built for key in a.keys]
+    health = build_health(cfg, suites, measured, timed)
+    return [*built, health, build_region_freshness(cfg.region_codes)]

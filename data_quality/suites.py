@@ -192,6 +192,27 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "segment and feature.",
         ),
         Suite(
+            "lakehouse_health",
+            (
+                _columns(tables.HEALTH),
+                Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
+                Expect("ExpectCompoundColumnsToBeUnique", {"column_list": ["date", "region"]}),
+                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "quarantine_rate", "min_value": 0, "max_value": 1},
+                ),
+                *[
+                    Expect("ExpectColumnValuesToBeBetween", {"column": c, "min_value": 0})
+                    for c in ("ingested", "quarantined", "bytes_stored", "egress_bytes")
+                ],
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "computed_at"}),
+            ),
+            blocking=False,
+            description="Health: one row per region and day, counts and sizes never negative, "
+            "rates within 0..1.",
+        ),
+        Suite(
             "silver_events",
             (
                 _columns(tables.SILVER),

@@ -7,8 +7,9 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import Partitions
-from jobs.alerts import run_failure_sensor
+from jobs.alerts import check_failure_sensor, run_failure_sensor
 from jobs.automation import automation_sensors
+from jobs.health import build_freshness_checks, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
@@ -39,13 +40,24 @@ def build_automation(
     ingest = build_ingest(cfg, parts)
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
+    freshness = build_freshness_checks(cfg)
     return Automation(
-        jobs=[ingest.job, spark_job, sync_job, features_job, retrain_job, upkeep_job],
-        schedules=[ingest.schedule, weekly_retrain_schedule, upkeep_schedule],
+        jobs=[
+            ingest.job,
+            spark_job,
+            sync_job,
+            features_job,
+            retrain_job,
+            upkeep_job,
+            health_job,
+            freshness.job,
+        ],
+        schedules=[ingest.schedule, weekly_retrain_schedule, upkeep_schedule, freshness.schedule],
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
             run_failure_sensor,
+            check_failure_sensor,
             *automation_sensors(cfg),
             *([chain] if chain else []),
         ],

@@ -1,6 +1,12 @@
-"""Run-failure alerting: always logged, posted to Slack when ``SLACK_BOT_TOKEN`` is set."""
+"""Alerts on failed runs and failed asset checks: logged, and posted to Slack when configured.
 
+Slack when ``SLACK_BOT_TOKEN`` is set. One channel for both, so an operator watches one place.
+"""
+
+import json
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -37,7 +43,65 @@ def _post_to_slack(text: str) -> bool:
 )
 def run_failure_sensor(context: dg.RunFailureSensorContext) -> None:
     """Logs every failed run of this code location and posts it to Slack when configured."""
-    text = failure_message(context)
+    send_alert(context, failure_message(context))
+
+
+def send_alert(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, text: str) -> None:
+    """Log an alert as an error, and post it to Slack when a token is configured."""
     context.log.error(text)
     if _post_to_slack(text):
         context.log.info(f"posted to Slack {os.environ.get(SLACK_CHANNEL_VAR, DEFAULT_CHANNEL)}")
+
+
+# Failed checks looked at per check and evaluation; older ones than the cursor were alerted.
+CHECK_HISTORY = 20
+
+
+def check_failure_message(record: Any) -> str:
+    """One line for a failed check: the check, its asset and partition, severity, and why."""
+    key = record.key
+    event = record.event
+    evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
+    severity = getattr(getattr(evaluation, "severity", None), "value", "ERROR")
+    meta = getattr(evaluation, "metadata", {}) or {}
+    why = meta.get("alert")
+    detail = str(why.value) if why is not None else "see the check's metadata in the UI"
+    partition = f" partition {record.partition}" if record.partition else ""
+    return (
+        f"Check {key.name} on {key.asset_key.to_user_string()}{partition} failed "
+        f"({severity}) in run {record.run_id}: {detail}"
+    )
+
+
+def failed_checks_since(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey], after: int
+) -> list[Any]:
+    """Failed evaluations of the checks newer than record id ``after``, oldest first."""
+    # the status enum is not exported by dagster; its value is stable in the storage schema
+    records = [
+        r
+        for key in keys
+        for r in instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=CHECK_HISTORY
+        )
+        if r.id > after and r.status.value == "FAILED"
+    ]
+    return sorted(records, key=lambda r: r.id)
+
+
+@dg.sensor(
+    name="check_failure_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def check_failure_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    """Alerts on every failed asset check (anomalies, freshness, expectations) like failed runs."""
+    repo = context.repository_def
+    keys = sorted(repo.asset_graph.asset_check_keys, key=str) if repo is not None else []
+    after = int(json.loads(context.cursor)["id"]) if context.cursor else 0
+    records = failed_checks_since(context.instance, keys, after)
+    for record in records:
+        send_alert(context, check_failure_message(record))
+    if records:
+        context.update_cursor(json.dumps({"id": max(r.id for r in records)}))
+    return dg.SkipReason(f"{len(records)} failed check(s) alerted")

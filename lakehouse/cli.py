@@ -323,6 +323,69 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     return {**out, "waited": True}
 
 
+def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
+    """The health view measured now (the engine the asset runs), with Dagster's records if any."""
+    from pipelines import health
+
+    cfg = load_config(env)
+    options = lambda loc: loc.storage_options()  # noqa: E731
+    as_of = health.latest_complete_day(cfg, options)
+    if as_of is None:
+        return cfg, None, None
+    start = as_of - dt.timedelta(days=62)
+    observed = health.Observed()
+    home = os.environ.get("DAGSTER_HOME")
+    if home and os.path.isfile(os.path.join(home, "dagster.yaml")):
+        import dagster as dg
+
+        from assets.health import observe
+        from lakehouse.definitions import build_definitions
+
+        keys = list(build_definitions(env).resolve_asset_graph().get_all_asset_keys())
+        with dg.DagsterInstance.get() as instance:
+            observed = observe(instance, cfg, keys, start, as_of)
+    return cfg, health.measure(cfg, start, as_of, options, observed), as_of
+
+
+def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Health and cost per region (newest day), storage per location, anomalies, advice."""
+    from pipelines import advice, anomaly, health
+
+    cfg, measured, as_of = _health_now(args.env)
+    if measured is None or as_of is None:
+        raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
+    records = measured.records()
+    week = [as_of - dt.timedelta(days=i) for i in range(6, -1, -1)]
+    found = anomaly.detect(records, week)
+    recs = advice.recommend(cfg, measured.stored, records) if args.recommend else []
+    if args.json:
+        return {
+            "as_of": as_of.isoformat(),
+            "regions": [r for r in records if r["date"] == as_of],
+            "storage_by_location": measured.storage,
+            "anomalies_last_7_days": [a.as_dict() for a in found],
+            **({"recommendations": [r.as_dict() for r in recs]} if args.recommend else {}),
+        }
+    lines = [health.render(records, as_of), "", "Storage at rest per location"]
+    lines += [
+        f"  {loc}: {s['bytes'] / 1024**2:.1f} MB, ${s['usd_month']:.2g} a month"
+        for loc, s in sorted(measured.storage.items())
+    ]
+    lines += ["", f"Anomalies {week[0]}..{as_of}: {len(found) or 'none'}"]
+    lines += [f"  {a.describe()}" for a in found]
+    if args.recommend:
+        lines += ["", "Recommendations", advice.render(recs)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return None
+
+
+def _add_status(sub: Any) -> None:
+    p = sub.add_parser("status", help="health and cost per region, anomalies; --recommend")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--recommend", action="store_true", help="add optimisation recommendations")
+    p.set_defaults(handler=cmd_status)
+
+
 def _add_simulate(sub: Any) -> None:
     p = sub.add_parser("simulate", help="land simulated capture objects")
     p.add_argument("--from", dest="start", type=_date, required=True)
@@ -418,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest_and_sync(sub)
     _add_dagster(sub)
     _add_maintain(sub)
+    _add_status(sub)
     return parser
 
 

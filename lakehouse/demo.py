@@ -23,7 +23,7 @@ from lakehouse.progress import Progress, Stage
 from pipelines import delta, tables
 from pipelines.compute import COMPUTE_ENV
 from pipelines.config import PER_JURISDICTION, LakeConfig, lake_home, load_config
-from pipelines.simulate import Drift, SimulationConfig
+from pipelines.simulate import BadDay, Drift, SimulationConfig
 from pipelines.spark import build_session
 from resources.spark import SparkResource
 
@@ -68,6 +68,7 @@ def _simulate(
                 region="eu", start=end - dt.timedelta(days=7), price_shift=1.25, demand_shift=0.85
             ),
         ),
+        bad_days=(demo_bad_day(end),),
     )
     days = sim.days()
     if stage is not None:
@@ -84,6 +85,22 @@ def _simulate(
 
     workers.map(land_days, tasks, on_result=landed)
     return sim
+
+
+def demo_bad_day(end: dt.date) -> BadDay:
+    """The demo's producer incident: 5 % bad records in apac five days before the end.
+
+    lakehouse_health's quarantine-rate anomaly check (issue 19) flags it.
+    """
+    return BadDay("apac", end - dt.timedelta(days=5), 0.05)
+
+
+def _health(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, Any]:
+    """The health view over what the demo produced (as automation would after the runs)."""
+    _run_or_fail(defs.resolve_job_def("health_job"), instance, {}, "health view (health_job)")
+    event = instance.get_latest_materialization_event(dg.AssetKey("lakehouse_health"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {k: meta[k].value for k in ("as_of", "anomalies") if k in meta}
 
 
 def _ingest(
@@ -393,6 +410,9 @@ def _materialize(
             stage=stage,
             tags=_sensor_tags(defs, "automation_sensor"),
         )
+    with _stage(stages, "health", progress, unit="views") as stage:
+        summary["health"] = _health(defs, instance)
+        stage.advance(1)
     return summary
 
 

@@ -90,6 +90,13 @@ def _model_table(summary: dict[str, Any], table: Any) -> Any:
         "champion",
         f"{champion.get('model')} v{champion.get('champion')}: {champion.get('why') or '-'}",
     )
+    health = summary.get("health") or {}
+    if health:
+        model.add_row(
+            "health",
+            f"as of {health.get('as_of')}: {health.get('anomalies', 0)} anomalies flagged "
+            "(`lakehouse status --recommend`)",
+        )
     return model
 
 

@@ -311,6 +311,7 @@ class LakeConfig:
     regions: dict[str, dict[str, str]]
     policy: Policy
     egress_usd_per_gb: dict[str, dict[str, float]]
+    storage_usd_per_gb_month: dict[str, float] = field(default_factory=dict)
     replication: tuple[ReplicationRule, ...] = ()
     start_date: dt.date = DEFAULT_START_DATE
     ml: MLSettings = field(default_factory=lambda: MLSettings())
@@ -362,6 +363,10 @@ class LakeConfig:
             return 0.0
         prices = self.egress_usd_per_gb.get(source.cloud, {})
         return float(prices.get(target.cloud, prices.get("default", 0.0)))
+
+    def storage_price(self, location: LakeLocation) -> float:
+        """Estimated USD per GB and month at rest in ``location`` (``storage_usd_per_gb_month``)."""
+        return float(self.storage_usd_per_gb_month.get(location.cloud, 0.0))
 
     @property
     def jurisdictions(self) -> list[str]:
@@ -570,6 +575,22 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _prices(raw: Any, path: str) -> dict[str, float]:
+    """``storage_usd_per_gb_month``: cloud -> a non-negative price; a one-line error if not."""
+    out: dict[str, float] = {}
+    for cloud, value in _mapping(raw, f"{path}: storage_usd_per_gb_month").items():
+        try:
+            price = float(value)
+        except (TypeError, ValueError):
+            price = float("nan")
+        if not price >= 0 or price == float("inf"):
+            raise ConfigError(
+                f"{path}: storage_usd_per_gb_month.{cloud}={value!r} is not a price (>= 0)"
+            )
+        out[str(cloud)] = price
+    return out
+
+
 @functools.cache
 def _load(path: str, env: str) -> LakeConfig:
     data = read_config_file(path)
@@ -602,6 +623,7 @@ def _load(path: str, env: str) -> LakeConfig:
             k: {kk: float(vv) for kk, vv in _mapping(v, f"{path}: egress_usd_per_gb").items()}
             for k, v in _mapping(data.get("egress_usd_per_gb"), f"{path}: egress").items()
         },
+        storage_usd_per_gb_month=_prices(data.get("storage_usd_per_gb_month"), path),
         replication=_parse_replication(data.get("replication"), path),
         start_date=_start_date(data, path),
         ml=_parse_ml(data, path),

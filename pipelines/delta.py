@@ -166,6 +166,60 @@ def write_partition(
     return version
 
 
+def write_range(
+    uri: str,
+    data: pa.Table,
+    start: dt.date,
+    end: dt.date,
+    options: Mapping[str, str],
+    *,
+    partition_by: list[str],
+) -> int:
+    """Replace every row of dates ``[start, end]`` of a ``date``-partitioned table in one commit.
+
+    Rows of ``data`` outside the range are refused (they would survive next to older copies).
+    Re-running with the same data leaves the same rows; the new version is returned.
+    """
+    dates = data.column("date") if data.num_rows else None
+    if dates is not None and (pc.min(dates).as_py() < start or pc.max(dates).as_py() > end):
+        raise ValueError(f"{uri}: rows outside {start}..{end} in a write of that range")
+    target, opts = deltalake_target(uri, options)
+    _create_if_absent(target, opts, data.schema, partition_by)
+    predicate = date_range_predicate(start, end)
+    _retry_on_conflict(
+        lambda: write_deltalake(
+            target,
+            data,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=partition_by,
+            storage_options=dict(opts) or None,
+        )
+    )
+    version = table_version(uri, options)
+    assert version is not None
+    return version
+
+
+def file_actions(uri: str, options: Mapping[str, str]) -> pa.Table | None:
+    """The data files of the table's latest version, one row each, or None without a table.
+
+    Columns: ``path``, ``size_bytes``, ``modification_time`` (ms), ``num_records`` and
+    ``partition.<column>`` for each partition column; read from the log, no data file opened.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return None
+    adds = pa.table(table.get_add_actions(flatten=True))
+    keep = [
+        c
+        for c in adds.column_names
+        if c in ("path", "size_bytes", "modification_time", "num_records")
+        or c.startswith("partition.")
+    ]
+    return adds.select(keep)
+
+
 def _write_unpartitioned(
     uri: str,
     data: pa.Table,

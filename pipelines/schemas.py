@@ -122,3 +122,33 @@ DRIFT_SCHEMA = pa.schema(
         ("model_version", pa.string()),
     ]
 )
+
+# The platform's own health per region and day (pipelines/health.py), in the ML home. Maps
+# (bytes per table, reasons, compute per asset) are JSON text: their keys grow with the config.
+HEALTH_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("region", pa.string()),
+        ("location", pa.string()),
+        ("landed", pa.int64()),
+        ("ingested", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("quarantine_rate", pa.float64()),
+        ("top_reasons", pa.string()),
+        ("bytes_stored", pa.int64()),
+        ("bytes_by_table", pa.string()),
+        ("storage_usd_month", pa.float64()),
+        ("replica_versions_behind", pa.int64()),
+        ("replica_lag_hours", pa.float64()),
+        ("egress_route", pa.string()),
+        ("egress_bytes", pa.int64()),
+        ("egress_usd", pa.float64()),
+        ("compute_seconds", pa.float64()),
+        ("compute_by_asset", pa.string()),
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+        ("freshness_hours", pa.float64()),
+        ("computed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+HEALTH_PARTITION_BY = ["date"]

@@ -59,6 +59,19 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class BadDay:
+    """One region-day whose share of bad records is ``bad_rate`` instead of the usual.
+
+    What an upstream incident looks like (a producer deploy that breaks a field): the
+    anomaly detection on the platform's own metrics must flag these days and no others.
+    """
+
+    region: str
+    day: dt.date
+    bad_rate: float
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """What to simulate."""
 
@@ -74,6 +87,12 @@ class SimulationConfig:
     bad_rate: float = 0.0
     bad_kinds: Sequence[str] = BAD_KINDS
     corrupt_objects_per_day: int = 0
+    bad_days: Sequence[BadDay] = ()
+
+    def bad_rate_of(self, region: str, day: dt.date) -> float:
+        """The share of bad records of one region-day (a :class:`BadDay`'s, else ``bad_rate``)."""
+        hits = [b.bad_rate for b in self.bad_days if b.region == region and b.day == day]
+        return hits[-1] if hits else self.bad_rate
 
     def days(self) -> list[dt.date]:
         """Every simulated day, inclusive."""
@@ -198,8 +217,9 @@ def land_day(
     records = to_records(events)
     rng = np.random.default_rng([cfg.seed, _REGION_INDEX.get(region, 9), day.toordinal(), 1])
     n = len(records)
-    if cfg.bad_rate > 0 and n and cfg.bad_kinds:
-        picks = rng.choice(n, min(n, max(len(cfg.bad_kinds), int(n * cfg.bad_rate))), replace=False)
+    bad_rate = cfg.bad_rate_of(region, day)
+    if bad_rate > 0 and n and cfg.bad_kinds:
+        picks = rng.choice(n, min(n, max(len(cfg.bad_kinds), int(n * bad_rate))), replace=False)
         for j, i in enumerate(np.sort(picks)):
             kind = cfg.bad_kinds[j % len(cfg.bad_kinds)]
             report.bad[kind] += 1

@@ -22,6 +22,8 @@ from pipelines.schemas import (
     FORECAST_SCHEMA,
     GOLD_PARTITION_BY,
     GOLD_SCHEMA,
+    HEALTH_PARTITION_BY,
+    HEALTH_SCHEMA,
     SILVER_COLUMNS,
     SILVER_PARTITION_BY,
 )
@@ -121,9 +123,17 @@ DRIFT = _spec(
     False,
     "Drift statistics per day, segment and feature.",
 )
+HEALTH = _spec(
+    "lakehouse_health",
+    HEALTH_SCHEMA,
+    HEALTH_PARTITION_BY,
+    Role.ML_HOME,
+    False,  # counts, sizes and reason kinds; never a record's content
+    "The platform's health and cost per region and day: counts, bytes, lag, egress, compute.",
+)
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (BRONZE, QUARANTINE, SILVER, GOLD, FEATURES, FORECAST, DRIFT)
+    t.name: t for t in (BRONZE, QUARANTINE, SILVER, GOLD, FEATURES, FORECAST, DRIFT, HEALTH)
 }
 
 

@@ -32,7 +32,12 @@ def gold_replica() -> None:
 
 def test_only_the_clock_driven_schedules_remain():
     names = {s.name for s in build_definitions("local").schedules}
-    assert names == {"hourly_ingest_schedule", "weekly_retrain_schedule"}
+    assert names == {
+        "hourly_ingest_schedule",
+        "weekly_retrain_schedule",
+        "freshness_checks_schedule",
+        "weekly_maintenance_schedule",
+    }
 
 
 def test_the_internal_chain_is_automated_and_the_rest_is_not():
@@ -48,6 +53,7 @@ def test_the_internal_chain_is_automated_and_the_rest_is_not():
         "demand_features",
         "demand_forecast",
         "feature_drift",
+        "lakehouse_health",  # daily and after its parents' runs (assets/health.py)
     }
     label = chain_condition().get_label()
     assert graph.get(dg.AssetKey("silver_events")).automation_condition.get_label() == label
@@ -153,6 +159,7 @@ def test_sensors_are_registered():
         "landed_objects_sensor",
         "drift_retrain_sensor",
         "run_failure_sensor",
+        "check_failure_sensor",
         "spark_automation_sensor",
         "automation_sensor",
     }

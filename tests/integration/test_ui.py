@@ -1,27 +1,40 @@
-"""The web UI over a little real data: every group's graph, GX check results, no error shown.
+"""The web UI over the data the demo produces, and the screenshots the docs show.
 
-Starts ``dg dev`` (webserver and daemon, as ``make ui`` does) on a free port over a private
-instance, drives Debian's headless Chromium over the DevTools protocol, and saves the
-screenshots the README shows into docs/screenshots/.
+Runs ``lakehouse demo`` (what ``make run`` runs) over a few weeks into a private lake and
+instance, refreshes the health view as of each of the last days (the trend its plots draw, as
+its daily automation would have), then starts ``dg dev`` (webserver and daemon, as ``make ui``
+does) and drives Debian's installed Chromium through Playwright. Screenshots go to
+docs/screenshots/ (README and docs/operating.md show them).
 """
 
 import datetime as dt
-import time
+import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from lakehouse.definitions import build_definitions
-from tests.integration.browser import Browser, chromium_binary
+from tests.integration.browser import (
+    chromium_binary,
+    chromium_page,
+    dismiss_dialogs,
+    save_png,
+    wait_for_text,
+)
 from tests.integration.dagster_env import dagster_process, lakehouse, make_env
 from tests.integration.servers import ROOT
 
 pytestmark = pytest.mark.ui
 
-DAY = dt.date(2026, 10, 5)
+# The demo's own range: the model needs four weeks of features after four weeks of look-back.
+START, END = dt.date(2026, 9, 1), dt.date(2026, 10, 28)
+TREND_DAYS = 14
 LOCATION = "lakehouse"  # the code location name (pyproject [tool.dg.project], workspace.yaml)
 SHOTS = ROOT / "docs" / "screenshots"
+GROUP = "ml"
+HEALTH = "lakehouse_health"
+GX_ASSET, GX_CHECK = "bronze_events", "bronze_events_expectations"
 ERROR_MARKERS = (
     "Something went wrong",
     "An unexpected error",
@@ -33,132 +46,109 @@ ERROR_MARKERS = (
     "DagsterInvalidDefinitionError",
 )
 
-IN_PROGRESS = (
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-)
-
-
-def _wait_for_ingestion(home: str, timeout: float = 600) -> None:
-    """Wait until the landed-objects sensor's runs ingested the day in every region."""
-    wanted = {f"{DAY.isoformat()}|{r}" for r in ("us", "eu", "apac")}
-    deadline = time.time() + timeout
-    with dg.DagsterInstance.from_config(home) as instance:
-        while time.time() < deadline:
-            done = instance.get_materialized_partitions(dg.AssetKey("bronze_events"))
-            ingest = dg.RunsFilter(job_name="ingest_job", statuses=list(IN_PROGRESS))
-            if wanted <= set(done) and instance.get_runs_count(ingest) == 0:
-                failed = instance.get_runs(
-                    dg.RunsFilter(job_name="ingest_job", statuses=[dg.DagsterRunStatus.FAILURE])
-                )
-                assert not failed, [r.run_id for r in failed]
-                return
-            time.sleep(2)
-    raise TimeoutError(f"the sensor's ingestion runs did not finish within {timeout}s")
-
 
 def _assert_no_error(page: str, text: str) -> None:
     shown = [m for m in ERROR_MARKERS if m in text]
     assert not shown, f"{page} shows an error ({shown}):\n{text[:3000]}"
 
 
-def _dismiss_nudges(browser: Browser, wait: float = 8) -> None:
-    """Close the first-visit "Join the Dagster community" dialog, which covers the page."""
-    deadline = time.time() + wait
-    while time.time() < deadline:
-        if "Join the Dagster community" in browser.text():
-            browser.click_text("Skip", selector="button")
-            time.sleep(1)
-            assert "Join the Dagster community" not in browser.text(), "dialog did not close"
-            return
-        time.sleep(0.5)
+def _health_trend(env: dict[str, str]) -> list[str]:
+    """The health view as of each of the last days, oldest first: one plot point per day."""
+    saved = {k: os.environ.get(k) for k in ("LAKEHOUSE_HOME", "DAGSTER_HOME", "LAKEHOUSE_ENV")}
+    os.environ.update({k: env[k] for k in saved})
+    try:
+        job = build_definitions("local").resolve_job_def("health_job")
+        anomalies = []
+        with dg.DagsterInstance.get() as instance:
+            for i in range(TREND_DAYS - 1, -1, -1):
+                as_of = (END - dt.timedelta(days=i)).isoformat()
+                config = {"ops": {"lakehouse_health": {"config": {"as_of": as_of}}}}
+                result = job.execute_in_process(instance=instance, run_config=config)
+                assert result.success, as_of
+                anomalies += [
+                    str(e.metadata["alert"].value)
+                    for e in result.get_asset_check_evaluations()
+                    if not e.passed
+                ]
+        return anomalies
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def _save(browser: Browser, name: str) -> Path:
-    """Screenshot, reduced to a small palette PNG for the docs."""
-    from PIL import Image
+def _screenshots(env: dict[str, str], log: Path) -> None:
+    """Start `dg dev` over the env's instance and take the docs' screenshots, checking each page."""
+    defs = build_definitions("local")
+    graph = defs.resolve_asset_graph()
+    members = [
+        k.to_user_string()
+        for k in graph.toposorted_asset_keys
+        if graph.get(k).group_name == GROUP and graph.get(k).is_materializable
+    ]
 
-    path = SHOTS / name
-    browser.screenshot(path)
-    with Image.open(path) as img:
-        img.convert("RGB").quantize(colors=64).save(path, optimize=True)
-    return path
+    with dagster_process(env, "dev", log) as port, chromium_page() as page:
+        base = f"http://127.0.0.1:{port}"
+        page.goto(f"{base}/locations")
+        text = wait_for_text(page, LOCATION, "Loaded", timeout_ms=300_000)
+        _assert_no_error("code locations", text)
+        dismiss_dialogs(page, wait_ms=15_000)
+
+        # one group's graph, expanded: its assets with their latest materializations
+        page.goto(f"{base}/locations/{LOCATION}/asset-groups/{GROUP}")
+        shown = [n if len(n) <= 24 else n[-16:] for n in members]  # long names are cut
+        text = wait_for_text(page, *shown, "Materialized")
+        dismiss_dialogs(page)
+        _assert_no_error(f"group {GROUP}", text)
+        page.wait_for_timeout(2000)  # the layout settles
+        save_png(page, SHOTS / "asset-graph.png")
+
+        # a Great Expectations check of a real partition the demo ingested
+        page.goto(f"{base}/assets/{GX_ASSET}?view=checks")
+        wait_for_text(page, GX_CHECK)
+        dismiss_dialogs(page)
+        page.get_by_text(GX_CHECK, exact=True).first.click()
+        text = wait_for_text(page, "great_expectations_suite", "Passed")
+        _assert_no_error("asset checks", text)
+        save_png(page, SHOTS / "asset-checks.png")
+
+        # the health view's plots (Overview, Metadata: Table / Plots): one plot per metric and
+        # region, one point per materialization
+        page.goto(f"{base}/assets/{HEALTH}")
+        wait_for_text(page, "quarantine_rate/apac")
+        dismiss_dialogs(page)
+        page.get_by_role("button", name="Plots").first.click()
+        text = wait_for_text(page, "quarantine_rate/apac", "events/us", "replica_lag_hours/eu")
+        _assert_no_error("health plots", text)
+        page.get_by_text("quarantine_rate/apac", exact=True).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(2000)
+        save_png(page, SHOTS / "health-plots.png")
+
+        # its latest materialization: the per-region table and the recommendations
+        page.goto(f"{base}/assets/{HEALTH}?view=events")
+        text = wait_for_text(page, "Health on", "unread_partitions")
+        _assert_no_error("health events", text)
+        page.get_by_text("Health on", exact=False).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
+        save_png(page, SHOTS / "health-overview.png")
 
 
 @pytest.mark.skipif(chromium_binary() is None, reason="chromium missing: `make setup` installs it")
-def test_ui_shows_every_group_checks_with_gx_results_and_no_error(tmp_path):
-    env = make_env(tmp_path, dt.date(2026, 10, 1))
-    landed = lakehouse(
-        env, "simulate", "--from", DAY.isoformat(), "--to", DAY.isoformat(),
-        "--events-per-day", "300", "--bad-rate", "0.01", "--corrupt-per-day", "1",
+def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
+    env = make_env(tmp_path, START)
+    demo = lakehouse(
+        env, "demo", "--from", START.isoformat(), "--to", END.isoformat(),
+        "--events-per-day", "600", timeout=3000,
     )  # fmt: skip
-    assert landed.returncode == 0, landed.stderr
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    anomalies = _health_trend(env)
+    # the demo's injected apac incident, and nothing else
+    assert len(anomalies) == 1 and "quarantine_rate of apac" in anomalies[0], anomalies
 
-    defs = build_definitions("local")
-    graph = defs.resolve_asset_graph()
-    nodes = [graph.get(k) for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
-    groups = sorted({n.group_name for n in nodes})
-    assert groups, "the definitions hold no asset group"
-    checked = next(
-        n.key.to_user_string()
-        for n in nodes
-        if any(c.name == f"{n.key.to_user_string()}_expectations" for c in n.check_keys)
-    )
+    _screenshots(env, tmp_path / "dev.log")
 
-    with dagster_process(env, "dev", tmp_path / "dev.log") as port:
-        base = f"http://127.0.0.1:{port}"
-        # the little data: landed_objects_sensor (running by default) requests the ingestion
-        _wait_for_ingestion(env["DAGSTER_HOME"])
-        browser = Browser(tmp_path / "chromium")
-        try:
-            browser.open(f"{base}/locations")
-            text = browser.wait_for_text(LOCATION, "Loaded", timeout=300)
-            _assert_no_error("code locations", text)
-            _dismiss_nudges(browser, wait=15)
-
-            # the global asset graph: every group is drawn (with this many assets Dagster
-            # collapses groups to their names; each group's own page below shows its assets)
-            browser.open(f"{base}/asset-groups")
-            text = browser.wait_for_text(*groups)
-            _dismiss_nudges(browser, wait=3)
-            _assert_no_error("asset graph", text)
-            time.sleep(2)  # let the layout settle before the picture
-            _save(browser, "asset-graph.png")
-
-            # each group's own graph names the group and shows its assets
-            for group in groups:
-                browser.open(f"{base}/locations/{LOCATION}/asset-groups/{group}")
-                # long names are drawn cut in the middle ("gold_daily_de…_replica_azure_eu")
-                members = [
-                    name if len(name) <= 24 else name[-16:]
-                    for name in (n.key.to_user_string() for n in nodes if n.group_name == group)
-                ]
-                text = browser.wait_for_text(group, "Asset Group in", *members)
-                _assert_no_error(f"group {group}", text)
-
-            # an asset's checks show the Great Expectations result and its metadata
-            check = f"{checked}_expectations"
-            browser.open(f"{base}/assets/{checked}?view=checks")
-            browser.wait_for_text(check)
-            _dismiss_nudges(browser, wait=3)
-            browser.click_text(check)
-            text = browser.wait_for_text(
-                "Great Expectations", "great_expectations_suite", f"{checked}_suite", "Passed"
-            )
-            _assert_no_error("asset checks", text)
-            _save(browser, "asset-checks.png")
-
-            # the asset's overview shows its freshness policy and state
-            browser.open(f"{base}/assets/{checked}")
-            text = browser.wait_for_text("Freshness policy", "Latest materialization")
-            _assert_no_error("asset overview", text)
-            _dismiss_nudges(browser, wait=3)
-            _save(browser, "asset-overview.png")
-        finally:
-            browser.close()
-
-    for name in ("asset-graph.png", "asset-checks.png", "asset-overview.png"):
+    for name in ("asset-graph.png", "asset-checks.png", "health-plots.png", "health-overview.png"):
         png = (SHOTS / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 400_000, name

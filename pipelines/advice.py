@@ -1,0 +1,172 @@
+"""What an operator should do, from what the health view measures; and per-region freshness.
+
+Each recommendation names the command that acts on it. Free of Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipelines.config import LakeConfig
+from pipelines.health import (
+    DAYS_PER_MONTH,
+    EGRESS_DOMINANT_SHARE,
+    MIN_SMALL_FILES,
+    SMALL_FILE_BYTES,
+    Stored,
+)
+
+# Why reads are not measured: nothing this product runs records them per partition.
+READS_NOT_MEASURED = (
+    "not measured: Delta logs and Dagster record writes, not reads, and the object stores "
+    "log reads only when access logging is on (S3 server access logs or CloudTrail data "
+    "events, Azure Storage read logs, GCS Data Access audit logs); with those logs collected, "
+    "partitions never read could be listed here"
+)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One thing to do, why, and the command that does it."""
+
+    kind: str
+    target: str
+    reason: str
+    command: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def compaction(stored: Sequence[Stored]) -> list[Recommendation]:
+    """Tables (per location) with partitions of many small files.
+
+    Replicas are left out: compacting one would make it diverge from its source; compacting
+    the source compacts the replica at the next sync.
+    """
+    out: list[Recommendation] = []
+    for s in stored:
+        if s.label != s.table:
+            continue
+        crowded = [p for p in s.parts.values() if p.small_files >= MIN_SMALL_FILES]
+        if not crowded:
+            continue
+        files = sum(p.small_files for p in crowded)
+        out.append(
+            Recommendation(
+                "compaction",
+                f"{s.table} in {s.location.name}",
+                f"{len(crowded)} partitions hold {files} files under "
+                f"{SMALL_FILE_BYTES // 1024**2} MiB (at least {MIN_SMALL_FILES} each)",
+                f"lakehouse maintain --table {s.table} --location {s.location.name}",
+            )
+        )
+    return out
+
+
+def _month(total: float, days: int) -> float:
+    return total * DAYS_PER_MONTH / max(days, 1)
+
+
+def egress(cfg: LakeConfig, rows: Iterable[Mapping[str, Any]]) -> list[Recommendation]:
+    """Routes whose egress is most of their region's estimated cost (storage plus egress)."""
+    by_region: dict[str, dict[str, float]] = {}
+    days: dict[str, set[dt.date]] = {}
+    for r in rows:
+        agg = by_region.setdefault(str(r["region"]), {"egress": 0.0, "storage": 0.0})
+        agg["egress"] += float(r["egress_usd"] or 0.0)
+        agg["storage"] += float(r["storage_usd_month"] or 0.0)
+        days.setdefault(str(r["region"]), set()).add(r["date"])
+    out: list[Recommendation] = []
+    for rep in cfg.replicas():
+        cost = by_region.get(rep.source.region)
+        if not cost or cost["egress"] <= 0:
+            continue
+        egress_month = _month(cost["egress"], len(days[rep.source.region]))
+        share = egress_month / (egress_month + cost["storage"])
+        if share <= EGRESS_DOMINANT_SHARE:
+            continue
+        out.append(
+            Recommendation(
+                "egress",
+                f"{rep.source.name}->{rep.target.name} ({rep.table})",
+                f"about ${egress_month:.4f} a month of egress, {share:.0%} of the region's "
+                f"estimated storage and egress cost; replicate fewer tables or days "
+                f"(lakehouse.yaml replication:) or move the ML home (ml_home:)",
+                f"lakehouse sync --from {rep.source_uri} --to {rep.target_uri} --dry-run",
+            )
+        )
+    return out
+
+
+def unread() -> Recommendation:
+    """Partitions never read: what can be said today."""
+    return Recommendation(
+        "unread_partitions",
+        "every table",
+        READS_NOT_MEASURED,
+        "(none: turn on the object stores' access logs first)",
+    )
+
+
+def recommend(
+    cfg: LakeConfig, stored: Sequence[Stored], rows: Iterable[Mapping[str, Any]]
+) -> list[Recommendation]:
+    """Every recommendation the measurements support, most actionable first."""
+    return [*compaction(stored), *egress(cfg, rows), unread()]
+
+
+def render(recs: Sequence[Recommendation], markdown: bool = False) -> str:
+    """Recommendations as a list: what, why, and the command that acts on it."""
+    if not recs:
+        return "No recommendation."
+    if markdown:
+        return "\n".join(f"- **{r.kind}** {r.target}: {r.reason}  \n  `{r.command}`" for r in recs)
+    return "\n".join(f"[{r.kind}] {r.target}: {r.reason}\n    -> {r.command}" for r in recs)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether one region's latest partition is in by its deadline."""
+
+    region: str
+    latest: dt.date | None
+    expected: dt.date
+    passed: bool
+
+    def describe(self) -> str:
+        """One line: the region, its newest partition and the one expected by now."""
+        have = self.latest.isoformat() if self.latest else "none"
+        if self.passed:
+            return f"{self.region}: latest partition {have}, expected {self.expected}: fresh"
+        late = (self.expected - self.latest).days if self.latest else None
+        by = f"{late} day(s) late" if late is not None else "never ingested"
+        return f"{self.region}: latest partition {have}, expected {self.expected}: {by}"
+
+
+def expected_date(now: dt.datetime, deadline: dt.timedelta) -> dt.date:
+    """The newest daily partition that must be in by ``now``: a day closes, then ``deadline``."""
+    return (now - deadline - dt.timedelta(days=1)).date()
+
+
+def region_freshness(
+    latest: Mapping[str, dt.date | None], regions: Iterable[str], expected: dt.date
+) -> list[Freshness]:
+    """A verdict per region: its own newest partition against the expected one."""
+    return [
+        Freshness(r, latest.get(r), expected, (latest.get(r) or dt.date.min) >= expected)
+        for r in regions
+    ]
+
+
+def latest_by_region(keys: Iterable[tuple[str, dt.date]]) -> dict[str, dt.date]:
+    """The newest date of each region among (region, date) partitions."""
+    out: dict[str, dt.date] = {}
+    for region, day in keys:
+        if day > out.get(region, dt.date.min):
+            out[region] = day
+    return out

@@ -1,0 +1,419 @@
+"""The platform's health and cost per region and day, measured from the tables themselves.
+
+Counts, bytes and freshness come from the Delta logs (file sizes, row counts and times of each
+partition: no data file is opened but the quarantine's reasons); what only the orchestrator
+knows (records landed and duplicates dropped by an ingest, compute seconds of each step, when
+each sync ran) is handed in as :class:`Observed`. Prices are ``lakehouse.yaml``'s
+``egress_usd_per_gb`` and ``storage_usd_per_gb_month``. Free of Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines import delta, tables
+from pipelines.config import LakeConfig, LakeLocation, Replica
+from pipelines.ingest import _reason_key as reason_kind
+from pipelines.schemas import HEALTH_SCHEMA
+
+BYTES_PER_GB = 1024**3
+DAYS_PER_MONTH = 30.0
+TOP_REASONS = 3
+# Compaction pays where a partition holds several files well below a good Parquet size.
+SMALL_FILE_BYTES = 32 * 1024**2
+MIN_SMALL_FILES = 4
+# A route's egress "dominates" when it is more than this share of its region's estimated cost.
+EGRESS_DOMINANT_SHARE = 0.5
+
+Key = tuple[str, dt.date]  # (region, date)
+Options = Callable[[LakeLocation], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """One sync of a replica as the orchestrator recorded it: when, and the version it reached."""
+
+    replica: str
+    finished_at: dt.datetime
+    replica_version: int
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What only the orchestrator knows, per (region, date): ingests, compute, syncs."""
+
+    ingest: Mapping[Key, Mapping[str, int]] = field(default_factory=dict)
+    compute: Mapping[Key, Mapping[str, float]] = field(default_factory=dict)
+    syncs: Sequence[SyncRun] = ()
+
+
+@dataclass
+class Part:
+    """One partition of one table: its files, bytes, rows and newest write (ms)."""
+
+    files: int = 0
+    bytes: int = 0
+    rows: int = 0
+    small_files: int = 0
+    newest_ms: int = 0
+    paths: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One table in one location, by (region, date) partition (region None: all regions)."""
+
+    label: str
+    table: str
+    location: LakeLocation
+    parts: dict[tuple[str | None, dt.date], Part]
+
+
+def partitions(adds: pa.Table | None, date_column: str) -> dict[tuple[str | None, dt.date], Part]:
+    """A table's files folded into partitions of (region, date)."""
+    out: dict[tuple[str | None, dt.date], Part] = {}
+    if adds is None or adds.num_rows == 0:
+        return out
+    cols = adds.to_pydict()
+    days = cols[f"partition.{date_column}"]
+    regions = cols.get("partition.region") or [None] * len(days)
+    for i, day in enumerate(days):
+        if day is None:
+            continue
+        part = out.setdefault((regions[i], day), Part())
+        size = int(cols["size_bytes"][i] or 0)
+        part.files += 1
+        part.paths.add(str(cols["path"][i]))
+        part.bytes += size
+        part.rows += int(cols["num_records"][i] or 0)
+        part.small_files += size < SMALL_FILE_BYTES
+        part.newest_ms = max(part.newest_ms, int(cols["modification_time"][i] or 0))
+    return out
+
+
+def _stored(cfg: LakeConfig, options: Options) -> list[Stored]:
+    """Every table the environment writes, in every location that holds it."""
+    out: list[Stored] = []
+    for spec in tables.TABLES.values():
+        where = cfg.locations.values() if spec.role == tables.Role.REGION else [cfg.home]
+        for loc in where:
+            adds = delta.file_actions(loc.table_uri(spec.name), options(loc))
+            out.append(Stored(spec.name, spec.name, loc, partitions(adds, spec.partition_by[0])))
+    for rep in cfg.replicas():
+        adds = delta.file_actions(rep.target_uri, options(rep.target))
+        date_column = tables.table(rep.table).partition_by[0]
+        out.append(Stored(rep.name, rep.table, rep.target, partitions(adds, date_column)))
+    return out
+
+
+def storage_by_location(cfg: LakeConfig, stored: Sequence[Stored]) -> dict[str, dict[str, Any]]:
+    """Bytes at rest per location and table, and the estimated dollars a month they cost."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in stored:
+        total = sum(p.bytes for p in s.parts.values())
+        if not total:
+            continue
+        entry = out.setdefault(s.location.name, {"bytes": 0, "usd_month": 0.0, "tables": {}})
+        entry["bytes"] += total
+        entry["tables"][s.label] = entry["tables"].get(s.label, 0) + total
+        entry["usd_month"] += total / BYTES_PER_GB * cfg.storage_price(s.location)
+    return out
+
+
+def _reasons(cfg: LakeConfig, options: Options, start: dt.date, end: dt.date) -> dict[Key, Counter]:
+    """Quarantined records per (region, landing date) by reason kind."""
+    out: dict[Key, Counter] = {}
+    for loc in cfg.locations.values():
+        uri = loc.table_uri(tables.QUARANTINE.name)
+        rows = delta.read_partition(uri, options(loc), columns=["landing_date", "region", "reason"])
+        if not rows.num_rows:
+            continue
+        cols = rows.to_pydict()
+        for day, region, reason in zip(
+            cols["landing_date"], cols["region"], cols["reason"], strict=True
+        ):
+            if start <= day <= end:
+                out.setdefault((region, day), Counter())[reason_kind(str(reason))] += 1
+    return out
+
+
+@dataclass(frozen=True)
+class ReplicaLag:
+    """How late one region-day's data reached its replica."""
+
+    versions_behind: int | None
+    hours: float | None
+
+
+def _replica_lag(
+    rep: Replica,
+    source: Part,
+    replica: Part | None,
+    versions_behind: int,
+    syncs: Sequence[SyncRun],
+    now: dt.datetime,
+) -> ReplicaLag:
+    """Lag of one day's data: replicated once the replica holds every file of it.
+
+    Hours are from the day's newest write at the source to the first sync that finished
+    after it (None when no sync was recorded); a day not replicated yet lags until now.
+    """
+    written = source.newest_ms / 1000
+    if replica is not None and source.paths <= replica.paths:
+        after = [
+            s.finished_at.timestamp()
+            for s in syncs
+            if s.replica == rep.name and s.finished_at.timestamp() >= written
+        ]
+        return ReplicaLag(0, (min(after) - written) / 3600 if after else None)
+    return ReplicaLag(versions_behind, max(now.timestamp() - written, 0.0) / 3600)
+
+
+@dataclass
+class _Context:
+    cfg: LakeConfig
+    stored: list[Stored]
+    reasons: dict[Key, Counter]
+    observed: Observed
+    now: dt.datetime
+    lag: dict[Key, ReplicaLag]
+
+
+def _lags(
+    cfg: LakeConfig,
+    stored: Sequence[Stored],
+    options: Options,
+    observed: Observed,
+    now: dt.datetime,
+) -> dict[Key, ReplicaLag]:
+    by_label = {(s.label, s.location.name): s for s in stored}
+    out: dict[Key, ReplicaLag] = {}
+    for rep in cfg.replicas():
+        src = by_label.get((rep.table, rep.source.name))
+        if src is None or not src.parts:
+            continue
+        copy = by_label.get((rep.name, rep.target.name))
+        source_version = delta.table_version(rep.source_uri, options(rep.source)) or 0
+        replica_version = delta.table_version(rep.target_uri, options(rep.target))
+        behind = source_version - (replica_version if replica_version is not None else -1)
+        for (region, day), part in src.parts.items():
+            if region is not None:
+                replica = copy.parts.get((region, day)) if copy is not None else None
+                out[(region, day)] = _replica_lag(rep, part, replica, behind, observed.syncs, now)
+    return out
+
+
+def _row(ctx: _Context, region: str, day: dt.date) -> dict[str, Any]:
+    """One health row: counts, bytes and cost, lag, egress, compute, freshness."""
+    cfg = ctx.cfg
+    loc = cfg.location_for_region(region)
+    parts = {(s.label, s.location.name): s.parts.get((region, day)) for s in ctx.stored}
+    bronze = parts.get((tables.BRONZE.name, loc.name)) or Part()
+    quarantine = parts.get((tables.QUARANTINE.name, loc.name)) or Part()
+    ingest = ctx.observed.ingest.get((region, day), {})
+    by_table = {label: p.bytes for (label, _), p in parts.items() if p is not None and p.bytes}
+    storage_usd = sum(
+        p.bytes / BYTES_PER_GB * cfg.storage_price(cfg.location(where))
+        for (_, where), p in parts.items()
+        if p is not None
+    )
+    egress_bytes, egress_usd, routes = 0, 0.0, []
+    for rep in cfg.replicas():
+        if rep.source.name != loc.name:
+            continue
+        copied = parts.get((rep.name, rep.target.name))
+        routes.append(f"{rep.source.name}->{rep.target.name}")
+        if copied is not None:
+            egress_bytes += copied.bytes
+            egress_usd += copied.bytes / BYTES_PER_GB * cfg.egress_price(rep.source, rep.target)
+    compute = dict(sorted(ctx.observed.compute.get((region, day), {}).items()))
+    lag = ctx.lag.get((region, day), ReplicaLag(None, None))
+    landed_rows = bronze.rows + quarantine.rows
+    ingested_at = (
+        dt.datetime.fromtimestamp(bronze.newest_ms / 1000, dt.UTC) if bronze.newest_ms else None
+    )
+    reasons = ctx.reasons.get((region, day), Counter())
+    return {
+        "date": day,
+        "region": region,
+        "location": loc.name,
+        "landed": ingest.get("landed"),
+        "ingested": bronze.rows,
+        "quarantined": quarantine.rows,
+        "duplicates": ingest.get("duplicates"),
+        "quarantine_rate": quarantine.rows / landed_rows if landed_rows else 0.0,
+        "top_reasons": json.dumps(dict(reasons.most_common(TOP_REASONS))),
+        "bytes_stored": sum(by_table.values()),
+        "bytes_by_table": json.dumps(dict(sorted(by_table.items()))),
+        "storage_usd_month": storage_usd,
+        "replica_versions_behind": lag.versions_behind,
+        "replica_lag_hours": lag.hours,
+        "egress_route": ", ".join(routes),
+        "egress_bytes": egress_bytes,
+        "egress_usd": egress_usd,
+        "compute_seconds": float(sum(compute.values())),
+        "compute_by_asset": json.dumps({k: round(v, 3) for k, v in compute.items()}),
+        "ingested_at": ingested_at,
+        "freshness_hours": (ctx.now - ingested_at).total_seconds() / 3600 if ingested_at else None,
+        "computed_at": ctx.now,
+    }
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health rows of a range of days, and the measurements behind them."""
+
+    rows: pa.Table
+    stored: list[Stored]
+    storage: dict[str, dict[str, Any]]
+    start: dt.date
+    end: dt.date
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as dicts (JSON maps decoded)."""
+        return [decoded(r) for r in self.rows.to_pylist()]
+
+
+def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A health row with its JSON text columns as mappings."""
+    out = dict(row)
+    for k in ("top_reasons", "bytes_by_table", "compute_by_asset"):
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out
+
+
+def measure(
+    cfg: LakeConfig,
+    start: dt.date,
+    end: dt.date,
+    options: Options,
+    observed: Observed | None = None,
+    now: dt.datetime | None = None,
+) -> Health:
+    """Health rows of every region and day in ``[start, end]`` that has landed data."""
+    observed = observed or Observed()
+    now = now or dt.datetime.now(dt.UTC)
+    stored = _stored(cfg, options)
+    ctx = _Context(
+        cfg,
+        stored,
+        _reasons(cfg, options, start, end),
+        observed,
+        now,
+        _lags(cfg, stored, options, observed, now),
+    )
+    keys: set[Key] = set()
+    for s in stored:
+        if s.table in (tables.BRONZE.name, tables.QUARANTINE.name):
+            keys |= {(r, d) for (r, d) in s.parts if r is not None and start <= d <= end}
+    rows = [_row(ctx, region, day) for region, day in sorted(keys, key=lambda k: (k[1], k[0]))]
+    table = pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA)
+    return Health(table, stored, storage_by_location(cfg, stored), start, end)
+
+
+def latest_complete_day(cfg: LakeConfig, options: Options) -> dt.date | None:
+    """The day before the newest landing date any region's bronze holds (None before data).
+
+    The newest landing date is still landing (today's hourly objects, yesterday's late
+    events): judged against full days it would look like a collapse of events.
+    """
+    days: list[dt.date] = []
+    for loc in cfg.locations.values():
+        adds = delta.file_actions(loc.table_uri(tables.BRONZE.name), options(loc))
+        days += [d for (_, d) in partitions(adds, tables.BRONZE.partition_by[0])]
+    return max(days) - dt.timedelta(days=1) if days else None
+
+
+COLUMNS = (
+    ("region", "region"),
+    ("landed", "landed"),
+    ("ingested", "ingested"),
+    ("quarantined", "quarantined (rate)"),
+    ("top_reasons", "top reasons"),
+    ("duplicates", "duplicates"),
+    ("bytes_stored", "stored"),
+    ("storage_usd_month", "storage $/month"),
+    ("replica", "replica lag"),
+    ("egress", "egress"),
+    ("compute_seconds", "compute s"),
+    ("freshness_hours", "ingested h ago"),
+)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _usd(x: float) -> str:
+    return "$0" if not x else f"${x:.2f}" if x >= 0.01 else f"${x:.1e}"
+
+
+def _cells(r: Mapping[str, Any]) -> list[str]:
+    reasons = r["top_reasons"] or {}
+    lag = (
+        "-"
+        if r["replica_versions_behind"] is None
+        else f"{r['replica_versions_behind']} v"
+        + (f", {r['replica_lag_hours']:.1f} h" if r["replica_lag_hours"] is not None else "")
+    )
+    return [
+        str(r["region"]),
+        "-" if r["landed"] is None else f"{r['landed']:,}",
+        f"{r['ingested']:,}",
+        f"{r['quarantined']:,} ({r['quarantine_rate']:.2%})",
+        ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-",
+        "-" if r["duplicates"] is None else f"{r['duplicates']:,}",
+        _size(r["bytes_stored"]),
+        _usd(r["storage_usd_month"]),
+        lag,
+        f"{_size(r['egress_bytes'])} {_usd(r['egress_usd'])}" if r["egress_route"] else "-",
+        f"{r['compute_seconds']:.1f}",
+        "-" if r["freshness_hours"] is None else f"{r['freshness_hours']:.1f}",
+    ]
+
+
+def render(records: Sequence[Mapping[str, Any]], day: dt.date, markdown: bool = False) -> str:
+    """The regions' rows of one day as a table: Markdown for the UI, aligned text otherwise."""
+    head = [h for _, h in COLUMNS]
+    body = [_cells(r) for r in records if r["date"] == day]
+    title = f"Health on {day}"
+    if not body:
+        return f"{title}: no region has landed data for that day"
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in body]
+        return f"**{title}**\n\n" + "\n".join(lines)
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([title, fmt.format(*head), *(fmt.format(*row) for row in body)])
+
+
+def write(cfg: LakeConfig, health: Health, options: dict[str, str]) -> int:
+    """Replace the range's rows of the health table in the ML home; the new version."""
+    return delta.write_range(
+        cfg.home.table_uri(tables.HEALTH.name),
+        health.rows,
+        health.start,
+        health.end,
+        options,
+        partition_by=list(tables.HEALTH.partition_by),
+    )
+
+
+def read(cfg: LakeConfig, options: dict[str, str]) -> pa.Table:
+    """The stored health table (empty when never written)."""
+    return delta.read_partition(cfg.home.table_uri(tables.HEALTH.name), options)

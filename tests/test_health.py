@@ -1,0 +1,347 @@
+"""The health view, its anomaly checks and alerts, and per-region freshness.
+
+One small lake for the module: five weeks of three regions (a few hundred events a day)
+landed by the simulator and ingested by the real ingest, with one injected bad day.
+"""
+
+import datetime as dt
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.freshness import build_region_freshness, region_check_name
+from assets.health import anomaly_check_name, build_health, judged_days
+from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
+from lakehouse import cli
+from pipelines import advice, anomaly, delta, health, ingest, tables
+from pipelines.config import load_config
+from pipelines.ingest import _reason_key
+from pipelines.simulate import BadDay, SimulationConfig, land_day
+from pipelines.storage import open_storage
+from pipelines.sync import BYTES_PER_GB, sync
+from resources import LakeResource
+from tests.helpers import gold_rows, suites
+
+START, END = dt.date(2026, 9, 7), dt.date(2026, 10, 7)  # 31 days: 3-4 weeks of baseline
+BAD = BadDay("eu", dt.date(2026, 10, 1), 0.15)  # a producer breaks a field
+GOLD_DAYS = (dt.date(2026, 10, 5), dt.date(2026, 10, 6))
+
+
+def _options(loc):
+    return loc.storage_options()
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's lake: landed, ingested, one gold partition of eu synced to the ML home."""
+    home = tmp_path_factory.mktemp("health")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAKEHOUSE_HOME", str(home))
+        mp.setenv("LAKEHOUSE_ENV", "local")
+        cfg = load_config("local")
+        sim = SimulationConfig(
+            start=START,
+            end=END,
+            events_per_day=200,
+            objects_per_day=4,
+            bad_rate=0.004,
+            bad_days=(BAD,),
+        )
+        for loc in cfg.locations.values():
+            storage = open_storage(loc.root_uri(), loc.storage_options())
+            for day in sim.days():
+                land_day(sim, loc, storage, day, cfg.currency_of(loc.region))
+                ingest.ingest_partition(loc, loc.storage_options(), day)
+            # the last day's late events: a landing date still filling, never judged
+            ingest.ingest_partition(loc, loc.storage_options(), END + dt.timedelta(days=1))
+        eu = cfg.location("azure-eu")
+        gold = eu.table_uri(tables.GOLD.name)
+        part = {"date": GOLD_DAYS[0], "region": "eu"}
+        delta.write_partition(gold, gold_rows(GOLD_DAYS[0]), part, {})
+        replica = next(r for r in cfg.replicas() if r.source.name == "azure-eu")
+        report = sync(cfg, replica.source_uri, replica.target_uri, table=tables.GOLD.name)
+        (home / "sync.json").write_text(json.dumps(report.as_dict()))
+        # a newer gold day the replica has not received yet
+        part = {"date": GOLD_DAYS[1], "region": "eu"}
+        delta.write_partition(gold, gold_rows(GOLD_DAYS[1]), part, {})
+        yield home
+
+
+@pytest.fixture(scope="module")
+def measured(lake: Path) -> health.Health:
+    return health.measure(load_config("local"), START, END, _options)
+
+
+def _row(measured: health.Health, region: str, day: dt.date) -> dict:
+    return next(r for r in measured.records() if r["region"] == region and r["date"] == day)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("region", "day"),
+    [("us", dt.date(2026, 9, 8)), ("eu", BAD.day), ("apac", dt.date(2026, 10, 7))],
+)
+def test_health_figures_equal_independent_counts(lake, measured, region, day):
+    cfg = load_config("local")
+    loc = cfg.location_for_region(region)
+    part = {"landing_date": day, "region": region}
+    bronze = delta.read_partition(loc.table_uri(tables.BRONZE.name), {}, part)
+    quarantine = delta.read_partition(loc.table_uri(tables.QUARANTINE.name), {}, part)
+    row = _row(measured, region, day)
+    assert row["ingested"] == bronze.num_rows > 0
+    assert row["quarantined"] == quarantine.num_rows > 0
+    rate = quarantine.num_rows / (bronze.num_rows + quarantine.num_rows)
+    assert row["quarantine_rate"] == pytest.approx(rate)
+    reasons = Counter(_reason_key(r) for r in quarantine.column("reason").to_pylist())
+    assert row["top_reasons"] == dict(reasons.most_common(health.TOP_REASONS))
+    folder = f"landing_date={day}/region={region}"
+    on_disk = {
+        t: _folder_bytes(Path(loc.table_uri(t)) / folder)
+        for t in (tables.BRONZE.name, tables.QUARANTINE.name)
+    }
+    assert {k: row["bytes_by_table"][k] for k in on_disk} == on_disk
+    price = cfg.storage_price(loc)
+    assert row["storage_usd_month"] == pytest.approx(sum(on_disk.values()) / BYTES_PER_GB * price)
+    assert row["ingested_at"] is not None and row["freshness_hours"] >= 0
+
+
+def test_egress_and_replica_lag_follow_the_sync(lake, measured):
+    cfg = load_config("local")
+    report = json.loads((lake / "sync.json").read_text())
+    synced = _row(measured, "eu", GOLD_DAYS[0])
+    assert synced["egress_route"] == "azure-eu->aws-us"
+    # the sync also copied the Delta log's commits: a route's overhead, not a day's data
+    log = Path(report["target"]) / "_delta_log"
+    log_bytes = sum(p.stat().st_size for p in log.iterdir() if p.is_file())
+    assert synced["egress_bytes"] == report["bytes_copied"] - log_bytes > 0
+    price = cfg.egress_price(cfg.location("azure-eu"), cfg.location("aws-us"))
+    assert synced["egress_usd"] == pytest.approx(synced["egress_bytes"] / BYTES_PER_GB * price)
+    assert synced["replica_versions_behind"] == 0
+    pending = _row(measured, "eu", GOLD_DAYS[1])
+    assert pending["egress_bytes"] == 0
+    assert pending["replica_versions_behind"] == 1
+    assert pending["replica_lag_hours"] >= 0
+
+
+def test_the_injected_bad_day_is_flagged_and_a_normal_week_is_not(measured):
+    rows = measured.records()
+    last_two_weeks = [END - dt.timedelta(days=i) for i in range(14)]
+    found = anomaly.detect(rows, last_two_weeks)
+    flagged = {(a.region, a.date) for a in found}
+    assert flagged == {(BAD.region, BAD.day)}
+    assert [a.metric for a in found] == ["quarantine_rate"]
+    score = anomaly.precision_recall(flagged, [(BAD.region, BAD.day)])
+    assert score["precision"] == 1.0 and score["recall"] == 1.0
+    normal_week = [BAD.day - dt.timedelta(days=i) for i in range(1, 8)]
+    assert anomaly.detect(rows, normal_week) == []
+
+
+def test_the_band_ignores_one_earlier_outlier_and_a_flat_history():
+    rule = anomaly.RULES[0]
+    median, width = anomaly.band([0.01, 0.01, 0.3, 0.012], rule, anomaly.Baseline())
+    assert median == pytest.approx(0.011)
+    assert width == pytest.approx(rule.abs_floor)  # the MAD ignores the 0.3, the floor holds
+
+
+def _health_defs() -> dg.Definitions:
+    cfg = load_config("local")
+    parents = [dg.AssetKey(tables.BRONZE.name)]
+    return dg.Definitions(
+        assets=[build_health(cfg, suites(), parents, parents)],
+        sensors=[check_failure_sensor],
+        resources={"lake": LakeResource()},
+    )
+
+
+def _materialize_health(instance: dg.DagsterInstance, as_of: dt.date) -> dg.ExecuteInProcessResult:
+    return (
+        _health_defs()
+        .resolve_implicit_global_asset_job_def()
+        .execute_in_process(
+            instance=instance,
+            run_config={"ops": {"lakehouse_health": {"config": {"as_of": as_of.isoformat()}}}},
+        )
+    )
+
+
+def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    instance = dg.DagsterInstance.ephemeral()
+    normal = _materialize_health(instance, BAD.day - dt.timedelta(days=1))
+    assert normal.success
+    checks = {e.check_name: e for e in normal.get_asset_check_evaluations()}
+    assert all(checks[anomaly_check_name(r.metric)].passed for r in anomaly.RULES)
+    assert checks["lakehouse_health_expectations"].passed
+    keys = list(_health_defs().resolve_asset_graph().asset_check_keys)
+    assert failed_checks_since(instance, keys, 0) == []
+
+    bad = _materialize_health(instance, BAD.day + dt.timedelta(days=2))
+    evaluation = next(
+        e
+        for e in bad.get_asset_check_evaluations()
+        if e.check_name == anomaly_check_name("quarantine_rate")
+    )
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert f"eu on {BAD.day}" in evaluation.metadata["alert"].value
+    meta = bad.asset_materializations_for_node("lakehouse_health")[0].metadata
+    assert meta["as_of"].value == (BAD.day + dt.timedelta(days=2)).isoformat()
+    assert {"quarantine_rate/us", "quarantine_rate/eu", "events/apac"} <= set(meta)
+    assert "| eu |" in meta["health"].value
+
+    failed = failed_checks_since(instance, keys, 0)
+    assert len(failed) == 1
+    text = check_failure_message(failed[0])
+    assert "quarantine_rate_anomalies" in text and "(WARN)" in text and str(BAD.day) in text
+    ctx = dg.build_sensor_context(
+        instance=instance, repository_def=_health_defs().get_repository_def()
+    )
+    alerts: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: alerts.append(record.getMessage())  # type: ignore[method-assign]
+    ctx.log.addHandler(handler)  # the sensor's own logger: what the daemon shows and keeps
+    check_failure_sensor(ctx)
+    assert [a for a in alerts if text in a]
+    assert json.loads(ctx.cursor)["id"] == failed[0].id
+    again = dg.build_sensor_context(
+        instance=instance, repository_def=_health_defs().get_repository_def(), cursor=ctx.cursor
+    )
+    assert failed_checks_since(instance, keys, json.loads(again.cursor)["id"]) == []
+
+
+def test_judged_days_are_the_days_since_the_previous_view():
+    day = dt.date(2026, 10, 7)
+    assert judged_days(day, None) == [day - dt.timedelta(days=i) for i in range(6, -1, -1)]
+    assert judged_days(day, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=1), day]
+    assert judged_days(day, day) == [day]
+
+
+def _bronze_partition(instance: dg.DagsterInstance, region: str, day: dt.date) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            tables.BRONZE.name,
+            partition=str(dg.MultiPartitionKey({"date": day.isoformat(), "region": region})),
+        )
+    )
+
+
+def test_a_late_region_fails_its_own_freshness_check_while_the_others_pass():
+    instance = dg.DagsterInstance.ephemeral()
+    due = advice.expected_date(dt.datetime.now(dt.UTC), dt.timedelta(hours=2))
+    for region in ("us", "apac"):
+        _bronze_partition(instance, region, due)
+    _bronze_partition(instance, "eu", due - dt.timedelta(days=3))
+    # eu's newest is late even though us has a fresher partition than due
+    _bronze_partition(instance, "us", due + dt.timedelta(days=1))
+    checks = build_region_freshness(["us", "eu", "apac"])
+    result = dg.materialize(
+        [checks], instance=instance, selection=dg.AssetSelection.all_asset_checks()
+    )
+    verdicts = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {k: v.passed for k, v in verdicts.items()} == {
+        region_check_name("us"): True,
+        region_check_name("eu"): False,
+        region_check_name("apac"): True,
+    }
+    eu = verdicts[region_check_name("eu")]
+    assert eu.metadata["latest_partition"].value == str(due - dt.timedelta(days=3))
+    assert "3 day(s) late" in eu.metadata["alert"].value
+    keys = [dg.AssetCheckKey(dg.AssetKey(tables.BRONZE.name), k) for k in verdicts]
+    failed = failed_checks_since(instance, keys, 0)
+    assert [f.key.name for f in failed] == [region_check_name("eu")]
+    assert "eu: latest partition" in check_failure_message(failed[0])
+
+
+def test_recommendations_name_the_command_that_acts(lake, measured):
+    cfg = load_config("local")
+    recs = advice.recommend(cfg, measured.stored, measured.records())
+    kinds = {r.kind: r for r in recs}
+    assert kinds["unread_partitions"].reason.startswith("not measured")
+    # a few KB of gold replicated against weeks of bronze at rest: egress is not dominant
+    assert "egress" not in kinds
+    assert "compaction" not in kinds  # every partition here holds a file or two
+    crowded = [
+        health.Stored(
+            "bronze_events",
+            "bronze_events",
+            cfg.location("aws-us"),
+            {("us", START): health.Part(files=6, bytes=6000, small_files=6)},
+        )
+    ]
+    (rec,) = advice.compaction(crowded)
+    assert rec.command == "lakehouse maintain --table bronze_events --location aws-us"
+    costly = [
+        {**r, "egress_usd": r["storage_usd_month"] * 3 if r["region"] == "eu" else 0.0}
+        for r in measured.records()
+    ]
+    (rec,) = advice.egress(cfg, costly)
+    assert rec.target == "azure-eu->aws-us (gold_daily_demand)"
+    replica = next(r for r in cfg.replicas() if r.source.name == "azure-eu")
+    assert rec.command == (
+        f"lakehouse sync --from {replica.source_uri} --to {replica.target_uri} --dry-run"
+    )
+
+
+def test_the_health_table_is_written_once_per_range_and_rerunning_is_safe(lake, measured):
+    cfg = load_config("local")
+    health.write(cfg, measured, {})
+    health.write(cfg, measured, {})
+    stored = health.read(cfg, {})
+    assert stored.num_rows == measured.rows.num_rows
+    assert set(stored.column_names) == set(tables.HEALTH.columns)
+
+
+def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["status", "--recommend"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"Health on {END}")
+    assert "quarantine_rate of eu on 2026-10-01" in text
+    assert "-> lakehouse" in text or "-> (none" in text
+    assert cli.main(["status", "--json", "--recommend"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_of"] == END.isoformat()
+    assert {r["region"] for r in report["regions"]} == {"us", "eu", "apac"}
+    assert [a["date"] for a in report["anomalies_last_7_days"]] == [BAD.day.isoformat()]
+    assert all(r["command"] for r in report["recommendations"])
+
+
+def test_status_without_data_says_what_to_run(lake_home, capsys):
+    assert cli.main(["status"]) == 1
+    assert "no region has ingested data yet" in capsys.readouterr().err
+
+
+def test_observe_reads_ingest_counts_and_step_seconds_from_the_instance(lake_home):
+    from assets.health import observe
+    from assets.partitions import date_region_key
+    from tests.helpers import DAY, asset, land
+
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.02))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [asset("bronze_events")],
+        partition_key=date_region_key(DAY.isoformat(), "us"),
+        resources={"lake": LakeResource()},
+        instance=instance,
+    )
+    meta = result.asset_materializations_for_node("bronze")[0].metadata
+    keys = [dg.AssetKey(tables.BRONZE.name), dg.AssetKey(tables.QUARANTINE.name)]
+    seen = observe(instance, load_config("local"), keys, DAY, DAY)
+    assert seen.ingest[("us", DAY)] == {
+        "landed": meta["landed"].value,
+        "duplicates": meta["duplicates_dropped"].value,
+    }
+    (stats,) = [s for s in instance.get_run_step_stats(result.run_id) if s.step_key == "bronze"]
+    compute = seen.compute[("us", DAY)]
+    assert set(compute) == {tables.BRONZE.name, tables.QUARANTINE.name}
+    # one step wrote both tables: its seconds are shared, not counted twice
+    assert sum(compute.values()) == pytest.approx(stats.end_time - stats.start_time)
