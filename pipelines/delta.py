@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from pipelines.config import ADAPTER_OPTION
 from pipelines.storage import Storage, gcs_emulator_endpoint, open_storage
@@ -221,6 +221,7 @@ def commit_files(
     cols = [] if unpartitioned else (partition_by or list(partition))
     values = {k: _partition_value(v) for k, v in partition.items()}
     done = False
+    actions: list[AddAction | RemoveAction] = list(adds)
 
     def commit() -> None:
         nonlocal done
@@ -233,7 +234,7 @@ def commit_files(
             table.delete(partition_predicate(partition))
             table = DeltaTable(target, storage_options=dict(opts) or None)
         table.create_write_transaction(
-            adds,
+            actions,
             mode="overwrite" if replace and not unpartitioned else "append",
             schema=_merged_schema(table, schema),
             partition_by=cols or None,

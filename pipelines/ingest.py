@@ -1086,14 +1086,14 @@ def _full_plan(
     id where they kept it, so the rows come out the same.
     """
     by_key = {_printable(i.path): i for i in infos}
-    missing = sorted(k for k in state.keys() if k not in by_key)
+    missing = sorted(k for k in state.key_set() if k not in by_key)
     if missing:
         raise IngestError(
             f"full re-ingest refused: {len(missing)} ingested objects are gone from the landing "
             f"area (first: {missing[0]}); their rows cannot be read again"
         )
     groups = [[by_key[k] for k in group] for group in state.groups()]
-    known = state.keys()
+    known = state.key_set()
     return groups + _batches([i for i in infos if _printable(i.path) not in known], *limits)
 
 
@@ -1134,7 +1134,8 @@ def _add_whole(result: IngestResult, rows: list[tuple[str, str, bytes]]) -> Inge
     return result
 
 
-def _empty_result(region: str, landing_date: dt.date) -> IngestResult:
+def empty_result(region: str, landing_date: dt.date) -> IngestResult:
+    """A result with no rows (what a run with nothing new adds)."""
     bronze = BRONZE_SCHEMA.empty_table()
     out = IngestResult(landing_date, region, bronze, QUARANTINE_SCHEMA.empty_table(), 0, 0, 0, 0)
     out.counted_ingested = out.counted_quarantined = out.counted_rescued = 0
@@ -1234,7 +1235,7 @@ def ingest_partition(
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
         full = True  # written before the ledger existed: replace it once, then go on
     plan = _full_plan(state, infos, limits) if full else None
-    total = _empty_result(location.region, landing_date)
+    total = empty_result(location.region, landing_date)
     total.unconfigured_streams = unconfigured
     done = PartitionIngest(total, t.bronze, t.quarantine, -1, -1, t.ledger, finished)
     replace = full

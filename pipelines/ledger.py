@@ -122,7 +122,7 @@ class LedgerState:
         """Every (key, etag, size) ingested."""
         return {o.identity for o in self.objects}
 
-    def keys(self) -> set[str]:
+    def key_set(self) -> set[str]:
         """Every key ingested."""
         return {o.key for o in self.objects}
 
@@ -263,7 +263,7 @@ def claim(
     Returns False, recording nothing, when another writer claimed ``number`` first. A batch
     that replaces the partition (a full re-ingest) replaces the ledger's partition too.
     """
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "kind": "object",
             "batch": number,

@@ -170,3 +170,26 @@ def test_hourly_schedule_covers_today_in_every_region():
     assert sorted(str(r.partition_key) for r in requests) == sorted(
         str(date_region_key("2026-11-22", r)) for r in ("us", "eu", "apac")
     )
+
+
+def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(lake_home):
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.02))
+    bronze, res = asset("bronze_events"), {"lake": LakeResource()}
+    metas = []
+    for config in ({}, {}, {"full": True}):
+        result = dg.materialize(
+            [bronze],
+            partition_key=KEY,
+            resources=res,
+            run_config={"ops": {"bronze": {"config": config}}},
+        )
+        assert result.success and all(c.passed for c in _checks(result).values())
+        metas.append(result.asset_materializations_for_node("bronze")[0].metadata)
+    first, again, full = metas
+    totals = ("landed", "ingested", "quarantined", "duplicates_dropped", "objects")
+    assert [again[k].value for k in totals] == [first[k].value for k in totals]
+    assert [full[k].value for k in totals] == [first[k].value for k in totals]
+    assert first["run_ingested"].value == first["ingested"].value > 0
+    assert again["run_ingested"].value == 0 and again["batches"].value == []
+    assert full["run_ingested"].value == first["ingested"].value
+    assert again["delta_version"].value == first["delta_version"].value

@@ -208,7 +208,8 @@ def _crash_in_child(home: str, where: str) -> None:
 
 @pytest.mark.parametrize("where", ["before_bronze", "after_bronze", "before_commit_row"])
 def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(lake_home, where):
-    (report,) = land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=800, bad_rate=0.03, late_share=0.0))
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=800, bad_rate=0.03, late_share=0.0)
+    (report,) = land(LOC, sim)
     ctx = mp.get_context("spawn")
     child = ctx.Process(target=_crash_in_child, args=(str(lake_home), where))
     child.start()
