@@ -26,7 +26,7 @@ class BronzeConfig(dg.Config):
 
 
 # Reads the landing area's raw capture objects, writes both personal-data tables.
-BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name))
+BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name))
 
 
 def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:

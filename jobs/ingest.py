@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import Partitions, date_region_key
-from pipelines import capture, compute, tables
+from pipelines import capture, compute, ingest, tables
 from pipelines.config import LakeConfig, LakeLocation
 from resources.lake import LakeResource
 
@@ -112,22 +112,33 @@ def _landed(
 def hourly_ingest_schedule(
     job: AssetJob, cfg: LakeConfig, parts: Partitions
 ) -> dg.ScheduleDefinition:
-    """The schedule that re-ingests today in every region (this worker serves) each hour."""
+    """The hourly safety net: runs only partitions with objects the sensor missed."""
 
     @dg.schedule(cron_schedule="5 * * * *", job=job, execution_timezone="UTC")
-    def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        """Every hour, re-ingests the current day in every region (idempotent replace)."""
-        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        day = scheduled.astimezone(dt.UTC).date().isoformat()
+    def hourly_ingest_schedule(
+        context: dg.ScheduleEvaluationContext, lake: LakeResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        """Each hour, ingests today and yesterday where objects are not in the ledger yet."""
+        scheduled = (context.scheduled_execution_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         served = {loc.region: loc for loc in served_locations(cfg, context.log)}
-        return [
-            dg.RunRequest(
-                run_key=f"{day}|{region}|{scheduled.isoformat()}",
-                partition_key=date_region_key(day, region),
-                tags=_tags(cfg, served[region]),
-            )
-            for region in parts.regions.get_partition_keys()
-            if region in served
-        ]
+        valid = set(parts.daily.get_partition_keys())
+        requests = []
+        for day in (scheduled.date() - dt.timedelta(days=1), scheduled.date()):
+            for region in parts.regions.get_partition_keys():
+                loc = served.get(region)
+                if loc is None or day.isoformat() not in valid:
+                    continue
+                why = ingest.backlog(loc, lake.storage_options(loc), day, scheduled)
+                if why is None:
+                    continue
+                context.log.info(f"{day} {region}: {why}")
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{day}|{region}|{scheduled.isoformat()}",
+                        partition_key=date_region_key(day.isoformat(), region),
+                        tags=_tags(cfg, loc),
+                    )
+                )
+        return requests or dg.SkipReason("every landed object of today and yesterday is ingested")
 
     return hourly_ingest_schedule

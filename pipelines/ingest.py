@@ -1272,6 +1272,32 @@ def ingest_partition(
     return _totals(done, state, t, part)
 
 
+def backlog(
+    location: LakeLocation,
+    options: dict[str, str],
+    landing_date: dt.date,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Why a partition needs an ingest run, or None: what the hourly safety net asks.
+
+    Costs one listing of the date's folders and a narrow read of the ledger: objects listed
+    but not in the ledger (new or rewritten), or a closed day whose bronze still has many files.
+    """
+    storage = open_storage(location.root_uri(), options)
+    infos = landing_listing(storage, location.landing, landing_date)[0]
+    part: dict[str, object] = {"landing_date": landing_date, "region": location.region}
+    done = ledger.identities(location.table_uri(ledger.LEDGER_TABLE), options, part)
+    new = sum((_printable(i.path), i.etag, i.size) not in done for i in infos)
+    if new:
+        return f"{new} landed objects not ingested"
+    closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
+    if (now or dt.datetime.now(dt.UTC)) >= closes + DAY_CLOSES_AFTER and (
+        delta.partition_files(location.table_uri(BRONZE_TABLE), options, part) > COMPACT_ABOVE_FILES
+    ):
+        return "closed day with small files to compact"
+    return None
+
+
 def _one_batch(
     storage: Storage,
     location: LakeLocation,

@@ -37,7 +37,7 @@ from deltalake.transaction import AddAction
 from pipelines import delta
 from pipelines.events import BRONZE_PARTITION_BY
 
-LEDGER_TABLE = "bronze_ingest_ledger"
+LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/tables.py as LEDGER
 LEDGER_SCHEMA = pa.schema(
     [
         ("kind", pa.string()),
@@ -201,6 +201,25 @@ def read_state(
             [state.hashes_by_batch[n] for n in sorted(state.hashes_by_batch)]
         )
     return state
+
+
+def identities(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+) -> set[tuple[str, str | None, int]]:
+    """The (key, etag, size) of every object the partition's ledger holds (a narrow read)."""
+    cols = ["kind", "source_object", "etag", "size"]
+    rows = delta.read_partition(uri, options, dict(partition), columns=cols)
+    if not rows.num_rows:
+        return set()
+    rows = rows.filter(pc.equal(rows["kind"], "object"))
+    return set(
+        zip(
+            rows["source_object"].to_pylist(),
+            rows["etag"].to_pylist(),
+            rows["size"].to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:

@@ -8,6 +8,7 @@ import dagster as dg
 from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
 from data_quality import gx
+from pipelines import ingest
 from pipelines.config import load_config
 from pipelines.simulate import SimulationConfig
 from pipelines.storage import open_storage
@@ -160,16 +161,26 @@ def test_sensor_requests_partitions_of_new_objects_once(lake_home):
     assert [r.partition_key for r in later.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
 
 
-def test_hourly_schedule_covers_today_in_every_region():
+def test_hourly_schedule_runs_only_partitions_with_objects_not_ingested(lake_home):
     import datetime as dt
 
-    ctx = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 11, 22, 14, 5, tzinfo=dt.UTC)
-    )
-    requests = definitions().resolve_schedule_def("hourly_ingest_schedule")(ctx)
-    assert sorted(str(r.partition_key) for r in requests) == sorted(
-        str(date_region_key("2026-11-22", r)) for r in ("us", "eu", "apac")
-    )
+    day = dt.date(2026, 11, 22)
+    at = dt.datetime(2026, 11, 22, 14, 5, tzinfo=dt.UTC)
+    schedule = definitions().resolve_schedule_def("hourly_ingest_schedule")
+
+    def evaluate():
+        with dg.build_schedule_context(
+            scheduled_execution_time=at, resources={"lake": LakeResource()}
+        ) as ctx:
+            return schedule(ctx)
+
+    assert isinstance(evaluate(), dg.SkipReason)  # nothing landed: nothing to do
+    land("azure-eu", SimulationConfig(start=day, end=day, events_per_day=100, late_share=0.0))
+    requests = evaluate()
+    assert [str(r.partition_key) for r in requests] == [str(date_region_key(day.isoformat(), "eu"))]
+    loc = load_config().location("azure-eu")
+    ingest.ingest_partition(loc, {}, day)
+    assert isinstance(evaluate(), dg.SkipReason)  # ingested: the safety net costs a listing
 
 
 def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(lake_home):
