@@ -8,6 +8,7 @@ own jurisdiction's data on its own workers.
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ from pipelines import capture, compute, ingest, tables
 from pipelines.config import LakeConfig, LakeLocation
 from resources.lake import LakeResource
 
+# How often the landed-objects sensor lists the landing areas: an object waits at most about
+# this long (plus a run's start) before its run is requested.
+SENSOR_SECONDS_ENV = "LAKEHOUSE_INGEST_SENSOR_SECONDS"
+DEFAULT_SENSOR_SECONDS = 30
 # What dg.define_asset_job returns; its class is not part of Dagster's public API.
 AssetJob = Any
 
@@ -65,7 +70,12 @@ def _tags(cfg: LakeConfig, location: LakeLocation) -> dict[str, str]:
 def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
     """The sensor that requests ingestion of (date, region) partitions with new objects."""
 
-    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    # read when the definitions are built, never at import
+    every = int(os.environ.get(SENSOR_SECONDS_ENV, str(DEFAULT_SENSOR_SECONDS)))
+
+    @dg.sensor(
+        job=job, minimum_interval_seconds=every, default_status=dg.DefaultSensorStatus.RUNNING
+    )
     def landed_objects_sensor(
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:

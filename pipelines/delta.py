@@ -265,9 +265,10 @@ def version_of(uri: str, options: Mapping[str, str], app_id: str, app_version: i
     if table is None:
         return -1
     mark = f"{app_id}#{app_version}"
-    for info in table.history(HISTORY_LOOKBACK):
-        if info.get(COMMIT_MARK) == mark:
-            return int(info["version"])
+    for limit in (3, HISTORY_LOOKBACK):  # usually the newest commit: read few files first
+        for info in table.history(limit):
+            if info.get(COMMIT_MARK) == mark:
+                return int(info["version"])
     return -1
 
 

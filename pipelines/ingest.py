@@ -1368,8 +1368,9 @@ def _totals(
 ) -> PartitionIngest:
     done.totals = state.totals()
     done.objects = state.objects
-    if done.bronze_version < 0:
+    if done.bronze_version < 0:  # nothing appended to it by this run: its current version
         done.bronze_version = delta.table_version(t.bronze, t.options) or 0
+    if done.quarantine_version < 0:
         done.quarantine_version = delta.table_version(t.quarantine, t.options) or 0
     done.table_rows = {
         "bronze": delta.partition_rows(t.bronze, t.options, part),

@@ -374,6 +374,9 @@ def finish(
     versions = []
     for name, adds in (("bronze", batch.bronze), ("quarantine", batch.quarantine)):
         uri, schema = targets[name]
+        if not adds and not batch.replace:
+            versions.append(-1)  # nothing to append: no commit (an empty append changes nothing)
+            continue
         delta.commit_files(
             uri,
             adds,
