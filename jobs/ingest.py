@@ -23,6 +23,7 @@ from resources.lake import LakeResource
 # this long (plus a run's start) before its run is requested.
 SENSOR_SECONDS_ENV = "LAKEHOUSE_INGEST_SENSOR_SECONDS"
 DEFAULT_SENSOR_SECONDS = 30
+INGEST_PARTITION_TAG = "lakehouse/ingest_partition"
 # What dg.define_asset_job returns; its class is not part of Dagster's public API.
 AssetJob = Any
 
@@ -63,13 +64,14 @@ def served_locations(cfg: LakeConfig, log: Any = None) -> list[LakeLocation]:
     return served
 
 
-def _tags(cfg: LakeConfig, location: LakeLocation) -> dict[str, str]:
-    return {cfg.compute.routing_tag: location.jurisdiction}
+def _tags(cfg: LakeConfig, location: LakeLocation, partition: str) -> dict[str, str]:
+    # one queued ingest run per partition at a time (deploy/dagster-*.yaml limits this tag
+    # per value): a second would redo the same objects and lose its claim
+    return {cfg.compute.routing_tag: location.jurisdiction, INGEST_PARTITION_TAG: partition}
 
 
 def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
     """The sensor that requests ingestion of (date, region) partitions with new objects."""
-
     # read when the definitions are built, never at import
     every = int(os.environ.get(SENSOR_SECONDS_ENV, str(DEFAULT_SENSOR_SECONDS)))
 
@@ -112,7 +114,7 @@ def _landed(
         dg.RunRequest(
             run_key=f"{day}|{region}|{last}",
             partition_key=date_region_key(day, region),
-            tags=_tags(cfg, cfg.location_for_region(region)),
+            tags=_tags(cfg, cfg.location_for_region(region), f"{day}|{region}"),
         )
         for (day, region), last in sorted(latest.items())
     ]
@@ -146,7 +148,7 @@ def hourly_ingest_schedule(
                     dg.RunRequest(
                         run_key=f"{day}|{region}|{scheduled.isoformat()}",
                         partition_key=date_region_key(day.isoformat(), region),
-                        tags=_tags(cfg, loc),
+                        tags=_tags(cfg, loc, f"{day}|{region}"),
                     )
                 )
         return requests or dg.SkipReason("every landed object of today and yesterday is ingested")
