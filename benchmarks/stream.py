@@ -23,6 +23,7 @@ Prints one JSON object as its last line:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -221,120 +222,119 @@ def _free_port() -> int:
 LOCATIONS = ("aws-us", "azure-eu", "gcp-apac")
 
 
-def sustained(base: Path, rate: int, seconds: int) -> dict[str, Any]:
-    """Move pre-generated objects into three landing areas at ``rate`` while Dagster ingests."""
-    from pipelines import ledger
-    from pipelines.config import load_config
-
-    home = base / "stream"
-    held = base / "stream-held"
-    os.environ["LAKEHOUSE_HOME"] = str(home)
-    cfg = load_config("local")
-    per_region = rate * seconds // len(LOCATIONS)
-    # generate into the lake, then hold every object back
-    t = time.perf_counter()
-    for name in LOCATIONS:
-        land_stream(cfg.location(name), DAY, per_region, EVENTS_PER_OBJECT, seed=7)
-    generate_s = time.perf_counter() - t
-    pending: list[tuple[int, str, Path, Path]] = []
+def _hold_back(home: Path, held: Path) -> list[tuple[int, str, Path, Path]]:
+    """Move every landed object aside; (index in its region, region, aside, landing path)."""
+    pending = []
     for name in LOCATIONS:
         for i, p in enumerate(_landing_files(home, name)):
             aside = held / p.relative_to(home)
             aside.parent.mkdir(parents=True, exist_ok=True)
             p.rename(aside)
             pending.append((i, name, aside, p))
-    # the regions' objects interleaved in arrival order; each carries its share of events
-    objects_per = {name: sum(1 for _, n, *_ in pending if n == name) for name in LOCATIONS}
-    per_object = {name: per_region / objects_per[name] for name in LOCATIONS}
-    order = sorted(pending, key=lambda x: (x[0], x[1]))
+    return sorted(pending, key=lambda x: (x[0], x[1]))  # the regions interleaved
 
-    dagster_home = base / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n"
-        "  class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 3\n"
-        "sensors:\n  use_threads: true\n  num_workers: 2\n"
-    )
+
+def _start_dagster(base: Path, env: dict[str, str], log: Any) -> list[subprocess.Popen[bytes]]:
+    """A code server on 127.0.0.1 and a Dagster daemon using it (the deploy's local instance)."""
+    root = Path(__file__).resolve().parents[1]
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
     port = _free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "LAKEHOUSE_HOME": str(home),
-        "LAKEHOUSE_ENV": "local",
-        "LAKEHOUSE_INGEST_SENSOR_SECONDS": os.environ.get("STREAM_SENSOR_SECONDS", "10"),
-        "LAKEHOUSE_PII_KEY": os.environ.get("LAKEHOUSE_PII_KEY", "bench-key"),
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
     (base / "workspace.yaml").write_text(
         f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
         "      location_name: lakehouse\n"
     )
     bin_dir = Path(sys.executable).parent
-    logs = open(base / "dagster.log", "w")  # noqa: SIM115 - closed in finally
-    server = subprocess.Popen(
-        [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port)]
-        + ["-m", "lakehouse.definitions", "-a", "defs"],
-        env=env,
-        stdout=logs,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    daemon = None
-    arrived: dict[tuple[str, str], float] = {}
+    server_cmd = [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1"]
+    server_cmd += ["-p", str(port), "-m", "lakehouse.definitions", "-a", "defs"]
+    opts: dict[str, Any] = {
+        "env": env,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,
+    }
+    procs = [subprocess.Popen(server_cmd, **opts)]
     try:
-        _wait_port(port, 180)
-        daemon = subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-w", str(base / "workspace.yaml")],
-            env=env,
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        time.sleep(20)  # the daemon's first sensor tick sees an empty landing area
-        clock = time.time()
-        moved = 0.0
-        for _, name, aside, dest in order:
-            due = clock + moved / rate
-            pause = due - time.time()
-            if pause > 0:
-                time.sleep(pause)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            aside.rename(dest)
-            arrived[(name, str(dest.relative_to(home / ".lake" / name)))] = time.time()
-            moved += per_object[name]
-        moved_s = time.time() - clock
-        total_events = per_region * len(LOCATIONS)
-        deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
-        commits: dict[tuple[str, str], float] = {}
-        while time.time() < deadline:
-            commits = _commit_times(cfg, ledger)
-            if len(commits) >= len(arrived):
-                break
-            time.sleep(10)
-    finally:
-        for proc in (daemon, server):
-            if proc is not None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (daemon, server):
-            if proc is not None:
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-        logs.close()
+        _wait_port(port, 300)
+        daemon = [str(bin_dir / "dagster-daemon"), "run", "-w", str(base / "workspace.yaml")]
+        procs.append(subprocess.Popen(daemon, **opts))
+    except BaseException:
+        _stop(procs)
+        raise
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT (how Dagster shuts down cleanly), then SIGKILL for anything left in the groups."""
+    for proc in reversed(procs):
+        os.killpg(proc.pid, signal.SIGINT)
+    for proc in reversed(procs):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def sustained(base: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """Move pre-generated objects into three landing areas at ``rate`` while Dagster ingests."""
+    from pipelines import ledger
+    from pipelines.config import load_config
+
+    home = base / "stream"
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_START_DATE"] = (DAY - dt.timedelta(days=3)).isoformat()
+    cfg = load_config("local")
+    per_region = rate * seconds // len(LOCATIONS)
+    t = time.perf_counter()
+    for name in LOCATIONS:
+        land_stream(cfg.location(name), DAY, per_region, EVENTS_PER_OBJECT, seed=7)
+    generate_s = time.perf_counter() - t
+    order = _hold_back(home, base / "stream-held")
+    per_object = {
+        name: per_region / sum(1 for _, n, *_ in order if n == name) for name in LOCATIONS
+    }
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(base / "dagster_home"),
+        "LAKEHOUSE_ENV": "local",
+        "LAKEHOUSE_INGEST_SENSOR_SECONDS": os.environ.get("STREAM_SENSOR_SECONDS", "10"),
+        "LAKEHOUSE_PII_KEY": os.environ.get("LAKEHOUSE_PII_KEY", "bench-key"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    arrived: dict[tuple[str, str], float] = {}
+    commits: dict[tuple[str, str], float] = {}
+    with open(base / "dagster.log", "wb") as log:
+        procs = _start_dagster(base, env, log)
+        try:
+            time.sleep(20)  # the daemon's first ticks see an empty landing area
+            clock, moved = time.time(), 0.0
+            for _, name, aside, dest in order:
+                time.sleep(max(0.0, clock + moved / rate - time.time()))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                aside.rename(dest)
+                arrived[(name, str(dest.relative_to(home / ".lake" / name)))] = time.time()
+                moved += per_object[name]
+            moved_s = time.time() - clock
+            deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
+            while time.time() < deadline and len(commits) < len(arrived):
+                time.sleep(10)
+                commits = _commit_times(cfg, ledger)
+        finally:
+            _stop(procs)
     lat = np.array([commits[k] - arrived[k] for k in arrived if k in commits])
     last = max(commits.values(), default=clock)
     done_events = sum(per_object[k[0]] for k in arrived if k in commits)
     return {
         "sustained_events_per_s": round(done_events / max(last - clock, moved_s)),
         "seconds_at_target": round(moved_s, 1),
-        "offered_events_per_s": round(total_events / moved_s),
+        "offered_events_per_s": round(per_region * len(LOCATIONS) / moved_s),
         "latency_p50_s": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "latency_p99_s": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "stream_objects": len(arrived),
         "stream_objects_ingested": len(lat),
-        "stream_events": total_events,
+        "stream_events": per_region * len(LOCATIONS),
         "stream_generate_s": round(generate_s, 1),
     }
 
