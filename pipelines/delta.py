@@ -264,11 +264,18 @@ def version_of(uri: str, options: Mapping[str, str], app_id: str, app_version: i
     table = open_table(uri, options)
     if table is None:
         return -1
-    mark = f"{app_id}#{app_version}"
-    for limit in (3, HISTORY_LOOKBACK):  # usually the newest commit: read few files first
-        for info in table.history(limit):
-            if info.get(COMMIT_MARK) == mark:
-                return int(info["version"])
+    # The commit files themselves, newest first (usually the newest is it): delta-rs's
+    # history() lists the whole log folder, which costs more on object stores.
+    store = open_storage(uri, dict(options))
+    mark = json.dumps({COMMIT_MARK: f"{app_id}#{app_version}"}, separators=(",", ":"))[1:-1]
+    latest = table.version()
+    for version in range(latest, max(-1, latest - HISTORY_LOOKBACK), -1):
+        try:
+            text = store.get(f"_delta_log/{version:020d}.json").decode("utf-8", "replace")
+        except FileNotFoundError:  # cleaned up after a checkpoint: older than we look for
+            return -1
+        if mark in text:
+            return version
     return -1
 
 
@@ -338,7 +345,8 @@ def _put_file(store: Storage, folder: str, rows: pa.Table, values: Mapping[str, 
     sink = pa.BufferOutputStream()
     pq.write_table(rows, sink, compression="snappy", use_dictionary=_few_values(rows))
     buf = sink.getvalue()
-    path = f"{folder}/part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    path = f"{folder}/{name}" if folder else name
     store.put(path, buf.to_pybytes())
     return AddAction(
         path=path,
