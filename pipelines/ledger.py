@@ -36,6 +36,7 @@ from deltalake.transaction import AddAction
 
 from pipelines import delta
 from pipelines.events import BRONZE_PARTITION_BY
+from pipelines.storage import Storage, stream_copy
 
 LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/tables.py as LEDGER
 LEDGER_SCHEMA = pa.schema(
@@ -392,3 +393,64 @@ def finish(
         versions.append(delta.version_of(uri, options, app, batch.number))
     record_commit(ledger_uri, options, partition, batch.number, (versions[0], versions[1]))
     return versions[0], versions[1]
+
+
+def _bare(etag: str | None) -> str | None:
+    """An etag without its quotes (a store's listing and its HEAD may differ in them)."""
+    return etag.strip('"') if etag else etag
+
+
+@dataclass
+class Expired:
+    """What :func:`expire_landed` did: objects past retention, and those it left alone."""
+
+    listed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # rewritten since ingested: kept
+    missing: list[str] = field(default_factory=list)  # already gone
+
+
+def expire_landed(
+    ledger_uri: str,
+    storage: Storage,
+    options: Mapping[str, str],
+    older_than: dt.timedelta,
+    *,
+    archive_prefix: str | None = None,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> Expired:
+    """Delete (or move under ``archive_prefix``) landed objects ingested before ``older_than``.
+
+    Only objects the ledger holds, and only while the store still lists them with the etag and
+    size they were ingested with: an object rewritten since (quarantined as ``object_rewritten``)
+    is kept for a full re-ingest to read. Off unless called: a removed object can no longer be
+    re-ingested (``--full`` refuses its partition), so retention is the user's choice.
+    """
+    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    cols = ["kind", "source_object", "etag", "size", "recorded_at"]
+    table = delta.open_table(ledger_uri, options)
+    out = Expired()
+    if table is None:
+        return out
+    rows = delta.read_partition(ledger_uri, options, None, columns=cols)
+    rows = rows.filter(pc.equal(rows["kind"], "object"))
+    rows = rows.filter(pc.less(rows["recorded_at"], pa.scalar(cutoff, pa.timestamp("us", "UTC"))))
+    for key, etag, size in zip(
+        rows["source_object"].to_pylist(),
+        rows["etag"].to_pylist(),
+        rows["size"].to_pylist(),
+        strict=True,
+    ):
+        out.listed.append(key)
+        info = storage.head(key)
+        if info is None:
+            out.missing.append(key)
+        elif (_bare(info.etag), info.size) != (_bare(etag), size):
+            out.changed.append(key)
+        elif not dry_run:
+            if archive_prefix:
+                stream_copy(storage, key, storage, f"{archive_prefix.strip('/')}/{key}")
+            storage.delete(key)
+            out.removed.append(key)
+    return out

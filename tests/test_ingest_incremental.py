@@ -264,3 +264,25 @@ def test_a_closed_day_is_compacted_and_keeps_its_rows(lake_home):
     assert delta.partition_files(done.bronze_uri, {}, part) == 1
     assert _bronze_rows(closed).equals(before)
     assert _run(now=OPEN + dt.timedelta(days=2)).batches == []  # and re-running stays exact
+
+
+def test_landing_lifecycle_removes_only_objects_ingested_long_enough_ago(lake_home):
+    _put("01/a-1.gz", _event("e1"))
+    _put("02/b-1.gz", _event("e2"))
+    done = _run()
+    _put("02/b-1.gz", _event("e2"), _event("e3"))  # rewritten since: kept for --full
+    storage = open_storage(_loc().root_uri())
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    week = dt.timedelta(days=7)
+    assert ledger.expire_landed(done.ledger_uri, storage, {}, week).listed == []  # too recent
+    dry = ledger.expire_landed(done.ledger_uri, storage, {}, week, now=later, dry_run=True)
+    assert dry.removed == [] and storage.head("landing/firehose/2026/10/05/01/a-1.gz")
+    gone = ledger.expire_landed(
+        done.ledger_uri, storage, {}, week, now=later, archive_prefix="archive"
+    )
+    assert gone.removed == ["landing/firehose/2026/10/05/01/a-1.gz"]
+    assert gone.changed == ["landing/firehose/2026/10/05/02/b-1.gz"]
+    assert storage.head("landing/firehose/2026/10/05/01/a-1.gz") is None
+    assert storage.head("archive/landing/firehose/2026/10/05/01/a-1.gz") is not None
+    with pytest.raises(ingest.IngestError, match="gone from the landing area"):
+        _run(full=True)
