@@ -1310,7 +1310,8 @@ def _one_batch(
     """Ingest, stage, claim and commit one batch; None when another writer claimed it first."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         objects = list(pool.map(lambda info: _fetch(storage, info), todo.infos))
-    seen = None if todo.replace else Seen(np.sort(state.hashes), _lookup(t, part))
+    # the batches' hashes are sorted runs: a stable (merge) sort mostly merges them
+    seen = None if todo.replace else Seen(np.sort(state.hashes, kind="stable"), _lookup(t, part))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
     del objects
