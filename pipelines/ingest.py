@@ -1369,6 +1369,8 @@ def _totals(
 ) -> PartitionIngest:
     done.totals = state.totals()
     done.objects = state.objects
+    if done.compacted:  # compaction made a newer version than the last batch's
+        done.bronze_version = done.quarantine_version = -1
     if done.bronze_version < 0:  # nothing appended to it by this run: its current version
         done.bronze_version = delta.table_version(t.bronze, t.options) or 0
     if done.quarantine_version < 0:

@@ -186,8 +186,8 @@ def test_hourly_schedule_runs_only_partitions_with_objects_not_ingested(lake_hom
 def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(lake_home):
     land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.02))
     bronze, res = asset("bronze_events"), {"lake": LakeResource()}
-    metas = []
-    for config in ({}, {}, {"full": True}):
+    metas, checks = [], []
+    for config in ({"batch_objects": 5}, {}, {"full": True}):
         result = dg.materialize(
             [bronze],
             partition_key=KEY,
@@ -196,6 +196,7 @@ def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(la
         )
         assert result.success and all(c.passed for c in _checks(result).values())
         metas.append(result.asset_materializations_for_node("bronze")[0].metadata)
+        checks.append(_checks(result)["bronze_events_expectations"].metadata)
     first, again, full = metas
     totals = ("landed", "ingested", "quarantined", "duplicates_dropped", "objects")
     assert [again[k].value for k in totals] == [first[k].value for k in totals]
@@ -204,3 +205,6 @@ def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(la
     assert again["run_ingested"].value == 0 and again["batches"].value == []
     assert full["run_ingested"].value == first["ingested"].value
     assert again["delta_version"].value == first["delta_version"].value
+    # GX saw each batch as it was appended (5 per batch: several), none when nothing was new
+    assert checks[0]["batches_validated"].value == len(first["batches"].value) > 1
+    assert checks[1]["batches_validated"].value == 1 and checks[1]["batches_failed"].value == 0
