@@ -105,11 +105,12 @@ def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
 
     loc = load_config("local").location("aws-us")
     open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
+    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", ingest.BATCH_BYTES)}
     cpu = 0.0
     runs = 0
     if mode == "oneshot":
         t = time.process_time()
-        done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day)
+        done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
         cpu, runs = time.process_time() - t, 1
     else:
         held = Path(home) / "held"
@@ -121,7 +122,7 @@ def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 files[i].rename(dest)
             t = time.process_time()
-            done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day)
+            done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
             cpu += time.process_time() - t
             runs += 1
     return {

@@ -1268,6 +1268,9 @@ def ingest_partition(
                 on_batch(result)
         state, more = _settle(t, part)
         done.batches.extend(more)
+        # Arrow's allocator keeps freed blocks for reuse; give them back so that a day of any
+        # size peaks at one batch
+        pa.default_memory_pool().release_unused()
     done.compacted = _compact_if_closed(t, part, landing_date, now)
     return _totals(done, state, t, part)
 
