@@ -15,8 +15,18 @@ from pipelines.events import record_rules
 from resources.lake import LakeResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"
+
+
+class BronzeConfig(dg.Config):
+    """How a run ingests its partition (the defaults suit the sensor's runs)."""
+
+    full: bool = False  # re-ingest the whole partition (a changed schema, a fixed bug)
+    batch_objects: int = ingest.BATCH_OBJECTS  # objects per batch
+    batch_bytes: int = ingest.BATCH_BYTES  # landed bytes per batch: bounds the run's memory
+
+
 # Reads the landing area's raw capture objects, writes both personal-data tables.
-BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name))
+BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name))
 
 
 def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
@@ -56,19 +66,41 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         can_subset=False,
     )
     def bronze(
-        context: dg.AssetExecutionContext, lake: LakeResource
+        context: dg.AssetExecutionContext, lake: LakeResource, config: BronzeConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Ingest one landing date of one region: parse, validate, de-duplicate, write."""
+        """Ingest the new objects of one landing date of one region, exactly once each."""
         keys = date_region_of(context.partition_key)
         day = dt.date.fromisoformat(keys["date"])
         location = lake.location_for_region(keys["region"])
         # before any byte of the landing area or the tables is read
         where = require_jurisdiction(context, lake, "bronze", [location], BRONZE_DATA)
         rules = record_rules(lake.config())
-        done = ingest.ingest_partition(location, lake.storage_options(location), day, rules)
-        context.log.info(f"ingested {location.name} {day}: {done.result.report()}")
+        validated: list[tuple[dg.AssetCheckResult, dg.AssetCheckResult]] = []
+
+        def validate(batch: ingest.IngestResult) -> None:
+            # each batch as it is appended: memory stays bounded by a batch
+            validated.append(_batch_checks(batch, events, quarantine))
+
+        done = ingest.ingest_partition(
+            location,
+            lake.storage_options(location),
+            day,
+            rules,
+            full=config.full,
+            batch_objects=config.batch_objects,
+            batch_bytes=config.batch_bytes,
+            keep_rows=False,
+            on_batch=validate,
+        )
+        context.log.info(f"ingested {location.name} {day}: {done.report()}")
+        if not validated:  # nothing new: the suites see the (empty) batch appended
+            validated.append(
+                _batch_checks(ingest.empty_result(location.region, day), events, quarantine)
+            )
         yield from _materializations(done, location.name, where)
-        yield from _checks(done, events, quarantine)
+        yield _combined([v[0] for v in validated])
+        yield _combined([v[1] for v in validated])
+        yield _reconciliation(done)
 
     return bronze
 
@@ -76,7 +108,8 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
 def _materializations(
     done: ingest.PartitionIngest, location: str, where: dict[str, Any]
 ) -> list[dg.MaterializeResult]:
-    res = done.result
+    """The partition's totals (from the ledger) and what this run added."""
+    res, tot = done.result, done.totals
     return [
         dg.MaterializeResult(
             asset_key=tables.BRONZE.name,
@@ -84,15 +117,24 @@ def _materializations(
                 "location": location,
                 "table_uri": done.bronze_uri,
                 "delta_version": done.bronze_version,
-                "landed": res.landed,
-                "ingested": res.ingested,
-                "quarantined": res.quarantined,
-                "duplicates_dropped": res.duplicates,
-                "objects": res.objects,
-                "reconciled": res.reconciled,
+                "ledger_uri": done.ledger_uri,
+                "landed": tot["landed"],
+                "ingested": tot["ingested"],
+                "quarantined": tot["quarantined"],
+                "duplicates_dropped": tot["duplicates_dropped"],
+                "objects": tot["objects"],
+                "reconciled": done.reconciled,
+                "run_objects": res.objects,
+                "run_landed": res.landed,
+                "run_ingested": res.ingested,
+                "run_quarantined": res.quarantined,
+                "run_duplicates_dropped": res.duplicates,
+                "batches": dg.MetadataValue.json(done.batches),
+                "compacted": done.compacted,
                 "records_with_rescued_data": res.rescued,
+                "rescued_fields": dg.MetadataValue.json(dict(sorted(res.rescued_fields.items()))),
                 "unconfigured_streams": dg.MetadataValue.json(list(res.unconfigured_streams)),
-                "dagster/row_count": res.ingested,
+                "dagster/row_count": done.table_rows.get("bronze", tot["ingested"]),
                 **where,
             },
         ),
@@ -103,30 +145,58 @@ def _materializations(
                 "delta_version": done.quarantine_version,
                 "corrupt_objects": res.corrupt_objects,
                 "reasons": dg.MetadataValue.json(res.report()["quarantine_reasons"]),
-                "dagster/row_count": res.quarantined,
+                "run_quarantined": res.quarantined,
+                "dagster/row_count": done.table_rows.get("quarantine", tot["quarantined"]),
                 **where,
             },
         ),
     ]
 
 
-def _checks(
-    done: ingest.PartitionIngest, events: Suite, quarantine: Suite
-) -> list[dg.AssetCheckResult]:
-    """Both tables' suites on the rows just written, and the exact reconciliation."""
-    res = done.result
-    report = res.report()
-    expected = res.landed - res.quarantined - res.duplicates
-    return [
-        gx.check(events, res.bronze, {"expected_rows": expected}),
-        gx.check(quarantine, res.quarantine, {"expected_rows": res.quarantined}),
-        dg.AssetCheckResult(
-            asset_key=tables.BRONZE.name,
-            check_name=RECONCILIATION_CHECK,
-            passed=res.reconciled,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                k: report[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")
-            },
-        ),
-    ]
+def _batch_checks(
+    batch: ingest.IngestResult, events: Suite, quarantine: Suite
+) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
+    """Both tables' suites on one batch's rows, as appended."""
+    expected = batch.landed - batch.quarantined - batch.duplicates
+    return (
+        gx.check(events, batch.bronze, {"expected_rows": expected}),
+        gx.check(quarantine, batch.quarantine, {"expected_rows": batch.quarantined}),
+    )
+
+
+def _combined(results: list[dg.AssetCheckResult]) -> dg.AssetCheckResult:
+    """One check result for a run's batches: the first that failed, else the last."""
+    failed = [r for r in results if not r.passed]
+    pick = (failed or results)[-1 if not failed else 0]
+    return dg.AssetCheckResult(
+        asset_key=pick.asset_key,
+        check_name=pick.check_name,
+        passed=pick.passed,
+        severity=pick.severity,
+        description=pick.description,
+        metadata={
+            **(pick.metadata or {}),
+            "batches_validated": len(results),
+            "batches_failed": len(failed),
+        },
+    )
+
+
+def _reconciliation(done: ingest.PartitionIngest) -> dg.AssetCheckResult:
+    """Exact at two levels: every object's records, and the partition against its tables."""
+    tot = done.totals
+    unreconciled = [o.key for o in done.objects if not o.reconciled]
+    return dg.AssetCheckResult(
+        asset_key=tables.BRONZE.name,
+        check_name=RECONCILIATION_CHECK,
+        passed=done.reconciled,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            **{k: tot[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")},
+            "objects": tot["objects"],
+            "objects_unreconciled": len(unreconciled),
+            "first_unreconciled_objects": dg.MetadataValue.json(unreconciled[:20]),
+            "bronze_table_rows": done.table_rows.get("bronze", -1),
+            "quarantine_table_rows": done.table_rows.get("quarantine", -1),
+        },
+    )

@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.partitions import date_region_of
+from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines import advice, anomaly, health, tables
@@ -28,6 +29,12 @@ WINDOW_DAYS = 63
 JUDGE_DAYS = 7
 DAILY_CRON = "0 1 * * *"
 LIMIT = 10_000
+# The quarantine's reason column is read (reason kinds only, counted): a read of personal-data
+# tables, so the view is a personal-data step and runs only where every region's data may be
+# processed (compute sovereignty refuses it elsewhere before anything is opened).
+HEALTH_DATA = declare(
+    reads=(tables.BRONZE.name, tables.QUARANTINE.name), writes=(tables.HEALTH.name,)
+)
 
 
 def anomaly_check_name(metric: str) -> str:
@@ -217,6 +224,8 @@ def build_health(
         deps=list(parents),
         kinds={"delta", "python"},
         description=tables.HEALTH.description,
+        tags=HEALTH_DATA.tags(),
+        metadata=HEALTH_DATA.metadata(),
         automation_condition=health_condition(),
         check_specs=[
             gx.check_spec(suite),
@@ -236,6 +245,8 @@ def build_health(
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Measure every region's recent days, store them, judge the newest against baselines."""
         cfg = lake.config()
+        regions = [cfg.location_for_region(r) for r in cfg.region_codes]
+        where = require_jurisdiction(context, lake, HEALTH, regions, HEALTH_DATA)
         as_of = _as_of(cfg, lake, config)
         start = as_of - dt.timedelta(days=WINDOW_DAYS - 1)
         observed = observe(context.instance, cfg, watched, start, as_of)
@@ -249,6 +260,7 @@ def build_health(
             context.log.warning(f"anomaly: {a.describe()}")
         yield dg.MaterializeResult(
             metadata={
+                **where,
                 "as_of": as_of.isoformat(),
                 "table_uri": cfg.home.table_uri(HEALTH),
                 "delta_version": version,

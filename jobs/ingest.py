@@ -8,16 +8,22 @@ own jurisdiction's data on its own workers.
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from assets.partitions import Partitions, date_region_key
-from pipelines import capture, compute, tables
+from pipelines import capture, compute, ingest, tables
 from pipelines.config import LakeConfig, LakeLocation
 from resources.lake import LakeResource
 
+# How often the landed-objects sensor lists the landing areas: an object waits at most about
+# this long (plus a run's start) before its run is requested.
+SENSOR_SECONDS_ENV = "LAKEHOUSE_INGEST_SENSOR_SECONDS"
+DEFAULT_SENSOR_SECONDS = 30
+INGEST_PARTITION_TAG = "lakehouse/ingest_partition"
 # What dg.define_asset_job returns; its class is not part of Dagster's public API.
 AssetJob = Any
 
@@ -58,14 +64,20 @@ def served_locations(cfg: LakeConfig, log: Any = None) -> list[LakeLocation]:
     return served
 
 
-def _tags(cfg: LakeConfig, location: LakeLocation) -> dict[str, str]:
-    return {cfg.compute.routing_tag: location.jurisdiction}
+def _tags(cfg: LakeConfig, location: LakeLocation, partition: str) -> dict[str, str]:
+    # one queued ingest run per partition at a time (deploy/dagster-*.yaml limits this tag
+    # per value): a second would redo the same objects and lose its claim
+    return {cfg.compute.routing_tag: location.jurisdiction, INGEST_PARTITION_TAG: partition}
 
 
 def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
     """The sensor that requests ingestion of (date, region) partitions with new objects."""
+    # read when the definitions are built, never at import
+    every = int(os.environ.get(SENSOR_SECONDS_ENV, str(DEFAULT_SENSOR_SECONDS)))
 
-    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(
+        job=job, minimum_interval_seconds=every, default_status=dg.DefaultSensorStatus.RUNNING
+    )
     def landed_objects_sensor(
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:
@@ -102,7 +114,7 @@ def _landed(
         dg.RunRequest(
             run_key=f"{day}|{region}|{last}",
             partition_key=date_region_key(day, region),
-            tags=_tags(cfg, cfg.location_for_region(region)),
+            tags=_tags(cfg, cfg.location_for_region(region), f"{day}|{region}"),
         )
         for (day, region), last in sorted(latest.items())
     ]
@@ -112,22 +124,33 @@ def _landed(
 def hourly_ingest_schedule(
     job: AssetJob, cfg: LakeConfig, parts: Partitions
 ) -> dg.ScheduleDefinition:
-    """The schedule that re-ingests today in every region (this worker serves) each hour."""
+    """The hourly safety net: runs only partitions with objects the sensor missed."""
 
     @dg.schedule(cron_schedule="5 * * * *", job=job, execution_timezone="UTC")
-    def hourly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        """Every hour, re-ingests the current day in every region (idempotent replace)."""
-        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        day = scheduled.astimezone(dt.UTC).date().isoformat()
+    def hourly_ingest_schedule(
+        context: dg.ScheduleEvaluationContext, lake: LakeResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        """Each hour, ingests today and yesterday where objects are not in the ledger yet."""
+        scheduled = (context.scheduled_execution_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         served = {loc.region: loc for loc in served_locations(cfg, context.log)}
-        return [
-            dg.RunRequest(
-                run_key=f"{day}|{region}|{scheduled.isoformat()}",
-                partition_key=date_region_key(day, region),
-                tags=_tags(cfg, served[region]),
-            )
-            for region in parts.regions.get_partition_keys()
-            if region in served
-        ]
+        valid = set(parts.daily.get_partition_keys())
+        requests = []
+        for day in (scheduled.date() - dt.timedelta(days=1), scheduled.date()):
+            for region in parts.regions.get_partition_keys():
+                loc = served.get(region)
+                if loc is None or day.isoformat() not in valid:
+                    continue
+                why = ingest.backlog(loc, lake.storage_options(loc), day, scheduled)
+                if why is None:
+                    continue
+                context.log.info(f"{day} {region}: {why}")
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{day}|{region}|{scheduled.isoformat()}",
+                        partition_key=date_region_key(day.isoformat(), region),
+                        tags=_tags(cfg, loc, f"{day}|{region}"),
+                    )
+                )
+        return requests or dg.SkipReason("every landed object of today and yesterday is ingested")
 
     return hourly_ingest_schedule

@@ -171,7 +171,7 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     The worker running the command must be allowed to process the location's personal data
     (``LAKEHOUSE_COMPUTE_JURISDICTION``): checked before the landing area is read.
     """
-    from pipelines import compute, tables
+    from pipelines import compute, ingest, tables
     from pipelines.events import record_rules
     from pipelines.ingest import ingest_partition
 
@@ -185,19 +185,29 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
         cfg,
         "lakehouse ingest",
         location,
-        tables_written=(tables.BRONZE.name, tables.QUARANTINE.name),
+        tables_written=(tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name),
         worker=worker,
     )
     rules = record_rules(cfg)
     out = []
     with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
         for day in days:
-            out.append(ingest_partition(location, location.storage_options(), day, rules).report())
-            stage.advance(events=int(out[-1]["landed"]))
+            report = ingest_partition(
+                location,
+                location.storage_options(),
+                day,
+                rules,
+                full=args.full,
+                batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
+                batch_bytes=args.batch_bytes or ingest.BATCH_BYTES,
+                keep_rows=False,
+            ).report()
+            out.append(report)
+            stage.advance(events=int(report["landed"]))
     return {
         "location": location.name,
         "partitions": out,
-        "reconciled": all(p["reconciled"] for p in out),
+        "reconciled": all(p["partition"]["reconciled"] for p in out),
         "compute": grant.metadata(),
     }
 
@@ -413,6 +423,15 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument("--location", required=True)
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--to", type=_date, help="last date of a range (default: --date)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-ingest each partition whole (the ledger's batches again), replacing it",
+    )
+    p.add_argument("--batch-objects", type=_number(int, 1), help="objects per batch (default 256)")
+    p.add_argument(
+        "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 48 MiB)"
+    )
     p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")

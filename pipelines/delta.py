@@ -121,15 +121,53 @@ def write_partition(
     partitions are rebased past each other. Re-running with the same data leaves the same rows.
     The table is created empty first when absent.
     """
-    target, opts = deltalake_target(uri, options)
-    cols = partition_by or list(partition)
+    target, _ = deltalake_target(uri, options)
     if target.startswith("opendal+"):
         return _write_unpartitioned(uri, data, partition, options, target_file_size)
-    if sorted(cols) != sorted(partition):
+    adds = stage_files(
+        uri, data, partition, options, partition_by=partition_by, target_file_size=target_file_size
+    )
+    app_id = f"lakehouse-partition:{partition_predicate(partition)}"
+    commit_files(
+        uri,
+        adds,
+        data.schema,
+        partition,
+        options,
+        replace=True,
+        app_id=app_id,
+        app_version=time.time_ns() // 1000,
+        partition_by=partition_by,
+    )
+    version = table_version(uri, options)
+    assert version is not None
+    return version
+
+
+def stage_files(
+    uri: str,
+    data: pa.Table,
+    partition: Mapping[str, object],
+    options: Mapping[str, str],
+    *,
+    partition_by: list[str] | None = None,
+    target_file_size: int | None = None,
+) -> list[AddAction]:
+    """Upload ``data`` as Parquet files of one partition, uncommitted; return their add actions.
+
+    Nothing reads the files until a commit names them (:func:`commit_files`); if none ever
+    does, they are untracked files that VACUUM removes. The table is created empty first when
+    absent. On the GCS emulator's adapter (unpartitioned tables) the partition columns stay in
+    the files and the files sit at the table's root.
+    """
+    target, opts = deltalake_target(uri, options)
+    unpartitioned = target.startswith("opendal+")
+    cols = [] if unpartitioned else (partition_by or list(partition))
+    if sorted(cols) != sorted(partition) and not unpartitioned:
         raise ValueError(f"{uri}: partition {dict(partition)} does not name the columns {cols}")
     _check_rows_in(uri, data, partition)
     _create_if_absent(target, opts, data.schema, cols)
-    values = {k: _partition_value(v) for k, v in partition.items()}
+    values = {k: _partition_value(v) for k, v in partition.items() if k in cols}
     folder = "/".join(f"{k}={quote(values[k], safe='-_.')}" for k in cols)
     files = data.drop_columns(cols)
     store = open_storage(uri, dict(options))
@@ -139,31 +177,109 @@ def write_partition(
         count = max(count, -(-data.nbytes // target_file_size))
     step = -(-data.num_rows // count) if count else 0
     with ThreadPoolExecutor(max_workers=max(1, min(count, WRITE_THREADS))) as pool:
-        adds: list[AddAction | RemoveAction] = list(
+        return list(
             pool.map(
                 lambda i: _put_file(store, folder, files.slice(i * step, step), values),
                 range(count),
             )
         )
-    app_id = f"lakehouse-partition:{partition_predicate(partition)}"
+
+
+def discard_files(uri: str, options: Mapping[str, str], adds: list[AddAction]) -> None:
+    """Remove staged files no commit will name (best effort: VACUUM removes any left)."""
+    store = open_storage(uri, dict(options))
+    for add in adds:
+        try:
+            store.delete(add.path)
+        except (OSError, RuntimeError):
+            continue
+
+
+def commit_files(
+    uri: str,
+    adds: list[AddAction],
+    schema: pa.Schema,
+    partition: Mapping[str, object],
+    options: Mapping[str, str],
+    *,
+    replace: bool,
+    app_id: str | None,
+    app_version: int = 0,
+    partition_by: list[str] | None = None,
+    once: bool = False,
+) -> bool:
+    """Commit staged files to one partition (appended, or replacing it) under a transaction id.
+
+    The commit carries ``Transaction(app_id, app_version)``: delta-rs fails a commit whose
+    transaction id a concurrent commit also carries (checked: deltalake 1.6), so two writers of
+    the same id never both commit; the loser tries again on the new version. With ``once``,
+    that retry (and the first try) commits nothing and returns False when the table already
+    holds ``app_version`` or a later one of ``app_id``: each version is committed exactly once.
+    """
+    target, opts = deltalake_target(uri, options)
+    unpartitioned = target.startswith("opendal+")
+    cols = [] if unpartitioned else (partition_by or list(partition))
+    values = {k: _partition_value(v) for k, v in partition.items()}
+    done = False
+    actions: list[AddAction | RemoveAction] = list(adds)
 
     def commit() -> None:
+        nonlocal done
         table = DeltaTable(target, storage_options=dict(opts) or None)
+        held = table.transaction_version(app_id) if app_id else None
+        if once and held is not None and held >= app_version:
+            done = True
+            return
+        if replace and unpartitioned:  # the emulator adapter: no partition folders to replace
+            table.delete(partition_predicate(partition))
+            table = DeltaTable(target, storage_options=dict(opts) or None)
         table.create_write_transaction(
-            adds,
-            mode="overwrite",
-            schema=_merged_schema(table, data.schema),
-            partition_by=cols,
-            partition_filters=[(k, "=", values[k]) for k in cols],
+            actions,
+            mode="overwrite" if replace and not unpartitioned else "append",
+            schema=_merged_schema(table, schema),
+            partition_by=cols or None,
+            partition_filters=[(k, "=", values[k]) for k in cols] if replace and cols else None,
             commit_properties=CommitProperties(
-                app_transactions=[Transaction(app_id=app_id, version=time.time_ns() // 1000)]
-            ),
+                custom_metadata={COMMIT_MARK: f"{app_id}#{app_version}"},
+                app_transactions=[Transaction(app_id=app_id, version=app_version)],
+            )
+            if app_id
+            else None,
         )
 
     _retry_on_conflict(commit)
-    version = table_version(uri, options)
-    assert version is not None
-    return version
+    return not done
+
+
+# Commit metadata naming the transaction a commit made, so its version can be found again.
+COMMIT_MARK = "lakehouse.transaction"
+
+
+def version_of(uri: str, options: Mapping[str, str], app_id: str, app_version: int) -> int:
+    """The table version whose commit carried ``app_version`` of ``app_id`` (-1 if not found).
+
+    Looked up in the newest commits only (:data:`HISTORY_LOOKBACK`): it is called right after
+    the commit, or when finishing a batch a crashed writer left.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return -1
+    # The commit files themselves, newest first (usually the newest is it): delta-rs's
+    # history() lists the whole log folder, which costs more on object stores.
+    store = open_storage(uri, dict(options))
+    mark = json.dumps({COMMIT_MARK: f"{app_id}#{app_version}"}, separators=(",", ":"))[1:-1]
+    latest = table.version()
+    for version in range(latest, max(-1, latest - HISTORY_LOOKBACK), -1):
+        try:
+            text = store.get(f"_delta_log/{version:020d}.json").decode("utf-8", "replace")
+        except FileNotFoundError:  # cleaned up after a checkpoint: older than we look for
+            return -1
+        if mark in text:
+            return version
+    return -1
+
+
+HISTORY_LOOKBACK = 200
 
 
 def write_range(
@@ -283,7 +399,8 @@ def _put_file(store: Storage, folder: str, rows: pa.Table, values: Mapping[str, 
     sink = pa.BufferOutputStream()
     pq.write_table(rows, sink, compression="snappy", use_dictionary=_few_values(rows))
     buf = sink.getvalue()
-    path = f"{folder}/part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    path = f"{folder}/{name}" if folder else name
     store.put(path, buf.to_pybytes())
     return AddAction(
         path=path,
@@ -471,3 +588,78 @@ def _query(table: DeltaTable, columns: list[str] | None, where: str | None) -> p
     if columns:
         schema = pa.schema([schema.field(c) for c in columns])
     return got.cast(schema)  # DataFusion answers with view types; keep the table's
+
+
+def _partition_adds(table: DeltaTable, partition: Mapping[str, object]) -> pa.Table:
+    """The add actions (one per data file) of one partition of a partitioned table."""
+    adds = pa.table(table.get_add_actions(flatten=True))
+    for k, v in partition.items():
+        name = f"partition.{k}"
+        if name not in adds.column_names:
+            continue  # the emulator adapter's tables are unpartitioned
+        column = pc.cast(adds.column(name), pa.string())
+        adds = adds.filter(pc.equal(column, _partition_value(v)))
+    return adds
+
+
+def partition_rows(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
+    """Rows of one partition of a table's latest version, from the log's file statistics."""
+    table = open_table(uri, options)
+    if table is None:
+        return 0
+    if deltalake_target(uri, options)[0].startswith("opendal+"):
+        return read_partition(uri, options, partition, columns=list(partition)).num_rows
+    adds = _partition_adds(table, partition)
+    return int(pc.sum(adds.column("num_records")).as_py() or 0)
+
+
+def partition_files(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
+    """Data files of one partition in the table's latest version."""
+    table = open_table(uri, options)
+    return 0 if table is None else _partition_adds(table, partition).num_rows
+
+
+def read_values(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    column: str,
+    values: list[str],
+) -> list[str]:
+    """The ``values`` that ``column`` holds in one partition (each as often as it is held).
+
+    Through DataFusion: delta-rs's pyarrow dataset turns a string column without min/max
+    statistics (ours have none) into the guarantee ``column >= null``, which prunes every
+    file for any filter on that column (deltalake 1.6).
+    """
+    table = open_table(uri, options)
+    if table is None or not values:
+        return []
+    listed = ", ".join(sql_literal(v) for v in values)
+    where = f"{partition_predicate(partition)} AND {column} IN ({listed})"
+    return _query(table, [column], where)[column].to_pylist()
+
+
+def compact_partition(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    above_files: int,
+) -> bool:
+    """Rewrite one partition's small files into few (delta-rs optimize) when it has many.
+
+    Compaction changes no row (``dataChange`` false), so readers, the sync and the ingest's
+    transaction ids are unaffected; a conflict with a concurrent writer is retried.
+    """
+    if partition_files(uri, options, partition) <= above_files:
+        return False
+    target, opts = deltalake_target(uri, options)
+    if target.startswith("opendal+"):
+        return False  # the emulator adapter's tables are unpartitioned
+    filters = [(k, "=", _partition_value(v)) for k, v in partition.items()]
+    _retry_on_conflict(
+        lambda: DeltaTable(target, storage_options=dict(opts) or None).optimize.compact(
+            partition_filters=filters  # type: ignore[arg-type]
+        )
+    )
+    return True

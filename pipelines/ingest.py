@@ -28,8 +28,9 @@ import datetime as dt
 import itertools
 import json
 import re
+import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pipelines import capture, delta
+from pipelines import capture, delta, ledger
 from pipelines.config import LakeLocation, LandingConfig, load_config
 from pipelines.events import (
     BRONZE_PARTITION_BY,
@@ -86,6 +87,17 @@ _WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() re
 
 
 @dataclass
+class ObjectCounts:
+    """What became of one object's records: ``records = ingested + quarantined + duplicates``."""
+
+    records: int = 0
+    ingested: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    reason: str | None = None  # why the whole object was quarantined, if it was
+
+
+@dataclass
 class IngestResult:
     """Bronze rows, quarantined records and the counts that reconcile them."""
 
@@ -100,22 +112,34 @@ class IngestResult:
     reasons: dict[str, int] = field(default_factory=dict)
     rescued_fields: dict[str, int] = field(default_factory=dict)  # bronze rows per field
     unconfigured_streams: list[str] = field(default_factory=list)  # listed, not configured
+    # per object (key as printed): records, ingested, quarantined, duplicates, whole reason
+    per_object: dict[str, ObjectCounts] = field(default_factory=dict)
+    # 64-bit hashes of the bronze rows' event ids (the partition's de-duplication state)
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    # Counts of a result that sums several batches without keeping their rows (else None).
+    counted_ingested: int | None = None
+    counted_quarantined: int | None = None
+    counted_rescued: int | None = None
 
     @property
     def rescued(self) -> int:
         """Bronze rows holding fields outside the schema (in ``_rescued_data``)."""
+        if self.counted_rescued is not None:
+            return self.counted_rescued
         column = self.bronze[RESCUED_COLUMN]
         return len(column) - column.null_count
 
     @property
     def ingested(self) -> int:
         """Rows written to bronze."""
-        return self.bronze.num_rows
+        return self.bronze.num_rows if self.counted_ingested is None else self.counted_ingested
 
     @property
     def quarantined(self) -> int:
         """Records (and whole corrupt objects) written to quarantine."""
-        return self.quarantine.num_rows
+        if self.counted_quarantined is None:
+            return self.quarantine.num_rows
+        return self.counted_quarantined
 
     @property
     def reconciled(self) -> bool:
@@ -733,10 +757,13 @@ def ingest_objects(
     region: str,
     landing_date: dt.date,
     rules: RecordRules | None = None,
+    seen: Seen | None = None,
 ) -> IngestResult:
     """Decode, validate and de-duplicate landing objects of one partition.
 
-    ``rules`` default to those of the configuration in use (:func:`default_rules`).
+    ``rules`` default to those of the configuration in use (:func:`default_rules`). ``seen``
+    holds the event ids the partition's earlier batches already hold: an id among them is a
+    duplicate too, so de-duplication is exact across the whole partition.
     """
     rules = rules or default_rules()
     ordered = sorted(map(_landed, objects), key=lambda o: _printable(o.key))
@@ -748,11 +775,13 @@ def ingest_objects(
     tables: list[pa.Table] = []
     hashes: list[np.ndarray] = []
     q_rows: list[dict[str, Any]] = []
+    per_object: dict[str, ObjectCounts] = {}
     landed = whole = 0
     for obj, out in zip(ordered, done, strict=True):
         key = _printable(obj.key)
         if isinstance(out, str):
             whole += 1
+            per_object[key] = ObjectCounts(1, 0, 1, 0, out)
             q_rows.append(
                 {"source_object": key, "record_index": -1, "reason": out, "raw": _raw(obj.data)}
             )
@@ -761,6 +790,7 @@ def ingest_objects(
         tables.append(out.rows)
         hashes.append(out.hashes)
         landed += len(out.records)
+        per_object[key] = ObjectCounts(len(out.records), 0, len(out.rejected))
         q_rows.extend(
             {
                 "source_object": key,
@@ -770,7 +800,12 @@ def ingest_objects(
             }
             for i, why in out.rejected
         )
-    bronze, duplicates = _bronze(names, tables, hashes, region, landing_date, rules)
+    bronze, kept, dropped, kept_hashes = _bronze(
+        names, tables, hashes, region, landing_date, rules, seen
+    )
+    for name, n, d in zip(names, [t.num_rows for t in kept], dropped, strict=True):
+        per_object[name].ingested, per_object[name].duplicates = n, d
+    duplicates = sum(dropped)
     return IngestResult(
         landing_date=landing_date,
         region=region,
@@ -782,15 +817,42 @@ def ingest_objects(
         corrupt_objects=whole,
         reasons=dict(Counter(_reason_key(r["reason"]) for r in q_rows)),
         rescued_fields=_rescued_fields(bronze[RESCUED_COLUMN]),
+        per_object=per_object,
+        hashes=kept_hashes,
     )
 
 
 def _reason_key(reason: str) -> str:
     """A reason as counted: corrupt objects and errors by kind, not by their error's words."""
-    for kind in ("corrupt_object", "ingest_error"):
+    for kind in ("corrupt_object", "ingest_error", "object_rewritten"):
         if reason.startswith(kind):
             return kind
     return reason
+
+
+@dataclass
+class Seen:
+    """The event ids a partition already holds: their 64-bit hashes, sorted, and a lookup.
+
+    ``lookup`` answers, for candidate ids whose hash is among ``hashes``, which of them the
+    partition really holds: hashes say "maybe", values decide, so a collision drops nothing.
+    """
+
+    hashes: np.ndarray
+    lookup: Callable[[list[str]], set[str]]
+
+    def already(self, keys: pa.ChunkedArray, hashes: np.ndarray) -> np.ndarray:
+        """Mask of the rows whose id the partition already holds."""
+        held = np.zeros(len(hashes), bool)
+        if not len(self.hashes) or not len(hashes):
+            return held
+        where = np.searchsorted(self.hashes, hashes)
+        maybe = np.flatnonzero(self.hashes[np.minimum(where, len(self.hashes) - 1)] == hashes)
+        if len(maybe):
+            candidates = keys.take(maybe).to_pylist()
+            found = self.lookup(sorted(set(candidates)))
+            held[maybe] = [k in found for k in candidates]
+        return held
 
 
 def _bronze(
@@ -800,18 +862,24 @@ def _bronze(
     region: str,
     landing_date: dt.date,
     rules: RecordRules,
-) -> tuple[pa.Table, int]:
-    """The partition's bronze rows, first occurrence of each event id, and the duplicates."""
+    seen: Seen | None = None,
+) -> tuple[pa.Table, list[pa.Table], list[int], np.ndarray]:
+    """The batch's bronze rows, each object's rows kept and duplicates, the kept ids' hashes.
+
+    A row is kept when it is the first of its event id in the batch (object-key order) and
+    the partition's earlier batches (``seen``) do not hold its id.
+    """
     empty = validate(PARSED_SCHEMA.empty_table(), region, landing_date, rules)[0]
     keys = pa.chunked_array([c for t in tables for c in t["event_id"].chunks], pa.string())
-    first = _first_occurrence(keys, np.concatenate([np.zeros(0, np.uint64), *hashes]))
-    duplicates = int((~first).sum())
-    if duplicates:
-        ends = np.cumsum([t.num_rows for t in tables])
-        tables = [
-            _without(t, np.flatnonzero(~keep))
-            for t, keep in zip(tables, np.split(first, ends[:-1]), strict=True)
-        ]
+    h = np.concatenate([np.zeros(0, np.uint64), *hashes])
+    first = _first_occurrence(keys, h)
+    if seen is not None:
+        first &= ~seen.already(keys, h)
+    ends = np.cumsum([t.num_rows for t in tables])
+    masks = np.split(first, ends[:-1]) if tables else []
+    dropped = [int((~keep).sum()) for keep in masks]
+    if sum(dropped):
+        tables = [_without(t, np.flatnonzero(~keep)) for t, keep in zip(tables, masks, strict=True)]
     rows = pa.concat_tables([empty, *tables])
     # Each object's name once per row: a one-word dictionary decoded is 8x faster than a take.
     source = [
@@ -823,7 +891,7 @@ def _bronze(
     )
     day = np.full(bronze.num_rows, np.datetime64(landing_date, "D"))
     bronze = bronze.append_column("landing_date", pa.array(day).cast(pa.date32()))
-    return bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA), duplicates
+    return bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA), tables, dropped, h[first]
 
 
 def _quarantine(q_rows: list[dict[str, Any]], region: str, landing_date: dt.date) -> pa.Table:
@@ -890,25 +958,239 @@ def read_partition_objects(
         return list(pool.map(lambda info: _fetch(storage, info), infos))
 
 
+# Objects of a partition ingested per batch, and their landed bytes: a batch's objects are
+# held in memory at once (each inflated about 5x), so these bound the ingest's memory whatever
+# the day's size. 48 MiB of gzip (about 850,000 events) keeps a batch under about 700 MB.
+BATCH_OBJECTS = 256
+BATCH_BYTES = 48 * 1024 * 1024
+# A day is closed (no more objects land in its folders) this long after it ends.
+DAY_CLOSES_AFTER = dt.timedelta(hours=1)
+# A closed day's partition is compacted when it has more files than this.
+COMPACT_ABOVE_FILES = 4
+REWRITTEN = "object_rewritten"
+
+
 @dataclass
 class PartitionIngest:
-    """An ingested partition and the table versions it produced."""
+    """One ingest run of a partition: what it added, and the partition's totals after it.
+
+    ``result`` covers the objects this run ingested (its ``bronze`` and ``quarantine`` rows
+    are kept only with ``keep_rows``); ``totals`` and ``objects`` come from the ledger and
+    cover the whole partition.
+    """
 
     result: IngestResult
     bronze_uri: str
     quarantine_uri: str
     bronze_version: int
     quarantine_version: int
+    ledger_uri: str = ""
+    batches: list[int] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    objects: list[ledger.ObjectEntry] = field(default_factory=list)
+    table_rows: dict[str, int] = field(default_factory=dict)
+    compacted: bool = False
+
+    @property
+    def reconciled(self) -> bool:
+        """Partition-level: landed = ingested + quarantined + duplicates, and the tables agree.
+
+        Every object's own counts add up too, and bronze and quarantine hold exactly the rows
+        the ledger says they hold.
+        """
+        t = self.totals
+        return (
+            t["landed"] == t["ingested"] + t["quarantined"] + t["duplicates_dropped"]
+            and not any(not o.reconciled for o in self.objects)
+            and self.table_rows.get("bronze") == t["ingested"]
+            and self.table_rows.get("quarantine") == t["quarantined"]
+        )
 
     def report(self) -> dict[str, Any]:
-        """The reconciliation plus where the rows went."""
+        """This run's counts, the partition's totals, and where the rows went."""
         return {
             **self.result.report(),
+            "batches": self.batches,
+            "partition": {
+                **self.totals,
+                "reconciled": self.reconciled,
+                **{f"{k}_table_rows": v for k, v in self.table_rows.items()},
+            },
+            "unreconciled_objects": [o.key for o in self.objects if not o.reconciled],
+            "compacted": self.compacted,
             "bronze_table": self.bronze_uri,
             "bronze_version": self.bronze_version,
             "quarantine_table": self.quarantine_uri,
             "quarantine_version": self.quarantine_version,
+            "ledger_table": self.ledger_uri,
         }
+
+
+@dataclass
+class _Todo:
+    """The next batch: objects to read, and those rewritten since they were ingested."""
+
+    infos: list[ObjectInfo]
+    rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]]
+    replace: bool = False
+
+
+def _batches(infos: list[ObjectInfo], most_objects: int, most_bytes: int) -> list[list[ObjectInfo]]:
+    """``infos`` in order, cut into batches of at most so many objects and landed bytes."""
+    out: list[list[ObjectInfo]] = []
+    size = 0
+    for info in infos:
+        if not out or len(out[-1]) >= most_objects or size + info.size > most_bytes:
+            if not out or out[-1]:
+                out.append([])
+            size = 0
+        out[-1].append(info)
+        size += min(info.size, capture.MAX_OBJECT_BYTES)
+    return out
+
+
+def _in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    return (
+        shard is None or zlib.crc32(key.encode("utf-8", "surrogateescape")) % shard[1] == shard[0]
+    )
+
+
+def _next_batch(
+    state: ledger.LedgerState,
+    infos: list[ObjectInfo],
+    limits: tuple[int, int],
+    shard: tuple[int, int] | None,
+) -> _Todo:
+    """The objects not ingested yet (in key order), and those rewritten in place."""
+    done, keys = state.identities(), {o.key: o for o in state.objects}
+    new: list[ObjectInfo] = []
+    rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]] = []
+    for info in infos:
+        key = _printable(info.path)
+        if (key, info.etag, info.size) in done or not _in_shard(key, shard):
+            continue
+        if key in keys:
+            rewritten.append((info, keys[key]))
+        else:
+            new.append(info)
+    batches = _batches(new, *limits)
+    return _Todo(batches[0] if batches else [], rewritten)
+
+
+def _full_plan(
+    state: ledger.LedgerState, infos: list[ObjectInfo], limits: tuple[int, int]
+) -> list[list[ObjectInfo]]:
+    """A full re-ingest's batches: the ledger's own batches again, then objects never ingested.
+
+    Replaying the batches the incremental runs made keeps the first occurrence of each event
+    id where they kept it, so the rows come out the same.
+    """
+    by_key = {_printable(i.path): i for i in infos}
+    missing = sorted(k for k in state.key_set() if k not in by_key)
+    if missing:
+        raise IngestError(
+            f"full re-ingest refused: {len(missing)} ingested objects are gone from the landing "
+            f"area (first: {missing[0]}); their rows cannot be read again"
+        )
+    groups = [[by_key[k] for k in group] for group in state.groups()]
+    known = state.key_set()
+    return groups + _batches([i for i in infos if _printable(i.path) not in known], *limits)
+
+
+class IngestError(RuntimeError):
+    """A request the ingest refuses; the message (one line) says what and why."""
+
+
+def _rewritten_rows(
+    storage: Storage, rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]]
+) -> list[tuple[str, str, bytes]]:
+    """(key, reason, head) of each object rewritten in place since it was ingested."""
+    out = []
+    for info, entry in rewritten:
+        reason = (
+            f"{REWRITTEN}: etag {entry.etag} size {entry.size} ingested in batch {entry.batch}, "
+            f"now etag {info.etag} size {info.size}; `lakehouse ingest --full` re-ingests it"
+        )
+        out.append((_printable(info.path), reason, _raw(_fetch(storage, info).data)))
+    return out
+
+
+def _add_whole(result: IngestResult, rows: list[tuple[str, str, bytes]]) -> IngestResult:
+    """``result`` with objects quarantined whole before they were read."""
+    if not rows:
+        return result
+    extra = _quarantine(
+        [{"source_object": k, "record_index": -1, "reason": r, "raw": raw} for k, r, raw in rows],
+        result.region,
+        result.landing_date,
+    )
+    result.quarantine = pa.concat_tables([result.quarantine, extra])
+    for key, reason, _ in rows:
+        result.per_object[key] = ObjectCounts(1, 0, 1, 0, reason)
+        result.reasons[_reason_key(reason)] = result.reasons.get(_reason_key(reason), 0) + 1
+    result.landed += len(rows)
+    result.objects += len(rows)
+    result.corrupt_objects += len(rows)
+    return result
+
+
+def empty_result(region: str, landing_date: dt.date) -> IngestResult:
+    """A result with no rows (what a run with nothing new adds)."""
+    bronze = BRONZE_SCHEMA.empty_table()
+    out = IngestResult(landing_date, region, bronze, QUARANTINE_SCHEMA.empty_table(), 0, 0, 0, 0)
+    out.counted_ingested = out.counted_quarantined = out.counted_rescued = 0
+    return out
+
+
+def _merge(total: IngestResult, part: IngestResult, keep_rows: bool) -> IngestResult:
+    """Two results of one partition as one (rows concatenated only with ``keep_rows``)."""
+    if keep_rows:
+        total.bronze = pa.concat_tables([total.bronze, part.bronze])
+        total.quarantine = pa.concat_tables([total.quarantine, part.quarantine])
+    total.counted_ingested = (total.counted_ingested or 0) + part.ingested
+    total.counted_quarantined = (total.counted_quarantined or 0) + part.quarantined
+    total.counted_rescued = (total.counted_rescued or 0) + part.rescued
+    total.landed += part.landed
+    total.duplicates += part.duplicates
+    total.objects += part.objects
+    total.corrupt_objects += part.corrupt_objects
+    total.reasons = dict(Counter(total.reasons) + Counter(part.reasons))
+    total.rescued_fields = dict(Counter(total.rescued_fields) + Counter(part.rescued_fields))
+    total.per_object.update(part.per_object)
+    return total
+
+
+@dataclass
+class _Tables:
+    """The three tables of a location's ingest."""
+
+    bronze: str
+    quarantine: str
+    ledger: str
+    options: dict[str, str]
+
+    def targets(self) -> dict[str, tuple[str, pa.Schema]]:
+        return {
+            "bronze": (self.bronze, BRONZE_SCHEMA),
+            "quarantine": (self.quarantine, QUARANTINE_SCHEMA),
+        }
+
+
+def _settle(t: _Tables, part: dict[str, object]) -> tuple[ledger.LedgerState, list[int]]:
+    """The partition's ledger, after finishing any batch a crashed writer left pending."""
+    state = ledger.read_state(t.ledger, t.options, part)
+    finished = []
+    for batch in state.pending():
+        state.committed[batch.number] = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+        finished.append(batch.number)
+    return state, finished
+
+
+def _lookup(t: _Tables, part: dict[str, object]) -> Callable[[list[str]], set[str]]:
+    def lookup(ids: list[str]) -> set[str]:
+        return set(delta.read_values(t.bronze, t.options, part, "event_id", ids))
+
+    return lookup
 
 
 def ingest_partition(
@@ -916,29 +1198,188 @@ def ingest_partition(
     options: dict[str, str],
     landing_date: dt.date,
     rules: RecordRules | None = None,
+    *,
+    full: bool = False,
+    batch_objects: int = BATCH_OBJECTS,
+    batch_bytes: int = BATCH_BYTES,
+    keep_rows: bool = True,
+    on_batch: Callable[[IngestResult], None] | None = None,
+    shard: tuple[int, int] | None = None,
+    now: dt.datetime | None = None,
 ) -> PartitionIngest:
-    """Ingest one landing date of a location into its bronze and quarantine Delta tables.
+    """Ingest the objects of one landing date of a location not ingested yet.
 
-    Replaces exactly the (landing_date, region) partition in both tables, so re-running it,
-    or running it twice at once, leaves the same rows. ``rules`` default to those of the
+    Each landed object is ingested exactly once, in batches of at most ``batch_objects``
+    objects and ``batch_bytes`` landed bytes (memory is bounded by a batch, not by the day),
+    each batch recorded in the ledger (:mod:`pipelines.ledger`) and appended to bronze and
+    quarantine. A run with nothing new commits nothing; runs of the same partition at once
+    never duplicate or lose a row (``shard=(i, k)`` makes worker ``i`` of ``k`` take its own
+    objects). ``full`` re-ingests the partition: the ledger's batches again, replacing the
+    partition, then anything new. An object rewritten in place is quarantined whole
+    (``object_rewritten``) until a full re-ingest reads it again. ``on_batch`` sees each
+    batch's result once it is committed (its rows kept in the run's result only with
+    ``keep_rows``). A closed day's partition is compacted. ``rules`` default to those of the
     configuration in use.
     """
     storage = open_storage(location.root_uri(), options)
     infos, unconfigured = landing_listing(storage, location.landing, landing_date)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        objects = list(pool.map(lambda info: _fetch(storage, info), infos))
-    result = ingest_objects(objects, location.landing, location.region, landing_date, rules)
-    result.unconfigured_streams = unconfigured
-    part = {"landing_date": landing_date, "region": location.region}
-    bronze_uri, quarantine_uri = (
+    part: dict[str, object] = {"landing_date": landing_date, "region": location.region}
+    t = _Tables(
         location.table_uri(BRONZE_TABLE),
         location.table_uri(QUARANTINE_TABLE),
+        location.table_uri(ledger.LEDGER_TABLE),
+        dict(options),
     )
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two tables, two commits: side by side
-        v_bronze, v_quarantine = pool.map(
-            lambda uri_rows: delta.write_partition(
-                uri_rows[0], uri_rows[1], part, options, partition_by=BRONZE_PARTITION_BY
-            ),
-            [(bronze_uri, result.bronze), (quarantine_uri, result.quarantine)],
+    limits = (batch_objects, batch_bytes)
+    state, finished = _settle(t, part)
+    if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
+        full = True  # written before the ledger existed: replace it once, then go on
+    plan = _full_plan(state, infos, limits) if full else None
+    total = empty_result(location.region, landing_date)
+    total.unconfigured_streams = unconfigured
+    done = PartitionIngest(total, t.bronze, t.quarantine, -1, -1, t.ledger, finished)
+    replace = full
+    while True:
+        if plan:  # a full re-ingest's batches, the first one replacing the partition
+            known = set() if replace else state.identities()
+            todo = _Todo(
+                [i for i in plan[0] if (_printable(i.path), i.etag, i.size) not in known], []
+            )
+            if not todo.infos and not replace:
+                plan.pop(0)
+                continue
+        elif replace:  # a full re-ingest of a partition with no objects: empty it
+            todo = _Todo([], [])
+        else:
+            todo = _next_batch(state, infos, limits, shard)
+            if not todo.infos and not todo.rewritten:
+                break
+        todo.replace = replace
+        committed = _one_batch(storage, location, t, part, state, todo, rules)
+        if committed is not None:
+            result, number, versions = committed
+            _merge(total, result, keep_rows)
+            done.batches.append(number)
+            done.bronze_version, done.quarantine_version = versions
+            replace = False
+            if plan:
+                plan.pop(0)
+            if on_batch is not None:
+                on_batch(result)
+        state, more = _settle(t, part)
+        done.batches.extend(more)
+        # Arrow's allocator keeps freed blocks for reuse; give them back so that a day of any
+        # size peaks at one batch
+        pa.default_memory_pool().release_unused()
+    done.compacted = _compact_if_closed(t, part, landing_date, now)
+    return _totals(done, state, t, part)
+
+
+def backlog(
+    location: LakeLocation,
+    options: dict[str, str],
+    landing_date: dt.date,
+    now: dt.datetime | None = None,
+) -> str | None:
+    """Why a partition needs an ingest run, or None: what the hourly safety net asks.
+
+    Costs one listing of the date's folders and a narrow read of the ledger: objects listed
+    but not in the ledger (new or rewritten), or a closed day whose bronze still has many files.
+    """
+    storage = open_storage(location.root_uri(), options)
+    infos = landing_listing(storage, location.landing, landing_date)[0]
+    part: dict[str, object] = {"landing_date": landing_date, "region": location.region}
+    done = ledger.identities(location.table_uri(ledger.LEDGER_TABLE), options, part)
+    new = sum((_printable(i.path), i.etag, i.size) not in done for i in infos)
+    if new:
+        return f"{new} landed objects not ingested"
+    closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
+    if (now or dt.datetime.now(dt.UTC)) >= closes + DAY_CLOSES_AFTER and (
+        delta.partition_files(location.table_uri(BRONZE_TABLE), options, part) > COMPACT_ABOVE_FILES
+    ):
+        return "closed day with small files to compact"
+    return None
+
+
+def _one_batch(
+    storage: Storage,
+    location: LakeLocation,
+    t: _Tables,
+    part: dict[str, object],
+    state: ledger.LedgerState,
+    todo: _Todo,
+    rules: RecordRules | None,
+) -> tuple[IngestResult, int, tuple[int, int]] | None:
+    """Ingest, stage, claim and commit one batch; None when another writer claimed it first."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        objects = list(pool.map(lambda info: _fetch(storage, info), todo.infos))
+    # the batches' hashes are sorted runs: a stable (merge) sort mostly merges them
+    seen = None if todo.replace else Seen(np.sort(state.hashes, kind="stable"), _lookup(t, part))
+    day = dt.date.fromisoformat(str(part["landing_date"]))
+    result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
+    del objects
+    result = _add_whole(result, _rewritten_rows(storage, todo.rewritten))
+    identity = {
+        _printable(i.path): (i.etag, i.size)
+        for i in [*todo.infos, *(info for info, _ in todo.rewritten)]
+    }
+    number = state.last_batch + 1
+    entries = [
+        ledger.ObjectEntry(
+            key,
+            *identity[key],
+            number,
+            c.records,
+            c.ingested,
+            c.quarantined,
+            c.duplicates,
+            c.reason,
         )
-    return PartitionIngest(result, bronze_uri, quarantine_uri, v_bronze, v_quarantine)
+        for key, c in sorted(result.per_object.items())
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        b_adds, q_adds = pool.map(
+            lambda uri_rows: delta.stage_files(
+                uri_rows[0], uri_rows[1], part, t.options, partition_by=BRONZE_PARTITION_BY
+            ),
+            [(t.bronze, result.bronze), (t.quarantine, result.quarantine)],
+        )
+    batch = ledger.Batch(number, todo.replace, b_adds, q_adds)
+    if not ledger.claim(t.ledger, t.options, part, number, entries, batch, np.sort(result.hashes)):
+        delta.discard_files(t.bronze, t.options, b_adds)
+        delta.discard_files(t.quarantine, t.options, q_adds)
+        return None
+    return result, number, ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+
+
+def _compact_if_closed(
+    t: _Tables, part: dict[str, object], landing_date: dt.date, now: dt.datetime | None
+) -> bool:
+    """Compact a closed day's partition of the three tables once it has many small files."""
+    closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
+    if (now or dt.datetime.now(dt.UTC)) < closes + DAY_CLOSES_AFTER:
+        return False
+    return any(
+        [
+            delta.compact_partition(uri, t.options, part, COMPACT_ABOVE_FILES)
+            for uri in (t.bronze, t.quarantine, t.ledger)
+        ]
+    )
+
+
+def _totals(
+    done: PartitionIngest, state: ledger.LedgerState, t: _Tables, part: dict[str, object]
+) -> PartitionIngest:
+    done.totals = state.totals()
+    done.objects = state.objects
+    if done.compacted:  # compaction made a newer version than the last batch's
+        done.bronze_version = done.quarantine_version = -1
+    if done.bronze_version < 0:  # nothing appended to it by this run: its current version
+        done.bronze_version = delta.table_version(t.bronze, t.options) or 0
+    if done.quarantine_version < 0:
+        done.quarantine_version = delta.table_version(t.quarantine, t.options) or 0
+    done.table_rows = {
+        "bronze": delta.partition_rows(t.bronze, t.options, part),
+        "quarantine": delta.partition_rows(t.quarantine, t.options, part),
+    }
+    return done

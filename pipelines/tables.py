@@ -15,6 +15,7 @@ from enum import StrEnum
 import pyarrow as pa
 
 from pipelines.events import BRONZE_PARTITION_BY, BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from pipelines.ledger import LEDGER_SCHEMA
 from pipelines.schemas import (
     DRIFT_SCHEMA,
     FEATURES_PARTITION_BY,
@@ -83,6 +84,14 @@ QUARANTINE = _spec(
     True,
     "Every rejected record or object, raw bytes (personal data included) and reason.",
 )
+LEDGER = _spec(
+    "bronze_ingest_ledger",
+    LEDGER_SCHEMA,
+    BRONZE_PARTITION_BY,
+    Role.REGION,
+    True,  # names the region's landed objects; it stays with the data it describes
+    "Which landed objects each bronze partition holds, and what became of their records.",
+)
 SILVER = _spec(
     "silver_events",
     SILVER_COLUMNS,
@@ -133,7 +142,7 @@ HEALTH = _spec(
 )
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (BRONZE, QUARANTINE, SILVER, GOLD, FEATURES, FORECAST, DRIFT, HEALTH)
+    t.name: t for t in (BRONZE, QUARANTINE, LEDGER, SILVER, GOLD, FEATURES, FORECAST, DRIFT, HEALTH)
 }
 
 

@@ -178,3 +178,19 @@ def test_an_unexpected_error_is_one_line_with_its_kind(monkeypatch, capsys):
     assert main(["info"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "KeyError" in err and "LAKEHOUSE_DEBUG=1" in err
+
+
+def test_ingest_full_reingests_the_same_rows(lake_home, capsys):
+    sim = ["simulate", "--from", "2026-10-05", "--to", "2026-10-05", "--location", "aws-us"]
+    assert main([*sim, "--events-per-day", "300", "--bad-rate", "0.05"]) == 0
+    capsys.readouterr()
+    args = ["ingest", "--location", "aws-us", "--date", "2026-10-05"]
+    assert main([*args, "--batch-objects", "5"]) == 0
+    first = json.loads(capsys.readouterr().out)["partitions"][0]
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)["partitions"][0]
+    assert main([*args, "--full"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert len(first["batches"]) > 1 and again["batches"] == [] and again["ingested"] == 0
+    assert full["reconciled"] and full["partitions"][0]["partition"] == first["partition"]
+    assert full["partitions"][0]["ingested"] == first["ingested"]

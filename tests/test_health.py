@@ -105,7 +105,7 @@ def test_health_figures_equal_independent_counts(lake, measured, region, day):
     folder = f"landing_date={day}/region={region}"
     on_disk = {
         t: _folder_bytes(Path(loc.table_uri(t)) / folder)
-        for t in (tables.BRONZE.name, tables.QUARANTINE.name)
+        for t in (tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name)
     }
     assert {k: row["bytes_by_table"][k] for k in on_disk} == on_disk
     price = cfg.storage_price(loc)

@@ -77,7 +77,13 @@ def test_every_step_that_touches_personal_data_declares_it(env):
         if reads_personal_data(graph.get(k).tags)
     )
     # gold reads pseudonymized silver, still personal data: a personal-data step too
-    assert pii == ["bronze_events", "bronze_quarantine", "gold_daily_demand", "silver_events"]
+    assert pii == [
+        "bronze_events",
+        "bronze_quarantine",
+        "gold_daily_demand",
+        "lakehouse_health",  # counts the quarantine's reason kinds in every region
+        "silver_events",
+    ]
     gold = graph.get(dg.AssetKey("gold_daily_demand"))
     assert declared(gold.tags, gold.metadata) == declare(
         reads=("silver_events",), writes=("gold_daily_demand",)
@@ -297,12 +303,17 @@ def test_the_ingest_sensor_requests_only_what_the_worker_may_process_and_tags_it
     assert (f"{DAY}|eu", "EU") in only_eu
 
 
-def test_the_hourly_schedule_requests_the_worker_s_regions(monkeypatch):
+def test_the_hourly_schedule_requests_the_worker_s_regions(lake_home, monkeypatch):
     monkeypatch.setenv(COMPUTE_ENV, "APAC")
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=50, late_share=0.0)
+    for name in ("aws-us", "gcp-apac"):  # both have objects to ingest; the worker serves one
+        land(name, sim)
     defs = build_definitions("local")
     schedule = defs.resolve_schedule_def("hourly_ingest_schedule")
     when = dt.datetime(2026, 10, 5, 3, 5, tzinfo=dt.UTC)
-    requests = schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    lake = resources_for("local")["lake"]
+    with dg.build_schedule_context(scheduled_execution_time=when, resources={"lake": lake}) as ctx:
+        requests = schedule(ctx)
     assert [(str(r.partition_key), r.tags[TAG]) for r in requests] == [("2026-10-05|apac", "APAC")]
 
 
@@ -425,6 +436,7 @@ def test_lakehouse_policy_prints_the_storage_and_compute_rules(monkeypatch, caps
     assert storage_rules["personal_data_tables"] == [
         "bronze_events",
         "bronze_quarantine",
+        "bronze_ingest_ledger",
         "silver_events",
     ]
     assert storage_rules["allowed_routes"]["EU"] == ["EU", "US", "APAC"]

@@ -38,7 +38,9 @@ def test_ingest_on_emulated_cloud(emulated_env, location):
     assert res.landed == report.records + 0 or res.corrupt_objects == 1
     assert res.corrupt_objects == 1
     rows = delta.read_partition(first.bronze_uri, opts)
-    assert rows.num_rows == res.ingested == again.result.ingested
+    assert rows.num_rows == res.ingested == again.totals["ingested"]
+    assert again.batches == [] and again.bronze_version == first.bronze_version
+    assert first.reconciled and again.reconciled, first.report()
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     assert delta.read_partition(first.quarantine_uri, opts).num_rows == res.quarantined
     storage = open_storage(loc.root_uri(), opts)

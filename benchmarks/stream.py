@@ -1,0 +1,419 @@
+"""Incremental ingest at the seeds' scale: a 5M-event day in arrivals, and a sustained stream.
+
+Prints one JSON object as its last line:
+
+- ``events``, ``arrivals``, ``objects``: one (date, region) day landed as Firehose objects that
+  arrive in ``arrivals`` groups; ``incremental_cpu_s`` is the CPU the ingest used running after
+  each arrival (as the sensor would), ``one_shot_cpu_s`` one run over every object, and
+  ``incremental_to_one_shot`` their ratio (CPU, not wall: the machine is shared);
+- ``peak_rss_mb_1m``, ``peak_rss_mb_5m``: the one-shot ingest process's peak memory (ru_maxrss)
+  on a 1M-event and a 5M-event day (each in its own process);
+- ``rows_equal_one_shot`` (bronze and quarantine of the incremental runs equal the one-shot's
+  row for row: an order-free digest of every row, and the counts) and ``reconciled``;
+- ``sustained_events_per_s``, ``seconds_at_target``, ``latency_p50_s``, ``latency_p99_s``:
+  objects generated before the clock starts are moved into the three regions' landing areas at
+  ``STREAM_RATE`` events/s in total for ``STREAM_SECONDS``, while a real Dagster daemon with the
+  landed-objects sensor (started here: a code server on 127.0.0.1, stopped after) ingests them;
+  latency is from an object's arrival to the bronze commit holding its rows (the ledger's
+  ``commit`` row).
+
+``STREAM_EVENTS`` (default 5,000,000), ``STREAM_ARRIVALS`` (24), ``STREAM_RATE`` (100,000),
+``STREAM_SECONDS`` (300; 0 skips the sustained part) size it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DAY = dt.date(2026, 10, 5)
+EVENTS_PER_OBJECT = 42_000  # about 2.5 MB of gzip: what Firehose buffers in a few seconds
+CHUNK_EVENTS = 500_000  # generated at once (bounds the generator's memory)
+
+
+def _env(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+def land_stream(location: Any, day: dt.date, events: int, per_object: int, seed: int = 1) -> int:
+    """Land about ``events`` clean events of one day as capture objects; return the objects.
+
+    Each chunk of :data:`CHUNK_EVENTS` repeats one generated chunk under its own event ids and
+    redelivers 50 events of the one before (duplicates split across objects and batches).
+    Keys sort in arrival order.
+    """
+    from pipelines import capture
+    from pipelines.simulate import SimulationConfig, generate_day, to_records
+    from pipelines.storage import open_storage
+
+    storage = open_storage(location.root_uri())
+    total_objects = max(1, -(-events // per_object))
+    step = 86_000 / total_objects
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+    # one chunk is generated; the others are copies with their own event ids: the id's first
+    # 16 hex digits (right after '{"event_id":"') name the chunk
+    sim = SimulationConfig(start=day, end=day, seed=seed, events_per_day=CHUNK_EVENTS * 13 // 10)
+    base = to_records(generate_day(sim, location.region, day, "USD"))[:CHUNK_EVENTS]
+    parts = int(location.landing.options.get("partitions", 1))
+    k = 0
+    previous: list[bytes] = []
+    for c in range(max(1, -(-events // CHUNK_EVENTS))):
+        tag = f"{seed:04x}{c:012x}".encode()
+        want = min(CHUNK_EVENTS, events - c * CHUNK_EVENTS)
+        records = previous + [r[:13] + tag + r[29:] for r in base[:want]]
+        previous = records[-50:]  # redelivered in the next chunk: duplicates across batches
+        for lo in range(0, len(records), per_object):
+            when = start + dt.timedelta(seconds=k * step)
+            batch = capture.Batch(when, records[lo : lo + per_object], partition=k % parts)
+            seq = day.toordinal() * 10_000 + k
+            storage.put(
+                capture.object_key(location.landing, batch, seq),
+                capture.encode(location.landing, batch, seq),
+            )
+            k += 1
+    return k
+
+
+def _landing_files(home: Path, location: str) -> list[Path]:
+    root = home / ".lake" / location / "landing"
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
+    """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
+    os.environ["LAKEHOUSE_HOME"] = home
+    from pipelines import ingest
+    from pipelines.config import load_config
+
+    loc = load_config("local").location("aws-us")
+    open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
+    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", ingest.BATCH_BYTES)}
+    cpu = 0.0
+    runs = 0
+    if mode == "oneshot":
+        t = time.process_time()
+        done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
+        cpu, runs = time.process_time() - t, 1
+    else:
+        held = Path(home) / "held"
+        files = sorted(p for p in held.rglob("*") if p.is_file())
+        landing = Path(home) / ".lake" / "aws-us" / "landing"
+        for group in np.array_split(np.arange(len(files)), arrivals):
+            for i in group:
+                dest = landing / files[i].relative_to(held)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                files[i].rename(dest)
+            t = time.process_time()
+            done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
+            cpu += time.process_time() - t
+            runs += 1
+    return {
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mb": _peak_rss_mb(),
+        "runs": runs,
+        "totals": done.totals,
+        "reconciled": done.reconciled,
+        "batches": len({o.batch for o in done.objects}),
+    }
+
+
+def digest(home: str) -> dict[str, Any]:
+    """Order-free digest of every bronze and quarantine row (sum of 64-bit row hashes)."""
+    os.environ["LAKEHOUSE_HOME"] = home
+    import polars as pl
+    from deltalake import DeltaTable
+
+    from pipelines.config import load_config
+
+    loc = load_config("local").location("aws-us")
+    out: dict[str, Any] = {}
+    for table in ("bronze_events", "bronze_quarantine"):
+        ds = DeltaTable(loc.table_uri(table)).to_pyarrow_dataset()
+        total, rows = 0, 0
+        for batch in ds.to_batches(batch_size=200_000):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            h = frame.hash_rows(seed=0).to_numpy().astype(np.uint64)
+            total = (total + int(h.sum(dtype=np.uint64))) % 2**64
+            rows += batch.num_rows
+        out[table] = [rows, total]
+    return out
+
+
+def _in_child(*args: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    got = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stream", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return json.loads(got.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def day_figures(base: Path, events: int, arrivals: int) -> dict[str, Any]:
+    """The 1M and N-event days: one-shot and incremental CPU, memory, equality."""
+    from pipelines.config import load_config
+
+    out: dict[str, Any] = {}
+    for label, n in (("1m", min(1_000_000, events)), ("5m", events)):
+        home = base / f"oneshot-{label}"
+        os.environ["LAKEHOUSE_HOME"] = str(home)
+        loc = load_config("local").location("aws-us")
+        t = time.perf_counter()
+        objects = land_stream(loc, DAY, n, EVENTS_PER_OBJECT)
+        out[f"generate_s_{label}"] = round(time.perf_counter() - t, 1)
+        if label == "5m":
+            inc = base / "incremental"
+            (inc / "held").mkdir(parents=True)
+            # the same objects (hard links), held back and released in arrivals
+            shutil.copytree(
+                home / ".lake" / "aws-us" / "landing",
+                inc / "held",
+                dirs_exist_ok=True,
+                copy_function=os.link,
+            )
+            (inc / ".lake" / "aws-us" / "landing").mkdir(parents=True)
+        one = _in_child("--child", "oneshot", str(home), "1")
+        out[f"peak_rss_mb_{label}"] = one["peak_rss_mb"]
+        out[f"one_shot_{label}"] = one
+        if label == "5m":
+            out["objects"] = objects
+            out["one_shot_cpu_s"] = one["cpu_s"]
+            incremental = _in_child(
+                "--child", "incremental", str(base / "incremental"), str(arrivals)
+            )
+            out["incremental"] = incremental
+            out["incremental_cpu_s"] = incremental["cpu_s"]
+            out["incremental_to_one_shot"] = round(incremental["cpu_s"] / one["cpu_s"], 3)
+            out["events"] = one["totals"]["landed"]
+            out["arrivals"] = incremental["runs"]
+            a, b = _in_child("--digest", str(home)), _in_child("--digest", str(inc))
+            out["rows_equal_one_shot"] = a == b and one["totals"] == incremental["totals"]
+            out["reconciled"] = bool(one["reconciled"] and incremental["reconciled"])
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+LOCATIONS = ("aws-us", "azure-eu", "gcp-apac")
+
+
+def _hold_back(home: Path, held: Path) -> list[tuple[int, str, Path, Path]]:
+    """Move every landed object aside; (index in its region, region, aside, landing path)."""
+    pending = []
+    for name in LOCATIONS:
+        for i, p in enumerate(_landing_files(home, name)):
+            aside = held / p.relative_to(home)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            p.rename(aside)
+            pending.append((i, name, aside, p))
+    return sorted(pending, key=lambda x: (x[0], x[1]))  # the regions interleaved
+
+
+def _start_dagster(base: Path, env: dict[str, str], log: Any) -> list[subprocess.Popen[bytes]]:
+    """A code server on 127.0.0.1 and a Dagster daemon using it (the deploy's local instance)."""
+    root = Path(__file__).resolve().parents[1]
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    port = _free_port()
+    (base / "workspace.yaml").write_text(
+        f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
+        "      location_name: lakehouse\n"
+    )
+    bin_dir = Path(sys.executable).parent
+    server_cmd = [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1"]
+    server_cmd += ["-p", str(port), "-m", "lakehouse.definitions", "-a", "defs"]
+    opts: dict[str, Any] = {
+        "env": env,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,
+    }
+    procs = [subprocess.Popen(server_cmd, **opts)]
+    try:
+        _wait_port(port, 300)
+        daemon = [str(bin_dir / "dagster-daemon"), "run", "-w", str(base / "workspace.yaml")]
+        procs.append(subprocess.Popen(daemon, **opts))
+    except BaseException:
+        _stop(procs)
+        raise
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT (how Dagster shuts down cleanly), then SIGKILL for anything left in the groups."""
+    for proc in reversed(procs):
+        os.killpg(proc.pid, signal.SIGINT)
+    for proc in reversed(procs):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def sustained(base: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """Move pre-generated objects into three landing areas at ``rate`` while Dagster ingests."""
+    from pipelines import ledger
+    from pipelines.config import load_config
+
+    home = base / "stream"
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_START_DATE"] = (DAY - dt.timedelta(days=3)).isoformat()
+    cfg = load_config("local")
+    per_region = rate * seconds // len(LOCATIONS)
+    t = time.perf_counter()
+    for name in LOCATIONS:
+        land_stream(cfg.location(name), DAY, per_region, EVENTS_PER_OBJECT, seed=7)
+    generate_s = time.perf_counter() - t
+    order = _hold_back(home, base / "stream-held")
+    per_object = {
+        name: per_region / sum(1 for _, n, *_ in order if n == name) for name in LOCATIONS
+    }
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(base / "dagster_home"),
+        "LAKEHOUSE_ENV": "local",
+        "LAKEHOUSE_INGEST_SENSOR_SECONDS": os.environ.get("STREAM_SENSOR_SECONDS", "10"),
+        "LAKEHOUSE_PII_KEY": os.environ.get("LAKEHOUSE_PII_KEY", "bench-key"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    arrived: dict[tuple[str, str], float] = {}
+    commits: dict[tuple[str, str], float] = {}
+    with open(base / "dagster.log", "wb") as log:
+        procs = _start_dagster(base, env, log)
+        try:
+            time.sleep(20)  # the daemon's first ticks see an empty landing area
+            clock, moved = time.time(), 0.0
+            for _, name, aside, dest in order:
+                time.sleep(max(0.0, clock + moved / rate - time.time()))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                aside.rename(dest)
+                arrived[(name, str(dest.relative_to(home / ".lake" / name)))] = time.time()
+                moved += per_object[name]
+            moved_s = time.time() - clock
+            deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
+            while time.time() < deadline and len(commits) < len(arrived):
+                time.sleep(10)
+                commits = _commit_times(cfg, ledger)
+        finally:
+            _stop(procs)
+    lat = np.array([commits[k] - arrived[k] for k in arrived if k in commits])
+    last = max(commits.values(), default=clock)
+    done_events = sum(per_object[k[0]] for k in arrived if k in commits)
+    return {
+        "sustained_events_per_s": round(done_events / max(last - clock, moved_s)),
+        "seconds_at_target": round(moved_s, 1),
+        "offered_events_per_s": round(per_region * len(LOCATIONS) / moved_s),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+        "stream_objects": len(arrived),
+        "stream_objects_ingested": len(lat),
+        "stream_events": per_region * len(LOCATIONS),
+        "stream_generate_s": round(generate_s, 1),
+    }
+
+
+def _commit_times(cfg: Any, ledger: Any) -> dict[tuple[str, str], float]:
+    """When the bronze commit holding each ingested object was recorded (ledger commit rows)."""
+    import pyarrow.compute as pc
+
+    from pipelines import delta
+
+    out: dict[tuple[str, str], float] = {}
+    for name in LOCATIONS:
+        loc = cfg.location(name)
+        rows = delta.read_partition(
+            loc.table_uri(ledger.LEDGER_TABLE),
+            {},
+            {"landing_date": DAY, "region": loc.region},
+            columns=["kind", "batch", "source_object", "recorded_at"],
+        )
+        if not rows.num_rows:
+            continue
+        commit = rows.filter(pc.equal(rows["kind"], "commit"))
+        at = {
+            b: t.timestamp()
+            for b, t in zip(
+                commit["batch"].to_pylist(), commit["recorded_at"].to_pylist(), strict=True
+            )
+        }
+        objs = rows.filter(pc.equal(rows["kind"], "object"))
+        keys, batches = objs["source_object"].to_pylist(), objs["batch"].to_pylist()
+        for key, b in zip(keys, batches, strict=True):
+            if b in at:
+                out[(name, key)] = at[b]
+    return out
+
+
+def _wait_port(port: int, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(1)
+    raise RuntimeError(f"the Dagster code server did not listen on 127.0.0.1:{port}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        print(json.dumps(child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+        return
+    if sys.argv[1:2] == ["--digest"]:
+        print(json.dumps(digest(sys.argv[2])))
+        return
+    events = _env("STREAM_EVENTS", 5_000_000)
+    arrivals = _env("STREAM_ARRIVALS", 24)
+    rate, seconds = _env("STREAM_RATE", 100_000), _env("STREAM_SECONDS", 300)
+    base = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    load = os.getloadavg()
+    try:
+        out: dict[str, Any] = {"load_avg_at_start": [round(x, 1) for x in load]}
+        if os.environ.get("STREAM_DAY", "1") != "0":
+            out.update(day_figures(base, events, arrivals))
+        if seconds > 0:
+            out.update(sustained(base, rate, seconds))
+        out["load_avg_at_end"] = [round(x, 1) for x in os.getloadavg()]
+        out["goals_met"] = {
+            "incremental_to_one_shot<=1.2": out.get("incremental_to_one_shot", 9) <= 1.2,
+            "peak_rss<=1024": max(out.get("peak_rss_mb_1m", 1e9), out.get("peak_rss_mb_5m", 1e9))
+            <= 1024,
+            "rss_5m<=1.25x1m": out.get("peak_rss_mb_5m", 1e9)
+            <= 1.25 * out.get("peak_rss_mb_1m", 1),
+            "sustained>=rate": (out.get("sustained_events_per_s") or 0) >= rate,
+            "latency_p99<=60": (out.get("latency_p99_s") or 1e9) <= 60,
+        }
+        print(json.dumps(out))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

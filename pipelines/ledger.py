@@ -1,0 +1,456 @@
+"""The ingest ledger: which landed objects a (date, region) partition holds, and how.
+
+One Delta table per location (``bronze_ingest_ledger``, partitioned like bronze) with three
+kinds of rows, all appended:
+
+- ``object``: one per landed object ingested: its identity (key, etag, size) and what became of
+  its records (``records = ingested + quarantined + duplicates``), with the batch it went in;
+- ``batch``: one per object batch: the bronze and quarantine files staged for it (their add
+  actions, as JSON), whether it replaces the partition (a full re-ingest), and the 64-bit
+  hashes of the event ids it added to bronze (the partition's de-duplication state);
+- ``commit``: written once the batch's bronze and quarantine commits are in: their versions.
+
+Batches are numbered per partition. The ``object`` and ``batch`` rows of batch *n* are one
+commit carrying the Delta transaction id ``(lakehouse-ingest:<date>|<region>, n)``: delta-rs
+fails a commit whose transaction id a concurrent commit carries too, and a writer first checks
+that the table does not hold *n* already, so exactly one writer claims batch *n*. Its files are
+then committed to bronze and to quarantine under the same transaction id, each once (a table
+holding *n* is skipped). A writer that dies between the claim and those commits leaves a
+pending batch: the next run of the partition finishes it from the recorded add actions before
+it claims anything, so batches reach bronze in order and the transaction version of a table
+says which batches it holds. The ``commit`` row is the last thing written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake.transaction import AddAction
+
+from pipelines import delta
+from pipelines.events import BRONZE_PARTITION_BY
+from pipelines.storage import Storage, stream_copy
+
+LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/tables.py as LEDGER
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("batch", pa.int64()),
+        ("source_object", pa.string()),
+        ("etag", pa.string()),
+        ("size", pa.int64()),
+        ("records", pa.int64()),
+        ("ingested", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("reason", pa.string()),
+        ("replace", pa.bool_()),
+        ("plan", pa.string()),
+        ("event_id_hashes", pa.large_binary()),
+        ("bronze_version", pa.int64()),
+        ("quarantine_version", pa.int64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("landing_date", pa.date32()),
+        ("region", pa.string()),
+    ]
+)
+_STATE_COLUMNS = [n for n in LEDGER_SCHEMA.names if n not in BRONZE_PARTITION_BY]
+
+
+def app_id(partition: Mapping[str, object]) -> str:
+    """The Delta transaction id of a partition's ingest batches (same in all three tables)."""
+    return f"lakehouse-ingest:{partition['landing_date']}|{partition['region']}"
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """What the ledger says about one ingested object."""
+
+    key: str
+    etag: str | None
+    size: int
+    batch: int
+    records: int
+    ingested: int
+    quarantined: int
+    duplicates: int
+    reason: str | None = None
+
+    @property
+    def identity(self) -> tuple[str, str | None, int]:
+        """Key, etag and size: a rewritten object keeps its key, not the rest."""
+        return (self.key, self.etag, self.size)
+
+    @property
+    def reconciled(self) -> bool:
+        """True when the object's records are all accounted for."""
+        return self.records == self.ingested + self.quarantined + self.duplicates
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A claimed batch: the staged files it commits and whether it replaces the partition."""
+
+    number: int
+    replace: bool
+    bronze: list[AddAction]
+    quarantine: list[AddAction]
+
+
+@dataclass
+class LedgerState:
+    """A partition's ledger as of one read."""
+
+    objects: list[ObjectEntry] = field(default_factory=list)
+    batches: dict[int, Batch] = field(default_factory=dict)
+    committed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    hashes_by_batch: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def last_batch(self) -> int:
+        """The highest batch number claimed (0 when none)."""
+        return max(self.batches, default=0)
+
+    def identities(self) -> set[tuple[str, str | None, int]]:
+        """Every (key, etag, size) ingested."""
+        return {o.identity for o in self.objects}
+
+    def key_set(self) -> set[str]:
+        """Every key ingested."""
+        return {o.key for o in self.objects}
+
+    def pending(self) -> list[Batch]:
+        """Claimed batches whose ``commit`` row is missing, oldest first."""
+        return [b for n, b in sorted(self.batches.items()) if n not in self.committed]
+
+    def groups(self) -> list[list[str]]:
+        """The keys of each batch in batch order: the order a full re-ingest replays."""
+        by: dict[int, list[str]] = {}
+        for o in self.objects:
+            by.setdefault(o.batch, []).append(o.key)
+        return [sorted(by[n]) for n in sorted(by)]
+
+    def totals(self) -> dict[str, int]:
+        """The partition's counts: objects, landed, ingested, quarantined, duplicates."""
+        return {
+            "objects": len(self.objects),
+            "landed": sum(o.records for o in self.objects),
+            "ingested": sum(o.ingested for o in self.objects),
+            "quarantined": sum(o.quarantined for o in self.objects),
+            "duplicates_dropped": sum(o.duplicates for o in self.objects),
+        }
+
+    def unreconciled_objects(self) -> list[str]:
+        """Objects whose own counts do not add up (none, unless something is badly wrong)."""
+        return [o.key for o in self.objects if not o.reconciled]
+
+
+def _adds(plan: list[dict[str, Any]]) -> list[AddAction]:
+    return [
+        AddAction(
+            path=a["path"],
+            size=a["size"],
+            partition_values=a["partition_values"],
+            modification_time=a["modification_time"],
+            data_change=True,
+            stats=a["stats"],
+        )
+        for a in plan
+    ]
+
+
+def _plan(adds: list[AddAction]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": a.path,
+            "size": a.size,
+            "partition_values": dict(a.partition_values),
+            "modification_time": a.modification_time,
+            "stats": a.stats,
+        }
+        for a in adds
+    ]
+
+
+def read_state(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+) -> LedgerState:
+    """The partition's ledger (empty when the table or the partition has none)."""
+    rows = delta.read_partition(uri, options, dict(partition), columns=_STATE_COLUMNS)
+    state = LedgerState()
+    if not rows.num_rows:
+        return state
+    kinds = rows["kind"].to_pylist()
+    for kind, table in (
+        ("object", rows.filter(pc.equal(rows["kind"], "object"))),
+        ("batch", rows.filter(pc.equal(rows["kind"], "batch"))),
+        ("commit", rows.filter(pc.equal(rows["kind"], "commit"))),
+    ):
+        if kind not in kinds:
+            continue
+        _read_kind(state, kind, table)
+    if state.hashes_by_batch:
+        state.hashes = np.concatenate(
+            [state.hashes_by_batch[n] for n in sorted(state.hashes_by_batch)]
+        )
+    return state
+
+
+def identities(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+) -> set[tuple[str, str | None, int]]:
+    """The (key, etag, size) of every object the partition's ledger holds (a narrow read)."""
+    cols = ["kind", "source_object", "etag", "size"]
+    rows = delta.read_partition(uri, options, dict(partition), columns=cols)
+    if not rows.num_rows:
+        return set()
+    rows = rows.filter(pc.equal(rows["kind"], "object"))
+    return set(
+        zip(
+            rows["source_object"].to_pylist(),
+            rows["etag"].to_pylist(),
+            rows["size"].to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:
+    if kind == "object":
+        cols = ["source_object", "etag", "size", "batch", "records", "ingested", "quarantined"]
+        cols += ["duplicates", "reason"]
+        values = [table[c].to_pylist() for c in cols]
+        seen: set[tuple[str, str | None, int]] = set()
+        for row in zip(*values, strict=True):
+            entry = ObjectEntry(*row)
+            if entry.identity not in seen:  # a finished batch may be re-read, never doubled
+                seen.add(entry.identity)
+                state.objects.append(entry)
+        return
+    if kind == "batch":
+        for n, replace, plan, hashes in zip(
+            table["batch"].to_pylist(),
+            table["replace"].to_pylist(),
+            table["plan"].to_pylist(),
+            table["event_id_hashes"].to_pylist(),
+            strict=True,
+        ):
+            files = json.loads(plan)
+            state.batches[n] = Batch(
+                n, bool(replace), _adds(files["bronze"]), _adds(files["quarantine"])
+            )
+            state.hashes_by_batch[n] = np.frombuffer(hashes or b"", np.uint64)
+        return
+    for n, vb, vq in zip(
+        table["batch"].to_pylist(),
+        table["bronze_version"].to_pylist(),
+        table["quarantine_version"].to_pylist(),
+        strict=True,
+    ):
+        state.committed[n] = (vb, vq)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _rows(partition: Mapping[str, object], rows: list[dict[str, Any]]) -> pa.Table:
+    now = _now()
+    return pa.Table.from_pylist(
+        [{"recorded_at": now, **dict(partition), **r} for r in rows], schema=LEDGER_SCHEMA
+    )
+
+
+def claim(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    objects: list[ObjectEntry],
+    batch: Batch,
+    hashes: np.ndarray,
+) -> bool:
+    """Record batch ``number`` (its objects, files and event-id hashes) in one commit.
+
+    Returns False, recording nothing, when another writer claimed ``number`` first. A batch
+    that replaces the partition (a full re-ingest) replaces the ledger's partition too.
+    """
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": "object",
+            "batch": number,
+            "source_object": o.key,
+            "etag": o.etag,
+            "size": o.size,
+            "records": o.records,
+            "ingested": o.ingested,
+            "quarantined": o.quarantined,
+            "duplicates": o.duplicates,
+            "reason": o.reason,
+        }
+        for o in objects
+    ]
+    plan = {"bronze": _plan(batch.bronze), "quarantine": _plan(batch.quarantine)}
+    rows.append(
+        {
+            "kind": "batch",
+            "batch": number,
+            "replace": batch.replace,
+            "plan": json.dumps(plan, separators=(",", ":")),
+            "event_id_hashes": np.ascontiguousarray(hashes, np.uint64).tobytes(),
+        }
+    )
+    table = _rows(partition, rows)
+    adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
+    claimed = delta.commit_files(
+        uri,
+        adds,
+        LEDGER_SCHEMA,
+        partition,
+        options,
+        replace=batch.replace,
+        app_id=app_id(partition),
+        app_version=number,
+        partition_by=BRONZE_PARTITION_BY,
+        once=True,
+    )
+    if not claimed:
+        delta.discard_files(uri, options, adds)
+    return claimed
+
+
+def record_commit(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    versions: tuple[int, int],
+) -> None:
+    """The batch's ``commit`` row, the last thing written for it (a plain append)."""
+    table = _rows(
+        partition,
+        [
+            {
+                "kind": "commit",
+                "batch": number,
+                "bronze_version": versions[0],
+                "quarantine_version": versions[1],
+            }
+        ],
+    )
+    adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
+    delta.commit_files(
+        uri,
+        adds,
+        LEDGER_SCHEMA,
+        partition,
+        options,
+        replace=False,
+        app_id=None,
+        partition_by=BRONZE_PARTITION_BY,
+    )
+
+
+def finish(
+    targets: Mapping[str, tuple[str, pa.Schema]],
+    ledger_uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    batch: Batch,
+) -> tuple[int, int]:
+    """Commit a claimed batch's files to bronze and quarantine (each once), then its row.
+
+    ``targets`` maps ``bronze`` and ``quarantine`` to (table URI, schema). Safe to run by
+    several writers at once and after a crash at any point: each table takes batch *n* once.
+    """
+    app = app_id(partition)
+    versions = []
+    for name, adds in (("bronze", batch.bronze), ("quarantine", batch.quarantine)):
+        uri, schema = targets[name]
+        if not adds and not batch.replace:
+            versions.append(-1)  # nothing to append: no commit (an empty append changes nothing)
+            continue
+        delta.commit_files(
+            uri,
+            adds,
+            schema,
+            partition,
+            options,
+            replace=batch.replace,
+            app_id=app,
+            app_version=batch.number,
+            partition_by=BRONZE_PARTITION_BY,
+            once=True,
+        )
+        versions.append(delta.version_of(uri, options, app, batch.number))
+    record_commit(ledger_uri, options, partition, batch.number, (versions[0], versions[1]))
+    return versions[0], versions[1]
+
+
+def _bare(etag: str | None) -> str | None:
+    """An etag without its quotes (a store's listing and its HEAD may differ in them)."""
+    return etag.strip('"') if etag else etag
+
+
+@dataclass
+class Expired:
+    """What :func:`expire_landed` did: objects past retention, and those it left alone."""
+
+    listed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # rewritten since ingested: kept
+    missing: list[str] = field(default_factory=list)  # already gone
+
+
+def expire_landed(
+    ledger_uri: str,
+    storage: Storage,
+    options: Mapping[str, str],
+    older_than: dt.timedelta,
+    *,
+    archive_prefix: str | None = None,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> Expired:
+    """Delete (or move under ``archive_prefix``) landed objects ingested before ``older_than``.
+
+    Only objects the ledger holds, and only while the store still lists them with the etag and
+    size they were ingested with: an object rewritten since (quarantined as ``object_rewritten``)
+    is kept for a full re-ingest to read. Off unless called: a removed object can no longer be
+    re-ingested (``--full`` refuses its partition), so retention is the user's choice.
+    """
+    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    cols = ["kind", "source_object", "etag", "size", "recorded_at"]
+    table = delta.open_table(ledger_uri, options)
+    out = Expired()
+    if table is None:
+        return out
+    rows = delta.read_partition(ledger_uri, options, None, columns=cols)
+    rows = rows.filter(pc.equal(rows["kind"], "object"))
+    rows = rows.filter(pc.less(rows["recorded_at"], pa.scalar(cutoff, pa.timestamp("us", "UTC"))))
+    for key, etag, size in zip(
+        rows["source_object"].to_pylist(),
+        rows["etag"].to_pylist(),
+        rows["size"].to_pylist(),
+        strict=True,
+    ):
+        out.listed.append(key)
+        info = storage.head(key)
+        if info is None:
+            out.missing.append(key)
+        elif (_bare(info.etag), info.size) != (_bare(etag), size):
+            out.changed.append(key)
+        elif not dry_run:
+            if archive_prefix:
+                stream_copy(storage, key, storage, f"{archive_prefix.strip('/')}/{key}")
+            storage.delete(key)
+            out.removed.append(key)
+    return out

@@ -1,0 +1,288 @@
+"""Incremental ingest: each landed object once, exact across batches, runs and crashes."""
+
+import datetime as dt
+import gzip
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipelines import delta, ingest, ledger
+from pipelines.config import load_config
+from pipelines.simulate import SimulationConfig
+from pipelines.storage import open_storage
+from tests.helpers import DAY, land
+
+LOC = "aws-us"
+# a day that is still open: nothing is compacted behind the test's back
+OPEN = dt.datetime.combine(DAY, dt.time(12), dt.UTC)
+
+
+def _loc():
+    return load_config().location(LOC)
+
+
+def _run(**kw) -> ingest.PartitionIngest:
+    loc = _loc()
+    kw.setdefault("now", OPEN)
+    return ingest.ingest_partition(loc, loc.storage_options(), DAY, **kw)
+
+
+def _landing(home: Path) -> Path:
+    return home / ".lake" / LOC / "landing"
+
+
+def _hold_back(home: Path, keep: int) -> list[tuple[Path, Path]]:
+    """Move all but the first ``keep`` landed objects aside; return (held, landing) pairs."""
+    objs = sorted(p for p in _landing(home).rglob("*") if p.is_file())
+    held = []
+    for p in objs[keep:]:
+        aside = home / "held" / p.relative_to(_landing(home))
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        p.rename(aside)
+        held.append((aside, p))
+    return held
+
+
+def _arrive(pairs: list[tuple[Path, Path]]) -> None:
+    for aside, dest in pairs:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        aside.rename(dest)
+
+
+def _bronze_rows(done: ingest.PartitionIngest) -> pa.Table:
+    rows = delta.read_partition(done.bronze_uri, {})
+    return rows.sort_by([("event_id", "ascending"), ("source_object", "ascending")])
+
+
+def _quarantine_rows(done: ingest.PartitionIngest) -> pa.Table:
+    rows = delta.read_partition(done.quarantine_uri, {}).drop_columns(["reason"])
+    return rows.sort_by([("source_object", "ascending"), ("record_index", "ascending")])
+
+
+def _versions(done: ingest.PartitionIngest) -> tuple:
+    return tuple(
+        delta.table_version(u, {}) for u in (done.bronze_uri, done.quarantine_uri, done.ledger_uri)
+    )
+
+
+def _event(eid: str, **extra) -> bytes:
+    rec = {
+        "event_id": eid,
+        "event_ts": "2026-10-05T01:00:00Z",
+        "region": "us",
+        "store_id": 1,
+        "sku": "SKU-1",
+        "quantity": 2,
+        "unit_price": 3.5,
+        "currency": "USD",
+        **extra,
+    }
+    return json.dumps(rec).encode()
+
+
+def _put(key: str, *events: bytes) -> None:
+    storage = open_storage(_loc().root_uri())
+    storage.put(f"landing/firehose/2026/10/05/{key}", gzip.compress(b"\n".join(events) + b"\n"))
+
+
+def test_rerun_with_nothing_new_commits_nothing(lake_home):
+    land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=600, bad_rate=0.02))
+    first = _run()
+    before = _versions(first)
+    again = _run()
+    assert _versions(again) == before
+    assert again.batches == [] and again.result.landed == 0
+    assert again.totals == first.totals and again.reconciled
+    assert first.totals["landed"] == first.result.landed > 0
+
+
+def test_a_duplicate_split_across_two_batches_is_dropped_once(lake_home):
+    _put("01/a-1.gz", _event("e1"), _event("e2"))
+    first = _run()
+    _put("02/b-1.gz", _event("e2"), _event("e3"), _event("e3"))
+    second = _run()
+    assert first.result.ingested == 2
+    assert second.result.ingested == 1 and second.result.duplicates == 2
+    b = {o.key: o for o in second.objects}["landing/firehose/2026/10/05/02/b-1.gz"]
+    assert (b.records, b.ingested, b.duplicates, b.batch) == (3, 1, 2, 2)
+    rows = _bronze_rows(second)
+    assert rows["event_id"].to_pylist() == ["e1", "e2", "e3"]
+    assert second.totals == {
+        "objects": 2,
+        "landed": 5,
+        "ingested": 3,
+        "quarantined": 0,
+        "duplicates_dropped": 2,
+    }
+    assert second.reconciled
+
+
+def test_memory_is_bounded_by_batches_and_each_object_is_recorded(lake_home):
+    land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=900, objects_per_day=9))
+    done = _run(batch_objects=2)
+    assert done.batches == [1, 2, 3, 4, 5]
+    assert len(done.objects) == 9 and all(o.reconciled for o in done.objects)
+    assert {o.batch for o in done.objects} == {1, 2, 3, 4, 5}
+    assert done.reconciled and done.totals["ingested"] == done.result.ingested
+
+
+def test_an_object_rewritten_in_place_is_quarantined_whole_then_full_reads_it(lake_home):
+    _put("01/a-1.gz", _event("e1"), _event("e2"))
+    _run()
+    _put("01/a-1.gz", _event("e1"), _event("e9"), _event("e10"))  # same key, new content
+    again = _run()
+    (row,) = again.result.quarantine.to_pylist()
+    assert row["record_index"] == -1 and row["reason"].startswith("object_rewritten: etag")
+    assert again.result.reasons == {"object_rewritten": 1}
+    assert _bronze_rows(again)["event_id"].to_pylist() == ["e1", "e2"]  # nothing doubled
+    assert again.reconciled and again.totals["landed"] == 3
+    assert _run().batches == []  # seen once, reported once
+    full = _run(full=True)
+    assert _bronze_rows(full)["event_id"].to_pylist() == ["e1", "e10", "e9"]
+    assert full.totals == {
+        "objects": 1,
+        "landed": 3,
+        "ingested": 3,
+        "quarantined": 0,
+        "duplicates_dropped": 0,
+    }
+    assert full.reconciled and delta.read_partition(full.quarantine_uri, {}).num_rows == 0
+
+
+def test_full_reingest_equals_the_incremental_runs_row_for_row(lake_home):
+    sim = SimulationConfig(
+        start=DAY,
+        end=DAY,
+        events_per_day=1200,
+        objects_per_day=8,
+        bad_rate=0.03,
+        late_share=0.0,
+    )
+    land(LOC, sim)
+    held = _hold_back(lake_home, 2)
+    _put("00/late-dupe.gz", _event("late-1", extra_field=1))  # rescued field, early key
+    runs = [_run(batch_objects=2)]
+    for i in range(0, len(held), 3):
+        _arrive(held[i : i + 3])
+        if i == 3:  # lands late under an earlier hour, repeating an id ingested before
+            first_id = _bronze_rows(runs[0])["event_id"][0].as_py()
+            _put("00/late-zz.gz", _event(first_id), _event("late-2"))
+        runs.append(_run(batch_objects=2))
+    incremental, inc_q = _bronze_rows(runs[-1]), _quarantine_rows(runs[-1])
+    assert runs[-1].reconciled and runs[-1].totals["duplicates_dropped"] >= 1
+    full = _run(full=True, batch_objects=2)
+    assert full.reconciled and full.totals == runs[-1].totals
+    assert _bronze_rows(full).equals(incremental)
+    assert _quarantine_rows(full).equals(inc_q)
+    rescued = [r for r in incremental["_rescued_data"].to_pylist() if r]
+    assert rescued == ['{"extra_field":1}']
+    assert full.result.rescued == 1 and full.result.rescued_fields == {"extra_field": 1}
+
+
+def _crash_in_child(home: str, where: str) -> None:
+    """Ingest in a child process that dies (os._exit) at ``where`` in the commit sequence."""
+    os.environ["LAKEHOUSE_HOME"] = home
+    real_commit, real_record = delta.commit_files, ledger.record_commit
+
+    def commit(uri, *a, **kw):
+        if where == "before_bronze" and "bronze_events" in uri and kw.get("app_id"):
+            os._exit(9)
+        out = real_commit(uri, *a, **kw)
+        if where == "after_bronze" and uri.endswith("bronze_events"):
+            os._exit(9)
+        return out
+
+    def record(*a, **kw):
+        if where == "before_commit_row":
+            os._exit(9)
+        return real_record(*a, **kw)
+
+    delta.commit_files, ledger.record_commit = commit, record
+    _run(batch_objects=2)
+
+
+@pytest.mark.parametrize("where", ["before_bronze", "after_bronze", "before_commit_row"])
+def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(lake_home, where):
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=800, bad_rate=0.03, late_share=0.0)
+    (report,) = land(LOC, sim)
+    ctx = mp.get_context("spawn")
+    child = ctx.Process(target=_crash_in_child, args=(str(lake_home), where))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9
+    state = ledger.read_state(
+        _loc().table_uri(ledger.LEDGER_TABLE), {}, {"landing_date": DAY, "region": "us"}
+    )
+    assert [b.number for b in state.pending()] == [1]  # claimed, never finished
+    done = _run()
+    assert done.batches[0] == 1  # the re-run finished it first
+    assert done.reconciled, done.report()
+    rows = _bronze_rows(done)
+    assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows == done.totals["ingested"]
+    assert done.totals["landed"] == report.records
+
+
+def _worker(home: str, shard: tuple[int, int] | None) -> None:
+    os.environ["LAKEHOUSE_HOME"] = home
+    _run(batch_objects=2, shard=shard)
+
+
+@pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "same_backlog"])
+def test_four_concurrent_workers_ingest_each_object_exactly_once(lake_home, sharded):
+    sim = SimulationConfig(
+        start=DAY, end=DAY, events_per_day=2000, objects_per_day=16, bad_rate=0.02, late_share=0.0
+    )
+    (report,) = land(LOC, sim)
+    ctx = mp.get_context("spawn")  # delta-rs (tokio) must not be forked
+    jobs = [(str(lake_home), (i, 4) if sharded else None) for i in range(4)]
+    with ctx.Pool(4) as pool:
+        pool.starmap(_worker, jobs)
+    done = _run()
+    assert done.batches == [] or not sharded
+    assert done.reconciled, done.report()
+    assert done.totals["landed"] == report.records
+    assert len(done.objects) == report.objects
+    rows = _bronze_rows(done)
+    assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
+    assert rows.num_rows == done.totals["ingested"]
+
+
+def test_a_closed_day_is_compacted_and_keeps_its_rows(lake_home):
+    land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=900, objects_per_day=12))
+    done = _run(batch_objects=1)
+    files = delta.partition_files(done.bronze_uri, {}, {"landing_date": DAY, "region": "us"})
+    assert files == 12 and not done.compacted
+    before = _bronze_rows(done)
+    closed = _run(now=OPEN + dt.timedelta(days=2))
+    assert closed.compacted and closed.reconciled
+    part = {"landing_date": DAY, "region": "us"}
+    assert delta.partition_files(done.bronze_uri, {}, part) == 1
+    assert _bronze_rows(closed).equals(before)
+    assert _run(now=OPEN + dt.timedelta(days=2)).batches == []  # and re-running stays exact
+
+
+def test_landing_lifecycle_removes_only_objects_ingested_long_enough_ago(lake_home):
+    _put("01/a-1.gz", _event("e1"))
+    _put("02/b-1.gz", _event("e2"))
+    done = _run()
+    _put("02/b-1.gz", _event("e2"), _event("e3"))  # rewritten since: kept for --full
+    storage = open_storage(_loc().root_uri())
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    week = dt.timedelta(days=7)
+    assert ledger.expire_landed(done.ledger_uri, storage, {}, week).listed == []  # too recent
+    dry = ledger.expire_landed(done.ledger_uri, storage, {}, week, now=later, dry_run=True)
+    assert dry.removed == [] and storage.head("landing/firehose/2026/10/05/01/a-1.gz")
+    gone = ledger.expire_landed(
+        done.ledger_uri, storage, {}, week, now=later, archive_prefix="archive"
+    )
+    assert gone.removed == ["landing/firehose/2026/10/05/01/a-1.gz"]
+    assert gone.changed == ["landing/firehose/2026/10/05/02/b-1.gz"]
+    assert storage.head("landing/firehose/2026/10/05/01/a-1.gz") is None
+    assert storage.head("archive/landing/firehose/2026/10/05/01/a-1.gz") is not None
+    with pytest.raises(ingest.IngestError, match="gone from the landing area"):
+        _run(full=True)
