@@ -10,6 +10,7 @@ and hadoop-azure's emulator modes are fixed to (docs/emulators.md).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipelines.config import PROJECT_ROOT, LakeConfig
+from pipelines.config import PROJECT_ROOT, LakeConfig, LakeLocation
 
 HOST = "127.0.0.1"
 # Azurite's well-known development account (public, the same in every Azurite).
@@ -123,6 +124,8 @@ def moto_s3(buckets: Sequence[str] = ()) -> Iterator[str]:
     import boto3
     from moto.server import ThreadedMotoServer
 
+    # werkzeug logs every request on stderr otherwise; the S3 traffic of a run is thousands
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     server.start()
@@ -213,7 +216,7 @@ def fake_gcs(buckets: Sequence[str] = (), log: IO[bytes] | None = None) -> Itera
         "-backend",
         "memory",
         "-log-level",
-        "error",
+        os.environ.get("FAKE_GCS_LOG_LEVEL", "error"),
     ]
     with _process(cmd, port, log):
         endpoint = f"http://{HOST}:{port}"
@@ -286,16 +289,20 @@ class Endpoints:
         return {"LAKEHOUSE_S3_ENDPOINT": self.s3, "LAKEHOUSE_GCS_ENDPOINT": self.gcs}
 
 
+def bucket_of(loc: LakeLocation) -> str:
+    """The bucket or container of a location's root (``s3://b``, ``az://c``, ``gs://b``)."""
+    if "://" not in loc.root or loc.cloud not in ("aws", "azure", "gcp"):
+        raise EmulatorError(
+            f"location {loc.name!r}: root {loc.root!r} is not a bucket URI of aws, azure or gcp"
+        )
+    return loc.root.split("://", 1)[1].split("/", 1)[0].split("@", 1)[0]
+
+
 def buckets_of(cfg: LakeConfig) -> dict[str, list[str]]:
     """Bucket or container of every location's root, by cloud (``aws``, ``azure``, ``gcp``)."""
     out: dict[str, list[str]] = {"aws": [], "azure": [], "gcp": []}
     for loc in cfg.locations.values():
-        root = loc.root
-        if "://" not in root or loc.cloud not in out:
-            raise EmulatorError(
-                f"location {loc.name!r}: root {root!r} is not a bucket URI of aws, azure or gcp"
-            )
-        bucket = root.split("://", 1)[1].split("/", 1)[0].split("@", 1)[0]
+        bucket = bucket_of(loc)
         if bucket not in out[loc.cloud]:
             out[loc.cloud].append(bucket)
     return out
