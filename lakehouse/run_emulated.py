@@ -14,8 +14,9 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -107,7 +108,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client on the moto server."""
     import boto3
 
     return boto3.client(
@@ -121,25 +123,33 @@ def _s3_client(endpoint: str) -> Any:
 
 def count_objects(endpoint: str, bucket: str, prefix: str) -> int:
     """Objects under ``prefix`` in a bucket of the moto server."""
-    pages = _s3_client(endpoint).get_paginator("list_objects_v2")
+    pages = s3_client(endpoint).get_paginator("list_objects_v2")
     return sum(p.get("KeyCount", 0) for p in pages.paginate(Bucket=bucket, Prefix=prefix))
 
 
-def run_emulated(
-    start: dt.date,
-    end: dt.date,
-    events_per_day: int,
-    workdir: Path,
-    prepare: Callable[[LakeConfig], None] | None = None,
-) -> dict[str, Any]:
-    """The demo on the emulated clouds; its summary plus what the emulators hold.
+@dataclass(frozen=True)
+class Emulated:
+    """The running emulated environment: clouds, MLflow server, Dagster instance folder."""
 
-    ``prepare`` runs once the clouds are up and the environment points at them, before the
-    demo: the end-to-end test seeds feature history there, so a few simulated days suffice.
+    cfg: LakeConfig
+    clouds: emulators.Endpoints
+    tracking_uri: str
+    dagster_home: Path
+    bucket: str  # the ML home's bucket: MLflow artifacts and compute logs
+
+    @property
+    def artifacts(self) -> str:
+        """Where the MLflow server keeps artifacts."""
+        return f"s3://{self.bucket}/{MLFLOW_PREFIX}"
+
+
+@contextmanager
+def emulated(workdir: Path) -> Iterator[Emulated]:
+    """Emulators, MLflow server and instance up, the environment pointing at them.
+
+    Everything started is stopped and the environment put back when the block ends, however
+    it ends (SIGTERM unwinds like Ctrl-C).
     """
-    from lakehouse.demo import run_demo
-
-    t0 = time.perf_counter()
     cfg = load_config(ENVIRONMENT)
     bucket = _ml_home_bucket(cfg)
     logs = workdir / "logs"
@@ -151,12 +161,11 @@ def run_emulated(
             "AWS_SECRET_ACCESS_KEY": emulators.S3_SECRET,
             "AWS_REGION": emulators.S3_REGION,
         }
-        artifacts = f"s3://{bucket}/{MLFLOW_PREFIX}"
         mlflow_log = stack.enter_context((logs / "mlflow-server.log").open("wb"))
         tracking = stack.enter_context(
             emulators.mlflow_server(
                 workdir / "mlflow" / "mlflow.db",
-                artifacts,
+                f"s3://{bucket}/{MLFLOW_PREFIX}",
                 env={**s3_env, "MLFLOW_S3_ENDPOINT_URL": clouds.s3},
                 log=mlflow_log,
             )
@@ -176,30 +185,46 @@ def run_emulated(
                 }
             )
         )
-        if prepare is not None:
-            prepare(cfg)
-        summary = run_demo(start, end, events_per_day, environment=ENVIRONMENT)
-        summary["emulated"] = {
-            "endpoints": {"s3": clouds.s3, "azure": clouds.azure, "gcs": clouds.gcs},
-            "spark_roots": {
-                loc.name: loc.spark_root(loc.storage_options()) for loc in cfg.locations.values()
-            },
-            "mlflow": {
-                "tracking_uri": tracking,
-                "artifacts": artifacts,
-                "artifact_objects": count_objects(clouds.s3, bucket, MLFLOW_PREFIX + "/"),
-            },
-            "compute_logs": {
-                "uri": f"s3://{bucket}/{COMPUTE_LOG_PREFIX}",
-                "objects": _compute_logs(clouds.s3, bucket),
-            },
-            "not_served_by_emulators": NOT_SERVED,
-        }
+        yield Emulated(cfg, clouds, tracking, home, bucket)
+
+
+def run_story(env: Emulated, start: dt.date, end: dt.date, events_per_day: int) -> dict[str, Any]:
+    """The demo in a running emulated environment; its summary plus what the clouds hold."""
+    from lakehouse.demo import run_demo
+
+    summary = run_demo(start, end, events_per_day, environment=ENVIRONMENT)
+    clouds = env.clouds
+    summary["emulated"] = {
+        "endpoints": {"s3": clouds.s3, "azure": clouds.azure, "gcs": clouds.gcs},
+        "spark_roots": {
+            loc.name: loc.spark_root(loc.storage_options()) for loc in env.cfg.locations.values()
+        },
+        "mlflow": {
+            "tracking_uri": env.tracking_uri,
+            "artifacts": env.artifacts,
+            "artifact_objects": count_objects(clouds.s3, env.bucket, MLFLOW_PREFIX + "/"),
+        },
+        "compute_logs": {
+            "uri": f"s3://{env.bucket}/{COMPUTE_LOG_PREFIX}",
+            "objects": compute_log_objects(clouds.s3, env.bucket),
+        },
+        "not_served_by_emulators": NOT_SERVED,
+    }
+    return summary
+
+
+def run_emulated(
+    start: dt.date, end: dt.date, events_per_day: int, workdir: Path
+) -> dict[str, Any]:
+    """``make run-emulated``: start everything, run the story, stop everything."""
+    t0 = time.perf_counter()
+    with emulated(workdir) as env:
+        summary = run_story(env, start, end, events_per_day)
     summary["seconds_with_emulators"] = round(time.perf_counter() - t0, 1)
     return summary
 
 
-def _compute_logs(endpoint: str, bucket: str) -> int:
+def compute_log_objects(endpoint: str, bucket: str) -> int:
     """Compute log objects in the bucket, once the manager's last uploads are in.
 
     The S3 manager uploads when a step's capture closes; dagster's instance is disposed of at
