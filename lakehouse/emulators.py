@@ -118,10 +118,45 @@ def _process(
         stop(proc)
 
 
+def create_s3_buckets(endpoint: str, buckets: Sequence[str]) -> None:
+    """Create buckets on a moto server."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
+        region_name=S3_REGION,
+    )
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
+
+
+def create_containers(containers: Sequence[str]) -> None:
+    """Create containers in Azurite's development account."""
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(AZURITE_CONN)
+    for container in containers:
+        client.create_container(container)
+
+
+def create_gcs_buckets(endpoint: str, buckets: Sequence[str]) -> None:
+    """Create buckets on fake-gcs-server (a JSON POST per bucket)."""
+    for bucket in buckets:
+        req = urllib.request.Request(
+            f"{endpoint}/storage/v1/b?project=lakehouse",
+            data=json.dumps({"name": bucket}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(req, timeout=10).read()
+
+
 @contextmanager
 def moto_s3(buckets: Sequence[str] = ()) -> Iterator[str]:
     """A moto S3 server on a free port with ``buckets``; yields its endpoint URL."""
-    import boto3
     from moto.server import ThreadedMotoServer
 
     # werkzeug logs every request on stderr otherwise; the S3 traffic of a run is thousands
@@ -131,15 +166,7 @@ def moto_s3(buckets: Sequence[str] = ()) -> Iterator[str]:
     server.start()
     try:
         endpoint = f"http://{HOST}:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=S3_KEY_ID,
-            aws_secret_access_key=S3_SECRET,
-            region_name=S3_REGION,
-        )
-        for bucket in buckets:
-            s3.create_bucket(Bucket=bucket)
+        create_s3_buckets(endpoint, buckets)
         yield endpoint
     finally:
         server.stop()
@@ -174,11 +201,7 @@ def azurite(containers: Sequence[str] = (), log: IO[bytes] | None = None) -> Ite
         "--disableTelemetry",
     ]
     with _process(cmd, AZURITE_PORT, log):
-        from azure.storage.blob import BlobServiceClient
-
-        client = BlobServiceClient.from_connection_string(AZURITE_CONN)
-        for container in containers:
-            client.create_container(container)
+        create_containers(containers)
         yield f"http://{HOST}:{AZURITE_PORT}/{AZURITE_ACCOUNT}"
 
 
@@ -220,14 +243,7 @@ def fake_gcs(buckets: Sequence[str] = (), log: IO[bytes] | None = None) -> Itera
     ]
     with _process(cmd, port, log):
         endpoint = f"http://{HOST}:{port}"
-        for bucket in buckets:
-            req = urllib.request.Request(
-                f"{endpoint}/storage/v1/b?project=lakehouse",
-                data=json.dumps({"name": bucket}).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            urllib.request.urlopen(req, timeout=10).read()
+        create_gcs_buckets(endpoint, buckets)
         yield endpoint
 
 
@@ -306,6 +322,14 @@ def buckets_of(cfg: LakeConfig) -> dict[str, list[str]]:
         if bucket not in out[loc.cloud]:
             out[loc.cloud].append(bucket)
     return out
+
+
+def create_buckets(cfg: LakeConfig, clouds: Endpoints) -> None:
+    """Every location's bucket or container, on emulators already running."""
+    buckets = buckets_of(cfg)
+    create_s3_buckets(clouds.s3, buckets["aws"])
+    create_containers(buckets["azure"])
+    create_gcs_buckets(clouds.gcs, buckets["gcp"])
 
 
 @contextmanager

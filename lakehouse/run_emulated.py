@@ -144,18 +144,24 @@ class Emulated:
 
 
 @contextmanager
-def emulated(workdir: Path) -> Iterator[Emulated]:
+def emulated(workdir: Path, running: emulators.Endpoints | None = None) -> Iterator[Emulated]:
     """Emulators, MLflow server and instance up, the environment pointing at them.
 
-    Everything started is stopped and the environment put back when the block ends, however
-    it ends (SIGTERM unwinds like Ctrl-C).
+    ``running``: emulators someone else started (the test suite's), where only the buckets
+    are created. Everything started here is stopped and the environment put back when the
+    block ends, however it ends (SIGTERM unwinds like Ctrl-C).
     """
     cfg = load_config(ENVIRONMENT)
     bucket = _ml_home_bucket(cfg)
     logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         stack.enter_context(_terminate_as_interrupt())
-        clouds = stack.enter_context(emulators.emulated_clouds(cfg, logs))
+        if running is None:
+            clouds = stack.enter_context(emulators.emulated_clouds(cfg, logs))
+        else:
+            emulators.create_buckets(cfg, running)
+            clouds = running
         s3_env = {
             "AWS_ACCESS_KEY_ID": emulators.S3_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": emulators.S3_SECRET,
