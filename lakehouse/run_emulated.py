@@ -14,12 +14,13 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -77,21 +78,6 @@ def _ml_home_bucket(cfg: LakeConfig) -> str:
             f"{home.name!r} is on {home.cloud}"
         )
     return emulators.bucket_of(home)
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the block; put back what was there after."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager
@@ -179,8 +165,10 @@ def emulated(workdir: Path, running: emulators.Endpoints | None = None) -> Itera
         home = workdir / "dagster"
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml(clouds.s3)))
+        # the whole environment is put back on exit (mock's patch.dict does exactly that)
         stack.enter_context(
-            _environment(
+            mock.patch.dict(
+                os.environ,
                 {
                     **clouds.environ(),
                     **s3_env,
@@ -188,7 +176,7 @@ def emulated(workdir: Path, running: emulators.Endpoints | None = None) -> Itera
                     "LAKEHOUSE_MLFLOW_TRACKING_URI": tracking,
                     "DAGSTER_HOME": str(home),
                     "DAGSTER_COMPUTE_LOG_BUCKET": bucket,
-                }
+                },
             )
         )
         yield Emulated(cfg, clouds, tracking, home, bucket)

@@ -1,21 +1,12 @@
 """Each location's ``spark:`` block: Spark's root and Hadoop settings come from lakehouse.yaml."""
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from pipelines.config import PROJECT_ROOT, ConfigError, load_config
+from pipelines.config import ConfigError, load_config
 from pipelines.spark import configure_storage
-
-
-def _config_with(tmp_path: Path, monkeypatch, edit) -> None:
-    data: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "lakehouse.yaml").read_text())
-    edit(data)
-    path = tmp_path / "lakehouse.yaml"
-    path.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
+from tests.helpers import config_with
 
 
 def _location(data: dict[str, Any], env: str, name: str) -> dict[str, Any]:
@@ -111,7 +102,7 @@ def test_local_folders_need_no_block_and_foreign_uris_are_refused(endpoints):
     ],
 )
 def test_a_bad_spark_block_is_a_one_line_error(tmp_path, monkeypatch, block, message):
-    _config_with(
+    config_with(
         tmp_path, monkeypatch, lambda d: _location(d, "emulated", "aws-us").update(spark=block)
     )
     with pytest.raises(ConfigError, match=message):

@@ -37,7 +37,9 @@ def _alive(pid: int) -> bool:
 
 
 def _server_pids(port: int) -> list[int]:
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    )
     return [
         int(line.split()[0])
         for line in out.stdout.splitlines()
