@@ -118,8 +118,11 @@ def test_the_story_on_three_emulated_clouds(
         version = int(params[f"lineage.{tables.FEATURES.name}.version"])
         assert delta.open_table(features_uri, cfg.home.storage_options(), version) is not None
         keys = _keys(env, emulated_run.MLFLOW_PREFIX + "/")
-        assert any(champion.run_id in k and k.endswith("MLmodel") for k in keys), keys[:20]
-        assert any(k.endswith(tracking.REFERENCE_ARTIFACT) for k in keys)
+        run_files = [k for k in keys if f"/{champion.run_id}/artifacts/" in k]
+        assert any(k.endswith("/lineage.json") for k in run_files), keys[:20]
+        assert any(k.endswith(tracking.REFERENCE_ARTIFACT) for k in run_files)
+        # MLflow 3 keeps a logged model's files under models/<model id>, not the run
+        assert any(f"/models/{champion.model_id}/" in k and k.endswith("/MLmodel") for k in keys)
         assert summary["emulated"]["mlflow"]["artifact_objects"] == len(keys)
 
         # drift computed for every monitored day, stored in the ML home
