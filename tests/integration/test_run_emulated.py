@@ -28,6 +28,8 @@ pytestmark = [
     pytest.mark.gcs,
     pytest.mark.mlflow,
     pytest.mark.slow,
+    # the whole story: about 11 min with the machine's load around 14 (2 cores)
+    pytest.mark.timeout(2400),
 ]
 START, END = dt.date(2026, 10, 26), dt.date(2026, 10, 28)
 HISTORY_DAYS = 56
