@@ -123,8 +123,11 @@ def test_the_story_on_three_emulated_clouds(
         run_files = [k for k in keys if f"/{champion.run_id}/artifacts/" in k]
         assert any(k.endswith("/lineage.json") for k in run_files), keys[:20]
         assert any(k.endswith(tracking.REFERENCE_ARTIFACT) for k in run_files)
-        # MLflow 3 keeps a logged model's files under models/<model id>, not the run
-        assert any(f"/models/{champion.model_id}/" in k and k.endswith("/MLmodel") for k in keys)
+        # MLflow 3 keeps a logged model's files under models/<model id> (the version's
+        # source is models:/<model id>), not under the run
+        model_id = champion.model_id or champion.source.removeprefix("models:/")
+        assert model_id.startswith("m-"), champion.source
+        assert any(f"/models/{model_id}/" in k and k.endswith("/MLmodel") for k in keys), keys
         assert summary["emulated"]["mlflow"]["artifact_objects"] == len(keys)
 
         # drift computed for every monitored day, stored in the ML home
