@@ -12,10 +12,10 @@ export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 export LAKEHOUSE_PII_KEY ?= local-demo-key-not-a-secret
 
 .DEFAULT_GOAL := help
-.PHONY: help setup chromium run test test-fast ui bench check clean
+.PHONY: help setup chromium run run-emulated test test-fast ui bench check clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11" >&2; exit 1; }
@@ -39,6 +39,9 @@ chromium: ## Debian's headless Chromium for the UI test (setup runs this when it
 run: setup ## simulate a few weeks in three regions and materialize the graph
 	$(BIN)/lakehouse demo
 
+run-emulated: setup ## the same story on moto, Azurite and fake-gcs-server (127.0.0.1)
+	$(BIN)/lakehouse run-emulated $(EMULATED_ARGS)
+
 test: setup ## the whole test suite (unit, Spark, emulators, MLflow server, daemon, UI)
 	$(BIN)/pytest -q
 
@@ -58,4 +61,4 @@ check: setup ## ruff, mypy, and the layer contracts (import-linter)
 	$(BIN)/lint-imports --no-cache
 
 clean: ## remove the lake, Dagster state and caches (not the venv or jars)
-	rm -rf .lake .dagster .mlflow .pytest_cache
+	rm -rf .lake .dagster .mlflow .emulated .pytest_cache

@@ -94,7 +94,7 @@ def run_steps(
         report = spark.run_step(context, cfg, step, r.start, r.end, location, options_of, pii_key)
         written = lake.location(report["location"])
         uri = report["table_uri"]
-        frame = spark.read_range(uri, options_of[written.name], r.start, r.end, r.region)
+        frame = spark.read_range(written, uri, options_of[written.name], r.start, r.end, r.region)
         table = spark_jobs.STEP_TABLES[step].name
         version = lake.table_version(written, table)
         if version is None:

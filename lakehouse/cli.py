@@ -290,6 +290,21 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any]:
+    """The demo on moto, Azurite and fake-gcs-server started (and stopped) on 127.0.0.1."""
+    import shutil
+    from pathlib import Path
+
+    from lakehouse.run_emulated import run_emulated
+    from pipelines.config import lake_home
+
+    days_between(args.start, args.end, "run-emulated --from/--to")
+    workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
+    # the emulators keep nothing between runs, so neither may the instance nor MLflow
+    shutil.rmtree(workdir, ignore_errors=True)
+    return run_emulated(args.start, args.end, args.events_per_day, workdir)
+
+
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     """Create an asset backfill the Dagster daemon runs; optionally wait for its outcome."""
     import dagster as dg
@@ -483,6 +498,17 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
     p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "run-emulated", help="the demo on the three clouds' emulators (make run-emulated)"
+    )
+    p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
+    p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
+    p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
+    p.add_argument(
+        "--workdir", help="Dagster instance, MLflow store and server logs (default .emulated/)"
+    )
+    p.set_defaults(handler=cmd_run_emulated)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,7 +104,8 @@ def run_ml_demo(
             }
         )
     flagged = [d for d, v in monitored.items() if v.get("retrain_recommended")]
-    mlflow: MLflowResource = resources["mlflow"]
+    # as a run would see it: EnvVar fields (the emulated and prod tracking URI) resolved
+    mlflow: MLflowResource = resources["mlflow"].process_config_and_initialize()
     return {
         "monitored_days": monitored,
         "first_drift_day": flagged[0] if flagged else None,

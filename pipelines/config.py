@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,11 +101,16 @@ def current_environment() -> str:
     return env
 
 
-def resolve_placeholders(value: str, where: str) -> str:
-    """Replace ``${NAME}`` with the environment variable NAME; fail naming it if unset."""
+def resolve_placeholders(value: str, where: str, first: Mapping[str, str] | None = None) -> str:
+    """Replace ``${NAME}`` with ``first[NAME]``, else the environment variable NAME.
+
+    Fails naming the variable when neither has it.
+    """
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
+        if first and name in first:
+            return first[name]
         if name not in os.environ:
             raise ConfigError(f"{where} needs environment variable {name}, which is not set")
         return os.environ[name]
@@ -133,6 +139,10 @@ class LakeLocation:
     landing: LandingConfig
     raw_storage_options: dict[str, str] = field(default_factory=dict)
     adapter: str | None = None
+    # Spark's view of the location (``spark:`` in lakehouse.yaml): the root as its Hadoop
+    # connector addresses it, and the settings that connector needs; placeholders unresolved.
+    raw_spark_root: str | None = None
+    raw_spark_conf: dict[str, str] = field(default_factory=dict)
 
     def root_uri(self) -> str:
         """The root as a URI, placeholders resolved; relative folders against LAKEHOUSE_HOME."""
@@ -168,6 +178,34 @@ class LakeLocation:
         if self.adapter:
             opts[ADAPTER_OPTION] = self.adapter
         return opts
+
+    def spark_root(self, options: Mapping[str, str]) -> str:
+        """The root as Spark's Hadoop connector addresses it (``spark.root``; default: root).
+
+        Placeholders resolve from the location's storage ``options`` first (so a setting can
+        reuse ``${AWS_ENDPOINT_URL}``), then from the environment.
+        """
+        if self.raw_spark_root is None:
+            return self.root_uri()
+        where = f"location {self.name!r} spark.root"
+        return resolve_placeholders(self.raw_spark_root, where, options).rstrip("/")
+
+    def spark_conf(self, options: Mapping[str, str]) -> dict[str, str]:
+        """Hadoop settings Spark needs to reach the location (``spark.conf``), resolved now."""
+        where = f"location {self.name!r} spark.conf"
+        return {
+            resolve_placeholders(k, f"{where} key {k}", options): resolve_placeholders(
+                str(v), f"{where}.{k}", options
+            )
+            for k, v in self.raw_spark_conf.items()
+        }
+
+    def spark_uri(self, uri: str, options: Mapping[str, str]) -> str:
+        """A URI under this location's root, rewritten to Spark's root for it."""
+        root = self.root_uri()
+        if uri != root and not uri.startswith(root.rstrip("/") + "/"):
+            raise ConfigError(f"{uri} is not under location {self.name!r} (root {root})")
+        return self.spark_root(options) + uri[len(root) :]
 
 
 @dataclass(frozen=True)
@@ -418,7 +456,29 @@ def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
         landing=LandingConfig(format=fmt, prefix=prefix, options=landing),
         raw_storage_options={k: str(v) for k, v in (raw.get("storage_options") or {}).items()},
         adapter=_adapter(raw, where),
+        **_spark_view(raw, f"{where}: {raw['name']}.spark"),
     )
+
+
+def _spark_view(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """A location's ``spark: {root, conf}``: how Spark's Hadoop connectors reach it."""
+    spark = _mapping(raw.get("spark"), where)
+    unknown = sorted(set(spark) - {"root", "conf"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: root, conf")
+    root = spark.get("root")
+    if root is not None and (not isinstance(root, str) or "://" not in root):
+        raise ConfigError(f"{where}.root {root!r} is not a URI (scheme://bucket…)")
+    conf = _mapping(spark.get("conf"), f"{where}.conf")
+    bad = sorted(str(k) for k, v in conf.items() if isinstance(v, dict | list) or v is None)
+    if bad:
+        raise ConfigError(f"{where}.conf: {', '.join(bad)} must be a single value")
+    return {
+        "raw_spark_root": root,
+        "raw_spark_conf": {
+            str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()
+        },
+    }
 
 
 def _adapter(raw: dict[str, Any], where: str) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import PROJECT_ROOT
+from pipelines.config import PROJECT_ROOT, ConfigError, LakeLocation
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -209,86 +209,25 @@ def _forward(stream: Any) -> None:
         sys.stderr.flush()
 
 
-def _bucket_and_path(uri: str) -> tuple[str, str, str]:
-    scheme, rest = uri.split("://", 1)
-    bucket, _, path = rest.partition("/")
-    return scheme, bucket, path
-
-
-def spark_uri(uri: str, options: Mapping[str, str] | None = None) -> str:
-    """The URI Spark's Hadoop connectors use for a lake URI (``s3://`` -> ``s3a://``, …)."""
-    opts = options or {}
-    if "://" not in uri:
-        return uri
-    scheme, bucket, path = _bucket_and_path(uri)
-    if scheme in ("s3", "s3a"):
-        return f"s3a://{bucket}/{path}".rstrip("/")
-    if scheme in ("az", "azure", "abfs", "abfss") and "@" not in bucket:
-        account = opts.get("AZURE_STORAGE_ACCOUNT_NAME")
-        if not account:
-            raise ValueError(
-                f"{uri}: Spark needs the storage account: set AZURE_STORAGE_ACCOUNT_NAME in the "
-                "location's storage_options (lakehouse.yaml)"
-            )
-        return f"abfss://{bucket}@{account}.dfs.core.windows.net/{path}".rstrip("/")
-    return uri
-
-
-def hadoop_conf(uri: str, options: Mapping[str, str]) -> dict[str, str]:
-    """Hadoop settings that let Spark reach a location, scoped to its bucket or account.
-
-    S3A settings are per bucket (``fs.s3a.bucket.<name>.*``), so locations on different
-    endpoints share one session. Values come from the location's storage options, which the
-    lake resource fills from EnvVars; Spark redacts keys matching ``secret``/``key`` in its UI.
-    """
-    if "://" not in uri:
-        return {}
-    scheme, bucket, _ = _bucket_and_path(uri)
-    conf: dict[str, str] = {}
-    if scheme in ("s3", "s3a"):
-        p = f"fs.s3a.bucket.{bucket}."
-        endpoint = options.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            conf[p + "endpoint"] = endpoint
-            conf[p + "path.style.access"] = "true"
-            if endpoint.startswith("http://"):
-                conf[p + "connection.ssl.enabled"] = "false"
-        if options.get("AWS_REGION"):
-            conf[p + "endpoint.region"] = options["AWS_REGION"]
-        if options.get("AWS_ACCESS_KEY_ID") and options.get("AWS_SECRET_ACCESS_KEY"):
-            conf[p + "aws.credentials.provider"] = (
-                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
-            )
-            conf[p + "access.key"] = options["AWS_ACCESS_KEY_ID"]
-            conf[p + "secret.key"] = options["AWS_SECRET_ACCESS_KEY"]
-    elif scheme in ("az", "azure", "abfs", "abfss"):
-        account = options.get("AZURE_STORAGE_ACCOUNT_NAME")
-        if account and options.get("AZURE_STORAGE_ACCOUNT_KEY"):
-            conf[f"fs.azure.account.key.{account}.dfs.core.windows.net"] = options[
-                "AZURE_STORAGE_ACCOUNT_KEY"
-            ]
-    elif scheme == "gs":
-        conf["fs.gs.impl"] = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem"
-        if options.get("GOOGLE_SERVICE_ACCOUNT"):
-            conf["google.cloud.auth.service.account.json.keyfile"] = options[
-                "GOOGLE_SERVICE_ACCOUNT"
-            ]
-        if options.get("GCS_EMULATOR_ENDPOINT"):
-            conf["fs.gs.storage.root.url"] = options["GCS_EMULATOR_ENDPOINT"]
-            conf["fs.gs.auth.null.enable"] = "true"
-    return conf
-
-
-def configure_storage(session: SparkSession, uri: str, options: Mapping[str, str]) -> str:
+def configure_storage(
+    session: SparkSession, uri: str, options: Mapping[str, str], location: LakeLocation | None
+) -> str:
     """Give the session what it needs to reach ``uri``; return the URI Spark should use.
 
+    A location's Hadoop settings and Spark's root for it come from its ``spark:`` block in
+    lakehouse.yaml (emulator and production settings side by side there, never in code).
     Session settings are copied into the Hadoop configuration of every read and write
     (``SessionState.newHadoopConf``), so setting them at runtime works on a running local
-    session and over Spark Connect alike.
+    session and over Spark Connect alike. Delta picks its LogStore by scheme (s3a: single
+    driver, wasb/abfss: Azure, gs: GCS; docs/spark.md).
     """
-    for key, value in hadoop_conf(uri, options).items():
+    if location is None:
+        if "://" in uri and not uri.startswith("file://"):
+            raise ConfigError(f"{uri}: Spark needs the lake location this URI belongs to")
+        return uri
+    for key, value in location.spark_conf(options).items():
         session.conf.set(key, value)
-    return spark_uri(uri, options)
+    return location.spark_uri(uri, options)
 
 
 def write_replace(df: DataFrame, uri: str, predicate: str, partition_by: Sequence[str]) -> None:

@@ -62,10 +62,18 @@ def feature_inputs(cfg: LakeConfig) -> list[FeatureInput]:
 
 
 def read_delta(
-    spark: SparkSession, uri: str, options: dict[str, str], where: str, what: str
+    spark: SparkSession,
+    location: LakeLocation,
+    uri: str,
+    options: dict[str, str],
+    where: str,
+    what: str,
 ) -> DataFrame:
-    """Rows of a Delta table matching ``where`` (partition pruning); clear error if absent."""
-    target = spark_engine.configure_storage(spark, uri, options)
+    """Rows of a location's Delta table matching ``where`` (partition pruning).
+
+    A clear error when there is no table.
+    """
+    target = spark_engine.configure_storage(spark, uri, options, location)
     try:
         return spark.read.format("delta").load(target).where(where)
     except Exception as exc:
@@ -91,7 +99,12 @@ def silver(
         f"AND region = {sql_literal(location.region)}"
     )
     bronze = read_delta(
-        spark, location.table_uri(BRONZE_TABLE), options, where, f"bronze of {location.name}"
+        spark,
+        location,
+        location.table_uri(BRONZE_TABLE),
+        options,
+        where,
+        f"bronze of {location.name}",
     )
     return T.silver_events(bronze, key_frame, start, end)
 
@@ -106,7 +119,12 @@ def gold(
     """Gold daily demand of a location's region for ``[start, end]``, from its silver."""
     where = date_range_predicate(start, end, location.region)
     rows = read_delta(
-        spark, location.table_uri(SILVER_TABLE), options, where, f"silver of {location.name}"
+        spark,
+        location,
+        location.table_uri(SILVER_TABLE),
+        options,
+        where,
+        f"silver of {location.name}",
     )
     return T.gold_daily_demand(rows)
 
@@ -130,7 +148,9 @@ def features(
     """Demand features of ``[start, end]``: every region's gold, only the look-back it needs."""
     lo, hi = T.feature_window(start, end)
     frames = [
-        read_delta(spark, i.uri, options, date_range_predicate(lo, hi), f"gold of {i.location}")
+        read_delta(
+            spark, cfg.home, i.uri, options, date_range_predicate(lo, hi), f"gold of {i.location}"
+        )
         for i in feature_inputs(cfg)
     ]
     union = union_all(frames)
@@ -141,6 +161,7 @@ def features(
 
 def write_range(
     df: DataFrame,
+    location: LakeLocation,
     uri: str,
     options: dict[str, str],
     start: dt.date,
@@ -149,7 +170,7 @@ def write_range(
     partition_by: Sequence[str],
 ) -> None:
     """Replace exactly the partitions of ``[start, end]`` (and region) with ``df``."""
-    target = spark_engine.configure_storage(df.sparkSession, uri, options)
+    target = spark_engine.configure_storage(df.sparkSession, uri, options, location)
     spark_engine.write_replace(
         df, target, date_range_predicate(start, end, region), list(partition_by)
     )
@@ -198,7 +219,7 @@ def run(
     else:
         df = gold(spark, loc, opts, start, end)
     uri = loc.table_uri(table.name)
-    write_range(df, uri, opts, start, end, region, table.partition_by)
+    write_range(df, loc, uri, opts, start, end, region, table.partition_by)
     return {"table_uri": uri, "location": loc.name}
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines import delta, spark_jobs
-from pipelines.config import LakeConfig
+from pipelines.config import LakeConfig, LakeLocation
 from pipelines.databricks import DatabricksTaskSpec, submit_task
 from pipelines.transforms import PiiKeyError
 from resources.pii import PiiKeyResource
@@ -96,7 +96,13 @@ class DatabricksResource(SparkStepRunner):
         return checked_report(task.task_key or step, reported, target.table_uri(table.name))
 
     def read_range(
-        self, uri: str, options: dict[str, str], start: dt.date, end: dt.date, region: str | None
+        self,
+        location: LakeLocation,
+        uri: str,
+        options: dict[str, str],
+        start: dt.date,
+        end: dt.date,
+        region: str | None,
     ) -> pa.Table:
         """The rows as Arrow, read with delta-rs (partition filter on date and region)."""
         rows = delta.read_range(uri, options, start, end, region)

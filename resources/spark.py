@@ -18,7 +18,7 @@ from pydantic import Field, PrivateAttr
 
 from pipelines import spark as spark_engine
 from pipelines import spark_jobs
-from pipelines.config import ConfigError, LakeConfig
+from pipelines.config import ConfigError, LakeConfig, LakeLocation
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,7 +60,13 @@ class SparkStepRunner(dg.ConfigurableResource):
 
     @abstractmethod
     def read_range(
-        self, uri: str, options: dict[str, str], start: dt.date, end: dt.date, region: str | None
+        self,
+        location: LakeLocation,
+        uri: str,
+        options: dict[str, str],
+        start: dt.date,
+        end: dt.date,
+        region: str | None,
     ) -> Any:
         """The rows of ``[start, end]`` (of a region) a step just wrote, for validation."""
 
@@ -115,8 +121,16 @@ class SparkResource(SparkStepRunner):
         return spark_jobs.run(session, step, start, end, cfg, options_of, location, key)
 
     def read_range(
-        self, uri: str, options: dict[str, str], start: dt.date, end: dt.date, region: str | None
+        self,
+        location: LakeLocation,
+        uri: str,
+        options: dict[str, str],
+        start: dt.date,
+        end: dt.date,
+        region: str | None,
     ) -> Any:
         """The rows as a Spark DataFrame (lazy: partition pruning on date and region)."""
         where = spark_jobs.date_range_predicate(start, end, region)
-        return spark_jobs.read_delta(self.session(), uri, options, where, "rows of the step")
+        return spark_jobs.read_delta(
+            self.session(), location, uri, options, where, "rows of the step"
+        )

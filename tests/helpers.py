@@ -2,20 +2,34 @@
 
 import datetime as dt
 import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import yaml
 
 from assets import build_assets
 from assets.partitions import build_partitions
 from data_quality.suites import build_suites
 from lakehouse.definitions import build_definitions
-from pipelines.config import load_config
+from pipelines.config import PROJECT_ROOT, load_config
 from pipelines.schemas import GOLD_SCHEMA
 from pipelines.simulate import SimulationConfig, land_day
 from pipelines.storage import open_storage
 
 DAY = dt.date(2026, 10, 5)
+
+
+def config_with(tmp_path: Path, monkeypatch: Any, edit: Callable[[dict], None]) -> Path:
+    """A copy of lakehouse.yaml changed by ``edit(data)``, made the configuration."""
+    data: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "lakehouse.yaml").read_text())
+    edit(data)
+    path = tmp_path / "lakehouse.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
+    return path
 
 
 def land(location_name: str, sim: SimulationConfig, env: str = "local") -> list:

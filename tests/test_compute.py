@@ -1,10 +1,8 @@
 """Sovereignty of compute: the worker's declaration, the check, and the compute: configuration."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from pipelines import compute
 from pipelines.compute import (
@@ -15,9 +13,10 @@ from pipelines.compute import (
     routing_value,
     worker_jurisdictions,
 )
-from pipelines.config import PROJECT_ROOT, ConfigError, load_config
+from pipelines.config import ConfigError, load_config
 from pipelines.policy import PolicyError, Route, TableEvidence, check_route
 from pipelines.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from tests.helpers import config_with
 
 
 @pytest.fixture(autouse=True)
@@ -26,13 +25,7 @@ def _no_declaration(monkeypatch):
 
 
 def _config_with(tmp_path: Path, monkeypatch, edit) -> Path:
-    """A copy of lakehouse.yaml changed by ``edit(data)``, made the configuration."""
-    data: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "lakehouse.yaml").read_text())
-    edit(data)
-    path = tmp_path / "lakehouse.yaml"
-    path.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
-    return path
+    return config_with(tmp_path, monkeypatch, edit)
 
 
 # --- the worker's declaration -------------------------------------------------------------

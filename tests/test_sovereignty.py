@@ -207,7 +207,7 @@ class RecordingRunner(SparkStepRunner):
     def run_step(self, context, cfg, step, start, end, location, options_of, pii_key=None):
         raise RuntimeError(f"spark step submitted: {step} {location}")
 
-    def read_range(self, uri, options, start, end, region):
+    def read_range(self, location, uri, options, start, end, region):
         raise AssertionError("no step ran, nothing to read back")
 
 

@@ -78,7 +78,7 @@ def test_spark_partition_replace_is_read_exactly_by_deltalake(spark, lake_home):
 
     def replace(frame, day):
         part = {"landing_date": day, "region": "eu"}
-        target = spark_engine.configure_storage(spark, uri, {})
+        target = spark_engine.configure_storage(spark, uri, {}, loc)
         spark_engine.write_replace(frame, target, delta.partition_predicate(part), list(part))
 
     replace(df.filter("landing_date = '2026-10-01'"), day1)
