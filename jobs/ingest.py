@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.freshness import region_check_name
 from assets.partitions import Partitions, date_region_key
 from pipelines import capture, compute, ingest, tables
 from pipelines.config import LakeConfig, LakeLocation
@@ -41,7 +42,14 @@ def build_ingest(cfg: LakeConfig, parts: Partitions) -> Ingest:
     """The ingestion job, sensor and schedule over the environment's (date, region)."""
     job = dg.define_asset_job(
         "ingest_job",
-        selection=dg.AssetSelection.assets(tables.BRONZE.name, tables.QUARANTINE.name),
+        # the regions' freshness checks judge the clock, not the rows: their own job runs them
+        selection=dg.AssetSelection.assets(tables.BRONZE.name, tables.QUARANTINE.name)
+        - dg.AssetSelection.checks(
+            *(
+                dg.AssetCheckKey(dg.AssetKey(tables.BRONZE.name), region_check_name(r))
+                for r in cfg.region_codes
+            )
+        ),
         partitions_def=parts.date_region,
         description="Ingest landed capture objects of one (date, region) into bronze Delta.",
     )
