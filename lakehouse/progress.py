@@ -53,6 +53,7 @@ class Stage:
     started: float = field(default_factory=time.perf_counter)
     _task: Any = None
     _printed: float = 0.0
+    _announced: bool = False
 
     @property
     def elapsed(self) -> float:
@@ -209,8 +210,8 @@ class Progress:
         stage = Stage(name, total, unit, self)
         if self._bar is not None:
             stage._task = self._bar.add_task(name, total=total, unit=unit, rate="", status="")
-        else:
-            self._write(f"{stage.name} started")
+        # plain lines: "started" comes with the first count, so a command refused on its
+        # input says so in its one error line, after no progress line at all
         ok = False
         try:
             yield stage
@@ -227,7 +228,11 @@ class Progress:
                 rate=stage.rate(),
                 status=stage.status,
             )
-        elif stage.done != stage.total and time.perf_counter() - stage._printed >= self.interval:
+            return
+        if not stage._announced:
+            stage._announced = True
+            self._write(f"{stage.name} started")
+        if stage.done != stage.total and time.perf_counter() - stage._printed >= self.interval:
             self._line(stage)  # the last count is the stage's closing line
 
     def _end(self, stage: Stage, ok: bool) -> None:
@@ -238,7 +243,7 @@ class Progress:
                 stage._task, total=total, completed=stage.done, rate=stage.rate(), status=status
             )
             self._bar.stop_task(stage._task)
-        else:
+        elif ok or stage._announced:
             self._line(stage, "done" if ok else "failed")
 
     def _line(self, stage: Stage, end: str = "") -> None:

@@ -317,6 +317,9 @@ def write_range(
     return version
 
 
+PARTITION_STAT_COLUMNS = ("landing_date", "date", "region")
+
+
 def file_actions(uri: str, options: Mapping[str, str]) -> pa.Table | None:
     """The data files of the table's latest version, one row each, or None without a table.
 
@@ -333,7 +336,20 @@ def file_actions(uri: str, options: Mapping[str, str]) -> pa.Table | None:
         if c in ("path", "size_bytes", "modification_time", "num_records")
         or c.startswith("partition.")
     ]
-    return adds.select(keep)
+    out = adds.select(keep)
+    # a table written without partition columns (the GCS emulator's path): a file's partition
+    # is its date and region statistics where min equals max (only these columns' statistics
+    # are read: others may hold personal data)
+    for col in PARTITION_STAT_COLUMNS:
+        name = f"partition.{col}"
+        lo, hi = f"min.{col}", f"max.{col}"
+        if name in out.column_names or lo not in adds.column_names or hi not in adds.column_names:
+            continue
+        same = pc.if_else(
+            pc.equal(adds[lo], adds[hi]), adds[lo], pa.nulls(adds.num_rows, adds[lo].type)
+        )
+        out = out.append_column(name, same)
+    return out
 
 
 def _write_unpartitioned(
