@@ -154,6 +154,55 @@ def create_gcs_buckets(endpoint: str, buckets: Sequence[str]) -> None:
         urllib.request.urlopen(req, timeout=10).read()
 
 
+def empty_s3_buckets(endpoint: str, buckets: Sequence[str]) -> None:
+    """Delete every object of buckets on a moto server (folder markers ending in / too)."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
+        region_name=S3_REGION,
+    )
+    for bucket in buckets:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def empty_containers(containers: Sequence[str]) -> None:
+    """Delete every blob of containers in Azurite's development account."""
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(AZURITE_CONN)
+    for container in containers:
+        box = client.get_container_client(container)
+        for name in list(box.list_blob_names()):
+            box.delete_blob(name)
+
+
+def empty_gcs_buckets(endpoint: str, buckets: Sequence[str]) -> None:
+    """Delete every object of buckets on fake-gcs-server (JSON API list and delete)."""
+    from urllib.parse import quote
+
+    for bucket in buckets:
+        names: list[str] = []
+        page = ""
+        while True:
+            url = f"{endpoint}/storage/v1/b/{bucket}/o?pageToken={quote(page)}"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.load(resp)
+            names += [item["name"] for item in body.get("items", [])]
+            page = body.get("nextPageToken", "")
+            if not page:
+                break
+        for name in names:
+            url = f"{endpoint}/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+
+
 @contextmanager
 def moto_s3(buckets: Sequence[str] = ()) -> Iterator[str]:
     """A moto S3 server on a free port with ``buckets``; yields its endpoint URL."""
@@ -330,6 +379,14 @@ def create_buckets(cfg: LakeConfig, clouds: Endpoints) -> None:
     create_s3_buckets(clouds.s3, buckets["aws"])
     create_containers(buckets["azure"])
     create_gcs_buckets(clouds.gcs, buckets["gcp"])
+
+
+def empty_buckets(cfg: LakeConfig, clouds: Endpoints) -> None:
+    """Every location's bucket or container emptied, on emulators already running."""
+    buckets = buckets_of(cfg)
+    empty_s3_buckets(clouds.s3, buckets["aws"])
+    empty_containers(buckets["azure"])
+    empty_gcs_buckets(clouds.gcs, buckets["gcp"])
 
 
 @contextmanager

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from lakehouse import emulators
+from pipelines.config import load_config
+from pipelines.storage import open_storage
 from tests.integration.servers import ROOT
 
 
@@ -35,10 +37,21 @@ def gcs_endpoint() -> Iterator[str]:
 def emulated_env(
     s3_endpoint: str, azurite: str, gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    """LAKEHOUSE_ENV=emulated with every emulator running."""
+    """LAKEHOUSE_ENV=emulated with every emulator running and every bucket empty.
+
+    The emulators live for the whole session; emptying the buckets first means no test reads
+    a table another test left at the same path (a second writer's history, a vacuumed file).
+    """
     monkeypatch.setenv("LAKEHOUSE_ENV", "emulated")
     monkeypatch.setenv("LAKEHOUSE_S3_ENDPOINT", s3_endpoint)
     monkeypatch.setenv("LAKEHOUSE_GCS_ENDPOINT", gcs_endpoint)
+    cfg = load_config("emulated")
+    emulators.empty_buckets(
+        cfg, emulators.Endpoints(s3=s3_endpoint, azure=azurite, gcs=gcs_endpoint)
+    )
+    for loc in cfg.locations.values():
+        leftover = next(iter(open_storage(loc.uri(), loc.storage_options()).list()), None)
+        assert leftover is None, f"{loc.name}: {leftover} left in the bucket"
     return "emulated"
 
 
