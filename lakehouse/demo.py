@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -18,14 +19,16 @@ import dagster as dg
 from assets.partitions import date_region_key
 from lakehouse.definitions import build_definitions
 from lakehouse.demo_workers import LandDays, Workers, land_days, workers_state
-from lakehouse.ml_demo import QUIET, run_ml_demo
+from lakehouse.ml_demo import QUIET, failure_reason, run_ml_demo
 from lakehouse.progress import Progress, Stage
 from pipelines import delta, tables
 from pipelines.compute import COMPUTE_ENV
-from pipelines.config import PER_JURISDICTION, LakeConfig, lake_home, load_config
+from pipelines.config import PER_JURISDICTION, PROJECT_ROOT, LakeConfig, lake_home, load_config
 from pipelines.simulate import BadDay, Drift, SimulationConfig
 from pipelines.spark import build_session
 from resources.spark import SparkResource
+
+LOCAL_INSTANCE_YAML = PROJECT_ROOT / "deploy" / "dagster-local.yaml"
 
 
 def _instance() -> dg.DagsterInstance:
@@ -35,9 +38,51 @@ def _instance() -> dg.DagsterInstance:
     os.makedirs(home, exist_ok=True)
     config = os.path.join(home, "dagster.yaml")
     if not os.path.exists(config):
-        with open(config, "w") as fh:
-            fh.write("# local instance: SQLite storage in this folder\n")
+        # the local profile `make setup` installs: SQLite here, no telemetry, run queue limits
+        shutil.copyfile(LOCAL_INSTANCE_YAML, config)
     return dg.DagsterInstance.get()
+
+
+# The demo trains its first model on 4 weeks (lakehouse.yaml's default is 8) ending this many
+# days before the last day: drift is injected a week before the end, the model must predate it.
+DEMO_WINDOW_DAYS = 28
+TRAIN_ENDS_BEFORE_END = 10
+
+
+def demo_train_end(end: dt.date) -> dt.date:
+    """The last day the demo's first model is trained on (its holdout ends there)."""
+    return end - dt.timedelta(days=TRAIN_ENDS_BEFORE_END)
+
+
+def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date) -> None:
+    """A one-line error, before anything runs, when the days cannot train the first model.
+
+    The rule is the training's own (``plan_window``: look-back warm-up, a minimum of training
+    days, the holdout), tried on the days the demo would land.
+    """
+    from pipelines.train import WARMUP_DAYS, TrainingError, plan_window
+
+    train_end = demo_train_end(end)
+
+    def trains(first: dt.date) -> bool:
+        days = [first + dt.timedelta(days=i) for i in range((train_end - first).days + 1)]
+        try:
+            plan_window(days, DEMO_WINDOW_DAYS, cfg.ml.holdout_days, train_end)
+        except TrainingError:
+            return False
+        return True
+
+    if trains(start):
+        return
+    latest = start
+    while not trains(latest):
+        latest -= dt.timedelta(days=1)
+    count = (end - start).days + 1
+    raise ValueError(
+        f"demo --from {start} --to {end}: {count} day(s) are too few to train the forecast "
+        f"(on days up to {train_end}, after {WARMUP_DAYS} days of look-back warm-up and a "
+        f"{cfg.ml.holdout_days}-day holdout); use --from {latest} or earlier"
+    )
 
 
 # Days a worker lands at a time: small enough for steady progress, large enough to be cheap.
@@ -344,6 +389,7 @@ def run_demo(
     progress = progress or Progress.silent("demo")
     stages: dict[str, float] = {}
     cfg = load_config(environment)
+    check_demo_days(cfg, start, end)
     # The demo's one process serves every jurisdiction, and says so: a deployment's workers
     # declare theirs (LAKEHOUSE_COMPUTE_JURISDICTION), unset it is warned about on every run.
     os.environ.setdefault(COMPUTE_ENV, ",".join(cfg.jurisdictions))
@@ -404,9 +450,8 @@ def _materialize(
             defs,
             instance,
             [d for d in days if d <= end],
-            train_end=drift_day - dt.timedelta(days=3),
-            # a few weeks of demo data: train on 4 weeks (lakehouse.yaml's default is 8)
-            window_days=28,
+            train_end=demo_train_end(end),
+            window_days=DEMO_WINDOW_DAYS,
             stage=stage,
             tags=_sensor_tags(defs, "automation_sensor"),
         )
@@ -443,7 +488,8 @@ def _run_or_fail(
         )
     if not result.success:
         raise RuntimeError(
-            f"demo: {what} failed in run {result.run_id}; see it with `make ui` (Runs)"
+            f"demo: {what} failed in run {result.run_id}, {failure_reason(result)} "
+            "(its logs: `make ui`, Runs)"
         )
 
 

@@ -23,7 +23,21 @@ from resources.mlflow import MLflowResource
 if TYPE_CHECKING:
     from lakehouse.progress import Stage
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The demo's runs keep their whole logs in the Dagster instance (`make ui` shows them); the
+# terminal gets the demo's progress and, for a run that fails, one line saying why.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step and its error's own message, on one line."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # Dagster wraps the asset's own exception
+            message = error.message.strip().splitlines()[0] if error and error.message else ""
+            return f"step {event.step_key}: {message or 'failed'}"
+    return "no step failed; the run itself did"
 
 
 def _model_config(**cfg: Any) -> dict[str, Any]:
@@ -59,10 +73,14 @@ def run_ml_demo(
         instance=instance,
         run_config=_model_config(end_date=train_end.isoformat(), **window),
         tags={**tags, "lakehouse/trigger": "demo_initial_training"},
+        raise_on_error=False,
     )
     _advance(stage, "trained the first model")
     if not first.success:
-        raise RuntimeError("demo: the initial training run failed; see the Dagster run logs")
+        raise RuntimeError(
+            f"demo: the initial training run {first.run_id} failed, {failure_reason(first)} "
+            "(its logs: `make ui`, Runs)"
+        )
     monitored: dict[str, Any] = {}
     for day in days:
         result = dg.materialize(
@@ -94,6 +112,7 @@ def run_ml_demo(
             instance=instance,
             run_config=_model_config(holdout_days=retrain_holdout_days, **window),
             tags=req.tags,
+            raise_on_error=False,
         )
         _advance(stage, "retrained on drift")
         retrains.append(
@@ -101,6 +120,7 @@ def run_ml_demo(
                 "drift_partition": req.tags.get("lakehouse/drift_partition"),
                 "reason": req.tags.get("lakehouse/drift_reason"),
                 "success": run.success,
+                **({} if run.success else {"error": failure_reason(run)}),
             }
         )
     flagged = [d for d, v in monitored.items() if v.get("retrain_recommended")]

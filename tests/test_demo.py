@@ -143,3 +143,24 @@ def test_the_demos_own_runs_carry_the_tags_automation_gives_its_runs(lake_home):
     spark = demo._sensor_tags(defs, "spark_automation_sensor")
     assert spark == {"lakehouse/spark": "true", "lakehouse/jurisdiction": "shared"}
     assert demo._sensor_tags(defs, "automation_sensor") == {"lakehouse/jurisdiction": "any"}
+
+
+def test_too_few_days_for_the_forecast_are_refused_before_anything_runs(lake_home):
+    cfg = load_config("local")
+    end = dt.date(2026, 10, 28)
+    with pytest.raises(ValueError, match="too few to train the forecast") as info:
+        demo.check_demo_days(cfg, dt.date(2026, 10, 22), end)
+    earliest = dt.date.fromisoformat(str(info.value).split("use --from ")[1].split()[0])
+    demo.check_demo_days(cfg, earliest, end)  # the start it names is enough
+    with pytest.raises(ValueError, match="too few"):
+        demo.check_demo_days(cfg, earliest + dt.timedelta(days=1), end)  # and the latest
+
+
+def test_a_failed_run_is_one_line_naming_its_step_and_error(instance):
+    @dg.asset
+    def broken() -> None:
+        raise ValueError("the input at s3://b/x is not a Delta table")
+
+    result = dg.materialize([broken], instance=instance, raise_on_error=False)
+    reason = demo.failure_reason(result)
+    assert reason == "step broken: ValueError: the input at s3://b/x is not a Delta table"
