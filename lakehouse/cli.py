@@ -275,11 +275,13 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
     Progress on stderr as it goes; at the end the summary as tables (or, with ``--json``, as
     JSON) on stdout, and always as JSON in ``.lake/demo-summary.json``.
     """
-    from lakehouse.demo import run_demo
+    from lakehouse.demo import check_demo_days, run_demo
     from lakehouse.demo_summary import print_summary
     from lakehouse.progress import Progress
+    from pipelines.config import load_config
 
     days_between(args.start, args.end, "demo --from/--to")
+    check_demo_days(load_config(args.env), args.start, args.end)
     with Progress("demo") as progress:
         summary = run_demo(
             args.start, args.end, args.events_per_day, environment=args.env, progress=progress
@@ -295,10 +297,12 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
     from pathlib import Path
 
-    from lakehouse.run_emulated import run_emulated
-    from pipelines.config import lake_home
+    from lakehouse.demo import check_demo_days
+    from lakehouse.run_emulated import ENVIRONMENT, run_emulated
+    from pipelines.config import lake_home, load_config
 
     days_between(args.start, args.end, "run-emulated --from/--to")
+    check_demo_days(load_config(ENVIRONMENT), args.start, args.end, "run-emulated")
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
     # the emulators keep nothing between runs, so neither may the instance nor MLflow
     shutil.rmtree(workdir, ignore_errors=True)

@@ -54,11 +54,12 @@ def demo_train_end(end: dt.date) -> dt.date:
     return end - dt.timedelta(days=TRAIN_ENDS_BEFORE_END)
 
 
-def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date) -> None:
+def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date, what: str = "demo") -> None:
     """A one-line error, before anything runs, when the days cannot train the first model.
 
     The rule is the training's own (``plan_window``: look-back warm-up, a minimum of training
-    days, the holdout), tried on the days the demo would land.
+    days, the holdout), tried on the days the demo would land. The commands check before they
+    start; ``run_demo`` itself does not, since a lake with older features trains on fewer days.
     """
     from pipelines.train import WARMUP_DAYS, TrainingError, plan_window
 
@@ -79,7 +80,7 @@ def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date) -> None:
         latest -= dt.timedelta(days=1)
     count = (end - start).days + 1
     raise ValueError(
-        f"demo --from {start} --to {end}: {count} day(s) are too few to train the forecast "
+        f"{what} --from {start} --to {end}: {count} day(s) are too few to train the forecast "
         f"(on days up to {train_end}, after {WARMUP_DAYS} days of look-back warm-up and a "
         f"{cfg.ml.holdout_days}-day holdout); use --from {latest} or earlier"
     )
@@ -389,7 +390,6 @@ def run_demo(
     progress = progress or Progress.silent("demo")
     stages: dict[str, float] = {}
     cfg = load_config(environment)
-    check_demo_days(cfg, start, end)
     # The demo's one process serves every jurisdiction, and says so: a deployment's workers
     # declare theirs (LAKEHOUSE_COMPUTE_JURISDICTION), unset it is warned about on every run.
     os.environ.setdefault(COMPUTE_ENV, ",".join(cfg.jurisdictions))
