@@ -91,9 +91,42 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
     ) -> dg.SensorResult:
         """Requests ingestion of every (date, region) whose landing area got new objects."""
         served = served_locations(lake.config(), context.log)
-        return _landed(context.cursor, lake, set(parts.daily.get_partition_keys()), served)
+        found = _landed(context.cursor, lake, set(parts.daily.get_partition_keys()), served)
+        waiting = _waiting_partitions(context, job.name)
+        requests = [
+            r for r in found.run_requests or [] if r.tags[INGEST_PARTITION_TAG] not in waiting
+        ]
+        held = sorted({r.tags[INGEST_PARTITION_TAG] for r in found.run_requests or []} & waiting)
+        if held:
+            context.log.info(
+                f"{len(held)} partition(s) with new objects already have a run waiting to start, "
+                f"which ingests them: {', '.join(held[:10])}"
+            )
+        return dg.SensorResult(run_requests=requests, cursor=found.cursor)
 
     return landed_objects_sensor
+
+
+# Runs that have not listed their landing area yet: they will ingest whatever is new by then.
+NOT_YET_STARTED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+]
+
+
+def _waiting_partitions(context: dg.SensorEvaluationContext, job_name: str) -> set[str]:
+    """The ``date|region`` of this job's runs that have not started yet.
+
+    A second request for such a partition would only queue a run with nothing left to do once
+    the first has run (each run ingests every object not in the ledger when it starts); under a
+    steady stream they pile up and each costs a process start. The hourly schedule is the
+    safety net for a waiting run that is then cancelled.
+    """
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=NOT_YET_STARTED)
+    )
+    return {r.tags[INGEST_PARTITION_TAG] for r in runs if INGEST_PARTITION_TAG in r.tags}
 
 
 def _landed(

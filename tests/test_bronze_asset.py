@@ -161,6 +161,38 @@ def test_sensor_requests_partitions_of_new_objects_once(lake_home):
     assert [r.partition_key for r in later.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
 
 
+def test_sensor_asks_no_second_run_for_a_partition_whose_run_waits_to_start(lake_home):
+    import uuid
+
+    from jobs.ingest import INGEST_PARTITION_TAG
+
+    for where in ("azure-eu", "aws-us"):
+        land(where, SimulationConfig(start=DAY, end=DAY, events_per_day=50, late_share=0.0))
+    sensor = definitions().resolve_sensor_def("landed_objects_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    eu, us = f"{DAY}|eu", f"{DAY}|us"
+    waiting = dg.DagsterRun(
+        job_name="ingest_job",
+        run_id=str(uuid.uuid4()),
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={INGEST_PARTITION_TAG: eu},
+    )
+    instance.add_run(waiting)
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
+        first = sensor(ctx)
+    assert [r.tags[INGEST_PARTITION_TAG] for r in first.run_requests] == [us]  # eu's run waits
+    instance.handle_run_event(  # once it has started, it may have listed before new objects
+        waiting.run_id,
+        dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.RUN_START.value, job_name="ingest_job"
+        ),
+    )
+    assert instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.STARTED
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
+        later = sensor(ctx)  # the same objects seen anew: both partitions are asked for
+    assert sorted(r.tags[INGEST_PARTITION_TAG] for r in later.run_requests) == [eu, us]
+
+
 def test_hourly_schedule_runs_only_partitions_with_objects_not_ingested(lake_home):
     import datetime as dt
 
