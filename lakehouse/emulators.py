@@ -118,17 +118,21 @@ def _process(
         stop(proc)
 
 
-def create_s3_buckets(endpoint: str, buckets: Sequence[str]) -> None:
-    """Create buckets on a moto server."""
+def _s3_client(endpoint: str) -> Any:
     import boto3
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=S3_KEY_ID,
         aws_secret_access_key=S3_SECRET,
         region_name=S3_REGION,
     )
+
+
+def create_s3_buckets(endpoint: str, buckets: Sequence[str]) -> None:
+    """Create buckets on a moto server."""
+    s3 = _s3_client(endpoint)
     for bucket in buckets:
         s3.create_bucket(Bucket=bucket)
 
@@ -156,15 +160,7 @@ def create_gcs_buckets(endpoint: str, buckets: Sequence[str]) -> None:
 
 def empty_s3_buckets(endpoint: str, buckets: Sequence[str]) -> None:
     """Delete every object of buckets on a moto server (folder markers ending in / too)."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY_ID,
-        aws_secret_access_key=S3_SECRET,
-        region_name=S3_REGION,
-    )
+    s3 = _s3_client(endpoint)
     for bucket in buckets:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
