@@ -292,12 +292,17 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
-def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any]:
-    """The demo on moto, Azurite and fake-gcs-server started (and stopped) on 127.0.0.1."""
+def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The demo on moto, Azurite and fake-gcs-server started (and stopped) on 127.0.0.1.
+
+    Progress and summary as ``demo`` prints them, plus what the emulators hold.
+    """
     import shutil
     from pathlib import Path
 
     from lakehouse.demo import check_demo_days
+    from lakehouse.demo_summary import print_summary
+    from lakehouse.progress import Progress
     from lakehouse.run_emulated import ENVIRONMENT, run_emulated
     from pipelines.config import lake_home, load_config
 
@@ -306,7 +311,12 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
     # the emulators keep nothing between runs, so neither may the instance nor MLflow
     shutil.rmtree(workdir, ignore_errors=True)
-    return run_emulated(args.start, args.end, args.events_per_day, workdir)
+    with Progress("run-emulated") as progress:
+        summary = run_emulated(args.start, args.end, args.events_per_day, workdir, progress)
+    if args.json:
+        return summary
+    print_summary(summary, sys.stdout)
+    return None
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,6 +522,7 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument(
         "--workdir", help="Dagster instance, MLflow store and server logs (default .emulated/)"
     )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
     p.set_defaults(handler=cmd_run_emulated)
 
 

@@ -67,7 +67,30 @@ def tables(summary: dict[str, Any]) -> list[Any]:
             _mb(r.get("bytes_copied")),
             f"{float(r.get('egress_usd') or 0):.4f}",
         )
-    return [regions, replicas, _model_table(summary, table), _stages_table(summary, table)]
+    out = [regions, replicas, _model_table(summary, table), _stages_table(summary, table)]
+    if summary.get("emulated"):
+        out.append(_emulated_table(summary["emulated"], table))
+    return out
+
+
+def _emulated_table(emulated: dict[str, Any], table: Any) -> Any:
+    """What the emulators hold, and the paths they cannot serve (``make run-emulated``)."""
+    t = table("on the emulators (127.0.0.1)", "", "")
+    t.show_header = False
+    t.columns[1].justify = "left"
+    roots = emulated.get("spark_roots") or {}
+    t.add_row("spark", ", ".join(f"{k} {v}" for k, v in roots.items()))
+    mlflow = emulated.get("mlflow") or {}
+    t.add_row(
+        "mlflow",
+        f"{mlflow.get('tracking_uri')}, {_n(mlflow.get('artifact_objects'))} artifact objects "
+        f"in {mlflow.get('artifacts')}",
+    )
+    logs = emulated.get("compute_logs") or {}
+    t.add_row("compute logs", f"{_n(logs.get('objects'))} objects in {logs.get('uri')}")
+    for path, why in (emulated.get("not_served_by_emulators") or {}).items():
+        t.add_row("not served", f"{path}: {why}")
+    return t
 
 
 def _model_table(summary: dict[str, Any], table: Any) -> Any:
@@ -88,8 +111,16 @@ def _model_table(summary: dict[str, Any], table: Any) -> Any:
     )
     model.add_row(
         "champion",
-        f"{champion.get('model')} v{champion.get('champion')}: {champion.get('why') or '-'}",
+        f"{champion.get('model')} v{champion.get('champion')}, promoted because: "
+        f"{champion.get('why') or '-'}",
     )
+    latest = champion.get("latest_challenger") or {}
+    if latest:
+        model.add_row(
+            "latest challenger",
+            f"v{latest.get('version')} {latest.get('decision') or 'not promoted'}: "
+            f"{latest.get('why') or '-'}",
+        )
     health = summary.get("health") or {}
     if health:
         model.add_row(
@@ -121,3 +152,8 @@ def print_summary(summary: dict[str, Any], stream: IO[str]) -> None:
     if failed:
         console.print(f"ingestion runs that failed: {', '.join(failed)} (see `make ui`, Runs)")
     console.print(f"summary as JSON: {summary.get('summary_file')}", markup=False)
+    if summary.get("seconds_with_emulators") is not None:
+        console.print(
+            f"{summary['seconds_with_emulators']:.1f} s with the emulators' start and stop",
+            markup=False,
+        )

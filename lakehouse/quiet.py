@@ -29,10 +29,16 @@ CHATTY_LOGGERS = (
     "py4j.java_gateway",
     "mlflow.store.db.utils",
     "alembic",
+    # "Waiting up to 300 seconds for model version to finish creation" on every registration
+    "mlflow.store.model_registry.abstract_store",
 )
-# MLflow draws a progress bar for every artifact download (a model, a reference sample):
+# MLflow draws a progress bar for every artifact download (a model, a reference sample), and
+# with a tracking server prints two links per run on stdout (the summary names the server):
 # the command's own progress says what runs.
-QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+QUIET_ENV = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 
 
 def quiet_libraries() -> None:

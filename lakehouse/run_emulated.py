@@ -19,13 +19,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import yaml
 
 from lakehouse import emulators
 from pipelines.config import PROJECT_ROOT, ConfigError, LakeConfig, load_config
+
+if TYPE_CHECKING:
+    from lakehouse.progress import Progress
 
 ENVIRONMENT = "emulated"
 MLFLOW_PREFIX = "mlflow"
@@ -182,11 +185,17 @@ def emulated(workdir: Path, running: emulators.Endpoints | None = None) -> Itera
         yield Emulated(cfg, clouds, tracking, home, bucket)
 
 
-def run_story(env: Emulated, start: dt.date, end: dt.date, events_per_day: int) -> dict[str, Any]:
+def run_story(
+    env: Emulated,
+    start: dt.date,
+    end: dt.date,
+    events_per_day: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """The demo in a running emulated environment; its summary plus what the clouds hold."""
     from lakehouse.demo import run_demo
 
-    summary = run_demo(start, end, events_per_day, environment=ENVIRONMENT)
+    summary = run_demo(start, end, events_per_day, environment=ENVIRONMENT, progress=progress)
     clouds = env.clouds
     summary["emulated"] = {
         "endpoints": {"s3": clouds.s3, "azure": clouds.azure, "gcs": clouds.gcs},
@@ -208,12 +217,16 @@ def run_story(env: Emulated, start: dt.date, end: dt.date, events_per_day: int) 
 
 
 def run_emulated(
-    start: dt.date, end: dt.date, events_per_day: int, workdir: Path
+    start: dt.date,
+    end: dt.date,
+    events_per_day: int,
+    workdir: Path,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """``make run-emulated``: start everything, run the story, stop everything."""
     t0 = time.perf_counter()
     with emulated(workdir) as env:
-        summary = run_story(env, start, end, events_per_day)
+        summary = run_story(env, start, end, events_per_day, progress)
     summary["seconds_with_emulators"] = round(time.perf_counter() - t0, 1)
     return summary
 

@@ -65,9 +65,18 @@ logger.native.level = error
 # a plan's description is shortened for the logs: nothing to act on
 logger.plans.name = org.apache.spark.util.SparkStringUtils
 logger.plans.level = error
+# the GCS connector against fake-gcs-server (no credentials, as configured): warned per session
+logger.gcsnull.name = com.google.cloud.hadoop.util.CredentialFactory
+logger.gcsnull.level = error
 """
-# What the JVM itself prints on stderr that no setting turns off (Spark 4 asks for the module).
-JVM_NOISE = ("WARNING: Using incubator modules: jdk.incubator.vector",)
+# What the JVM itself prints on stderr that no setting turns off (Spark 4 asks for the module;
+# a connector jar looks for an SLF4J 1 binding, finds none and logs nothing, as intended).
+JVM_NOISE = (
+    "WARNING: Using incubator modules: jdk.incubator.vector",
+    'SLF4J: Failed to load class "org.slf4j.impl.StaticLoggerBinder".',
+    "SLF4J: Defaulting to no-operation (NOP) logger implementation",
+    "SLF4J: See http://www.slf4j.org/codes.html#StaticLoggerBinder for further details.",
+)
 _START_LOCK = threading.Lock()
 
 
