@@ -92,12 +92,11 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
         """Requests ingestion of every (date, region) whose landing area got new objects."""
         served = served_locations(lake.config(), context.log)
         found = _landed(context.cursor, lake, set(parts.daily.get_partition_keys()), served)
-        asked = found.run_requests or []
-        if not asked:  # nothing new: the run storage need not be read
-            return found
         waiting = _waiting_partitions(context, job.name)
-        requests = [r for r in asked if r.tags[INGEST_PARTITION_TAG] not in waiting]
-        held = sorted({r.tags[INGEST_PARTITION_TAG] for r in asked} & waiting)
+        requests = [
+            r for r in found.run_requests or [] if r.tags[INGEST_PARTITION_TAG] not in waiting
+        ]
+        held = sorted({r.tags[INGEST_PARTITION_TAG] for r in found.run_requests or []} & waiting)
         if held:
             context.log.info(
                 f"{len(held)} partition(s) with new objects already have a run waiting to start, "

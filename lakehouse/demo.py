@@ -73,11 +73,11 @@ def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date, what: str = "
             return False
         return True
 
+    if trains(start):
+        return
     latest = start
     while not trains(latest):
         latest -= dt.timedelta(days=1)
-    if latest == start:
-        return
     count = (end - start).days + 1
     raise ValueError(
         f"{what} --from {start} --to {end}: {count} day(s) are too few to train the forecast "
