@@ -65,11 +65,10 @@ logger.native.level = error
 # a plan's description is shortened for the logs: nothing to act on
 logger.plans.name = org.apache.spark.util.SparkStringUtils
 logger.plans.level = error
-# the GCS connector (shaded) against fake-gcs-server, no credentials as configured: warned per
-# session
-logger.gcsnull.name = com.google.cloud.hadoop.repackaged.gcs.{GCS_UTIL}.CredentialFactory
+# the GCS connector against fake-gcs-server (no credentials, as configured): warned per session
+logger.gcsnull.name = com.google.cloud.hadoop.util.CredentialFactory
 logger.gcsnull.level = error
-""".replace("{GCS_UTIL}", "com.google.cloud.hadoop.util")
+"""
 # What the JVM itself prints on stderr that no setting turns off (Spark 4 asks for the module;
 # a connector jar looks for an SLF4J 1 binding, finds none and logs nothing, as intended).
 JVM_NOISE = (
