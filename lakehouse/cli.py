@@ -459,7 +459,7 @@ def _add_ingest_and_sync(sub: Any) -> None:
     )
     p.add_argument("--batch-objects", type=_number(int, 1), help="objects per batch (default 256)")
     p.add_argument(
-        "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 48 MiB)"
+        "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 32 MiB)"
     )
     p.set_defaults(handler=cmd_ingest)
 

@@ -286,3 +286,22 @@ def test_landing_lifecycle_removes_only_objects_ingested_long_enough_ago(lake_ho
     assert storage.head("archive/landing/firehose/2026/10/05/01/a-1.gz") is not None
     with pytest.raises(ingest.IngestError, match="gone from the landing area"):
         _run(full=True)
+
+
+def test_ledger_hashes_read_from_buffers_sorted_across_chunks_nulls_and_slices() -> None:
+    import numpy as np
+
+    blob = [np.array(v, np.uint64).tobytes() for v in ([9, 3], [7], [1, 8, 2])]
+    chunks = pa.chunked_array(
+        [pa.array([blob[0], None], pa.large_binary()), pa.array([b"x", blob[1], blob[2]], pa.large_binary()).slice(1)]
+    )
+    assert ledger._sorted_hashes(chunks).tolist() == [1, 2, 3, 7, 8, 9]
+    assert ledger._sorted_hashes(pa.chunked_array([], pa.large_binary())).tolist() == []
+
+
+def test_the_heap_is_bounded_on_glibc() -> None:
+    from pipelines import memory
+
+    on_glibc = bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
+    assert memory.bound_heap() is on_glibc
+    memory.give_back()  # callable between batches whatever the C library
