@@ -293,7 +293,10 @@ def test_ledger_hashes_read_from_buffers_sorted_across_chunks_nulls_and_slices()
 
     blob = [np.array(v, np.uint64).tobytes() for v in ([9, 3], [7], [1, 8, 2])]
     chunks = pa.chunked_array(
-        [pa.array([blob[0], None], pa.large_binary()), pa.array([b"x", blob[1], blob[2]], pa.large_binary()).slice(1)]
+        [
+            pa.array([blob[0], None], pa.large_binary()),
+            pa.array([b"x", blob[1], blob[2]], pa.large_binary()).slice(1),
+        ]
     )
     assert ledger._sorted_hashes(chunks).tolist() == [1, 2, 3, 7, 8, 9]
     assert ledger._sorted_hashes(pa.chunked_array([], pa.large_binary())).tolist() == []
