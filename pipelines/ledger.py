@@ -61,7 +61,10 @@ LEDGER_SCHEMA = pa.schema(
         ("region", pa.string()),
     ]
 )
-_STATE_COLUMNS = [n for n in LEDGER_SCHEMA.names if n not in BRONZE_PARTITION_BY]
+# the event ids' hashes are read on their own (:func:`read_hashes`), by a run about to ingest
+_STATE_COLUMNS = [
+    n for n in LEDGER_SCHEMA.names if n not in (*BRONZE_PARTITION_BY, "event_id_hashes")
+]
 
 
 def app_id(partition: Mapping[str, object]) -> str:
@@ -111,7 +114,6 @@ class LedgerState:
     objects: list[ObjectEntry] = field(default_factory=list)
     batches: dict[int, Batch] = field(default_factory=dict)
     committed: dict[int, tuple[int, int]] = field(default_factory=dict)
-    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted
 
     @property
     def last_batch(self) -> int:
@@ -182,7 +184,7 @@ def _plan(adds: list[AddAction]) -> list[dict[str, Any]]:
 def read_state(
     uri: str, options: Mapping[str, str], partition: Mapping[str, object]
 ) -> LedgerState:
-    """The partition's ledger (empty when the table or the partition has none)."""
+    """The partition's ledger (empty when the table or the partition has none), but its hashes."""
     rows = delta.read_partition(uri, options, dict(partition), columns=_STATE_COLUMNS)
     state = LedgerState()
     if not rows.num_rows:
@@ -241,7 +243,6 @@ def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:
             state.batches[n] = Batch(
                 n, bool(replace), _adds(files["bronze"]), _adds(files["quarantine"])
             )
-        state.hashes = _sorted_hashes(table["event_id_hashes"])
         return
     for n, vb, vq in zip(
         table["batch"].to_pylist(),
@@ -250,6 +251,20 @@ def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:
         strict=True,
     ):
         state.committed[n] = (vb, vq)
+
+
+def read_hashes(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+) -> np.ndarray:
+    """The 64-bit hashes of every event id the partition's batches hold, sorted.
+
+    Read apart from :func:`read_state`: only a run about to ingest a batch needs them, and on a
+    large day they are most of what the ledger holds (8 bytes an event).
+    """
+    rows = delta.read_partition(uri, options, dict(partition), columns=["kind", "event_id_hashes"])
+    if not rows.num_rows:
+        return np.zeros(0, np.uint64)
+    return _sorted_hashes(rows.filter(pc.equal(rows["kind"], "batch"))["event_id_hashes"])
 
 
 def _sorted_hashes(blobs: pa.ChunkedArray) -> np.ndarray:
