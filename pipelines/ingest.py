@@ -1317,7 +1317,7 @@ def _one_batch(
     with ThreadPoolExecutor(max_workers=8) as pool:
         objects = list(pool.map(lambda info: _fetch(storage, info), todo.infos))
     seen = None
-    if not todo.replace:  # read now: a batch another writer commits meanwhile only adds ids
+    if not todo.replace and state.batches:  # read now: a later batch of another writer only adds
         seen = Seen(ledger.read_hashes(t.ledger, t.options, part), _lookup(t, part))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
