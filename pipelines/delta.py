@@ -542,6 +542,7 @@ def _create_if_absent(
             mode="ignore",
             partition_by=partition_by or None,
             storage_options=dict(opts) or None,
+            configuration={"delta.checkpointInterval": "10"},
         )
 
     _retry_on_conflict(create)
