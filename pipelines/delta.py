@@ -52,6 +52,9 @@ MIN_FILE_ROWS = 250_000
 # A column gets a dictionary when its first DICTIONARY_SAMPLE rows hold few distinct values;
 # trying one on ids and e-mails costs time and then falls back anyway.
 DICTIONARY_SAMPLE = 10_000
+# Tables created here checkpoint this often (delta-rs's default is 100): an ingest run opens
+# its tables about 16 times, and each open replays the JSON commits since the last checkpoint.
+CHECKPOINT_INTERVAL = 10
 
 
 def _is_conflict(exc: Exception) -> bool:
@@ -542,7 +545,7 @@ def _create_if_absent(
             mode="ignore",
             partition_by=partition_by or None,
             storage_options=dict(opts) or None,
-            configuration={"delta.checkpointInterval": "10"},
+            configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
         )
 
     _retry_on_conflict(create)
