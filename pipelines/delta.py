@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -80,15 +81,64 @@ def partition_predicate(partition: Mapping[str, object]) -> str:
     return " AND ".join(f"{k} = {sql_literal(v)}" for k, v in partition.items())
 
 
+class TableError(RuntimeError):
+    """A table whose log cannot be read: the message names the table and, when found, the file."""
+
+
+class MissingFileError(RuntimeError):
+    """A commit would add data files that do not exist (staged files removed since)."""
+
+    def __init__(self, uri: str, paths: list[str]) -> None:
+        super().__init__(
+            f"{uri}: {len(paths)} staged data file(s) no longer exist, e.g. {paths[0]}; "
+            "a commit naming them would make the table unreadable"
+        )
+        self.uri = uri
+        self.paths = paths
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _bad_log_file(uri: str, options: Mapping[str, str], newest: int = 50) -> str | None:
+    """The newest commit file of the table's log that is not JSON lines (None if none is)."""
+    try:
+        store = open_storage(uri, dict(options))
+        names = sorted(
+            (i.path for i in store.list("_delta_log/") if i.path.endswith(".json")), reverse=True
+        )
+        for name in names[:newest]:
+            for line in store.get(name).splitlines():
+                if line.strip():
+                    json.loads(line)
+    except ValueError:
+        return name
+    except Exception:  # the log cannot even be listed: the caller's own error says enough
+        return None
+    return None
+
+
 def open_table(
     uri: str, options: Mapping[str, str], version: int | None = None
 ) -> DeltaTable | None:
-    """The table at ``uri`` (at ``version`` if given), or None when there is none."""
+    """The table at ``uri`` (at ``version`` if given), or None when there is none.
+
+    A log delta-rs cannot read (a damaged commit file) raises :class:`TableError` naming the
+    table and the file, not delta-rs's bare "Kernel error: Json error".
+    """
     target, opts = deltalake_target(uri, options)
     try:
         return DeltaTable(target, storage_options=opts or None, version=version)
     except TableNotFoundError:
         return None
+    except DeltaError as exc:
+        if "json" not in str(exc).lower():
+            raise
+        bad = _bad_log_file(uri, options)
+        where = f"the log file {bad} is not valid JSON" if bad else "its log cannot be read"
+        raise TableError(f"{uri}: {where} ({_first_line(exc)})") from None
 
 
 def table_version(uri: str, options: Mapping[str, str]) -> int | None:
@@ -233,6 +283,7 @@ def commit_files(
         if once and held is not None and held >= app_version:
             done = True
             return
+        _check_exist(uri, options, adds)
         if replace and unpartitioned:  # the emulator adapter: no partition folders to replace
             table.delete(partition_predicate(partition))
             table = DeltaTable(target, storage_options=dict(opts) or None)
@@ -252,6 +303,27 @@ def commit_files(
 
     _retry_on_conflict(commit)
     return not done
+
+
+def missing_files(uri: str, options: Mapping[str, str], adds: list[AddAction]) -> list[str]:
+    """The paths of ``adds`` that do not exist in the table's folder (one HEAD a file)."""
+    if not adds:
+        return []
+    store = open_storage(uri, dict(options))
+    with ThreadPoolExecutor(max_workers=min(8, len(adds))) as pool:
+        heads = list(pool.map(lambda a: store.head(a.path), adds))
+    return [a.path for a, h in zip(adds, heads, strict=True) if h is None]
+
+
+def _check_exist(uri: str, options: Mapping[str, str], adds: list[AddAction]) -> None:
+    """Raise :class:`MissingFileError` unless every file ``adds`` names exists.
+
+    Staged files a crashed writer left can be removed by upkeep before another writer commits
+    them; committing them anyway would make every later read of the table fail.
+    """
+    missing = missing_files(uri, options, adds)
+    if missing:
+        raise MissingFileError(uri, missing)
 
 
 # Commit metadata naming the transaction a commit made, so its version can be found again.
@@ -666,20 +738,157 @@ def compact_partition(
     partition: Mapping[str, object],
     above_files: int,
 ) -> bool:
-    """Rewrite one partition's small files into few (delta-rs optimize) when it has many.
+    """Rewrite one partition's files into few when it has more than ``above_files``.
 
-    Compaction changes no row (``dataChange`` false), so readers, the sync and the ingest's
-    transaction ids are unaffected; a conflict with a concurrent writer is retried.
+    See :func:`rewrite_partition`: the commit is made on the version the rows were read from,
+    so runs compacting the same partition at once never double a row.
     """
-    if partition_files(uri, options, partition) <= above_files:
-        return False
-    target, opts = deltalake_target(uri, options)
+    target, _ = deltalake_target(uri, options)
     if target.startswith("opendal+"):
         return False  # the emulator adapter's tables are unpartitioned
-    filters = [(k, "=", _partition_value(v)) for k, v in partition.items()]
-    _retry_on_conflict(
-        lambda: DeltaTable(target, storage_options=dict(opts) or None).optimize.compact(
-            partition_filters=filters  # type: ignore[arg-type]
+    values = [(k, "=", _partition_value(v)) for k, v in partition.items()]
+    return rewrite_partition(uri, options, values, above_files=above_files) is not None
+
+
+# Rows per file a rewrite writes: about 200 MB of bronze in memory at most, whatever the
+# partition's size (the rows stream from the old files into the new ones).
+REWRITE_FILE_ROWS = 1_000_000
+
+
+def rewrite_partition(
+    uri: str,
+    options: Mapping[str, str],
+    filters: list[tuple[str, str, str]],
+    *,
+    above_files: int = 1,
+    z_order: tuple[str, ...] | list[str] = (),
+    target_size: int | None = None,
+    file_rows: int = REWRITE_FILE_ROWS,
+) -> dict[str, int] | None:
+    """Rewrite the files of one partition (``filters``; ``[]``: the whole table) into few.
+
+    Returns the files removed and added, or None when the partition holds ``above_files``
+    files or fewer. Rows are read from one version of the table and the commit is made on
+    that version (delta-rs checks it against every commit since): a concurrent compaction,
+    replace or delete of the same files fails it, and it is tried again from the new version.
+    delta-rs's own ``optimize`` does not do that check (deltalake 1.6: three processes
+    compacting one partition at once tripled its rows), so it is not used. The added files
+    carry ``dataChange`` false: no row changes. With ``z_order`` the partition's rows are
+    sorted along a Z-curve of those columns (held in memory at once: a maintenance option).
+    ``target_size`` (bytes) sets the rows per new file from the old files' bytes per row.
+    """
+    target, opts = deltalake_target(uri, options)
+    for attempt in range(COMMIT_ATTEMPTS):
+        table = DeltaTable(target, storage_options=dict(opts) or None)
+        adds = pa.table(table.get_add_actions(flatten=True))
+        for col, _, value in filters:
+            column = pc.cast(adds.column(f"partition.{col}"), pa.string())
+            adds = adds.filter(pc.equal(column, value))
+        if adds.num_rows <= above_files:
+            return None
+        if target_size:
+            total = pc.sum(adds["size_bytes"]).as_py() or 1
+            rows = pc.sum(adds["num_records"]).as_py() or 1
+            file_rows = max(1, min(file_rows, target_size * rows // total))
+        staged = _rewrite_files(uri, options, table, filters, z_order, file_rows)
+        try:
+            table.create_write_transaction(
+                list[AddAction | RemoveAction](staged),
+                mode="overwrite",
+                schema=pa.schema(table.schema().to_arrow()),  # type: ignore[arg-type]
+                partition_by=table.metadata().partition_columns or None,
+                partition_filters=filters or None,  # type: ignore[arg-type]
+                commit_properties=CommitProperties(custom_metadata={COMMIT_MARK: "compaction"}),
+            )
+        except (CommitFailedError, DeltaError) as exc:
+            discard_files(uri, options, staged)
+            if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
+            continue
+        return {"files_removed": adds.num_rows, "files_added": len(staged)}
+    return None
+
+
+def _rewrite_files(
+    uri: str,
+    options: Mapping[str, str],
+    table: DeltaTable,
+    filters: list[tuple[str, str, str]],
+    z_order: tuple[str, ...] | list[str],
+    file_rows: int,
+) -> list[AddAction]:
+    """The partition's rows of ``table``'s version as new staged files (``dataChange`` false)."""
+    cols = list(table.metadata().partition_columns)
+    values = {c: v for c, _, v in filters}
+    folder = "/".join(f"{k}={quote(values[k], safe='-_.')}" for k in cols if k in values)
+    store = open_storage(uri, dict(options))
+    full = pa.schema(table.schema().to_arrow())  # type: ignore[arg-type]
+    schema = pa.schema([f for f in full if f.name not in cols])
+    where = None
+    for col, _, value in filters:
+        test = pc.field(col) == pc.scalar(value).cast(full.field(col).type)
+        where = test if where is None else where & test
+    staged: list[AddAction] = []
+
+    def flush(rows: pa.Table) -> None:
+        add = _put_file(store, folder, rows.select(schema.names).cast(schema), values)
+        staged.append(
+            AddAction(
+                path=add.path,
+                size=add.size,
+                partition_values=add.partition_values,
+                modification_time=add.modification_time,
+                data_change=False,
+                stats=add.stats,
+            )
         )
-    )
-    return True
+
+    try:
+        opendal = deltalake_target(uri, options)[0].startswith("opendal+")
+        if z_order or opendal:
+            if opendal:  # pyarrow cannot reach OpenDAL (the GCS emulator's adapter)
+                clause = " AND ".join(f"{c} = {sql_literal(v)}" for c, _, v in filters)
+                rows = _query(table, None, clause or None)
+            else:
+                rows = table.to_pyarrow_dataset().to_table(filter=where)
+            if z_order:
+                rows = rows.take(z_order_indices(rows, list(z_order)))
+            for lo in range(0, max(rows.num_rows, 1), file_rows):
+                flush(rows.slice(lo, file_rows))
+            return staged
+        dataset = table.to_pyarrow_dataset()
+        held: list[pa.RecordBatch] = []
+        count = 0
+        for batch in dataset.to_batches(filter=where):
+            held.append(batch)
+            count += batch.num_rows
+            if count >= file_rows:
+                flush(pa.Table.from_batches(held))
+                held, count = [], 0
+        if held or not staged:
+            flush(pa.Table.from_batches(held, schema=dataset.schema))
+    except BaseException:
+        discard_files(uri, options, staged)
+        raise
+    return staged
+
+
+def z_order_indices(rows: pa.Table, columns: list[str]) -> pa.Array:
+    """Row order along a Z-curve of ``columns``: their dense ranks' bits interleaved."""
+    if not rows.num_rows:
+        return pa.array([], pa.int64())
+    bits = 63 // len(columns)
+    ranks = []
+    for name in columns:
+        rank = pc.rank(rows[name], sort_keys="ascending", tiebreaker="dense")
+        r = rank.to_numpy().astype(np.uint64) - np.uint64(1)
+        top = int(r.max()) if len(r) else 0
+        if top >= 1 << bits:  # scale into the bits a column gets, keeping order
+            r = (r * np.uint64((1 << bits) - 1)) // np.uint64(top)
+        ranks.append(r)
+    key = np.zeros(rows.num_rows, np.uint64)
+    for b in range(bits - 1, -1, -1):
+        for r in ranks:
+            key = (key << np.uint64(1)) | ((r >> np.uint64(b)) & np.uint64(1))
+    return pa.array(np.argsort(key, kind="stable"))

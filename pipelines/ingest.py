@@ -1179,12 +1179,30 @@ class _Tables:
         }
 
 
-def _settle(t: _Tables, part: dict[str, object]) -> tuple[ledger.LedgerState, list[int]]:
-    """The partition's ledger, after finishing any batch a crashed writer left pending."""
+def _settle(
+    t: _Tables, part: dict[str, object], *, check: bool = False, full: bool = False
+) -> tuple[ledger.LedgerState, list[int]]:
+    """The partition's ledger, after finishing any batch a crashed writer left pending.
+
+    With ``check`` (a run's first look), the ledger is first checked against what bronze and
+    quarantine hold (:func:`ledger.check_tables`); a full re-ingest rebuilds it instead, with
+    batch numbers above what the tables hold.
+    """
+    hold = 0
+    if check:  # read before the ledger: see check_tables
+        hold = max(ledger.held(uri, t.options, part) for uri, _ in t.targets().values())
     state = ledger.read_state(t.ledger, t.options, part)
+    if check and not full:
+        ledger.check_tables(state, hold, t.ledger, part)
+    state.tables_hold = hold
     finished = []
     for batch in state.pending():
-        state.committed[batch.number] = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+        versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+        if versions is None:  # its staged files are gone: abandoned, its objects taken again
+            state = ledger.read_state(t.ledger, t.options, part)
+            state.tables_hold = hold
+            continue
+        state.committed[batch.number] = versions
         finished.append(batch.number)
     return state, finished
 
@@ -1235,7 +1253,7 @@ def ingest_partition(
         dict(options),
     )
     limits = (batch_objects, batch_bytes)
-    state, finished = _settle(t, part)
+    state, finished = _settle(t, part, check=True, full=full)
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
         full = True  # written before the ledger existed: replace it once, then go on
     plan = _full_plan(state, infos, limits) if full else None
@@ -1271,7 +1289,9 @@ def ingest_partition(
             if on_batch is not None:
                 on_batch(result)
             del committed, result  # the batch's rows, not held while the next one is read
+        hold = state.tables_hold
         state, more = _settle(t, part)
+        state.tables_hold = hold
         done.batches.extend(more)
         memory.give_back()  # so that a day of any size peaks at one batch
     done.compacted = _compact_if_closed(t, part, landing_date, now)
@@ -1353,7 +1373,10 @@ def _one_batch(
         delta.discard_files(t.bronze, t.options, b_adds)
         delta.discard_files(t.quarantine, t.options, q_adds)
         return None
-    return result, number, ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+    versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+    if versions is None:  # its files vanished before the commit: abandoned, taken again
+        return None
+    return result, number, versions
 
 
 def _compact_if_closed(

@@ -8,7 +8,10 @@ kinds of rows, all appended:
 - ``batch``: one per object batch: the bronze and quarantine files staged for it (their add
   actions, as JSON), whether it replaces the partition (a full re-ingest), and the 64-bit
   hashes of the event ids it added to bronze (the partition's de-duplication state);
-- ``commit``: written once the batch's bronze and quarantine commits are in: their versions.
+- ``commit``: written once the batch's bronze and quarantine commits are in: their versions;
+- ``abandon``: written instead when a pending batch's staged files are gone (removed by upkeep
+  or by hand before anyone committed them): its objects count as not ingested, and the next
+  batch takes them again. A commit never names a file that does not exist.
 
 Batches are numbered per partition. The ``object`` and ``batch`` rows of batch *n* are one
 commit carrying the Delta transaction id ``(lakehouse-ingest:<date>|<region>, n)``: delta-rs
@@ -18,7 +21,12 @@ then committed to bronze and to quarantine under the same transaction id, each o
 holding *n* is skipped). A writer that dies between the claim and those commits leaves a
 pending batch: the next run of the partition finishes it from the recorded add actions before
 it claims anything, so batches reach bronze in order and the transaction version of a table
-says which batches it holds. The ``commit`` row is the last thing written.
+says which batches it holds. The ``commit`` row is the last thing written. Upkeep keeps the
+files a pending batch names (:func:`pending_files`).
+
+The ledger is checked against the tables it describes: bronze or quarantine holding a batch
+the ledger never claimed (a ledger restored from an older snapshot, a damaged log) stops the
+ingest with :class:`LedgerError` instead of skipping new objects as already committed.
 """
 
 from __future__ import annotations
@@ -107,6 +115,10 @@ class Batch:
     quarantine: list[AddAction]
 
 
+class LedgerError(RuntimeError):
+    """The ledger disagrees with the tables it describes; the message names both."""
+
+
 @dataclass
 class LedgerState:
     """A partition's ledger as of one read."""
@@ -114,11 +126,14 @@ class LedgerState:
     objects: list[ObjectEntry] = field(default_factory=list)
     batches: dict[int, Batch] = field(default_factory=dict)
     committed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    abandoned: set[int] = field(default_factory=set)
+    # the highest batch bronze or quarantine holds (read before the ledger): numbers go above it
+    tables_hold: int = 0
 
     @property
     def last_batch(self) -> int:
-        """The highest batch number claimed (0 when none)."""
-        return max(self.batches, default=0)
+        """The highest batch number claimed or held by the tables (0 when none)."""
+        return max(max(self.batches, default=0), self.tables_hold)
 
     def identities(self) -> set[tuple[str, str | None, int]]:
         """Every (key, etag, size) ingested."""
@@ -129,8 +144,9 @@ class LedgerState:
         return {o.key for o in self.objects}
 
     def pending(self) -> list[Batch]:
-        """Claimed batches whose ``commit`` row is missing, oldest first."""
-        return [b for n, b in sorted(self.batches.items()) if n not in self.committed]
+        """Claimed batches neither committed nor abandoned, oldest first."""
+        done = self.committed.keys() | self.abandoned
+        return [b for n, b in sorted(self.batches.items()) if n not in done]
 
     def groups(self) -> list[list[str]]:
         """The keys of each batch in batch order: the order a full re-ingest replays."""
@@ -189,6 +205,8 @@ def read_state(
     state = LedgerState()
     if not rows.num_rows:
         return state
+    state.abandoned = _abandoned(rows)
+    rows = _without_abandoned(rows, state.abandoned, keep_kinds=("batch", "abandon"))
     kinds = rows["kind"].to_pylist()
     for kind, table in (
         ("object", rows.filter(pc.equal(rows["kind"], "object"))),
@@ -201,14 +219,32 @@ def read_state(
     return state
 
 
+def _abandoned(rows: pa.Table) -> set[int]:
+    """Batch numbers the ledger's ``abandon`` rows name."""
+    return set(rows.filter(pc.equal(rows["kind"], "abandon"))["batch"].to_pylist())
+
+
+def _without_abandoned(
+    rows: pa.Table, abandoned: set[int], keep_kinds: tuple[str, ...] = ()
+) -> pa.Table:
+    """Rows but those of abandoned batches (rows of ``keep_kinds`` stay whatever their batch)."""
+    if not abandoned:
+        return rows
+    gone = pc.is_in(rows["batch"], pa.array(sorted(abandoned), pa.int64()))
+    if keep_kinds:
+        gone = pc.and_(gone, pc.invert(pc.is_in(rows["kind"], pa.array(list(keep_kinds)))))
+    return rows.filter(pc.invert(pc.fill_null(gone, False)))
+
+
 def identities(
     uri: str, options: Mapping[str, str], partition: Mapping[str, object]
 ) -> set[tuple[str, str | None, int]]:
     """The (key, etag, size) of every object the partition's ledger holds (a narrow read)."""
-    cols = ["kind", "source_object", "etag", "size"]
+    cols = ["kind", "batch", "source_object", "etag", "size"]
     rows = delta.read_partition(uri, options, dict(partition), columns=cols)
     if not rows.num_rows:
         return set()
+    rows = _without_abandoned(rows, _abandoned(rows))
     rows = rows.filter(pc.equal(rows["kind"], "object"))
     return set(
         zip(
@@ -261,9 +297,11 @@ def read_hashes(
     Read apart from :func:`read_state`: only a run about to ingest a batch needs them, and on a
     large day they are most of what the ledger holds (8 bytes an event).
     """
-    rows = delta.read_partition(uri, options, dict(partition), columns=["kind", "event_id_hashes"])
+    cols = ["kind", "batch", "event_id_hashes"]
+    rows = delta.read_partition(uri, options, dict(partition), columns=cols)
     if not rows.num_rows:
         return np.zeros(0, np.uint64)
+    rows = _without_abandoned(rows, _abandoned(rows))
     return _sorted_hashes(rows.filter(pc.equal(rows["kind"], "batch"))["event_id_hashes"])
 
 
@@ -387,19 +425,62 @@ def record_commit(
     )
 
 
+def held(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
+    """The highest batch of the partition a table holds (its transaction version; 0 if none)."""
+    table = delta.open_table(uri, options)
+    version = table.transaction_version(app_id(partition)) if table is not None else None
+    return int(version or 0)
+
+
+def abandon(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object], number: int
+) -> None:
+    """Record that batch ``number`` will never be committed (its objects are taken again)."""
+    table = _rows(partition, [{"kind": "abandon", "batch": number}])
+    adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
+    delta.commit_files(
+        uri,
+        adds,
+        LEDGER_SCHEMA,
+        partition,
+        options,
+        replace=False,
+        app_id=None,
+        partition_by=BRONZE_PARTITION_BY,
+    )
+
+
 def finish(
     targets: Mapping[str, tuple[str, pa.Schema]],
     ledger_uri: str,
     options: Mapping[str, str],
     partition: Mapping[str, object],
     batch: Batch,
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """Commit a claimed batch's files to bronze and quarantine (each once), then its row.
 
     ``targets`` maps ``bronze`` and ``quarantine`` to (table URI, schema). Safe to run by
     several writers at once and after a crash at any point: each table takes batch *n* once.
+    Returns None, committing nothing, when the batch's staged files are gone and neither table
+    holds it: the batch is abandoned (its objects are ingested again by a later batch).
     """
     app = app_id(partition)
+    missing: list[str] = []
+    holds = False
+    for name, adds in (("bronze", batch.bronze), ("quarantine", batch.quarantine)):
+        uri = targets[name][0]
+        if held(uri, options, partition) >= batch.number:
+            holds = True
+        else:
+            missing += delta.missing_files(uri, options, adds)
+    if missing and holds:
+        raise LedgerError(
+            f"batch {batch.number} of {_where(partition)}: one table holds it but "
+            f"{len(missing)} staged file(s) of the other are gone (e.g. {missing[0]})"
+        )
+    if missing:
+        abandon(ledger_uri, options, partition, batch.number)
+        return None
     versions = []
     for name, adds in (("bronze", batch.bronze), ("quarantine", batch.quarantine)):
         uri, schema = targets[name]
@@ -421,6 +502,56 @@ def finish(
         versions.append(delta.version_of(uri, options, app, batch.number))
     record_commit(ledger_uri, options, partition, batch.number, (versions[0], versions[1]))
     return versions[0], versions[1]
+
+
+def _where(partition: Mapping[str, object]) -> str:
+    return f"partition {partition['landing_date']}|{partition['region']}"
+
+
+def check_tables(
+    state: LedgerState, tables_hold: int, ledger_uri: str, partition: Mapping[str, object]
+) -> None:
+    """Raise :class:`LedgerError` when bronze or quarantine holds a batch the ledger lacks.
+
+    ``tables_hold`` must be read before ``state``: a batch reaches the tables only after the
+    ledger claimed it, so a ledger read after the tables always holds what they hold, however
+    many writers run at once. More in the tables means the ledger lost commits (restored from
+    an older snapshot, a damaged log): new objects would be skipped as already committed.
+    """
+    claimed = max(state.batches, default=0)
+    if tables_hold > claimed:
+        raise LedgerError(
+            f"{_where(partition)}: bronze holds batch {tables_hold} but the ingest ledger "
+            f"{ledger_uri} has claimed only up to {claimed} (rolled back or damaged); "
+            "nothing was ingested: re-ingest the partition in full to rebuild its ledger"
+        )
+
+
+def pending_files(uri: str, options: Mapping[str, str]) -> dict[str, set[str]]:
+    """Paths of the staged files every pending batch of every partition names, per table.
+
+    What upkeep must keep: ``bronze`` and ``quarantine`` files that a claim names and no
+    commit holds yet. A narrow read of the whole ledger, then its plans for the few partitions
+    that have a pending batch.
+    """
+    out: dict[str, set[str]] = {"bronze": set(), "quarantine": set()}
+    cols = ["kind", "batch", *BRONZE_PARTITION_BY]
+    rows = delta.read_partition(uri, options, None, columns=cols)
+    if not rows.num_rows:
+        return out
+    keys: dict[tuple[object, ...], dict[str, set[int]]] = {}
+    values = [rows[c].to_pylist() for c in cols]
+    for row in zip(*values, strict=True):
+        keys.setdefault(tuple(row[2:]), {}).setdefault(row[0], set()).add(row[1])
+    for part, kinds in keys.items():
+        open_ = kinds.get("batch", set()) - kinds.get("commit", set()) - kinds.get("abandon", set())
+        if not open_:
+            continue
+        state = read_state(uri, options, dict(zip(BRONZE_PARTITION_BY, part, strict=True)))
+        for batch in state.pending():
+            out["bronze"].update(a.path for a in batch.bronze)
+            out["quarantine"].update(a.path for a in batch.quarantine)
+    return out
 
 
 def _bare(etag: str | None) -> str | None:

@@ -11,9 +11,11 @@ rewritten) or as a replica (it may not: see below). The rule that makes it safe:
   the one version it was trained on (``ml`` lineage tags); its files and the log entries needed
   to read it stay too (``maintenance.model_pin_days`` lets pins of old versions that hold no
   alias lapse). The report says the floor and which replica or model set it.
-* **Compaction** (sources only) rewrites small files with delta-rs ``optimize.compact``, or
-  ``optimize.z_order`` by the columns readers filter on when ``maintenance.z_order`` names them
-  for the table; only partitions holding more than one file are rewritten.
+* **Compaction** (sources only) rewrites small files (:func:`pipelines.delta.rewrite_partition`),
+  Z-ordered by the columns readers filter on when ``maintenance.z_order`` names them for the
+  table; only partitions holding more than one file are rewritten. Each partition's rewrite
+  commits on the version it read, so a concurrent ingest, compaction or replace never doubles a
+  row (delta-rs's ``optimize`` does not check that, and is not used).
 * **VACUUM** deletes a data file only when no kept version references it and its removal (or,
   for a file no commit names, its write) is older than ``maintenance.retention_hours``. It
   writes no commit (delta-rs' and Spark's VACUUM write two), so replicas never see one.
@@ -499,11 +501,14 @@ def compact(
     """
     from deltalake.exceptions import DeltaError
 
-    from pipelines.delta import open_table
+    from pipelines.delta import TableError, open_table, rewrite_partition
 
     try:
         table = open_table(uri, options)
-    except DeltaError as exc:  # a reader feature delta-rs lacks: Spark's OPTIMIZE then
+    except (
+        DeltaError,
+        TableError,
+    ) as exc:  # a reader feature delta-rs lacks: Spark's OPTIMIZE then
         return {"mode": "none", "skipped": f"delta-rs cannot open this table: {_first(exc)}"}
     if table is None:
         raise MaintenanceError(f"{uri} is not a Delta table")
@@ -521,14 +526,13 @@ def compact(
     removed = added = 0
     try:
         for filters in parts:
-            opt = table.optimize
-            kwargs: dict[str, Any] = {"partition_filters": filters or None}
-            if target_size:
-                kwargs["target_size"] = target_size
-            got = opt.z_order(list(z_order), **kwargs) if z_order else opt.compact(**kwargs)
-            removed += int(got.get("numFilesRemoved", 0))
-            added += int(got.get("numFilesAdded", 0))
-            table.update_incremental()
+            got = rewrite_partition(
+                uri, options, filters, z_order=tuple(z_order), target_size=target_size
+            )
+            if got is not None:
+                removed += got["files_removed"]
+                added += got["files_added"]
+        table = open_table(uri, options) or table
     except DeltaError as exc:
         return {**out, "skipped": f"delta-rs cannot rewrite this table: {_first(exc)}"}
     return {
@@ -544,11 +548,11 @@ def checkpoint(uri: str, options: Mapping[str, str], dry_run: bool = False) -> d
     """A checkpoint at the current version (delta-rs ``create_checkpoint``)."""
     from deltalake.exceptions import DeltaError
 
-    from pipelines.delta import open_table
+    from pipelines.delta import TableError, open_table
 
     try:
         table = open_table(uri, options)
-    except DeltaError as exc:
+    except (DeltaError, TableError) as exc:
         return {"written": False, "skipped": f"delta-rs cannot open this table: {_first(exc)}"}
     if table is None:
         raise MaintenanceError(f"{uri} is not a Delta table")
@@ -602,12 +606,16 @@ def maintain_source(
     settings: MaintenanceSettings,
     *,
     z_order: Sequence[str] = (),
+    staged: Callable[[], set[str]] = set,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Compact, then VACUUM under the floor, checkpoint, clean the log under the floor.
 
     The floor is computed from ``pins`` before compaction: the files compaction replaces are
     live at every replica's version, so they stay until the replicas have moved past them.
+    ``staged`` gives the files a writer staged and has yet to commit (an ingest batch claimed
+    in the ledger): no commit names them yet, and VACUUM keeps them. It is called after the
+    table's keep set is read, so a batch claimed meanwhile has files younger than retention.
     """
     before = latest_version(storage)
     if before is None:
@@ -620,6 +628,7 @@ def maintain_source(
     # while one of them has not synced past it; without replicas they may go now.
     floor = compute_floor(after, pins)
     keep = keep_set(storage, floor)
+    keep.current |= staged()
     swept = vacuum(storage, keep, retention_hours=settings.retention_hours, dry_run=dry_run)
     cp = checkpoint(uri, options, dry_run=dry_run)
     logs = log_cleanup(
@@ -682,6 +691,17 @@ def maintain_replica(
     }
 
 
+def staged_files(target: Target, options: Mapping[str, str]) -> set[str]:
+    """Files of ``target`` that a pending ingest batch names (see :func:`ledger.pending_files`)."""
+    from pipelines import ledger
+    from pipelines.tables import BRONZE, LEDGER, QUARANTINE
+
+    kind = {BRONZE.name: "bronze", QUARANTINE.name: "quarantine"}.get(target.table)
+    if target.replica is not None or kind is None:
+        return set()
+    return ledger.pending_files(target.location.table_uri(LEDGER.name), options)[kind]
+
+
 def maintain(
     cfg: LakeConfig,
     table: str,
@@ -708,7 +728,14 @@ def maintain(
             pins += replica_pins(cfg, target, options_for)
             z = settings.z_order.get(target.table, ())
             done = maintain_source(
-                storage, target.uri, options, pins, settings, z_order=z, dry_run=dry_run
+                storage,
+                target.uri,
+                options,
+                pins,
+                settings,
+                z_order=z,
+                staged=lambda: staged_files(target, options),
+                dry_run=dry_run,
             )
         else:
             source = open_storage(
