@@ -29,12 +29,9 @@ WINDOW_DAYS = 63
 JUDGE_DAYS = 7
 DAILY_CRON = "0 1 * * *"
 LIMIT = 10_000
-# The quarantine's reason column is read (reason kinds only, counted): a read of personal-data
-# tables, so the view is a personal-data step and runs only where every region's data may be
-# processed (compute sovereignty refuses it elsewhere before anything is opened).
-HEALTH_DATA = declare(
-    reads=(tables.BRONZE.name, tables.QUARANTINE.name), writes=(tables.HEALTH.name,)
-)
+# A personal-data step (health.TABLES_READ says why): it runs only where every region's data
+# may be processed (compute sovereignty refuses it elsewhere before anything is opened).
+HEALTH_DATA = declare(reads=health.TABLES_READ, writes=(tables.HEALTH.name,))
 
 
 def anomaly_check_name(metric: str) -> str:

@@ -7,6 +7,10 @@
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``,
 ``maintain``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code location
 for ``--env`` when called.
+
+A subcommand that processes a location's personal data declares what it touches
+(:class:`Touches`); :func:`require_compute` checks it against the worker's
+``LAKEHOUSE_COMPUTE_JURISDICTION`` before the subcommand runs, so a refused one reads nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lakehouse.progress import Progress
-from pipelines.config import ConfigError, load_config
+from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
 
@@ -34,20 +39,34 @@ def _date(text: str) -> dt.date:
 
 
 def _number(kind: type, low: float | None = None, high: float | None = None) -> Any:
-    """An argparse type: a finite ``kind`` within ``[low, high]``, else a message naming it."""
+    """An argparse type: a finite ``kind`` within ``[low, high]``, else what it must be.
+
+    argparse puts the option before the message (``argument --seed: '-1' is not a
+    non-negative integer``), so every bound an option has belongs here: a value an engine
+    refuses later is reported without the option's name.
+    """
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        wanted = f"{noun} in [{low}, {high}]"
+    elif low == 0:
+        wanted = f"a non-negative {noun.split()[-1]}"
+    elif low == 1 and kind is int:
+        wanted = "a positive integer"
+    elif low is not None:
+        wanted = f"{noun} >= {low}"
+    elif high is not None:
+        wanted = f"{noun} <= {high}"
+    else:
+        wanted = noun if kind is int else "a finite number"
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = (
-                f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            )
-            raise argparse.ArgumentTypeError(f"{text!r} is outside {bounds}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        if not finite or (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -62,6 +81,48 @@ def days_between(first: dt.date, last: dt.date, what: str) -> list[dt.date]:
     if count > MAX_DAYS:
         raise ValueError(f"{what}: {count} days is more than {MAX_DAYS}; split the range")
     return [first + dt.timedelta(days=i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Touches:
+    """What a subcommand processes: locations, and the registry tables it reads and writes there.
+
+    Built from the parsed arguments and the configuration alone (no store is opened), so the
+    check can run before the subcommand reads a byte.
+    """
+
+    cfg: LakeConfig
+    locations: tuple[LakeLocation, ...]
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+
+def require_compute(args: argparse.Namespace) -> list[Any]:
+    """Refuse the subcommand unless this worker may process what it touches; its grants.
+
+    The check of every Dagster step (:func:`pipelines.compute.check_locations`): a personal-data
+    table needs a worker allowed to process its location's jurisdiction, a PII-free one a worker
+    ``policy.allowed_routes`` lets its data go to. Raises ``ComputeSovereigntyError`` naming the
+    location, the worker's jurisdiction and the rule. A subcommand without ``touches`` (see
+    ``tests/test_cli_sovereignty.py`` for why each is exempt) is not checked.
+    """
+    from pipelines import compute
+
+    touches: Callable[[argparse.Namespace], Touches] | None = getattr(args, "touches", None)
+    if touches is None:
+        return []
+    what = touches(args)
+    try:
+        return compute.check_locations(
+            what.cfg, f"lakehouse {args.command}", what.locations, what.reads, what.writes
+        )
+    except compute.ComputeSovereigntyError as exc:
+        # the engine's message speaks of steps and run tags; a command is run elsewhere
+        raise compute.ComputeSovereigntyError(
+            f"refused on this worker: location {exc.location} holds {exc.data} of jurisdiction "
+            f"{exc.data_jurisdiction}, and the worker declares jurisdiction {exc.worker}; "
+            f"rule: {exc.rule}; run it on a worker of {exc.data_jurisdiction}"
+        ) from exc
 
 
 def _factor(text: str, what: str) -> float:
@@ -93,7 +154,7 @@ def parse_drift(text: str) -> Any:
             else:
                 raise ValueError(f"unknown drift knob {key!r} (price, demand, mix)")
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--drift {text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None  # after "--drift: "
     return Drift(category_mix=mix, **kwargs)
 
 
@@ -165,13 +226,22 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _ingest_touches(args: argparse.Namespace) -> Touches:
+    from pipelines import tables
+
+    cfg = load_config(args.env)
+    written = (tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name)
+    return Touches(cfg, (cfg.location(args.location),), writes=written)
+
+
 def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     """Ingest landing dates of one location into its bronze tables.
 
     The worker running the command must be allowed to process the location's personal data
-    (``LAKEHOUSE_COMPUTE_JURISDICTION``): checked before the landing area is read.
+    (``LAKEHOUSE_COMPUTE_JURISDICTION``): :func:`require_compute` checked it (``args.grants``)
+    before the landing area is read.
     """
-    from pipelines import compute, ingest, tables
+    from pipelines import compute, ingest
     from pipelines.events import record_rules
     from pipelines.ingest import ingest_partition
 
@@ -181,13 +251,7 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     worker = compute.worker_jurisdictions(cfg)
     if worker.notice:
         sys.stderr.write(f"lakehouse ingest: {worker.notice}\n")
-    grant = compute.check_compute(
-        cfg,
-        "lakehouse ingest",
-        location,
-        tables_written=(tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name),
-        worker=worker,
-    )
+    (grant,) = args.grants
     rules = record_rules(cfg)
     out = []
     with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
@@ -221,25 +285,58 @@ def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
     return {"storage": storage_rules(cfg), "compute": compute_rules(cfg)}
 
 
-def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
-    """Replicate a Delta table from one URI to another under the sovereignty policy."""
-    from pipelines.sync import sync
+def _sync_touches(args: argparse.Namespace) -> Touches:
+    """The source's location and the table's names: what the replica asset checks."""
+    from pipelines.policy import resolve_route
+    from pipelines.sync import check_table_uris, table_names
 
     cfg = load_config(args.env)
-    with Progress("sync") as progress, progress.stage("copy", unit="objects") as stage:
-        report = sync(
-            cfg,
-            args.source,
-            args.target,
-            table=args.table,
-            allow_unchecked=args.unchecked_route,
-            dry_run=args.dry_run,
-            reseed=args.reseed,
-            replace_unrelated=args.replace_unrelated_target,
-            concurrency=args.concurrency,
-            hook=lambda kind, path: stage.advance(),
-        )
+    source, _ = check_table_uris(args.source, args.target)
+    route = resolve_route(cfg, args.source, args.target, allow_unchecked=args.unchecked_route)
+    names = table_names(args.table, args.source, source)
+    at = (route.source,) if route.source else ()  # an unconfigured source has no jurisdiction
+    return Touches(cfg, at, reads=names, writes=names)
+
+
+def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
+    """Replicate a Delta table from one URI to another under the sovereignty policy."""
+    from pipelines.sync import SourceBehindError, sync
+
+    cfg = load_config(args.env)
+    try:
+        with Progress("sync") as progress, progress.stage("copy", unit="objects") as stage:
+            report = sync(
+                cfg,
+                args.source,
+                args.target,
+                table=args.table,
+                allow_unchecked=args.unchecked_route,
+                dry_run=args.dry_run,
+                reseed=args.reseed,
+                replace_unrelated=args.replace_unrelated_target,
+                concurrency=args.concurrency,
+                hook=lambda kind, path: stage.advance(),
+            )
+    except SourceBehindError as exc:
+        # The engine's message names both URIs twice and runs past a terminal's width and
+        # MAX_MESSAGE, cutting off the way out; this line names the table, route and the flag.
+        where = f"table {exc.table!r}, route {exc.route}: the source no longer holds {exc.gone}"
+        if exc.held_version is None:
+            raise RuntimeError(f"{where}; nothing was committed") from exc
+        raise RuntimeError(
+            f"{where}, which the replica at version {exc.held_version} needs; nothing was "
+            "committed; rerun with --reseed"
+        ) from exc
     return report.as_dict()
+
+
+def _maintain_touches(args: argparse.Namespace) -> Touches:
+    """The target's location and table, as the maintenance job checks them."""
+    from pipelines.maintenance import find_target
+
+    cfg = load_config(args.env)
+    target = find_target(cfg, args.table, args.location)
+    return Touches(cfg, (target.location,), writes=(target.table,))
 
 
 def cmd_maintain(args: argparse.Namespace) -> dict[str, Any]:
@@ -266,7 +363,15 @@ def _add_maintain(sub: Any) -> None:
     p.add_argument("--table", required=True, help="registered table, or a replica's name")
     p.add_argument("--location", required=True, help="the location the table lives in")
     p.add_argument("--dry-run", action="store_true", help="report what would be done only")
-    p.set_defaults(handler=cmd_maintain)
+    p.set_defaults(handler=cmd_maintain, touches=_maintain_touches)
+
+
+def _whole_graph(cfg: LakeConfig) -> Touches:
+    """Every location's personal-data tables: what the demo's graph reads and writes."""
+    from pipelines.tables import TABLES
+
+    personal = tuple(t.name for t in TABLES.values() if t.personal_data)
+    return Touches(cfg, tuple(cfg.locations.values()), reads=personal, writes=personal)
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -317,6 +422,12 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
         return summary
     print_summary(summary, sys.stdout)
     return None
+
+
+def _run_emulated_touches(args: argparse.Namespace) -> Touches:
+    from lakehouse.run_emulated import ENVIRONMENT
+
+    return _whole_graph(load_config(ENVIRONMENT))
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
@@ -386,6 +497,15 @@ def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
     return cfg, health.measure(cfg, start, as_of, options, observed), as_of
 
 
+def _status_touches(args: argparse.Namespace) -> Touches:
+    """Every region's location and the tables the health view reads there."""
+    from pipelines import health
+
+    cfg = load_config(args.env)
+    regions = tuple(cfg.location_for_region(r) for r in cfg.region_codes)
+    return Touches(cfg, regions, reads=health.TABLES_READ)
+
+
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     """Health and cost per region (newest day), storage per location, anomalies, advice."""
     from pipelines import advice, anomaly, health
@@ -422,7 +542,7 @@ def _add_status(sub: Any) -> None:
     p = sub.add_parser("status", help="health and cost per region, anomalies; --recommend")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--recommend", action="store_true", help="add optimisation recommendations")
-    p.set_defaults(handler=cmd_status)
+    p.set_defaults(handler=cmd_status, touches=_status_touches)
 
 
 def _add_simulate(sub: Any) -> None:
@@ -430,7 +550,7 @@ def _add_simulate(sub: Any) -> None:
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--location", help="one location (default: all)")
-    p.add_argument("--seed", type=_number(int), default=7)
+    p.add_argument("--seed", type=_number(int, 0), default=7, help="non-negative (numpy's seeds)")
     p.add_argument("--events-per-day", type=_number(int, 0, 10_000_000), default=2000)
     p.add_argument(
         "--bad-rate", type=_number(float, 0.0, 1.0), default=0.0, help="share of bad records"
@@ -461,7 +581,7 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument(
         "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 32 MiB)"
     )
-    p.set_defaults(handler=cmd_ingest)
+    p.set_defaults(handler=cmd_ingest, touches=_ingest_touches)
 
     p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")
     p.add_argument("--from", dest="source", required=True, help="source table URI or folder")
@@ -487,7 +607,7 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument(
         "--concurrency", type=_number(int, 1, 256), default=16, help="files copied at once"
     )
-    p.set_defaults(handler=cmd_sync)
+    p.set_defaults(handler=cmd_sync, touches=_sync_touches)
 
 
 def _add_dagster(sub: Any) -> None:
@@ -511,7 +631,7 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
     p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
     p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=cmd_demo, touches=lambda args: _whole_graph(load_config(args.env)))
 
     p = sub.add_parser(
         "run-emulated", help="the demo on the three clouds' emulators (make run-emulated)"
@@ -523,7 +643,7 @@ def _add_dagster(sub: Any) -> None:
         "--workdir", help="Dagster instance, MLflow store and server logs (default .emulated/)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
-    p.set_defaults(handler=cmd_run_emulated)
+    p.set_defaults(handler=cmd_run_emulated, touches=_run_emulated_touches)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -549,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; print its JSON report, or a clear error and exit 1."""
     args = build_parser().parse_args(argv)
     try:
+        args.grants = require_compute(args)  # before the subcommand reads a byte
         report = args.handler(args)
     except KeyboardInterrupt:
         sys.stderr.write(f"lakehouse {args.command}: interrupted\n")

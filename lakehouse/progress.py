@@ -236,6 +236,11 @@ class Progress:
             self._line(stage)  # the last count is the stage's closing line
 
     def _end(self, stage: Stage, ok: bool) -> None:
+        if self._bar is not None and stage._task is not None and not ok and not stage.done:
+            # failed before any work (a refused sync): the error line alone says so, as in
+            # plain lines; an empty bar marked failed would only push it down
+            self._bar.remove_task(stage._task)
+            return
         if self._bar is not None and stage._task is not None:
             status = stage.status if ok else "failed"
             total = stage.total if stage.total is not None else stage.done

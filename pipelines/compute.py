@@ -180,7 +180,12 @@ def _refuse_personal(
         f"declares jurisdiction {worker.describe()} ({COMPUTE_ENV}={worker.raw!r}), which may "
         f"process personal data of {', '.join(worker.may_process)} only; rule: {rules} does "
         f"not list {loc.jurisdiction} - {RULE}; route the run to a worker of {loc.jurisdiction} "
-        f"(run tag {cfg.compute.routing_tag}={loc.jurisdiction})"
+        f"(run tag {cfg.compute.routing_tag}={loc.jurisdiction})",
+        location=loc.name,
+        data_jurisdiction=loc.jurisdiction,
+        data=f"personal data ({', '.join(personal)})",
+        worker=f"{worker.describe()} ({COMPUTE_ENV}={worker.raw!r})",
+        rule=f"{rules} does not list {loc.jurisdiction} - {RULE}",
     )
 
 
@@ -234,12 +239,19 @@ def check_compute(
     data = loc.jurisdiction
     allowed = cfg.policy.allowed_routes.get(data, (data,))
     if worker.is_declared and not any(j in allowed for j in worker.declared):
+        rule = (
+            f"policy.allowed_routes.{data} = [{', '.join(allowed)}] lists none of them - "
+            "data is processed only where it may go"
+        )
         raise ComputeSovereigntyError(
             f"step {step!r} refused on this worker: it reads PII-free data of location "
             f"{loc.name} (jurisdiction {data}), but the worker declares jurisdiction "
-            f"{worker.describe()} ({COMPUTE_ENV}={worker.raw!r}); rule: "
-            f"policy.allowed_routes.{data} = [{', '.join(allowed)}] lists none of them - "
-            "data is processed only where it may go"
+            f"{worker.describe()} ({COMPUTE_ENV}={worker.raw!r}); rule: {rule}",
+            location=loc.name,
+            data_jurisdiction=data,
+            data="PII-free data",
+            worker=f"{worker.describe()} ({COMPUTE_ENV}={worker.raw!r})",
+            rule=rule,
         )
     return ComputeGrant(
         step, loc.name, data, worker.describe(), (), f"PII-free: policy.allowed_routes.{data}"

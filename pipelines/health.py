@@ -31,6 +31,10 @@ SMALL_FILE_BYTES = 32 * 1024**2
 MIN_SMALL_FILES = 4
 # A route's egress "dominates" when it is more than this share of its region's estimated cost.
 EGRESS_DOMINANT_SHARE = 0.5
+# The personal-data tables the view reads in every region's location: bronze's log and the
+# quarantine's reason column (reason kinds only, counted). The health asset and `lakehouse
+# status` declare them, so compute sovereignty checks both the same way.
+TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 
 Key = tuple[str, dt.date]  # (region, date)
 Options = Callable[[LakeLocation], dict[str, str]]

@@ -78,7 +78,21 @@ class UnrelatedTargetError(DivergedError):
 
 
 class SourceBehindError(SyncError):
-    """The source no longer holds what the replica needs (vacuumed or log-cleaned past it)."""
+    """The source no longer holds what the replica needs (vacuumed or log-cleaned past it).
+
+    Besides the full message: ``gone`` (what the source lacks, in a few words), the replica's
+    ``held_version`` (None for a fresh or restarted replica: a reseed would not help), and the
+    ``table`` and ``route`` :func:`sync_table` was syncing, so that a caller can say it in one
+    short line with its own way to reseed.
+    """
+
+    def __init__(self, message: str, *, gone: str, held_version: int | None) -> None:
+        """The message, and what a caller needs to phrase it briefly."""
+        super().__init__(message)
+        self.gone = gone
+        self.held_version = held_version
+        self.table = ""
+        self.route = ""
 
 
 class MissingSourceFileError(SyncError):
@@ -809,7 +823,9 @@ def _restart_needed(
             f"{src.uri}: the source's log no longer holds version(s) {gap} that replica "
             f"{dst.uri} (at version {target_version}) needs to reach version {source_version}: "
             "it was cleaned up past the replica's version; restart the replica from the "
-            f"source's newest checkpoint with `{reseed_hint(src.uri, dst.uri)}`"
+            f"source's newest checkpoint with `{reseed_hint(src.uri, dst.uri)}`",
+            gone=f"log version(s) {gap}",
+            held_version=target_version,
         )
     return reseed
 
@@ -1166,15 +1182,22 @@ def needed_by(plan: SyncPlan, path: str) -> tuple[int, int | None]:
     return (plan.source_version if first is None else first), None
 
 
-def _vacuumed_past(plan: SyncPlan, exc: MissingSourceFileError) -> str:
+def _vacuumed_past(plan: SyncPlan, exc: MissingSourceFileError) -> SourceBehindError:
     first, last = needed_by(plan, exc.path)
     versions = f"version(s) {first}..{last if last is not None else plan.source_version}"
     if not plan.strict:
-        return f"{exc} (needed by {versions})"
-    return (
-        f"{exc} (needed by {versions}): the source was vacuumed past what replica "
-        f"{plan.target_uri} (at version {plan.held_version}) needs, nothing was committed to "
-        f"it; restart the replica with `{reseed_hint(plan.source_uri, plan.target_uri)}`"
+        message = f"{exc} (needed by {versions})"
+    else:
+        message = (
+            f"{exc} (needed by {versions}): the source was vacuumed past what replica "
+            f"{plan.target_uri} (at version {plan.held_version}) needs, nothing was committed "
+            f"to it; restart the replica with `{reseed_hint(plan.source_uri, plan.target_uri)}`"
+        )
+    if not plan.strict:  # no replica to restart: the source's own log is broken
+        gone = f"data file {exc.path}, which its log references ({versions})"
+        return SourceBehindError(message, gone=gone, held_version=None)
+    return SourceBehindError(
+        message, gone=f"data files of {versions}", held_version=plan.held_version
     )
 
 
@@ -1196,7 +1219,7 @@ def execute_plan(
     try:
         _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, hash_md5)
     except MissingSourceFileError as exc:
-        raise SourceBehindError(_vacuumed_past(plan, exc)) from None
+        raise _vacuumed_past(plan, exc) from None
     if dry_run:
         tally.commits = len(plan.commits)
         tally.bytes += sum(len(c.data) for c in plan.commits)
@@ -1225,7 +1248,7 @@ def check_table_uris(source_uri: str, target_uri: str) -> tuple[TableUri, TableU
     return source, target
 
 
-def _names(table: str | None, source_uri: str, source: TableUri) -> tuple[str, ...]:
+def table_names(table: str | None, source_uri: str, source: TableUri) -> tuple[str, ...]:
     """Every name the table goes by: given, as typed in the URI, and as resolved."""
     found = [table or "", table_name_of(source_uri), table_name_of(source.uri)]
     return tuple(dict.fromkeys(n for n in found if n))
@@ -1264,12 +1287,17 @@ def sync_table(
     t0 = time.perf_counter()
     src = open_storage(source.uri, source_options, create=False)
     dst = open_storage(target.uri, target_options)
-    plan = plan_sync(
-        src, dst, reseed=reseed, replace_unrelated=replace_unrelated, concurrency=concurrency
-    )
-    if policy is not None:
-        policy(plan.evidence(_names(table, source_uri, source)))
-    tally = execute_plan(plan, src, dst, dry_run=dry_run, concurrency=concurrency, hook=hook)
+    try:
+        plan = plan_sync(
+            src, dst, reseed=reseed, replace_unrelated=replace_unrelated, concurrency=concurrency
+        )
+        if policy is not None:
+            policy(plan.evidence(table_names(table, source_uri, source)))
+        tally = execute_plan(plan, src, dst, dry_run=dry_run, concurrency=concurrency, hook=hook)
+    except SourceBehindError as exc:
+        exc.table = table or table_name_of(source_uri)
+        exc.route = route or f"{source_uri} -> {target_uri}"
+        raise
     after = plan.target_version if dry_run else plan.source_version
     now = list_log(src, plan.source_version).latest or plan.source_version
     before = plan.versions_behind
@@ -1323,7 +1351,7 @@ def sync(
     source, _ = check_table_uris(source_uri, target_uri)
     route: Route = resolve_route(cfg, source_uri, target_uri, allow_unchecked=allow_unchecked)
     name = table or table_name_of(source_uri)
-    check_route(cfg, name, route, TableEvidence(names=_names(table, source_uri, source)))
+    check_route(cfg, name, route, TableEvidence(names=table_names(table, source_uri, source)))
     if source_options is None:
         source_options = route.source.storage_options() if route.source else {}
     if target_options is None:

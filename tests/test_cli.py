@@ -81,10 +81,11 @@ def test_missing_env_placeholder_names_the_variable(monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--bad-rate", "2"], "argument --bad-rate: '2' is outside [0.0, 1.0]"),
-        (["--bad-rate", "nan"], "argument --bad-rate: 'nan' is not a finite number"),
-        (["--events-per-day", "-5"], "argument --events-per-day: '-5' is outside"),
-        (["--corrupt-per-day", "x"], "argument --corrupt-per-day: 'x' is not a int"),
+        (["--bad-rate", "2"], "argument --bad-rate: '2' is not a number in [0.0, 1.0]"),
+        (["--bad-rate", "nan"], "argument --bad-rate: 'nan' is not a number in [0.0, 1.0]"),
+        (["--events-per-day", "-5"], "argument --events-per-day: '-5' is not an integer in"),
+        (["--corrupt-per-day", "x"], "argument --corrupt-per-day: 'x' is not an integer in"),
+        (["--seed", "-1"], "argument --seed: '-1' is not a non-negative integer"),
         (["--drift", "eu:2026-10-01:price=-1"], "price factor '-1' must be a finite number"),
         (["--drift", "eu:2026-10-01:speed=2"], "unknown drift knob 'speed'"),
     ],
@@ -96,6 +97,30 @@ def test_impossible_option_values_are_refused_naming_the_option(args, message, c
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def typed_options() -> list[tuple[str, str]]:
+    """Every (subcommand, option) whose value argparse converts with a type of ours."""
+    import argparse
+
+    from lakehouse.cli import build_parser
+
+    (subs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [
+        (name, action.option_strings[-1])
+        for name, parser in subs.choices.items()
+        for action in parser._actions
+        if action.type is not None and action.option_strings
+    ]
+
+
+@pytest.mark.parametrize(("command", "option"), typed_options())
+def test_every_typed_option_names_itself_when_its_value_is_refused(command, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, f"{option}=-1x"])  # "=": argparse takes "-1x" for an option
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"lakehouse {command}: error: argument {option}: '-1x'"), last
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,32 @@ def test_vacuum_past_the_floor_is_a_clear_sync_error_and_reseed_repairs(cfg):
     assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).commits_copied == 0
 
 
+@pytest.mark.parametrize("cleaned", ["log", "files"])
+def test_a_sync_vacuumed_past_is_one_line_naming_table_route_and_reseed(cfg, cleaned, capsys):
+    rep = eu_replica(cfg)
+    churn(rep.source_uri, 3, 0)
+    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    churn(rep.source_uri, 4)
+    if cleaned == "log":
+        forced_upkeep(cfg, rep.source_uri)
+    else:  # as a VACUUM with a short retention would: a file only the replica still needs
+        lacking = [
+            p
+            for p in Path(rep.source_uri).rglob("*.parquet")
+            if not Path(rep.target_uri, p.relative_to(rep.source_uri)).exists()
+        ]
+        for p in lacking:
+            p.unlink()
+    assert cli.main(["sync", "--from", rep.source_uri, "--to", rep.target_uri]) == 1
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "error" in x]
+    if cleaned == "log":
+        assert err == line + "\n", "nothing but the error: no progress line before any copy"
+    assert line.startswith("lakehouse sync: error: table 'gold_daily_demand', ")
+    assert "route azure-eu (EU) -> aws-us (US)" in line and "at version 2" in line
+    assert line.endswith("rerun with --reseed") and len(line) < 250, line
+
+
 def test_vacuumed_files_of_a_lagging_replica_name_files_versions_and_command(tmp_path):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     churn(src, 2, 0)

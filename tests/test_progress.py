@@ -72,6 +72,21 @@ def test_a_terminal_gets_a_bar_not_lines(monkeypatch):
     assert "2/2" in text and "ingest" in text
 
 
+def test_a_stage_refused_before_any_work_leaves_no_bar_on_a_terminal(monkeypatch):
+    """As in plain lines, the command's one error line is all a refusal shows."""
+    monkeypatch.setenv("TERM", "xterm")
+    out = FakeTerminal()
+    with (
+        pytest.raises(RuntimeError),
+        Progress("sync", stream=out) as progress,
+        progress.stage("copy", unit="objects"),
+    ):
+        raise RuntimeError("refused")
+    # what the line shows at the end: after the last carriage return (each redraw clears it)
+    last = out.getvalue().rsplit("\r", 1)[-1]
+    assert re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", last).strip() == "", repr(out.getvalue())
+
+
 def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     assert not Progress("demo", stream=FakeTerminal()).live

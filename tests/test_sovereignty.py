@@ -400,7 +400,7 @@ def test_lakehouse_ingest_for_eu_on_a_us_worker_is_refused_before_any_read(
     assert main(["ingest", "--location", "azure-eu", "--date", DAY.isoformat()]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("lakehouse ingest: error: step 'lakehouse ingest' refused on this worker")
+    assert err.startswith("lakehouse ingest: error: refused on this worker: location azure-eu")
     assert "jurisdiction EU" in err and "declares jurisdiction US" in err and "rule:" in err
     assert spy.calls == []
     assert not (lake_home / ".lake" / "azure-eu" / "tables").exists()
