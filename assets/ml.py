@@ -1,7 +1,6 @@
 """ML: the demand model (MLflow), the champion's daily forecast, and daily drift monitoring."""
 
 import base64
-import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -95,7 +94,7 @@ def training_settings(settings: MLSettings, config: DemandModelConfig) -> MLSett
         "holdout_days": config.holdout_days,
         "promotion_margin": config.promotion_margin,
     }
-    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 def drift_settings(
@@ -108,10 +107,8 @@ def drift_settings(
     }
     retrain: dict[str, Any] = {"min_drifted_features": config.min_drifted_features}
     return (
-        dataclasses.replace(settings.drift, **{k: v for k, v in drift.items() if v is not None}),
-        dataclasses.replace(
-            settings.retrain, **{k: v for k, v in retrain.items() if v is not None}
-        ),
+        settings.drift.model_copy(update={k: v for k, v in drift.items() if v is not None}),
+        settings.retrain.model_copy(update={k: v for k, v in retrain.items() if v is not None}),
     )
 
 

@@ -52,7 +52,7 @@ class Stage:
     status: str = ""
     started: float = field(default_factory=time.perf_counter)
     _task: Any = None
-    _printed: float = 0.0
+    _printed: float = float("-inf")  # the first line prints whatever the clock reads
     _announced: bool = False
 
     @property

@@ -11,12 +11,22 @@ import datetime as dt
 import functools
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    ValidationError,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("local", "emulated", "prod")
@@ -56,20 +66,6 @@ def lake_home() -> Path:
     if home.exists() and not home.is_dir():
         raise ConfigError(f"LAKEHOUSE_HOME={home} is a file, not a folder")
     return home
-
-
-def _start_date(data: dict[str, Any], path: str) -> dt.date:
-    """First daily partition: ``LAKEHOUSE_START_DATE``, else ``start_date:``, else the default."""
-    raw = os.environ.get("LAKEHOUSE_START_DATE") or data.get("start_date") or DEFAULT_START_DATE
-    where = (
-        "LAKEHOUSE_START_DATE" if os.environ.get("LAKEHOUSE_START_DATE") else f"{path}: start_date"
-    )
-    if isinstance(raw, dt.date):
-        return raw
-    try:
-        return dt.date.fromisoformat(str(raw))
-    except ValueError:
-        raise ConfigError(f"{where}={raw!r} is not a date (YYYY-MM-DD)") from None
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -319,8 +315,7 @@ class Replica:
         return self.target.replica_uri(self.table, self.source.name)
 
 
-@dataclass(frozen=True)
-class MaintenanceSettings:
+class MaintenanceSettings(BaseModel):
     """The ``maintenance:`` section: table upkeep (pipelines/maintenance.py, docs/maintenance.md).
 
     ``retention_hours``: a data file no kept version needs is deleted only this long after its
@@ -331,12 +326,49 @@ class MaintenanceSettings:
     columns readers filter on (compaction then Z-orders by them). ``target_file_size``: bytes.
     """
 
-    retention_hours: float = 168.0
-    log_retention_hours: float = 720.0
-    model_pin_days: float | None = None
-    target_file_size: int = 128 * 1024 * 1024
-    z_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    retention_hours: NonNegativeFloat = 168.0
+    log_retention_hours: NonNegativeFloat = 720.0
+    model_pin_days: NonNegativeFloat | None = None
+    target_file_size: NonNegativeInt = 128 * 1024 * 1024
+    z_order: dict[str, tuple[str, ...]] = {}
     schedule: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
+
+
+class DriftSettings(BaseModel):
+    """How drift is decided: a calibrated test plus an effect size (see pipelines.drift)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alpha: float = Field(0.01, gt=0, lt=1)
+    min_normed_wasserstein: NonNegativeFloat = 0.1
+    min_psi_categorical: NonNegativeFloat = 0.1
+    exclude: tuple[str, ...] = ("day_of_week", "day_of_month", "month", "is_weekend", "is_holiday")
+    segment_by: str | None = "region"
+    match_day_of_week: bool = True
+
+
+class RetrainSettings(BaseModel):
+    """When drift asks for retraining, and how often at most."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_drifted_features: int = Field(2, ge=1)
+    prediction_drift: bool = True
+    cooldown_hours: NonNegativeFloat = 24.0
+
+
+class MLSettings(BaseModel):
+    """The ``ml:`` section of lakehouse.yaml: model, promotion gate, drift and retraining."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_name: str = "demand_forecaster"
+    experiment: str = "demand_forecast"
+    training_window_days: int = Field(56, ge=1)
+    holdout_days: int = Field(7, ge=1)
+    promotion_metric: Literal["mae", "rmse", "wape"] = "wape"
+    promotion_margin: float = 0.02
+    reference_rows: int = Field(100_000, ge=1)
+    drift: DriftSettings = DriftSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
 
 @dataclass(frozen=True)
@@ -352,7 +384,7 @@ class LakeConfig:
     storage_usd_per_gb_month: dict[str, float] = field(default_factory=dict)
     replication: tuple[ReplicationRule, ...] = ()
     start_date: dt.date = DEFAULT_START_DATE
-    ml: MLSettings = field(default_factory=lambda: MLSettings())
+    ml: MLSettings = field(default_factory=MLSettings)
     spark_backend: str = "session"
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
@@ -435,361 +467,332 @@ class LakeConfig:
             raise ConfigError(f"regions.{region}.currency is not configured") from None
 
 
-def _parse_location(raw: dict[str, Any], env: str) -> LakeLocation:
-    where = f"{config_path()}: environments.{env}.locations"
-    missing = [
-        k for k in ("name", "cloud", "region", "jurisdiction", "root", "landing") if k not in raw
-    ]
-    if missing:
-        raise ConfigError(f"{where}: entry {raw.get('name', '?')!r} lacks {', '.join(missing)}")
-    landing = dict(_mapping(raw["landing"], f"{where}: {raw['name']}.landing"))
-    if "format" not in landing or "prefix" not in landing:
-        raise ConfigError(f"{where}: {raw['name']}.landing needs a format and a prefix")
-    fmt = landing.pop("format")
-    prefix = landing.pop("prefix")
+class _Model(BaseModel):
+    """A section of lakehouse.yaml: unknown keys are errors, values are checked by type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Scalar = str | int | float | bool
+
+
+def _text(value: Scalar) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class LandingModel(BaseModel):
+    """``landing:`` of a location: the capture format, its prefix, and format options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    format: Literal["firehose", "eventhubs_capture", "pubsub_avro", "pubsub_text"]
+    prefix: str
+
+
+class SparkViewModel(_Model):
+    """``spark:`` of a location: the root as Spark's connector addresses it, and its settings."""
+
+    root: str | None = Field(None, pattern=r"://", description="scheme://bucket… for Spark")
+    conf: dict[str, Scalar] = {}
+
+
+class LocationModel(_Model):
+    """One entry of ``environments.<env>.locations``."""
+
+    name: str = Field(min_length=1)
+    cloud: str
+    region: str
+    jurisdiction: str
+    root: str
+    landing: LandingModel
+    storage_options: dict[str, Scalar] = {}
+    adapter: Literal["gcs-json-emulator"] | None = None
+    spark: SparkViewModel = SparkViewModel()
+
+
+class EndpointModel(_Model):
+    """``compute.spark_endpoints.<location>``: where that location's Spark steps run."""
+
+    spark_master: str | None = Field(None, min_length=1)
+    spark_connect: str | None = Field(None, pattern=r"^(sc://|\$\{)")
+    databricks_host: str | None = Field(None, min_length=1)
+    databricks_token: str | None = Field(None, pattern=r"^\$\{[A-Z0-9_]+\}$")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> EndpointModel:
+        if self.spark_master and self.spark_connect:
+            raise ValueError("give spark_master or spark_connect, not both")
+        if bool(self.databricks_host) != bool(self.databricks_token):
+            raise ValueError("databricks_host and databricks_token go together")
+        if not (self.spark_master or self.spark_connect or self.databricks_host):
+            raise ValueError("empty; give spark_master, spark_connect or databricks_host")
+        return self
+
+
+class EnvComputeModel(_Model):
+    """``environments.<env>.compute``: how code locations split jurisdictions, where Spark runs."""
+
+    pools: Literal["shared", "per_jurisdiction"] = SHARED_POOL  # type: ignore[assignment]
+    spark_endpoints: dict[str, EndpointModel] = {}
+
+
+class EnvSparkModel(_Model):
+    """``environments.<env>.spark``."""
+
+    backend: Literal["session", "databricks"] = "session"
+
+
+class EnvironmentModel(_Model):
+    """``environments.<env>``."""
+
+    ml_home: str
+    locations: list[LocationModel] = Field(min_length=1)
+    spark: EnvSparkModel = EnvSparkModel()
+    compute: EnvComputeModel = EnvComputeModel()
+
+
+class RegionModel(BaseModel):
+    """``regions.<code>``: the currency and jurisdiction of a region's stores."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    currency: str
+    jurisdiction: str | None = None
+    country: str | None = None
+
+
+class PolicyModel(_Model):
+    """``policy:``: personal-data column names, and where PII-free data may go."""
+
+    pii_columns: list[str] = []
+    allowed_routes: dict[str, list[str]] = {}
+
+
+class ComputeRulesModel(_Model):
+    """``compute:`` (top level): who may process whose personal data; the routing tag."""
+
+    may_process: dict[str, list[str] | str] = {}
+    routing_tag: str = Field(DEFAULT_ROUTING_TAG, pattern=_TAG_KEY.pattern)
+
+
+class ReplicationModel(_Model):
+    """One ``replication:`` rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    table: str
+    sources: str | list[str] = Field("all", alias="from")
+    to: str = "ml_home"
+
+
+class LakehouseFile(_Model):
+    """The whole of lakehouse.yaml: one typed model, checked once when it is loaded."""
+
+    start_date: dt.date = DEFAULT_START_DATE
+    regions: dict[str, RegionModel] = {}
+    policy: PolicyModel = PolicyModel()
+    compute: ComputeRulesModel = ComputeRulesModel()
+    egress_usd_per_gb: dict[str, dict[str, NonNegativeFloat]] = {}
+    storage_usd_per_gb_month: dict[str, NonNegativeFloat] = {}
+    replication: list[ReplicationModel] = []
+    maintenance: MaintenanceSettings = Field(default_factory=lambda: MaintenanceSettings())
+    ml: MLSettings = Field(default_factory=lambda: MLSettings())
+    environments: dict[str, EnvironmentModel]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of lakehouse.yaml (for editors: ``lakehouse config-schema``)."""
+    return LakehouseFile.model_json_schema(by_alias=True)
+
+
+# What a pattern means, for the fields that have one (pydantic would quote the regex).
+_PATTERN_MEANS = {
+    "spark_connect": "is not a Spark Connect URL (sc://…)",
+    "databricks_token": "must be a ${VARIABLE} (secrets are never written in lakehouse.yaml)",
+    "routing_tag": "is not a Dagster tag key (letters, digits, _ - . and one optional prefix/, "
+    "e.g. lakehouse/jurisdiction)",
+    "root": "is not a URI (scheme://bucket…)",
+}
+
+
+_SCALAR_ERRORS = ("string_type", "int_type", "float_type", "bool_type")
+_SCALAR_TAGS = ("str", "int", "float", "bool")
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class an annotation holds (itself, or inside a list, dict or union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section holding ``loc``'s last key accepts (by alias where it has one)."""
+    cls: type[BaseModel] | None = LakehouseFile
+    for part in loc[:-1]:
+        if cls is None:
+            return []
+        fields = {f.alias or n: f for n, f in cls.model_fields.items()}
+        if isinstance(part, str) and part in fields:
+            cls = _model_in(fields[part].annotation)
+    return [] if cls is None else [f.alias or n for n, f in cls.model_fields.items()]
+
+
+def _first_error(exc: ValidationError, path: str) -> ConfigError:
+    """A pydantic error as one line: the file, the key path, what is wrong and the value."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    # a value of a union (text, number or boolean) names the member it tried last: drop it
+    single = kind in _SCALAR_ERRORS and len(loc) > 1 and str(loc[-1]) in _SCALAR_TAGS
+    if single:
+        loc = loc[:-1]
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    got = err.get("input")
+    secret = any(w in str(loc[-1]).lower() for w in ("token", "key", "secret", "password"))
+    shown = "" if isinstance(got, dict | list) or got is None or secret else f" {got!r}"
+    if single:
+        return ConfigError(f"{path}: {where} must be a single value (text, number or true/false)")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return ConfigError(f"{path}: {where} must be a mapping, not {type(got).__name__}")
+    if kind == "list_type":
+        return ConfigError(f"{path}: {where} must be a list, not {type(got).__name__}")
+    if kind == "extra_forbidden":
+        known = ", ".join(_known_keys(loc))
+        return ConfigError(f"{path}: {where}: unknown key{'; known: ' + known if known else ''}")
+    if kind == "missing":
+        return ConfigError(f"{path}: {where}: missing (required)")
+    if kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
+        return ConfigError(f"{path}: {where}{shown} is not one of {expected.replace(' or ', ', ')}")
+    if kind == "string_pattern_mismatch" and str(loc[-1]) in _PATTERN_MEANS:
+        return ConfigError(f"{path}: {where}{shown} {_PATTERN_MEANS[str(loc[-1])]}")
+    message = err["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{path}: {where}{shown}: {message}")
+
+
+def _location(raw: LocationModel) -> LakeLocation:
+    landing = raw.landing.model_dump()
     return LakeLocation(
-        name=raw["name"],
-        cloud=raw["cloud"],
-        region=raw["region"],
-        jurisdiction=raw["jurisdiction"],
-        root=str(raw["root"]),
-        landing=LandingConfig(format=fmt, prefix=prefix, options=landing),
-        raw_storage_options={k: str(v) for k, v in (raw.get("storage_options") or {}).items()},
-        adapter=_adapter(raw, where),
-        **_spark_view(raw, f"{where}: {raw['name']}.spark"),
+        name=raw.name,
+        cloud=raw.cloud,
+        region=raw.region,
+        jurisdiction=raw.jurisdiction,
+        root=raw.root,
+        landing=LandingConfig(
+            format=landing.pop("format"), prefix=landing.pop("prefix"), options=landing
+        ),
+        raw_storage_options={k: _text(v) for k, v in raw.storage_options.items()},
+        adapter=raw.adapter,
+        raw_spark_root=raw.spark.root,
+        raw_spark_conf={str(k): _text(v) for k, v in raw.spark.conf.items()},
     )
 
 
-def _spark_view(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """A location's ``spark: {root, conf}``: how Spark's Hadoop connectors reach it."""
-    spark = _mapping(raw.get("spark"), where)
-    unknown = sorted(set(spark) - {"root", "conf"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: root, conf")
-    root = spark.get("root")
-    if root is not None and (not isinstance(root, str) or "://" not in root):
-        raise ConfigError(f"{where}.root {root!r} is not a URI (scheme://bucket…)")
-    conf = _mapping(spark.get("conf"), f"{where}.conf")
-    bad = sorted(str(k) for k, v in conf.items() if isinstance(v, dict | list) or v is None)
-    if bad:
-        raise ConfigError(f"{where}.conf: {', '.join(bad)} must be a single value")
-    return {
-        "raw_spark_root": root,
-        "raw_spark_conf": {
-            str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()
-        },
-    }
-
-
-def _adapter(raw: dict[str, Any], where: str) -> str | None:
-    adapter = raw.get("adapter")
-    if adapter is not None and adapter not in ADAPTERS:
-        raise ConfigError(
-            f"{where}: {raw['name']}.adapter {adapter!r} is not one of {', '.join(ADAPTERS)}"
-        )
-    return adapter
-
-
-def _parse_replication(raw: Any, path: str) -> tuple[ReplicationRule, ...]:
-    rules = []
-    for i, entry in enumerate(raw or []):
-        if not isinstance(entry, dict) or "table" not in entry:
-            raise ConfigError(f"{path}: replication[{i}] needs at least a 'table'")
-        sources = entry.get("from", "all")
-        sources = (sources,) if isinstance(sources, str) else tuple(sources)
-        rules.append(ReplicationRule(str(entry["table"]), sources, str(entry.get("to", "ml_home"))))
-    return tuple(rules)
-
-
-def _spark_backend(raw_env: dict[str, Any], where: str) -> str:
-    """``spark: {backend: …}`` of an environment: ``session`` (default) or ``databricks``."""
-    spark = _mapping(raw_env.get("spark"), f"{where}.spark")
-    unknown = sorted(set(spark) - {"backend"})
-    if unknown:
-        raise ConfigError(f"{where}.spark: unknown key(s) {', '.join(unknown)}; known: backend")
-    backend = spark.get("backend", "session")
-    if backend not in SPARK_BACKENDS:
-        raise ConfigError(
-            f"{where}.spark.backend {backend!r} is not one of {', '.join(SPARK_BACKENDS)}"
-        )
-    return str(backend)
-
-
-def _jurisdiction_list(value: Any, where: str, known: list[str]) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise ConfigError(f"{where} must be a non-empty list of jurisdictions, not {value!r}")
-    unknown = sorted({i for i in items if i not in known})
-    if unknown:
-        raise ConfigError(
-            f"{where} names unknown jurisdiction(s) {', '.join(unknown)}; known: {', '.join(known)}"
-        )
-    return tuple(dict.fromkeys(items))
-
-
-def _may_process(raw: Any, where: str, known: list[str]) -> dict[str, tuple[str, ...]]:
-    out = {}
-    for worker, allowed in _mapping(raw, where).items():
-        key = f"{where}.{worker}"
-        if str(worker) not in known:
-            raise ConfigError(
-                f"{where}: unknown jurisdiction {worker!r}; known: {', '.join(known)}"
-            )
-        listed = _jurisdiction_list(allowed, key, known)
-        if worker not in listed:
-            raise ConfigError(f"{key} must list {worker} itself (a worker serves its own data)")
-        out[str(worker)] = listed
-    return out
-
-
-def _routing_tag(raw: Any, where: str) -> str:
-    tag = DEFAULT_ROUTING_TAG if raw is None else raw
-    if not isinstance(tag, str) or not _TAG_KEY.match(tag):
-        raise ConfigError(
-            f"{where}.routing_tag {tag!r} is not a Dagster tag key (letters, digits, _ - . and "
-            "one optional prefix/, e.g. lakehouse/jurisdiction)"
-        )
-    return tag
-
-
-_ENDPOINT_KEYS = ("spark_master", "spark_connect", "databricks_host", "databricks_token")
-
-
-def _endpoint(name: str, raw: Any, where: str) -> SparkEndpoint:
-    entry = {k: v for k, v in _mapping(raw, where).items() if v is not None}
-    unknown = sorted(set(entry) - set(_ENDPOINT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_ENDPOINT_KEYS)}"
-        )
-    bad = sorted(k for k, v in entry.items() if not isinstance(v, str) or not v.strip())
-    if bad:
-        raise ConfigError(f"{where}: {', '.join(bad)} must be non-empty text")
-    if "spark_master" in entry and "spark_connect" in entry:
-        raise ConfigError(f"{where}: give spark_master or spark_connect, not both")
-    connect = entry.get("spark_connect")
-    if connect and not connect.startswith(("sc://", "${")):
-        raise ConfigError(f"{where}.spark_connect {connect!r} is not a Spark Connect URL (sc://)")
-    if ("databricks_host" in entry) != ("databricks_token" in entry):
-        raise ConfigError(f"{where}: databricks_host and databricks_token go together")
-    token = entry.get("databricks_token")
-    if token and not _PLACEHOLDER.fullmatch(token):
-        raise ConfigError(
-            f"{where}.databricks_token must be a ${{VARIABLE}} (secrets are never written in "
-            "lakehouse.yaml)"
-        )
-    if not entry:
-        raise ConfigError(f"{where} is empty; give spark_master, spark_connect or databricks_host")
-    return SparkEndpoint(name, **entry)
-
-
-def _parse_compute(
-    data: dict[str, Any],
-    raw_env: dict[str, Any],
-    path: str,
-    env: str,
-    known: list[str],
-    locations: dict[str, LakeLocation],
+def _compute(
+    model: LakehouseFile, env: EnvironmentModel, where: str, known: list[str]
 ) -> ComputeConfig:
-    """``compute:`` (top level: the rules) and ``environments.<env>.compute`` (pools, Spark)."""
-    where = f"{path}: compute"
-    top = _mapping(data.get("compute"), where)
-    unknown = sorted(set(top) - {"may_process", "routing_tag"})
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: may_process, routing_tag"
-        )
-    env_where = f"{path}: environments.{env}.compute"
-    per_env = _mapping(raw_env.get("compute"), env_where)
-    unknown = sorted(set(per_env) - {"pools", "spark_endpoints"})
-    if unknown:
-        raise ConfigError(
-            f"{env_where}: unknown key(s) {', '.join(unknown)}; known: pools, spark_endpoints"
-        )
-    pools = per_env.get("pools", SHARED_POOL)
-    if pools not in POOLS:
-        raise ConfigError(f"{env_where}.pools {pools!r} is not one of {', '.join(POOLS)}")
-    endpoints = {}
-    for name, raw in _mapping(
-        per_env.get("spark_endpoints"), f"{env_where}.spark_endpoints"
-    ).items():
-        if name not in locations:
+    """The compute rules, checked against the environment's jurisdictions and locations."""
+    may = {}
+    for worker, allowed in model.compute.may_process.items():
+        key = f"{where}: compute.may_process.{worker}"
+        items = [allowed] if isinstance(allowed, str) else allowed
+        unknown = sorted({worker, *items} - set(known))
+        if unknown or not items:
             raise ConfigError(
-                f"{env_where}.spark_endpoints: unknown location {name!r}; "
-                f"known: {', '.join(locations)}"
+                f"{key} names unknown jurisdiction(s) {', '.join(unknown) or '(none listed)'}; "
+                f"known: {', '.join(known)}"
             )
-        endpoints[name] = _endpoint(name, raw, f"{env_where}.spark_endpoints.{name}")
+        if worker not in items:
+            raise ConfigError(f"{key} must list {worker} itself (a worker serves its own data)")
+        may[worker] = tuple(dict.fromkeys(items))
+    names = [loc.name for loc in env.locations]
+    endpoints = {}
+    for name, raw in env.compute.spark_endpoints.items():
+        if name not in names:
+            raise ConfigError(
+                f"{where}: compute.spark_endpoints: unknown location {name!r}; "
+                f"known: {', '.join(names)}"
+            )
+        endpoints[name] = SparkEndpoint(name, **raw.model_dump(exclude_none=True))
     return ComputeConfig(
-        may_process=_may_process(top.get("may_process"), f"{where}.may_process", known),
-        routing_tag=_routing_tag(top.get("routing_tag"), where),
-        pools=str(pools),
+        may_process=may,
+        routing_tag=model.compute.routing_tag,
+        pools=env.compute.pools,
         spark_endpoints=endpoints,
     )
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a mapping, not {type(value).__name__}")
-    return value
-
-
-def _prices(raw: Any, path: str) -> dict[str, float]:
-    """``storage_usd_per_gb_month``: cloud -> a non-negative price; a one-line error if not."""
-    out: dict[str, float] = {}
-    for cloud, value in _mapping(raw, f"{path}: storage_usd_per_gb_month").items():
-        try:
-            price = float(value)
-        except (TypeError, ValueError):
-            price = float("nan")
-        if not price >= 0 or price == float("inf"):
-            raise ConfigError(
-                f"{path}: storage_usd_per_gb_month.{cloud}={value!r} is not a price (>= 0)"
-            )
-        out[str(cloud)] = price
-    return out
-
-
 @functools.cache
-def _load(path: str, env: str) -> LakeConfig:
+def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
     data = read_config_file(path)
-    envs = _mapping(data.get("environments"), f"{path}: environments")
-    if env not in envs:
+    envs = data.get("environments")
+    if isinstance(envs, dict) and env not in envs:
         raise ConfigError(f"{path} has no environment {env!r}; it has {', '.join(envs) or 'none'}")
-    raw_env = _mapping(envs[env], f"{path}: environments.{env}")
-    raw_locations = raw_env.get("locations")
-    if not isinstance(raw_locations, list) or not raw_locations:
-        raise ConfigError(f"{path}: environments.{env}.locations must be a non-empty list")
-    for i, raw in enumerate(raw_locations):
-        _mapping(raw, f"{path}: environments.{env}.locations[{i}]")
-    locations = {raw["name"]: _parse_location(raw, env) for raw in raw_locations}
-    if "ml_home" not in raw_env:
-        raise ConfigError(f"{path}: environments.{env} lacks ml_home")
-    policy = _mapping(data.get("policy"), f"{path}: policy")
+    try:
+        model = LakehouseFile.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, path) from None
+    raw_env = model.environments[env]
+    where = f"{path}: environments.{env}"
+    locations = {raw.name: _location(raw) for raw in raw_env.locations}
+    if len(locations) != len(raw_env.locations):
+        raise ConfigError(f"{where}.locations: two locations share a name")
+    start = model.start_date
+    if start_override:
+        try:
+            start = dt.date.fromisoformat(start_override)
+        except ValueError:
+            raise ConfigError(
+                f"LAKEHOUSE_START_DATE={start_override!r} is not a date (YYYY-MM-DD)"
+            ) from None
     cfg = LakeConfig(
         environment=env,
         locations=locations,
-        ml_home=str(raw_env["ml_home"]),
-        regions=_mapping(data.get("regions"), f"{path}: regions"),
+        ml_home=raw_env.ml_home,
+        regions={k: r.model_dump(exclude_none=True) for k, r in model.regions.items()},
         policy=Policy(
-            pii_columns=tuple(policy.get("pii_columns") or ()),
-            allowed_routes={
-                k: tuple(v)
-                for k, v in _mapping(policy.get("allowed_routes"), f"{path}: policy").items()
-            },
+            pii_columns=tuple(model.policy.pii_columns),
+            allowed_routes={k: tuple(v) for k, v in model.policy.allowed_routes.items()},
         ),
-        egress_usd_per_gb={
-            k: {kk: float(vv) for kk, vv in _mapping(v, f"{path}: egress_usd_per_gb").items()}
-            for k, v in _mapping(data.get("egress_usd_per_gb"), f"{path}: egress").items()
-        },
-        storage_usd_per_gb_month=_prices(data.get("storage_usd_per_gb_month"), path),
-        replication=_parse_replication(data.get("replication"), path),
-        start_date=_start_date(data, path),
-        ml=_parse_ml(data, path),
-        spark_backend=_spark_backend(raw_env, f"{path}: environments.{env}"),
-        maintenance=_parse_maintenance(data.get("maintenance"), f"{path}: maintenance"),
+        egress_usd_per_gb=model.egress_usd_per_gb,
+        storage_usd_per_gb_month=model.storage_usd_per_gb_month,
+        replication=tuple(
+            ReplicationRule(
+                r.table, (r.sources,) if isinstance(r.sources, str) else tuple(r.sources), r.to
+            )
+            for r in model.replication
+        ),
+        start_date=start,
+        ml=model.ml,
+        spark_backend=raw_env.spark.backend,
+        maintenance=model.maintenance,
     )
-    cfg.location(cfg.ml_home)
+    try:
+        cfg.location(cfg.ml_home)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.ml_home: {exc}") from None
     cfg.replicas()  # every location a rule names must exist
     for region in cfg.region_codes:
         cfg.currency_of(region)
-    compute = _parse_compute(data, raw_env, path, env, cfg.jurisdictions, locations)
-    return dataclasses.replace(cfg, compute=compute)
-
-
-def _parse_maintenance(raw: Any, where: str) -> MaintenanceSettings:
-    """The ``maintenance:`` section; every number checked, z_order columns as tuples."""
-    values = dict(_mapping(raw, where))
-    z_order = _mapping(values.pop("z_order", None), f"{where}.z_order")
-    settings: MaintenanceSettings = _dataclass_from(MaintenanceSettings, values, where)
-    for name in ("retention_hours", "log_retention_hours", "target_file_size"):
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{where}.{name} must be a number >= 0, not {value!r}")
-    days = settings.model_pin_days
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)):
-        raise ConfigError(f"{where}.model_pin_days must be a number of days or null")
-    columns = {}
-    for table, cols in z_order.items():
-        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
-            raise ConfigError(f"{where}.z_order.{table} must be a list of column names")
-        columns[str(table)] = tuple(cols)
-    return dataclasses.replace(settings, z_order=columns)
+    return dataclasses.replace(cfg, compute=_compute(model, raw_env, path, cfg.jurisdictions))
 
 
 def load_config(environment: str | None = None) -> LakeConfig:
-    """Read ``lakehouse.yaml`` for an environment (default: ``LAKEHOUSE_ENV``)."""
+    """Read ``lakehouse.yaml`` for an environment (default: ``LAKEHOUSE_ENV``).
+
+    Loaded once per file, environment and override (``LAKEHOUSE_START_DATE``): every variable
+    that changes the result is part of the cache's key.
+    """
     env = environment or current_environment()
     if env not in ENVIRONMENTS:
         raise ConfigError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
-    return _load(str(config_path()), env)
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """How drift is decided: a calibrated test plus an effect size (see pipelines.drift)."""
-
-    alpha: float = 0.01
-    min_normed_wasserstein: float = 0.1
-    min_psi_categorical: float = 0.1
-    exclude: tuple[str, ...] = ("day_of_week", "day_of_month", "month", "is_weekend", "is_holiday")
-    segment_by: str | None = "region"
-    match_day_of_week: bool = True
-
-
-@dataclass(frozen=True)
-class RetrainSettings:
-    """When drift asks for retraining, and how often at most."""
-
-    min_drifted_features: int = 2
-    prediction_drift: bool = True
-    cooldown_hours: float = 24.0
-
-
-@dataclass(frozen=True)
-class MLSettings:
-    """The ``ml:`` section of lakehouse.yaml: model, promotion gate, drift and retraining."""
-
-    model_name: str = "demand_forecaster"
-    experiment: str = "demand_forecast"
-    training_window_days: int = 56
-    holdout_days: int = 7
-    promotion_metric: str = "wape"
-    promotion_margin: float = 0.02
-    reference_rows: int = 100_000
-    drift: DriftSettings = field(default_factory=DriftSettings)
-    retrain: RetrainSettings = field(default_factory=RetrainSettings)
-
-
-def _dataclass_from(cls: Any, raw: dict[str, Any], where: str) -> Any:
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
-def _parse_ml(data: dict[str, Any], path: str) -> MLSettings:
-    raw = dict(_mapping(data.get("ml"), f"{path}: ml"))
-    where = f"{path}: ml"
-    drift = _dataclass_from(
-        DriftSettings, dict(_mapping(raw.pop("drift", None), f"{where}.drift")), f"{where}.drift"
-    )
-    retrain = _dataclass_from(
-        RetrainSettings,
-        dict(_mapping(raw.pop("retrain", None), f"{where}.retrain")),
-        f"{where}.retrain",
-    )
-    settings: MLSettings = _dataclass_from(MLSettings, raw, where)
-    settings = MLSettings(**{**settings.__dict__, "drift": drift, "retrain": retrain})
-    if settings.promotion_metric not in ("mae", "rmse", "wape"):
-        raise ConfigError(f"{where}.promotion_metric must be mae, rmse or wape")
-    if settings.training_window_days < 1 or settings.holdout_days < 1:
-        raise ConfigError(f"{where}: training_window_days and holdout_days must be >= 1")
-    return settings
+    return _load(str(config_path()), env, os.environ.get("LAKEHOUSE_START_DATE") or None)
 
 
 def load_ml_settings() -> MLSettings:
-    """The ``ml:`` section of the configuration file (defaults where a key is absent)."""
-    return _parse_ml(read_config_file(str(config_path())), str(config_path()))
+    """The ``ml:`` section of the configuration in use (loaded once, with the rest)."""
+    return load_config().ml

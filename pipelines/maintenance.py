@@ -33,7 +33,6 @@ rewritten) or as a replica (it may not: see below). The rule that makes it safe:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -761,6 +760,6 @@ def maintain(
         vacuum=done["vacuum"],
         checkpoint=done["checkpoint"],
         log_cleanup=done["log_cleanup"],
-        settings=json.loads(json.dumps(asdict(settings), default=list)),
+        settings=settings.model_dump(mode="json"),
         seconds=round(time.perf_counter() - t0, 3),
     )

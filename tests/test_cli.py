@@ -161,7 +161,11 @@ def test_bad_requests_fail_in_one_line(argv, message, lake_home, capsys):
         ("", "is empty"),
         ("- a\n- b\n", "is a list, not a mapping"),
         ("environments: [\n", "is not valid YAML at line"),
-        ("environments: {local: {locations: 3}}\n", "environments.local.locations must be"),
+        ("environments: {local: {locations: 3}}\n", "environments.local.ml_home: missing"),
+        (
+            "environments: {local: {ml_home: a, locations: 3}}\n",
+            "environments.local.locations must be a list, not int",
+        ),
         ("environments: {other: {}}\n", "has no environment 'local'"),
         ("start_date: tomorrow\nenvironments: {local: {ml_home: a, locations: []}}\n", ""),
     ],

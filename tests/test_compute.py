@@ -206,7 +206,7 @@ def test_the_sync_of_personal_data_runs_only_on_a_worker_of_its_jurisdiction(mon
         ),
         (
             lambda d: d["compute"]["may_process"].update(FR=["FR"]),
-            "compute.may_process: unknown jurisdiction 'FR'",
+            "compute.may_process.FR names unknown jurisdiction(s) FR",
         ),
         (
             lambda d: d["compute"]["may_process"].update(EU=["US"]),
@@ -222,7 +222,7 @@ def test_the_sync_of_personal_data_runs_only_on_a_worker_of_its_jurisdiction(mon
         ),
         (
             lambda d: d["compute"].update(colour="red"),
-            "compute: unknown key(s) colour",
+            "compute.colour: unknown key; known: may_process, routing_tag",
         ),
         (
             lambda d: d["environments"]["local"].update(
@@ -260,7 +260,7 @@ def test_the_sync_of_personal_data_runs_only_on_a_worker_of_its_jurisdiction(mon
             lambda d: d["environments"]["local"].update(
                 compute={"spark_endpoints": {"azure-eu": {"spark_mastr": "local[1]"}}}
             ),
-            "spark_endpoints.azure-eu: unknown key(s) spark_mastr",
+            "spark_endpoints.azure-eu.spark_mastr: unknown key; known: spark_master",
         ),
     ],
 )

@@ -105,7 +105,7 @@ def test_databricks_backend_is_selected_by_configuration_with_secrets_as_env_var
     ("spark", "message"),
     [
         ({"backend": "emr"}, r"environments\.prod\.spark\.backend 'emr' is not one of session"),
-        ({"backend": "session", "nodes": 3}, r"environments\.prod\.spark: unknown key\(s\) nodes"),
+        ({"backend": "session", "nodes": 3}, r"environments\.prod\.spark\.nodes: unknown key"),
         ("databricks", r"environments\.prod\.spark must be a mapping"),
     ],
 )

@@ -62,7 +62,9 @@ def cfg(lake_home):
     base = load_config("local")
     return dataclasses.replace(
         base,
-        maintenance=dataclasses.replace(base.maintenance, retention_hours=0, log_retention_hours=0),
+        maintenance=base.maintenance.model_copy(
+            update={"retention_hours": 0, "log_retention_hours": 0}
+        ),
     )
 
 
@@ -148,10 +150,10 @@ def test_model_pins_lapse_by_age_only_without_an_alias():
         return SimpleNamespace(version=number, tags=tags, aliases=aliases, creation_timestamp=old)
 
     versions = [version("3", []), version("4", ["champion"])]
-    settings = dataclasses.replace(load_config("local").maintenance, model_pin_days=30)
+    settings = load_config("local").maintenance.model_copy(update={"model_pin_days": 30})
     pins = maintenance.lineage_pins(versions, "/lake/t", "m", settings, now=now)
     assert [p.version for p in pins] == [4]
-    every = dataclasses.replace(settings, model_pin_days=None)
+    every = settings.model_copy(update={"model_pin_days": None})
     assert len(maintenance.lineage_pins(versions, "/lake/t", "m", every, now=now)) == 2
 
 

@@ -1,0 +1,1 @@
+"""Project scripts run from make targets and tests (jar setup, the configuration schema)."""

@@ -1,0 +1,102 @@
+"""The typed model of lakehouse.yaml: loaded once, checked whole, errors on one line."""
+
+import datetime as dt
+
+import pytest
+import yaml
+
+from pipelines import config
+from pipelines.config import ENVIRONMENTS, ConfigError, load_config
+from scripts import config_schema
+
+
+def test_the_committed_json_schema_is_the_models():
+    assert config_schema.TARGET.read_text() == config_schema.render(), (
+        "lakehouse.schema.json is stale: run python scripts/config_schema.py"
+    )
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_projects_file_loads_in_every_environment(env):
+    cfg = load_config(env)
+    assert cfg.environment == env and cfg.home.name in cfg.locations
+
+
+def _with(tmp_path, monkeypatch, edit) -> str:
+    data = yaml.safe_load(config.config_path().read_text())
+    edit(data)
+    path = tmp_path / "lakehouse.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d["maintenance"].update(retention_hours=-1),
+            "maintenance.retention_hours -1: Input should be greater than or equal to 0",
+        ),
+        (
+            lambda d: d["ml"].update(promotion_metric="r2"),
+            "ml.promotion_metric 'r2' is not one of mae, rmse, wape",
+        ),
+        (
+            lambda d: d["ml"]["drift"].update(alpah=0.1),
+            "ml.drift.alpah: unknown key; known: alpha, min_normed_wasserstein",
+        ),
+        (
+            lambda d: d["environments"]["local"]["locations"][0]["landing"].update(format="csv"),
+            "environments.local.locations[0].landing.format 'csv' is not one of firehose",
+        ),
+        (
+            lambda d: d["environments"]["local"]["locations"][0].pop("root"),
+            "environments.local.locations[0].root: missing (required)",
+        ),
+        (
+            lambda d: d["environments"]["local"].update(ml_home="nowhere"),
+            "environments.local.ml_home: unknown lake location 'nowhere'",
+        ),
+        (
+            lambda d: d.update(start_date="tomorrow"),
+            "start_date 'tomorrow'",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_file_the_key_path_and_the_value(
+    tmp_path, monkeypatch, edit, expected
+):
+    path = _with(tmp_path, monkeypatch, edit)
+    with pytest.raises(ConfigError) as err:
+        load_config("local")
+    message = str(err.value)
+    assert message.startswith(path) and expected in message and "\n" not in message, message
+
+
+def test_a_secret_is_never_echoed_in_an_error(tmp_path, monkeypatch):
+    endpoint = {"databricks_host": "https://x", "databricks_token": "dapi-secret-123"}
+    _with(
+        tmp_path,
+        monkeypatch,
+        lambda d: d["environments"]["local"].update(
+            compute={"spark_endpoints": {"azure-eu": endpoint}}
+        ),
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config("local")
+    assert "databricks_token must be a ${VARIABLE}" in str(err.value)
+    assert "dapi-secret-123" not in str(err.value)
+
+
+def test_the_start_date_override_is_part_of_what_is_cached(monkeypatch):
+    monkeypatch.delenv("LAKEHOUSE_START_DATE", raising=False)
+    default = load_config("local").start_date
+    monkeypatch.setenv("LAKEHOUSE_START_DATE", "2026-01-15")
+    assert load_config("local").start_date == dt.date(2026, 1, 15)
+    monkeypatch.delenv("LAKEHOUSE_START_DATE")
+    assert load_config("local").start_date == default
+
+
+def test_ml_settings_come_from_the_one_load(monkeypatch):
+    assert config.load_ml_settings() is load_config().ml
