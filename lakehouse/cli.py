@@ -681,7 +681,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if report is not None:  # None: the command printed its report itself
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    if isinstance(report, dict) and report.get("reconciled") is False:
+        # counts that do not add up are a failure, never a success with a flag in the JSON
+        sys.stderr.write(f"lakehouse {args.command}: error: {unreconciled(report)}\n")
+        return 1
     return 0
+
+
+def unreconciled(report: dict[str, Any]) -> str:
+    """One line naming the partitions whose counts do not reconcile."""
+    bad = [
+        f"{p.get('landing_date')}|{p.get('region')}"
+        for p in report.get("partitions", [])
+        if isinstance(p, dict) and not p.get("partition", {}).get("reconciled", True)
+    ]
+    named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    what = "counts do not reconcile (landed != ingested + quarantined + duplicates)"
+    return f"{what} in {named or 'the report'}"
 
 
 EXPECTED = (ConfigError, ValueError, FileNotFoundError, RuntimeError, TimeoutError)

@@ -266,3 +266,15 @@ def test_pending_files_names_only_unfinished_batches(lake_home):
     _run()
     uri = _loc().table_uri(ledger.LEDGER_TABLE)
     assert ledger.pending_files(uri, {}) == {"bronze": set(), "quarantine": set()}
+
+
+def test_the_cli_exits_non_zero_on_a_rolled_back_ledger_in_one_line(lake_home, capsys):
+    from lakehouse.cli import main
+
+    land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=400, objects_per_day=4))
+    assert main(["ingest", "--location", LOC, "--date", str(DAY), "--batch-objects", "1"]) == 0
+    _roll_back(Path(_loc().table_uri(ledger.LEDGER_TABLE)), 2)
+    capsys.readouterr()
+    assert main(["ingest", "--location", LOC, "--date", str(DAY)]) == 1
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert f"{DAY}|us" in line and "rolled back or damaged" in line, line
