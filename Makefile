@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 setup: $(STAMP) ## virtualenv, packages, Java check, Spark jars (idempotent)
-	@$(BIN)/python -c "from pipelines.spark import check_java; print(f'java {check_java()} ok')"
+	@$(BIN)/python -c "from pipelines.spark.session import check_java; print(f'java {check_java()} ok')"
 	@$(BIN)/python scripts/setup_jars.py
 	@test -x emulators/node_modules/.bin/azurite-blob || npm ci --prefix emulators --no-audit --no-fund --loglevel=error
 	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium

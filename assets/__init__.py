@@ -17,8 +17,8 @@ from assets.partitions import Partitions
 from assets.replicas import build_replicas
 from assets.silver import build_silver
 from data_quality.suites import Suites
-from pipelines import tables
-from pipelines.config import LakeConfig
+from pipelines.lake import tables
+from pipelines.lake.config import LakeConfig
 
 
 def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:

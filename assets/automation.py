@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from assets.sovereignty import reads_personal_data
-from pipelines.config import PER_JURISDICTION, SHARED_POOL
+from pipelines.lake.config import PER_JURISDICTION, SHARED_POOL
 
 # Landing dates may receive events for a day or two (late delivery, the hourly re-ingest).
 LOOK_BACK = dt.timedelta(days=2)

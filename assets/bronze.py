@@ -10,8 +10,9 @@ from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines import ingest, tables
-from pipelines.events import record_rules
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.events import record_rules
+from pipelines.lake import tables
 from resources.lake import LakeResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"

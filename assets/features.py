@@ -9,7 +9,8 @@ from assets.partitions import Partitions, contiguous_ranges
 from assets.spark_io import StepRange, run_steps
 from data_quality import gx
 from data_quality.suites import Suites
-from pipelines import spark_jobs, tables
+from pipelines.lake import tables
+from pipelines.spark import jobs as spark_jobs
 from resources.lake import LakeResource
 from resources.spark import SparkStepRunner
 

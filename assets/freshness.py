@@ -10,7 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import dagster as dg
 
 from assets.partitions import date_region_of
-from pipelines import advice, tables
+from pipelines.lake import tables
+from pipelines.operations import advice
 
 # Landing is continuous and ingested hourly: warn after 75 minutes, fail after 2 hours.
 # Daily tables (replicas, features) are rebuilt once a day: fail when a day and a bit old.

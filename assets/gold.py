@@ -13,7 +13,7 @@ from assets.sovereignty import declare, require_jurisdiction
 from assets.spark_io import region_ranges, run_steps
 from data_quality import gx
 from data_quality.suites import Suites
-from pipelines import tables
+from pipelines.lake import tables
 from resources.lake import LakeResource
 from resources.spark import SparkStepRunner
 

@@ -1,11 +1,11 @@
 """``lakehouse_health``: the platform's health and cost per region and day, with anomaly checks.
 
-The engine (pipelines/health.py) measures the tables; this asset adds what only Dagster knows
-(records landed and duplicates dropped per ingest, compute seconds per step, when each sync
-ran), writes the Delta table, and reports the newest day per region as numeric metadata
+The engine (pipelines/operations/health.py) measures the tables; this asset adds what only
+Dagster knows (records landed and duplicates dropped per ingest, compute seconds per step, when
+each sync ran), writes the Delta table, and reports the newest day per region as numeric metadata
 (``quarantine_rate/us``…) so the asset's Plots tab shows each region's trend over its
-materializations. Its anomaly checks (pipelines/anomaly.py) fail with WARNING severity; the
-check alert sensor (jobs/alerts.py) sends them through the run-failure channel.
+materializations. Its anomaly checks (pipelines/operations/anomaly.py) fail with WARNING
+severity; the check alert sensor (jobs/alerts.py) sends them through the run-failure channel.
 """
 
 import datetime as dt
@@ -19,8 +19,9 @@ from assets.partitions import date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines import advice, anomaly, health, tables
-from pipelines.config import LakeConfig
+from pipelines.lake import tables
+from pipelines.lake.config import LakeConfig
+from pipelines.operations import advice, anomaly, health
 from resources.lake import LakeResource
 
 HEALTH = tables.HEALTH.name

@@ -14,9 +14,10 @@ from pydantic import Field
 from assets.partitions import Partitions
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines import delta, monitoring, tables, tracking
-from pipelines.config import DriftSettings, LakeLocation, MLSettings, RetrainSettings
-from pipelines.schemas import FEATURE_KEYS, FORECAST_SCHEMA, TARGET
+from pipelines.lake import delta, tables
+from pipelines.lake.config import DriftSettings, LakeLocation, MLSettings, RetrainSettings
+from pipelines.lake.schemas import FEATURE_KEYS, FORECAST_SCHEMA, TARGET
+from pipelines.ml import monitoring, tracking
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 

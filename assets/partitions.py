@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from pipelines.config import LakeConfig
+from pipelines.lake.config import LakeConfig
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import dagster as dg
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines import delta
-from pipelines.config import LakeConfig, Replica
-from pipelines.sync import SyncReport, sync, table_fingerprint
+from pipelines.lake import delta
+from pipelines.lake.config import LakeConfig, Replica
+from pipelines.replication.sync import SyncReport, sync, table_fingerprint
 from resources.lake import LakeResource
 
 

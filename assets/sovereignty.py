@@ -1,14 +1,14 @@
 """Which assets process personal data, declared as data, and the check each runs first.
 
 An asset that reads or writes a table the registry marks as personal data
-(:mod:`pipelines.tables`) declares it: the tag ``lakehouse/reads_personal_data: "true"`` and the
-tables in its metadata (``lakehouse/tables_read``, ``lakehouse/tables_written``). The
+(:mod:`pipelines.lake.tables`) declares it: the tag ``lakehouse/reads_personal_data: "true"``
+and the tables in its metadata (``lakehouse/tables_read``, ``lakehouse/tables_written``). The
 jurisdiction it needs is that of the location holding each partition's region. Its first act
 is :func:`require_jurisdiction`, before it opens a store or submits a Spark step: the worker
-must be allowed to process that jurisdiction's personal data (:mod:`pipelines.compute`), or the
-step fails naming step, jurisdictions and rule. ``tests/test_sovereignty.py`` walks the
-definitions: an asset whose parents or own table are personal data and that does not declare
-it fails the build.
+must be allowed to process that jurisdiction's personal data
+(:mod:`pipelines.sovereignty.compute`), or the step fails naming step, jurisdictions and rule.
+``tests/test_sovereignty.py`` walks the definitions: an asset whose parents or own table are
+personal data and that does not declare it fails the build.
 
 Gold reads silver, which is pseudonymized and still personal data (the registry says so), so
 gold is a personal-data step too; replicas, features, the model, the forecast and drift read
@@ -24,8 +24,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines import compute
-from pipelines.config import LakeLocation
+from pipelines.lake.config import LakeLocation
+from pipelines.sovereignty import compute
 from resources.lake import LakeResource
 
 READS_PERSONAL_DATA = "lakehouse/reads_personal_data"

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.partitions import date_ranges_by_region
-from pipelines import spark_jobs
-from pipelines.config import LakeLocation
+from pipelines.lake.config import LakeLocation
+from pipelines.spark import jobs as spark_jobs
 from resources.lake import LakeResource
 from resources.spark import PiiKey, SparkStepRunner
 
@@ -103,7 +103,7 @@ def run_steps(
         return frame, written.name, version, report
 
     if len(ranges) > 1:
-        # one session for all: the first step to ask starts it (pipelines.spark locks that)
+        # one session for all: the first step to ask starts it (pipelines.spark.session locks that)
         with ThreadPoolExecutor(min(len(ranges), MAX_PARALLEL_STEPS), "spark-step") as pool:
             done = list(pool.map(one, ranges))
     else:

@@ -136,7 +136,7 @@ def reconciled(dagster_home: Path, expected: int) -> dict[str, Any]:
     import dagster as dg
 
     from assets.bronze import RECONCILIATION_CHECK
-    from pipelines import tables
+    from pipelines.lake import tables
 
     bronze = dg.AssetKey(tables.BRONZE.name)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:

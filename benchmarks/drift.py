@@ -7,7 +7,7 @@ DRIFT_BENCH_DAY_ROWS (2,000 rows per trial day). The last stdout line is one JSO
 Data: 20 numeric columns of mixed shapes (normal, log-normal, gamma, Poisson counts, uniform,
 bimodal, a heavy-tailed t). In the current sample 5 columns are shifted by 0.3 of their
 standard deviation. Power and false-positive rate come from trial days: each day draws fresh
-rows, shifts 5 random columns by 0.3 sd, and the rule of pipelines.drift decides per column.
+rows, shifts 5 random columns by 0.3 sd, and the rule of pipelines.ml.drift decides per column.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipelines.drift import DriftRule, numeric_drift, sort_columns
+from pipelines.ml.drift import DriftRule, numeric_drift, sort_columns
 
 ROWS = int(os.environ.get("DRIFT_BENCH_ROWS", 2_000_000))
 FEATURES = int(os.environ.get("DRIFT_BENCH_FEATURES", 20))

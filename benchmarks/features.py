@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import transforms as T
-from pipelines.schemas import FEATURES_SCHEMA
+from pipelines.lake.schemas import FEATURES_SCHEMA
+from pipelines.spark import transforms as T
 
 START = dt.date(2026, 3, 1)
 DAYS, STORES, SKUS = 180, 200, 500
@@ -266,7 +266,7 @@ def bench(n: int, spark, work: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    from pipelines.spark import build_session
+    from pipelines.spark.session import build_session
 
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000000,5000000").split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-features-"))

@@ -23,11 +23,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines import capture, delta, ingest
-from pipelines.config import LakeLocation, load_config
-from pipelines.ingest import ingest_partition
-from pipelines.simulate import SimulationConfig, land_day
-from pipelines.storage import open_storage
+from pipelines.ingest import capture
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.engine import ingest_partition
+from pipelines.lake import delta
+from pipelines.lake.config import LakeLocation, load_config
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import SimulationConfig, land_day
 
 DAY = dt.date(2026, 10, 5)
 RUNS = 3  # ours is timed this many times; seconds is the median (the machine is shared)
@@ -59,7 +61,7 @@ def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
 
 def spark_figures(home: Path, events: int, ours_s: float) -> dict[str, object]:
     """What a user would otherwise run: Spark reads the same objects and writes Delta."""
-    from pipelines.spark import build_session
+    from pipelines.spark.session import build_session
 
     t = time.perf_counter()
     spark = build_session("local[2]", app_name="bench-ingest")

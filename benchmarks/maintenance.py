@@ -41,11 +41,11 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction
 
-from pipelines import maintenance
-from pipelines.config import LakeConfig, load_config
-from pipelines.delta import file_stats, stats_json
-from pipelines.schemas import GOLD_SCHEMA
-from pipelines.sync import SyncError, sync, sync_table, table_fingerprint
+from pipelines.lake.config import LakeConfig, load_config
+from pipelines.lake.delta import file_stats, stats_json
+from pipelines.lake.schemas import GOLD_SCHEMA
+from pipelines.operations import maintenance
+from pipelines.replication.sync import SyncError, sync, sync_table, table_fingerprint
 
 TABLE = "gold_daily_demand"
 SCHEMA = GOLD_SCHEMA

@@ -39,10 +39,10 @@ import pyarrow.compute as pc
 
 from data_quality import gx
 from data_quality.suites import Expect, Suite, build_suites
-from pipelines import capture
-from pipelines.config import load_config
-from pipelines.ingest import ingest_objects
-from pipelines.simulate import SimulationConfig, generate_day, to_records
+from pipelines.ingest import capture
+from pipelines.ingest.engine import ingest_objects
+from pipelines.lake.config import load_config
+from pipelines.simulation.simulate import SimulationConfig, generate_day, to_records
 
 DAY = dt.date(2026, 10, 5)
 SHOWN = gx.MAX_UNEXPECTED_SHOWN
@@ -329,7 +329,7 @@ def spark_part(
     """GX on cached Spark DataFrames against one aggregation, and the rows each flags."""
     import pyarrow.parquet as pq
 
-    from pipelines.spark import build_session
+    from pipelines.spark.session import build_session
 
     spark = build_session(app_name="bench-quality")
     out: dict[str, Any] = {}

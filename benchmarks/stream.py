@@ -56,9 +56,9 @@ def land_stream(location: Any, day: dt.date, events: int, per_object: int, seed:
     redelivers 50 events of the one before (duplicates split across objects and batches).
     Keys sort in arrival order.
     """
-    from pipelines import capture
-    from pipelines.simulate import SimulationConfig, generate_day, to_records
-    from pipelines.storage import open_storage
+    from pipelines.ingest import capture
+    from pipelines.lake.storage import open_storage
+    from pipelines.simulation.simulate import SimulationConfig, generate_day, to_records
 
     storage = open_storage(location.root_uri())
     total_objects = max(1, -(-events // per_object))
@@ -109,8 +109,8 @@ def _peak_rss_mb() -> float:
 def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
     """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
     os.environ["LAKEHOUSE_HOME"] = home
-    from pipelines import ingest
-    from pipelines.config import load_config
+    from pipelines.ingest import engine as ingest
+    from pipelines.lake.config import load_config
 
     loc = load_config("local").location("aws-us")
     open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
@@ -150,7 +150,7 @@ def digest(home: str) -> dict[str, Any]:
     import polars as pl
     from deltalake import DeltaTable
 
-    from pipelines.config import load_config
+    from pipelines.lake.config import load_config
 
     loc = load_config("local").location("aws-us")
     out: dict[str, Any] = {}
@@ -181,7 +181,7 @@ def _in_child(*args: str) -> dict[str, Any]:
 
 def day_figures(base: Path, events: int, arrivals: int) -> dict[str, Any]:
     """The 1M and N-event days: one-shot and incremental CPU, memory, equality."""
-    from pipelines.config import load_config
+    from pipelines.lake.config import load_config
 
     out: dict[str, Any] = {}
     for label, n in (("1m", min(1_000_000, events)), ("5m", events)):
@@ -289,8 +289,8 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def sustained(base: Path, rate: int, seconds: int) -> dict[str, Any]:
     """Move pre-generated objects into three landing areas at ``rate`` while Dagster ingests."""
-    from pipelines import ledger
-    from pipelines.config import load_config
+    from pipelines.ingest import ledger
+    from pipelines.lake.config import load_config
 
     home = base / "stream"
     os.environ["LAKEHOUSE_HOME"] = str(home)
@@ -353,7 +353,7 @@ def _commit_times(cfg: Any, ledger: Any) -> dict[tuple[str, str], float]:
     """When the bronze commit holding each ingested object was recorded (ledger commit rows)."""
     import pyarrow.compute as pc
 
-    from pipelines import delta
+    from pipelines.lake import delta
 
     out: dict[tuple[str, str], float] = {}
     for name in LOCATIONS:

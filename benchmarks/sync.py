@@ -28,8 +28,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from obstore.store import LocalStore
 
-from pipelines.storage import open_storage, stream_copy
-from pipelines.sync import list_log, sync_table
+from pipelines.lake.storage import open_storage, stream_copy
+from pipelines.replication.sync import list_log, sync_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
@@ -142,7 +142,10 @@ def noop(work: Path, files: int) -> dict:
     }
 
 
-CHILD = "import sys; from pipelines.sync import sync_table; sync_table(sys.argv[1], sys.argv[2])"
+CHILD = (
+    "import sys; from pipelines.replication.sync import sync_table; "
+    "sync_table(sys.argv[1], sys.argv[2])"
+)
 
 
 def rows_at(uri: str, version: int) -> pa.Table:
@@ -167,7 +170,9 @@ def kills(work: Path, trials: int) -> dict:
     latest = DeltaTable(src).version()
     expected = [rows_at(src, v) for v in range(latest + 1)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start, _ = timed(subprocess.run, [sys.executable, "-c", "import pipelines.sync"], env=env)
+    start, _ = timed(
+        subprocess.run, [sys.executable, "-c", "import pipelines.replication.sync"], env=env
+    )
     full, _ = timed(
         subprocess.run, [sys.executable, "-c", CHILD, src, str(work / "kfull")], env=env, check=True
     )

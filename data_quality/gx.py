@@ -20,7 +20,7 @@ import dagster as dg
 import pyarrow as pa
 
 from data_quality.suites import Suite
-from pipelines import tables
+from pipelines.lake import tables
 
 # GX's ephemeral context and its stores are not thread-safe: one validation at a time.
 _LOCK = threading.RLock()

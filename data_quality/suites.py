@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines import tables
-from pipelines.config import LakeConfig
-from pipelines.events import RecordRules, record_rules
-from pipelines.schemas import FEATURE_KEYS, FEATURE_NUMERIC, TARGET
+from pipelines.ingest.events import RecordRules, record_rules
+from pipelines.lake import tables
+from pipelines.lake.config import LakeConfig
+from pipelines.lake.schemas import FEATURE_KEYS, FEATURE_NUMERIC, TARGET
 
 
 @dataclass(frozen=True)

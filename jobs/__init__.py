@@ -16,7 +16,7 @@ from jobs.maintenance import build_maintenance
 from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 from jobs.spark import features_job, spark_job
 from jobs.sync import sync_job
-from pipelines.config import LakeConfig
+from pipelines.lake.config import LakeConfig
 
 
 @dataclass(frozen=True)

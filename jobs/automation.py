@@ -10,8 +10,8 @@ only possible where a plain sensor requests the runs (jobs/jurisdiction.py).
 import dagster as dg
 
 from assets.automation import SPARK_TAG
-from pipelines import compute
-from pipelines.config import PER_JURISDICTION, LakeConfig
+from pipelines.lake.config import PER_JURISDICTION, LakeConfig
+from pipelines.sovereignty import compute
 
 
 def automation_sensors(cfg: LakeConfig) -> list[dg.AutomationConditionSensorDefinition]:

@@ -7,8 +7,8 @@ import dagster as dg
 
 from assets.freshness import region_check_name
 from assets.health import HEALTH
-from pipelines import tables
-from pipelines.config import LakeConfig
+from pipelines.lake import tables
+from pipelines.lake.config import LakeConfig
 
 FRESHNESS_CRON = "20 * * * *"  # hourly, after the hourly ingest's usual runs
 

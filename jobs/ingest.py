@@ -16,8 +16,11 @@ import dagster as dg
 
 from assets.freshness import region_check_name
 from assets.partitions import Partitions, date_region_key
-from pipelines import capture, compute, ingest, tables
-from pipelines.config import LakeConfig, LakeLocation
+from pipelines.ingest import capture
+from pipelines.ingest import engine as ingest
+from pipelines.lake import tables
+from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.sovereignty import compute
 from resources.lake import LakeResource
 
 # How often the landed-objects sensor lists the landing areas: an object waits at most about

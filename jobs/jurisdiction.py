@@ -25,8 +25,8 @@ import dagster as dg
 from assets.automation import LOOK_BACK, SPARK_TAG, is_automated
 from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import reads_personal_data
-from pipelines import compute
-from pipelines.config import PER_JURISDICTION, ConfigError, LakeConfig
+from pipelines.lake.config import PER_JURISDICTION, ConfigError, LakeConfig
+from pipelines.sovereignty import compute
 
 # Parent materializations read per parent and tick; the rest on the next tick.
 BATCH = 500

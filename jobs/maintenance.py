@@ -1,7 +1,7 @@
 """Weekly table upkeep: one run per table and location (a partition of ``maintenance_job``).
 
-The engine is :mod:`pipelines.maintenance`; each run records its report (the retention floor
-and the replica or model that set it, what compaction, VACUUM and log cleanup did) as an
+The engine is :mod:`pipelines.operations.maintenance`; each run records its report (the retention
+floor and the replica or model that set it, what compaction, VACUUM and log cleanup did) as an
 observation of the table's asset, so the floor shows in the asset's page. ``lakehouse maintain
 --table T --location L`` runs the same upkeep from the command line.
 """
@@ -11,8 +11,9 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines import compute, maintenance
-from pipelines.config import LakeConfig
+from pipelines.lake.config import LakeConfig
+from pipelines.operations import maintenance
+from pipelines.sovereignty import compute
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.automation import SPARK_TAG
-from pipelines import tables
+from pipelines.lake import tables
 
 spark_job = dg.define_asset_job(
     "spark_job",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lakehouse.progress import Progress
-from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
 
@@ -100,13 +100,13 @@ class Touches:
 def require_compute(args: argparse.Namespace) -> list[Any]:
     """Refuse the subcommand unless this worker may process what it touches; its grants.
 
-    The check of every Dagster step (:func:`pipelines.compute.check_locations`): a personal-data
-    table needs a worker allowed to process its location's jurisdiction, a PII-free one a worker
-    ``policy.allowed_routes`` lets its data go to. Raises ``ComputeSovereigntyError`` naming the
-    location, the worker's jurisdiction and the rule. A subcommand without ``touches`` (see
-    ``tests/test_cli_sovereignty.py`` for why each is exempt) is not checked.
+    The check of every Dagster step (:func:`pipelines.sovereignty.compute.check_locations`): a
+    personal-data table needs a worker allowed to process its location's jurisdiction, a PII-free
+    one a worker ``policy.allowed_routes`` lets its data go to. Raises ``ComputeSovereigntyError``
+    naming the location, the worker's jurisdiction and the rule. A subcommand without ``touches``
+    (see ``tests/test_cli_sovereignty.py`` for why each is exempt) is not checked.
     """
-    from pipelines import compute
+    from pipelines.sovereignty import compute
 
     touches: Callable[[argparse.Namespace], Touches] | None = getattr(args, "touches", None)
     if touches is None:
@@ -134,7 +134,7 @@ def _factor(text: str, what: str) -> float:
 
 def parse_drift(text: str) -> Any:
     """``REGION:YYYY-MM-DD:price=1.2,demand=0.9,mix=electronics*2`` as a Drift."""
-    from pipelines.simulate import CATEGORIES, Drift
+    from pipelines.simulation.simulate import CATEGORIES, Drift
 
     try:
         region, start, spec = text.split(":", 2)
@@ -180,8 +180,8 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
     """Land simulated events in every (or one) location."""
-    from pipelines import simulate
-    from pipelines.storage import open_storage
+    from pipelines.lake.storage import open_storage
+    from pipelines.simulation import simulate
 
     cfg = load_config(args.env)
     locations = [cfg.location(args.location)] if args.location else list(cfg.locations.values())
@@ -227,7 +227,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ingest_touches(args: argparse.Namespace) -> Touches:
-    from pipelines import tables
+    from pipelines.lake import tables
 
     cfg = load_config(args.env)
     written = (tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name)
@@ -241,9 +241,10 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     (``LAKEHOUSE_COMPUTE_JURISDICTION``): :func:`require_compute` checked it (``args.grants``)
     before the landing area is read.
     """
-    from pipelines import compute, ingest
-    from pipelines.events import record_rules
-    from pipelines.ingest import ingest_partition
+    from pipelines.ingest import engine as ingest
+    from pipelines.ingest.engine import ingest_partition
+    from pipelines.ingest.events import record_rules
+    from pipelines.sovereignty import compute
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
@@ -278,8 +279,8 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
     """The effective sovereignty rules: storage (the sync) and compute (this worker)."""
-    from pipelines.compute import compute_rules
-    from pipelines.policy import storage_rules
+    from pipelines.sovereignty.compute import compute_rules
+    from pipelines.sovereignty.policy import storage_rules
 
     cfg = load_config(args.env)
     return {"storage": storage_rules(cfg), "compute": compute_rules(cfg)}
@@ -287,8 +288,8 @@ def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sync_touches(args: argparse.Namespace) -> Touches:
     """The source's location and the table's names: what the replica asset checks."""
-    from pipelines.policy import resolve_route
-    from pipelines.sync import check_table_uris, table_names
+    from pipelines.replication.sync import check_table_uris, table_names
+    from pipelines.sovereignty.policy import resolve_route
 
     cfg = load_config(args.env)
     source, _ = check_table_uris(args.source, args.target)
@@ -300,7 +301,7 @@ def _sync_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     """Replicate a Delta table from one URI to another under the sovereignty policy."""
-    from pipelines.sync import SourceBehindError, sync
+    from pipelines.replication.sync import SourceBehindError, sync
 
     cfg = load_config(args.env)
     try:
@@ -332,7 +333,7 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
 
 def _maintain_touches(args: argparse.Namespace) -> Touches:
     """The target's location and table, as the maintenance job checks them."""
-    from pipelines.maintenance import find_target
+    from pipelines.operations.maintenance import find_target
 
     cfg = load_config(args.env)
     target = find_target(cfg, args.table, args.location)
@@ -341,7 +342,7 @@ def _maintain_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_maintain(args: argparse.Namespace) -> dict[str, Any]:
     """Upkeep of one table at one location (docs/maintenance.md); the floor in the report."""
-    from pipelines import maintenance
+    from pipelines.operations import maintenance
 
     cfg = load_config(args.env)
     tracking = maintenance.default_tracking(cfg)
@@ -368,7 +369,7 @@ def _add_maintain(sub: Any) -> None:
 
 def _whole_graph(cfg: LakeConfig) -> Touches:
     """Every location's personal-data tables: what the demo's graph reads and writes."""
-    from pipelines.tables import TABLES
+    from pipelines.lake.tables import TABLES
 
     personal = tuple(t.name for t in TABLES.values() if t.personal_data)
     return Touches(cfg, tuple(cfg.locations.values()), reads=personal, writes=personal)
@@ -383,7 +384,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
     from lakehouse.demo import check_demo_days, run_demo
     from lakehouse.demo_summary import print_summary
     from lakehouse.progress import Progress
-    from pipelines.config import load_config
+    from pipelines.lake.config import load_config
 
     days_between(args.start, args.end, "demo --from/--to")
     check_demo_days(load_config(args.env), args.start, args.end)
@@ -409,7 +410,7 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     from lakehouse.demo_summary import print_summary
     from lakehouse.progress import Progress
     from lakehouse.run_emulated import ENVIRONMENT, run_emulated
-    from pipelines.config import lake_home, load_config
+    from pipelines.lake.config import lake_home, load_config
 
     days_between(args.start, args.end, "run-emulated --from/--to")
     check_demo_days(load_config(ENVIRONMENT), args.start, args.end, "run-emulated")
@@ -475,7 +476,7 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
 
 def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
     """The health view measured now (the engine the asset runs), with Dagster's records if any."""
-    from pipelines import health
+    from pipelines.operations import health
 
     cfg = load_config(env)
     options = lambda loc: loc.storage_options()  # noqa: E731
@@ -499,7 +500,7 @@ def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
 
 def _status_touches(args: argparse.Namespace) -> Touches:
     """Every region's location and the tables the health view reads there."""
-    from pipelines import health
+    from pipelines.operations import health
 
     cfg = load_config(args.env)
     regions = tuple(cfg.location_for_region(r) for r in cfg.region_codes)
@@ -508,7 +509,7 @@ def _status_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     """Health and cost per region (newest day), storage per location, anomalies, advice."""
-    from pipelines import advice, anomaly, health
+    from pipelines.operations import advice, anomaly, health
 
     cfg, measured, as_of = _health_now(args.env)
     if measured is None or as_of is None:

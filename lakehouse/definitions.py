@@ -15,7 +15,7 @@ from assets.partitions import build_partitions
 from data_quality.suites import build_suites
 from jobs import build_automation
 from lakehouse.quiet import quiet_libraries
-from pipelines.config import load_config
+from pipelines.lake.config import load_config
 from resources import resources_for
 
 

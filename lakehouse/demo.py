@@ -21,11 +21,11 @@ from lakehouse.definitions import build_definitions
 from lakehouse.demo_workers import LandDays, Workers, land_days, workers_state
 from lakehouse.ml_demo import QUIET, failure_reason, run_ml_demo
 from lakehouse.progress import Progress, Stage
-from pipelines import delta, tables
-from pipelines.compute import COMPUTE_ENV
-from pipelines.config import PER_JURISDICTION, PROJECT_ROOT, LakeConfig, lake_home, load_config
-from pipelines.simulate import BadDay, Drift, SimulationConfig
-from pipelines.spark import build_session
+from pipelines.lake import delta, tables
+from pipelines.lake.config import PER_JURISDICTION, PROJECT_ROOT, LakeConfig, lake_home, load_config
+from pipelines.simulation.simulate import BadDay, Drift, SimulationConfig
+from pipelines.sovereignty.compute import COMPUTE_ENV
+from pipelines.spark.session import build_session
 from resources.spark import SparkResource
 
 LOCAL_INSTANCE_YAML = PROJECT_ROOT / "deploy" / "dagster-local.yaml"
@@ -61,7 +61,7 @@ def check_demo_days(cfg: LakeConfig, start: dt.date, end: dt.date, what: str = "
     days, the holdout), tried on the days the demo would land. The commands check before they
     start; ``run_demo`` itself does not, since a lake with older features trains on fewer days.
     """
-    from pipelines.train import WARMUP_DAYS, TrainingError, plan_window
+    from pipelines.ml.train import WARMUP_DAYS, TrainingError, plan_window
 
     train_end = demo_train_end(end)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:  # a worker imports Dagster for its first run, not to land simulated events
     import dagster as dg
 
-    from pipelines.simulate import SimulationConfig
+    from pipelines.simulation.simulate import SimulationConfig
 
 WORKERS_ENV = "LAKEHOUSE_DEMO_WORKERS"
 T = TypeVar("T")
@@ -82,9 +82,9 @@ def land_days(task: LandDays) -> tuple[int, int]:
     Each region-day draws from its own generator, so a day lands the same whichever process
     lands it and in whichever order.
     """
-    from pipelines.config import load_config
-    from pipelines.simulate import land_day
-    from pipelines.storage import open_storage
+    from pipelines.lake.config import load_config
+    from pipelines.lake.storage import open_storage
+    from pipelines.simulation.simulate import land_day
 
     cfg = load_config(task.environment)
     loc = cfg.location(task.location)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipelines.config import PROJECT_ROOT, LakeConfig, LakeLocation
+from pipelines.lake.config import PROJECT_ROOT, LakeConfig, LakeLocation
 
 HOST = "127.0.0.1"
 # Azurite's well-known development account (public, the same in every Azurite).

@@ -16,7 +16,7 @@ import dagster as dg
 
 from assets.ml import DRIFT, FORECAST
 from jobs.ml import evaluate_drift_triggers
-from pipelines import tracking
+from pipelines.ml import tracking
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 

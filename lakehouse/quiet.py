@@ -3,7 +3,7 @@
 Each filter names one known, harmless message: a Dagster API this code location uses on
 purpose whose beta or preview status was accepted, or a library's chatter. Anything else a
 library warns about (a deprecation, a real failure) is still shown. Spark's JVM log lines are
-quieted by its own log4j2 configuration (``pipelines/spark.py``), not here.
+quieted by its own log4j2 configuration (``pipelines/spark/session.py``), not here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 
 # Dagster parameters and APIs used deliberately despite their beta/preview label.
 DAGSTER_APIS = (r"Parameter `backfill_policy` of function `asset`",)
-# MLflow's notes while the model is logged (pipelines/tracking.py): the signature comes from
+# MLflow's notes while the model is logged (pipelines/ml/tracking.py): the signature comes from
 # the training frame, whose integer keys are never null; the dataset's source is the Delta
 # table's URI, which two of MLflow's source kinds both accept.
 MLFLOW_NOTES = (

@@ -25,7 +25,7 @@ from unittest import mock
 import yaml
 
 from lakehouse import emulators
-from pipelines.config import PROJECT_ROOT, ConfigError, LakeConfig, load_config
+from pipelines.lake.config import PROJECT_ROOT, ConfigError, LakeConfig, load_config
 
 if TYPE_CHECKING:
     from lakehouse.progress import Progress

@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.config import ENVIRONMENTS, ConfigError, load_config
+from pipelines.lake.config import ENVIRONMENTS, ConfigError, load_config
 from resources.databricks import DatabricksPiiKey, DatabricksResource
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource

@@ -1,8 +1,8 @@
-"""Databricks through Dagster Pipes: the Spark steps of pipelines/spark_jobs.py run as jobs.
+"""Databricks through Dagster Pipes: the Spark steps of pipelines/spark/jobs.py run as jobs.
 
 Selected by ``spark: {backend: databricks}`` in lakehouse.yaml (:func:`resources.resources_for`).
-Each step is one ``jobs.SubmitTask`` (pipelines/databricks.py) whose entry point is
-:func:`pipelines.spark_jobs.main`; the job reports the table it wrote back through Pipes, and
+Each step is one ``jobs.SubmitTask`` (pipelines/spark/databricks.py) whose entry point is
+:func:`pipelines.spark.jobs.main`; the job reports the table it wrote back through Pipes, and
 the rows are read back here with delta-rs, without a JVM.
 """
 
@@ -15,10 +15,11 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines import delta, spark_jobs
-from pipelines.config import LakeConfig, LakeLocation
-from pipelines.databricks import DatabricksTaskSpec, submit_task
-from pipelines.transforms import PiiKeyError
+from pipelines.lake import delta
+from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.spark import jobs as spark_jobs
+from pipelines.spark.databricks import DatabricksTaskSpec, submit_task
+from pipelines.spark.transforms import PiiKeyError
 from resources.pii import PiiKeyResource
 from resources.spark import PiiKey, SparkStepRunner, endpoint_location
 
@@ -35,7 +36,7 @@ class DatabricksResource(SparkStepRunner):
 
     host: str = Field(description="Workspace URL (EnvVar DATABRICKS_HOST).")
     token: str = Field(description="Access token (EnvVar DATABRICKS_TOKEN).")
-    python_file: str = Field(description="Uploaded copy of pipelines/spark_jobs.py.")
+    python_file: str = Field(description="Uploaded copy of pipelines/spark/jobs.py.")
     wheel: str = Field(description="This project's wheel on DBFS or a volume.")
     existing_cluster_id: str | None = Field(default=None, description="Run on this cluster.")
     poll_interval_seconds: float = Field(default=5.0, description="Between run-state polls.")
@@ -122,7 +123,7 @@ def checked_report(
     if not reported:
         raise DatabricksStepError(
             f"Databricks task {task_key} reported no materialization through Pipes: is "
-            "dagster-pipes installed on the cluster and the entry point pipelines.spark_jobs?"
+            "dagster-pipes installed on the cluster and the entry point pipelines.spark.jobs?"
         )
     report = {k: _text(v) for k, v in (reported[-1].metadata or {}).items()}
     if report.get("table_uri") != expected_uri:

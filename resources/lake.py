@@ -8,9 +8,9 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines import delta
-from pipelines.config import LakeConfig, LakeLocation, load_config
-from pipelines.storage import Storage, open_storage
+from pipelines.lake import delta
+from pipelines.lake.config import LakeConfig, LakeLocation, load_config
+from pipelines.lake.storage import Storage, open_storage
 
 _SECRET_KEYS = {
     "aws": {

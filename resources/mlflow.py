@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from pipelines.config import lake_home, load_ml_settings
-from pipelines.tracking import Tracking
+from pipelines.lake.config import lake_home, load_ml_settings
+from pipelines.ml.tracking import Tracking
 
 
 class MLflowResource(dg.ConfigurableResource):

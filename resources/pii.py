@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from pipelines.transforms import PII_KEY_ENV, PiiKeyError
+from pipelines.spark.transforms import PII_KEY_ENV, PiiKeyError
 
 
 class PiiKeyResource(dg.ConfigurableResource):

@@ -1,6 +1,6 @@
 """Where the Spark steps run: a session the code location owns, or Databricks jobs.
 
-Both run :func:`pipelines.spark_jobs.run`, the same transforms and writes; the Databricks
+Both run :func:`pipelines.spark.jobs.run`, the same transforms and writes; the Databricks
 backend is in resources/databricks.py. A location with a Spark endpoint of its own
 (``compute.spark_endpoints`` in lakehouse.yaml) has its steps run there, so the personal data
 of a jurisdiction is processed by that jurisdiction's Spark, never by one global cluster.
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from pipelines import spark as spark_engine
-from pipelines import spark_jobs
-from pipelines.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.spark import jobs as spark_jobs
+from pipelines.spark import session as spark_engine
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,7 +33,7 @@ def endpoint_location(cfg: LakeConfig, location: str | None) -> str:
 
 
 class SparkStepRunner(dg.ConfigurableResource):
-    """Runs a Spark step of :mod:`pipelines.spark_jobs` and reads back the rows it wrote.
+    """Runs a Spark step of :mod:`pipelines.spark.jobs` and reads back the rows it wrote.
 
     The assets take this resource under the key ``spark``; ``lakehouse.yaml``'s
     ``spark.backend`` picks the implementation (:func:`resources.resources_for`).

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.config import PROJECT_ROOT, json_schema
+from pipelines.lake.config import PROJECT_ROOT, json_schema
 
 TARGET = PROJECT_ROOT / "lakehouse.schema.json"
 

@@ -14,10 +14,10 @@ from assets import build_assets
 from assets.partitions import build_partitions
 from data_quality.suites import build_suites
 from lakehouse.definitions import build_definitions
-from pipelines.config import PROJECT_ROOT, load_config
-from pipelines.schemas import GOLD_SCHEMA
-from pipelines.simulate import SimulationConfig, land_day
-from pipelines.storage import open_storage
+from pipelines.lake.config import PROJECT_ROOT, load_config
+from pipelines.lake.schemas import GOLD_SCHEMA
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import SimulationConfig, land_day
 
 DAY = dt.date(2026, 10, 5)
 

@@ -3,8 +3,8 @@
 Demand per (region, store, SKU) and day is Poisson with a mean that depends on a series level,
 the day of week, promotions and price (elasticity -1.5), so a model that learns lags, price,
 promo and weekday beats the seasonal-naive baseline. Lags and windows are by calendar date over
-days before ``date``, as in the Spark features. A :class:`pipelines.simulate.Drift` shifts
-prices and demand of one region from a date on, as the event simulator does.
+days before ``date``, as in the Spark features. A :class:`pipelines.simulation.simulate.Drift`
+shifts prices and demand of one region from a date on, as the event simulator does.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipelines.schemas import FEATURES_SCHEMA
-from pipelines.simulate import Drift
+from pipelines.lake.schemas import FEATURES_SCHEMA
+from pipelines.simulation.simulate import Drift
 
 CATEGORIES = ("fresh", "dairy", "bakery", "household")
 WEEKLY = np.array([1.0, 0.92, 0.95, 1.0, 1.12, 1.35, 1.2])

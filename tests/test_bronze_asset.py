@@ -8,10 +8,10 @@ import dagster as dg
 from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
 from data_quality import gx
-from pipelines import ingest
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig
-from pipelines.storage import open_storage
+from pipelines.ingest import engine as ingest
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import SimulationConfig
 from resources import LakeResource
 from tests.helpers import DAY, asset, definitions, land, suites
 
@@ -89,7 +89,7 @@ def test_a_blocking_check_that_fails_names_the_expectation_and_blocks_downstream
     import dataclasses
 
     import assets.bronze
-    from pipelines.events import record_rules
+    from pipelines.ingest.events import record_rules
 
     def loose(cfg):
         rules = record_rules(cfg)
@@ -136,7 +136,7 @@ def test_row_count_expectation_catches_a_count_mismatch():
 
 
 def _empty_quarantine():
-    from pipelines.events import QUARANTINE_SCHEMA
+    from pipelines.ingest.events import QUARANTINE_SCHEMA
 
     return QUARANTINE_SCHEMA.empty_table()
 

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from pipelines import capture
-from pipelines.config import load_config
+from pipelines.ingest import capture
+from pipelines.lake.config import load_config
 
 RECORDS = [b'{"a":1}', b'{"b":"\xc3\xa9"}', b"not json at all"]
 

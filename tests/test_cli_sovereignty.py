@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse import cli
-from pipelines.compute import COMPUTE_ENV
+from pipelines.sovereignty.compute import COMPUTE_ENV
 
 DAY = "2026-10-05"
 # A worker declared US may not process azure-eu's (EU) personal data (compute.may_process).

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import compute
-from pipelines.compute import (
+from pipelines.lake.config import ConfigError, load_config
+from pipelines.lake.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from pipelines.sovereignty import compute
+from pipelines.sovereignty.compute import (
     COMPUTE_ENV,
     ComputeSovereigntyError,
     check_compute,
@@ -13,9 +15,7 @@ from pipelines.compute import (
     routing_value,
     worker_jurisdictions,
 )
-from pipelines.config import ConfigError, load_config
-from pipelines.policy import PolicyError, Route, TableEvidence, check_route
-from pipelines.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from pipelines.sovereignty.policy import PolicyError, Route, TableEvidence, check_route
 from tests.helpers import config_with
 
 

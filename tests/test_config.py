@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 import yaml
 
-from pipelines import config
-from pipelines.config import ENVIRONMENTS, ConfigError, load_config
+from pipelines.lake import config
+from pipelines.lake.config import ENVIRONMENTS, ConfigError, load_config
 from scripts import config_schema
 
 

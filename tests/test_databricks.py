@@ -4,7 +4,7 @@ Only the Databricks workspace is mocked (``databricks.sdk.WorkspaceClient``): it
 folder, and a submitted job is played by :func:`gold_job`, which stands in for the cluster. It
 parses the task's command line with the entry point's own parser, writes the gold rows into
 the local lake with delta-rs, and reports through Dagster Pipes' message protocol exactly as
-``pipelines.spark_jobs.main`` does on DBFS. Everything on the Dagster side is the real code:
+``pipelines.spark.jobs.main`` does on DBFS. Everything on the Dagster side is the real code:
 the definitions of a configuration, the asset, ``PipesDatabricksClient``, the read-back, GX.
 """
 
@@ -33,10 +33,11 @@ from assets.partitions import build_partitions
 from assets.spark_io import Written
 from data_quality.suites import build_suites
 from lakehouse.definitions import build_definitions
-from pipelines import delta, spark_jobs, tables
-from pipelines.config import ConfigError, load_config
-from pipelines.databricks import DatabricksTaskSpec, submit_task
-from pipelines.transforms import PiiKeyError
+from pipelines.lake import delta, tables
+from pipelines.lake.config import ConfigError, load_config
+from pipelines.spark import jobs as spark_jobs
+from pipelines.spark.databricks import DatabricksTaskSpec, submit_task
+from pipelines.spark.transforms import PiiKeyError
 from resources.databricks import DatabricksPiiKey, DatabricksResource
 from resources.spark import SparkResource
 from tests.helpers import gold_rows

@@ -12,7 +12,7 @@ import yaml
 
 from data_quality.suites import build_suites
 from lakehouse.definitions import build_definitions
-from pipelines.config import ENVIRONMENTS, load_config
+from pipelines.lake.config import ENVIRONMENTS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from pipelines import delta
+from pipelines.lake import delta
 
 DAY = dt.date(2026, 10, 5)
 UTC = dt.UTC

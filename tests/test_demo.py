@@ -13,10 +13,10 @@ from lakehouse import demo
 from lakehouse.definitions import build_definitions
 from lakehouse.demo_workers import WORKERS_ENV, Workers, worker_count
 from lakehouse.progress import Progress
-from pipelines import capture
-from pipelines.config import load_config
-from pipelines.simulate import simulate
-from pipelines.storage import open_storage
+from pipelines.ingest import capture
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import simulate
 
 DAY = dt.date(2026, 10, 5)
 ROOT = Path(__file__).resolve().parents[1]

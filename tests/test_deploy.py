@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from pipelines.compute import COMPUTE_ENV, worker_jurisdictions
-from pipelines.config import load_config
+from pipelines.lake.config import load_config
+from pipelines.sovereignty.compute import COMPUTE_ENV, worker_jurisdictions
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"

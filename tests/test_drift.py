@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipelines import drift, monitoring
-from pipelines.config import DriftSettings, RetrainSettings
-from pipelines.simulate import Drift
+from pipelines.lake.config import DriftSettings, RetrainSettings
+from pipelines.ml import drift, monitoring
+from pipelines.simulation.simulate import Drift
 from tests.synthetic import synthetic_features
 
 RULE = drift.DriftRule()

@@ -18,12 +18,14 @@ from assets.freshness import build_region_freshness, region_check_name
 from assets.health import anomaly_check_name, build_health, judged_days
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
 from lakehouse import cli
-from pipelines import advice, anomaly, delta, health, ingest, tables
-from pipelines.config import load_config
-from pipelines.ingest import _reason_key
-from pipelines.simulate import BadDay, SimulationConfig, land_day
-from pipelines.storage import open_storage
-from pipelines.sync import BYTES_PER_GB, sync
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.engine import _reason_key
+from pipelines.lake import delta, tables
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.operations import advice, anomaly, health
+from pipelines.replication.sync import BYTES_PER_GB, sync
+from pipelines.simulation.simulate import BadDay, SimulationConfig, land_day
 from resources import LakeResource
 from tests.helpers import gold_rows, suites
 

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines import capture, ingest
-from pipelines.config import load_config
-from pipelines.delta import read_partition
-from pipelines.simulate import BAD_KINDS, EXPECTED_REASON, SimulationConfig
-from pipelines.storage import open_storage
+from pipelines.ingest import capture
+from pipelines.ingest import engine as ingest
+from pipelines.lake.config import load_config
+from pipelines.lake.delta import read_partition
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import BAD_KINDS, EXPECTED_REASON, SimulationConfig
 from tests.helpers import DAY, land
 
 LOCATIONS = ["aws-us", "azure-eu", "gcp-apac"]

@@ -25,10 +25,11 @@ from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import capture, ingest
-from pipelines.config import load_config
-from pipelines.events import WIRE_SCHEMA, record_rules
-from pipelines.storage import open_storage
+from pipelines.ingest import capture
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.events import WIRE_SCHEMA, record_rules
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
 from tests.helpers import DAY
 
 FORMATS = {  # location whose landing is used, and the format it is given
@@ -273,8 +274,9 @@ def _gzip_zeros(total: int) -> bytes:
 
 def _peak_growth_in_child(fmt: str, path: str, queue: mp.Queue) -> None:
     """Ingest good objects and the bomb at ``path``; report peak RSS growth and the result."""
-    from pipelines import capture, ingest
-    from pipelines.config import load_config
+    from pipelines.ingest import capture
+    from pipelines.ingest import engine as ingest
+    from pipelines.lake.config import load_config
 
     loc = load_config("local").location(FORMATS[fmt][0])
     good = [

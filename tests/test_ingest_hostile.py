@@ -26,10 +26,11 @@ import pytest
 from backports import zstd
 from deltalake import DeltaTable
 
-from pipelines import capture, ingest
-from pipelines.config import load_config
-from pipelines.events import BRONZE_SCHEMA, RecordRules, record_rules
-from pipelines.storage import open_storage
+from pipelines.ingest import capture
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
 from tests.helpers import DAY, suites
 
 TS = "2026-10-05T01:00:00Z"

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines import delta, ingest, ledger
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig
-from pipelines.storage import open_storage
+from pipelines.ingest import engine as ingest
+from pipelines.ingest import ledger
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import SimulationConfig
 from tests.helpers import DAY, land
 
 LOC = "aws-us"
@@ -303,7 +305,7 @@ def test_ledger_hashes_read_from_buffers_sorted_across_chunks_nulls_and_slices()
 
 
 def test_the_heap_is_bounded_on_glibc() -> None:
-    from pipelines import memory
+    from pipelines.lake import memory
 
     on_glibc = bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
     assert memory.bound_heap() is on_glibc

@@ -11,9 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines import delta, ingest, ledger, maintenance
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig
+from pipelines.ingest import engine as ingest
+from pipelines.ingest import ledger
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.operations import maintenance
+from pipelines.simulation.simulate import SimulationConfig
 from tests.helpers import DAY, land
 from tests.test_ingest_incremental import LOC, _crash_in_child
 

@@ -11,11 +11,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse import cli
-from pipelines import delta, maintenance
-from pipelines.config import load_config
-from pipelines.storage import open_storage
-from pipelines.sync import SourceBehindError, SyncError, list_log, sync, sync_table
-from pipelines.tracking import Tracking
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.ml.tracking import Tracking
+from pipelines.operations import maintenance
+from pipelines.replication.sync import SourceBehindError, SyncError, list_log, sync, sync_table
 
 TABLE = "gold_daily_demand"
 DAY = dt.date(2026, 9, 1)

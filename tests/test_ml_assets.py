@@ -10,9 +10,10 @@ import pytest
 from deltalake import write_deltalake
 
 from jobs.ml import build_drift_retrain_sensor, evaluate_drift_triggers
-from pipelines import delta, tracking
-from pipelines.config import load_config
-from pipelines.simulate import Drift
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.ml import tracking
+from pipelines.simulation.simulate import Drift
 from resources import LakeResource, MLflowResource
 from tests.helpers import asset
 from tests.synthetic import synthetic_features

@@ -9,8 +9,8 @@ from deltalake import write_deltalake
 
 from lakehouse.definitions import build_definitions
 from lakehouse.ml_demo import run_ml_demo
-from pipelines.config import load_config
-from pipelines.simulate import Drift
+from pipelines.lake.config import load_config
+from pipelines.simulation.simulate import Drift
 from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.slow  # MLflow training runs on a local store

@@ -10,7 +10,7 @@ from assets.freshness import FRESHNESS_BY_GROUP, policy_for, with_freshness
 from assets.partitions import build_partitions, keys_between
 from jobs.alerts import failure_message, run_failure_sensor
 from lakehouse.definitions import build_definitions
-from pipelines.config import load_config
+from pipelines.lake.config import load_config
 
 daily = dg.DailyPartitionsDefinition(start_date="2026-10-01", end_offset=1)
 

@@ -6,7 +6,7 @@ import warnings
 import dagster as dg
 
 from lakehouse.quiet import quiet_libraries
-from pipelines import spark
+from pipelines.spark import session as spark
 
 
 def test_the_dagster_apis_used_on_purpose_are_quiet_other_warnings_are_not():

@@ -7,8 +7,8 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from assets.replicas import build_replicas
-from pipelines.config import load_config
-from pipelines.sync import table_fingerprint
+from pipelines.lake.config import load_config
+from pipelines.replication.sync import table_fingerprint
 from resources import resources_for
 from tests.helpers import asset, definitions, gold_rows, suites
 

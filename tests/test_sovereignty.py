@@ -18,11 +18,11 @@ from assets.sovereignty import (
     reads_personal_data,
 )
 from lakehouse.definitions import build_definitions
-from pipelines import storage
-from pipelines.compute import ANY, COMPUTE_ENV, SHARED
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig
-from pipelines.tables import holds_personal_data
+from pipelines.lake import storage
+from pipelines.lake.config import load_config
+from pipelines.lake.tables import holds_personal_data
+from pipelines.simulation.simulate import SimulationConfig
+from pipelines.sovereignty.compute import ANY, COMPUTE_ENV, SHARED
 from resources import resources_for
 from resources.spark import SparkResource, SparkStepRunner
 from tests.helpers import DAY, asset, gold_rows, land
@@ -251,8 +251,8 @@ def test_a_pii_free_step_runs_on_the_us_worker(lake_home, monkeypatch):
 def test_a_location_with_its_own_spark_endpoint_runs_there(monkeypatch, tmp_path):
     import yaml
 
-    from pipelines import spark as spark_engine
-    from pipelines.config import PROJECT_ROOT
+    from pipelines.lake.config import PROJECT_ROOT
+    from pipelines.spark import session as spark_engine
 
     data = yaml.safe_load((PROJECT_ROOT / "lakehouse.yaml").read_text())
     data["environments"]["local"]["compute"] = {

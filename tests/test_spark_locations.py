@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
-from pipelines.spark import configure_storage
+from pipelines.lake.config import ConfigError, load_config
+from pipelines.spark.session import configure_storage
 from tests.helpers import config_with
 
 

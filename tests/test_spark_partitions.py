@@ -5,8 +5,8 @@ import datetime as dt
 import dagster as dg
 
 from assets.partitions import contiguous_ranges, date_ranges_by_region
-from pipelines import spark_jobs
-from pipelines.config import load_config
+from pipelines.lake.config import load_config
+from pipelines.spark import jobs as spark_jobs
 
 
 def d(n: int) -> dt.date:

@@ -14,10 +14,10 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse import cli
-from pipelines.config import ConfigError, load_config
-from pipelines.policy import PolicyError
-from pipelines.storage import open_storage
-from pipelines.sync import DivergedError, list_log, sync, sync_table, table_fingerprint
+from pipelines.lake.config import ConfigError, load_config
+from pipelines.lake.storage import open_storage
+from pipelines.replication.sync import DivergedError, list_log, sync, sync_table, table_fingerprint
+from pipelines.sovereignty.policy import PolicyError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,7 +233,7 @@ def test_crash_mid_sync_then_resume_copies_only_the_rest(tmp_path, kind, after):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from pipelines.sync import sync_table
+    from pipelines.replication.sync import sync_table
     sync_table(sys.argv[1], sys.argv[2], concurrency=1,
                hook=lambda kind, path: time.sleep(0.15))
     """

@@ -24,9 +24,19 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse import cli
-from pipelines.config import load_config
-from pipelines.events import BRONZE_PARTITION_BY, QUARANTINE_SCHEMA
-from pipelines.policy import (
+from pipelines.ingest.events import BRONZE_PARTITION_BY, QUARANTINE_SCHEMA
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import StorageError, UriError, open_storage, parse_uri
+from pipelines.lake.tables import TABLES
+from pipelines.replication.sync import (
+    DivergedError,
+    SyncError,
+    UnrelatedTargetError,
+    sync,
+    sync_table,
+    table_id,
+)
+from pipelines.sovereignty.policy import (
     PolicyError,
     Route,
     TableEvidence,
@@ -35,16 +45,6 @@ from pipelines.policy import (
     normalize_name,
     personal_data_reasons,
 )
-from pipelines.storage import StorageError, UriError, open_storage, parse_uri
-from pipelines.sync import (
-    DivergedError,
-    SyncError,
-    UnrelatedTargetError,
-    sync,
-    sync_table,
-    table_id,
-)
-from pipelines.tables import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 RETAIN_NO_LOG = {"delta.logRetentionDuration": "interval 0 seconds"}
@@ -841,7 +841,7 @@ def test_s3_round_trip_and_missing_file_with_copies_in_flight(s3_options, tmp_pa
 def test_s3_multi_chunk_object_streams_both_ways_with_md5(s3_options, tmp_path):
     import hashlib
 
-    from pipelines.storage import CHUNK, stream_copy
+    from pipelines.lake.storage import CHUNK, stream_copy
 
     payload = os.urandom(2 * CHUNK + 12345)  # a multipart upload, three chunks read back
     local = open_storage(str(tmp_path / "big"))

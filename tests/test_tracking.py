@@ -11,9 +11,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipelines import tracking
-from pipelines import train as training
-from pipelines.config import MLSettings
+from pipelines.lake.config import MLSettings
+from pipelines.ml import tracking
+from pipelines.ml import train as training
 from tests.synthetic import synthetic_features
 
 START = dt.date(2026, 9, 1)

@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from pipelines import train
+from pipelines.ml import train
 from tests.synthetic import synthetic_features
 
 START = dt.date(2026, 9, 1)

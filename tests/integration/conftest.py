@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from lakehouse import emulators
-from pipelines.config import load_config
-from pipelines.storage import open_storage
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
 from tests.integration.servers import ROOT
 
 
@@ -58,7 +58,7 @@ def emulated_env(
 @pytest.fixture(scope="session")
 def spark():
     """One local Delta-enabled Spark session for the whole run."""
-    from pipelines.spark import build_session
+    from pipelines.spark.session import build_session
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = build_session("local[2]", app_name="lakehouse-tests")

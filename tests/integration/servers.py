@@ -10,6 +10,6 @@ from lakehouse.emulators import (
     stop,
     wait_for_port,
 )
-from pipelines.config import PROJECT_ROOT as ROOT
+from pipelines.lake.config import PROJECT_ROOT as ROOT
 
 __all__ = ["AZURITE_CONN", "ROOT", "free_port", "stop", "wait_for_port"]

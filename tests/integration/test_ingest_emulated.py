@@ -3,10 +3,11 @@
 import pyarrow.compute as pc
 import pytest
 
-from pipelines import delta, ingest
-from pipelines.config import load_config
-from pipelines.simulate import SimulationConfig
-from pipelines.storage import open_storage
+from pipelines.ingest import engine as ingest
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.simulation.simulate import SimulationConfig
 from tests.helpers import DAY, land
 
 CASES = [

@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 from deltalake import write_deltalake
 
-from pipelines import delta, tracking
-from pipelines.config import load_config
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.ml import tracking
 from resources import LakeResource, MLflowResource
 from tests.helpers import asset
 from tests.integration.servers import free_port, stop, wait_for_port

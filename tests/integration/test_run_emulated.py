@@ -16,8 +16,9 @@ from deltalake import write_deltalake
 from benchmarks.demo import reconciled
 from lakehouse import run_emulated as emulated_run
 from lakehouse.emulators import Endpoints
-from pipelines import delta, tables, tracking
-from pipelines.sync import table_fingerprint
+from pipelines.lake import delta, tables
+from pipelines.ml import tracking
+from pipelines.replication.sync import table_fingerprint
 from tests.integration.servers import ROOT
 from tests.synthetic import synthetic_features
 

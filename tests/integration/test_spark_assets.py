@@ -7,12 +7,13 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from pipelines import delta, spark_jobs
-from pipelines.config import load_config
-from pipelines.ingest import ingest_partition
-from pipelines.schemas import FEATURES_SCHEMA, GOLD_SCHEMA
-from pipelines.simulate import SimulationConfig
-from pipelines.transforms import SILVER_COLUMNS
+from pipelines.ingest.engine import ingest_partition
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.lake.schemas import FEATURES_SCHEMA, GOLD_SCHEMA
+from pipelines.simulation.simulate import SimulationConfig
+from pipelines.spark import jobs as spark_jobs
+from pipelines.spark.transforms import SILVER_COLUMNS
 from tests.helpers import asset, definitions, land
 
 pytestmark = pytest.mark.spark

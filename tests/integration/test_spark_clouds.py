@@ -11,9 +11,10 @@ import hmac
 import pyarrow as pa
 import pytest
 
-from pipelines import delta, spark_jobs
-from pipelines.config import load_config
-from pipelines.events import BRONZE_PARTITION_BY, BRONZE_SCHEMA
+from pipelines.ingest.events import BRONZE_PARTITION_BY, BRONZE_SCHEMA
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.spark import jobs as spark_jobs
 
 pytestmark = pytest.mark.spark
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import delta
-from pipelines import transforms as T
-from pipelines.spark import DELTA_CONF, delta_jars
+from pipelines.lake import delta
+from pipelines.spark import transforms as T
+from pipelines.spark.session import DELTA_CONF, delta_jars
 from tests.integration.servers import ROOT, free_port, wait_for_port
 from tests.integration.test_transforms import GOLD_DDL, KEY, day, gold_row
 
@@ -77,7 +77,7 @@ def connect_url(tmp_path_factory):
 
 CLIENT = r"""
 import json, sys
-from pipelines.spark import build_session
+from pipelines.spark.session import build_session
 from tests.integration import test_spark_connect as t
 session = build_session(sys.argv[1])
 out = {"module": type(session).__module__, "features": t._features(session),
@@ -113,7 +113,7 @@ def _hashes(session):
 
 
 def _write_features(session, uri):
-    from pipelines.spark import write_replace
+    from pipelines.spark.session import write_replace
 
     pred = "date >= '2026-10-29' AND date <= '2026-11-14'"
     write_replace(_feature_frame(session), uri, pred, ["date"])

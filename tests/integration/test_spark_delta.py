@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from pipelines import delta
+from pipelines.lake import delta
 from tests.helpers import suites
 
 pytestmark = pytest.mark.spark
@@ -67,8 +67,8 @@ def test_spark_skips_files_by_the_statistics_write_partition_records(spark, tmp_
 
 
 def test_spark_partition_replace_is_read_exactly_by_deltalake(spark, lake_home):
-    from pipelines import spark as spark_engine
-    from pipelines.config import load_config
+    from pipelines.lake.config import load_config
+    from pipelines.spark import session as spark_engine
 
     loc = load_config("local").location("azure-eu")
     uri = loc.table_uri("t")

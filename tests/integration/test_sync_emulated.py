@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from pipelines import delta
-from pipelines.config import load_config
-from pipelines.sync import DivergedError, sync_table, table_fingerprint
+from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.replication.sync import DivergedError, sync_table, table_fingerprint
 
 STORES = ["local", "aws-us", "azure-eu", "gcp-apac"]
 MARKS = {"aws-us": pytest.mark.s3, "azure-eu": pytest.mark.azure, "gcp-apac": pytest.mark.gcs}
@@ -72,7 +72,7 @@ def test_large_object_streams_through_gcs_json_api_and_s3_with_md5(emulated_env,
     import hashlib
     import os
 
-    from pipelines.storage import CHUNK, gives_md5, open_storage, stream_copy
+    from pipelines.lake.storage import CHUNK, gives_md5, open_storage, stream_copy
 
     payload = os.urandom(2 * CHUNK + 12345)  # more than one chunk: resumable / multipart
     local = open_storage(str(tmp_path / "big"))

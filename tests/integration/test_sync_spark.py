@@ -7,9 +7,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 from deltalake import DeltaTable
 
-from pipelines import maintenance
-from pipelines.storage import open_storage
-from pipelines.sync import sync_table
+from pipelines.lake.storage import open_storage
+from pipelines.operations import maintenance
+from pipelines.replication.sync import sync_table
 
 pytestmark = pytest.mark.spark
 

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from pipelines import transforms as T
-from pipelines.schemas import FEATURES_SCHEMA, GOLD_SCHEMA
+from pipelines.lake.schemas import FEATURES_SCHEMA, GOLD_SCHEMA
+from pipelines.spark import transforms as T
 
 pytestmark = pytest.mark.spark
 

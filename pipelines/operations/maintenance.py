@@ -11,7 +11,8 @@ rewritten) or as a replica (it may not: see below). The rule that makes it safe:
   the one version it was trained on (``ml`` lineage tags); its files and the log entries needed
   to read it stay too (``maintenance.model_pin_days`` lets pins of old versions that hold no
   alias lapse). The report says the floor and which replica or model set it.
-* **Compaction** (sources only) rewrites small files (:func:`pipelines.delta.rewrite_partition`),
+* **Compaction** (sources only) rewrites small files
+(:func:`pipelines.lake.delta.rewrite_partition`),
   Z-ordered by the columns readers filter on when ``maintenance.z_order`` names them for the
   table; only partitions holding more than one file are rewritten. Each partition's rewrite
   commits on the version it read, so a concurrent ingest, compaction or replace never doubles a
@@ -40,9 +41,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
-from pipelines.storage import ObjectInfo, Storage, StorageError, open_storage
-from pipelines.sync import (
+from pipelines.lake.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
+from pipelines.lake.storage import ObjectInfo, Storage, StorageError, open_storage
+from pipelines.replication.sync import (
     LOG,
     SyncError,
     _checkpoint_state,
@@ -97,7 +98,7 @@ class Target:
 
 def targets(cfg: LakeConfig) -> list[Target]:
     """Every table and location upkeep runs on: each table where it lives, each replica."""
-    from pipelines.tables import TABLES, Role
+    from pipelines.lake.tables import TABLES, Role
 
     out: list[Target] = []
     for spec in TABLES.values():
@@ -253,8 +254,8 @@ def default_tracking(cfg: LakeConfig) -> Any | None:
     """
     import os
 
-    from pipelines.config import lake_home
-    from pipelines.tracking import Tracking
+    from pipelines.lake.config import lake_home
+    from pipelines.ml.tracking import Tracking
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI")
     if not uri:
@@ -500,7 +501,7 @@ def compact(
     """
     from deltalake.exceptions import DeltaError
 
-    from pipelines.delta import TableError, open_table, rewrite_partition
+    from pipelines.lake.delta import TableError, open_table, rewrite_partition
 
     try:
         table = open_table(uri, options)
@@ -547,7 +548,7 @@ def checkpoint(uri: str, options: Mapping[str, str], dry_run: bool = False) -> d
     """A checkpoint at the current version (delta-rs ``create_checkpoint``)."""
     from deltalake.exceptions import DeltaError
 
-    from pipelines.delta import TableError, open_table
+    from pipelines.lake.delta import TableError, open_table
 
     try:
         table = open_table(uri, options)
@@ -692,8 +693,8 @@ def maintain_replica(
 
 def staged_files(target: Target, options: Mapping[str, str]) -> set[str]:
     """Files of ``target`` that a pending ingest batch names (see :func:`ledger.pending_files`)."""
-    from pipelines import ledger
-    from pipelines.tables import BRONZE, LEDGER, QUARANTINE
+    from pipelines.ingest import ledger
+    from pipelines.lake.tables import BRONZE, LEDGER, QUARANTINE
 
     kind = {BRONZE.name: "bronze", QUARANTINE.name: "quarantine"}.get(target.table)
     if target.replica is not None or kind is None:

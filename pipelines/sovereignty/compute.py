@@ -1,11 +1,11 @@
 """Sovereignty of compute: personal data is processed only on workers of its jurisdiction.
 
-The sync keeps personal data inside its jurisdiction at rest (:mod:`pipelines.policy`); this
-module does the same for processing. A worker (the process that runs a step: a run worker, a
+The sync keeps personal data inside its jurisdiction at rest (:mod:`pipelines.sovereignty.policy`);
+this module does the same for processing. A worker (the process that runs a step: a run worker, a
 code server, the ``lakehouse`` command) declares where it runs in
 ``LAKEHOUSE_COMPUTE_JURISDICTION``: one jurisdiction, or a comma list. A step that reads or
-writes a table the registry marks as personal data (:mod:`pipelines.tables`) runs only if one of
-the worker's jurisdictions may process the personal data of the data's jurisdiction
+writes a table the registry marks as personal data (:mod:`pipelines.lake.tables`) runs only if one
+of the worker's jurisdictions may process the personal data of the data's jurisdiction
 (``compute.may_process`` in lakehouse.yaml; by default a jurisdiction processes only its own).
 A PII-free step runs where ``policy.allowed_routes`` lets its data go.
 
@@ -24,14 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config import (
+from pipelines.lake.config import (
     PER_JURISDICTION,
     ConfigError,
     LakeConfig,
     LakeLocation,
 )
-from pipelines.policy import ComputeSovereigntyError
-from pipelines.tables import TABLES, holds_personal_data
+from pipelines.lake.tables import TABLES, holds_personal_data
+from pipelines.sovereignty.errors import ComputeSovereigntyError
 
 __all__ = [
     "ANY",
@@ -110,7 +110,7 @@ class Worker:
 def worker_jurisdictions(cfg: LakeConfig) -> Worker:
     """The worker's declaration, read from ``LAKEHOUSE_COMPUTE_JURISDICTION`` now.
 
-    Raises :class:`~pipelines.config.ConfigError` (one line) when the variable is unset in
+    Raises :class:`~pipelines.lake.config.ConfigError` (one line) when the variable is unset in
     ``prod``, empty, or names a jurisdiction the environment does not know.
     """
     known = cfg.jurisdictions

@@ -29,7 +29,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError
 from obstore.store import LocalStore, from_url
 
-from pipelines.config import ADAPTER_OPTION, GCS_JSON_EMULATOR
+from pipelines.lake.config import ADAPTER_OPTION, GCS_JSON_EMULATOR
 
 _CLIENT_OPTIONS = {
     "aws_allow_http": "allow_http",

@@ -38,9 +38,9 @@ import numpy as np
 from backports import zstd
 from isal import isal_zlib
 
-from pipelines.config import LandingConfig
-from pipelines.events import MAX_EVENT_BYTES
-from pipelines.storage import Storage
+from pipelines.ingest.events import MAX_EVENT_BYTES
+from pipelines.lake.config import LandingConfig
+from pipelines.lake.storage import Storage
 
 EVENTHUBS_SCHEMA = fastavro.parse_schema(
     {

@@ -6,7 +6,7 @@ folders are compared with their symbolic links resolved).
 
 A table is personal data when any of these holds (see :func:`personal_data_reasons`):
 
-- the table registry (:mod:`pipelines.tables`) marks a table ``personal_data`` and this
+- the table registry (:mod:`pipelines.lake.tables`) marks a table ``personal_data`` and this
   table's name, the source URI's last segment or the name in its Delta ``metaData`` is that
   table's name;
 - its columns include every column of such a registered table (its layout, wherever it lies);
@@ -36,9 +36,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config import ConfigError, LakeConfig, LakeLocation
-from pipelines.storage import UriError, parse_uri
-from pipelines.tables import TABLES, holds_personal_data
+from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.lake.storage import UriError, parse_uri
+from pipelines.lake.tables import TABLES, holds_personal_data
+from pipelines.sovereignty.compute import check_personal
+from pipelines.sovereignty.errors import ComputeSovereigntyError as ComputeSovereigntyError
+from pipelines.sovereignty.errors import PolicyError as PolicyError
 
 # Metadata keys that tag a field as personal data when their value is true.
 _TAG_KEYS = {"pii", "personaldata", "ispii", "containspii", "personalinformation"}
@@ -46,37 +49,6 @@ _TRUE = {"true", "yes", "y", "1"}
 # Words in a metadata value (comment, tags, classification) that say "personal data".
 _PII_WORDS = re.compile(r"(?<![a-z0-9])pii(?![a-z0-9])|personal[\s_\-]*(data|information)")
 MAX_REASONS = 5
-
-
-class PolicyError(RuntimeError):
-    """The sovereignty policy forbids a route; the message names table, route and rule."""
-
-
-class ComputeSovereigntyError(PolicyError):
-    """This worker may not process the data a step needs (:mod:`pipelines.compute`).
-
-    The message names the step, the data's jurisdiction, the worker's and the rule; the parts
-    are kept too (``location``, ``data_jurisdiction``, ``data``: what it is, ``worker``,
-    ``rule``) so that a caller can phrase the refusal for its own reader.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        location: str = "",
-        data_jurisdiction: str = "",
-        data: str = "",
-        worker: str = "",
-        rule: str = "",
-    ) -> None:
-        """The message, and its parts."""
-        super().__init__(message)
-        self.location = location
-        self.data_jurisdiction = data_jurisdiction
-        self.data = data
-        self.worker = worker
-        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -129,7 +101,7 @@ def normalize_name(name: str) -> str:
 def location_of(cfg: LakeConfig, uri: str) -> LakeLocation | None:
     """The configured location whose root holds ``uri`` (longest root wins), or None.
 
-    Raises :class:`~pipelines.storage.UriError` when ``uri`` is malformed.
+    Raises :class:`~pipelines.lake.storage.UriError` when ``uri`` is malformed.
     """
     target = parse_uri(uri, "URI")
     best: tuple[int, LakeLocation] | None = None
@@ -301,8 +273,6 @@ def check_route(cfg: LakeConfig, table: str, route: Route, evidence: TableEviden
         )
     if pii:
         # the copy passes through this process: it must be one that may process the data
-        from pipelines.compute import check_personal  # compute imports this module
-
         check_personal(
             cfg,
             "sync",

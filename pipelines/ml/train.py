@@ -1,6 +1,6 @@
 """Training the demand forecaster: window, time holdout, baseline, metrics, fit, promotion gate.
 
-Free of Dagster and of MLflow (``pipelines.tracking`` logs and registers). The holdout is the
+Free of Dagster and of MLflow (``pipelines.ml.tracking`` logs and registers). The holdout is the
 last ``holdout_days`` dates of the window; training uses the ``window_days`` dates before it, so
 no row of the holdout's days is seen in training. The baseline is seasonal-naive: the quantity
 sold on the same weekday a week before (``qty_lag_7``).
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.schemas import FEATURE_CATEGORICAL, FEATURE_NUMERIC, TARGET
-from pipelines.tables import FEATURES
+from pipelines.lake.schemas import FEATURE_CATEGORICAL, FEATURE_NUMERIC, TARGET
+from pipelines.lake.tables import FEATURES
 
 MODEL_INPUTS = [*FEATURE_CATEGORICAL, *FEATURE_NUMERIC]
 BASELINE = "qty_lag_7"

@@ -14,9 +14,9 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from pipelines.events import BRONZE_PARTITION_BY, BRONZE_SCHEMA, QUARANTINE_SCHEMA
-from pipelines.ledger import LEDGER_SCHEMA
-from pipelines.schemas import (
+from pipelines.lake.schemas import (
+    BRONZE_PARTITION_BY,
+    BRONZE_SCHEMA,
     DRIFT_SCHEMA,
     FEATURES_PARTITION_BY,
     FEATURES_SCHEMA,
@@ -25,6 +25,8 @@ from pipelines.schemas import (
     GOLD_SCHEMA,
     HEALTH_PARTITION_BY,
     HEALTH_SCHEMA,
+    LEDGER_SCHEMA,
+    QUARANTINE_SCHEMA,
     SILVER_COLUMNS,
     SILVER_PARTITION_BY,
 )

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # pipelines/lake/config.py -> the project
 ENVIRONMENTS = ("local", "emulated", "prod")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 # Storage option that carries a location's ``adapter:`` (lakehouse.yaml) to the engines.
@@ -316,7 +316,7 @@ class Replica:
 
 
 class MaintenanceSettings(BaseModel):
-    """The ``maintenance:`` section: table upkeep (pipelines/maintenance.py, docs/maintenance.md).
+    """The ``maintenance:`` section: table upkeep (docs/maintenance.md).
 
     ``retention_hours``: a data file no kept version needs is deleted only this long after its
     removal (Delta's own default, 7 days: readers and writers in flight). ``log_retention_hours``:
@@ -336,7 +336,7 @@ class MaintenanceSettings(BaseModel):
 
 
 class DriftSettings(BaseModel):
-    """How drift is decided: a calibrated test plus an effect size (see pipelines.drift)."""
+    """How drift is decided: a calibrated test plus an effect size (see pipelines.ml.drift)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     alpha: float = Field(0.01, gt=0, lt=1)

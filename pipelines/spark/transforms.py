@@ -3,7 +3,7 @@
 Pure functions from DataFrames to DataFrames: no Dagster, no I/O, no RDD or JVM-only APIs, so
 the same code runs on local Spark, on a cluster master URL and over Spark Connect (``sc://``).
 
-Conventions the feature contract (pipelines/schemas.py) relies on:
+Conventions the feature contract (pipelines/lake/schemas.py) relies on:
 
 - Windows and lags are by calendar day (``rangeBetween`` over a day number), never by row:
   store-SKU series are sparse and a row window is wrong on most rows (ANCHORS.md).
@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pipelines.schemas import (
+from pipelines.lake.schemas import (
     FEATURES_SCHEMA,
     GOLD_SCHEMA,
     SILVER_COLUMNS,
@@ -40,8 +40,8 @@ PII_KEY_ENV = "LAKEHOUSE_PII_KEY"
 LOOKBACK_DAYS = 28
 LAGS = (1, 7, 14, 28)
 WINDOWS = (7, 28)
-# Late events land in the next day's objects (pipelines/simulate.py); ingest accepts events
-# stamped up to a day after their landing day, so an event of day d may also land on d - 1.
+# Late events land in the next day's objects (pipelines/simulation/simulate.py); ingest accepts
+# events stamped up to a day after their landing day, so an event of day d may also land on d - 1.
 DEFAULT_LATENESS_DAYS = 1
 EARLY_DAYS = 1
 SERIES = ("region", "store_id", "sku")

@@ -1,4 +1,4 @@
-"""Spark jobs: read Delta, run a transform of :mod:`pipelines.transforms`, replace partitions.
+"""Spark jobs: read Delta, run a transform of :mod:`pipelines.spark.transforms`, replace partitions.
 
 The same functions run from the Dagster assets (local Spark, a master URL or Spark Connect)
 and as the entry point of a Databricks ``spark_python_task`` (``main``), so production runs
@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines import spark as spark_engine
-from pipelines import tables
-from pipelines import transforms as T
-from pipelines.config import ConfigError, LakeConfig, LakeLocation, load_config
-from pipelines.delta import date_range_predicate, sql_literal
+from pipelines.lake import tables
+from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.lake.delta import date_range_predicate, sql_literal
+from pipelines.spark import session as spark_engine
+from pipelines.spark import transforms as T
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -229,7 +229,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     Other arguments are ignored: on an existing cluster Pipes appends its bootstrap
     (``--dagster-pipes-context …``) to the task's parameters.
     """
-    parser = argparse.ArgumentParser(prog="pipelines.spark_jobs")
+    parser = argparse.ArgumentParser(prog="pipelines.spark.jobs")
     parser.add_argument("step", choices=list(STEP_TABLES))
     parser.add_argument("--start", required=True, type=dt.date.fromisoformat)
     parser.add_argument("--end", required=True, type=dt.date.fromisoformat)

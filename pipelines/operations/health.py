@@ -18,10 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines import delta, tables
-from pipelines.config import LakeConfig, LakeLocation, Replica
-from pipelines.ingest import _reason_key as reason_kind
-from pipelines.schemas import HEALTH_SCHEMA
+from pipelines.ingest.engine import _reason_key as reason_kind
+from pipelines.lake import delta, tables
+from pipelines.lake.config import LakeConfig, LakeLocation, Replica
+from pipelines.lake.schemas import HEALTH_SCHEMA
 
 BYTES_PER_GB = 1024**3
 DAYS_PER_MONTH = 30.0

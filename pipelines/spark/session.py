@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import PROJECT_ROOT, ConfigError, LakeLocation
+from pipelines.lake.config import PROJECT_ROOT, ConfigError, LakeLocation
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

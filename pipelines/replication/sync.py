@@ -30,9 +30,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from pipelines.config import LakeConfig
-from pipelines.policy import Route, TableEvidence, check_route, egress_price, resolve_route
-from pipelines.storage import (
+from pipelines.lake.config import LakeConfig
+from pipelines.lake.storage import (
     Copied,
     ObjectInfo,
     ObstoreStorage,
@@ -45,6 +44,13 @@ from pipelines.storage import (
     open_storage,
     parse_uri,
     stream_copy,
+)
+from pipelines.sovereignty.policy import (
+    Route,
+    TableEvidence,
+    check_route,
+    egress_price,
+    resolve_route,
 )
 
 LOG = "_delta_log/"
@@ -1030,7 +1036,7 @@ def _copy_files(
     """Copy the files the target lacks, at most ``concurrency`` at a time.
 
     A fixed set of worker threads takes files in path order, each copy with blocking store
-    calls (see :meth:`~pipelines.storage.ObstoreStorage.copy_to`). After the first failure no
+    calls (see :meth:`~pipelines.lake.storage.ObstoreStorage.copy_to`). After the first failure no
     worker starts another copy; copies in flight end normally, every worker is joined, and
     only then is the first error raised: nothing runs on once the sync has returned.
     """
@@ -1274,7 +1280,7 @@ def sync_table(
     """Bring the table at ``target_uri`` up to the source's latest version.
 
     ``policy`` is called with the table's names and every schema the copied versions use
-    (:class:`~pipelines.policy.TableEvidence`) before any byte is written, and raises to
+    (:class:`~pipelines.sovereignty.policy.TableEvidence`) before any byte is written, and raises to
     refuse the route. ``reseed`` replaces a diverged replica of the same table;
     ``replace_unrelated`` also replaces the log of another table found at the target.
     """
@@ -1380,7 +1386,7 @@ def table_fingerprint(
     """Row count and an order-independent content hash of a table at a version."""
     import pandas as pd
 
-    from pipelines.delta import read_partition
+    from pipelines.lake.delta import read_partition
 
     data = read_partition(uri, options, version=version)
     frame = data.select(sorted(data.column_names)).to_pandas()

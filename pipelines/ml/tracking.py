@@ -7,9 +7,9 @@ Delta version read) as run parameters and tags, as an MLflow dataset input and a
 aliases ``challenger`` (the newest version) and ``champion`` (the one that scores), and every
 version carries the promotion decision and its reason as tags.
 
-Training is pieces that can be tested alone: :func:`pipelines.train.choose_window` and
-:func:`pipelines.train.fit_and_score` (pure), :func:`score_champion`,
-:func:`pipelines.train.decide_promotion` (pure), then the MLflow side: :func:`log_training_run`
+Training is pieces that can be tested alone: :func:`pipelines.ml.train.choose_window` and
+:func:`pipelines.ml.train.fit_and_score` (pure), :func:`score_champion`,
+:func:`pipelines.ml.train.decide_promotion` (pure), then the MLflow side: :func:`log_training_run`
 (:func:`log_evidence`, then :func:`log_model`), :func:`register_version` and
 :func:`record_decision`.
 :func:`train_and_register` runs them in that order.
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines import train as training
-from pipelines.config import MLSettings
-from pipelines.tables import FEATURES
+from pipelines.lake.config import MLSettings
+from pipelines.lake.tables import FEATURES
+from pipelines.ml import train as training
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -508,7 +508,7 @@ def train_and_register(
     """Fit on the window, compare with baseline and champion on one holdout, log, register.
 
     The new version always gets alias ``challenger``; it gets ``champion`` only when
-    :func:`pipelines.train.decide_promotion` says so. ``trigger`` (why this run happened, for
+    :func:`pipelines.ml.train.decide_promotion` says so. ``trigger`` (why this run happened, for
     example which drift) becomes run tags and parameters.
     """
     source = lineage[0].uri if lineage else FEATURES.name

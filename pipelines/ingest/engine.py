@@ -42,9 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pipelines import capture, delta, ledger, memory
-from pipelines.config import LakeLocation, LandingConfig, load_config
-from pipelines.events import (
+from pipelines.ingest import capture, ledger
+from pipelines.ingest.events import (
     BRONZE_PARTITION_BY,
     BRONZE_SCHEMA,
     MAX_EVENT_BYTES,
@@ -62,7 +61,9 @@ from pipelines.events import (
     record_rules,
     wrong_type_field,
 )
-from pipelines.storage import ObjectInfo, Storage, open_storage
+from pipelines.lake import delta, memory
+from pipelines.lake.config import LakeLocation, LandingConfig, load_config
+from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 # Arrow reads about this much per block; a block costs ~0.1 ms on its own, so smaller
 # blocks cost more on clean data than they save around a bad record.
@@ -1232,7 +1233,7 @@ def ingest_partition(
 
     Each landed object is ingested exactly once, in batches of at most ``batch_objects``
     objects and ``batch_bytes`` landed bytes (memory is bounded by a batch, not by the day),
-    each batch recorded in the ledger (:mod:`pipelines.ledger`) and appended to bronze and
+    each batch recorded in the ledger (:mod:`pipelines.ingest.ledger`) and appended to bronze and
     quarantine. A run with nothing new commits nothing; runs of the same partition at once
     never duplicate or lose a row (``shard=(i, k)`` makes worker ``i`` of ``k`` take its own
     objects). ``full`` re-ingests the partition: the ledger's batches again, replacing the

@@ -1,6 +1,6 @@
 """Delta table I/O with deltalake (delta-rs): the no-JVM path for ingest, sync and small reads.
 
-Tables are addressed by URI plus deltalake storage options, as :mod:`pipelines.config` gives
+Tables are addressed by URI plus deltalake storage options, as :mod:`pipelines.lake.config` gives
 them. Partition writes replace exactly their partition (a predicate overwrite), so re-running
 a partition is idempotent.
 """
@@ -24,8 +24,8 @@ from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, w
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
-from pipelines.config import ADAPTER_OPTION
-from pipelines.storage import Storage, gcs_emulator_endpoint, open_storage
+from pipelines.lake.config import ADAPTER_OPTION
+from pipelines.lake.storage import Storage, gcs_emulator_endpoint, open_storage
 
 
 def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:

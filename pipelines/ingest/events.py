@@ -13,27 +13,17 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from pipelines.config import LakeConfig
+# The table side of the event contract lives with the other schemas (the registry's); named
+# here too because the ingest reads them as part of the event contract.
+from pipelines.lake.schemas import BRONZE_PARTITION_BY as BRONZE_PARTITION_BY
+from pipelines.lake.schemas import BRONZE_SCHEMA as BRONZE_SCHEMA
+from pipelines.lake.schemas import QUARANTINE_SCHEMA as QUARANTINE_SCHEMA
+from pipelines.lake.schemas import RESCUED_COLUMN as RESCUED_COLUMN
+from pipelines.lake.schemas import WIRE_SCHEMA as WIRE_SCHEMA
 
-# What a producer sends, as JSON. Order is the wire order.
-WIRE_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_ts", pa.string()),
-        ("region", pa.string()),
-        ("store_id", pa.int64()),
-        ("sku", pa.string()),
-        ("category", pa.string()),
-        ("quantity", pa.int64()),
-        ("unit_price", pa.float64()),
-        ("currency", pa.string()),
-        ("promo", pa.bool_()),
-        ("channel", pa.string()),
-        ("customer_id", pa.string()),
-        ("email", pa.string()),
-    ]
-)
+if TYPE_CHECKING:
+    from pipelines.lake.config import LakeConfig
+
 REQUIRED = (
     "event_id",
     "event_ts",
@@ -47,37 +37,8 @@ REQUIRED = (
 PII_COLUMNS = ("customer_id", "email")
 FLOAT_FIELDS = tuple(f.name for f in WIRE_SCHEMA if pa.types.is_floating(f.type))
 
-# Fields of a record outside the wire schema, as one JSON object string (null when none):
-# Databricks Auto Loader's name and meaning. Nothing a producer sends is dropped silently.
-RESCUED_COLUMN = "_rescued_data"
 # What parsing a record gives: the wire fields and the rescued ones.
 PARSED_SCHEMA = WIRE_SCHEMA.append(pa.field(RESCUED_COLUMN, pa.string()))
-
-# Bronze adds the parsed timestamp, the rescued fields, where the record came from, and the
-# partition columns.
-BRONZE_SCHEMA = pa.schema(
-    [
-        *[
-            f if f.name != "event_ts" else pa.field("event_ts", pa.timestamp("us", tz="UTC"))
-            for f in WIRE_SCHEMA
-        ],
-        (RESCUED_COLUMN, pa.string()),
-        ("source_object", pa.string()),
-        ("landing_date", pa.date32()),
-    ]
-)
-BRONZE_PARTITION_BY = ["landing_date", "region"]
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("landing_date", pa.date32()),
-        ("region", pa.string()),
-        ("source_object", pa.string()),
-        ("record_index", pa.int64()),
-        ("reason", pa.string()),
-        ("raw", pa.binary()),
-    ]
-)
 
 # Largest accepted event; a real feed's events are a few hundred bytes.
 MAX_EVENT_BYTES = 64 * 1024

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines import capture
-from pipelines.config import LakeLocation
-from pipelines.storage import Storage
+from pipelines.ingest import capture
+from pipelines.lake.config import LakeLocation
+from pipelines.lake.storage import Storage
 
 CATEGORIES = ("grocery", "beverages", "household", "personal_care", "electronics", "apparel")
 BAD_KINDS = (

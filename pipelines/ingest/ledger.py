@@ -42,33 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.transaction import AddAction
 
-from pipelines import delta
-from pipelines.events import BRONZE_PARTITION_BY
-from pipelines.storage import Storage, stream_copy
+from pipelines.lake import delta
+from pipelines.lake.schemas import BRONZE_PARTITION_BY, LEDGER_SCHEMA
+from pipelines.lake.storage import Storage, stream_copy
 
-LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/tables.py as LEDGER
-LEDGER_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("batch", pa.int64()),
-        ("source_object", pa.string()),
-        ("etag", pa.string()),
-        ("size", pa.int64()),
-        ("records", pa.int64()),
-        ("ingested", pa.int64()),
-        ("quarantined", pa.int64()),
-        ("duplicates", pa.int64()),
-        ("reason", pa.string()),
-        ("replace", pa.bool_()),
-        ("plan", pa.string()),
-        ("event_id_hashes", pa.large_binary()),
-        ("bronze_version", pa.int64()),
-        ("quarantine_version", pa.int64()),
-        ("recorded_at", pa.timestamp("us", tz="UTC")),
-        ("landing_date", pa.date32()),
-        ("region", pa.string()),
-    ]
-)
+LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/lake/tables.py as LEDGER
 # the event ids' hashes are read on their own (:func:`read_hashes`), by a run about to ingest
 _STATE_COLUMNS = [
     n for n in LEDGER_SCHEMA.names if n not in (*BRONZE_PARTITION_BY, "event_id_hashes")

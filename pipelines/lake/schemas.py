@@ -123,8 +123,8 @@ DRIFT_SCHEMA = pa.schema(
     ]
 )
 
-# The platform's own health per region and day (pipelines/health.py), in the ML home. Maps
-# (bytes per table, reasons, compute per asset) are JSON text: their keys grow with the config.
+# The platform's own health per region and day (pipelines/operations/health.py), in the ML home.
+# Maps (bytes per table, reasons, compute per asset) are JSON text: their keys grow with the config.
 HEALTH_SCHEMA = pa.schema(
     [
         ("date", pa.date32()),
@@ -152,3 +152,75 @@ HEALTH_SCHEMA = pa.schema(
     ]
 )
 HEALTH_PARTITION_BY = ["date"]
+
+
+# What a producer sends, as JSON. Order is the wire order.
+WIRE_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_ts", pa.string()),
+        ("region", pa.string()),
+        ("store_id", pa.int64()),
+        ("sku", pa.string()),
+        ("category", pa.string()),
+        ("quantity", pa.int64()),
+        ("unit_price", pa.float64()),
+        ("currency", pa.string()),
+        ("promo", pa.bool_()),
+        ("channel", pa.string()),
+        ("customer_id", pa.string()),
+        ("email", pa.string()),
+    ]
+)
+# Fields of a record outside the wire schema, as one JSON object string (null when none):
+# Databricks Auto Loader's name and meaning. Nothing a producer sends is dropped silently.
+RESCUED_COLUMN = "_rescued_data"
+# Bronze adds the parsed timestamp, the rescued fields, where the record came from, and the
+# partition columns.
+BRONZE_SCHEMA = pa.schema(
+    [
+        *[
+            f if f.name != "event_ts" else pa.field("event_ts", pa.timestamp("us", tz="UTC"))
+            for f in WIRE_SCHEMA
+        ],
+        (RESCUED_COLUMN, pa.string()),
+        ("source_object", pa.string()),
+        ("landing_date", pa.date32()),
+    ]
+)
+BRONZE_PARTITION_BY = ["landing_date", "region"]
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("landing_date", pa.date32()),
+        ("region", pa.string()),
+        ("source_object", pa.string()),
+        ("record_index", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.binary()),
+    ]
+)
+
+# The ingest ledger (pipelines/ingest/ledger.py): one table per location, partitioned like bronze.
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("batch", pa.int64()),
+        ("source_object", pa.string()),
+        ("etag", pa.string()),
+        ("size", pa.int64()),
+        ("records", pa.int64()),
+        ("ingested", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("duplicates", pa.int64()),
+        ("reason", pa.string()),
+        ("replace", pa.bool_()),
+        ("plan", pa.string()),
+        ("event_id_hashes", pa.large_binary()),
+        ("bronze_version", pa.int64()),
+        ("quarantine_version", pa.int64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("landing_date", pa.date32()),
+        ("region", pa.string()),
+    ]
+)

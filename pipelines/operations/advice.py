@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipelines.config import LakeConfig
-from pipelines.health import (
+from pipelines.lake.config import LakeConfig
+from pipelines.operations.health import (
     DAYS_PER_MONTH,
     EGRESS_DOMINANT_SHARE,
     MIN_SMALL_FILES,

@@ -1,7 +1,7 @@
 """A day's monitoring: drift against the training reference, forecast error, retrain verdict.
 
 Also the plot a person reads in the UI. Free of Dagster. The reference is the sample of
-training rows stored with the model (see ``pipelines.tracking``); with ``match_day_of_week`` a
+training rows stored with the model (see ``pipelines.ml.tracking``); with ``match_day_of_week`` a
 day is compared with reference rows of the same weekday, so weekly seasonality in lags is not
 mistaken for drift.
 """
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipelines import drift
-from pipelines.config import DriftSettings, RetrainSettings
-from pipelines.schemas import DRIFT_SCHEMA, FEATURE_CATEGORICAL, FEATURE_NUMERIC
-from pipelines.train import metrics
+from pipelines.lake.config import DriftSettings, RetrainSettings
+from pipelines.lake.schemas import DRIFT_SCHEMA, FEATURE_CATEGORICAL, FEATURE_NUMERIC
+from pipelines.ml import drift
+from pipelines.ml.train import metrics
 
 MIN_MATCHED_REFERENCE = 500
 

@@ -2,7 +2,7 @@
 
 Production can run the silver, gold and features steps on Databricks instead of a session
 the code location owns. The task is a ``spark_python_task`` running
-:func:`pipelines.spark_jobs.main` (the same transforms and partition writes the local path
+:func:`pipelines.spark.jobs.main` (the same transforms and partition writes the local path
 runs) on a cluster that has this project's wheel installed. No Dagster here: the resource in
 resources/databricks.py hands the task to ``PipesDatabricksClient``.
 """
@@ -13,8 +13,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipelines.spark_jobs import STEP_TABLES
-from pipelines.transforms import PII_KEY_ENV
+from pipelines.spark.jobs import STEP_TABLES
+from pipelines.spark.transforms import PII_KEY_ENV
 
 if TYPE_CHECKING:
     from databricks.sdk.service import jobs
@@ -26,7 +26,7 @@ STEPS = tuple(STEP_TABLES)
 class DatabricksTaskSpec:
     """Where the entry point and the wheel live, and which cluster runs them."""
 
-    python_file: str  # a copy of pipelines/spark_jobs.py, e.g. dbfs:/lakehouse/spark_jobs.py
+    python_file: str  # a copy of pipelines/spark/jobs.py, e.g. dbfs:/lakehouse/spark_jobs.py
     wheel: str  # this project's wheel on DBFS or a Unity Catalog volume
     existing_cluster_id: str | None = None
     spark_version: str = "16.4.x-scala2.13"
@@ -45,7 +45,7 @@ class DatabricksTaskSpec:
 def task_parameters(
     step: str, start: dt.date, end: dt.date, environment: str, location: str | None
 ) -> list[str]:
-    """The command line of :func:`pipelines.spark_jobs.main` for one step and date range."""
+    """The command line of :func:`pipelines.spark.jobs.main` for one step and date range."""
     if step not in STEPS:
         raise ValueError(f"unknown Spark step {step!r}; one of {', '.join(STEPS)}")
     if step != "features" and not location:
