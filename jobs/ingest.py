@@ -53,7 +53,7 @@ def build_ingest(cfg: LakeConfig, parts: Partitions) -> Ingest:
                 for r in cfg.region_codes
             )
         ),
-        partitions_def=parts.date_region,
+        # no partitions_def: Dagster infers (date, region) from bronze (the parameter is deprecated)
         description="Ingest landed capture objects of one (date, region) into bronze Delta.",
     )
     return Ingest(job, landed_objects_sensor(job, parts), hourly_ingest_schedule(job, cfg, parts))

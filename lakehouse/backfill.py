@@ -2,9 +2,16 @@
 
 ``launch`` turns an asset selection and a date range into the same ``PartitionBackfill`` the
 web UI's "Materialize selected" creates (an ``AssetGraphSubset`` per asset over its own
-partitioning), stores it in the instance at ``$DAGSTER_HOME``, and leaves it to the daemon
-(``dagster-daemon run`` or ``dagster dev``), which honours each asset's backfill policy and
-shows it under Overview → Backfills. ``report`` and ``wait`` read its outcome back.
+partitioning), stores it in the project's Dagster instance (``lakehouse/instance.py``), and
+leaves it to the daemon (``dagster-daemon run`` or ``dagster dev``), which honours each asset's
+backfill policy and shows it under Overview → Backfills. ``report`` and ``wait`` read its
+outcome back.
+
+A partitioned asset job is backfilled the same way, over the assets it selects
+(:func:`job_assets`). Dagster's ``dagster job backfill`` is not used for them: it launches one
+run per partition itself, whatever the assets' backfill policies, and marks the backfill
+complete as soon as the runs are submitted, while the webserver reads a job whose assets are
+single-run as a ranged backfill and fails on those per-partition runs (docs/operating.md).
 """
 
 import datetime as dt
@@ -26,6 +33,7 @@ from lakehouse.dagster_private import (
 )
 
 CLI_TAG = "lakehouse/backfill_cli"
+JOB_TAG = "lakehouse/backfill_job"  # the partitioned job a backfill stands for
 
 
 def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey]:
@@ -44,6 +52,27 @@ def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey
             f"--assets {selection!r} selects no materializable asset; groups: {', '.join(known)}"
         )
     return materializable
+
+
+def job_assets(defs: dg.Definitions, graph: BaseAssetGraph, job_name: str) -> list[dg.AssetKey]:
+    """The materializable assets a partitioned asset job selects (what its runs materialize)."""
+    jobs = {job.name: job for job in defs.jobs or []}
+    job = jobs.get(job_name)
+    if job is None:
+        raise ValueError(f"--job {job_name!r} is not a job here; jobs: {', '.join(sorted(jobs))}")
+    # define_asset_job's class is not public; an asset job is known by its asset selection
+    selection = getattr(job, "selection", None)
+    if not isinstance(selection, dg.AssetSelection):
+        raise ValueError(
+            f"--job {job_name} runs ops, not assets: it has no asset partitions to backfill "
+            "(its partitions are its runs; launch them from the job's page in the UI)"
+        )
+    if defs.resolve_job_def(job_name).partitions_def is None:
+        raise ValueError(f"--job {job_name} is not partitioned: there is no range to backfill")
+    keys = sorted(k for k in selection.resolve(graph) if graph.get(k).is_materializable)
+    if not keys:
+        raise ValueError(f"--job {job_name} selects no materializable asset")
+    return keys
 
 
 def target_subset(
@@ -77,17 +106,32 @@ def target_subset(
 def launch(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
-    selection: str,
+    selection: str | None,
     start: dt.date,
     end: dt.date,
     regions: Collection[str] | None = None,
     title: str | None = None,
+    job: str | None = None,
 ) -> str:
-    """Store an asset backfill for the daemon to run; returns its id."""
+    """Store an asset backfill for the daemon to run; returns its id.
+
+    It covers the assets of ``selection`` or, given ``job``, those of that partitioned asset
+    job (one of the two), with the job's run tags.
+    """
+    if (selection is None) == (job is None):
+        raise ValueError("give either --assets or --job")
     graph = defs.resolve_asset_graph()
-    keys = resolve_selection(graph, selection)
-    subset = target_subset(graph, keys, start, end, regions, instance)
     tags = {CLI_TAG: "true"}
+    if job is not None:
+        keys = job_assets(defs, graph, job)
+        definition = defs.resolve_job_def(job)
+        tags.update({k: str(v) for k, v in (definition.run_tags or {}).items()})
+        tags[JOB_TAG] = job
+        what = f"--job {job}"
+    else:
+        keys = resolve_selection(graph, str(selection))
+        what = f"--assets {selection}"
+    subset = target_subset(graph, keys, start, end, regions, instance)
     if any("dagster/kind/spark" in graph.get(k).tags for k in keys):
         tags[SPARK_TAG] = "true"
     backfill_id = make_new_backfill_id()
@@ -97,8 +141,8 @@ def launch(
         tags=tags,
         dynamic_partitions_store=instance,
         asset_graph_subset=subset,
-        title=title or f"lakehouse backfill {selection} {start}..{end}",
-        description=f"--assets {selection} --from {start} --to {end}"
+        title=title or f"lakehouse backfill {what} {start}..{end}",
+        description=f"{what} --from {start} --to {end}"
         + (f" --regions {','.join(sorted(regions))}" if regions else ""),
         run_config=None,
     )

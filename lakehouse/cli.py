@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
 
@@ -433,26 +434,21 @@ def _run_emulated_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     """Create an asset backfill the Dagster daemon runs; optionally wait for its outcome."""
-    import dagster as dg
-
     from lakehouse import backfill
     from lakehouse.definitions import build_definitions
 
     days_between(args.start, args.end, "backfill --from/--to")
-    home = os.environ.get("DAGSTER_HOME")
-    if not home or not os.path.isdir(home):
-        raise ValueError(
-            f"DAGSTER_HOME={home or '(unset)'} is not an existing folder: the backfill is stored "
-            "in that Dagster instance (`make setup` creates .dagster/; export DAGSTER_HOME)"
-        )
+    where = project_instance()
     regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
     defs = build_definitions(args.env)
-    with dg.DagsterInstance.get() as instance:
+    with where.open() as instance:
         backfill_id = backfill.launch(
-            instance, defs, args.assets, args.start, args.end, regions, args.title
+            instance, defs, args.assets, args.start, args.end, regions, args.title, job=args.job
         )
+        sys.stderr.write(f"backfill {backfill_id} stored in the {where.line()}\n")
+        used = {"dagster_instance": where.describe()}
         if not args.wait:
-            return {**backfill.report(instance, defs, backfill_id), "waited": False}
+            return {**backfill.report(instance, defs, backfill_id), **used, "waited": False}
         with Progress("backfill") as progress, progress.stage(backfill_id) as stage:
 
             def polled(report: dict[str, Any]) -> None:
@@ -471,7 +467,7 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
             )
     if out["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill {backfill_id} ended {out['status']}: {json.dumps(out)}")
-    return {**out, "waited": True}
+    return {**out, **used, "waited": True}
 
 
 def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
@@ -485,15 +481,13 @@ def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
         return cfg, None, None
     start = as_of - dt.timedelta(days=62)
     observed = health.Observed()
-    home = os.environ.get("DAGSTER_HOME")
-    if home and os.path.isfile(os.path.join(home, "dagster.yaml")):
-        import dagster as dg
-
+    where = project_instance()
+    if where.exists():
         from assets.health import observe
         from lakehouse.definitions import build_definitions
 
         keys = list(build_definitions(env).resolve_asset_graph().get_all_asset_keys())
-        with dg.DagsterInstance.get() as instance:
+        with where.open() as instance:
             observed = observe(instance, cfg, keys, start, as_of)
     return cfg, health.measure(cfg, start, as_of, options, observed), as_of
 
@@ -514,6 +508,8 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     cfg, measured, as_of = _health_now(args.env)
     if measured is None or as_of is None:
         raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
+    where = project_instance()
+    used = where.line() if where.exists() else f"no {where.line()}: run records not read"
     records = measured.records()
     week = [as_of - dt.timedelta(days=i) for i in range(6, -1, -1)]
     found = anomaly.detect(records, week)
@@ -525,6 +521,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
             "storage_by_location": measured.storage,
             "anomalies_last_7_days": [a.as_dict() for a in found],
             **({"recommendations": [r.as_dict() for r in recs]} if args.recommend else {}),
+            "dagster_instance": {**where.describe(), "read": where.exists()},
         }
     lines = [health.render(records, as_of), "", "Storage at rest per location"]
     lines += [
@@ -535,6 +532,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     lines += [f"  {a.describe()}" for a in found]
     if args.recommend:
         lines += ["", "Recommendations", advice.render(recs)]
+    lines += ["", used]
     sys.stdout.write("\n".join(lines) + "\n")
     return None
 
@@ -615,7 +613,9 @@ def _add_dagster(sub: Any) -> None:
     p = sub.add_parser(
         "backfill", help="asset backfill over a date range, run by the Dagster daemon"
     )
-    p.add_argument("--assets", required=True, help="asset selection, e.g. 'group:bronze'")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--assets", help="asset selection, e.g. 'group:bronze'")
+    what.add_argument("--job", help="a partitioned asset job's assets, e.g. features_job")
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--regions", help="comma-separated regions (default: all)")

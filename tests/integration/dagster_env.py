@@ -1,15 +1,18 @@
-"""A private lake and Dagster instance with a little landed data, and Dagster processes on it."""
+"""A private lake and Dagster instance, the Dagster processes on it, and the webserver's GraphQL."""
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from tests.integration.servers import ROOT, free_port, wait_for_port
 
@@ -76,3 +79,15 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One GraphQL request to the webserver, as the UI sends it; the whole response."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())

@@ -1,0 +1,73 @@
+"""Which Dagster instance the project's commands use: the one ``make ui`` and ``make run`` use.
+
+``DAGSTER_HOME`` when it is set; otherwise ``.dagster/`` under the project folder
+(``LAKEHOUSE_HOME``, by default the checkout), which is where ``make`` points ``DAGSTER_HOME``
+and where ``lakehouse demo`` keeps its instance. Commands say which one they used, so a
+backfill stored in one instance is never looked for in another without a word.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.config import lake_home
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+PROJECT_DEFAULT = "project default"
+
+
+@dataclass(frozen=True)
+class ProjectInstance:
+    """A Dagster instance folder and why it was chosen."""
+
+    home: Path
+    source: str  # DAGSTER_HOME_ENV or PROJECT_DEFAULT
+
+    def exists(self) -> bool:
+        """True when the folder exists (``make setup`` or ``make run`` creates it)."""
+        return self.home.is_dir()
+
+    def describe(self) -> dict[str, str]:
+        """The folder and where it came from, for a command's report."""
+        return {"home": str(self.home), "source": self.source}
+
+    def line(self) -> str:
+        """One line for a person: the folder and why."""
+        why = "DAGSTER_HOME" if self.source == DAGSTER_HOME_ENV else "DAGSTER_HOME unset"
+        return f"Dagster instance {self.home} ({why})"
+
+    @contextmanager
+    def open(self) -> Iterator[dg.DagsterInstance]:
+        """The instance, which must exist: a command never creates one somewhere unexpected."""
+        if self.home.exists() and not self.home.is_dir():
+            raise ValueError(f"{self._named()} is a file, not a folder")
+        if not self.home.is_dir():
+            raise ValueError(
+                f"{self._named()} is not an existing folder: `make setup` (or `make run`) "
+                "creates the project's .dagster/; or export DAGSTER_HOME"
+            )
+        import dagster as dg  # the engine commands that import this module never need Dagster
+
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            yield instance
+
+    def _named(self) -> str:
+        if self.source == DAGSTER_HOME_ENV:
+            return f"DAGSTER_HOME={self.home}"
+        return f"the project's Dagster instance {self.home} (DAGSTER_HOME unset)"
+
+
+def project_instance() -> ProjectInstance:
+    """``DAGSTER_HOME`` when set, else the project's ``.dagster/`` (as ``make ui`` finds it)."""
+    env = os.environ.get(DAGSTER_HOME_ENV)
+    if env:
+        return ProjectInstance(Path(env).expanduser().resolve(), DAGSTER_HOME_ENV)
+    return ProjectInstance(lake_home() / ".dagster", PROJECT_DEFAULT)

@@ -1,0 +1,68 @@
+"""The Dagster instance the commands use: DAGSTER_HOME, else the project's .dagster/, named."""
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from lakehouse.cli import main
+from lakehouse.instance import project_instance
+from pipelines.config import PROJECT_ROOT
+
+BACKFILL = ["backfill", "--job", "features_job", "--from", "2026-10-20", "--to", "2026-10-22"]
+
+
+def test_dagster_home_wins_else_the_projects_dagster_folder(lake_home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(lake_home / "elsewhere"))
+    assert project_instance().describe() == {
+        "home": str(lake_home / "elsewhere"),
+        "source": "DAGSTER_HOME",
+    }
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert project_instance().describe() == {
+        "home": str(lake_home / ".dagster"),
+        "source": "project default",
+    }
+
+
+def test_backfill_without_dagster_home_uses_the_projects_instance(lake_home, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(BACKFILL) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(lake_home / ".dagster") in err and "make setup" in err
+
+    home = lake_home / ".dagster"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    assert main(BACKFILL) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["dagster_instance"] == {"home": str(home), "source": "project default"}
+    assert f"stored in the Dagster instance {home} (DAGSTER_HOME unset)" in err
+    # features_job's one asset, three days; its Spark tag and its name on the backfill
+    assert report["partitions"]["by_asset"] == {
+        "demand_features": {"requested": 3, "materialized": 0, "failed_or_downstream": 0}
+    }
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        stored = instance.get_backfill(report["backfill_id"])
+        assert stored is not None and stored.is_asset_backfill
+        assert stored.tags["lakehouse/backfill_job"] == "features_job"
+        assert stored.tags["lakehouse/spark"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ("maintenance_job", "runs ops, not assets"),
+        ("retrain_job", "is not partitioned"),
+        ("nope", "is not a job here"),
+    ],
+)
+def test_backfill_of_a_job_without_asset_partitions_says_why(
+    lake_home, monkeypatch, capsys, job, message
+):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (lake_home / ".dagster").mkdir()
+    assert main(["backfill", "--job", job, "--from", "2026-10-20", "--to", "2026-10-20"]) == 1
+    assert message in capsys.readouterr().err
