@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.config import lake_home
+from pipelines.lake.config import lake_home
 
 if TYPE_CHECKING:
     import dagster as dg

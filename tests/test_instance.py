@@ -8,7 +8,7 @@ import pytest
 
 from lakehouse.cli import main
 from lakehouse.instance import project_instance
-from pipelines.config import PROJECT_ROOT
+from pipelines.lake.config import PROJECT_ROOT
 
 BACKFILL = ["backfill", "--job", "features_job", "--from", "2026-10-20", "--to", "2026-10-22"]
 
