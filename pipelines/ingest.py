@@ -22,6 +22,9 @@ the records that hold them go through Python's json). Every rule of :class:`Reco
 one the blocking bronze suite is built from, is applied by :func:`validate` with Arrow kernels.
 An object with more than :data:`MAX_REJECTED_RECORDS` records to refuse is quarantined whole,
 so that millions of bad records never become millions of quarantine rows.
+
+An object listed but not readable (gone, a link, no permission) is skipped and reported, not
+recorded in the ledger: the next run reads it again.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from pipelines.events import (
     record_rules,
     wrong_type_field,
 )
-from pipelines.storage import ObjectInfo, Storage, open_storage
+from pipelines.storage import ObjectInfo, Storage, StorageError, one_line, open_storage
 
 # Arrow reads about this much per block; a block costs ~0.1 ms on its own, so smaller
 # blocks cost more on clean data than they save around a bad record.
@@ -135,6 +138,9 @@ class IngestResult:
     counted_quarantined: int | None = None
     counted_rescued: int | None = None
     blank_lines: int = 0  # NDJSON lines empty or only whitespace, in all objects: no records
+    # objects listed but not read (gone, unreadable): key -> why; not in the ledger, so the
+    # next run lists and reads them again
+    skipped_objects: dict[str, str] = field(default_factory=dict)
 
     @property
     def rescued(self) -> int:
@@ -181,6 +187,7 @@ class IngestResult:
             "blank_lines_by_object": {
                 k: c.blank_lines for k, c in sorted(self.per_object.items()) if c.blank_lines
             },
+            "skipped_objects": dict(sorted(self.skipped_objects.items())),
         }
 
 
@@ -1060,6 +1067,22 @@ def _fetch(storage: Storage, info: ObjectInfo) -> LandedObject:
     return LandedObject(info.path, bytes(head[:MAX_QUARANTINE_RAW_BYTES]), info.size)
 
 
+def _fetch_or_skip(storage: Storage, info: ObjectInfo) -> LandedObject | str:
+    """:func:`_fetch`, or why the object could not be read, on one line.
+
+    An object listed but gone when read (deleted or expired meanwhile), a dangling link, or one
+    this process may not read is one object's problem, never its partition's: the caller leaves
+    it out of the batch and reports it, and as the ledger does not hold it the next run lists
+    and reads it again.
+    """
+    try:
+        return _fetch(storage, info)
+    except FileNotFoundError as exc:
+        return f"not found: {one_line(exc)}"
+    except (OSError, StorageError) as exc:
+        return f"unreadable: {type(exc).__name__}: {one_line(exc)}"
+
+
 def read_partition_objects(
     storage: Storage, landing: LandingConfig, landing_date: dt.date
 ) -> list[LandedObject]:
@@ -1213,16 +1236,25 @@ class IngestError(RuntimeError):
 
 
 def _rewritten_rows(
-    storage: Storage, rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]]
+    storage: Storage,
+    rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]],
+    skipped: dict[str, str],
 ) -> list[tuple[str, str, bytes]]:
-    """(key, reason, head) of each object rewritten in place since it was ingested."""
+    """(key, reason, head) of each object rewritten in place since it was ingested.
+
+    One that cannot be read is put in ``skipped`` instead (see :func:`_fetch_or_skip`).
+    """
     out = []
     for info, entry in rewritten:
         reason = (
             f"{REWRITTEN}: etag {entry.etag} size {entry.size} ingested in batch {entry.batch}, "
             f"now etag {info.etag} size {info.size}; `lakehouse ingest --full` re-ingests it"
         )
-        out.append((_printable(info.path), reason, _raw(_fetch(storage, info).data)))
+        obj = _fetch_or_skip(storage, info)
+        if isinstance(obj, str):
+            skipped[_printable(info.path)] = obj
+        else:
+            out.append((_printable(info.path), reason, _raw(obj.data)))
     return out
 
 
@@ -1269,6 +1301,7 @@ def _merge(total: IngestResult, part: IngestResult, keep_rows: bool) -> IngestRe
     total.rescued_fields = dict(Counter(total.rescued_fields) + Counter(part.rescued_fields))
     total.per_object.update(part.per_object)
     total.blank_lines += part.blank_lines
+    total.skipped_objects.update(part.skipped_objects)
     return total
 
 
@@ -1350,13 +1383,22 @@ def ingest_partition(
     plan = _full_plan(state, infos, limits) if full else None
     total = empty_result(location.region, landing_date)
     total.unconfigured_streams = unconfigured
+    # Objects this run could not read (filled by _one_batch): left for the next run, as
+    # taking them again in this one would read them, and fail, batch after batch.
+    skipped = total.skipped_objects
     done = PartitionIngest(total, t.bronze, t.quarantine, -1, -1, t.ledger, finished)
     replace = full
     while True:
         if plan:  # a full re-ingest's batches, the first one replacing the partition
             known = set() if replace else state.identities()
             todo = _Todo(
-                [i for i in plan[0] if (_printable(i.path), i.etag, i.size) not in known], []
+                [
+                    i
+                    for i in plan[0]
+                    if (_printable(i.path), i.etag, i.size) not in known
+                    and _printable(i.path) not in skipped
+                ],
+                [],
             )
             if not todo.infos and not replace:
                 plan.pop(0)
@@ -1364,11 +1406,12 @@ def ingest_partition(
         elif replace:  # a full re-ingest of a partition with no objects: empty it
             todo = _Todo([], [])
         else:
-            todo = _next_batch(state, infos, limits, shard)
+            readable = [i for i in infos if _printable(i.path) not in skipped]
+            todo = _next_batch(state, readable, limits, shard)
             if not todo.infos and not todo.rewritten:
                 break
         todo.replace = replace
-        committed = _one_batch(storage, location, t, part, state, todo, rules)
+        committed = _one_batch(storage, location, t, part, state, todo, rules, skipped)
         if committed is not None:
             result, number, versions = committed
             _merge(total, result, keep_rows)
@@ -1421,17 +1464,35 @@ def _one_batch(
     state: ledger.LedgerState,
     todo: _Todo,
     rules: RecordRules | None,
+    skipped: dict[str, str],
 ) -> tuple[IngestResult, int, tuple[int, int]] | None:
-    """Ingest, stage, claim and commit one batch; None when another writer claimed it first."""
+    """Ingest, stage, claim and commit one batch; None when another writer claimed it first.
+
+    Objects that cannot be read are left out of the batch and its ledger entries, and put in
+    ``skipped`` (key -> why); when no object of an incremental batch could be read, no batch is
+    committed (None too).
+    """
     with ThreadPoolExecutor(max_workers=8) as pool:
-        objects = list(pool.map(lambda info: _fetch(storage, info), todo.infos))
+        fetched = list(pool.map(lambda info: _fetch_or_skip(storage, info), todo.infos))
+    unread = {
+        _printable(info.path): got
+        for info, got in zip(todo.infos, fetched, strict=True)
+        if isinstance(got, str)
+    }
+    objects = [got for got in fetched if not isinstance(got, str)]
+    del fetched
+    rewritten = _rewritten_rows(storage, todo.rewritten, unread)
+    skipped.update(unread)
+    if unread and not objects and not rewritten and not todo.replace:
+        return None
     seen = None
     if not todo.replace and state.batches:  # read now: a later batch of another writer only adds
         seen = Seen(ledger.read_hashes(t.ledger, t.options, part), _lookup(t, part))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
     del objects
-    result = _add_whole(result, _rewritten_rows(storage, todo.rewritten))
+    result = _add_whole(result, rewritten)
+    result.skipped_objects = unread
     identity = {
         _printable(i.path): (i.etag, i.size)
         for i in [*todo.infos, *(info for info, _ in todo.rewritten)]

@@ -31,7 +31,7 @@ from deltalake import DeltaTable
 from pipelines import capture, ingest
 from pipelines.config import load_config
 from pipelines.events import BRONZE_SCHEMA, RecordRules, record_rules
-from pipelines.storage import open_storage
+from pipelines.storage import ObjectInfo, open_storage
 from tests.helpers import DAY, suites
 
 TS = "2026-10-05T01:00:00Z"
@@ -691,3 +691,67 @@ def test_eight_mib_of_blank_or_bad_lines_ingest_in_bounded_memory(lake_home, uni
     assert int(grew_mib) < 512, f"peak RSS grew by {grew_mib} MiB"
     assert (got_landed, quarantined, blank_lines) == (str(landed), str(landed), str(blank))
     assert reconciled == "True"
+
+
+# --- 11. objects listed but not readable --------------------------------------------------
+
+
+def test_a_dangling_link_is_skipped_reported_and_ingested_by_the_next_run_once_fixed(lake_home):
+    first = put_records("aws-us", [line(event(i)) for i in range(4)], n=1)
+    last = put_records("aws-us", [line(event(10 + i)) for i in range(4)], n=3)
+    loc = load_config().location("aws-us")
+    link_key = "landing/firehose/2026/10/05/01/link-2.gz"
+    link = Path(loc.root_uri()) / link_key
+    link.symlink_to(link.parent / "nowhere.gz")
+    assert link_key in ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    done = run("aws-us")
+    assert done.result.ingested == 8 and done.reconciled
+    assert set(assert_readable(done.bronze_uri)["source_object"].to_pylist()) == {first, last}
+    assert list(done.result.skipped_objects) == [link_key]
+    assert "symbolic link" in done.report()["skipped_objects"][link_key]
+    assert link_key not in {o.key for o in done.objects}  # not in the ledger
+    link.unlink()
+    link.write_bytes(gzip.compress(line(event(20)) + b"\n"))
+    again = run("aws-us")
+    assert again.result.ingested == 1 and again.result.skipped_objects == {}
+    assert again.totals["ingested"] == 9 and again.reconciled
+    assert link_key in {o.key for o in again.objects}
+
+
+def test_an_object_gone_between_listing_and_reading_is_skipped_not_a_failure(
+    lake_home, monkeypatch
+):
+    put_records("aws-us", [line(event(i)) for i in range(3)], n=1)
+    gone = ObjectInfo("landing/firehose/2026/10/05/01/gone.gz", 40, "etag-gone")
+    listing = ingest.landing_listing
+
+    def with_gone(*args: object) -> tuple[list[ObjectInfo], list[str]]:
+        return sorted([*listing(*args)[0], gone], key=lambda i: i.path), []
+
+    monkeypatch.setattr(ingest, "landing_listing", with_gone)
+    done = run("aws-us")
+    assert done.result.ingested == 3 and done.reconciled
+    assert done.result.skipped_objects[gone.path].startswith("not found:")
+    assert gone.path not in {o.key for o in done.objects}
+    # alone in its partition: no batch is committed, the run still succeeds
+    monkeypatch.setattr(ingest, "landing_listing", lambda *a: ([gone], []))
+    alone = run("aws-us")
+    assert alone.batches == [] and list(alone.result.skipped_objects) == [gone.path]
+    assert alone.totals["ingested"] == 3
+
+
+def test_a_local_listing_leaves_out_a_file_removed_while_it_lists(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    for name in ("gone.gz", "kept.gz"):
+        (tmp_path / "a" / name).write_bytes(b"1")
+    (tmp_path / "a" / "link.gz").symlink_to(tmp_path / "a" / "nowhere.gz")
+    real_scandir = os.scandir
+
+    def racing(path):  # the folder is read, then a file is removed before its lstat
+        entries = list(real_scandir(path))
+        (tmp_path / "a" / "gone.gz").unlink(missing_ok=True)
+        return iter(entries)
+
+    monkeypatch.setattr("pipelines.storage.os.scandir", racing)
+    listed = [i.path for i in open_storage(str(tmp_path)).list("a/")]
+    assert listed == ["a/kept.gz", "a/link.gz"]  # the dangling link listed, not followed
