@@ -160,12 +160,12 @@ def test_malformed_lines_in_firehose_objects_do_not_hide_good_ones(lake_home):
     storage.put("landing/firehose/2026/10/05/01/x-1.gz", gzip.compress(b"\n".join(lines) + b"\n"))
     res = _ingest("aws-us").result
     assert res.ingested == 2
-    assert res.reasons == {
+    assert res.reasons == {  # the blank line is no record: counted, not quarantined
         "malformed_json": 1,
-        "empty_record": 1,
         "malformed_json: not an object": 1,
         "wrong_type:event_id": 1,
     }
+    assert res.blank_lines == 1 and res.landed == 5
     assert res.reconciled
 
 
@@ -285,7 +285,13 @@ def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, se
         for i in range(300)
     ]
     monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
-    ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
+    parsed = capture.Records.from_lines(b"\n".join(records))
+    ids, rows, rejected = ingest.parse_records(parsed)
+    # blank lines are no records: the others keep their order, and each its line
+    assert parsed.line_of(np.arange(len(parsed))).tolist() == [
+        i for i, r in enumerate(records) if r.strip()
+    ]
+    records = [r for r in records if r.strip()]
     expected = {i: _expected_alone(r) for i, r in enumerate(records)}
     assert dict(rejected) == {i: why for i, (why, _) in expected.items() if why is not None}
     assert ids.tolist() == [i for i, (why, _) in expected.items() if why is None]
@@ -306,12 +312,30 @@ def test_a_field_every_record_gains_is_rescued_in_each(monkeypatch, block):
     assert rows["event_id"].to_pylist() == [f"e{i}" for i in range(2000)]
 
 
-def test_records_split_like_bytes_split():
-    for data in [b"", b"\n", b"a", b"a\n", b"a\n\nb", b"a\r\nb\r\n", b"\n\na\n"]:
+@pytest.mark.parametrize("window", [1, 2, 5, 1 << 20])
+def test_records_split_like_bytes_split_less_blank_lines(monkeypatch, window):
+    monkeypatch.setattr(capture, "_LINES_WINDOW", window)  # lines across windows too
+    for data in [
+        b"",
+        b"\n",
+        b"a",
+        b"a\n",
+        b"a\n\nb",
+        b"a\r\nb\r\n",
+        b"\n\na\n",
+        b" \n\t\n x \n\x0c\n\r\nyy",
+        b"   ",
+        b"abcdefgh\n   \n",
+    ]:
         lines = data.split(b"\n")
         if lines[-1] == b"":
             lines.pop()
-        assert capture.Records.from_lines(data).to_list() == lines, data
+        records = capture.Records.from_lines(data)
+        assert records.to_list() == [x for x in lines if x.strip()], data
+        assert records.line_of(np.arange(len(records))).tolist() == [
+            i for i, x in enumerate(lines) if x.strip()
+        ]
+        assert records.blank_lines == sum(not x.strip() for x in lines), data
 
 
 def test_avro_bodies_keep_their_original_bytes_and_parse_as_one_line():

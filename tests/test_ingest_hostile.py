@@ -14,6 +14,8 @@ import json
 import lzma
 import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -30,7 +32,7 @@ from pipelines.ingest import capture
 from pipelines.ingest import engine as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
 from pipelines.lake.config import load_config
-from pipelines.lake.storage import open_storage
+from pipelines.lake.storage import ObjectInfo, open_storage
 from tests.helpers import DAY, suites
 
 TS = "2026-10-05T01:00:00Z"
@@ -588,3 +590,169 @@ def test_unknown_fields_are_kept_in_rescued_data_and_counted(lake_home, location
         "phone": 1,
         "ssn": 1,
     }
+
+
+# --- 10. blank lines, and floods of records that are blank or bad ---------------------------
+
+
+def test_blank_ndjson_lines_are_counted_not_records_and_lines_keep_their_positions(lake_home):
+    good = [line(event(i)) for i in range(3)]
+    lines = [good[0], b"", b"   ", good[1], b"\r", b"{not json", b"\t \x0c", good[2], b"[1]"]
+    loc = load_config().location("aws-us")
+    key = "landing/firehose/2026/10/05/01/blank-lines.gz"
+    open_storage(loc.root_uri()).put(key, gzip.compress(b"\n".join(lines) + b"\n"))
+    done = run("aws-us")
+    res = done.result
+    assert res.ingested == 3 and res.landed == 5 and res.reconciled
+    assert res.reasons == {"malformed_json": 1, "malformed_json: not an object": 1}
+    # record_index stays the line's position in the object, blank lines counted in
+    assert [(r["record_index"], r["raw"]) for r in res.quarantine.to_pylist()] == [
+        (5, b"{not json"),
+        (8, b"[1]"),
+    ]
+    report = done.report()
+    assert report["blank_lines"] == 4 and report["blank_lines_by_object"] == {key: 4}
+    (entry,) = done.objects  # the ledger counts records only: blank lines are none
+    assert (entry.records, entry.ingested, entry.quarantined) == (5, 3, 2)
+
+
+def test_an_avro_message_with_an_empty_body_is_still_an_empty_record(lake_home):
+    put_records("gcp-apac", [line(event(1, "gcp-apac")), b"", b"  "])
+    done = run("gcp-apac")
+    assert done.result.reasons == {"empty_record": 2} and done.result.blank_lines == 0
+    assert [r["record_index"] for r in done.result.quarantine.to_pylist()] == [1, 2]
+
+
+def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_home, monkeypatch):
+    monkeypatch.setattr(ingest, "MAX_REJECTED_RECORDS", 50)
+    loc = load_config().location("aws-us")
+    store = open_storage(loc.root_uri())
+    put_records("aws-us", [line(event(i)) for i in range(5)], n=1)
+    long = b"a" * 200  # records too long to be refused for their size alone
+    floods = {  # refused: for their size, by the whole-buffer checks, by their first byte,
+        "x.gz": b"x\n",  # alone, by Arrow, by a rule
+        "utf8.gz": b"\xff" + long + b"\n",
+        "long_x.gz": b"x" + long + b"\n",
+        "spaced.gz": b" x" + long + b"\n",
+        "braces.gz": b"{" + long + b"}\n",
+        "rules.gz": b'{"event_id":"' + long + b'"}\n',
+    }
+    for name, body in floods.items():
+        store.put(f"landing/firehose/2026/10/05/02/{name}", gzip.compress(body * 60))
+    store.put("landing/firehose/2026/10/05/03/under.gz", gzip.compress(b"x\n" * 50))
+    done = run("aws-us")
+    res = done.result
+    assert res.ingested == 5 and res.reconciled and done.reconciled
+    assert res.reasons == {ingest.TOO_MANY_REJECTED: len(floods), "malformed_json": 50}
+    assert res.corrupt_objects == len(floods)
+    whole = [r for r in res.quarantine.to_pylist() if r["record_index"] == -1]
+    assert sorted(r["source_object"].rsplit("/", 1)[1] for r in whole) == sorted(floods)
+    counts = {o.key.rsplit("/", 1)[1]: (o.records, o.quarantined, o.reason) for o in done.objects}
+    assert counts["x.gz"] == (1, 1, ingest.TOO_MANY_REJECTED)
+    assert counts["under.gz"] == (50, 50, None)
+
+
+_PEAK_RSS = """
+import datetime as dt, gzip, resource, sys
+from pipelines.ingest import engine as ingest
+from pipelines.lake.config import load_config
+data = gzip.compress(sys.argv[1].encode().decode("unicode_escape").encode() * int(sys.argv[2]))
+loc = load_config("local").location("aws-us")
+rules = ingest.default_rules()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+res = ingest.ingest_objects(
+    [("landing/firehose/2026/10/05/01/o.gz", data)], loc.landing, "us", dt.date(2026, 10, 5), rules
+)
+grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+report = res.report()
+print(grew // 1024, res.landed, res.quarantined, report.get("blank_lines"), res.reconciled)
+print(len(data))
+"""
+
+
+@pytest.mark.parametrize(
+    ("unit", "landed", "blank"),
+    [("\\n", 0, 8 << 20), (" \\n", 0, 4 << 20), ("x\\n", 1, 0)],
+    ids=["newlines", "blank", "bad"],
+)
+def test_eight_mib_of_blank_or_bad_lines_ingest_in_bounded_memory(lake_home, unit, landed, blank):
+    """A few KiB of gzip inflating to millions of lines: peak memory stays far below 1 GiB."""
+    count = (8 << 20) // len(unit.encode().decode("unicode_escape"))
+    env = {**os.environ, "LAKEHOUSE_ENV": "local", "PYTHONPATH": str(Path.cwd())}
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, unit, str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.split()
+    grew_mib, got_landed, quarantined, blank_lines, reconciled, gz = out
+    assert int(gz) < 16 * 1024  # the object is a few KiB as landed
+    assert int(grew_mib) < 512, f"peak RSS grew by {grew_mib} MiB"
+    assert (got_landed, quarantined, blank_lines) == (str(landed), str(landed), str(blank))
+    assert reconciled == "True"
+
+
+# --- 11. objects listed but not readable --------------------------------------------------
+
+
+def test_a_dangling_link_is_skipped_reported_and_ingested_by_the_next_run_once_fixed(lake_home):
+    first = put_records("aws-us", [line(event(i)) for i in range(4)], n=1)
+    last = put_records("aws-us", [line(event(10 + i)) for i in range(4)], n=3)
+    loc = load_config().location("aws-us")
+    link_key = "landing/firehose/2026/10/05/01/link-2.gz"
+    link = Path(loc.root_uri()) / link_key
+    link.symlink_to(link.parent / "nowhere.gz")
+    assert link_key in ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    done = run("aws-us")
+    assert done.result.ingested == 8 and done.reconciled
+    assert set(assert_readable(done.bronze_uri)["source_object"].to_pylist()) == {first, last}
+    assert list(done.result.skipped_objects) == [link_key]
+    assert "symbolic link" in done.report()["skipped_objects"][link_key]
+    assert link_key not in {o.key for o in done.objects}  # not in the ledger
+    link.unlink()
+    link.write_bytes(gzip.compress(line(event(20)) + b"\n"))
+    again = run("aws-us")
+    assert again.result.ingested == 1 and again.result.skipped_objects == {}
+    assert again.totals["ingested"] == 9 and again.reconciled
+    assert link_key in {o.key for o in again.objects}
+
+
+def test_an_object_gone_between_listing_and_reading_is_skipped_not_a_failure(
+    lake_home, monkeypatch
+):
+    put_records("aws-us", [line(event(i)) for i in range(3)], n=1)
+    gone = ObjectInfo("landing/firehose/2026/10/05/01/gone.gz", 40, "etag-gone")
+    listing = ingest.landing_listing
+
+    def with_gone(*args: object) -> tuple[list[ObjectInfo], list[str]]:
+        return sorted([*listing(*args)[0], gone], key=lambda i: i.path), []
+
+    monkeypatch.setattr(ingest, "landing_listing", with_gone)
+    done = run("aws-us")
+    assert done.result.ingested == 3 and done.reconciled
+    assert done.result.skipped_objects[gone.path].startswith("not found:")
+    assert gone.path not in {o.key for o in done.objects}
+    # alone in its partition: no batch is committed, the run still succeeds
+    monkeypatch.setattr(ingest, "landing_listing", lambda *a: ([gone], []))
+    alone = run("aws-us")
+    assert alone.batches == [] and list(alone.result.skipped_objects) == [gone.path]
+    assert alone.totals["ingested"] == 3
+
+
+def test_a_local_listing_leaves_out_a_file_removed_while_it_lists(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    for name in ("gone.gz", "kept.gz"):
+        (tmp_path / "a" / name).write_bytes(b"1")
+    (tmp_path / "a" / "link.gz").symlink_to(tmp_path / "a" / "nowhere.gz")
+    real_scandir = os.scandir
+
+    def racing(path):  # the folder is read, then a file is removed before its lstat
+        entries = list(real_scandir(path))
+        (tmp_path / "a" / "gone.gz").unlink(missing_ok=True)
+        return iter(entries)
+
+    monkeypatch.setattr("pipelines.lake.storage.os.scandir", racing)
+    listed = [i.path for i in open_storage(str(tmp_path)).list("a/")]
+    assert listed == ["a/kept.gz", "a/link.gz"]  # the dangling link listed, not followed

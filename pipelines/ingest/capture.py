@@ -107,6 +107,10 @@ class ObjectTooLargeError(CorruptObjectError):
         return f"object_too_large:{self.what}>{self.limit}"
 
 
+class TooManyShortRecordsError(ValueError):
+    """More records shorter than asked than allowed (see :meth:`Records.from_lines`)."""
+
+
 @dataclass(frozen=True)
 class Batch:
     """Events that arrive together in one landing object."""
@@ -236,15 +240,19 @@ def encode(landing: LandingConfig, batch: Batch, seq: int, codec: str = "deflate
 class Records:
     """The raw records of one object: record ``i`` is ``data[starts[i]:ends[i]]``.
 
-    NDJSON objects are held as decoded, records split at newlines. Avro bodies are joined with
-    newlines, pretty-printed ones compacted to one line first; ``originals`` then keeps the
-    bodies as sent, which is what sizes are checked on and what quarantine keeps.
+    NDJSON objects are held as decoded, records split at newlines; a blank line (empty or only
+    whitespace) is no record: ``blank_lines`` counts them and ``lines`` gives each record's line
+    in the object (None when there is no blank line: record ``i`` is line ``i``). Avro bodies
+    are joined with newlines, pretty-printed ones compacted to one line first; ``originals``
+    then keeps the bodies as sent, which is what sizes are checked on and what quarantine keeps.
     """
 
     data: bytes
     starts: np.ndarray
     ends: np.ndarray
     originals: Sequence[bytes] | None = None
+    lines: np.ndarray | None = None
+    blank_lines: int = 0
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -265,15 +273,23 @@ class Records:
         """Every record as it landed."""
         return [self.raw(i) for i in range(len(self))]
 
+    def line_of(self, ids: np.ndarray) -> np.ndarray:
+        """The position in the object (its line, or its message) of each record in ``ids``."""
+        ids = np.asarray(ids, np.int64)
+        return ids if self.lines is None else self.lines[ids]
+
     @classmethod
-    def from_lines(cls, data: bytes) -> Records:
-        """Newline-delimited records; a final newline does not start an empty record."""
-        newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
-        starts = np.concatenate([[0], newlines + 1])
-        ends = np.concatenate([newlines, [len(data)]])
-        if ends[-1] == starts[-1]:  # trailing newline, or no data at all
-            starts, ends = starts[:-1], ends[:-1]
-        return cls(data, starts.astype(np.int64), ends.astype(np.int64))
+    def from_lines(cls, data: bytes, shortest: int = 0, most: int | None = None) -> Records:
+        """Newline-delimited records, blank lines left out (counted); see :func:`_lines`.
+
+        Raises:
+            TooManyShortRecordsError: more than ``most`` records are shorter than ``shortest``
+                bytes; raised as soon as they are seen, before millions of them are held.
+        """
+        starts, ends, lines, total = _lines(data, shortest, most)
+        if len(lines) == total:
+            return cls(data, starts, ends)
+        return cls(data, starts, ends, lines=lines, blank_lines=total - len(lines))
 
     @classmethod
     def from_bodies(cls, bodies: Sequence[bytes]) -> Records:
@@ -282,6 +298,64 @@ class Records:
         ends = np.cumsum([len(b) + 1 for b in lines], dtype=np.int64) - 1
         starts = ends - np.fromiter(map(len, lines), np.int64, len(lines))
         return cls(b"\n".join(lines), starts, ends, originals=bodies)
+
+
+# What ``bytes.strip()`` removes: a line of only these is blank.
+NOT_SPACE = np.ones(256, bool)
+NOT_SPACE[list(b" \t\n\r\x0b\x0c")] = False
+# Bytes of an object split into lines at a time: the per-line arrays of one window (about 25
+# bytes a line) are all that a million blank lines cost, not 25 bytes each for the object.
+_LINES_WINDOW = 1 << 20
+
+
+def _lines(
+    data: bytes, shortest: int = 0, most: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Start, end and line number of each non-blank line of ``data``, and how many lines.
+
+    A final newline does not start a line. ``data`` is split a window at a time. A line whose
+    first byte is not whitespace (an event's '{') is not blank; only the others are looked at
+    whole: a line's bytes plus its newline are reduced with ``logical_or`` over a
+    non-whitespace mask (an empty line is just its newline, so it comes out blank too). A line
+    that began in an earlier window carries whether it has a non-blank byte so far.
+    """
+    raw = np.frombuffer(data, np.uint8)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    start, nonblank, count = 0, False, 0  # the open line: where it starts, whether non-blank
+    short = 0
+    for lo in range(0, len(raw), _LINES_WINDOW):
+        window = raw[lo : lo + _LINES_WINDOW]
+        newlines = np.flatnonzero(window == ord("\n"))
+        if not len(newlines):
+            nonblank = nonblank or bool(NOT_SPACE[window].any())
+            continue
+        inner = newlines[:-1] + 1  # starts of the lines after the open one, in this window
+        keep = np.empty(len(newlines), bool)
+        keep[0] = nonblank or bool(NOT_SPACE[window[: newlines[0]]].any())
+        keep[1:] = NOT_SPACE[window[inner]]
+        unsure = np.flatnonzero(~keep[1:])
+        if len(unsure):
+            mask = NOT_SPACE[window[: newlines[-1] + 1]]
+            keep[1 + unsure] = np.logical_or.reduceat(mask, inner)[unsure]
+        picked = np.flatnonzero(keep)
+        starts = np.concatenate([[start - lo], inner])
+        parts.append((starts[picked] + lo, newlines[picked] + lo, picked + count))
+        if most is not None:
+            short += int(np.count_nonzero(parts[-1][1] - parts[-1][0] < shortest))
+            if short > most:
+                raise TooManyShortRecordsError(f"more than {most} records under {shortest} bytes")
+        count += len(newlines)
+        start = lo + int(newlines[-1]) + 1
+        nonblank = bool(NOT_SPACE[window[newlines[-1] + 1 :]].any())
+    if start < len(raw):  # a last line without its newline
+        if nonblank:
+            parts.append((np.array([start]), np.array([len(raw)]), np.array([count])))
+        count += 1
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, count
+    starts, ends, lines = (np.concatenate(p) for p in zip(*parts, strict=True))  # all int64
+    return starts, ends, lines, count
 
 
 def _one_line(body: bytes) -> bytes:
@@ -472,12 +546,20 @@ def _avro_bodies(data: bytes, field: str, limit: int) -> list[bytes]:
         raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
 
 
-def decode_records(landing: LandingConfig, data: bytes, limit: int = MAX_OBJECT_BYTES) -> Records:
+def decode_records(
+    landing: LandingConfig,
+    data: bytes,
+    limit: int = MAX_OBJECT_BYTES,
+    shortest: int = 0,
+    most_short: int | None = None,
+) -> Records:
     """Raw event records of one landing object.
 
     Raises:
         ObjectTooLargeError: the object is over ``limit`` bytes, as landed or once inflated.
         CorruptObjectError: it cannot be decoded as its format says.
+        TooManyShortRecordsError: an NDJSON object holds more than ``most_short`` records
+            shorter than ``shortest`` bytes (see :meth:`Records.from_lines`).
     """
     fmt = landing.format
     if len(data) > limit:
@@ -488,7 +570,7 @@ def decode_records(landing: LandingConfig, data: bytes, limit: int = MAX_OBJECT_
                 data = _gunzip(data, limit)
             except isal_zlib.error as exc:  # type: ignore[misc]  # stub: an instance, not a class
                 raise CorruptObjectError(f"gzip: {exc}") from exc
-        return Records.from_lines(data)
+        return Records.from_lines(data, shortest, most_short)
     return Records.from_bodies(
         _avro_bodies(data, "Body" if fmt == "eventhubs_capture" else "data", limit)
     )

@@ -3,7 +3,8 @@
 Nothing is lost and nothing is counted twice: every landed record ends up either in bronze,
 in the quarantine table with its raw bytes, source object and reason, or is counted as a
 duplicate event id, so that ``landed = ingested + quarantined + duplicates``. An object that
-cannot be decoded at all is quarantined whole, as one record.
+cannot be decoded at all is quarantined whole, as one record. Blank NDJSON lines are not
+records: they are counted apart (``blank_lines``).
 
 Each object is decoded, checked, parsed and validated on its own, on :data:`OBJECT_THREADS`
 threads (ISA-L's inflate, numpy and Arrow's reader release the GIL); de-duplication then runs
@@ -19,6 +20,11 @@ Hostile input is bounded before it is parsed: objects by :data:`capture.MAX_OBJE
 outside the event schema are kept in ``_rescued_data`` (Arrow's reader reports them, and only
 the records that hold them go through Python's json). Every rule of :class:`RecordRules`, the
 one the blocking bronze suite is built from, is applied by :func:`validate` with Arrow kernels.
+An object with more than :data:`MAX_REJECTED_RECORDS` records to refuse is quarantined whole,
+so that millions of bad records never become millions of quarantine rows.
+
+An object listed but not readable (gone, a link, no permission) is skipped and reported, not
+recorded in the ledger: the next run reads it again.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import json
 import re
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +69,7 @@ from pipelines.ingest.events import (
 )
 from pipelines.lake import delta, memory
 from pipelines.lake.config import LakeLocation, LandingConfig, load_config
-from pipelines.lake.storage import ObjectInfo, Storage, open_storage
+from pipelines.lake.storage import ObjectInfo, Storage, StorageError, one_line, open_storage
 
 # Arrow reads about this much per block; a block costs ~0.1 ms on its own, so smaller
 # blocks cost more on clean data than they save around a bad record.
@@ -84,7 +90,17 @@ _UNEXPECTED = "unexpected field"
 _WIRE_NAMES = frozenset(WIRE_SCHEMA.names)
 _ERROR_ROW = re.compile(r" in row (\d+)$")
 _UTF8_WINDOW = 1 << 16
+# Records not one '{...}' whose '}' are counted one by one at most; past this numpy counts
+# every '}' of the object at once (cheaper than a Python call per record).
+_FEW_OTHERS = 4096
 _WHITESPACE = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)  # what bytes.strip() removes, but \n
+# Records of one object refused one by one at most; past this the object is quarantined whole
+# (TOO_MANY_REJECTED), its landed copy kept for a look. A real object holds at most about 1.3M
+# events (Firehose's 128 MiB); one with more than 100,000 refused is a broken producer or not
+# this feed at all, and refusing its records one by one (a Python call, a quarantine row and
+# often a block's re-parse each) would cost minutes and gigabytes for millions of them.
+MAX_REJECTED_RECORDS = 100_000
+TOO_MANY_REJECTED = "too_many_rejected_records"
 
 
 @dataclass
@@ -96,6 +112,7 @@ class ObjectCounts:
     quarantined: int = 0
     duplicates: int = 0
     reason: str | None = None  # why the whole object was quarantined, if it was
+    blank_lines: int = 0  # NDJSON lines empty or only whitespace: no records, not in the ledger
 
 
 @dataclass
@@ -121,6 +138,10 @@ class IngestResult:
     counted_ingested: int | None = None
     counted_quarantined: int | None = None
     counted_rescued: int | None = None
+    blank_lines: int = 0  # NDJSON lines empty or only whitespace, in all objects: no records
+    # objects listed but not read (gone, unreadable): key -> why; not in the ledger, so the
+    # next run lists and reads them again
+    skipped_objects: dict[str, str] = field(default_factory=dict)
 
     @property
     def rescued(self) -> int:
@@ -163,6 +184,11 @@ class IngestResult:
             "records_with_rescued_data": self.rescued,
             "rescued_fields": dict(sorted(self.rescued_fields.items())),
             "unconfigured_streams": self.unconfigured_streams,
+            "blank_lines": self.blank_lines,
+            "blank_lines_by_object": {
+                k: c.blank_lines for k, c in sorted(self.per_object.items()) if c.blank_lines
+            },
+            "skipped_objects": dict(sorted(self.skipped_objects.items())),
         }
 
 
@@ -267,17 +293,34 @@ def _failed_row(exc: Exception) -> int | None:
     return int(found.group(1)) if found else None
 
 
+class TooManyRejectedError(ValueError):
+    """An object with more refused records than :data:`MAX_REJECTED_RECORDS`."""
+
+
 class _Parsed:
     """What parsing one object's records gave: row batches by first record, rejected records.
 
     ``rescued`` maps a record to the JSON of its fields outside the schema.
     """
 
-    def __init__(self, buf: pa.Buffer, records: capture.Records, max_depth: int) -> None:
+    def __init__(
+        self, buf: pa.Buffer, records: capture.Records, max_depth: int, most_bad: int
+    ) -> None:
         self.buf, self.records, self.max_depth = buf, records, max_depth
         self.good: list[tuple[int, list[pa.RecordBatch]]] = []
         self.bad: list[tuple[int, str]] = []
         self.rescued: dict[int, str] = {}
+        self.most_bad = most_bad
+
+    def reject(self, i: int, why: str) -> None:
+        """Refuse record ``i``; past ``most_bad`` refused, give up on the object.
+
+        Raises:
+            TooManyRejectedError: more records refused than ``most_bad``.
+        """
+        self.bad.append((i, why))
+        if len(self.bad) > self.most_bad:
+            raise TooManyRejectedError(TOO_MANY_REJECTED)
 
     def _stream(
         self, lo: int, hi: int, parse: pj.ParseOptions = _STRICT
@@ -316,12 +359,12 @@ class _Parsed:
         """Parse record ``i`` alone; keep its row (and rescued fields), or reject it."""
         table, extra = self._alone(i)
         if table is None:
-            self.bad.append((i, _classify(self.records.raw(i), self.max_depth)))
+            self.reject(i, _classify(self.records.raw(i), self.max_depth))
             return
         if extra:
             rescued, why = _rescue(self.records.raw(i), self.max_depth)
             if why is not None:
-                self.bad.append((i, why))
+                self.reject(i, why)
                 return
             if rescued is not None:
                 self.rescued[i] = rescued
@@ -364,7 +407,7 @@ class _Parsed:
                 lo = mid
                 continue
             self.span(at, at + row, parse)
-            self.bad.append((at + row, _classify(self.records.raw(at + row), self.max_depth)))
+            self.reject(at + row, _classify(self.records.raw(at + row), self.max_depth))
             lo = at + row + 1
 
     def _extra(self, lo: int, hi: int) -> None:
@@ -390,7 +433,7 @@ class _Parsed:
             found = True
             rescued, why = _rescued_json(extra)
             if why is not None:
-                self.bad.append((i, why))
+                self.reject(i, why)
                 skip.append(i)
             else:
                 self.rescued[i] = str(rescued)
@@ -409,7 +452,7 @@ class _Parsed:
 
 
 def _one_value_each(
-    records: capture.Records, candidates: np.ndarray, rejected: Iterable[int]
+    records: capture.Records, candidates: np.ndarray, rejected: Collection[int]
 ) -> np.ndarray:
     """Mask over ``candidates``: records that are one JSON value for Arrow, or a parse error.
 
@@ -417,23 +460,24 @@ def _one_value_each(
     shift all after it. A record that starts with '{', ends with '}' and holds no other '}' is
     one object or a parse error. The '}' are counted over the whole buffer (less those of the
     records not asked about); only when that count is off (nested objects, braces in strings)
-    are they counted per record.
+    are they counted per record, and also when there are many records not asked about.
     """
     raw = np.frombuffer(records.data, np.uint8)
     first, last = raw[records.starts[candidates]], raw[records.ends[candidates] - 1]
     ok = (first == ord("{")) & (last == ord("}"))
-    others = [*rejected, *candidates[~ok].tolist()]
-    braces = records.data.count(b"}") - sum(records.raw(i).count(b"}") for i in others)
-    if braces == int(ok.sum()):  # each has at least its last byte: so exactly one
-        return ok
+    if len(rejected) + int((~ok).sum()) <= _FEW_OTHERS:
+        others = [*rejected, *candidates[~ok].tolist()]
+        braces = records.data.count(b"}") - sum(records.raw(i).count(b"}") for i in others)
+        if braces == int(ok.sum()):  # each has at least its last byte: so exactly one
+            return ok
     where = np.flatnonzero(raw == ord("}"))
     owner = np.searchsorted(records.starts, where, side="right") - 1
     per_record = np.bincount(owner, minlength=len(records))
     return ok & (per_record[candidates] == 1)
 
 
-def _invalid_utf8(records: capture.Records) -> list[int]:
-    """Records that are not valid UTF-8.
+def _invalid_utf8(records: capture.Records, most: int | None = None) -> list[int]:
+    """Records that are not valid UTF-8 (only the first ``most`` + 1 when ``most`` is given).
 
     Only windows of the buffer that hold a non-ASCII byte are decoded, over whole records: a
     newline is never part of a multi-byte sequence, so every error is inside one record.
@@ -459,6 +503,8 @@ def _invalid_utf8(records: capture.Records) -> list[int]:
                 i = int(np.searchsorted(records.ends, pos + exc.start, side="right"))
                 bad.append(i)
                 pos = int(records.ends[i]) + 1
+                if most is not None and len(bad) > most:
+                    return bad
     return bad
 
 
@@ -470,10 +516,22 @@ def _blank(records: capture.Records) -> list[int]:
     return [i for i in maybe if not records.raw(i).strip()]
 
 
+def smallest_event_bytes(rules: RecordRules) -> int:
+    """Fewest bytes a record holding every required field can take: ``{"name":v,...}``.
+
+    Each value is counted as one byte and names unescaped, so a shorter record is sure to miss
+    a required field (and be refused), whatever else it holds.
+    """
+    names = [len(name.encode()) + 3 for name in rules.required]  # quotes and the colon
+    return 2 + sum(n + 1 for n in names) + max(len(names) - 1, 0)
+
+
 def parse_records(
     records: capture.Records,
     max_bytes: int = MAX_EVENT_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
+    most_rejected: int | None = None,
+    min_bytes: int = 0,
 ) -> tuple[np.ndarray, pa.Table, list[tuple[int, str]]]:
     """Parse raw records into rows of the parsed schema (wire fields and ``_rescued_data``).
 
@@ -482,26 +540,44 @@ def parse_records(
     records between those that fail them are parsed as spans, by Arrow's streaming reader.
     Records over ``max_bytes`` are refused before anything parses them, and records nested
     deeper than ``max_depth`` when Python's json reads them.
+
+    Raises:
+        TooManyRejectedError: more than ``most_rejected`` records (default
+            :data:`MAX_REJECTED_RECORDS`) are refused. Those the whole-buffer checks refuse,
+            those that start with neither '{' nor whitespace and those under ``min_bytes``
+            (too short to hold every required field) are counted before any record is looked
+            at alone or parsed; the others as they are refused.
     """
     n = len(records)
-    empty = [*np.flatnonzero(records.ends == records.starts).tolist(), *_blank(records)]
-    oversized = np.flatnonzero(records.sizes() > max_bytes).tolist()
-    # Later checks win: a record both oversized and not UTF-8 is oversized, as it always was.
-    why: dict[int, str] = dict.fromkeys(_invalid_utf8(records), "invalid_utf8")
-    why.update(dict.fromkeys(empty, "empty_record"))
-    why.update(dict.fromkeys(oversized, "oversized_payload"))
+    most = MAX_REJECTED_RECORDS if most_rejected is None else most_rejected
+    empty = np.concatenate(
+        [np.flatnonzero(records.ends == records.starts), np.asarray(_blank(records), np.int64)]
+    )
+    oversized = np.flatnonzero(records.sizes() > max_bytes)
+    invalid = _invalid_utf8(records, most)
     keep = np.ones(n, bool)
-    keep[list(why)] = False
+    keep[empty] = keep[oversized] = keep[invalid] = False
     candidates = np.flatnonzero(keep)
+    first = np.frombuffer(records.data, np.uint8)[records.starts[candidates]]
+    not_objects = np.count_nonzero(
+        ((first != ord("{")) & capture.NOT_SPACE[first])
+        | (records.ends[candidates] - records.starts[candidates] < min_bytes)
+    )
+    if n - len(candidates) + not_objects > most:
+        raise TooManyRejectedError(TOO_MANY_REJECTED)
+    # Later checks win: a record both oversized and not UTF-8 is oversized, as it always was.
+    why: dict[int, str] = dict.fromkeys(invalid, "invalid_utf8")
+    why.update(dict.fromkeys(empty.tolist(), "empty_record"))
+    why.update(dict.fromkeys(oversized.tolist(), "oversized_payload"))
     alone = candidates[~_one_value_each(records, candidates, why)]
     keep[alone] = False
-    parsed = _Parsed(pa.py_buffer(records.data), records, max_depth)
-    for i in alone.tolist():
+    parsed = _Parsed(pa.py_buffer(records.data), records, max_depth, most - len(why))
+    for i in map(int, alone):  # not .tolist(): there may be millions, and few get looked at
         raw = records.raw(i)
         if raw.lstrip().startswith(b"{"):
             parsed.one(i)
         else:  # not an object; and a block that starts with `null` crashes Arrow 25's reader
-            why[i] = _classify(raw, max_depth)
+            parsed.reject(i, _classify(raw, max_depth))
     # Spans of consecutive kept records, cut at every record rejected or parsed alone.
     kept = np.flatnonzero(keep)
     cuts = np.flatnonzero(np.diff(kept) != 1) + 1
@@ -711,14 +787,26 @@ def _ingest_object(
     """One object's rows and rejected records, or the reason it is quarantined whole."""
     if (why_whole := _whole_reason(obj)) is not None:
         return why_whole
+    shortest = smallest_event_bytes(rules)
     try:
-        records = capture.decode_records(landing, obj.data, capture.MAX_OBJECT_BYTES)
+        records = capture.decode_records(
+            landing, obj.data, capture.MAX_OBJECT_BYTES, shortest, MAX_REJECTED_RECORDS
+        )
     except capture.CorruptObjectError as exc:
         return exc.reason
-    ids, rows, rejected = parse_records(records, rules.max_event_bytes, rules.max_json_depth)
+    except capture.TooManyShortRecordsError:
+        return TOO_MANY_REJECTED  # each would miss a required field: refused, all of them
+    try:
+        ids, rows, rejected = parse_records(
+            records, rules.max_event_bytes, rules.max_json_depth, None, shortest
+        )
+    except TooManyRejectedError as exc:
+        return str(exc)
     rows, why = validate(rows, region, landing_date, rules)
     # Records Arrow could not parse and parsed rows that broke a rule, by record position.
     invalid = np.flatnonzero(why != "")
+    if len(rejected) + len(invalid) > MAX_REJECTED_RECORDS:
+        return TOO_MANY_REJECTED
     rejected.extend((int(ids[j]), str(why[j])) for j in invalid)
     rows = _without(rows, invalid)
     return _ObjectRows(records, rows, key_hashes(rows["event_id"]), rejected)
@@ -775,7 +863,10 @@ def ingest_objects(
     names: list[str] = []
     tables: list[pa.Table] = []
     hashes: list[np.ndarray] = []
-    q_rows: list[dict[str, Any]] = []
+    # Quarantine rows one table per object, in key order (so already sorted as _quarantine
+    # sorts): columns, not a dict per rejected record.
+    q_tables: list[pa.Table] = [QUARANTINE_SCHEMA.empty_table()]
+    reasons: Counter[str] = Counter()
     per_object: dict[str, ObjectCounts] = {}
     landed = whole = 0
     for obj, out in zip(ordered, done, strict=True):
@@ -783,24 +874,18 @@ def ingest_objects(
         if isinstance(out, str):
             whole += 1
             per_object[key] = ObjectCounts(1, 0, 1, 0, out)
-            q_rows.append(
-                {"source_object": key, "record_index": -1, "reason": out, "raw": _raw(obj.data)}
-            )
+            row = {"source_object": key, "record_index": -1, "reason": out, "raw": _raw(obj.data)}
+            q_tables.append(_quarantine([row], region, landing_date))
+            reasons[_reason_key(out)] += 1
             continue
         names.append(key)
         tables.append(out.rows)
         hashes.append(out.hashes)
         landed += len(out.records)
-        per_object[key] = ObjectCounts(len(out.records), 0, len(out.rejected))
-        q_rows.extend(
-            {
-                "source_object": key,
-                "record_index": i,
-                "reason": why,
-                "raw": _raw(out.records.raw(i)),
-            }
-            for i, why in out.rejected
-        )
+        blank = out.records.blank_lines
+        per_object[key] = ObjectCounts(len(out.records), 0, len(out.rejected), blank_lines=blank)
+        q_tables.append(_rejected_rows(key, out.records, out.rejected, region, landing_date))
+        reasons.update(_reason_key(why) for _, why in out.rejected)
     bronze, kept, dropped, kept_hashes = _bronze(
         names, tables, hashes, region, landing_date, rules, seen
     )
@@ -811,15 +896,16 @@ def ingest_objects(
         landing_date=landing_date,
         region=region,
         bronze=bronze,
-        quarantine=_quarantine(q_rows, region, landing_date),
+        quarantine=pa.concat_tables(q_tables).combine_chunks(),
         landed=landed + whole,
         duplicates=duplicates,
         objects=len(names) + whole,
         corrupt_objects=whole,
-        reasons=dict(Counter(_reason_key(r["reason"]) for r in q_rows)),
+        reasons=dict(reasons),
         rescued_fields=_rescued_fields(bronze[RESCUED_COLUMN]),
         per_object=per_object,
         hashes=kept_hashes,
+        blank_lines=sum(c.blank_lines for c in per_object.values()),
     )
 
 
@@ -898,6 +984,35 @@ def _bronze(
     return bronze.select(BRONZE_SCHEMA.names).cast(BRONZE_SCHEMA), tables, dropped, h[first]
 
 
+def _rejected_rows(
+    key: str,
+    records: capture.Records,
+    rejected: list[tuple[int, str]],
+    region: str,
+    landing_date: dt.date,
+) -> pa.Table:
+    """One object's rejected records as quarantine rows, by their line in the object.
+
+    Built as columns: at most :data:`MAX_REJECTED_RECORDS` rows, each raw record cut at
+    :data:`MAX_QUARANTINE_RAW_BYTES`.
+    """
+    ids = np.fromiter((i for i, _ in rejected), np.int64, len(rejected))
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    n = len(ids)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, np.datetime64(landing_date, "D"))).cast(pa.date32()),
+            pa.array([region] * n, pa.string()),
+            pa.array([key] * n, pa.string()),
+            pa.array(records.line_of(ids)),
+            pa.array([rejected[j][1] for j in order.tolist()], pa.string()),
+            pa.array([_raw(records.raw(i)) for i in ids.tolist()], pa.binary()),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
 def _quarantine(q_rows: list[dict[str, Any]], region: str, landing_date: dt.date) -> pa.Table:
     q_rows.sort(key=lambda r: (r["source_object"], r["record_index"]))
     return pa.Table.from_pylist(
@@ -951,6 +1066,22 @@ def _fetch(storage: Storage, info: ObjectInfo) -> LandedObject:
         if len(head) >= MAX_QUARANTINE_RAW_BYTES:
             break
     return LandedObject(info.path, bytes(head[:MAX_QUARANTINE_RAW_BYTES]), info.size)
+
+
+def _fetch_or_skip(storage: Storage, info: ObjectInfo) -> LandedObject | str:
+    """:func:`_fetch`, or why the object could not be read, on one line.
+
+    An object listed but gone when read (deleted or expired meanwhile), a dangling link, or one
+    this process may not read is one object's problem, never its partition's: the caller leaves
+    it out of the batch and reports it, and as the ledger does not hold it the next run lists
+    and reads it again.
+    """
+    try:
+        return _fetch(storage, info)
+    except FileNotFoundError as exc:
+        return f"not found: {one_line(exc)}"
+    except (OSError, StorageError) as exc:
+        return f"unreadable: {type(exc).__name__}: {one_line(exc)}"
 
 
 def read_partition_objects(
@@ -1106,16 +1237,25 @@ class IngestError(RuntimeError):
 
 
 def _rewritten_rows(
-    storage: Storage, rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]]
+    storage: Storage,
+    rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]],
+    skipped: dict[str, str],
 ) -> list[tuple[str, str, bytes]]:
-    """(key, reason, head) of each object rewritten in place since it was ingested."""
+    """(key, reason, head) of each object rewritten in place since it was ingested.
+
+    One that cannot be read is put in ``skipped`` instead (see :func:`_fetch_or_skip`).
+    """
     out = []
     for info, entry in rewritten:
         reason = (
             f"{REWRITTEN}: etag {entry.etag} size {entry.size} ingested in batch {entry.batch}, "
             f"now etag {info.etag} size {info.size}; `lakehouse ingest --full` re-ingests it"
         )
-        out.append((_printable(info.path), reason, _raw(_fetch(storage, info).data)))
+        obj = _fetch_or_skip(storage, info)
+        if isinstance(obj, str):
+            skipped[_printable(info.path)] = obj
+        else:
+            out.append((_printable(info.path), reason, _raw(obj.data)))
     return out
 
 
@@ -1161,6 +1301,8 @@ def _merge(total: IngestResult, part: IngestResult, keep_rows: bool) -> IngestRe
     total.reasons = dict(Counter(total.reasons) + Counter(part.reasons))
     total.rescued_fields = dict(Counter(total.rescued_fields) + Counter(part.rescued_fields))
     total.per_object.update(part.per_object)
+    total.blank_lines += part.blank_lines
+    total.skipped_objects.update(part.skipped_objects)
     return total
 
 
@@ -1260,13 +1402,22 @@ def ingest_partition(
     plan = _full_plan(state, infos, limits) if full else None
     total = empty_result(location.region, landing_date)
     total.unconfigured_streams = unconfigured
+    # Objects this run could not read (filled by _one_batch): left for the next run, as
+    # taking them again in this one would read them, and fail, batch after batch.
+    skipped = total.skipped_objects
     done = PartitionIngest(total, t.bronze, t.quarantine, -1, -1, t.ledger, finished)
     replace = full
     while True:
         if plan:  # a full re-ingest's batches, the first one replacing the partition
             known = set() if replace else state.identities()
             todo = _Todo(
-                [i for i in plan[0] if (_printable(i.path), i.etag, i.size) not in known], []
+                [
+                    i
+                    for i in plan[0]
+                    if (_printable(i.path), i.etag, i.size) not in known
+                    and _printable(i.path) not in skipped
+                ],
+                [],
             )
             if not todo.infos and not replace:
                 plan.pop(0)
@@ -1274,11 +1425,12 @@ def ingest_partition(
         elif replace:  # a full re-ingest of a partition with no objects: empty it
             todo = _Todo([], [])
         else:
-            todo = _next_batch(state, infos, limits, shard)
+            readable = [i for i in infos if _printable(i.path) not in skipped]
+            todo = _next_batch(state, readable, limits, shard)
             if not todo.infos and not todo.rewritten:
                 break
         todo.replace = replace
-        committed = _one_batch(storage, location, t, part, state, todo, rules)
+        committed = _one_batch(storage, location, t, part, state, todo, rules, skipped)
         if committed is not None:
             result, number, versions = committed
             _merge(total, result, keep_rows)
@@ -1333,17 +1485,35 @@ def _one_batch(
     state: ledger.LedgerState,
     todo: _Todo,
     rules: RecordRules | None,
+    skipped: dict[str, str],
 ) -> tuple[IngestResult, int, tuple[int, int]] | None:
-    """Ingest, stage, claim and commit one batch; None when another writer claimed it first."""
+    """Ingest, stage, claim and commit one batch; None when another writer claimed it first.
+
+    Objects that cannot be read are left out of the batch and its ledger entries, and put in
+    ``skipped`` (key -> why); when no object of an incremental batch could be read, no batch is
+    committed (None too).
+    """
     with ThreadPoolExecutor(max_workers=8) as pool:
-        objects = list(pool.map(lambda info: _fetch(storage, info), todo.infos))
+        fetched = list(pool.map(lambda info: _fetch_or_skip(storage, info), todo.infos))
+    unread = {
+        _printable(info.path): got
+        for info, got in zip(todo.infos, fetched, strict=True)
+        if isinstance(got, str)
+    }
+    objects = [got for got in fetched if not isinstance(got, str)]
+    del fetched
+    rewritten = _rewritten_rows(storage, todo.rewritten, unread)
+    skipped.update(unread)
+    if unread and not objects and not rewritten and not todo.replace:
+        return None
     seen = None
     if not todo.replace and state.batches:  # read now: a later batch of another writer only adds
         seen = Seen(ledger.read_hashes(t.ledger, t.options, part), _lookup(t, part))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
     del objects
-    result = _add_whole(result, _rewritten_rows(storage, todo.rewritten))
+    result = _add_whole(result, rewritten)
+    result.skipped_objects = unread
     identity = {
         _printable(i.path): (i.etag, i.size)
         for i in [*todo.infos, *(info for info, _ in todo.rewritten)]

@@ -480,7 +480,8 @@ def _scan_local(root: Path, base: str, offset: str | None) -> list[ObjectInfo]:
 
     object_store's own local listing follows links, so a link to ``/`` inside a table would
     walk the whole disk; here a link shows up as an object (any operation on it is refused).
-    Uploads still staged by object_store (``name#123``) are left out, as it does.
+    Uploads still staged by object_store (``name#123``) are left out, as it does, and so is a
+    file removed between the folder's listing and its ``lstat`` (it is gone: as if listed after).
     """
     out: list[ObjectInfo] = []
     pending = [(root / base if base else root, base)]
@@ -495,7 +496,10 @@ def _scan_local(root: Path, base: str, offset: str | None) -> list[ObjectInfo]:
             if entry.is_dir(follow_symlinks=False):
                 pending.append((Path(entry.path), key))
             elif entry.is_symlink() or not _STAGED.search(entry.name):
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)  # a dangling link's own: no error
+                except FileNotFoundError:
+                    continue
                 etag = f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
                 out.append(ObjectInfo(key, st.st_size, etag, None, st.st_mtime))
     out.sort(key=lambda i: i.path)
