@@ -10,7 +10,8 @@ from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, Replica
-from pipelines.replication.sync import SyncReport, sync, table_fingerprint
+from pipelines.replication.plan import SyncReport
+from pipelines.replication.sync import sync, table_fingerprint
 from resources.lake import LakeResource
 
 

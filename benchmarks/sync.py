@@ -29,7 +29,8 @@ from deltalake import DeltaTable, write_deltalake
 from obstore.store import LocalStore
 
 from pipelines.lake.storage import open_storage, stream_copy
-from pipelines.replication.sync import list_log, sync_table
+from pipelines.replication.deltalog import list_log
+from pipelines.replication.sync import sync_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024

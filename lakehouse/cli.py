@@ -302,7 +302,8 @@ def _sync_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     """Replicate a Delta table from one URI to another under the sovereignty policy."""
-    from pipelines.replication.sync import SourceBehindError, sync
+    from pipelines.replication.deltalog import SourceBehindError
+    from pipelines.replication.sync import sync
 
     cfg = load_config(args.env)
     try:

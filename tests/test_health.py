@@ -24,7 +24,8 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.operations import advice, anomaly, health
-from pipelines.replication.sync import BYTES_PER_GB, sync
+from pipelines.replication.deltalog import BYTES_PER_GB
+from pipelines.replication.sync import sync
 from pipelines.simulation.simulate import BadDay, SimulationConfig, land_day
 from resources import LakeResource
 from tests.helpers import gold_rows, suites

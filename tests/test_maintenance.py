@@ -16,7 +16,8 @@ from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
-from pipelines.replication.sync import SourceBehindError, SyncError, list_log, sync, sync_table
+from pipelines.replication.deltalog import SourceBehindError, SyncError, list_log
+from pipelines.replication.sync import sync, sync_table
 
 TABLE = "gold_daily_demand"
 DAY = dt.date(2026, 9, 1)

@@ -28,14 +28,8 @@ from pipelines.ingest.events import BRONZE_PARTITION_BY, QUARANTINE_SCHEMA
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import StorageError, UriError, open_storage, parse_uri
 from pipelines.lake.tables import TABLES
-from pipelines.replication.sync import (
-    DivergedError,
-    SyncError,
-    UnrelatedTargetError,
-    sync,
-    sync_table,
-    table_id,
-)
+from pipelines.replication.deltalog import DivergedError, SyncError, UnrelatedTargetError, table_id
+from pipelines.replication.sync import sync, sync_table
 from pipelines.sovereignty.policy import (
     PolicyError,
     Route,

@@ -43,11 +43,11 @@ import pyarrow as pa
 
 from pipelines.lake.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
 from pipelines.lake.storage import ObjectInfo, Storage, StorageError, open_storage
-from pipelines.replication.sync import (
+from pipelines.replication.deltalog import (
     LOG,
     SyncError,
-    _checkpoint_state,
     check_protocols,
+    checkpoint_state,
     commit_path,
     complete_checkpoint,
     latest_version,
@@ -287,7 +287,7 @@ def _replay(storage: Storage, version: int, checkpoints: Mapping[int, list[Objec
     live: set[str] = set()
     removed_at: dict[str, int] = {}
     if start >= 0:
-        state = _checkpoint_state(storage, start, checkpoints[start])
+        state = checkpoint_state(storage, start, checkpoints[start])
         # A feature whose files upkeep does not know would make it delete what it needs.
         check_protocols(state.protocols, f"{storage.uri} (checkpoint of version {start})")
         live, removed_at = set(state.files), dict(state.removed_at)
