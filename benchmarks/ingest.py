@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.ingest import capture
+from pipelines.ingest import capture, parse
 from pipelines.ingest import engine as ingest
 from pipelines.ingest.engine import ingest_partition
 from pipelines.lake import delta
@@ -49,10 +49,10 @@ def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
     tables: list[pa.Table] = []
     for obj in objects:
         records = timed("decode", capture.decode_records, loc.landing, obj.data)
-        _, rows, _ = timed("checks_and_parse", ingest.parse_records, records)
-        tables.append(timed("validate", ingest.validate, rows, loc.region, DAY)[0])
+        _, rows, _ = timed("checks_and_parse", parse.parse_records, records)
+        tables.append(timed("validate", parse.validate, rows, loc.region, DAY)[0])
     rows = pa.concat_tables(tables)
-    timed("dedupe", ingest._first_occurrence, rows["event_id"])
+    timed("dedupe", parse.first_occurrence, rows["event_id"])
     bronze = ingest.ingest_objects(objects, loc.landing, loc.region, DAY).bronze
     part = {"landing_date": DAY, "region": loc.region}
     timed("delta_write", delta.write_partition, str(home / "stage_bronze"), bronze, part, {})

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest import capture
+from pipelines.ingest import capture, parse
 from pipelines.ingest import engine as ingest
 from pipelines.lake.config import load_config
 from pipelines.lake.delta import read_partition
@@ -221,7 +221,7 @@ BAD = [
 
 def _reason_alone(rec: bytes) -> str | None:
     """What the ingest said about a record before it checked whole objects: one at a time."""
-    if len(rec) > ingest.MAX_EVENT_BYTES:
+    if len(rec) > parse.MAX_EVENT_BYTES:
         return "oversized_payload"
     if not rec.strip():
         return "empty_record"
@@ -230,13 +230,13 @@ def _reason_alone(rec: bytes) -> str | None:
     except UnicodeDecodeError:
         return "invalid_utf8"
     if not rec.lstrip().startswith(b"{"):
-        return ingest._classify(rec)  # not an object (and `null` alone crashes Arrow 25)
+        return parse._classify(rec)  # not an object (and `null` alone crashes Arrow 25)
     try:
-        if ingest._read(pa.py_buffer(rec), 0, len(rec)).num_rows == 1:
+        if parse._read(pa.py_buffer(rec), 0, len(rec)).num_rows == 1:
             return None
     except pa.ArrowInvalid:
         pass
-    return ingest._classify(rec)
+    return parse._classify(rec)
 
 
 def _depth(value: object) -> int:
@@ -264,9 +264,9 @@ def _expected_alone(rec: bytes) -> tuple[str | None, str | None]:
         return "too_deeply_nested", None
     except KeyError:
         return "duplicate_field:_rescued_data", None
-    if _depth(obj) > ingest.MAX_JSON_DEPTH:
+    if _depth(obj) > parse.MAX_JSON_DEPTH:
         return "too_deeply_nested", None
-    extra = {k: v for k, v in obj.items() if k not in ingest.WIRE_SCHEMA.names}
+    extra = {k: v for k, v in obj.items() if k not in parse.WIRE_SCHEMA.names}
     if any(isinstance(v, float) and v != v for v in extra.values()):
         return "non_finite_number:_rescued_data", None  # names outside the schema: one reason
     return None, json.dumps(extra, separators=(",", ":")) if extra else None
@@ -275,7 +275,7 @@ def _expected_alone(rec: bytes) -> tuple[str | None, str | None]:
 EXTRA = GOOD[:-1] + b',"loyalty_tier":"gold","phone":"+65 0000"}'  # a field the schema lacks
 
 
-@pytest.mark.parametrize("block", [64, 700, 4096, ingest.STREAM_BLOCK_BYTES])
+@pytest.mark.parametrize("block", [64, 700, 4096, parse.STREAM_BLOCK_BYTES])
 @pytest.mark.parametrize("seed", range(4))
 def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, seed):
     rng = random.Random(seed)
@@ -284,9 +284,9 @@ def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, se
         rng.choice([GOOD, accented, EXTRA]) % i if rng.random() < 0.7 else rng.choice(BAD)
         for i in range(300)
     ]
-    monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
+    monkeypatch.setattr(parse, "STREAM_BLOCK_BYTES", block)
     parsed = capture.Records.from_lines(b"\n".join(records))
-    ids, rows, rejected = ingest.parse_records(parsed)
+    ids, rows, rejected = parse.parse_records(parsed)
     # blank lines are no records: the others keep their order, and each its line
     assert parsed.line_of(np.arange(len(parsed))).tolist() == [
         i for i, r in enumerate(records) if r.strip()
@@ -296,17 +296,17 @@ def test_parse_gives_each_record_the_reason_it_gets_alone(monkeypatch, block, se
     assert dict(rejected) == {i: why for i, (why, _) in expected.items() if why is not None}
     assert ids.tolist() == [i for i, (why, _) in expected.items() if why is None]
     assert rows["_rescued_data"].to_pylist() == [expected[i][1] for i in ids.tolist()]
-    alone = [ingest._read(pa.py_buffer(records[i]), 0, len(records[i])) for i in ids.tolist()]
+    alone = [parse._read(pa.py_buffer(records[i]), 0, len(records[i])) for i in ids.tolist()]
     assert rows.drop_columns(["_rescued_data"]).to_pylist() == [
         row for t in alone for row in t.to_pylist()
     ]
 
 
-@pytest.mark.parametrize("block", [64, 4096, ingest.STREAM_BLOCK_BYTES])
+@pytest.mark.parametrize("block", [64, 4096, parse.STREAM_BLOCK_BYTES])
 def test_a_field_every_record_gains_is_rescued_in_each(monkeypatch, block):
-    monkeypatch.setattr(ingest, "STREAM_BLOCK_BYTES", block)
+    monkeypatch.setattr(parse, "STREAM_BLOCK_BYTES", block)
     records = [EXTRA % i for i in range(2000)]
-    ids, rows, rejected = ingest.parse_records(capture.Records.from_lines(b"\n".join(records)))
+    ids, rows, rejected = parse.parse_records(capture.Records.from_lines(b"\n".join(records)))
     assert rejected == [] and len(ids) == 2000
     assert set(rows["_rescued_data"].to_pylist()) == {'{"loyalty_tier":"gold","phone":"+65 0000"}'}
     assert rows["event_id"].to_pylist() == [f"e{i}" for i in range(2000)]
@@ -343,7 +343,7 @@ def test_avro_bodies_keep_their_original_bytes_and_parse_as_one_line():
     records = capture.Records.from_bodies([pretty, b'{"event_id":"q"}', b"{broken\n"])
     assert records.to_list() == [pretty, b'{"event_id":"q"}', b"{broken\n"]
     assert records.sizes().tolist() == [len(pretty), 16, 8]
-    ids, rows, rejected = ingest.parse_records(records)
+    ids, rows, rejected = parse.parse_records(records)
     assert ids.tolist() == [0, 1]
     assert rows["event_id"].to_pylist() == ["p", "q"]
     assert rejected == [(2, "malformed_json")]
@@ -362,14 +362,14 @@ def test_gzip_members_padding_and_damage():
 
 def test_first_occurrence_keeps_the_first_of_each_key_across_chunks():
     keys = pa.chunked_array([["a", "b", "a"], [], ["c", "b", "d", "c"]])
-    assert ingest._first_occurrence(keys).tolist() == [1, 1, 0, 1, 0, 1, 0]
-    assert ingest._first_occurrence(pa.array([], pa.string())).tolist() == []
+    assert parse.first_occurrence(keys).tolist() == [1, 1, 0, 1, 0, 1, 0]
+    assert parse.first_occurrence(pa.array([], pa.string())).tolist() == []
 
 
 def test_first_occurrence_compares_rows_whose_hashes_collide_by_value():
     keys = pa.array(["a", "b", "a", "c", "b"])
     collide = np.array([7, 7, 7, 9, 7], np.uint64)  # as if every id but "c" had one hash
-    assert ingest._first_occurrence(keys, collide).tolist() == [1, 1, 0, 1, 0]
+    assert parse.first_occurrence(keys, collide).tolist() == [1, 1, 0, 1, 0]
 
 
 def test_a_row_breaking_several_rules_gets_the_first():
@@ -379,7 +379,7 @@ def test_a_row_breaking_several_rules_gets_the_first():
             {"event_id": "b", "event_ts": "2099-01-01T00:00:00Z", "region": "eu", "quantity": -1},
             {"event_id": "c", "event_ts": "2026-10-05T01:00:00Z", "region": "eu", "quantity": -1},
         ],
-        schema=ingest.WIRE_SCHEMA,
+        schema=parse.WIRE_SCHEMA,
     )
     for col in ("store_id", "unit_price"):
         rows = rows.set_column(
@@ -387,5 +387,5 @@ def test_a_row_breaking_several_rules_gets_the_first():
         )
     rows = rows.set_column(rows.schema.get_field_index("sku"), "sku", pa.array([None, "s", "s"]))
     rows = rows.set_column(rows.schema.get_field_index("currency"), "currency", pa.array(["X"] * 3))
-    _, why = ingest.validate(rows, "eu", DAY)
+    _, why = parse.validate(rows, "eu", DAY)
     assert why.tolist() == ["missing_field:sku", "future_timestamp", "negative_quantity"]

@@ -28,7 +28,7 @@ import pytest
 from backports import zstd
 from deltalake import DeltaTable
 
-from pipelines.ingest import capture
+from pipelines.ingest import capture, parse
 from pipelines.ingest import engine as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
 from pipelines.lake.config import load_config
@@ -285,7 +285,7 @@ def test_the_first_and_last_instants_of_the_calendar_are_valid_times():
         ],
         schema=ingest.PARSED_SCHEMA,
     )
-    _, why = ingest.validate(rows, "us", DAY)
+    _, why = parse.validate(rows, "us", DAY)
     assert why.tolist() == ["", ""]
 
 
@@ -297,7 +297,7 @@ def test_a_time_without_offset_is_utc_whatever_the_machines_zone(monkeypatch):
             [event(1, event_ts="2026-10-05T01:00:00"), event(2, event_ts="2026-10-05 02:30")],
             schema=ingest.PARSED_SCHEMA,
         )
-        parsed, why = ingest.validate(rows, "us", DAY)
+        parsed, why = parse.validate(rows, "us", DAY)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -643,12 +643,12 @@ def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_
     done = run("aws-us")
     res = done.result
     assert res.ingested == 5 and res.reconciled and done.reconciled
-    assert res.reasons == {ingest.TOO_MANY_REJECTED: len(floods), "malformed_json": 50}
+    assert res.reasons == {parse.TOO_MANY_REJECTED: len(floods), "malformed_json": 50}
     assert res.corrupt_objects == len(floods)
     whole = [r for r in res.quarantine.to_pylist() if r["record_index"] == -1]
     assert sorted(r["source_object"].rsplit("/", 1)[1] for r in whole) == sorted(floods)
     counts = {o.key.rsplit("/", 1)[1]: (o.records, o.quarantined, o.reason) for o in done.objects}
-    assert counts["x.gz"] == (1, 1, ingest.TOO_MANY_REJECTED)
+    assert counts["x.gz"] == (1, 1, parse.TOO_MANY_REJECTED)
     assert counts["under.gz"] == (50, 50, None)
 
 
