@@ -54,11 +54,12 @@ ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run
 bench: setup ## every benchmark; each prints a JSON object last
 	@for m in benchmarks/[a-z]*.py; do n=$$(basename $$m .py); echo "== $$n"; $(BIN)/python -m benchmarks.$$n || exit 1; done
 
-check: setup ## ruff, mypy, and the layer contracts (import-linter)
+check: setup ## ruff, mypy, the layer and domain contracts (import-linter), unused code (vulture)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/vulture pipelines assets resources jobs data_quality lakehouse scripts vulture_allowlist.py --min-confidence 60
 
 clean: ## remove the lake, Dagster state and caches (not the venv or jars)
 	rm -rf .lake .dagster .mlflow .emulated .pytest_cache

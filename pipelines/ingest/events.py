@@ -34,7 +34,6 @@ REQUIRED = (
     "unit_price",
     "currency",
 )
-PII_COLUMNS = ("customer_id", "email")
 FLOAT_FIELDS = tuple(f.name for f in WIRE_SCHEMA if pa.types.is_floating(f.type))
 
 # What parsing a record gives: the wire fields and the rescued ones.

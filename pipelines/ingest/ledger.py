@@ -143,10 +143,6 @@ class LedgerState:
             "duplicates_dropped": sum(o.duplicates for o in self.objects),
         }
 
-    def unreconciled_objects(self) -> list[str]:
-        """Objects whose own counts do not add up (none, unless something is badly wrong)."""
-        return [o.key for o in self.objects if not o.reconciled]
-
 
 def _adds(plan: list[dict[str, Any]]) -> list[AddAction]:
     return [

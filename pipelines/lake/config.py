@@ -35,14 +35,11 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 ADAPTER_OPTION = "LAKEHOUSE_ADAPTER"
 # fake-gcs-server does not accept object_store's XML-API uploads: go through the JSON API.
 GCS_JSON_EMULATOR = "gcs-json-emulator"
-ADAPTERS = (GCS_JSON_EMULATOR,)
 # Where the Spark steps run: a session the code location owns, or Databricks jobs (Pipes).
-SPARK_BACKENDS = ("session", "databricks")
 # How an environment's code locations split the jurisdictions (``compute.pools``): one code
 # location serving every jurisdiction, or one code location (worker pool) per jurisdiction.
 SHARED_POOL = "shared"
 PER_JURISDICTION = "per_jurisdiction"
-POOLS = (SHARED_POOL, PER_JURISDICTION)
 DEFAULT_ROUTING_TAG = "lakehouse/jurisdiction"
 # A Dagster tag key: an optional prefix and a name of letters, digits, ``_``, ``-`` and ``.``.
 _TAG_KEY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*/)?[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
