@@ -293,7 +293,7 @@ def _sync_touches(args: argparse.Namespace) -> Touches:
     from pipelines.sovereignty.policy import resolve_route
 
     cfg = load_config(args.env)
-    source, _ = check_table_uris(args.source, args.target)
+    source, _ = check_table_uris(args.source, args.target, ("--from", "--to"))
     route = resolve_route(cfg, args.source, args.target, allow_unchecked=args.unchecked_route)
     names = table_names(args.table, args.source, source)
     at = (route.source,) if route.source else ()  # an unconfigured source has no jurisdiction
@@ -302,7 +302,7 @@ def _sync_touches(args: argparse.Namespace) -> Touches:
 
 def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     """Replicate a Delta table from one URI to another under the sovereignty policy."""
-    from pipelines.replication.deltalog import SourceBehindError
+    from pipelines.replication.deltalog import SourceBehindError, SyncError
     from pipelines.replication.sync import sync
 
     cfg = load_config(args.env)
@@ -330,7 +330,19 @@ def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
             f"{where}, which the replica at version {exc.held_version} needs; nothing was "
             "committed; rerun with --reseed"
         ) from exc
+    except SyncError as exc:  # the engine says what would help; the flag is the CLI's to name
+        hint = SYNC_REMEDIES.get(exc.remedy or "")
+        if hint is None:
+            raise
+        raise RuntimeError(f"{one_line(exc)}; {hint}") from exc
     return report.as_dict()
+
+
+# How the CLI says each remedy a sync error carries (pipelines.replication.deltalog).
+SYNC_REMEDIES = {
+    "reseed": "rerun with --reseed to replace the replica's log",
+    "replace_unrelated": "--replace-unrelated-target replaces it (its log is destroyed)",
+}
 
 
 def _maintain_touches(args: argparse.Namespace) -> Touches:

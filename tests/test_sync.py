@@ -113,7 +113,7 @@ def test_diverged_replica_stops_with_clear_error_and_reseed_repairs_it(tmp_path)
     sync_table(src, dst)
     write_deltalake(dst, rows(3, 1000), mode="append")  # someone wrote into the replica
     write_deltalake(src, rows(4, 2000), mode="append")
-    with pytest.raises(DivergedError, match=r"diverged.*commit 1 differs.*--reseed"):
+    with pytest.raises(DivergedError, match=r"diverged.*commit 1 differs.*a reseed"):
         sync_table(src, dst)
     write_deltalake(src, rows(4, 3000), mode="append")
     with pytest.raises(DivergedError):  # still diverged, nothing written meanwhile

@@ -28,7 +28,14 @@ from pipelines.ingest.events import BRONZE_PARTITION_BY, QUARANTINE_SCHEMA
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import StorageError, UriError, open_storage, parse_uri
 from pipelines.lake.tables import TABLES
-from pipelines.replication.deltalog import DivergedError, SyncError, UnrelatedTargetError, table_id
+from pipelines.replication.deltalog import (
+    REPLACE_UNRELATED,
+    RESEED,
+    DivergedError,
+    SyncError,
+    UnrelatedTargetError,
+    table_id,
+)
 from pipelines.replication.sync import sync, sync_table
 from pipelines.sovereignty.policy import (
     PolicyError,
@@ -356,7 +363,7 @@ def test_unchecked_route_never_exports_pii_of_a_configured_location(lake_home):
     with pytest.raises(PolicyError) as err:
         sync(cfg, src, outside, allow_unchecked=True)
     msg = str(err.value)
-    assert "'people'" in msg and "(unconfigured)" in msg and "--unchecked-route" in msg
+    assert "'people'" in msg and "(unconfigured)" in msg and "an unchecked route" in msg
     assert "customer_id" in msg
     assert_nothing_written(outside)
     gold = eu_uri("gold_daily_demand")
@@ -524,10 +531,10 @@ def test_reseed_refuses_to_replace_an_unrelated_table(tmp_path):
     with pytest.raises(UnrelatedTargetError) as err:
         sync_table(src, dst)
     msg = str(err.value)
-    assert "is not a replica" in msg and "re-run with --reseed" not in msg
-    with pytest.raises(UnrelatedTargetError, match="--reseed only replaces a replica") as err:
+    assert "is not a replica" in msg and err.value.remedy == REPLACE_UNRELATED and "--" not in msg
+    with pytest.raises(UnrelatedTargetError, match="a reseed only replaces a replica") as err:
         sync_table(src, dst, reseed=True)
-    assert "--replace-unrelated-target" in str(err.value)
+    assert err.value.remedy == REPLACE_UNRELATED
     assert tree(dst) == before, "the other table is untouched"
     report = sync_table(src, dst, replace_unrelated=True)
     assert report.reseeded and report.target_version_after == 1
@@ -542,9 +549,9 @@ def test_reseed_replaces_a_diverged_replica_of_the_same_table(tmp_path):
     sync_table(src, dst)
     write_deltalake(dst, pii_rows(1, 90), mode="append")
     write_deltalake(src, pii_rows(1, 50), mode="append")
-    with pytest.raises(DivergedError, match="--reseed") as err:
+    with pytest.raises(DivergedError, match="a reseed replaces") as err:
         sync_table(src, dst)
-    assert not isinstance(err.value, UnrelatedTargetError)
+    assert not isinstance(err.value, UnrelatedTargetError) and err.value.remedy == RESEED
     assert sync_table(src, dst, reseed=True).reseeded
 
 
@@ -675,7 +682,7 @@ def test_bad_uris_give_one_line_naming_option_and_value(lake_home, capsys, uri, 
 
 def test_missing_source_is_an_error_and_is_not_created(tmp_path):
     src, dst = tmp_path / "nope" / "table", tmp_path / "dst"
-    with pytest.raises(UriError, match=r"--from .*no such folder"):
+    with pytest.raises(UriError, match=r"source .*no such folder"):
         sync_table(str(src), str(dst))
     assert not src.exists() and not src.parent.exists() and not dst.exists()
 
@@ -687,7 +694,7 @@ def test_empty_target_never_writes_into_the_current_folder(tmp_path, monkeypatch
     work.mkdir()
     monkeypatch.chdir(work)
     for target in ("", " ", "\t"):
-        with pytest.raises(UriError, match="--to"):
+        with pytest.raises(UriError, match="target"):
             sync_table(str(src), target)
     assert list(work.iterdir()) == []
 

@@ -676,7 +676,7 @@ def _rewritten_rows(
     for info, entry in rewritten:
         reason = (
             f"{REWRITTEN}: etag {entry.etag} size {entry.size} ingested in batch {entry.batch}, "
-            f"now etag {info.etag} size {info.size}; `lakehouse ingest --full` re-ingests it"
+            f"now etag {info.etag} size {info.size}; a full re-ingest of the partition reads it"
         )
         obj = _fetch_or_skip(storage, info)
         if isinstance(obj, str):

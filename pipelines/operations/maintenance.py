@@ -118,7 +118,7 @@ def find_target(cfg: LakeConfig, table: str, location: str) -> Target:
             return t
     known = ", ".join(sorted(t.name for t in found))
     raise MaintenanceError(
-        f"--table {table!r} does not live at --location {location!r}; there: {known}"
+        f"table {table!r} does not live at location {location!r}; there: {known}"
     )
 
 
@@ -350,8 +350,8 @@ def _who(floor: Floor, version: int) -> str:
     pin = needs[0]
     if pin.kind == "replica":
         return (
-            f"replica {pin.name} ({pin.uri}) needs it: reseed the replica (lakehouse sync "
-            "--reseed) before upkeep; nothing was deleted"
+            f"replica {pin.name} ({pin.uri}) needs it: reseed the replica before upkeep; "
+            "nothing was deleted"
         )
     return (
         f"{pin.name} pins it in its lineage but it can no longer be read; delete that model "

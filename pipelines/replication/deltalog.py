@@ -39,8 +39,20 @@ BYTES_PER_GB = 1024**3
 Hook = Callable[[str, str], None]
 
 
+# What a caller can do about a sync error (``SyncError.remedy``): each caller names it in its
+# own terms (the CLI its flags, an asset its config); the engine's message names no flag.
+RESEED = "reseed"  # replace the replica's log by the source's, from its newest checkpoint
+REPLACE_UNRELATED = "replace_unrelated"  # replace a target that holds another table
+
+
 class SyncError(RuntimeError):
-    """The sync cannot go on; the message names the table, the store and the object."""
+    """The sync cannot go on; the message names the table, the store and the object.
+
+    ``remedy`` (:data:`RESEED`, :data:`REPLACE_UNRELATED` or None) says what would let it go
+    on, for the caller to phrase.
+    """
+
+    remedy: str | None = None
 
 
 class DivergedError(SyncError):
@@ -65,6 +77,7 @@ class SourceBehindError(SyncError):
         super().__init__(message)
         self.gone = gone
         self.held_version = held_version
+        self.remedy = RESEED if held_version is not None else None
         self.table = ""
         self.route = ""
 

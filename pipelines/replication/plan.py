@@ -17,6 +17,8 @@ from pipelines.lake.storage import (
 )
 from pipelines.replication.deltalog import (
     LOG,
+    REPLACE_UNRELATED,
+    RESEED,
     CommitInfo,
     DivergedError,
     LogListing,
@@ -163,17 +165,20 @@ def _check_replaceable(
     if replace_unrelated or (same and reseed):
         return
     if same:
-        raise DivergedError(
+        diverged = DivergedError(
             f"replica {dst.uri} has diverged from source {src.uri}: {reason}; "
-            "refusing to sync (re-run with --reseed to replace the replica's log)"
+            "refusing to sync (a reseed replaces the replica's log)"
         )
+        diverged.remedy = RESEED
+        raise diverged
     holds = f"table id {target_id}" if target_id else "no readable table id"
-    raise UnrelatedTargetError(
+    unrelated = UnrelatedTargetError(
         f"{dst.uri} is not a replica of {src.uri} ({reason}; the target has {holds}, the source "
-        f"table id {source_id}); refusing to {'reseed' if reseed else 'sync'}: --reseed only "
-        "replaces a replica of the same table (--replace-unrelated-target destroys the "
-        "target's log)"
+        f"table id {source_id}); refusing to {'reseed' if reseed else 'sync'}: a reseed only "
+        "replaces a replica of the same table (replacing an unrelated target destroys its log)"
     )
+    unrelated.remedy = REPLACE_UNRELATED
+    raise unrelated
 
 
 def _missing_at(dst: Storage, parts: list[ObjectInfo]) -> bool:
@@ -227,11 +232,6 @@ def _read_commits(
     return commits
 
 
-def reseed_hint(source_uri: str, target_uri: str) -> str:
-    """The command that restarts a replica from its source (said in every such error)."""
-    return f"lakehouse sync --from {source_uri} --to {target_uri} --reseed"
-
-
 def _restart_needed(
     src: Storage,
     dst: Storage,
@@ -256,7 +256,7 @@ def _restart_needed(
             f"{src.uri}: the source's log no longer holds version(s) {gap} that replica "
             f"{dst.uri} (at version {target_version}) needs to reach version {source_version}: "
             "it was cleaned up past the replica's version; restart the replica from the "
-            f"source's newest checkpoint with `{reseed_hint(src.uri, dst.uri)}`",
+            "source's newest checkpoint (a reseed)",
             gone=f"log version(s) {gap}",
             held_version=target_version,
         )

@@ -47,6 +47,7 @@ from pipelines.replication.deltalog import (
     CRC_FILE,
     LAST_CHECKPOINT,
     LOG,
+    RESEED,
     DivergedError,
     Hook,
     MissingSourceFileError,
@@ -56,7 +57,7 @@ from pipelines.replication.deltalog import (
     last_checkpoint,
     list_log,
 )
-from pipelines.replication.plan import SyncPlan, SyncReport, plan_sync, reseed_hint
+from pipelines.replication.plan import SyncPlan, SyncReport, plan_sync
 from pipelines.sovereignty.policy import (
     Route,
     TableEvidence,
@@ -203,10 +204,12 @@ def _put_log_object(dst: Storage, path: str, data: bytes, kind: str) -> bool:
         return True
     existing = dst.get(path)
     if md5_hex(existing) != md5_hex(data):
-        raise DivergedError(
+        diverged = DivergedError(
             f"{dst.uri}/{path} already exists with other content ({kind}); another writer "
-            "changed the replica (re-run with --reseed to replace its log)"
+            "changed the replica (a reseed replaces its log)"
         )
+        diverged.remedy = RESEED
+        raise diverged
     return False
 
 
@@ -315,7 +318,7 @@ def _vacuumed_past(plan: SyncPlan, exc: MissingSourceFileError) -> SourceBehindE
         message = (
             f"{exc} (needed by {versions}): the source was vacuumed past what replica "
             f"{plan.target_uri} (at version {plan.held_version}) needs, nothing was committed "
-            f"to it; restart the replica with `{reseed_hint(plan.source_uri, plan.target_uri)}`"
+            "to it; restart the replica (a reseed)"
         )
     if not plan.strict:  # no replica to restart: the source's own log is broken
         gone = f"data file {exc.path}, which its log references ({versions})"
@@ -357,17 +360,20 @@ def table_name_of(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def check_table_uris(source_uri: str, target_uri: str) -> tuple[TableUri, TableUri]:
-    """Validate ``--from`` and ``--to`` before anything is opened (see :func:`parse_uri`).
+def check_table_uris(
+    source_uri: str, target_uri: str, names: tuple[str, str] = ("source", "target")
+) -> tuple[TableUri, TableUri]:
+    """Validate the two URIs before anything is opened (see :func:`parse_uri`).
 
-    Also refused: two locations where one holds the other.
+    ``names`` are what errors call them (the CLI passes its flags). Also refused: two locations
+    where one holds the other.
     """
-    source = parse_uri(source_uri, "--from")
-    target = parse_uri(target_uri, "--to")
+    source = parse_uri(source_uri, names[0])
+    target = parse_uri(target_uri, names[1])
     if source.within(target) or target.within(source):
         raise UriError(
-            f"--from {source_uri!r} and --to {target_uri!r} overlap: a table cannot be "
-            "synced into itself, into a folder inside it or around it"
+            f"{names[0]} {source_uri!r} and {names[1]} {target_uri!r} overlap: a table cannot "
+            "be synced into itself, into a folder inside it or around it"
         )
     return source, target
 
@@ -403,11 +409,11 @@ def sync_table(
     ``replace_unrelated`` also replaces the log of another table found at the target.
     """
     if concurrency < 1:
-        raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     source, target = check_table_uris(source_uri, target_uri)
     if source.store == "local" and not os.path.isdir(source.path):
         # Said here, not by the store: a sync never creates anything on its source's side.
-        raise UriError(f"--from {source_uri!r}: no such folder ({source.path})")
+        raise UriError(f"source {source_uri!r}: no such folder ({source.path})")
     t0 = time.perf_counter()
     src = open_storage(source.uri, source_options, create=False)
     dst = open_storage(target.uri, target_options)

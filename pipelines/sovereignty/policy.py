@@ -132,7 +132,7 @@ def resolve_route(
         raise ConfigError(
             f"{' and '.join(missing)} lie(s) under no lake location of environment "
             f"{cfg.environment!r} ({roots}); the sovereignty policy cannot be checked "
-            "(pass --unchecked-route to copy anyway, at your own responsibility)"
+            "(an unchecked route copies anyway, at your own responsibility)"
         )
     return route
 
@@ -251,7 +251,7 @@ def check_route(cfg: LakeConfig, table: str, route: Route, evidence: TableEviden
                 route,
                 f"leaves jurisdiction {src} for a place under no lake location",
                 pii,
-                "personal data never leaves its jurisdiction; --unchecked-route only allows "
+                "personal data never leaves its jurisdiction; an unchecked route only allows "
                 "PII-free tables (or an unconfigured source) to go to an unconfigured place",
             )
         return
