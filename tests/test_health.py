@@ -298,9 +298,27 @@ def test_the_health_table_is_written_once_per_range_and_rerunning_is_safe(lake, 
     cfg = load_config("local")
     health.write(cfg, measured, {})
     health.write(cfg, measured, {})
-    stored = health.read(cfg, {})
+    stored = health.read(cfg, {}, START, END)
     assert stored.num_rows == measured.rows.num_rows
     assert set(stored.column_names) == set(tables.HEALTH.columns)
+    assert health.read(cfg, {}, END, END).num_rows == measured.rows.num_rows / 31
+
+
+def test_the_quarantine_is_read_for_the_window_only(lake):
+    """Measuring one day reads that day's quarantine files, not every day's."""
+    from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+
+    cfg = load_config("local")
+    quarantine = [loc.table_uri(tables.QUARANTINE.name) for loc in cfg.locations.values()]
+
+    def quarantine_bytes(start: dt.date, end: dt.date) -> int:
+        before = bytes_read()
+        health.measure(cfg, start, end, _options)
+        counts = bytes_read_since(before)
+        return sum(bytes_under(counts, uri) for uri in quarantine)
+
+    whole, one_day = quarantine_bytes(START, END), quarantine_bytes(END, END)
+    assert 0 < one_day < whole / 10
 
 
 def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, capsys):
