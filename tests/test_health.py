@@ -198,6 +198,11 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert f"eu on {BAD.day}" in evaluation.metadata["alert"].value
     meta = bad.asset_materializations_for_node("lakehouse_health")[0].metadata
     assert meta["as_of"].value == (BAD.day + dt.timedelta(days=2)).isoformat()
+    # the second run measures its last week afresh and reads the baseline's older days back
+    assert meta["measured_from"].value == (BAD.day - dt.timedelta(days=4)).isoformat()
+    assert meta["baseline_rows_kept"].value > 0
+    first = normal.asset_materializations_for_node("lakehouse_health")[0].metadata
+    assert meta["bytes_read_total"].value < first["bytes_read_total"].value
     assert {"quarantine_rate/us", "quarantine_rate/eu", "events/apac"} <= set(meta)
     assert "| eu |" in meta["health"].value
 
