@@ -55,12 +55,16 @@ def _sync_metadata(replica: Replica, report: SyncReport) -> dict[str, Any]:
     }
 
 
-def _egress(report: SyncReport, verify_bytes: int) -> dict[str, Any]:
-    """What the route carried: the copy plus every byte verification read from the source."""
-    total = report.bytes_copied + verify_bytes
+def _egress(report: SyncReport, copy: CopyCheck, from_source: int) -> dict[str, Any]:
+    """What the route carried: every byte this step read from the source's location.
+
+    That is the copy, the logs the planner read there (commits, a checkpoint for the schema in
+    effect), and what verification read there: the storage layer's counter, not an estimate.
+    """
+    total = max(from_source, report.bytes_copied)
     return {
         "egress_bytes": total,
-        "verify_egress_bytes": verify_bytes,
+        "verify_egress_bytes": copy.source_bytes_read,
         "egress_usd": dg.MetadataValue.float(total / BYTES_PER_GB * report.egress_usd_per_gb),
     }
 
@@ -126,10 +130,11 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
             if report.changes is not None
             else CopyCheck(version)
         )
+        counts = bytes_read_since(before)
         metadata = {
             **_sync_metadata(replica, report),
-            **_egress(report, copy.source_bytes_read),
-            **bytes_read_by_location(lake, bytes_read_since(before)),
+            **_egress(report, copy, bytes_under(counts, replica.source.root_uri())),
+            **bytes_read_by_location(lake, counts),
             **where,
         }
         yield dg.MaterializeResult(metadata=metadata)
