@@ -125,7 +125,7 @@ def build(home: Path, days: int, rows: int) -> None:
     """A lake with ``days`` days of history, replicas synced (runs with LAKEHOUSE_HOME=home)."""
     from pipelines.lake import tables
     from pipelines.lake.config import load_config
-    from pipelines.lake.schemas import HEALTH_SCHEMA
+    from pipelines.operations import health
     from pipelines.replication.sync import sync
 
     cfg = load_config("local")
@@ -139,16 +139,11 @@ def build(home: Path, days: int, rows: int) -> None:
                 chunk = history[start : start + 30]
                 data = _landing(spec.schema, chunk, loc.region, n)
                 _append(loc.table_uri(spec.name), data, list(spec.partition_by))
-    health = _filled(HEALTH_SCHEMA, 1, {}, 0).slice(0, 0)
-    rows_h = [
-        _filled(HEALTH_SCHEMA, 1, {"date": d, "region": loc.region, "location": loc.name}, 0)
-        for d in history
-        for loc in cfg.locations.values()
-    ]
-    health = pa.concat_tables([health, *rows_h])
-    _append(cfg.home.table_uri(tables.HEALTH.name), health, list(tables.HEALTH.partition_by))
     for rep in cfg.replicas():
         sync(cfg, rep.source_uri, rep.target_uri, table=rep.table)
+    # the health rows earlier daily runs kept: measured once here, over the whole history
+    measured = health.measure(cfg, history[0], END, lambda loc: loc.storage_options())
+    health.write(cfg, measured, cfg.home.storage_options())
 
 
 def land_new_day(rows: int) -> None:
