@@ -57,3 +57,4 @@ precision_recall  # pipelines/operations/anomaly.py: the anomaly bands' measured
 EXPECTED_REASON  # pipelines/simulation/simulate.py: the reason each injected bad kind gets
 FEATURES_TABLE  # pipelines/spark/jobs.py: the features step's table, named for tests
 empty_buckets  # lakehouse/emulators.py: the emulator fixtures' reset between tests
+table_fingerprint  # pipelines/replication/verify.py: a table's streamed fingerprint, the tests' and benchmarks' oracle

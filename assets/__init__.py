@@ -14,7 +14,7 @@ from assets.gold import build_gold
 from assets.health import build_health
 from assets.ml import build_ml_assets
 from assets.partitions import Partitions
-from assets.replicas import build_replicas
+from assets.replicas import build_full_checks, build_replicas
 from assets.silver import build_silver
 from data_quality.suites import Suites
 from pipelines.lake import tables
@@ -24,7 +24,8 @@ from pipelines.lake.config import LakeConfig
 def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
     """Every asset of the environment, with freshness policies and automation conditions.
 
-    Also the health view over all of them and the per-region freshness checks of bronze.
+    Also the health view over all of them, the per-region freshness checks of bronze and each
+    replica's weekly full comparison with its source.
     """
     replicas = build_replicas(cfg, suites)
     assets = [
@@ -40,4 +41,4 @@ def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.
     measured += [a.key for a in replicas]
     timed = [key for a in built for key in a.keys]
     health = build_health(cfg, suites, measured, timed)
-    return [*built, health, build_region_freshness(cfg.region_codes)]
+    return [*built, health, build_region_freshness(cfg.region_codes), *build_full_checks(cfg)]

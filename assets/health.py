@@ -16,11 +16,13 @@ import dagster as dg
 from pydantic import Field
 
 from assets.partitions import date_region_of
+from assets.replicas import bytes_read_by_location
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines.lake import tables
 from pipelines.lake.config import LakeConfig
+from pipelines.lake.storage import bytes_read, bytes_read_since
 from pipelines.operations import advice, anomaly, health
 from resources.lake import LakeResource
 
@@ -28,6 +30,10 @@ HEALTH = tables.HEALTH.name
 # Nine weeks: eight weeks of baseline for the judged week's weekdays.
 WINDOW_DAYS = 63
 JUDGE_DAYS = 7
+# Days measured afresh each run (late events, replica lag and freshness still move); the rest of
+# the window is read back from the health table as earlier runs kept it (#28: a run's cost
+# follows the new days, not the window's nine weeks of quarantine).
+RECOMPUTE_DAYS = JUDGE_DAYS
 DAILY_CRON = "0 1 * * *"
 LIMIT = 10_000
 # A personal-data step (health.TABLES_READ says why): it runs only where every region's data
@@ -242,15 +248,22 @@ def build_health(
         context: dg.AssetExecutionContext, lake: LakeResource, config: HealthConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Measure every region's recent days, store them, judge the newest against baselines."""
+        before = bytes_read()
         cfg = lake.config()
         regions = [cfg.location_for_region(r) for r in cfg.region_codes]
         where = require_jurisdiction(context, lake, HEALTH, regions, HEALTH_DATA)
         as_of = _as_of(cfg, lake, config)
         start = as_of - dt.timedelta(days=WINDOW_DAYS - 1)
-        observed = observe(context.instance, cfg, watched, start, as_of)
-        measured = health.measure(cfg, start, as_of, lake.storage_options, observed)
-        version = health.write(cfg, measured, lake.storage_options(cfg.home))
-        records = measured.records()
+        fresh = as_of - dt.timedelta(days=RECOMPUTE_DAYS - 1)
+        home = lake.storage_options(cfg.home)
+        # the baseline's older days as earlier runs kept them; measured afresh only when none is
+        kept = health.read(cfg, home, start, fresh - dt.timedelta(days=1))
+        if not kept.num_rows:
+            fresh = start
+        observed = observe(context.instance, cfg, watched, fresh, as_of)
+        measured = health.measure(cfg, fresh, as_of, lake.storage_options, observed)
+        version = health.write(cfg, measured, home)
+        records = [health.decoded(r) for r in kept.to_pylist()] + measured.records()
         judged = judged_days(as_of, _previous_as_of(context.instance))
         found = anomaly.detect(records, judged)
         recs = advice.recommend(cfg, measured.stored, records)
@@ -263,6 +276,9 @@ def build_health(
                 "table_uri": cfg.home.table_uri(HEALTH),
                 "delta_version": version,
                 "dagster/row_count": measured.rows.num_rows,
+                "measured_from": fresh.isoformat(),
+                "baseline_rows_kept": kept.num_rows,
+                **bytes_read_by_location(lake, bytes_read_since(before)),
                 "anomalies": len(found),
                 **_plots(records, as_of),
                 **{

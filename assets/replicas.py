@@ -8,16 +8,26 @@ import dagster as dg
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, Replica
+from pipelines.lake.delta import table_version
+from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+from pipelines.replication.deltalog import BYTES_PER_GB
 from pipelines.replication.plan import SyncReport
-from pipelines.replication.sync import sync, table_fingerprint
+from pipelines.replication.sync import sync
+from pipelines.replication.verify import CopyCheck, compare_tables, verify_copy
 from resources.lake import LakeResource
+
+FULL_CHECK_CRON = "0 4 * * 0"  # weekly, Sunday 04:00 UTC: the full source-vs-replica comparison
 
 
 def consistency_check_name(name: str) -> str:
-    """Name of a replica's source-vs-replica check."""
+    """Name of a replica's per-run check of what the sync copied."""
     return f"{name}_consistency"
+
+
+def full_check_name(name: str) -> str:
+    """Name of a replica's weekly full source-vs-replica comparison."""
+    return f"{name}_full_consistency"
 
 
 def _find(lake: LakeResource, name: str) -> Replica:
@@ -41,9 +51,32 @@ def _sync_metadata(replica: Replica, report: SyncReport) -> dict[str, Any]:
         "versions_behind_before": report.versions_behind_before,
         "files_copied": report.files_copied,
         "bytes_copied": report.bytes_copied,
-        "egress_usd": dg.MetadataValue.float(report.egress_usd),
         "seconds": dg.MetadataValue.float(report.seconds),
     }
+
+
+def _egress(report: SyncReport, copy: CopyCheck, from_source: int) -> dict[str, Any]:
+    """What the route carried: every byte this step read from the source's location.
+
+    That is the copy, the logs the planner read there (commits, a checkpoint for the schema in
+    effect), and what verification read there: the storage layer's counter, not an estimate.
+    """
+    total = max(from_source, report.bytes_copied)
+    return {
+        "egress_bytes": total,
+        "verify_egress_bytes": copy.source_bytes_read,
+        "egress_usd": dg.MetadataValue.float(total / BYTES_PER_GB * report.egress_usd_per_gb),
+    }
+
+
+def bytes_read_by_location(lake: LakeResource, counts: dict[str, int]) -> dict[str, Any]:
+    """Run metadata: bytes this step read through the storage layer, per lake location."""
+    out = {}
+    for location in lake.config().locations.values():
+        read = bytes_under(counts, location.root_uri())
+        if read:
+            out[location.name] = read
+    return {"bytes_read": dg.MetadataValue.json(out), "bytes_read_total": sum(out.values())}
 
 
 def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.AssetsDefinition:
@@ -63,7 +96,10 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
                 consistency_check_name(name),
                 asset=name,
                 blocking=True,
-                description="Source and replica at the replica's version: same rows and hash.",
+                description=(
+                    "What this run's sync copied: each file's size and MD5 against the "
+                    "source's, the touched partitions' rows against the log."
+                ),
             ),
             gx.check_spec(suite),
         ],
@@ -71,7 +107,8 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
     def replica_asset(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Bring the replica up to its source's latest version, then compare the two."""
+        """Bring the replica up to its source's latest version, then verify what was copied."""
+        before = bytes_read()
         replica = _find(lake, name)
         where = require_jurisdiction(context, lake, name, [replica.source], data)
         src_opts = lake.storage_options(replica.source)
@@ -86,24 +123,29 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         )
         context.log.info(f"sync {replica.source_uri} -> {replica.target_uri}: {report.as_dict()}")
         version = report.target_version_after
-        yield dg.MaterializeResult(metadata={**_sync_metadata(replica, report), **where})
-        src_rows, src_hash = table_fingerprint(replica.source_uri, src_opts, version)
-        dst_rows, dst_hash = table_fingerprint(replica.target_uri, dst_opts, version)
+        copy = (
+            verify_copy(
+                replica.source_uri, src_opts, replica.target_uri, dst_opts, report.changes, version
+            )
+            if report.changes is not None
+            else CopyCheck(version)
+        )
+        counts = bytes_read_since(before)
+        metadata = {
+            **_sync_metadata(replica, report),
+            **_egress(report, copy, bytes_under(counts, replica.source.root_uri())),
+            **bytes_read_by_location(lake, counts),
+            **where,
+        }
+        yield dg.MaterializeResult(metadata=metadata)
         yield dg.AssetCheckResult(
             asset_key=name,
             check_name=consistency_check_name(name),
-            passed=(src_rows, src_hash) == (dst_rows, dst_hash),
+            passed=copy.passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "version": version,
-                "source_rows": src_rows,
-                "replica_rows": dst_rows,
-                "source_hash": src_hash,
-                "replica_hash": dst_hash,
-            },
+            metadata=copy.metadata(),
         )
-        rows = delta.read_partition(replica.target_uri, dst_opts, version=version)
-        yield gx.check(suite, rows, {"expected_rows": src_rows})
+        yield gx.check(suite, copy.rows, {"expected_rows": copy.source_rows})
 
     return replica_asset
 
@@ -113,3 +155,49 @@ def build_replicas(cfg: LakeConfig, suites: Suites) -> list[dg.AssetsDefinition]
     return [
         build_replica_asset(r.name, r.table, r.source.name, suites[r.name]) for r in cfg.replicas()
     ]
+
+
+def build_full_check(name: str, table: str) -> dg.AssetChecksDefinition:
+    """The weekly full comparison of one replica with its source (its own scheduled job)."""
+
+    @dg.asset_check(
+        asset=name,
+        name=full_check_name(name),
+        blocking=False,
+        description=(
+            "Weekly: every partition of source and replica at the replica's version, row "
+            "count and content hash, streamed file by file."
+        ),
+    )
+    def full_check(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource
+    ) -> dg.AssetCheckResult:
+        """Compare the whole replica with its source at the replica's version."""
+        before = bytes_read()
+        replica = _find(lake, name)
+        src_opts = lake.storage_options(replica.source)
+        dst_opts = lake.storage_options(replica.target)
+        version = table_version(replica.target_uri, dst_opts)
+        result = compare_tables(replica.source_uri, src_opts, replica.target_uri, dst_opts, version)
+        price = lake.config().egress_price(replica.source, replica.target)
+        context.log.info(f"full check of {name} at version {version}: {result.metadata()}")
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                **result.metadata(),
+                "table": table,
+                "egress_bytes": result.source_bytes_read,
+                "egress_usd": dg.MetadataValue.float(
+                    result.source_bytes_read / BYTES_PER_GB * price
+                ),
+                **bytes_read_by_location(lake, bytes_read_since(before)),
+            },
+        )
+
+    return full_check
+
+
+def build_full_checks(cfg: LakeConfig) -> list[dg.AssetChecksDefinition]:
+    """One weekly full check per configured replica."""
+    return [build_full_check(r.name, r.table) for r in cfg.replicas()]

@@ -46,7 +46,8 @@ from pipelines.lake.delta import file_stats, stats_json
 from pipelines.lake.schemas import GOLD_SCHEMA
 from pipelines.operations import maintenance
 from pipelines.replication.deltalog import SyncError
-from pipelines.replication.sync import sync, sync_table, table_fingerprint
+from pipelines.replication.sync import sync, sync_table
+from pipelines.replication.verify import table_fingerprint
 
 TABLE = "gold_daily_demand"
 SCHEMA = GOLD_SCHEMA

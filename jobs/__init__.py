@@ -15,7 +15,7 @@ from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
 from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
 from jobs.spark import features_job, spark_job
-from jobs.sync import sync_job
+from jobs.sync import build_full_check, sync_job
 from pipelines.lake.config import LakeConfig
 
 
@@ -31,7 +31,7 @@ class Automation:
 def build_automation(
     cfg: LakeConfig, parts: Partitions, assets: Sequence[dg.AssetsDefinition] = ()
 ) -> Automation:
-    """The environment's jobs, the hourly ingest, weekly retraining and upkeep schedules, sensors.
+    """The environment's jobs, schedules (ingest, retraining, upkeep, full replica checks), sensors.
 
     ``assets`` are the environment's assets: with one code location per jurisdiction, the
     personal-data assets of the automated chain get a sensor that routes them
@@ -41,6 +41,7 @@ def build_automation(
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
     freshness = build_freshness_checks(cfg)
+    full_check = build_full_check(cfg)
     return Automation(
         jobs=[
             ingest.job,
@@ -51,8 +52,15 @@ def build_automation(
             upkeep_job,
             health_job,
             freshness.job,
+            full_check.job,
         ],
-        schedules=[ingest.schedule, weekly_retrain_schedule, upkeep_schedule, freshness.schedule],
+        schedules=[
+            ingest.schedule,
+            weekly_retrain_schedule,
+            upkeep_schedule,
+            freshness.schedule,
+            full_check.schedule,
+        ],
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),

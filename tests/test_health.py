@@ -198,6 +198,11 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert f"eu on {BAD.day}" in evaluation.metadata["alert"].value
     meta = bad.asset_materializations_for_node("lakehouse_health")[0].metadata
     assert meta["as_of"].value == (BAD.day + dt.timedelta(days=2)).isoformat()
+    # the second run measures its last week afresh and reads the baseline's older days back
+    assert meta["measured_from"].value == (BAD.day - dt.timedelta(days=4)).isoformat()
+    assert meta["baseline_rows_kept"].value > 0
+    first = normal.asset_materializations_for_node("lakehouse_health")[0].metadata
+    assert meta["bytes_read_total"].value < first["bytes_read_total"].value
     assert {"quarantine_rate/us", "quarantine_rate/eu", "events/apac"} <= set(meta)
     assert "| eu |" in meta["health"].value
 
@@ -298,9 +303,27 @@ def test_the_health_table_is_written_once_per_range_and_rerunning_is_safe(lake, 
     cfg = load_config("local")
     health.write(cfg, measured, {})
     health.write(cfg, measured, {})
-    stored = health.read(cfg, {})
+    stored = health.read(cfg, {}, START, END)
     assert stored.num_rows == measured.rows.num_rows
     assert set(stored.column_names) == set(tables.HEALTH.columns)
+    assert health.read(cfg, {}, END, END).num_rows == measured.rows.num_rows / 31
+
+
+def test_the_quarantine_is_read_for_the_window_only(lake):
+    """Measuring one day reads that day's quarantine files, not every day's."""
+    from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+
+    cfg = load_config("local")
+    quarantine = [loc.table_uri(tables.QUARANTINE.name) for loc in cfg.locations.values()]
+
+    def quarantine_bytes(start: dt.date, end: dt.date) -> int:
+        before = bytes_read()
+        health.measure(cfg, start, end, _options)
+        counts = bytes_read_since(before)
+        return sum(bytes_under(counts, uri) for uri in quarantine)
+
+    whole, one_day = quarantine_bytes(START, END), quarantine_bytes(END, END)
+    assert 0 < one_day < whole / 10
 
 
 def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, capsys):

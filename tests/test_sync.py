@@ -17,7 +17,8 @@ from lakehouse import cli
 from pipelines.lake.config import ConfigError, load_config
 from pipelines.lake.storage import open_storage
 from pipelines.replication.deltalog import DivergedError, list_log
-from pipelines.replication.sync import sync, sync_table, table_fingerprint
+from pipelines.replication.sync import sync, sync_table
+from pipelines.replication.verify import table_fingerprint
 from pipelines.sovereignty.policy import PolicyError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction, RemoveAction
 
 from pipelines.lake.config import ADAPTER_OPTION
-from pipelines.lake.storage import Storage, gcs_emulator_endpoint, open_storage
+from pipelines.lake.storage import Storage, count_read, gcs_emulator_endpoint, open_storage
 
 
 def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -668,6 +668,39 @@ def read_range(
     if region is not None:
         where &= pc.field("region") == region
     return table.to_pyarrow_dataset().to_table(filter=where, columns=columns)
+
+
+def read_between(
+    uri: str,
+    options: Mapping[str, str],
+    column: str,
+    start: dt.date,
+    end: dt.date,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows whose partition column ``column`` lies in ``[start, end]``; empty if no table.
+
+    Only the files of those partitions are opened (a partition filter), so the cost is the
+    range's, not the table's history. The bytes of the files read (their sizes in the log, an
+    upper bound when only some columns are read) are added to the storage layer's counter:
+    delta-rs reads them with its own object store.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return pa.table({})
+    adds = pa.table(table.get_add_actions(flatten=True))
+    name = f"partition.{column}"
+    if name in adds.column_names and adds.num_rows:
+        day = adds.column(name)
+        inside = pc.and_(pc.greater_equal(day, start), pc.less_equal(day, end))
+        count_read(uri, int(pc.sum(adds.filter(inside).column("size_bytes")).as_py() or 0))
+    elif adds.num_rows:
+        count_read(uri, int(pc.sum(adds.column("size_bytes")).as_py() or 0))
+    where = f"{column} >= {sql_literal(start)} AND {column} <= {sql_literal(end)}"
+    if deltalake_target(uri, options)[0].startswith("opendal+"):
+        return _query(table, columns, where)
+    expr = (pc.field(column) >= start) & (pc.field(column) <= end)
+    return table.to_pyarrow_dataset().to_table(filter=expr, columns=columns)
 
 
 def _query(table: DeltaTable, columns: list[str] | None, where: str | None) -> pa.Table:

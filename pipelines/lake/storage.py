@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,34 @@ class Copied:
     size: int
     md5: str
     source_md5: str | None = None
+
+
+_READ_LOCK = threading.Lock()
+_BYTES_READ: dict[str, int] = {}
+
+
+def count_read(uri: str, size: int) -> None:
+    """Add ``size`` bytes read from the store rooted at ``uri`` to the process's counter."""
+    with _READ_LOCK:
+        _BYTES_READ[uri] = _BYTES_READ.get(uri, 0) + size
+
+
+def bytes_read() -> dict[str, int]:
+    """Bytes read so far in this process, per store root (a snapshot to diff against)."""
+    with _READ_LOCK:
+        return dict(_BYTES_READ)
+
+
+def bytes_read_since(before: dict[str, int]) -> dict[str, int]:
+    """Bytes read per store root since the snapshot ``before`` (roots that read nothing omitted)."""
+    now = bytes_read()
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+
+
+def bytes_under(counts: dict[str, int], root: str) -> int:
+    """The part of ``counts`` read from stores rooted at or under ``root`` (a location)."""
+    base = root.rstrip("/")
+    return sum(v for k, v in counts.items() if k == base or k.startswith(base + "/"))
 
 
 class StorageError(RuntimeError):
@@ -360,12 +389,16 @@ class ObstoreStorage:
         os_path = self._os_path(path)
         if os_path is not None:
             with open(os_path, "rb") as fh:
-                return fh.read()
+                data = fh.read()
+            count_read(self.uri, len(data))
+            return data
         key = self._key(path)
         try:
             if self.store is None:
                 raise FileNotFoundError(path)
-            return bytes(obstore.get(self.store, key).bytes())
+            got = bytes(obstore.get(self.store, key).bytes())
+            count_read(self.uri, len(got))
+            return got
         except (NotFoundError, FileNotFoundError) as exc:
             raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
         except BaseError as exc:
@@ -409,6 +442,7 @@ class ObstoreStorage:
         def chunks() -> Iterator[bytes]:
             try:
                 for chunk in resp.stream(min_chunk_size=CHUNK):
+                    count_read(self.uri, len(chunk))
                     yield bytes(chunk)
             except BaseError as exc:
                 raise self._fail("read", path, exc) from None
@@ -421,6 +455,7 @@ class ObstoreStorage:
         if os_path is not None:
             with open(os_path, "rb") as fh:
                 while chunk := fh.read(CHUNK):
+                    count_read(self.uri, len(chunk))
                     yield chunk
             return
         _, chunks = self.open_read(path)
@@ -466,6 +501,7 @@ class ObstoreStorage:
                 for chunk in resp.stream(min_chunk_size=CHUNK):
                     if hash_md5:
                         digest.update(chunk)
+                    count_read(self.uri, len(chunk))
                     writer.write(chunk)
                     size += len(chunk)
         except BaseError as exc:
@@ -591,6 +627,7 @@ class GcsJsonStorage:
         try:
             with self.bucket.blob(self._key(path)).open("rb", chunk_size=CHUNK) as fh:
                 while chunk := fh.read(CHUNK):
+                    count_read(self.uri, len(chunk))
                     yield bytes(chunk)
         except NotFound as exc:
             raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
@@ -607,9 +644,11 @@ class GcsJsonStorage:
         from google.api_core.exceptions import NotFound
 
         try:
-            return bytes(self.bucket.blob(self._key(path)).download_as_bytes())
+            data = bytes(self.bucket.blob(self._key(path)).download_as_bytes())
         except NotFound as exc:
             raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
+        count_read(self.uri, len(data))
+        return data
 
     def put(self, path: str, data: bytes, *, create_only: bool = False) -> bool:
         """Write an object; with ``create_only`` return False instead of overwriting."""

@@ -136,7 +136,10 @@ def _reasons(cfg: LakeConfig, options: Options, start: dt.date, end: dt.date) ->
     out: dict[Key, Counter] = {}
     for loc in cfg.locations.values():
         uri = loc.table_uri(tables.QUARANTINE.name)
-        rows = delta.read_partition(uri, options(loc), columns=["landing_date", "region", "reason"])
+        # only the window's partitions: a run's cost follows the window, not the history
+        rows = delta.read_between(
+            uri, options(loc), "landing_date", start, end, ["landing_date", "region", "reason"]
+        )
         if not rows.num_rows:
             continue
         cols = rows.to_pydict()
@@ -418,6 +421,6 @@ def write(cfg: LakeConfig, health: Health, options: dict[str, str]) -> int:
     )
 
 
-def read(cfg: LakeConfig, options: dict[str, str]) -> pa.Table:
-    """The stored health table (empty when never written)."""
-    return delta.read_partition(cfg.home.table_uri(tables.HEALTH.name), options)
+def read(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> pa.Table:
+    """The stored health rows of ``[start, end]`` (empty when never written): a bounded window."""
+    return delta.read_between(cfg.home.table_uri(tables.HEALTH.name), options, "date", start, end)

@@ -359,6 +359,17 @@ class CommitInfo:
     cdc: set[str] = field(default_factory=set)
     removed_dvs: set[str] = field(default_factory=set)
     removed_at: dict[str, int] = field(default_factory=dict)
+    # The partitionValues of every add and remove: what the commit touched (verification).
+    partitions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _touched(action: dict[str, Any], partitions: list[dict[str, Any]]) -> None:
+    """Record the partitionValues of an add or remove action (once each)."""
+    for kind in ("add", "remove"):
+        act = action.get(kind)
+        values = act.get("partitionValues") if isinstance(act, dict) else None
+        if isinstance(values, dict) and values not in partitions:
+            partitions.append(values)
 
 
 def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitInfo:
@@ -377,6 +388,7 @@ def parse_commit(version: int, data: bytes, where: str | None = None) -> CommitI
         for kind in ("add", "cdc"):
             if kind in action:
                 _add_files(action[kind], where, kind, info.files)
+        _touched(action, info.partitions)
         if isinstance(action.get("cdc"), dict):
             info.cdc.add(log_path(action["cdc"].get("path"), where, "cdc"))
         if "remove" in action:

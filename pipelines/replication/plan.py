@@ -96,6 +96,22 @@ class SyncPlan:
 
 
 @dataclass
+class CopiedChanges:
+    """What a sync's copied versions changed, for the per-run verification of the replica.
+
+    Taken from the source's own log (the commits the plan read) and from the copy itself
+    (the MD5 of the bytes streamed from the source); not part of the JSON report.
+    """
+
+    versions: list[int]
+    commit_md5: dict[int, str]  # MD5 of each copied commit as the source holds it
+    files: dict[str, int | None]  # data files the copied versions reference -> log size
+    partitions: list[dict[str, Any]]  # partitionValues the copied commits touched
+    md5: dict[str, str]  # MD5 of the source's bytes, per file streamed by this sync
+    whole_table: bool = False  # a fresh or restarted replica: every partition is new
+
+
+@dataclass
 class SyncReport:
     """What a sync did (or, dry, would do)."""
 
@@ -120,10 +136,13 @@ class SyncReport:
     seconds: float
     egress_usd_per_gb: float
     egress_usd: float
+    changes: CopiedChanges | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (without :attr:`changes`)."""
+        out = asdict(self)
+        out.pop("changes", None)
+        return out
 
 
 def _divergence(

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipelines.lake.config import LakeConfig
 from pipelines.lake.storage import (
@@ -57,7 +57,7 @@ from pipelines.replication.deltalog import (
     last_checkpoint,
     list_log,
 )
-from pipelines.replication.plan import SyncPlan, SyncReport, plan_sync
+from pipelines.replication.plan import CopiedChanges, SyncPlan, SyncReport, plan_sync
 from pipelines.sovereignty.policy import (
     Route,
     TableEvidence,
@@ -69,6 +69,7 @@ from pipelines.sovereignty.policy import (
 
 @dataclass
 class _Tally:
+    md5: dict[str, str] = field(default_factory=dict)  # per data file streamed: source MD5
     files: int = 0
     bytes: int = 0
     present: int = 0
@@ -136,7 +137,7 @@ def _copy_one(
     if size is not None and copied.size != size:
         raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
     _verify(path, src, dst, copied, dst.head(path))
-    count(files=1, bytes=copied.size)
+    count(files=1, bytes=copied.size, md5=(path, copied.md5))
     if hook:
         hook("file", path)
 
@@ -166,8 +167,10 @@ def _copy_files(
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def count(**deltas: int) -> None:
+    def count(md5: tuple[str, str] | None = None, **deltas: int) -> None:
         with lock:
+            if md5 is not None and md5[1]:
+                tally.md5[md5[0]] = md5[1]
             for name, delta in deltas.items():
                 setattr(tally, name, getattr(tally, name) + delta)
 
@@ -339,12 +342,14 @@ def execute_plan(
 ) -> _Tally:
     """Copy data files, then commits in version order, then ``_last_checkpoint``."""
     tally = _Tally()
-    # Hash only when some store can give an MD5 to compare with (local and Azure cannot).
+    # Log objects are hashed only when some store can give an MD5 to compare with (local and
+    # Azure cannot); data files always: their MD5 is what the per-run verification compares
+    # the replica's bytes with (pipelines/replication/verify.py), at no extra read.
     hash_md5 = gives_md5(src) or gives_md5(dst)
     files = plan.data_files()
     removed = set() if plan.strict else plan.removed_later()
     try:
-        _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, hash_md5)
+        _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, True)
     except MissingSourceFileError as exc:
         raise _vacuumed_past(plan, exc) from None
     if dry_run:
@@ -431,6 +436,14 @@ def sync_table(
     after = plan.target_version if dry_run else plan.source_version
     now = list_log(src, plan.source_version).latest or plan.source_version
     before = plan.versions_behind
+    changes = CopiedChanges(
+        versions=[c.version for c in plan.commits],
+        commit_md5={c.version: md5_hex(c.data) for c in plan.commits},
+        files=plan.data_files(),
+        partitions=[p for c in plan.commits for p in c.partitions],
+        md5=dict(tally.md5),
+        whole_table=plan.target_version is None or plan.reseed or plan.seed_checkpoint is not None,
+    )
     if plan.reseed:
         before = plan.source_version + 1
     return SyncReport(
@@ -455,6 +468,7 @@ def sync_table(
         seconds=round(time.perf_counter() - t0, 3),
         egress_usd_per_gb=egress_usd_per_gb,
         egress_usd=tally.bytes / BYTES_PER_GB * egress_usd_per_gb,
+        changes=None if dry_run else changes,
     )
 
 
@@ -502,19 +516,3 @@ def sync(
         concurrency=concurrency,
         hook=hook,
     )
-
-
-def table_fingerprint(
-    uri: str, options: dict[str, str], version: int | None = None
-) -> tuple[int, str]:
-    """Row count and an order-independent content hash of a table at a version."""
-    import pandas as pd
-
-    from pipelines.lake.delta import read_partition
-
-    data = read_partition(uri, options, version=version)
-    frame = data.select(sorted(data.column_names)).to_pandas()
-    if frame.empty:
-        return 0, "0"
-    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False)
-    return len(frame), f"{int(hashes.astype('uint64').sum()) % 2**64:016x}"

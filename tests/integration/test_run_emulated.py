@@ -18,7 +18,7 @@ from lakehouse import run_emulated as emulated_run
 from lakehouse.emulators import Endpoints
 from pipelines.lake import delta, tables
 from pipelines.ml import tracking
-from pipelines.replication.sync import table_fingerprint
+from pipelines.replication.verify import table_fingerprint
 from tests.integration.servers import ROOT
 from tests.synthetic import synthetic_features
 

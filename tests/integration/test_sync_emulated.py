@@ -9,7 +9,8 @@ from deltalake import write_deltalake
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.replication.deltalog import DivergedError
-from pipelines.replication.sync import sync_table, table_fingerprint
+from pipelines.replication.sync import sync_table
+from pipelines.replication.verify import table_fingerprint
 
 STORES = ["local", "aws-us", "azure-eu", "gcp-apac"]
 MARKS = {"aws-us": pytest.mark.s3, "azure-eu": pytest.mark.azure, "gcp-apac": pytest.mark.gcs}
