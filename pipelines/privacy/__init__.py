@@ -1,0 +1,7 @@
+"""Privacy: personal data recognized by its content, whatever its column is called.
+
+Owns the content detectors (:mod:`.detect`: e-mail addresses, phone numbers, IP addresses,
+payment cards, IBANs, configured patterns; findings that name column, detector and count, never
+a value) and the bounded sampling of a Delta table's data files they run on (:mod:`.sample`).
+Imports only :mod:`pipelines.lake`; the sovereignty policy judges what it finds.
+"""
