@@ -87,3 +87,26 @@ def scan_files(storage: Storage, paths: Sequence[str], scan: ContentScan) -> Fil
         sample.report.merge(scan_table(rows, scan.detectors))
     sample.seconds = time.perf_counter() - t0
     return sample
+
+
+class NoTableError(FileNotFoundError):
+    """There is no Delta table where a scan was asked for."""
+
+
+def scan_delta(
+    uri: str, options: dict[str, str], scan: ContentScan, version: int | None = None
+) -> tuple[int, FileSample]:
+    """Scan a bounded sample of a Delta table's live files at ``version`` (default: latest).
+
+    Returns the version scanned and the sample. Time travel reads an older version's files:
+    what that version still holds, as a reader of it would find it.
+    """
+    from pipelines.lake.delta import open_table
+    from pipelines.lake.storage import open_storage
+
+    table = open_table(uri, options, version)
+    if table is None:
+        raise NoTableError(f"{uri} is not a Delta table")
+    files = pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+    storage = open_storage(uri, options, create=False)
+    return table.version(), scan_files(storage, files, scan)
