@@ -146,3 +146,12 @@ def test_the_configuration_knows_the_builtin_names():
     from pipelines.lake.config import BUILTIN_DETECTOR_NAMES
 
     assert tuple(d.name for d in BUILTIN_DETECTORS) == BUILTIN_DETECTOR_NAMES
+
+
+def test_the_benchmark_corpus_scores_at_least_the_goal():
+    from benchmarks.privacy import NAIVE, corpus, score
+
+    values, labels = corpus(3000, seed=5)
+    ours, naive = score(values, labels, BUILTIN_DETECTORS), score(values, labels, NAIVE)
+    assert ours["precision"] >= 0.99 and ours["recall"] >= 0.99, ours
+    assert naive["precision"] < ours["precision"]

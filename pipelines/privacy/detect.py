@@ -100,6 +100,8 @@ def iban_ok(text: str) -> bool:
 
 
 def _is_card(value: str) -> bool:
+    # The digit groups of a spaced IBAN (``DE89 3704 0044 …``) are an account, not a card.
+    value = _IBAN.sub(" ", value)
     for m in _CARD.finditer(value):
         digits = re.sub(r"[ \-]", "", m.group(0))
         if _CARD_IIN.match(digits) and luhn_ok(digits):
@@ -298,6 +300,19 @@ def _rescued_columns(array: pa.Array) -> Iterator[tuple[str, pa.Array]]:
                 by_path.setdefault(path, []).append(str(node))
     for path, values in sorted(by_path.items()):
         yield path, pa.array(values, pa.string())
+
+
+def matches(detector: Detector, text: pa.Array) -> pa.BooleanArray:
+    """Which values of a string array the detector fires on (the validator sees candidates only)."""
+    hits = pc.match_substring_regex(text, detector.prefilter)
+    if detector.validate is None:
+        return pc.fill_null(hits, False)
+    mask = pc.fill_null(hits, False).to_numpy(zero_copy_only=False).copy()
+    at = mask.nonzero()[0]
+    if len(at):
+        candidates = pc.take(text, pa.array(at)).to_pylist()
+        mask[at] = [detector.validate(v) for v in candidates]
+    return pa.array(mask, pa.bool_())
 
 
 def _count(detector: Detector, text: pa.Array) -> int:
