@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.lake.config import BUILTIN_DETECTOR_NAMES, ConfigError, LakeConfig, LakeLocation
 from pipelines.lake.storage import UriError, parse_uri
 from pipelines.lake.tables import TABLES, holds_personal_data
 from pipelines.privacy.detect import Finding
@@ -310,6 +310,13 @@ def storage_rules(cfg: LakeConfig) -> dict[str, Any]:
         "personal_data_tables": [t.name for t in TABLES.values() if t.personal_data],
         "allowed_routes": {k: list(v) for k, v in cfg.policy.allowed_routes.items()},
         "locations": {loc.name: loc.jurisdiction for loc in cfg.locations.values()},
+        "content_detectors": [*BUILTIN_DETECTOR_NAMES, *(p.name for p in cfg.privacy.patterns)],
+        "content_sample": {
+            "files": cfg.privacy.sample_files,
+            "rows_per_file": cfg.privacy.sample_rows_per_file,
+            "when": "a route out of the jurisdiction, for a table not already personal data "
+            "by name or schema",
+        },
         "rule": "personal data never leaves its jurisdiction; PII-free data goes where "
         "policy.allowed_routes of its source's jurisdiction lists",
     }
