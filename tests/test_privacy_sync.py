@@ -90,3 +90,19 @@ def test_a_configured_pattern_refuses_too(lake_home, tmp_path, monkeypatch):
     write_deltalake(src, pa.table({"ref": ["LC-0123456789", "none"]}))
     with pytest.raises(PolicyError, match=r"column 'ref' holds loyalty_card by content \(1 of 2"):
         sync(cfg, src, cfg.home.replica_uri("cards", "gcp-apac"))
+
+
+def test_a_vacuumed_file_is_passed_over_for_the_next_one(tmp_path):
+    from pipelines.lake.storage import open_storage
+    from pipelines.privacy.detect import BUILTIN_DETECTORS
+    from pipelines.privacy.sample import ContentScan, scan_files
+
+    uri = str(tmp_path / "t")
+    for i in range(3):
+        write_deltalake(uri, pa.table({"contact": [f"p{i}@example.org"]}), mode="append")
+    files = sorted(str(p.relative_to(uri)) for p in Path(uri).glob("*.parquet"))
+    (Path(uri) / files[0]).unlink()
+    scan = ContentScan(BUILTIN_DETECTORS, max_files=2, rows_per_file=10)
+    sample = scan_files(open_storage(uri, {}), files, scan)
+    assert sample.files_missing == 1 and len(sample.files) == 2
+    assert [(f.column, f.count) for f in sample.report.findings] == [("contact", 2)]

@@ -40,6 +40,7 @@ class FileSample:
     report: ScanReport = field(default_factory=ScanReport)
     files: list[str] = field(default_factory=list)
     files_available: int = 0
+    files_missing: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
 
@@ -49,6 +50,7 @@ class FileSample:
             **self.report.as_dict(),
             "files_scanned": len(self.files),
             "files_available": self.files_available,
+            "files_missing": self.files_missing,
             "bytes_read": self.bytes_read,
             "seconds": round(self.seconds, 3),
         }
@@ -79,9 +81,19 @@ def scan_files(storage: Storage, paths: Sequence[str], scan: ContentScan) -> Fil
     """Read a bounded sample of ``paths`` (data files under ``storage``) and scan it."""
     t0 = time.perf_counter()
     chosen = pick(paths, scan.max_files)
-    sample = FileSample(files=chosen, files_available=sum(p.endswith(".parquet") for p in paths))
-    for path in chosen:
-        data = storage.get(path)
+    # A file the log names may be gone (a vacuumed source): the next one is read instead, and
+    # the copy that follows reports the missing file in its own words.
+    spare = [p for p in pick(paths, len(paths)) if p not in set(chosen)]
+    sample = FileSample(files_available=sum(p.endswith(".parquet") for p in paths))
+    for path in [*chosen, *spare]:
+        if len(sample.files) >= scan.max_files:
+            break
+        try:
+            data = storage.get(path)
+        except FileNotFoundError:
+            sample.files_missing += 1
+            continue
+        sample.files.append(path)
         sample.bytes_read += len(data)
         rows = read_rows(data, scan.rows_per_file, f"{storage.uri}/{path}")
         sample.report.merge(scan_table(rows, scan.detectors))
