@@ -58,3 +58,18 @@ EXPECTED_REASON  # pipelines/simulation/simulate.py: the reason each injected ba
 FEATURES_TABLE  # pipelines/spark/jobs.py: the features step's table, named for tests
 empty_buckets  # lakehouse/emulators.py: the emulator fixtures' reset between tests
 table_fingerprint  # pipelines/replication/verify.py: a table's streamed fingerprint, the tests' and benchmarks' oracle
+
+# Privacy (issue #29, in progress): the erasure engine is built and tested, its service is not.
+_._valid  # pipelines/lake/config.py: the privacy section's pydantic validators
+_._unique
+erasure_deadline_days  # pipelines/lake/config.py: the erasure requests' deadline (service not built)
+matches  # pipelines/privacy/detect.py: one value's detectors, for tests and the docs' examples
+_.keyed_hash  # pipelines/privacy/erase.py: the receipt's subject hash
+erase_from_table  # pipelines/privacy/erase.py: erasure of one table (no CLI or sensor yet)
+rows_deleted  # pipelines/privacy/erase.py: the receipt's fields, serialized whole
+bytes_removed
+files_scanned
+bytes_scanned
+_.files_scanned
+_.bytes_scanned
+_.bytes_removed

@@ -52,6 +52,9 @@ def _sync_metadata(replica: Replica, report: SyncReport) -> dict[str, Any]:
         "files_copied": report.files_copied,
         "bytes_copied": report.bytes_copied,
         "seconds": dg.MetadataValue.float(report.seconds),
+        # the content scan before the border (docs/privacy.md): what it read, no value
+        "content_files_scanned": report.content_files_scanned,
+        "content_bytes_read": report.content_bytes_read,
     }
 
 

@@ -5,8 +5,8 @@
 --wait``) show their progress on stderr: a bar on a terminal, plain lines otherwise.
 
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``,
-``maintain``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code location
-for ``--env`` when called.
+``maintain``, ``scan``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code
+location for ``--env`` when called.
 
 A subcommand that processes a location's personal data declares what it touches
 (:class:`Touches`); :func:`require_compute` checks it against the worker's
@@ -370,6 +370,73 @@ def cmd_maintain(args: argparse.Namespace) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _scan_target(cfg: LakeConfig, table: str, location: str) -> tuple[str, str, LakeLocation]:
+    """``(name, uri, location)`` of a registered table, a replica, or any table at a location."""
+    from pipelines.operations.maintenance import MaintenanceError, find_target
+
+    try:
+        target = find_target(cfg, table, location)
+    except MaintenanceError:
+        loc = cfg.location(location)
+        return table, loc.table_uri(table), loc
+    return target.table, target.uri, target.location
+
+
+def _scan_touches(args: argparse.Namespace) -> Touches:
+    """The location, as if every table there held personal data.
+
+    A scan looks at values to find out whether they are personal data, so it runs only where
+    that location's personal data may be processed, whatever the registry says of the table.
+    """
+    from pipelines.lake.tables import TABLES
+
+    cfg = load_config(args.env)
+    name, _, loc = _scan_target(cfg, args.table, args.location)
+    personal = tuple(t.name for t in TABLES.values() if t.personal_data)
+    return Touches(cfg, (loc,), reads=(name, *personal))
+
+
+def cmd_scan(args: argparse.Namespace) -> dict[str, Any]:
+    """Personal data by content in a bounded sample of a table's files (docs/privacy.md)."""
+    from pipelines.privacy.detect import detectors_for
+    from pipelines.privacy.sample import ContentScan, scan_delta
+
+    cfg = load_config(args.env)
+    name, uri, loc = _scan_target(cfg, args.table, args.location)
+    scan = ContentScan(
+        detectors_for(cfg.privacy.pattern_pairs()), args.max_files, args.rows_per_file
+    )
+    version, sample = scan_delta(uri, loc.storage_options(), scan, args.version)
+    report = sample.as_dict()
+    seconds = max(sample.seconds, 1e-9)
+    return {
+        "table": name,
+        "location": loc.name,
+        "jurisdiction": loc.jurisdiction,
+        "uri": uri,
+        "version": version,
+        "personal_by_content": bool(sample.report.findings),
+        **report,
+        "mb_per_s": round(sample.bytes_read / 1e6 / seconds, 2),
+    }
+
+
+def _add_scan(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan", help="find personal data by content in a table at a location (JSON, no values)"
+    )
+    p.add_argument("--table", required=True, help="registered table, replica name, or any table")
+    p.add_argument("--location", required=True, help="the location the table lives in")
+    p.add_argument("--version", type=_number(int, 0), help="time travel: scan this version")
+    p.add_argument(
+        "--max-files", type=_number(int, 1), default=64, help="data files sampled, at most"
+    )
+    p.add_argument(
+        "--rows-per-file", type=_number(int, 1), default=10_000, help="rows read of each file"
+    )
+    p.set_defaults(handler=cmd_scan, touches=_scan_touches)
+
+
 def _add_maintain(sub: Any) -> None:
     p = sub.add_parser(
         "maintain",
@@ -675,6 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest_and_sync(sub)
     _add_dagster(sub)
     _add_maintain(sub)
+    _add_scan(sub)
     _add_status(sub)
     return parser
 

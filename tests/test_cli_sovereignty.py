@@ -36,6 +36,7 @@ def refused_invocations(home: Path) -> dict[str, list[str]]:
     return {
         "ingest": ["ingest", "--location", REFUSED_LOCATION, "--date", DAY],
         "maintain": ["maintain", "--table", "bronze_events", "--location", REFUSED_LOCATION],
+        "scan": ["scan", "--table", "bronze_events", "--location", REFUSED_LOCATION],
         "sync": [
             "sync",
             "--from",

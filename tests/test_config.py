@@ -62,6 +62,18 @@ def _with(tmp_path, monkeypatch, edit) -> str:
             lambda d: d.update(start_date="tomorrow"),
             "start_date 'tomorrow'",
         ),
+        (
+            lambda d: d["privacy"].update(patterns=[{"name": "badge", "regex": "B-(\\d+"}]),
+            "privacy.patterns[0]: regex of 'badge' is not valid RE2: ",
+        ),
+        (
+            lambda d: d["privacy"].update(patterns=[{"name": "email", "regex": "x"}]),
+            "'email' is a built-in detector; give the pattern another name",
+        ),
+        (
+            lambda d: d["privacy"].update(erasure_deadline_days=0),
+            "privacy.erasure_deadline_days 0: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_file_the_key_path_and_the_value(
@@ -87,6 +99,16 @@ def test_a_secret_is_never_echoed_in_an_error(tmp_path, monkeypatch):
         load_config("local")
     assert "databricks_token must be a ${VARIABLE}" in str(err.value)
     assert "dapi-secret-123" not in str(err.value)
+
+
+def test_privacy_defaults_and_patterns_load(tmp_path, monkeypatch):
+    assert load_config("local").privacy.erasure_deadline_days == 30
+    _with(
+        tmp_path,
+        monkeypatch,
+        lambda d: d["privacy"].update(patterns=[{"name": "loyalty", "regex": "LC-[0-9]{10}"}]),
+    )
+    assert load_config("local").privacy.pattern_pairs() == (("loyalty", "LC-[0-9]{10}"),)
 
 
 def test_the_start_date_override_is_part_of_what_is_cached(monkeypatch):

@@ -440,6 +440,8 @@ def test_lakehouse_policy_prints_the_storage_and_compute_rules(monkeypatch, caps
         "silver_events",
     ]
     assert storage_rules["allowed_routes"]["EU"] == ["EU", "US", "APAC"]
+    assert "email" in storage_rules["content_detectors"]
+    assert storage_rules["content_sample"]["files"] == 8
     assert compute_rules["worker"]["declared"] == ["EU"]
     assert compute_rules["worker"]["may_process_personal_data_of"] == ["EU"]
     by_name = {loc["name"]: loc for loc in compute_rules["locations"]}

@@ -368,6 +368,61 @@ class MLSettings(BaseModel):
     retrain: RetrainSettings = RetrainSettings()
 
 
+# The built-in content detectors (pipelines/privacy/detect.py); a pattern may not reuse a name.
+BUILTIN_DETECTOR_NAMES = ("email", "phone", "ipv4", "ipv6", "payment_card", "iban")
+
+
+class PatternSettings(BaseModel):
+    """One ``privacy.patterns`` entry: a detector of personal data by an RE2 regular expression."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="detector name in findings")
+    regex: str = Field(min_length=1, description="RE2 syntax; a value matching it anywhere counts")
+
+    @model_validator(mode="after")
+    def _valid(self) -> PatternSettings:
+        if self.name in BUILTIN_DETECTOR_NAMES:
+            raise ValueError(f"{self.name!r} is a built-in detector; give the pattern another name")
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            pc.match_substring_regex(pa.array([""]), self.regex)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(f"regex of {self.name!r} is not valid RE2: {first}") from None
+        return self
+
+
+class PrivacySettings(BaseModel):
+    """The ``privacy:`` section: content detectors, how much a sync samples, erasure deadline.
+
+    ``patterns``: detectors added to the built-in ones (e-mail, phone, IPv4/IPv6, payment card,
+    IBAN). Before a sync copies a table across a border, ``sample_files`` of the new data files
+    are read, at most ``sample_rows_per_file`` rows of each, and every text column (and the
+    fields kept in ``_rescued_data``) is scanned; a finding refuses the route as a personal-data
+    column does. ``erasure_deadline_days``: how long an erasure request may wait (GDPR Art. 12:
+    one month).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    patterns: list[PatternSettings] = []
+    sample_files: int = Field(8, ge=1)
+    sample_rows_per_file: int = Field(1_000, ge=1)
+    erasure_deadline_days: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PrivacySettings:
+        names = [p.name for p in self.patterns]
+        if len(set(names)) != len(names):
+            raise ValueError("two patterns share a name")
+        return self
+
+    def pattern_pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(name, regex)`` of every configured pattern."""
+        return tuple((p.name, p.regex) for p in self.patterns)
+
+
 @dataclass(frozen=True)
 class LakeConfig:
     """Everything ``lakehouse.yaml`` says about one environment."""
@@ -385,6 +440,7 @@ class LakeConfig:
     spark_backend: str = "session"
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
@@ -591,6 +647,7 @@ class LakehouseFile(_Model):
     replication: list[ReplicationModel] = []
     maintenance: MaintenanceSettings = Field(default_factory=lambda: MaintenanceSettings())
     ml: MLSettings = Field(default_factory=lambda: MLSettings())
+    privacy: PrivacySettings = Field(default_factory=lambda: PrivacySettings())
     environments: dict[str, EnvironmentModel]
 
 
@@ -767,6 +824,7 @@ def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
         ml=model.ml,
         spark_backend=raw_env.spark.backend,
         maintenance=model.maintenance,
+        privacy=model.privacy,
     )
     try:
         cfg.location(cfg.ml_home)

@@ -136,6 +136,9 @@ class SyncReport:
     seconds: float
     egress_usd_per_gb: float
     egress_usd: float
+    # The content scan before a border crossing (privacy.sample_files): files and bytes read.
+    content_files_scanned: int = 0
+    content_bytes_read: int = 0
     changes: CopiedChanges | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ replica of the same table. See docs/sync.md.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ from pipelines.lake.storage import (
     parse_uri,
     stream_copy,
 )
+from pipelines.privacy.detect import detectors_for
+from pipelines.privacy.sample import ContentScan, FileSample, scan_files
 from pipelines.replication.deltalog import (
     BYTES_PER_GB,
     CHECKPOINT_FILE,
@@ -62,7 +65,9 @@ from pipelines.sovereignty.policy import (
     Route,
     TableEvidence,
     check_route,
+    crosses_border,
     egress_price,
+    personal_data_reasons,
     resolve_route,
 )
 
@@ -405,12 +410,15 @@ def sync_table(
     replace_unrelated: bool = False,
     concurrency: int = 16,
     hook: Hook | None = None,
+    scan_for: Callable[[TableEvidence], ContentScan | None] | None = None,
 ) -> SyncReport:
     """Bring the table at ``target_uri`` up to the source's latest version.
 
     ``policy`` is called with the table's names and every schema the copied versions use
     (:class:`~pipelines.sovereignty.policy.TableEvidence`) before any byte is written, and raises to
-    refuse the route. ``reseed`` replaces a diverged replica of the same table;
+    refuse the route. ``scan_for`` says, from that evidence, whether (and how much of) the data
+    files the plan copies are sampled first for personal data by content; what it finds is
+    added to the evidence. ``reseed`` replaces a diverged replica of the same table;
     ``replace_unrelated`` also replaces the log of another table found at the target.
     """
     if concurrency < 1:
@@ -426,8 +434,14 @@ def sync_table(
         plan = plan_sync(
             src, dst, reseed=reseed, replace_unrelated=replace_unrelated, concurrency=concurrency
         )
+        sample: FileSample | None = None
         if policy is not None:
-            policy(plan.evidence(table_names(table, source_uri, source)))
+            evidence = plan.evidence(table_names(table, source_uri, source))
+            scan = scan_for(evidence) if scan_for is not None else None
+            if scan is not None:
+                sample = scan_files(src, list(plan.data_files()), scan)
+                evidence = dataclasses.replace(evidence, content=tuple(sample.report.findings))
+            policy(evidence)
         tally = execute_plan(plan, src, dst, dry_run=dry_run, concurrency=concurrency, hook=hook)
     except SourceBehindError as exc:
         exc.table = table or table_name_of(source_uri)
@@ -468,6 +482,8 @@ def sync_table(
         seconds=round(time.perf_counter() - t0, 3),
         egress_usd_per_gb=egress_usd_per_gb,
         egress_usd=tally.bytes / BYTES_PER_GB * egress_usd_per_gb,
+        content_files_scanned=len(sample.files) if sample else 0,
+        content_bytes_read=sample.bytes_read if sample else 0,
         changes=None if dry_run else changes,
     )
 
@@ -496,6 +512,19 @@ def sync(
     route: Route = resolve_route(cfg, source_uri, target_uri, allow_unchecked=allow_unchecked)
     name = table or table_name_of(source_uri)
     check_route(cfg, name, route, TableEvidence(names=table_names(table, source_uri, source)))
+    scan = ContentScan(
+        detectors_for(cfg.privacy.pattern_pairs()),
+        cfg.privacy.sample_files,
+        cfg.privacy.sample_rows_per_file,
+    )
+
+    def scan_for(evidence: TableEvidence) -> ContentScan | None:
+        # Content changes the verdict only on a route out of the jurisdiction, and only for a
+        # table its names and schemas do not already say is personal data.
+        if crosses_border(route) and not personal_data_reasons(cfg, evidence):
+            return scan
+        return None
+
     if source_options is None:
         source_options = route.source.storage_options() if route.source else {}
     if target_options is None:
@@ -515,4 +544,5 @@ def sync(
         replace_unrelated=replace_unrelated,
         concurrency=concurrency,
         hook=hook,
+        scan_for=scan_for,
     )

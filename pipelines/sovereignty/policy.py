@@ -14,7 +14,11 @@ A table is personal data when any of these holds (see :func:`personal_data_reaso
   of ``policy.pii_columns``, names compared after :func:`normalize_name` (Spark matches column
   names case-insensitively; ``Customer_ID``, `` email `` and ``customerId`` all match);
 - a field's Delta metadata tags it: a key ``pii`` / ``personal_data`` with a true value, or a
-  value (a comment, a tag list) that says "PII" or "personal data".
+  value (a comment, a tag list) that says "PII" or "personal data";
+- its content: the sync scanned a sample of the data files it is about to copy with the
+  content detectors (:mod:`pipelines.privacy.detect`) and a detector matched a value of a
+  column (``contact`` holding e-mail addresses), a nested field or a field kept in
+  ``_rescued_data``. The reason names the column, the detector and the count, never a value.
 
 The sync hands over every schema in effect at a version it copies (the checkpoint it seeds
 from, the schema before its first commit, every ``metaData`` among the commits), so a column
@@ -36,9 +40,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation
+from pipelines.lake.config import BUILTIN_DETECTOR_NAMES, ConfigError, LakeConfig, LakeLocation
 from pipelines.lake.storage import UriError, parse_uri
 from pipelines.lake.tables import TABLES, holds_personal_data
+from pipelines.privacy.detect import Finding
 from pipelines.sovereignty.compute import check_personal
 from pipelines.sovereignty.errors import ComputeSovereigntyError as ComputeSovereigntyError
 from pipelines.sovereignty.errors import PolicyError as PolicyError
@@ -85,6 +90,8 @@ class TableEvidence:
 
     names: tuple[str, ...] = ()
     schemas: tuple[tuple[int, str], ...] = ()
+    # What the content detectors found in a sample of the data files the sync copies.
+    content: tuple[Finding, ...] = ()
 
 
 def normalize_name(name: str) -> str:
@@ -222,7 +229,19 @@ def personal_data_reasons(cfg: LakeConfig, evidence: TableEvidence) -> list[str]
     pii = {normalize_name(c): c for c in cfg.policy.pii_columns if normalize_name(c)}
     for version, schema_string in evidence.schemas:
         reasons.extend(_schema_reasons(version, schema_string, pii))
+    reasons.extend(f.describe() for f in evidence.content)
     return list(dict.fromkeys(reasons))
+
+
+def crosses_border(route: Route) -> bool:
+    """True when the route leaves its source's jurisdiction (or goes to no location).
+
+    Only there does a table's content change the verdict: personal data may stay in its
+    jurisdiction, so a sync scans content only on the routes this says.
+    """
+    if route.source is None:
+        return False
+    return route.target is None or route.target.jurisdiction != route.source.jurisdiction
 
 
 def _refusal(table: str, route: Route, why: str, reasons: list[str], rule: str) -> PolicyError:
@@ -257,13 +276,15 @@ def check_route(cfg: LakeConfig, table: str, route: Route, evidence: TableEviden
         return
     dst = route.target.jurisdiction
     if pii and src != dst:
+        by = "policy.pii_columns and the table registry"
+        if evidence.content:
+            by = "policy.pii_columns, the table registry and the content detectors (privacy:)"
         raise _refusal(
             table,
             route,
             f"leaves jurisdiction {src}",
             pii,
-            "policy.pii_columns and the table registry - personal data never leaves its "
-            "jurisdiction",
+            f"{by} - personal data never leaves its jurisdiction",
         )
     allowed = cfg.policy.allowed_routes.get(src, (src,))
     if dst not in allowed:
@@ -289,6 +310,13 @@ def storage_rules(cfg: LakeConfig) -> dict[str, Any]:
         "personal_data_tables": [t.name for t in TABLES.values() if t.personal_data],
         "allowed_routes": {k: list(v) for k, v in cfg.policy.allowed_routes.items()},
         "locations": {loc.name: loc.jurisdiction for loc in cfg.locations.values()},
+        "content_detectors": [*BUILTIN_DETECTOR_NAMES, *(p.name for p in cfg.privacy.patterns)],
+        "content_sample": {
+            "files": cfg.privacy.sample_files,
+            "rows_per_file": cfg.privacy.sample_rows_per_file,
+            "when": "a route out of the jurisdiction, for a table not already personal data "
+            "by name or schema",
+        },
         "rule": "personal data never leaves its jurisdiction; PII-free data goes where "
         "policy.allowed_routes of its source's jurisdiction lists",
     }
