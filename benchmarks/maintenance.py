@@ -218,8 +218,8 @@ def main() -> None:
         base = load_config("local")
         cfg = dataclasses.replace(
             base,
-            maintenance=dataclasses.replace(
-                base.maintenance, retention_hours=0, log_retention_hours=0
+            maintenance=base.maintenance.model_copy(
+                update={"retention_hours": 0, "log_retention_hours": 0}
             ),
         )
         rep = next(r for r in cfg.replicas() if r.source.name == "azure-eu" and r.table == TABLE)
