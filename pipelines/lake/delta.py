@@ -797,6 +797,7 @@ def rewrite_partition(
     z_order: tuple[str, ...] | list[str] = (),
     target_size: int | None = None,
     file_rows: int = REWRITE_FILE_ROWS,
+    table: DeltaTable | None = None,
 ) -> dict[str, int] | None:
     """Rewrite the files of one partition (``filters``; ``[]``: the whole table) into few.
 
@@ -809,10 +810,15 @@ def rewrite_partition(
     carry ``dataChange`` false: no row changes. With ``z_order`` the partition's rows are
     sorted along a Z-curve of those columns (held in memory at once: a maintenance option).
     ``target_size`` (bytes) sets the rows per new file from the old files' bytes per row.
+    ``table``, when given, is brought to the latest version and used (a caller rewriting many
+    partitions replays the log once, not once a partition).
     """
     target, opts = deltalake_target(uri, options)
     for attempt in range(COMMIT_ATTEMPTS):
-        table = DeltaTable(target, storage_options=dict(opts) or None)
+        if table is None:
+            table = DeltaTable(target, storage_options=dict(opts) or None)
+        else:
+            table.update_incremental()
         adds = pa.table(table.get_add_actions(flatten=True))
         for col, _, value in filters:
             column = pc.cast(adds.column(f"partition.{col}"), pa.string())
@@ -884,13 +890,13 @@ def _rewrite_files(
                 clause = " AND ".join(f"{c} = {sql_literal(v)}" for c, _, v in filters)
                 rows = _query(table, None, clause or None)
             else:
-                rows = table.to_pyarrow_dataset().to_table(filter=where)
+                rows = table.to_pyarrow_dataset(partitions=filters or None).to_table(filter=where)
             if z_order:
                 rows = rows.take(z_order_indices(rows, list(z_order)))
             for lo in range(0, max(rows.num_rows, 1), file_rows):
                 flush(rows.slice(lo, file_rows))
             return staged
-        dataset = table.to_pyarrow_dataset()
+        dataset = table.to_pyarrow_dataset(partitions=filters or None)
         held: list[pa.RecordBatch] = []
         count = 0
         for batch in dataset.to_batches(filter=where):

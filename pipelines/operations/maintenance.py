@@ -527,12 +527,17 @@ def compact(
     try:
         for filters in parts:
             got = rewrite_partition(
-                uri, options, filters, z_order=tuple(z_order), target_size=target_size
+                uri,
+                options,
+                filters,
+                z_order=tuple(z_order),
+                target_size=target_size,
+                table=table,
             )
             if got is not None:
                 removed += got["files_removed"]
                 added += got["files_added"]
-        table = open_table(uri, options) or table
+        table.update_incremental()
     except DeltaError as exc:
         return {**out, "skipped": f"delta-rs cannot rewrite this table: {_first(exc)}"}
     return {
