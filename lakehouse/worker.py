@@ -7,8 +7,9 @@ materializations with the asset's metadata and the three check evaluations, thro
 public runless-event API. Two transports, one content:
 
 - ``--dagster-url URL`` (or ``LAKEHOUSE_DAGSTER_URL``): the webserver's
-  ``/report_asset_materialization/`` and ``/report_asset_check_evaluation/`` endpoints (what a
-  worker outside the cluster's database network uses; Dagster+ adds a token);
+  ``POST /report_asset_materialization/<key>`` and ``POST /report_asset_check/<key>`` endpoints
+  (dagster-webserver 1.13's routes: the check's is not ``/report_asset_check_evaluation/``,
+  the name its error messages use); what a worker outside the database's network uses;
 - otherwise ``DagsterInstance.get()`` (``DAGSTER_HOME``) and its public
   ``report_runless_asset_event``: the same call the webserver's endpoints make.
 
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict
 from typing import Any
@@ -98,7 +100,7 @@ class Reporter:
         import dagster as dg
 
         if isinstance(event, dg.AssetCheckEvaluation):
-            route = "report_asset_check_evaluation"
+            route = "report_asset_check"  # 1.13's route; its messages call it ..._evaluation
             body: dict[str, Any] = {
                 "asset_key": event.asset_key.path,
                 "check_name": event.check_name,
@@ -119,8 +121,9 @@ class Reporter:
                 "partition": event.partition,
                 "description": event.description,
             }
+        path = "/".join(urllib.parse.quote(p, safe="") for p in event.asset_key.path)
         request = urllib.request.Request(
-            f"{self.url}/{route}/",
+            f"{self.url}/{route}/{path}",
             data=json.dumps(body, default=str).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -168,15 +171,24 @@ def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: st
                 )
             )
         else:
+            # No ``partition=``: Dagster 1.13 keeps one row per (asset, check, run id,
+            # partition) in asset_check_executions (idx_asset_check_executions_unique) and every
+            # runless event has run id "", so a partition's second runless evaluation fails
+            # (IntegrityError; a 500 from the webserver). The partition goes in the metadata;
+            # each batch's evaluation is then kept in the check's history.
             out.append(
                 dg.AssetCheckEvaluation(
                     asset_key=dg.AssetKey(r.asset_key.path if r.asset_key else tables.BRONZE.name),
                     check_name=str(r.check_name),
                     passed=r.passed,
-                    metadata={**(r.metadata or {}), "reported_by": extra["reported_by"]},
+                    metadata={
+                        **(r.metadata or {}),
+                        "partition": partition,
+                        "batches_through": extra["batches_through"],
+                        "reported_by": extra["reported_by"],
+                    },
                     severity=r.severity,
                     description=r.description,
-                    partition=partition,
                 )
             )
     return out

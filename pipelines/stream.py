@@ -171,6 +171,8 @@ def batch_rows(
         entries = by_batch.get(n, [])
         result = ingest.empty_result(location.region, day)
         result.bronze, result.quarantine = tables
+        # counted from the rows read back, not carried (what empty_result sets)
+        result.counted_ingested = result.counted_quarantined = result.counted_rescued = None
         result.landed = sum(o.records for o in entries)
         result.duplicates = sum(o.duplicates for o in entries)
         result.objects = len(entries)
@@ -220,6 +222,7 @@ class Follower:
         self.cursor: dict[str, str] = {}
         self.waiting: dict[str, _Waiting] = {}
         self.recovered = False
+        self.listed = False  # the first listing skips dates older than ``days_back``
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class Follower:
         """Add what landed since the last listing (everything on the first)."""
         roots, _ = capture.discover_stream_roots(self.location.landing, self.storage)
         now = time.time()
-        first = not self.cursor
+        first = not self.listed
         oldest = self.today() - dt.timedelta(days=self.follow.days_back)
         for root in roots:
             seen = self.cursor.get(root)
@@ -242,6 +245,7 @@ class Follower:
                 self.waiting[info.path] = _Waiting(info, info.modified or now)
         if first:
             self._drop_ingested()
+        self.listed = True
 
     def _drop_ingested(self) -> None:
         """At start, what the ledger already holds is not waiting (one read per date)."""
@@ -287,8 +291,8 @@ class Follower:
     # --- ingest and report -------------------------------------------------------------------
 
     def _ingest(self, day: dt.date) -> None:
+        """One batch of a date (each reported on its own: Dagster sees every commit)."""
         batches: list[ingest.IngestResult] = []
-        pending = [p for p in self.waiting if self._day(p) == day]
         done = ingest.ingest_partition(
             self.location,
             self.options,
@@ -299,11 +303,13 @@ class Follower:
             keep_rows=False,
             on_batch=batches.append,
             shard=self.follow.shard,
-            stop=self.stop.is_set,
+            stop=lambda: True,  # one batch a call; the loop comes back for the rest
         )
-        if not self.stop.is_set():  # a whole run took every object listed before it started
-            for p in pending:
-                self.waiting.pop(p, None)
+        held = {o.identity for o in done.objects}
+        for path in [p for p in self.waiting if self._day(p) == day]:
+            info = self.waiting[path].info
+            if (ingest._printable(path), info.etag, info.size) in held:
+                del self.waiting[path]
         if self._report(day, done, batches):
             self.status.commits += 1
             self.status.events_landed += done.result.landed
@@ -318,8 +324,10 @@ class Follower:
         before = self.reported.through(day)
         if through <= before:
             return False
-        # batches another worker (or a killed one) committed and nobody reported: read back
-        missing = sorted(n for n in committed if n > before and n not in done.batches)
+        # batches whose rows this call did not see (another worker's, a killed one's, those
+        # this call finished for them): read back, so every reported batch is checked
+        own = {o.batch for o in done.objects if any(o.key in b.per_object for b in batches)}
+        missing = sorted(n for n in committed if n > before and n not in own)
         recovered = bool(missing)
         if missing:
             part = {"landing_date": day, "region": self.location.region}
