@@ -34,6 +34,10 @@ from dataclasses import asdict
 from typing import Any
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
+# A worker's batches are smaller than a run's (32 MiB): with 32 MiB batches under a backlog a
+# worker peaked at 2.9 GB (benchmarks/stream.py), likely the bronze suites' pandas frame of each
+# batch on top of the ingest's own peak; 8 MiB is a few seconds of a region's stream.
+FOLLOW_BATCH_BYTES = 8 * 1024 * 1024
 # A report that fails (webserver restarting) is tried again this many times before the commit
 # counts as unreported; the next cycle then reports it (the ledger is the truth).
 REPORT_ATTEMPTS = 4
@@ -244,7 +248,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
             poll_seconds=args.poll_seconds,
             linger_seconds=args.linger_seconds,
             batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
-            batch_bytes=args.batch_bytes or ingest.BATCH_BYTES,
+            batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
         ),
@@ -295,7 +299,9 @@ def _report_failure(
         _stderr(f"failure not reported to Dagster: {failed}")
 
 
-def worker_status(cfg: Any, stale_after: float = 60.0) -> list[dict[str, Any]]:
+def worker_status(
+    cfg: Any, stale_after: float = 60.0, forget_stopped_after: float = 86_400.0
+) -> list[dict[str, Any]]:
     """Every worker's last published status, per location (what ``lakehouse status`` shows)."""
     import datetime as dt
 
@@ -312,6 +318,8 @@ def worker_status(cfg: Any, stale_after: float = 60.0) -> list[dict[str, Any]]:
                 item = json.loads(storage.get(info.path))
                 age = (now - dt.datetime.fromisoformat(item["updated_at"])).total_seconds()
                 item["seconds_since_update"] = round(age)
+                if item["state"] == "stopped" and age > forget_stopped_after:
+                    continue  # a worker long gone (each start is a new host-pid)
                 if item["state"] != "stopped" and age > stale_after:
                     item["state"] = f"silent ({item['state']} {round(age)}s ago)"
                 out.append(item)

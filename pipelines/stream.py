@@ -290,8 +290,11 @@ class Follower:
 
     # --- ingest and report -------------------------------------------------------------------
 
-    def _ingest(self, day: dt.date) -> None:
-        """One batch of a date (each reported on its own: Dagster sees every commit)."""
+    def _ingest(self, day: dt.date) -> bool:
+        """One batch of a date (each reported on its own: Dagster sees every commit).
+
+        False when it took nothing (another worker holds the objects' claim, or they are gone).
+        """
         batches: list[ingest.IngestResult] = []
         done = ingest.ingest_partition(
             self.location,
@@ -310,10 +313,21 @@ class Follower:
             info = self.waiting[path].info
             if (ingest._printable(path), info.etag, info.size) in held:
                 del self.waiting[path]
-        if self._report(day, done, batches):
+        reported = self._report(day, done, batches)
+        if reported:
             self.status.commits += 1
             self.status.events_landed += done.result.landed
             self.status.last_commit_at = _now()
+        if not batches:  # nothing taken: what still waits must still be listed, as it is
+            listed = {
+                (i.path, i.etag, i.size)
+                for i in ingest.landing_listing(self.storage, self.location.landing, day)[0]
+            }
+            for path in [p for p in self.waiting if self._day(p) == day]:
+                info = self.waiting[path].info
+                if (path, info.etag, info.size) not in listed:
+                    del self.waiting[path]  # gone or rewritten since: the next listing says
+        return bool(batches)
 
     def _report(
         self, day: dt.date, done: ingest.PartitionIngest, batches: list[ingest.IngestResult]
@@ -382,10 +396,11 @@ class Follower:
                     self._recover()
                     self.recovered = True
                 due = self._due()
+                progressed = False
                 for day in due:
                     if self.stop.is_set():
                         break
-                    self._ingest(day)
+                    progressed = self._ingest(day) or progressed
                 backoff = 0.0
                 if due or self.status.last_error or time.time() - written >= STATUS_EVERY:
                     self.status.last_error = None
@@ -408,7 +423,7 @@ class Follower:
                 and time.time() - idle_since >= self.follow.max_idle_seconds
             ):
                 break
-            if not due:
+            if not progressed:  # never a busy loop: objects another worker holds wait a poll
                 self.stop.wait(self.follow.poll_seconds)
         self.write_status("stopped")
         return self.status
