@@ -486,6 +486,10 @@ class Workers:
         """Start the worker of one location."""
         cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "--follow", "--location", name]
         cmd += ["--dagster-url", self.url, "--poll-seconds", "0.5"]
+        # the benchmark's day is in the past: a restarted worker catches it up (by default a
+        # worker catches up the last two days at start; older backlogs are the sensor's)
+        days = (dt.datetime.now(dt.UTC).date() - DAY).days + 1
+        cmd += ["--days-back", str(max(2, days))]
         cmd += ["--linger-seconds", os.environ.get("STREAM_LINGER_SECONDS", "3")]
         if os.environ.get("STREAM_BATCH_BYTES"):
             cmd += ["--batch-bytes", os.environ["STREAM_BATCH_BYTES"]]
