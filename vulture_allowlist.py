@@ -73,3 +73,15 @@ bytes_scanned
 _.files_scanned
 _.bytes_scanned
 _.bytes_removed
+
+# The ingest worker's status (pipelines/ingest/stream.py): written whole to its status file,
+# read by lakehouse status.
+started_at
+updated_at
+last_commit_at
+events_landed
+failures
+_.events_landed
+_.last_commit_at
+_.updated_at
+_.failures

@@ -98,12 +98,35 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
             validated.append(
                 _batch_checks(ingest.empty_result(location.region, day), events, quarantine)
             )
-        yield from _materializations(done, location.name, where)
-        yield _combined([v[0] for v in validated])
-        yield _combined([v[1] for v in validated])
-        yield _reconciliation(done)
+        yield from partition_results(done, location.name, where, validated)
 
     return bronze
+
+
+def partition_results(
+    done: ingest.PartitionIngest,
+    location: str,
+    where: dict[str, Any],
+    validated: list[tuple[dg.AssetCheckResult, dg.AssetCheckResult]],
+) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
+    """What a partition's ingest reports: both materializations and the three check results.
+
+    The asset yields them from its run; the ingest worker (``lakehouse/worker.py``) reports the
+    same to Dagster without a run.
+    """
+    return [
+        *_materializations(done, location, where),
+        _combined([v[0] for v in validated]),
+        _combined([v[1] for v in validated]),
+        _reconciliation(done),
+    ]
+
+
+def batch_checks(
+    batch: ingest.IngestResult, events: Suite, quarantine: Suite
+) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
+    """Both tables' suites on one batch's rows, as appended."""
+    return _batch_checks(batch, events, quarantine)
 
 
 def _materializations(

@@ -117,10 +117,11 @@ def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
     size = {"batch_bytes": _env("STREAM_BATCH_BYTES", ingest.BATCH_BYTES)}
     cpu = 0.0
     runs = 0
+    wall = 0.0
     if mode == "oneshot":
-        t = time.process_time()
+        t, w = time.process_time(), time.perf_counter()
         done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
-        cpu, runs = time.process_time() - t, 1
+        cpu, runs, wall = time.process_time() - t, 1, time.perf_counter() - w
     else:
         held = Path(home) / "held"
         files = sorted(p for p in held.rglob("*") if p.is_file())
@@ -136,6 +137,7 @@ def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
             runs += 1
     return {
         "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
         "peak_rss_mb": _peak_rss_mb(),
         "runs": runs,
         "totals": done.totals,
@@ -392,6 +394,17 @@ def _wait_port(port: int, seconds: float) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--sensor"]:  # the run-per-partition path, as measured before #27
+        sys.argv.pop(1)
+        main_sensor()
+        return
+    if sys.argv[1:] == []:
+        main_workers()
+        return
+    main_sensor()
+
+
+def main_sensor() -> None:
     if sys.argv[1:2] == ["--child"]:
         print(json.dumps(child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
         return
@@ -422,6 +435,344 @@ def main() -> None:
         print(json.dumps(out))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- the ingest workers (issue 27) ---------------------------------------------------------
+
+
+def one_shot_rate(base: Path, events: int) -> dict[str, Any]:
+    """The engine alone on this machine now: one run over a landed day, events per wall second."""
+    from pipelines.lake.config import load_config
+
+    home = base / "oneshot-rate"
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    land_stream(load_config("local").location("aws-us"), DAY, events, EVENTS_PER_OBJECT)
+    one = _in_child("--child", "oneshot", str(home), "1")
+    shutil.rmtree(home, ignore_errors=True)
+    landed = one["totals"]["landed"]
+    return {
+        "one_shot_events": landed,
+        "one_shot_wall_s": one["wall_s"],
+        "one_shot_cpu_s": one["cpu_s"],
+        "one_shot_events_per_s": round(landed / one["wall_s"]),
+        "one_shot_cpu_us_per_event": round(one["cpu_s"] / landed * 1e6, 3),
+    }
+
+
+def _start_webserver(base: Path, env: dict[str, str], log: Any) -> tuple[Any, int]:
+    port = _free_port()
+    cmd = [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1"]
+    cmd += ["-p", str(port), "-w", str(base / "workspace.yaml")]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    _wait_port(port, 300)
+    return proc, port
+
+
+class Workers:
+    """One ``lakehouse ingest --follow`` per location; killed, restarted, CPU and memory kept."""
+
+    def __init__(self, env: dict[str, str], url: str, logs: Path) -> None:
+        self.env, self.url, self.logs = env, url, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.cpu_s = 0.0
+        self.peak_mb = 0.0
+        self.kills = 0
+        self.exit_codes: list[int] = []
+        self.starts = 0
+
+    def start(self, name: str) -> None:
+        """Start the worker of one location."""
+        cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "--follow", "--location", name]
+        cmd += ["--dagster-url", self.url, "--poll-seconds", "0.5"]
+        # the benchmark's day is in the past: a restarted worker catches it up (by default a
+        # worker catches up the last two days at start; older backlogs are the sensor's)
+        days = (dt.datetime.now(dt.UTC).date() - DAY).days + 1
+        cmd += ["--days-back", str(max(2, days))]
+        cmd += ["--linger-seconds", os.environ.get("STREAM_LINGER_SECONDS", "3")]
+        if os.environ.get("STREAM_BATCH_BYTES"):
+            cmd += ["--batch-bytes", os.environ["STREAM_BATCH_BYTES"]]
+        log = open(self.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 (the process keeps it)
+        self.procs[name] = subprocess.Popen(
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=str(_root())
+        )
+        self.starts += 1
+
+    def sample_memory(self) -> None:
+        """The workers' peak resident memory so far (VmHWM: per process image)."""
+        for proc in self.procs.values():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> int:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_s += usage.ru_utime + usage.ru_stime
+        return proc.returncode
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a location's worker and start it again."""
+        self.sample_memory()
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        self._reap(proc)
+        self.kills += 1
+        self.start(name)
+
+    def stop(self) -> None:
+        """SIGTERM: each finishes its batch in flight and exits 0."""
+        self.sample_memory()
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            self.exit_codes.append(self._reap(proc))
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """Every object in the ledger once, counts reconcile, bronze rows = ingested, ids unique."""
+    import pyarrow.compute as pc
+
+    from pipelines.ingest import engine as ingest
+    from pipelines.ingest import ledger
+    from pipelines.lake import delta
+
+    out: dict[str, Any] = {}
+    ok = True
+    for name in LOCATIONS:
+        loc = cfg.location(name)
+        part = {"landing_date": DAY, "region": loc.region}
+        state = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), {}, part)
+        keys = [o.key for o in state.objects]
+        t = state.totals()
+        ids = delta.read_partition(loc.table_uri("bronze_events"), {}, part, columns=["event_id"])
+        hashes = ingest.key_hashes(ids["event_id"]) if ids.num_rows else np.zeros(0, np.uint64)
+        repeated = int(len(hashes) - len(np.unique(hashes)))
+        if repeated:  # a 64-bit hash collision is possible: count by value then
+            repeated = int(ids.num_rows - pc.count_distinct(ids["event_id"]).as_py())
+        q_rows = delta.partition_rows(loc.table_uri("bronze_quarantine"), {}, part)
+        expected = sum(1 for k in arrived if k[0] == name)
+        # exactly once: what is committed is there once (objects, event ids, counts); objects
+        # still waiting when the drain ended are counted apart (`objects_not_ingested`)
+        region_ok = (
+            len(keys) == len(set(keys)) <= expected
+            and t["landed"] == t["ingested"] + t["quarantined"] + t["duplicates_dropped"]
+            and ids.num_rows == t["ingested"]
+            and q_rows == t["quarantined"]
+            and repeated == 0
+            and not state.pending()
+        )
+        ok = ok and region_ok
+        out[name] = {
+            **t,
+            "objects_expected": expected,
+            "objects_not_ingested": expected - len(set(keys)),
+            "bronze_rows": ids.num_rows,
+            "quarantine_rows": q_rows,
+            "event_ids_repeated": repeated,
+            "ok": region_ok,
+        }
+    return {"exactly_once": ok, "per_region": out}
+
+
+def _reported(cfg: Any, dagster_home: str) -> dict[str, Any]:
+    """Each partition's latest runless materializations and checks against its ledger."""
+    import dagster as dg
+
+    from pipelines.ingest import ledger
+
+    out: dict[str, Any] = {}
+    ok = True
+    checks = ["bronze_events_expectations", "bronze_events_reconciliation"]
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
+        for name in LOCATIONS:
+            loc = cfg.location(name)
+            key = f"{DAY.isoformat()}|{loc.region}"
+            part = {"landing_date": DAY, "region": loc.region}
+            totals = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), {}, part).totals()
+            got: dict[str, Any] = {}
+            for asset in ("bronze_events", "bronze_quarantine"):
+                recs = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]),
+                    limit=1,
+                    ascending=False,
+                ).records
+                got[asset] = recs[0].asset_materialization.metadata if recs else None
+            m = got["bronze_events"] or {}
+            seen = {k: m[k].value for k in totals if k in m}
+            evaluated = {}
+            for check in [*checks, "bronze_quarantine_expectations"]:
+                asset = "bronze_events" if check in checks else "bronze_quarantine"
+                history = instance.event_log_storage.get_asset_check_execution_history(
+                    dg.AssetCheckKey(dg.AssetKey(asset), check), limit=100_000
+                )
+                evaluations = [
+                    r.event.dagster_event.event_specific_data
+                    for r in history
+                    if r.event is not None and r.event.dagster_event is not None
+                ]
+                # the worker names the partition in the metadata (see lakehouse/worker.py)
+                evaluated[check] = any(
+                    e.metadata.get("partition") is not None
+                    and e.metadata["partition"].value == key
+                    and e.passed
+                    for e in evaluations
+                )
+            region_ok = (
+                seen == totals and got["bronze_quarantine"] is not None and all(evaluated.values())
+            )
+            ok = ok and region_ok
+            out[name] = {"ledger": totals, "dagster": seen, "checks": evaluated, "ok": region_ok}
+    return {"reported_partitions_equal_committed": ok, "reported": out}
+
+
+def stream_workers(base: Path, rate: int, seconds: int, kills: int) -> dict[str, Any]:
+    """Offer ``rate`` events/s over three regions to one worker per region, killing workers."""
+    import random
+
+    from pipelines.ingest import ledger
+    from pipelines.lake.config import load_config
+
+    home = base / "stream"
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_START_DATE"] = (DAY - dt.timedelta(days=3)).isoformat()
+    cfg = load_config("local")
+    per_region = rate * seconds // len(LOCATIONS)
+    t = time.perf_counter()
+    for name in LOCATIONS:
+        land_stream(cfg.location(name), DAY, per_region, EVENTS_PER_OBJECT, seed=7)
+    generate_s = time.perf_counter() - t
+    order = _hold_back(home, base / "stream-held")
+    per_object = {
+        name: per_region / sum(1 for _, n, *_ in order if n == name) for name in LOCATIONS
+    }
+    dagster_home = str(base / "dagster_home")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": dagster_home,
+        "LAKEHOUSE_ENV": "local",
+        "LAKEHOUSE_INGEST_SENSOR": "stopped",  # the workers ingest; the sensor stays for catch-up
+        "LAKEHOUSE_PII_KEY": os.environ.get("LAKEHOUSE_PII_KEY", "bench-key"),
+        "PYTHONPATH": str(_root()),
+    }
+    arrived: dict[tuple[str, str], float] = {}
+    commits: dict[tuple[str, str], float] = {}
+    rng = random.Random(27)
+    with open(base / "dagster.log", "wb") as log:
+        procs = _start_dagster(base, env, log)
+        web, port = _start_webserver(base, env, log)
+        procs.append(web)
+        workers = Workers(env, f"http://127.0.0.1:{port}", base)
+        try:
+            for name in LOCATIONS:
+                workers.start(name)
+            time.sleep(float(os.environ.get("STREAM_WARMUP_SECONDS", "25")))  # imports, GX
+            # within the stream's first 80 %: objects keep arriving after each kill
+            kill_at = sorted(rng.uniform(5, seconds * 0.8) for _ in range(kills))
+            clock, moved = time.time(), 0.0
+            sampled = clock
+            for _, name, aside, dest in order:
+                time.sleep(max(0.0, clock + moved / rate - time.time()))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                aside.rename(dest)
+                now = time.time()
+                os.utime(dest, (now, now))  # landed now: the store's time is the lag's clock
+                arrived[(name, str(dest.relative_to(home / ".lake" / name)))] = now
+                moved += per_object[name]
+                if kill_at and now - clock >= kill_at[0]:
+                    kill_at.pop(0)
+                    workers.kill(rng.choice(LOCATIONS))
+                if now - sampled >= 1:
+                    workers.sample_memory()
+                    sampled = now
+            moved_s = time.time() - clock
+            for _ in kill_at:  # any left (the last objects moved before their time)
+                workers.kill(rng.choice(LOCATIONS))
+            for _ in kill_at:  # any left (the last objects moved before their time)
+                workers.kill(rng.choice(LOCATIONS))
+            deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
+            while time.time() < deadline and len(commits) < len(arrived):
+                time.sleep(2)
+                workers.sample_memory()
+                commits = _commit_times(cfg, ledger)
+            time.sleep(5)  # the last reports
+            workers.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                for proc in workers.procs.values():
+                    if proc.returncode is None:
+                        proc.kill()
+            _stop(procs)
+    lat = np.array([commits[k] - arrived[k] for k in arrived if k in commits])
+    done_events = sum(per_object[k[0]] for k in arrived if k in commits)
+    first, last = min(commits.values(), default=clock), max(commits.values(), default=clock)
+    offered = per_region * len(LOCATIONS) / moved_s
+    # events committed over the span of commits: the rate the workers kept up with (the
+    # latency shifts both ends alike)
+    sustained_rate = done_events / max(last - first, 1e-9)
+    out = {
+        "offered_events_per_s": round(offered),
+        "seconds_at_target": round(moved_s, 1),
+        "sustained_events_per_s": round(sustained_rate),
+        "sustained_to_offered": round(sustained_rate / offered, 3),
+        "events_per_s_first_arrival_to_last_commit": round(done_events / max(last - clock, 1e-9)),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+        "latency_p99_s": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+        "latency_max_s": round(float(lat.max()), 1) if len(lat) else None,
+        "worker_kills": workers.kills,
+        "worker_exit_codes_on_sigterm": workers.exit_codes,
+        "worker_cpu_s": round(workers.cpu_s, 1),
+        "peak_rss_mb": round(workers.peak_mb, 1),
+        "stream_objects": len(arrived),
+        "stream_objects_ingested": len(lat),
+        "stream_events": per_region * len(LOCATIONS),
+        "stream_generate_s": round(generate_s, 1),
+    }
+    out.update(_exactly_once(cfg, arrived))
+    out.update(_reported(cfg, dagster_home))
+    return out
+
+
+def main_workers() -> None:
+    """``python -m benchmarks.stream``: the engine's rate, then the workers at half of it."""
+    seconds = _env("STREAM_SECONDS", 300)
+    kills = _env("STREAM_KILLS", 6)
+    base = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    out: dict[str, Any] = {"load_avg_at_start": [round(x, 1) for x in os.getloadavg()]}
+    try:
+        out.update(one_shot_rate(base, _env("STREAM_ONE_SHOT_EVENTS", 2_000_000)))
+        rate = _env("STREAM_RATE", max(100_000, out["one_shot_events_per_s"] // 2))
+        out.update(stream_workers(base, rate, seconds, kills))
+        # per event committed (a drain that ended early leaves some uningested)
+        events = sum(r["landed"] for r in out["per_region"].values()) or 1
+        out["incremental_cpu_us_per_event"] = round(out["worker_cpu_s"] / events * 1e6, 3)
+        out["incremental_to_one_shot"] = round(
+            out["incremental_cpu_us_per_event"] / out["one_shot_cpu_us_per_event"], 3
+        )
+        if os.environ.get("STREAM_DAY", "0") != "0":  # the sensor-era day figures
+            out["day"] = day_figures(base, _env("STREAM_EVENTS", 5_000_000), 24)
+        out["load_avg_at_end"] = [round(x, 1) for x in os.getloadavg()]
+        out["goals_met"] = {
+            "sustained_to_offered>=0.98": out["sustained_to_offered"] >= 0.98,
+            "latency_p99<=15": (out["latency_p99_s"] or 1e9) <= 15,
+            "incremental_to_one_shot<=1.15": out["incremental_to_one_shot"] <= 1.15,
+            "peak_rss<=1024": out["peak_rss_mb"] <= 1024,
+            "exactly_once": out["exactly_once"],
+            "reported_partitions_equal_committed": out["reported_partitions_equal_committed"],
+            "worker_kills>=5": out["worker_kills"] >= 5,
+        }
+        print(json.dumps(out))
+    finally:
+        if os.environ.get("STREAM_KEEP"):  # the workers' and Dagster's logs, to look into
+            print(f"kept {base}", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ from resources.lake import LakeResource
 SENSOR_SECONDS_ENV = "LAKEHOUSE_INGEST_SENSOR_SECONDS"
 DEFAULT_SENSOR_SECONDS = 30
 INGEST_PARTITION_TAG = "lakehouse/ingest_partition"
+# A deployment whose ingest workers (`lakehouse ingest --follow`) follow every location sets
+# this to "stopped": the sensor then starts stopped (the UI can still start it for catch-up),
+# and the workers and the sensor's runs never ingest an object twice anyway (the ledger).
+SENSOR_STATUS_ENV = "LAKEHOUSE_INGEST_SENSOR"
 # What dg.define_asset_job returns; its class is not part of Dagster's public API.
 AssetJob = Any
 
@@ -85,10 +89,10 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
     """The sensor that requests ingestion of (date, region) partitions with new objects."""
     # read when the definitions are built, never at import
     every = int(os.environ.get(SENSOR_SECONDS_ENV, str(DEFAULT_SENSOR_SECONDS)))
+    stopped = os.environ.get(SENSOR_STATUS_ENV, "running").strip().lower() == "stopped"
+    status = dg.DefaultSensorStatus.STOPPED if stopped else dg.DefaultSensorStatus.RUNNING
 
-    @dg.sensor(
-        job=job, minimum_interval_seconds=every, default_status=dg.DefaultSensorStatus.RUNNING
-    )
+    @dg.sensor(job=job, minimum_interval_seconds=every, default_status=status)
     def landed_objects_sensor(
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:

@@ -249,11 +249,17 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
-    days = days_between(args.date, args.to or args.date, "ingest --date/--to")
+    if not args.follow and args.date is None:
+        raise ValueError("lakehouse ingest needs --date (or --follow, to run as a worker)")
+    days = [] if args.follow else days_between(args.date, args.to or args.date, "ingest --date")
     worker = compute.worker_jurisdictions(cfg)
     if worker.notice:
         sys.stderr.write(f"lakehouse ingest: {worker.notice}\n")
     (grant,) = args.grants
+    if args.follow:  # the long-lived worker: refused by the guard, before a byte was read
+        from lakehouse.worker import cmd_follow
+
+        return cmd_follow(args, cfg, location, grant)
     rules = record_rules(cfg)
     out = []
     with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
@@ -594,8 +600,12 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     week = [as_of - dt.timedelta(days=i) for i in range(6, -1, -1)]
     found = anomaly.detect(records, week)
     recs = advice.recommend(cfg, measured.stored, records) if args.recommend else []
+    from lakehouse.worker import worker_status
+
+    workers = worker_status(cfg)
     if args.json:
         return {
+            "ingest_workers": workers,
             "as_of": as_of.isoformat(),
             "regions": [r for r in records if r["date"] == as_of],
             "storage_by_location": measured.storage,
@@ -607,6 +617,15 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     lines += [
         f"  {loc}: {s['bytes'] / 1024**2:.1f} MB, ${s['usd_month']:.2g} a month"
         for loc, s in sorted(measured.storage.items())
+    ]
+    lines += ["", f"Ingest workers: {len(workers) or 'none'}"]
+    lines += [
+        f"  {w.get('location')} {w.get('worker', '?')}: {w.get('state')}, lag "
+        f"{w.get('lag', {}).get('lag_seconds', '?')} s, backlog "
+        f"{w.get('lag', {}).get('backlog_objects', '?')} objects / "
+        f"{w.get('lag', {}).get('backlog_bytes', '?')} bytes, {w.get('commits', 0)} commits"
+        + (f", last error: {w['last_error']}" if w.get("last_error") else "")
+        for w in workers
     ]
     lines += ["", f"Anomalies {week[0]}..{as_of}: {len(found) or 'none'}"]
     lines += [f"  {a.describe()}" for a in found]
@@ -649,7 +668,7 @@ def _add_simulate(sub: Any) -> None:
 def _add_ingest_and_sync(sub: Any) -> None:
     p = sub.add_parser("ingest", help="ingest landing dates into bronze Delta")
     p.add_argument("--location", required=True)
-    p.add_argument("--date", type=_date, required=True)
+    p.add_argument("--date", type=_date, help="landing date (required unless --follow)")
     p.add_argument("--to", type=_date, help="last date of a range (default: --date)")
     p.add_argument(
         "--full",
@@ -660,6 +679,9 @@ def _add_ingest_and_sync(sub: Any) -> None:
     p.add_argument(
         "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 32 MiB)"
     )
+    from lakehouse.worker import add_follow_options
+
+    add_follow_options(p)
     p.set_defaults(handler=cmd_ingest, touches=_ingest_touches)
 
     p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")

@@ -797,6 +797,7 @@ def ingest_partition(
     on_batch: Callable[[IngestResult], None] | None = None,
     shard: tuple[int, int] | None = None,
     now: dt.datetime | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PartitionIngest:
     """Ingest the objects of one landing date of a location not ingested yet.
 
@@ -810,7 +811,8 @@ def ingest_partition(
     (``object_rewritten``) until a full re-ingest reads it again. ``on_batch`` sees each
     batch's result once it is committed (its rows kept in the run's result only with
     ``keep_rows``). A closed day's partition is compacted. ``rules`` default to those of the
-    configuration in use.
+    configuration in use. ``stop`` is asked after each batch: once it says True, the run ends
+    there (the batch in flight is committed first; what is left waits for the next run).
     """
     memory.bound_heap()
     storage = open_storage(location.root_uri(), options)
@@ -874,6 +876,8 @@ def ingest_partition(
         state.tables_hold = hold
         done.batches.extend(more)
         memory.give_back()  # so that a day of any size peaks at one batch
+        if stop is not None and stop():
+            break
     done.compacted = _compact_if_closed(t, part, landing_date, now)
     return _totals(done, state, t, part)
 

@@ -1,0 +1,331 @@
+"""``lakehouse ingest --follow``: the long-lived ingest worker, reporting to Dagster without runs.
+
+The loop is the engine's (:mod:`pipelines.ingest.stream`); this module adds what Dagster needs: the
+bronze suites run in this process on each committed batch (Great Expectations imported once per
+worker), and each committed partition is reported as Dagster sees a run's today: both
+materializations with the asset's metadata and the three check evaluations, through Dagster's
+public runless-event API. Two transports, one content:
+
+- ``--dagster-url URL`` (or ``LAKEHOUSE_DAGSTER_URL``): the webserver's
+  ``POST /report_asset_materialization/<key>`` and ``POST /report_asset_check/<key>`` endpoints
+  (dagster-webserver 1.13's routes: the check's is not ``/report_asset_check_evaluation/``,
+  the name its error messages use); what a worker outside the database's network uses;
+- otherwise ``DagsterInstance.get()`` (``DAGSTER_HOME``) and its public
+  ``report_runless_asset_event``: the same call the webserver's endpoints make.
+
+A commit is reported after it is in the tables; the ledger batch it reported up to is then
+recorded in the store, so a report lost to a kill is made by the next worker (at least once:
+a kill between the report and that record repeats the report, with the same totals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict
+from typing import Any
+
+URL_ENV = "LAKEHOUSE_DAGSTER_URL"
+# A worker's batches are smaller than a run's (32 MiB): with 32 MiB batches under a backlog a
+# worker peaked at 2.9 GB (benchmarks/stream.py), likely the bronze suites' pandas frame of each
+# batch on top of the ingest's own peak; 8 MiB is a few seconds of a region's stream.
+FOLLOW_BATCH_BYTES = 8 * 1024 * 1024
+# A report that fails (webserver restarting) is tried again this many times before the commit
+# counts as unreported; the next cycle then reports it (the ledger is the truth).
+REPORT_ATTEMPTS = 4
+
+
+def add_follow_options(p: argparse.ArgumentParser) -> None:
+    """The ``ingest`` options of the worker (``--follow`` and what tunes it)."""
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep running: ingest what lands as it lands and report it to Dagster (no runs)",
+    )
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="between listings (--follow)")
+    p.add_argument(
+        "--linger-seconds",
+        type=float,
+        default=4.0,
+        help="ingest a date once its oldest waiting object is this old, or a batch is full",
+    )
+    p.add_argument(
+        "--max-idle-seconds",
+        type=float,
+        default=None,
+        help="exit 0 after this long with nothing waiting (default: never)",
+    )
+    p.add_argument("--days-back", type=int, default=2, help="dates caught up at start (default 2)")
+    p.add_argument(
+        "--dagster-url",
+        default=None,
+        help=f"report through this webserver (default: {URL_ENV}, else DAGSTER_HOME's instance)",
+    )
+
+
+class Reporter:
+    """Sends runless asset events: to a webserver over HTTP, or to the instance itself."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url.rstrip("/") if url else None
+        self._instance: Any = None
+
+    def _instance_of(self) -> Any:
+        if self._instance is None:
+            import dagster as dg
+
+            self._instance = dg.DagsterInstance.get()
+        return self._instance
+
+    def send(self, events: list[Any]) -> None:
+        """Report each event (AssetMaterialization, AssetCheckEvaluation, AssetObservation)."""
+        for event in events:
+            for attempt in range(REPORT_ATTEMPTS):
+                try:
+                    self._send(event)
+                    break
+                except (OSError, urllib.error.URLError):
+                    if attempt == REPORT_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.5 * 2**attempt)
+
+    def _send(self, event: Any) -> None:
+        if self.url is None:
+            self._instance_of().report_runless_asset_event(event)
+            return
+        import dagster as dg
+
+        if isinstance(event, dg.AssetCheckEvaluation):
+            route = "report_asset_check"  # 1.13's route; its messages call it ..._evaluation
+            body: dict[str, Any] = {
+                "asset_key": event.asset_key.path,
+                "check_name": event.check_name,
+                "passed": event.passed,
+                "severity": event.severity.value,
+                "metadata": _plain(event.metadata),
+                "partition": event.partition,
+            }
+        else:
+            route = (
+                "report_asset_materialization"
+                if isinstance(event, dg.AssetMaterialization)
+                else "report_asset_observation"
+            )
+            body = {
+                "asset_key": event.asset_key.path,
+                "metadata": _plain(event.metadata),
+                "partition": event.partition,
+                "description": event.description,
+            }
+        path = "/".join(urllib.parse.quote(p, safe="") for p in event.asset_key.path)
+        request = urllib.request.Request(
+            f"{self.url}/{route}/{path}",
+            data=json.dumps(body, default=str).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            if resp.status != 200:
+                raise OSError(f"{route}: HTTP {resp.status}: {resp.read()[:200]!r}")
+
+
+def _plain(metadata: Any) -> dict[str, Any]:
+    """Metadata as JSON the endpoints take (they build the metadata values again)."""
+    out = {}
+    for key, value in (metadata or {}).items():
+        raw = getattr(value, "value", value)
+        out[key] = raw.data if hasattr(raw, "data") else raw
+    return out
+
+
+def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: str) -> list[Any]:
+    """A worker's commit as Dagster events: what the asset's run yields, as runless events."""
+    import dagster as dg
+
+    from assets.bronze import batch_checks, partition_results
+    from assets.partitions import date_region_key
+    from pipelines.ingest import engine as ingest
+    from pipelines.lake import tables
+
+    events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
+    batches = committed.batches or [ingest.empty_result(committed.region, committed.landing_date)]
+    validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
+    partition = str(date_region_key(committed.landing_date.isoformat(), committed.region))
+    extra = {
+        **committed.lag.as_dict(),
+        "reported_by": f"ingest worker {worker} (no run)",
+        "batches_through": max((o.batch for o in committed.done.objects), default=0),
+        "recovered_report": committed.recovered,
+    }
+    out: list[Any] = []
+    for r in partition_results(committed.done, committed.location, where, validated):
+        if isinstance(r, dg.MaterializeResult):
+            out.append(
+                dg.AssetMaterialization(
+                    asset_key=r.asset_key or tables.BRONZE.name,
+                    partition=partition,
+                    metadata={**(r.metadata or {}), **extra},
+                )
+            )
+        else:
+            # No ``partition=``: Dagster 1.13 keeps one row per (asset, check, run id,
+            # partition) in asset_check_executions (idx_asset_check_executions_unique) and every
+            # runless event has run id "", so a partition's second runless evaluation fails
+            # (IntegrityError; a 500 from the webserver). The partition goes in the metadata;
+            # each batch's evaluation is then kept in the check's history.
+            out.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(r.asset_key.path if r.asset_key else tables.BRONZE.name),
+                    check_name=str(r.check_name),
+                    passed=r.passed,
+                    metadata={
+                        **(r.metadata or {}),
+                        "partition": partition,
+                        "batches_through": extra["batches_through"],
+                        "reported_by": extra["reported_by"],
+                    },
+                    severity=r.severity,
+                    description=r.description,
+                )
+            )
+    return out
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"lakehouse ingest --follow: {line}\n")
+    sys.stderr.flush()
+
+
+def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) -> dict[str, Any]:
+    """Run the worker for one location until SIGTERM (or ``--max-idle-seconds``); exit 0.
+
+    The caller checked compute sovereignty (``grant``) before any byte was read.
+    """
+    from data_quality.suites import build_suites
+    from pipelines.ingest import engine as ingest
+    from pipelines.ingest import stream
+    from pipelines.ingest.events import record_rules
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        _stderr(f"{signal.Signals(signum).name}: finishing the batch in flight, then stopping")
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    suites = build_suites(cfg)
+    reporter = Reporter(args.dagster_url or os.environ.get(URL_ENV))
+    where = grant.metadata()
+    worker = stream.worker_id()
+    _warm_up(suites, location)  # GX imported and its context built once, before the stream
+
+    def on_commit(c: stream.Committed) -> None:
+        reporter.send(commit_events(c, suites, where, worker))
+        t = c.done.totals
+        _stderr(
+            f"{c.location} {c.landing_date} committed batches {c.done.batches or '-'}"
+            f"{' (recovered)' if c.recovered else ''}: landed {t['landed']}, ingested "
+            f"{t['ingested']}, quarantined {t['quarantined']}, duplicates "
+            f"{t['duplicates_dropped']}; lag {c.lag.as_dict()}"
+        )
+
+    def on_error(exc: BaseException, retry_in: float) -> None:
+        _report_failure(reporter, location.name, worker, exc, retry_in)
+
+    follower = stream.Follower(
+        location,
+        location.storage_options(),
+        record_rules(cfg),
+        stream.FollowOptions(
+            poll_seconds=args.poll_seconds,
+            linger_seconds=args.linger_seconds,
+            batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
+            batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
+            max_idle_seconds=args.max_idle_seconds,
+            days_back=args.days_back,
+        ),
+        on_commit,
+        stop,
+        on_error=on_error,
+        log=_stderr,
+    )
+    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction})")
+    status = follower.run()
+    return {"location": location.name, "worker": asdict(status), "compute": where}
+
+
+def _warm_up(suites: Any, location: Any) -> None:
+    import datetime as dt
+
+    from assets.bronze import batch_checks
+    from pipelines.ingest import engine as ingest
+    from pipelines.lake import tables
+
+    empty = ingest.empty_result(location.region, dt.date.today())
+    batch_checks(empty, suites[tables.BRONZE.name], suites[tables.QUARANTINE.name])
+
+
+def _report_failure(
+    reporter: Reporter, location: str, worker: str, exc: BaseException, retry_in: float
+) -> None:
+    """An observation on bronze_events saying the worker is backing off (best effort)."""
+    import dagster as dg
+
+    from pipelines.lake import tables
+
+    try:
+        reporter.send(
+            [
+                dg.AssetObservation(
+                    asset_key=tables.BRONZE.name,
+                    metadata={
+                        "worker": worker,
+                        "location": location,
+                        "error": str(exc).strip().splitlines()[0][:400] if str(exc) else "",
+                        "retry_in_seconds": retry_in,
+                    },
+                    description="ingest worker backing off",
+                )
+            ]
+        )
+    except Exception as failed:  # Dagster may be unreachable too: the log line is enough
+        _stderr(f"failure not reported to Dagster: {failed}")
+
+
+def worker_status(
+    cfg: Any, stale_after: float = 60.0, forget_stopped_after: float = 86_400.0
+) -> list[dict[str, Any]]:
+    """Every worker's last published status, per location (what ``lakehouse status`` shows)."""
+    import datetime as dt
+
+    from pipelines.ingest import stream
+    from pipelines.lake.storage import open_storage
+
+    out = []
+    now = dt.datetime.now(dt.UTC)
+    for loc in cfg.locations.values():
+        try:
+            storage = open_storage(loc.root_uri(), loc.storage_options())
+            infos = list(storage.list(f"{stream.STATE_PREFIX}/status/"))
+            for info in infos:
+                item = json.loads(storage.get(info.path))
+                age = (now - dt.datetime.fromisoformat(item["updated_at"])).total_seconds()
+                item["seconds_since_update"] = round(age)
+                if item["state"] == "stopped" and age > forget_stopped_after:
+                    continue  # a worker long gone (each start is a new host-pid)
+                if item["state"] != "stopped" and age > stale_after:
+                    item["state"] = f"silent ({item['state']} {round(age)}s ago)"
+                out.append(item)
+        except Exception as exc:  # one unreachable store does not hide the others
+            out.append({"location": loc.name, "state": "unknown", "last_error": str(exc)[:200]})
+    return out

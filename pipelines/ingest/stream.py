@@ -1,0 +1,435 @@
+"""The long-lived ingest worker's loop: follow a location's landing area, ingest micro-batches.
+
+Free of Dagster. :class:`Follower` lists the location's stream roots from where it last looked
+(the object stores list from an offset, as the landed-objects sensor does), keeps what landed
+and is not ingested yet, and hands a landing date to :func:`pipelines.ingest.ingest_partition`
+(the same engine and ledger as a run: each object exactly once, whatever else ingests the
+partition at the same time) once it holds a batch's worth of bytes or its oldest object has
+waited ``linger_seconds``. After each commit it calls ``on_commit`` with what was committed,
+the batches' rows (for the checks) and the lag; the caller reports it (``lakehouse/worker.py``
+reports to Dagster). What the caller has reported is recorded in the store
+(:class:`Reported`), so a worker killed between a commit and its report reports it on restart.
+
+Operable as a service: ``stop`` (an event a SIGTERM handler sets) ends the loop after the batch
+in flight; a store that fails is retried with exponential backoff (``on_error`` hears of each
+failure), never raised; a lost race with another worker on the same partition is the ledger's
+business (claims), so two workers on one location share its partitions safely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.ingest import capture, ledger
+from pipelines.ingest import engine as ingest
+from pipelines.ingest.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA, RecordRules
+from pipelines.lake.config import LakeLocation
+from pipelines.lake.storage import ObjectInfo, Storage, open_storage
+
+# Where workers keep their state in the location's own store (never personal data): a status
+# per worker (what ``lakehouse status`` shows) and, per partition, the last batch reported.
+STATE_PREFIX = "_workers/ingest"
+# A following worker refreshes its status this often when nothing else changed.
+STATUS_EVERY = 10.0
+
+
+@dataclass(frozen=True)
+class FollowOptions:
+    """How a worker follows its landing area."""
+
+    poll_seconds: float = 1.0  # between listings when nothing is due
+    linger_seconds: float = 4.0  # a date is ingested once its oldest object waited this long
+    batch_objects: int = ingest.BATCH_OBJECTS
+    batch_bytes: int = ingest.BATCH_BYTES  # ... or once this many bytes wait (a full batch)
+    max_idle_seconds: float | None = None  # stop after this long with nothing to do
+    days_back: int = 2  # on start, dates this far back are caught up (older: the sensor's job)
+    backoff_max_seconds: float = 60.0
+    shard: tuple[int, int] | None = None
+
+
+@dataclass
+class Lag:
+    """What waits: the oldest landed object not committed yet, and the backlog."""
+
+    oldest_seconds: float = 0.0
+    objects: int = 0
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The lag as JSON."""
+        return {
+            "lag_seconds": round(self.oldest_seconds, 1),
+            "backlog_objects": self.objects,
+            "backlog_bytes": self.bytes,
+        }
+
+
+@dataclass
+class Committed:
+    """One partition's commit by the worker: what ``on_commit`` reports."""
+
+    location: str
+    landing_date: dt.date
+    region: str
+    done: ingest.PartitionIngest  # the partition's totals after the commit
+    batches: list[ingest.IngestResult]  # the committed batches' rows, for the checks
+    lag: Lag
+    recovered: bool = False  # batches committed earlier (a killed worker's) reported now
+
+
+@dataclass
+class Status:
+    """A worker's state as ``lakehouse status`` shows it."""
+
+    worker: str
+    location: str
+    state: str = "starting"  # following | backing_off | stopped
+    started_at: str = ""
+    updated_at: str = ""
+    last_commit_at: str | None = None
+    commits: int = 0
+    events_landed: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    lag: dict[str, float | int] = field(default_factory=lambda: Lag().as_dict())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def worker_id() -> str:
+    """``host-pid``: unique among running workers, readable in a status list."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class _Waiting:
+    info: ObjectInfo
+    since: float  # when it landed (the store's time) or, without one, when it was first listed
+
+
+class Reported:
+    """Per partition, the last ledger batch whose commit the caller has reported."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def _path(self, day: dt.date) -> str:
+        return f"{STATE_PREFIX}/reported/{day.isoformat()}.json"
+
+    def through(self, day: dt.date) -> int:
+        """The last batch reported (0 when none)."""
+        try:
+            return int(json.loads(self.storage.get(self._path(day)))["through"])
+        except FileNotFoundError:
+            return 0
+
+    def record(self, day: dt.date, through: int) -> None:
+        """Remember that the batches up to ``through`` are reported."""
+        self.storage.put(self._path(day), json.dumps({"through": through}).encode())
+
+
+def batch_rows(
+    location: LakeLocation,
+    options: dict[str, str],
+    day: dt.date,
+    state: ledger.LedgerState,
+    numbers: list[int],
+) -> list[ingest.IngestResult]:
+    """The rows of committed batches, read back from the files their ledger rows name.
+
+    What a restarted worker validates for batches a killed one committed but never reported
+    (or another worker committed): the checks see the rows each batch appended.
+    """
+    out = []
+    by_batch: dict[int, list[ledger.ObjectEntry]] = {}
+    for o in state.objects:
+        by_batch.setdefault(o.batch, []).append(o)
+    for n in numbers:
+        batch = state.batches.get(n)
+        if batch is None:
+            continue
+        tables = []
+        for name, adds, schema in (
+            (ingest.BRONZE_TABLE, batch.bronze, BRONZE_SCHEMA),
+            (ingest.QUARANTINE_TABLE, batch.quarantine, QUARANTINE_SCHEMA),
+        ):
+            store = open_storage(location.table_uri(name), options)
+            parts = [pq.read_table(pa.BufferReader(store.get(a.path))) for a in adds]
+            tables.append(_with_partition(parts, schema, location.region, adds))
+        entries = by_batch.get(n, [])
+        result = ingest.empty_result(location.region, day)
+        result.bronze, result.quarantine = tables
+        # counted from the rows read back, not carried (what empty_result sets)
+        result.counted_ingested = result.counted_quarantined = result.counted_rescued = None
+        result.landed = sum(o.records for o in entries)
+        result.duplicates = sum(o.duplicates for o in entries)
+        result.objects = len(entries)
+        out.append(result)
+    return out
+
+
+def _with_partition(
+    parts: list[pa.Table], schema: pa.Schema, region: str, adds: list[Any]
+) -> pa.Table:
+    """Staged files lack the partition columns (the folder names them): put them back."""
+    if not parts:
+        return schema.empty_table()
+    table = pa.concat_tables(parts, promote_options="default")
+    values = dict(adds[0].partition_values or {}) if adds else {}
+    for f in schema:
+        if f.name not in table.column_names:
+            raw = values.get(f.name, region if f.name == "region" else None)
+            value = dt.date.fromisoformat(raw) if raw and f.type == pa.date32() else raw
+            table = table.append_column(f, pa.array([value] * table.num_rows, f.type))
+    return table.select(schema.names).cast(schema)
+
+
+class Follower:
+    """One worker's loop over one location (see the module's docstring)."""
+
+    def __init__(
+        self,
+        location: LakeLocation,
+        options: dict[str, str],
+        rules: RecordRules | None,
+        follow: FollowOptions,
+        on_commit: Callable[[Committed], None],
+        stop: threading.Event,
+        *,
+        on_error: Callable[[BaseException, float], None] | None = None,
+        log: Callable[[str], None] | None = None,
+        today: Callable[[], dt.date] | None = None,
+    ) -> None:
+        self.location, self.options, self.rules, self.follow = location, options, rules, follow
+        self.on_commit, self.stop, self.on_error = on_commit, stop, on_error
+        self.log = log or (lambda _msg: None)
+        self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self.storage = open_storage(location.root_uri(), options)
+        self.reported = Reported(self.storage)
+        self.status = Status(worker_id(), location.name, started_at=_now())
+        self.cursor: dict[str, str] = {}
+        self.waiting: dict[str, _Waiting] = {}
+        self.recovered = False
+        self.listed = False  # the first listing skips dates older than ``days_back``
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def _list(self) -> None:
+        """Add what landed since the last listing (everything on the first)."""
+        roots, _ = capture.discover_stream_roots(self.location.landing, self.storage)
+        now = time.time()
+        first = not self.listed
+        oldest = self.today() - dt.timedelta(days=self.follow.days_back)
+        for root in roots:
+            seen = self.cursor.get(root)
+            for info in self.storage.list(root + "/", offset=seen):
+                self.cursor[root] = info.path
+                try:
+                    day = capture.landing_date_of(self.location.landing, info.path)
+                except ValueError:
+                    continue
+                if first and day < oldest:
+                    continue
+                self.waiting[info.path] = _Waiting(info, info.modified or now)
+        if first:
+            self._drop_ingested()
+        self.listed = True
+
+    def _drop_ingested(self) -> None:
+        """At start, what the ledger already holds is not waiting (one read per date)."""
+        for day in sorted({self._day(p) for p in self.waiting}):
+            part = {"landing_date": day, "region": self.location.region}
+            done = ledger.identities(
+                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
+            )
+            for path, w in list(self.waiting.items()):
+                key = ingest._printable(path)
+                if self._day(path) == day and (key, w.info.etag, w.info.size) in done:
+                    del self.waiting[path]
+
+    def _day(self, path: str) -> dt.date:
+        return capture.landing_date_of(self.location.landing, path)
+
+    def lag(self, now: float | None = None) -> Lag:
+        """The lag of what is listed and not committed."""
+        now = now or time.time()
+        if not self.waiting:
+            return Lag()
+        return Lag(
+            max(0.0, now - min(w.since for w in self.waiting.values())),
+            len(self.waiting),
+            sum(w.info.size for w in self.waiting.values()),
+        )
+
+    def _due(self) -> list[dt.date]:
+        """Dates to ingest now: a full batch waits, or the oldest object waited long enough."""
+        now = time.time()
+        by_day: dict[dt.date, list[_Waiting]] = {}
+        for path, w in self.waiting.items():
+            by_day.setdefault(self._day(path), []).append(w)
+        due = [
+            (min(w.since for w in ws), day)
+            for day, ws in by_day.items()
+            if sum(w.info.size for w in ws) >= self.follow.batch_bytes
+            or len(ws) >= self.follow.batch_objects
+            or now - min(w.since for w in ws) >= self.follow.linger_seconds
+        ]
+        return [day for _, day in sorted(due)]
+
+    # --- ingest and report -------------------------------------------------------------------
+
+    def _ingest(self, day: dt.date) -> bool:
+        """One batch of a date (each reported on its own: Dagster sees every commit).
+
+        False when it took nothing (another worker holds the objects' claim, or they are gone).
+        """
+        batches: list[ingest.IngestResult] = []
+        done = ingest.ingest_partition(
+            self.location,
+            self.options,
+            day,
+            self.rules,
+            batch_objects=self.follow.batch_objects,
+            batch_bytes=self.follow.batch_bytes,
+            keep_rows=False,
+            on_batch=batches.append,
+            shard=self.follow.shard,
+            stop=lambda: True,  # one batch a call; the loop comes back for the rest
+        )
+        held = {o.identity for o in done.objects}
+        for path in [p for p in self.waiting if self._day(p) == day]:
+            info = self.waiting[path].info
+            if (ingest._printable(path), info.etag, info.size) in held:
+                del self.waiting[path]
+        reported = self._report(day, done, batches)
+        if reported:
+            self.status.commits += 1
+            self.status.events_landed += done.result.landed
+            self.status.last_commit_at = _now()
+        if not batches:  # nothing taken: what still waits must still be listed, as it is
+            listed = {
+                (i.path, i.etag, i.size)
+                for i in ingest.landing_listing(self.storage, self.location.landing, day)[0]
+            }
+            for path in [p for p in self.waiting if self._day(p) == day]:
+                info = self.waiting[path].info
+                if (path, info.etag, info.size) not in listed:
+                    del self.waiting[path]  # gone or rewritten since: the next listing says
+        return bool(batches)
+
+    def _report(
+        self, day: dt.date, done: ingest.PartitionIngest, batches: list[ingest.IngestResult]
+    ) -> bool:
+        """Report what the ledger committed that no report covered yet; False if nothing."""
+        committed = {o.batch for o in done.objects}  # the ledger after the run: all committed
+        through = max(committed, default=0)
+        before = self.reported.through(day)
+        if through <= before:
+            return False
+        # batches whose rows this call did not see (another worker's, a killed one's, those
+        # this call finished for them): read back, so every reported batch is checked
+        own = {o.batch for o in done.objects if any(o.key in b.per_object for b in batches)}
+        missing = sorted(n for n in committed if n > before and n not in own)
+        recovered = bool(missing)
+        if missing:
+            part = {"landing_date": day, "region": self.location.region}
+            state = ledger.read_state(
+                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
+            )
+            batches = [*batch_rows(self.location, self.options, day, state, missing), *batches]
+        self.on_commit(
+            Committed(
+                self.location.name, day, self.location.region, done, batches, self.lag(), recovered
+            )
+        )
+        self.reported.record(day, through)
+        return True
+
+    def _recover(self) -> None:
+        """At start: ingest and report dates whose commits were never reported (a kill)."""
+        first = self.today() - dt.timedelta(days=self.follow.days_back)
+        days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
+        for day in sorted(set(days) - {self._day(p) for p in self.waiting}):
+            part = {"landing_date": day, "region": self.location.region}
+            held = ledger.identities(
+                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
+            )
+            if held:  # cheap test first; the run then settles and reports what is unreported
+                self._ingest(day)
+        for day in sorted({self._day(p) for p in self.waiting}):
+            if not self.stop.is_set():
+                self._ingest(day)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def write_status(self, state: str) -> None:
+        """Publish the worker's status in the location's store (best effort)."""
+        self.status.state = state
+        self.status.updated_at = _now()
+        self.status.lag = self.lag().as_dict()
+        try:
+            path = f"{STATE_PREFIX}/status/{self.status.worker}.json"
+            self.storage.put(path, json.dumps(asdict(self.status)).encode())
+        except Exception as exc:  # the store may be what fails: the log still says it
+            self.log(f"status not written: {exc}")
+
+    def run(self) -> Status:
+        """Follow until ``stop`` is set or ``max_idle_seconds`` pass with nothing waiting."""
+        backoff = 0.0
+        idle_since = written = time.time()
+        while not self.stop.is_set():
+            try:
+                self._list()
+                if not self.recovered:
+                    self._recover()
+                    self.recovered = True
+                due = self._due()
+                progressed = False
+                for day in due:
+                    if self.stop.is_set():
+                        break
+                    progressed = self._ingest(day) or progressed
+                backoff = 0.0
+                if due or self.status.last_error or time.time() - written >= STATUS_EVERY:
+                    self.status.last_error = None
+                    self.write_status("following")
+                    written = time.time()
+            except Exception as exc:  # an unreachable store, a lost table: retried, never fatal
+                backoff = min(self.follow.backoff_max_seconds, max(1.0, backoff * 2))
+                self.status.failures += 1
+                self.status.last_error = _first_line(exc)
+                self.log(f"{self.location.name}: {self.status.last_error}; retry in {backoff:.0f}s")
+                if self.on_error is not None:
+                    self.on_error(exc, backoff)
+                self.write_status("backing_off")
+                self.stop.wait(backoff)
+                continue
+            if self.waiting or due:
+                idle_since = time.time()
+            elif (
+                self.follow.max_idle_seconds is not None
+                and time.time() - idle_since >= self.follow.max_idle_seconds
+            ):
+                break
+            if not progressed:  # never a busy loop: objects another worker holds wait a poll
+                self.stop.wait(self.follow.poll_seconds)
+        self.write_status("stopped")
+        return self.status
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__

@@ -1,0 +1,224 @@
+"""The ingest worker (``lakehouse ingest --follow``): exactly once through kills, two workers,
+SIGTERM, sovereignty, and what it reports to Dagster (the instance in DAGSTER_HOME).
+
+Tiny data, real processes: each worker is the CLI in a subprocess, synchronised on the lines
+it writes (a commit) and on its exit (``--max-idle-seconds``), never on a timer.
+"""
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from pipelines.ingest import engine as ingest
+from pipelines.ingest import ledger
+from pipelines.lake import delta
+from pipelines.lake.config import PROJECT_ROOT, load_config
+
+pytestmark = pytest.mark.slow
+
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    home = tmp / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(tmp),
+        "LAKEHOUSE_ENV": "local",
+        "LAKEHOUSE_START_DATE": (TODAY - dt.timedelta(days=5)).isoformat(),
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        **extra,
+    }
+    env.pop("LAKEHOUSE_COMPUTE_JURISDICTION", None)
+    env.update(extra)
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _land(env: dict[str, str], events: int = 1500, seed: int = 7, day: dt.date = TODAY) -> None:
+    """Simulated objects of ``day`` (keys follow the day: landing a day twice rewrites them)."""
+    day = day.isoformat()
+    out = _cli(
+        env, "simulate", "--from", day, "--to", day, "--location", "aws-us",
+        "--events-per-day", str(events), "--bad-rate", "0.02", "--seed", str(seed),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+
+def _worker(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "--follow", "--location", "aws-us"]
+    cmd += ["--linger-seconds", "0", "--poll-seconds", "0.2", "--batch-objects", "1", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=open(log, "ab"))
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, times: int = 1) -> None:
+    """Until the worker's log holds ``text`` ``times`` times (or it exits, or 180 s pass)."""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if log.exists() and log.read_text().count(text) >= times:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited {proc.returncode}: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged {times}x in time: {log.read_text()[-2000:]}")
+
+
+def _landing_keys(tmp: Path) -> set[str]:
+    root = tmp / ".lake" / "aws-us"
+    return {str(p.relative_to(root)) for p in (root / "landing").rglob("*") if p.is_file()}
+
+
+def _exactly_once(tmp: Path, env: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Every landed object in the ledger once; counts reconcile; no event id twice in bronze."""
+    os.environ["LAKEHOUSE_HOME"] = str(tmp)
+    loc = load_config("local").location("aws-us")
+    keys: list[str] = []
+    totals = {}
+    for day in [TODAY + dt.timedelta(days=i) for i in range(3)]:
+        part = {"landing_date": day, "region": loc.region}
+        state = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), {}, part)
+        if not state.objects:
+            continue
+        assert not state.pending()
+        keys += [o.key for o in state.objects]
+        t = state.totals()
+        assert t["landed"] == t["ingested"] + t["quarantined"] + t["duplicates_dropped"]
+        ids = delta.read_partition(loc.table_uri("bronze_events"), {}, part, columns=["event_id"])
+        assert ids.num_rows == t["ingested"]
+        hashes = ingest.key_hashes(ids["event_id"])
+        assert len(np.unique(hashes)) == len(hashes), "an event id twice in bronze"
+        q = delta.partition_rows(loc.table_uri("bronze_quarantine"), {}, part)
+        assert q == t["quarantined"]
+        totals[f"{day.isoformat()}|{loc.region}"] = t
+    assert len(keys) == len(set(keys))
+    assert set(keys) == _landing_keys(tmp)
+    return totals
+
+
+def _reported(env: dict[str, str], totals: dict[str, dict[str, int]]) -> None:
+    """Dagster's latest runless materialization of each partition says the ledger's totals."""
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for key, t in totals.items():
+            recs = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("bronze_events"), asset_partitions=[key]
+                ),
+                limit=1,
+                ascending=False,
+            ).records
+            assert recs, f"{key} not reported"
+            assert recs[0].run_id == "", "reported without a run"  # Dagster's runless id
+            meta = recs[0].asset_materialization.metadata
+            assert {k: meta[k].value for k in t} == t
+            for asset, check in CHECKS:
+                history = instance.event_log_storage.get_asset_check_execution_history(
+                    dg.AssetCheckKey(dg.AssetKey(asset), check), limit=500
+                )
+                evaluations = [
+                    r.event.dagster_event.event_specific_data
+                    for r in history
+                    if r.event is not None and r.event.dagster_event is not None
+                ]
+                mine = [e for e in evaluations if e.metadata["partition"].value == key]
+                assert mine and all(e.passed for e in mine), (check, key)
+
+
+CHECKS = [
+    ("bronze_events", "bronze_events_expectations"),
+    ("bronze_events", "bronze_events_reconciliation"),
+    ("bronze_quarantine", "bronze_quarantine_expectations"),
+]
+
+
+def test_sigkill_and_restart_lose_nothing_and_double_nothing(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 3000)
+    log = tmp_path / "worker.log"
+    for kill in range(3):  # killed right after a commit, while the next batch is in flight
+        proc = _worker(env, log)
+        _wait_for(log, "committed batch", proc, times=kill + 1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    _land(env, 500, day=TODAY + dt.timedelta(days=1))  # more lands while no worker runs
+    proc = _worker(env, log, "--max-idle-seconds", "1")
+    assert proc.wait(300) == 0, log.read_text()[-3000:]
+    report = json.loads(proc.stdout.read())
+    assert report["worker"]["state"] == "stopped"
+    _reported(env, _exactly_once(tmp_path, env))
+
+
+def test_two_workers_share_a_location(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 3000)
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    a = _worker(env, log_a, "--max-idle-seconds", "2")
+    b = _worker(env, log_b, "--max-idle-seconds", "2")
+    assert a.wait(300) == 0, log_a.read_text()[-2000:]
+    assert b.wait(300) == 0, log_b.read_text()[-2000:]
+    _reported(env, _exactly_once(tmp_path, env))
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_exits_0(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 3000)
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log)
+    _wait_for(log, "committed batch", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0, log.read_text()[-2000:]
+    assert "SIGTERM: finishing the batch in flight" in log.read_text()
+    os.environ["LAKEHOUSE_HOME"] = str(tmp_path)
+    loc = load_config("local").location("aws-us")
+    state = ledger.read_state(
+        loc.table_uri(ledger.LEDGER_TABLE), {}, {"landing_date": TODAY, "region": loc.region}
+    )
+    assert state.committed and not state.pending()  # nothing claimed and left behind
+    status = json.loads(proc.stdout.read())["worker"]
+    assert status["state"] == "stopped" and status["commits"] >= 1
+
+
+def test_a_worker_for_another_jurisdiction_refuses_before_a_read(tmp_path):
+    env = _env(tmp_path, LAKEHOUSE_COMPUTE_JURISDICTION="EU")
+    _land(env, 200)
+    out = _cli(env, "ingest", "--follow", "--location", "aws-us", "--max-idle-seconds", "1")
+    assert out.returncode == 1
+    assert "refused" in out.stderr and "US" in out.stderr and "EU" in out.stderr
+    assert not (tmp_path / ".lake" / "aws-us" / "_workers").exists()  # no state, no read
+    assert not (tmp_path / ".lake" / "aws-us" / "tables").exists()
+
+
+def test_status_shows_each_workers_lag(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 300)
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, "--max-idle-seconds", "1")
+    assert proc.wait(300) == 0, log.read_text()[-2000:]
+    out = _cli(env, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    workers = json.loads(out.stdout)["ingest_workers"]
+    assert [w["location"] for w in workers] == ["aws-us"]
+    assert workers[0]["state"] == "stopped" and workers[0]["commits"] >= 1
+    assert set(workers[0]["lag"]) == {"lag_seconds", "backlog_objects", "backlog_bytes"}
