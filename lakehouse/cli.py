@@ -681,7 +681,7 @@ def _add_ingest_and_sync(sub: Any) -> None:
     )
     from lakehouse.worker import add_follow_options
 
-    add_follow_options(p)
+    add_follow_options(p, _number)
     p.set_defaults(handler=cmd_ingest, touches=_ingest_touches)
 
     p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")

@@ -43,27 +43,37 @@ FOLLOW_BATCH_BYTES = 8 * 1024 * 1024
 REPORT_ATTEMPTS = 4
 
 
-def add_follow_options(p: argparse.ArgumentParser) -> None:
-    """The ``ingest`` options of the worker (``--follow`` and what tunes it)."""
+def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
+    """The ``ingest`` options of the worker (``--follow`` and what tunes it).
+
+    ``number`` is the CLI's bounded number type (a refused value names its option).
+    """
     p.add_argument(
         "--follow",
         action="store_true",
         help="keep running: ingest what lands as it lands and report it to Dagster (no runs)",
     )
-    p.add_argument("--poll-seconds", type=float, default=1.0, help="between listings (--follow)")
+    p.add_argument(
+        "--poll-seconds", type=number(float, 0.01), default=1.0, help="between listings (--follow)"
+    )
     p.add_argument(
         "--linger-seconds",
-        type=float,
+        type=number(float, 0),
         default=4.0,
         help="ingest a date once its oldest waiting object is this old, or a batch is full",
     )
     p.add_argument(
         "--max-idle-seconds",
-        type=float,
+        type=number(float, 0),
         default=None,
         help="exit 0 after this long with nothing waiting (default: never)",
     )
-    p.add_argument("--days-back", type=int, default=2, help="dates caught up at start (default 2)")
+    p.add_argument(
+        "--days-back",
+        type=number(int, 0, 3660),
+        default=2,
+        help="dates caught up at start (default 2)",
+    )
     p.add_argument(
         "--dagster-url",
         default=None,
