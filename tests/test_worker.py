@@ -33,6 +33,11 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     home = tmp / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    # Create the instance's storage once: two workers starting on a fresh SQLite instance would
+    # both run its schema migration (alembic then finds two heads). A deployment's instance
+    # (PostgreSQL, or the webserver's URL) exists before its workers start.
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     env = {
         **os.environ,
         "LAKEHOUSE_HOME": str(tmp),
