@@ -386,6 +386,13 @@ def record_commit(
             }
         ],
     )
+    _append(uri, options, partition, table)
+
+
+def _append(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object], table: pa.Table
+) -> None:
+    """Append ledger rows in a plain commit (no transaction id: a row that only adds)."""
     adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
     delta.commit_files(
         uri,
@@ -411,17 +418,7 @@ def abandon(
 ) -> None:
     """Record that batch ``number`` will never be committed (its objects are taken again)."""
     table = _rows(partition, [{"kind": "abandon", "batch": number}])
-    adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
-    delta.commit_files(
-        uri,
-        adds,
-        LEDGER_SCHEMA,
-        partition,
-        options,
-        replace=False,
-        app_id=None,
-        partition_by=BRONZE_PARTITION_BY,
-    )
+    _append(uri, options, partition, table)
 
 
 def finish(
