@@ -427,17 +427,20 @@ class ObstoreStorage:
         except BaseError as exc:
             raise self._fail("delete", path, exc) from None
 
-    def open_read(self, path: str) -> tuple[ObjectInfo, Iterator[bytes]]:
-        """The object's listing facts and its bytes in chunks of about :data:`CHUNK`."""
-        key = self._key(path)
+    def _get(self, path: str) -> Any:
+        """The obstore response to a GET of ``path``; a missing object is FileNotFoundError."""
         try:
             if self.store is None:
                 raise FileNotFoundError(path)
-            resp = obstore.get(self.store, key)
+            return obstore.get(self.store, self._key(path))
         except (NotFoundError, FileNotFoundError) as exc:
             raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
         except BaseError as exc:
             raise self._fail("get", path, exc) from None
+
+    def open_read(self, path: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object's listing facts and its bytes in chunks of about :data:`CHUNK`."""
+        resp = self._get(path)
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -484,15 +487,8 @@ class ObstoreStorage:
         meanwhile (an error path ends the process at once) that thread is killed and the
         process aborts. Here no native thread ever calls into Python.
         """
-        key, dst_key = self._key(path), dst._key(dst_path)
-        try:
-            if self.store is None:
-                raise FileNotFoundError(path)
-            resp = obstore.get(self.store, key)
-        except (NotFoundError, FileNotFoundError) as exc:
-            raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
-        except BaseError as exc:
-            raise self._fail("get", path, exc) from None
+        dst_key = dst._key(dst_path)
+        resp = self._get(path)
         source = self._info(resp.meta)
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
