@@ -278,7 +278,12 @@ def pool_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str
     """Per location: the pool its runs land on, checked for every run its definitions create."""
     launcher = _launcher(tmp_path)
     logs = _values()["computeLogManager"]
-    store = f"{logs['type']} s3://{logs['config']['s3ComputeLogManager']['bucket']}"
+    assert logs["type"] == "S3ComputeLogManager"
+    store = f"s3://{logs['config']['s3ComputeLogManager']['bucket']}"
+    # a pool whose own cloud is AWS writes with its Secret's keys; the others have none
+    cfg = load_config("prod")
+    aws = {loc.jurisdiction for loc in cfg.locations.values() if loc.cloud == "aws"}
+    writers = {j: "secret" if j in aws else "web identity" for j in cfg.jurisdictions}
     rows = []
     for deployment in _deployments():
         env = _env(deployment)
@@ -310,17 +315,43 @@ def pool_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str
             assert declared["LAKEHOUSE_ENV"] == "prod", where
             secrets = [s.secret_ref.name for s in container.env_from or [] if s.secret_ref]
             assert secrets == [f"lakehouse-{jurisdiction.lower()}-credentials"], where
+            assert _log_writer(spec, declared) == writers[jurisdiction], where
         rows.append(
             {
                 "location": deployment["name"],
                 "nodeSelector": f"lakehouse/jurisdiction={jurisdiction}",
                 "toleration": f"lakehouse/jurisdiction={jurisdiction}:NoSchedule",
                 "serviceAccount": f"lakehouse-{jurisdiction.lower()}-runs",
-                "logStore": store,
+                "logStore": f"{store} ({writers[jurisdiction]})",
                 "runs": len(pods),
             }
         )
     return rows
+
+
+def _log_writer(spec: Any, env: dict[str, str]) -> str:
+    """How a run pod writes compute logs to S3: its Secret's keys, or a web-identity role.
+
+    The web identity needs the role, and the token file on a projected service-account token
+    for STS (botocore's chain reads both); without them the pod has only its Secret.
+    """
+    if "AWS_ROLE_ARN" not in env:
+        return "secret"
+    token = Path(env["AWS_WEB_IDENTITY_TOKEN_FILE"])
+    (container,) = spec.containers
+    mounts = {m.name: m.mount_path for m in container.volume_mounts or []}
+    for volume in spec.volumes or []:
+        if volume.projected is None or mounts.get(volume.name) != str(token.parent):
+            continue
+        for source in volume.projected.sources:
+            sa_token = source.service_account_token
+            if (
+                sa_token
+                and sa_token.audience == "sts.amazonaws.com"
+                and sa_token.path == token.name
+            ):
+                return "web identity"
+    raise AssertionError(f"AWS_ROLE_ARN without a mounted STS token at {token}")
 
 
 def test_every_run_a_location_creates_lands_on_its_jurisdiction_s_pool(tmp_path, monkeypatch):
@@ -339,6 +370,8 @@ def test_the_container_context_repeats_the_deployment_s_settings():
         assert k8s["env"] == d["env"], d["name"]
         assert k8s["env_secrets"] == [s["name"] for s in d["envSecrets"]], d["name"]
         assert k8s["labels"] == d["labels"] and k8s["resources"] == d["resources"], d["name"]
+        assert k8s.get("volumes") == d.get("volumes"), d["name"]
+        assert k8s.get("volume_mounts") == d.get("volumeMounts"), d["name"]
         pod = k8s["run_k8s_config"]["pod_spec_config"]
         assert pod["node_selector"] == d["nodeSelector"], d["name"]
         assert pod["tolerations"] == d["tolerations"], d["name"]
