@@ -22,9 +22,11 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, construct_dagster_k8s_job
 
+from assets.sovereignty import declared, reads_personal_data
+from jobs.jurisdiction import region_scoped
 from lakehouse.definitions import build_definitions
 from pipelines.lake.config import load_config
-from pipelines.sovereignty.compute import COMPUTE_ENV, worker_jurisdictions
+from pipelines.sovereignty.compute import COMPUTE_ENV, check_compute, worker_jurisdictions
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"
@@ -383,6 +385,67 @@ def test_no_code_sets_the_k8s_config_tag_that_would_move_a_run_off_its_pool():
     for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*.py"):
             assert USER_DEFINED_K8S_CONFIG_KEY not in path.read_text(), path
+
+
+# --- what each prod location defines -----------------------------------------------------------
+
+
+def _locations(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[str, dg.Definitions]]:
+    """Each Helm deployment's definitions, built with its own environment."""
+    out = {}
+    for d in _deployments():
+        for name, value in _env(d).items():
+            monkeypatch.setenv(name, value)
+        out[d["name"]] = (_env(d)[COMPUTE_ENV], build_definitions("prod"))
+    return out
+
+
+def test_each_key_has_one_materializable_definition_but_the_region_partitioned(monkeypatch):
+    cfg = load_config("prod")
+    where: dict[str, list[str]] = {}
+    scoped = set()
+    for name, (_, defs) in _locations(monkeypatch).items():
+        for asset in defs.assets or []:
+            assert isinstance(asset, dg.AssetsDefinition)
+            for key in asset.keys:
+                where.setdefault(key.to_user_string(), []).append(name)
+                if region_scoped(asset):
+                    scoped.add(key.to_user_string())
+    home = f"lakehouse-{cfg.home.jurisdiction.lower()}"
+    names = [d["name"] for d in _deployments()]
+    for key, locations in where.items():
+        if key in scoped:  # each location runs its own regions' partitions of it
+            assert locations == names, key
+        else:  # replicas, features, the model, scoring, drift: the ML home's alone
+            assert locations == [home], key
+    assert scoped == {"bronze_events", "bronze_quarantine", "silver_events", "gold_daily_demand"}
+
+
+def test_no_asset_of_a_prod_location_is_refused_by_its_own_pool(monkeypatch):
+    cfg = load_config("prod")
+    for name, (jurisdiction, defs) in _locations(monkeypatch).items():
+        monkeypatch.setenv(COMPUTE_ENV, jurisdiction)
+        worker = worker_jurisdictions(cfg)
+        served = [loc for loc in cfg.locations.values() if worker.serves(loc.jurisdiction)]
+        for asset in defs.assets or []:
+            assert isinstance(asset, dg.AssetsDefinition)
+            for spec in asset.specs:
+                tables = declared(spec.tags, spec.metadata)
+                if tables is None:
+                    continue
+                step = f"{name}: {spec.key.to_user_string()}"
+                if reads_personal_data(spec.tags):
+                    # it runs here only for partitions of the regions this pool serves
+                    assert region_scoped(asset), step
+                    for loc in served:
+                        check_compute(cfg, step, loc, tables.reads, tables.writes, worker)
+                else:
+                    check_compute(cfg, step, cfg.home, tables.reads, tables.writes, worker)
+        jobs = {j.name for j in defs.jobs or []}
+        sensors = {s.name for s in defs.sensors or []}
+        assert {"ingest_job", "spark_job", "jurisdiction_chain_sensor"} <= jobs | sensors, name
+        if jurisdiction != cfg.home.jurisdiction:
+            assert not {"sync_job", "retrain_job", "automation_sensor"} & (jobs | sensors), name
 
 
 def test_the_workspace_without_kubernetes_has_one_location_per_jurisdiction():
