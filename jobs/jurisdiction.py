@@ -157,3 +157,92 @@ def jurisdiction_chain_sensor(
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
     return sensor
+
+
+# --- which assets a per-jurisdiction code location defines --------------------------------------
+#
+# Dagster allows one materializable definition per asset key across code locations (it warns on
+# every load otherwise, and gives the key's automation and asset backfills to one of them). So
+# with one location per jurisdiction, an asset whose partitions carry the region (bronze, the
+# quarantine, silver, gold) is defined by every location, each running only its own regions'
+# partitions; every other asset (replicas, features, the model, scoring, drift, the health view)
+# belongs to the ML home's location alone. An asset the location's pool would refuse (personal
+# data of jurisdictions it may not process, not split by region) is left out of every location,
+# visibly (a warning when the location loads): no run of it could succeed in any pool.
+
+
+def region_scoped(asset: dg.AssetsDefinition) -> bool:
+    """True when the asset's partitions carry the region (a location can run only its own)."""
+    part = asset.partitions_def
+    return isinstance(part, dg.MultiPartitionsDefinition) and "region" in {
+        d.name for d in part.partitions_defs
+    }
+
+
+def refusal(cfg: LakeConfig, worker: compute.Worker, asset: dg.AssetsDefinition) -> str | None:
+    """Why this worker's pool would refuse every run of ``asset``, or None when it would not.
+
+    A personal-data asset split by region runs in a location only for the regions its workers
+    may process (the sensors request no other); one that is not split processes every region's
+    personal data in one run, so it needs a worker that may process every jurisdiction.
+    """
+    if not any(reads_personal_data(spec.tags) for spec in asset.specs):
+        return None
+    if region_scoped(asset):
+        return None
+    missing = [j for j in cfg.jurisdictions if not worker.serves(j)]
+    if not missing:
+        return None
+    names = ", ".join(k.to_user_string() for k in asset.keys)
+    return (
+        f"{names} processes personal data of every region in one run, but workers of "
+        f"{worker.describe()} may not process {', '.join(missing)} "
+        f"(compute.may_process); it needs a run per region in each region's own pool"
+    )
+
+
+def owned_by_location(
+    cfg: LakeConfig, worker: compute.Worker, asset: dg.AssetsDefinition, owned: set[dg.AssetKey]
+) -> bool:
+    """True when a per-jurisdiction location of ``worker`` defines ``asset``.
+
+    ``owned``: keys of assets already found owned (a definition of checks only follows the
+    assets it checks).
+    """
+    if not asset.specs:  # asset checks only: with the asset they check
+        targets = {spec.asset_key for spec in asset.check_specs}
+        return bool(targets) and targets <= owned
+    if refusal(cfg, worker, asset):
+        return False
+    if region_scoped(asset):
+        return True
+    return cfg.home.jurisdiction in worker.declared
+
+
+def location_assets(
+    cfg: LakeConfig, assets: Sequence[dg.AssetsDefinition]
+) -> tuple[list[dg.AssetsDefinition], list[str]]:
+    """The assets this process's code location defines, and why the others are left out.
+
+    Everything when the environment's locations are shared (``compute.pools: shared``) or the
+    process declares no jurisdiction (a laptop; in prod the runs refuse anyway).
+    """
+    if cfg.compute.pools != PER_JURISDICTION:
+        return list(assets), []
+    try:
+        worker = compute.worker_jurisdictions(cfg)
+    except ConfigError:
+        return list(assets), []
+    if not worker.is_declared:
+        return list(assets), []
+    kept: list[dg.AssetsDefinition] = []
+    owned: set[dg.AssetKey] = set()
+    refused = []
+    for asset in sorted(assets, key=lambda a: not a.specs):  # checks after their assets
+        why = refusal(cfg, worker, asset) if asset.specs else None
+        if why:
+            refused.append(why)
+        if owned_by_location(cfg, worker, asset, owned):
+            kept.append(asset)
+            owned.update(asset.keys)
+    return kept, refused

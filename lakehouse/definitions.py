@@ -4,19 +4,31 @@
 every factory (partitions, suites, assets, jobs, resources), so two environments can be built
 side by side in one process. ``defs`` is Dagster's lazy entry point (``@dg.definitions``):
 importing this module reads no file, no environment variable and no secret, and starts no JVM.
+
+With one code location per jurisdiction (``compute.pools: per_jurisdiction``), each location
+defines only its share (jobs/jurisdiction.py): the region-partitioned assets in every location,
+the rest in the ML home's, so no asset key has two materializable definitions; the jobs,
+schedules and sensors are those whose targets the location defines.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
 from assets import build_assets
 from assets.partitions import build_partitions
 from data_quality.suites import build_suites
-from jobs import build_automation
+from jobs import Automation, build_automation
+from jobs.jurisdiction import location_assets
 from lakehouse.quiet import quiet_libraries
 from pipelines.lake.config import load_config
 from resources import resources_for
+
+log = logging.getLogger(__name__)
 
 
 def build_definitions(environment: str | None = None) -> dg.Definitions:
@@ -28,15 +40,63 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
     cfg = load_config(environment)
     parts = build_partitions(cfg)
     suites = build_suites(cfg)
-    assets = build_assets(cfg, parts, suites)
-    automation = build_automation(cfg, parts, assets)
+    every = build_assets(cfg, parts, suites)
+    automation = build_automation(cfg, parts, every)
+    assets, refused = location_assets(cfg, every)
+    for why in refused:
+        log.warning(f"left out of this code location: {why}")
+    resources = resources_for(cfg.environment, cfg.spark_backend)
+    if len(assets) < len(every):
+        automation = _targeting(automation, every, assets, resources)
     return dg.Definitions(
         assets=assets,
         jobs=automation.jobs,
         schedules=automation.schedules,
         sensors=automation.sensors,
-        resources=resources_for(cfg.environment, cfg.spark_backend),
+        resources=resources,
     )
+
+
+def _selection(target: object) -> dg.AssetSelection | None:
+    """The asset selection of an asset job or an automation-condition sensor (None: op job)."""
+    selection = getattr(target, "selection", None)
+    if selection is None:
+        selection = getattr(target, "asset_selection", None)
+    return selection if isinstance(selection, dg.AssetSelection) else None
+
+
+def _targeting(
+    automation: Automation,
+    every: Sequence[dg.AssetsDefinition],
+    kept: Sequence[dg.AssetsDefinition],
+    resources: dict[str, Any],
+) -> Automation:
+    """The jobs, schedules and sensors whose targets are all among the ``kept`` assets."""
+    full = dg.Definitions(assets=every, resources=resources).resolve_asset_graph()
+    share = dg.Definitions(assets=kept, resources=resources).resolve_asset_graph()
+
+    def within(selection: dg.AssetSelection | None) -> bool:
+        if selection is None:
+            return True  # an op job (upkeep): it checks each location itself
+        try:
+            here = (selection.resolve(share), selection.resolve_checks(share))
+        except dg.DagsterError:
+            return False  # it names an asset this location does not define
+        wanted = (selection.resolve(full), selection.resolve_checks(full))
+        return here == wanted and any(wanted)
+
+    jobs = [j for j in automation.jobs if within(_selection(j))]
+    names = {j.name for j in jobs}
+    schedules = [s for s in automation.schedules if s.job_name in names]
+    sensors: list[dg.SensorDefinition] = []
+    for sensor in automation.sensors:
+        if isinstance(sensor, dg.AutomationConditionSensorDefinition):
+            keys = sensor.asset_selection.resolve(share)
+            if any(share.get(k).automation_condition is not None for k in keys):
+                sensors.append(sensor)
+        elif all(within(_selection(t.job_def)) for t in sensor.targets):
+            sensors.append(sensor)
+    return Automation(jobs=jobs, schedules=schedules, sensors=sensors)
 
 
 @dg.definitions

@@ -5,6 +5,7 @@ what is and is not tested): the checks are those a file can pass or fail on its 
 """
 
 import ast
+import json
 import re
 import shlex
 import tomllib
@@ -12,10 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 import yaml
+from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster_k8s import K8sRunLauncher
+from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, construct_dagster_k8s_job
 
+from assets.sovereignty import declared, reads_personal_data
+from jobs.jurisdiction import region_scoped
+from lakehouse.definitions import build_definitions
 from pipelines.lake.config import load_config
-from pipelines.sovereignty.compute import COMPUTE_ENV, worker_jurisdictions
+from pipelines.sovereignty.compute import COMPUTE_ENV, check_compute, worker_jurisdictions
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"
@@ -62,6 +73,12 @@ def _env(deployment: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in deployment.get("env") or []}
 
 
+def _container_context(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The container context the deployment's code server hands to every run it launches."""
+    args = deployment["dagsterApiGrpcArgs"]
+    return json.loads(args[args.index("--container-context") + 1])
+
+
 # --- the Helm values --------------------------------------------------------------------------
 
 
@@ -79,7 +96,11 @@ def test_helm_values_parse_and_use_only_keys_the_chart_knows():
     assert coordinator["enabled"] and coordinator["type"] == "QueuedRunCoordinator"
     queued = coordinator["config"]["queuedRunCoordinator"]
     assert set(queued) <= CHART_QUEUED_COORDINATOR
-    for limit in queued["tagConcurrencyLimits"]:
+    concurrency = values["concurrency"]
+    assert set(concurrency) <= {"pools", "runs"}
+    assert set(concurrency["pools"]) <= {"defaultLimit", "granularity", "opGranularityRunBuffer"}
+    assert set(concurrency["runs"]) <= {"maxConcurrentRuns", "tagConcurrencyLimits"}
+    for limit in concurrency["runs"]["tagConcurrencyLimits"]:
         assert set(limit) <= {"key", "value", "limit"} and isinstance(limit["limit"], int)
 
 
@@ -94,7 +115,8 @@ def test_one_user_code_deployment_per_configured_jurisdiction(monkeypatch):
     for jurisdiction, d in declared.items():
         assert d["name"] == f"lakehouse-{jurisdiction.lower()}"
         assert d["dagsterApiGrpcArgs"][:2] == ["-m", "lakehouse.definitions"]
-        assert d["includeConfigInLaunchedRuns"] == {"enabled": True}  # run pods inherit it all
+        # the chart's context would replace none of ours but carries no node selector: off
+        assert d["includeConfigInLaunchedRuns"] == {"enabled": False}
         assert _env(d)["LAKEHOUSE_ENV"] == "prod"
         assert d["nodeSelector"] == {"lakehouse/jurisdiction": jurisdiction}
         assert {"key": "lakehouse/jurisdiction", "operator": "Equal", "value": jurisdiction,
@@ -115,25 +137,315 @@ def test_each_location_s_spark_endpoint_is_set_in_the_pool_of_its_jurisdiction()
                 assert var in env_of[loc.jurisdiction], (name, var)
 
 
-def test_runs_queue_per_jurisdiction_in_helm_and_in_the_instance_file(tmp_path):
-    routing = load_config("prod").compute.routing_tag
-    limits = _values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"][
-        "tagConcurrencyLimits"
-    ]
-    assert {"key": routing, "value": {"applyLimitPerUniqueValue": True}, "limit": 10} in limits
-    # the instance file's run queue, as Dagster itself reads it (storage left out: it needs
-    # PostgreSQL; the postgres integration test covers it)
-    prod = yaml.safe_load((ROOT / "deploy" / "dagster-prod.yaml").read_text())
-    kept = {k: prod[k] for k in ("concurrency", "run_monitoring", "run_retries", "retention")}
+def _snake(limits: dict[str, Any]) -> dict[str, Any]:
+    """The chart's `concurrency:` values as its template writes them into dagster.yaml."""
+    runs, pools = limits["runs"], limits["pools"]
+    return {
+        "pools": {"default_limit": pools["defaultLimit"]},
+        "runs": {
+            "max_concurrent_runs": runs["maxConcurrentRuns"],
+            "tag_concurrency_limits": runs["tagConcurrencyLimits"],
+        },
+    }
+
+
+def _queue(tmp_path: Path, concurrency: dict[str, Any]) -> Any:
+    """The run queue Dagster itself reads from an instance with these limits."""
     (tmp_path / "dagster.yaml").write_text(
-        yaml.safe_dump({"telemetry": {"enabled": False}, **kept})
+        yaml.safe_dump({"telemetry": {"enabled": False}, "concurrency": concurrency})
     )
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        queue = instance.get_concurrency_config().run_queue_config
-    assert {"key": routing, "value": {"applyLimitPerUniqueValue": True}, "limit": 6} in (
-        queue.tag_concurrency_limits
+        config = instance.get_concurrency_config()
+    return config
+
+
+def test_helm_and_the_instance_file_queue_runs_with_the_same_limits(tmp_path):
+    routing = load_config("prod").compute.routing_tag
+    values = _values()
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert not queued, "limits live in `concurrency:` only (the chart refuses both)"
+    helm = _snake(values["concurrency"])
+    prod = yaml.safe_load((ROOT / "deploy" / "dagster-prod.yaml").read_text())["concurrency"]
+    assert helm == prod
+    (tmp_path / "helm").mkdir()
+    (tmp_path / "prod").mkdir()
+    from_helm, from_prod = _queue(tmp_path / "helm", helm), _queue(tmp_path / "prod", prod)
+    for config in (from_helm, from_prod):
+        queue = config.run_queue_config
+        assert queue.max_concurrent_runs == 10
+        assert {"key": routing, "value": {"applyLimitPerUniqueValue": True}, "limit": 6} in (
+            queue.tag_concurrency_limits
+        )
+        assert {"key": "lakehouse/spark", "value": "true", "limit": 1} in (
+            queue.tag_concurrency_limits
+        )
+        assert config.pool_config.default_pool_limit == 1
+    assert from_helm.run_queue_config == from_prod.run_queue_config
+
+
+# --- every run a location can create lands on its jurisdiction's pool ------------------------
+
+IMAGE = "REGISTRY/multicloud-lakehouse:0.1.0"
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: offline, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: offline, user: {token: none}}]
+contexts: [{name: offline, context: {cluster: offline, user: offline}}]
+current-context: offline
+"""
+
+
+class _NoCluster:
+    """The batch API the launcher is given: no test here talks to Kubernetes."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the offline test called Kubernetes ({name})")
+
+
+def _launcher(tmp_path: Path) -> K8sRunLauncher:
+    """The chart's K8sRunLauncher with these values (its defaults for what they leave out)."""
+    config = _values()["runLauncher"]["config"]["k8sRunLauncher"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    return K8sRunLauncher(
+        service_account_name="lakehouse-dagster",  # the chart's own account: runs must not keep it
+        instance_config_map="lakehouse-dagster-instance",
+        dagster_home="/opt/dagster/dagster_home",
+        job_namespace="lakehouse",
+        load_incluster_config=False,
+        kubeconfig_file=str(kubeconfig),
+        image_pull_policy=config["imagePullPolicy"],
+        env_config_maps=config["envConfigMaps"],
+        env_secrets=config["envSecrets"],
+        env_vars=config["envVars"],
+        volume_mounts=config["volumeMounts"],
+        volumes=config["volumes"],
+        labels=config["labels"],
+        fail_pod_on_run_failure=config["failPodOnRunFailure"],
+        k8s_client_batch_api=_NoCluster(),
+        k8s_client_core_api=_NoCluster(),
     )
-    assert {"key": "lakehouse/spark", "value": "true", "limit": 1} in queue.tag_concurrency_limits
+
+
+def _runs(defs: dg.Definitions) -> list[tuple[str, str, dict[str, str]]]:
+    """``(what launches it, job, run tags)`` of every run the location's definitions can create.
+
+    Every job (the implicit asset job and each sensor's anonymous job included), each schedule's
+    and each sensor's target with the definition's run tags; sensors add the routing tag per
+    request, so each is taken with each value it may set.
+    """
+    repo = defs.get_repository_def()
+    runs = []
+    for job in repo.get_all_jobs():
+        runs.append(("job", job.name, dict(job.run_tags or {})))
+    for schedule in repo.schedule_defs:
+        job = repo.get_job(schedule.job_name)
+        tags = {**(job.run_tags or {}), **(schedule.tags or {})}  # a schedule's tags go on its runs
+        runs.append((f"schedule {schedule.name}", job.name, tags))
+    for sensor in repo.sensor_defs:
+        for target in sensor.targets:
+            job = repo.get_job(target.job_name)
+            runs.append((f"sensor {sensor.name}", job.name, dict(job.run_tags or {})))
+    return runs
+
+
+def _pod(
+    launcher: K8sRunLauncher, context: dict[str, Any], job_name: str, tags: dict[str, str]
+) -> Any:
+    """The pod spec the launcher would submit for this run (dagster-k8s's own resolution)."""
+    origin = JobPythonOrigin(
+        job_name,
+        RepositoryPythonOrigin(
+            executable_path="/usr/local/bin/python",
+            code_pointer=ModuleCodePointer("lakehouse.definitions", "defs", None),
+            container_image=IMAGE,
+            container_context=context,
+        ),
+    )
+    run = DagsterRun(job_name=job_name, run_id="0" * 8, tags=tags, job_code_origin=origin)
+    resolved = launcher.get_container_context_for_run(run)
+    job = construct_dagster_k8s_job(
+        job_config=resolved.get_k8s_job_config(job_image=IMAGE, run_launcher=launcher),
+        args=["dagster", "api", "execute_run"],
+        job_name="dagster-run-0",
+        pod_name="dagster-run-0",
+        component="run_worker",
+        user_defined_k8s_config=resolved.run_k8s_config,
+        labels={"dagster/job": job_name},
+    )
+    return job.spec.template.spec
+
+
+def pool_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Per location: the pool its runs land on, checked for every run its definitions create."""
+    launcher = _launcher(tmp_path)
+    logs = _values()["computeLogManager"]
+    assert logs["type"] == "S3ComputeLogManager"
+    store = f"s3://{logs['config']['s3ComputeLogManager']['bucket']}"
+    # a pool whose own cloud is AWS writes with its Secret's keys; the others have none
+    cfg = load_config("prod")
+    aws = {loc.jurisdiction for loc in cfg.locations.values() if loc.cloud == "aws"}
+    writers = {j: "secret" if j in aws else "web identity" for j in cfg.jurisdictions}
+    rows = []
+    for deployment in _deployments():
+        env = _env(deployment)
+        jurisdiction = env[COMPUTE_ENV]
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        defs = build_definitions("prod")
+        context = _container_context(deployment)
+        pods = []
+        for launched_by, job_name, tags in _runs(defs):
+            assert USER_DEFINED_K8S_CONFIG_KEY not in tags, (launched_by, job_name)
+            for routing in (jurisdiction, "any"):  # what the location's sensors may tag
+                spec = _pod(
+                    launcher, context, job_name, {**tags, "lakehouse/jurisdiction": routing}
+                )
+                pods.append((launched_by, job_name, spec))
+        for launched_by, job_name, spec in pods:
+            where = f"{deployment['name']}: {launched_by} -> {job_name}"
+            assert spec.node_selector == {"lakehouse/jurisdiction": jurisdiction}, where
+            tolerations = [t.to_dict() for t in spec.tolerations or []]
+            taint = {"key": "lakehouse/jurisdiction", "value": jurisdiction, "effect": "NoSchedule"}
+            assert tolerations == [{**taint, "operator": "Equal", "toleration_seconds": None}], (
+                where  # its pool's taint tolerated, and no other pool's
+            )
+            assert spec.service_account_name == f"lakehouse-{jurisdiction.lower()}-runs", where
+            (container,) = spec.containers
+            declared = {e.name: e.value for e in container.env or []}
+            assert declared[COMPUTE_ENV] == jurisdiction, where
+            assert declared["LAKEHOUSE_ENV"] == "prod", where
+            secrets = [s.secret_ref.name for s in container.env_from or [] if s.secret_ref]
+            assert secrets == [f"lakehouse-{jurisdiction.lower()}-credentials"], where
+            assert _log_writer(spec, declared) == writers[jurisdiction], where
+        rows.append(
+            {
+                "location": deployment["name"],
+                "nodeSelector": f"lakehouse/jurisdiction={jurisdiction}",
+                "toleration": f"lakehouse/jurisdiction={jurisdiction}:NoSchedule",
+                "serviceAccount": f"lakehouse-{jurisdiction.lower()}-runs",
+                "logStore": f"{store} ({writers[jurisdiction]})",
+                "runs": len(pods),
+            }
+        )
+    return rows
+
+
+def _log_writer(spec: Any, env: dict[str, str]) -> str:
+    """How a run pod writes compute logs to S3: its Secret's keys, or a web-identity role.
+
+    The web identity needs the role, and the token file on a projected service-account token
+    for STS (botocore's chain reads both); without them the pod has only its Secret.
+    """
+    if "AWS_ROLE_ARN" not in env:
+        return "secret"
+    token = Path(env["AWS_WEB_IDENTITY_TOKEN_FILE"])
+    (container,) = spec.containers
+    mounts = {m.name: m.mount_path for m in container.volume_mounts or []}
+    for volume in spec.volumes or []:
+        if volume.projected is None or mounts.get(volume.name) != str(token.parent):
+            continue
+        for source in volume.projected.sources:
+            sa_token = source.service_account_token
+            if (
+                sa_token
+                and sa_token.audience == "sts.amazonaws.com"
+                and sa_token.path == token.name
+            ):
+                return "web identity"
+    raise AssertionError(f"AWS_ROLE_ARN without a mounted STS token at {token}")
+
+
+def test_every_run_a_location_creates_lands_on_its_jurisdiction_s_pool(tmp_path, monkeypatch):
+    rows = pool_table(tmp_path, monkeypatch)
+    assert [r["location"] for r in rows] == [d["name"] for d in _deployments()]
+    assert all(r["runs"] > 0 for r in rows)
+    width = max(len(r["location"]) for r in rows)
+    for r in rows:  # the table the report pastes (pytest -s)
+        print(f"{r['location']:<{width}}  {r['nodeSelector']:<31} {r['toleration']:<44} "
+              f"{r['serviceAccount']:<22} {r['logStore']}  ({r['runs']} runs)")  # fmt: skip
+
+
+def test_the_container_context_repeats_the_deployment_s_settings():
+    for d in _deployments():
+        k8s = _container_context(d)["k8s"]
+        assert k8s["env"] == d["env"], d["name"]
+        assert k8s["env_secrets"] == [s["name"] for s in d["envSecrets"]], d["name"]
+        assert k8s["labels"] == d["labels"] and k8s["resources"] == d["resources"], d["name"]
+        assert k8s.get("volumes") == d.get("volumes"), d["name"]
+        assert k8s.get("volume_mounts") == d.get("volumeMounts"), d["name"]
+        pod = k8s["run_k8s_config"]["pod_spec_config"]
+        assert pod["node_selector"] == d["nodeSelector"], d["name"]
+        assert pod["tolerations"] == d["tolerations"], d["name"]
+        # dagster-k8s's own schema accepts it
+        K8sContainerContext.create_from_config(_container_context(d))
+
+
+def test_no_code_sets_the_k8s_config_tag_that_would_move_a_run_off_its_pool():
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            assert USER_DEFINED_K8S_CONFIG_KEY not in path.read_text(), path
+
+
+# --- what each prod location defines -----------------------------------------------------------
+
+
+def _locations(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[str, dg.Definitions]]:
+    """Each Helm deployment's definitions, built with its own environment."""
+    out = {}
+    for d in _deployments():
+        for name, value in _env(d).items():
+            monkeypatch.setenv(name, value)
+        out[d["name"]] = (_env(d)[COMPUTE_ENV], build_definitions("prod"))
+    return out
+
+
+def test_each_key_has_one_materializable_definition_but_the_region_partitioned(monkeypatch):
+    cfg = load_config("prod")
+    where: dict[str, list[str]] = {}
+    scoped = set()
+    for name, (_, defs) in _locations(monkeypatch).items():
+        for asset in defs.assets or []:
+            assert isinstance(asset, dg.AssetsDefinition)
+            for key in asset.keys:
+                where.setdefault(key.to_user_string(), []).append(name)
+                if region_scoped(asset):
+                    scoped.add(key.to_user_string())
+    home = f"lakehouse-{cfg.home.jurisdiction.lower()}"
+    names = [d["name"] for d in _deployments()]
+    for key, locations in where.items():
+        if key in scoped:  # each location runs its own regions' partitions of it
+            assert locations == names, key
+        else:  # replicas, features, the model, scoring, drift: the ML home's alone
+            assert locations == [home], key
+    assert scoped == {"bronze_events", "bronze_quarantine", "silver_events", "gold_daily_demand"}
+
+
+def test_no_asset_of_a_prod_location_is_refused_by_its_own_pool(monkeypatch):
+    cfg = load_config("prod")
+    for name, (jurisdiction, defs) in _locations(monkeypatch).items():
+        monkeypatch.setenv(COMPUTE_ENV, jurisdiction)
+        worker = worker_jurisdictions(cfg)
+        served = [loc for loc in cfg.locations.values() if worker.serves(loc.jurisdiction)]
+        for asset in defs.assets or []:
+            assert isinstance(asset, dg.AssetsDefinition)
+            for spec in asset.specs:
+                tables = declared(spec.tags, spec.metadata)
+                if tables is None:
+                    continue
+                step = f"{name}: {spec.key.to_user_string()}"
+                if reads_personal_data(spec.tags):
+                    # it runs here only for partitions of the regions this pool serves
+                    assert region_scoped(asset), step
+                    for loc in served:
+                        check_compute(cfg, step, loc, tables.reads, tables.writes, worker)
+                else:
+                    check_compute(cfg, step, cfg.home, tables.reads, tables.writes, worker)
+        jobs = {j.name for j in defs.jobs or []}
+        sensors = {s.name for s in defs.sensors or []}
+        assert {"ingest_job", "spark_job", "jurisdiction_chain_sensor"} <= jobs | sensors, name
+        if jurisdiction != cfg.home.jurisdiction:
+            assert not {"sync_job", "retrain_job", "automation_sensor"} & (jobs | sensors), name
 
 
 def test_the_workspace_without_kubernetes_has_one_location_per_jurisdiction():

@@ -1,5 +1,6 @@
 """The ingest workers' chart (deploy/helm/ingest-workers), checked offline against the config."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,26 @@ def test_the_template_runs_the_follow_command_with_its_jurisdiction():
         "replicas: {{ .replicas }}",
         "terminationGracePeriodSeconds",
         "nodeSelector: {lakehouse/jurisdiction: {{ .jurisdiction }}}",
+        "{key: lakehouse/jurisdiction, operator: Equal, value: {{ .jurisdiction }}, "
+        "effect: NoSchedule}",
+        "serviceAccountName: lakehouse-{{ lower .jurisdiction }}-runs",
     ):
         assert needed in template, needed
     assert Path(CHART / "Chart.yaml").exists()
+
+
+def test_a_worker_runs_as_its_jurisdiction_s_dagster_runs_do():
+    """The worker's pool, taint and service account are those of its jurisdiction's run pods."""
+    dagster = yaml.safe_load((CHART.parent / "values.yaml").read_text())
+    accounts = {}
+    for d in dagster["dagster-user-deployments"]["deployments"]:
+        args = d["dagsterApiGrpcArgs"]
+        k8s = json.loads(args[args.index("--container-context") + 1])["k8s"]
+        jurisdiction = d["nodeSelector"]["lakehouse/jurisdiction"]
+        accounts[jurisdiction] = k8s["service_account_name"]
+    for worker in _values()["workers"]:
+        # the template's `lower .jurisdiction`
+        assert (
+            accounts[worker["jurisdiction"]] == f"lakehouse-{worker['jurisdiction'].lower()}-runs"
+        )
+        assert worker["secret"] == f"lakehouse-{worker['jurisdiction'].lower()}-credentials"
