@@ -559,7 +559,16 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     defs = build_definitions(args.env)
     with where.open() as instance:
         backfill_id = backfill.launch(
-            instance, defs, args.assets, args.start, args.end, regions, args.title, job=args.job
+            instance,
+            defs,
+            args.assets,
+            args.start,
+            args.end,
+            regions,
+            args.title,
+            job=args.job,
+            webserver=args.webserver,
+            env=args.env,
         )
         sys.stderr.write(f"backfill {backfill_id} stored in the {where.line()}\n")
         used = {"dagster_instance": where.describe()}
@@ -752,6 +761,11 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--regions", help="comma-separated regions (default: all)")
     p.add_argument("--title", help="title shown under the UI's backfills")
+    p.add_argument(
+        "--webserver",
+        help="launch through this running Dagster webserver's GraphQL, e.g. "
+        "http://127.0.0.1:3000 (default: Dagster's dagster-graphql on workspace.yaml)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the outcome and report it")
     p.add_argument(
         "--timeout", type=_number(float, 0.1), default=3600, help="seconds to wait (--wait)"

@@ -140,7 +140,13 @@ def test_backfill_honours_backfill_policies_across_partitionings(tmp_path):
 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         backfill_id = backfill.launch(
-            instance, module.defs, "group:raw or group:agg", start, end, title="policies"
+            instance,
+            module.defs,
+            "group:raw or group:agg",
+            start,
+            end,
+            title="policies",
+            workspace=tmp_path / "workspace.yaml",
         )
         stored = instance.get_backfill(backfill_id)
         assert stored.tags["lakehouse/spark"] == "true"  # agg is a Spark asset: one at a time
@@ -309,8 +315,10 @@ def test_documented_backfills_show_per_partition_statuses_in_the_ui(tmp_path):
         assert f"stored in the Dagster instance {env['DAGSTER_HOME']}" in assets.stderr
         assets_running, assets_done = _follow(port, assets_id)
 
-        # 2. a partitioned job: spark_job's silver and gold are single-run, the range in one run
-        job = lakehouse(env, "backfill", "--job", "spark_job", *span)
+        # 2. a partitioned job: spark_job's silver and gold are single-run, the range in one run;
+        # launched through the running webserver's GraphQL (1. ran dagster-graphql in-process)
+        web = f"http://127.0.0.1:{port}"
+        job = lakehouse(env, "backfill", "--job", "spark_job", *span, "--webserver", web)
         assert job.returncode == 0, job.stderr
         job_id = json.loads(job.stdout)["backfill_id"]
         shots: list[str] = []
