@@ -59,7 +59,7 @@ check: setup ## ruff, mypy, the layer and domain contracts (import-linter), unus
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/vulture pipelines assets resources jobs data_quality lakehouse scripts vulture_allowlist.py --min-confidence 60
+	$(BIN)/vulture pipelines assets resources jobs data_quality lakehouse devtools scripts vulture_allowlist.py --min-confidence 60
 
 clean: ## remove the lake, Dagster state and caches (not the venv or jars)
 	rm -rf .lake .dagster .mlflow .emulated .pytest_cache

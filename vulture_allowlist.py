@@ -47,7 +47,7 @@ aws_access_key_id  # resources/lake.py
 aws_secret_access_key
 azure_storage_account_key
 google_service_account
-dagster_home  # lakehouse/run_emulated.py: the emulated run's report field
+dagster_home  # devtools/run_emulated.py: the emulated run's report field
 
 # Engine API used by tests and benchmarks only; each a product path not yet wired to a job.
 landing_objects  # pipelines/ingest/engine.py: the keys of a landing day (tests' oracle)
@@ -56,7 +56,7 @@ expire_landed  # pipelines/ingest/ledger.py: landing lifecycle (docs/ingest.md);
 precision_recall  # pipelines/operations/anomaly.py: the anomaly bands' measured precision
 EXPECTED_REASON  # pipelines/simulation/simulate.py: the reason each injected bad kind gets
 FEATURES_TABLE  # pipelines/spark/jobs.py: the features step's table, named for tests
-empty_buckets  # lakehouse/emulators.py: the emulator fixtures' reset between tests
+empty_buckets  # devtools/emulators.py: the emulator fixtures' reset between tests
 table_fingerprint  # pipelines/replication/verify.py: a table's streamed fingerprint, the tests' and benchmarks' oracle
 
 # Privacy (issue #29, in progress): the erasure engine is built and tested, its service is not.

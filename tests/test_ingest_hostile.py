@@ -13,7 +13,6 @@ import io
 import json
 import lzma
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -26,14 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from backports import zstd
-from deltalake import DeltaTable
 
 from pipelines.ingest import capture, parse
 from pipelines.ingest import engine as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import ObjectInfo, open_storage
-from tests.helpers import DAY, suites
+from tests.helpers import DAY, assert_readable, deflate_zeros, gzip_bomb, suites
 
 TS = "2026-10-05T01:00:00Z"
 REGION_OF = {"aws-us": "us", "azure-eu": "eu", "gcp-apac": "apac"}
@@ -75,23 +73,6 @@ def put_records(location: str, records: list[bytes], n: int = 0, codec: str = "d
 def run(location: str) -> ingest.PartitionIngest:
     loc = load_config().location(location)
     return ingest.ingest_partition(loc, loc.storage_options(), DAY)
-
-
-def _strict(text: str) -> object:
-    def refuse(token: str) -> object:
-        raise ValueError(f"non-JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def assert_readable(uri: str) -> pa.Table:
-    """The table reads back with deltalake, and every commit (statistics too) is strict JSON."""
-    for path in sorted((Path(uri) / "_delta_log").glob("*.json")):
-        for text in path.read_text().splitlines():
-            action = _strict(text)
-            if stats := action.get("add", {}).get("stats"):
-                _strict(stats)
-    return DeltaTable(uri).to_pyarrow_table()
 
 
 def reasons_of(done: ingest.PartitionIngest) -> dict[str, str]:
@@ -376,22 +357,6 @@ def test_local_storage_lists_every_name_when_one_is_not_utf8(tmp_path):
 
 
 # --- 5. decompression bombs -----------------------------------------------------------------
-
-
-def deflate_zeros(total: int) -> bytes:
-    """A raw deflate stream inflating to ``total`` zero bytes, built without holding them."""
-    step = 1 << 20
-    c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    piece = c.compress(bytes(step)) + c.flush(zlib.Z_FULL_FLUSH)  # the same bytes each time
-    return piece * (total // step) + c.flush(zlib.Z_FINISH)
-
-
-def gzip_bomb(total: int) -> bytes:
-    crc = 0
-    for _ in range(total >> 20):
-        crc = zlib.crc32(bytes(1 << 20), crc)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-    return header + deflate_zeros(total) + struct.pack("<II", crc, total & 0xFFFFFFFF)
 
 
 def avro_bomb(location: str, codec: str, compressed: bytes, count: int = 10) -> bytes:

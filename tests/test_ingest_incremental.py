@@ -5,6 +5,7 @@ import gzip
 import json
 import multiprocessing as mp
 import os
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -229,9 +230,11 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(lake_home, where):
     assert done.totals["landed"] == report.records
 
 
-def _worker(home: str, shard: tuple[int, int] | None) -> None:
+def _worker(home: str, shard: tuple[int, int] | None) -> tuple[list[str], int]:
+    """One worker's run to the end of the backlog: the objects it ingested, records landed."""
     os.environ["LAKEHOUSE_HOME"] = home
-    _run(batch_objects=2, shard=shard)
+    res = _run(batch_objects=2, shard=shard).result
+    return sorted(res.per_object), res.landed
 
 
 @pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "same_backlog"])
@@ -243,12 +246,17 @@ def test_four_concurrent_workers_ingest_each_object_exactly_once(lake_home, shar
     ctx = mp.get_context("spawn")  # delta-rs (tokio) must not be forked
     jobs = [(str(lake_home), (i, 4) if sharded else None) for i in range(4)]
     with ctx.Pool(4) as pool:
-        pool.starmap(_worker, jobs)
+        took = pool.starmap(_worker, jobs)
     done = _run()
-    assert done.batches == [] or not sharded
+    assert done.batches == []  # the workers left nothing behind, sharded or not
     assert done.reconciled, done.report()
-    assert done.totals["landed"] == report.records
-    assert len(done.objects) == report.objects
+    assert done.totals["landed"] == report.records == sum(landed for _, landed in took)
+    keys = [key for objs, _ in took for key in objs]
+    assert len(keys) == len(set(keys)) == report.objects  # each object by exactly one worker
+    assert sorted(keys) == sorted(o.key for o in done.objects)
+    if sharded:  # worker i of 4 takes exactly the keys whose CRC-32 is i modulo 4
+        for i, (objs, _) in enumerate(took):
+            assert objs and all(zlib.crc32(k.encode()) % 4 == i for k in objs)
     rows = _bronze_rows(done)
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     assert rows.num_rows == done.totals["ingested"]

@@ -66,3 +66,44 @@ def test_backfill_of_a_job_without_asset_partitions_says_why(
     (lake_home / ".dagster").mkdir()
     assert main(["backfill", "--job", job, "--from", "2026-10-20", "--to", "2026-10-20"]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_backfill_through_a_webserver_that_is_not_up_is_one_line(lake_home, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (lake_home / ".dagster").mkdir()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    assert main([*BACKFILL, "--webserver", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the Dagster webserver at {url} did not answer" in err
+
+
+def test_backfill_params_give_each_asset_its_own_partitions():
+    from lakehouse.backfill import backfill_params
+
+    targets = {
+        dg.AssetKey("bronze_events"): ["2026-10-01|us", "2026-10-02|us"],
+        dg.AssetKey("demand_features"): ["2026-10-01"],
+        dg.AssetKey(["ml", "model"]): None,
+    }
+    params = backfill_params(targets, {"lakehouse/spark": "true"}, "t", "d")
+    assert params["partitionsByAssets"] == [
+        {
+            "assetKey": {"path": ["bronze_events"]},
+            "partitions": {
+                "ranges": [
+                    {"start": "2026-10-01|us", "end": "2026-10-01|us"},
+                    {"start": "2026-10-02|us", "end": "2026-10-02|us"},
+                ]
+            },
+        },
+        {
+            "assetKey": {"path": ["demand_features"]},
+            "partitions": {"ranges": [{"start": "2026-10-01", "end": "2026-10-01"}]},
+        },
+        {"assetKey": {"path": ["ml", "model"]}},  # unpartitioned: the asset whole
+    ]
+    assert params["tags"] == [{"key": "lakehouse/spark", "value": "true"}]

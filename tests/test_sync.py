@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -232,12 +231,20 @@ def test_crash_mid_sync_then_resume_copies_only_the_rest(tmp_path, kind, after):
     assert assert_replica_matches(src, dst) == 4
 
 
+# The child says on stdout when it has copied its third data file, then blocks on stdin (the
+# parent never writes to it): the kill lands at that known point, whatever the machine's speed.
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pipelines.replication.sync import sync_table
-    sync_table(sys.argv[1], sys.argv[2], concurrency=1,
-               hook=lambda kind, path: time.sleep(0.15))
+    copied = []
+    def hook(kind, path):
+        if kind == "file":
+            copied.append(path)
+            if len(copied) == 3:
+                print("copied 3", flush=True)
+                sys.stdin.read()
+    sync_table(sys.argv[1], sys.argv[2], concurrency=1, hook=hook)
     """
 )
 
@@ -247,21 +254,23 @@ def test_sync_killed_with_sigkill_then_resumed(tmp_path):
     for i in range(6):
         write_deltalake(src, rows(10, i * 10), mode="append")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, src, dst], env=env, cwd=ROOT)
-    deadline = time.time() + 60
-    while time.time() < deadline and not data_files(dst):
-        time.sleep(0.02)
-    time.sleep(0.3)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, src, dst],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "copied 3\n", "the child ended before its third file"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the child finished before it could be killed"
-    partial = list_log(open_storage(dst)).latest
-    if partial is not None:
-        assert sorted_rows(dst, partial) == sorted_rows(src, partial)
-    before = data_files(dst)
-    assert 0 < len(before) < 6
+    assert proc.returncode == -signal.SIGKILL
+    assert list_log(open_storage(dst)).latest is None  # data files first, commits after
+    assert len(data_files(dst)) == 3
     report = sync_table(src, dst)
-    assert report.files_copied == 6 - len(before)
+    assert report.files_copied == 3 and report.files_already_present == 3
     assert assert_replica_matches(src, dst) == 5
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakehouse import emulators
+from devtools import emulators
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from tests.integration.servers import ROOT

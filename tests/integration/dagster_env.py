@@ -66,9 +66,7 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
             if port is not None:
                 wait_for_port(port, proc, timeout=300)
             else:
-                time.sleep(1)
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{kind} exited: {log.read_text()[-2000:]}")
+                wait_for_daemon(env["DAGSTER_HOME"], proc, log)
             yield port
         finally:
             # SIGINT is how dg dev and dagster-daemon shut down cleanly (they stop their
@@ -79,6 +77,22 @@ def dagster_process(env: dict[str, str], kind: str, log: Path) -> Iterator[int |
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def wait_for_daemon(home: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    """Until the daemon's first heartbeat is in the instance (it exiting first fails at once)."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    with dg.DagsterInstance.from_config(home) as instance:
+        while not instance.get_daemon_heartbeats():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no daemon heartbeat in {timeout:.0f}s: {log.read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
 
 
 def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Helpers that start and stop servers on 127.0.0.1 for the integration tests.
 
-One implementation: the emulators, ports and process handling live in lakehouse/emulators.py,
+One implementation: the emulators, ports and process handling live in devtools/emulators.py,
 which ``make run-emulated`` uses too.
 """
 
-from lakehouse.emulators import (
+from devtools.emulators import (
     AZURITE_CONN,
     free_port,
     stop,

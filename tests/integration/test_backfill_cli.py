@@ -93,6 +93,35 @@ def test_cli_backfill_rejects_a_bad_selection_and_an_unknown_region(tmp_path):
     assert backwards.returncode == 1 and "before" in backwards.stderr
 
 
+def test_a_backfill_launched_through_the_webserver_is_the_one_the_ui_lists(tmp_path):
+    """--webserver posts launchPartitionBackfill to a running webserver; the UI lists it."""
+    env = make_env(tmp_path, START)
+    span = ["--from", "2026-10-01", "--to", "2026-10-02", "--regions", "us,eu"]
+    with dagster_process(env, "dev", tmp_path / "dev.log") as port:
+        web = f"http://127.0.0.1:{port}"
+        out = lakehouse(env, "backfill", "--assets", "group:bronze", *span, "--webserver", web)
+        assert out.returncode == 0, out.stderr
+        backfill_id = json.loads(out.stdout)["backfill_id"]
+        listed = graphql(port, BACKFILLS)["data"]["partitionBackfillsOrError"]["results"]
+    assert [(b["id"], b["title"]) for b in listed] == [
+        (backfill_id, "lakehouse backfill --assets group:bronze 2026-10-01..2026-10-02")
+    ]
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        stored = instance.get_backfill(backfill_id)
+        assert stored is not None and stored.is_asset_backfill
+        assert stored.tags["lakehouse/backfill_cli"] == "true"
+        targets = stored.asset_backfill_data.target_subset
+        days = [f"{d}|{r}" for d in ("2026-10-01", "2026-10-02") for r in ("eu", "us")]
+        for name in ("bronze_events", "bronze_quarantine"):
+            keys = targets.get_partitions_subset(dg.AssetKey(name)).get_partition_keys()
+            assert sorted(keys) == days, name
+
+
+BACKFILLS = """
+query { partitionBackfillsOrError { ... on PartitionBackfills { results { id title } } } }
+"""
+
+
 CODE = '''
 import dagster as dg
 
@@ -140,7 +169,13 @@ def test_backfill_honours_backfill_policies_across_partitionings(tmp_path):
 
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         backfill_id = backfill.launch(
-            instance, module.defs, "group:raw or group:agg", start, end, title="policies"
+            instance,
+            module.defs,
+            "group:raw or group:agg",
+            start,
+            end,
+            title="policies",
+            workspace=tmp_path / "workspace.yaml",
         )
         stored = instance.get_backfill(backfill_id)
         assert stored.tags["lakehouse/spark"] == "true"  # agg is a Spark asset: one at a time
@@ -309,8 +344,10 @@ def test_documented_backfills_show_per_partition_statuses_in_the_ui(tmp_path):
         assert f"stored in the Dagster instance {env['DAGSTER_HOME']}" in assets.stderr
         assets_running, assets_done = _follow(port, assets_id)
 
-        # 2. a partitioned job: spark_job's silver and gold are single-run, the range in one run
-        job = lakehouse(env, "backfill", "--job", "spark_job", *span)
+        # 2. a partitioned job: spark_job's silver and gold are single-run, the range in one run;
+        # launched through the running webserver's GraphQL (1. ran dagster-graphql in-process)
+        web = f"http://127.0.0.1:{port}"
+        job = lakehouse(env, "backfill", "--job", "spark_job", *span, "--webserver", web)
         assert job.returncode == 0, job.stderr
         job_id = json.loads(job.stdout)["backfill_id"]
         shots: list[str] = []

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lakehouse import emulators
+from devtools import emulators
 from tests.integration.servers import ROOT
 
 pytestmark = pytest.mark.gcs
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.gcs
 # What run-emulated does around its servers: SIGTERM unwinds like Ctrl-C, then `with` stops.
 CHILD = """
 import sys, time
-from lakehouse import emulators
-from lakehouse.run_emulated import _terminate_as_interrupt
+from devtools import emulators
+from devtools.run_emulated import _terminate_as_interrupt
 try:
     with _terminate_as_interrupt(), emulators.fake_gcs(["bucket-a"]) as endpoint:
         print(endpoint, flush=True)

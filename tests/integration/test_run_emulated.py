@@ -14,8 +14,8 @@ import pytest
 from deltalake import write_deltalake
 
 from benchmarks.demo import reconciled
-from lakehouse import run_emulated as emulated_run
-from lakehouse.emulators import Endpoints
+from devtools import run_emulated as emulated_run
+from devtools.emulators import Endpoints
 from pipelines.lake import delta, tables
 from pipelines.ml import tracking
 from pipelines.replication.verify import table_fingerprint

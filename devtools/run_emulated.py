@@ -24,7 +24,7 @@ from unittest import mock
 
 import yaml
 
-from lakehouse import emulators
+from devtools import emulators
 from pipelines.lake.config import PROJECT_ROOT, ConfigError, LakeConfig, load_config
 
 if TYPE_CHECKING:
