@@ -50,8 +50,8 @@ google_service_account
 dagster_home  # lakehouse/run_emulated.py: the emulated run's report field
 
 # Engine API used by tests and benchmarks only; each a product path not yet wired to a job.
-landing_objects  # pipelines/ingest/engine.py: the keys of a landing day (tests' oracle)
-read_partition_objects  # pipelines/ingest/engine.py: the one-shot read benchmarks compare with
+landing_objects  # pipelines/ingest/landing.py: the keys of a landing day (tests' oracle)
+read_partition_objects  # pipelines/ingest/landing.py: the one-shot read benchmarks compare with
 expire_landed  # pipelines/ingest/ledger.py: landing lifecycle (docs/ingest.md); no job calls it yet
 precision_recall  # pipelines/operations/anomaly.py: the anomaly bands' measured precision
 EXPECTED_REASON  # pipelines/simulation/simulate.py: the reason each injected bad kind gets

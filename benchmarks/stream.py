@@ -109,12 +109,13 @@ def _peak_rss_mb() -> float:
 def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
     """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
     os.environ["LAKEHOUSE_HOME"] = home
-    from pipelines.ingest import engine as ingest
+    from pipelines.ingest import partition as ingest
+    from pipelines.ingest.planning import BATCH_BYTES
     from pipelines.lake.config import load_config
 
     loc = load_config("local").location("aws-us")
     open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
-    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", ingest.BATCH_BYTES)}
+    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", BATCH_BYTES)}
     cpu = 0.0
     runs = 0
     wall = 0.0
@@ -539,8 +540,8 @@ def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, 
     """Every object in the ledger once, counts reconcile, bronze rows = ingested, ids unique."""
     import pyarrow.compute as pc
 
-    from pipelines.ingest import engine as ingest
     from pipelines.ingest import ledger
+    from pipelines.ingest import partition as ingest
     from pipelines.lake import delta
 
     out: dict[str, Any] = {}

@@ -17,7 +17,7 @@ import dagster as dg
 from assets.freshness import region_check_name
 from assets.partitions import Partitions, date_region_key
 from pipelines.ingest import capture
-from pipelines.ingest import engine as ingest
+from pipelines.ingest.closed_day import backlog
 from pipelines.lake import tables
 from pipelines.lake.config import LakeConfig, LakeLocation
 from pipelines.sovereignty import compute
@@ -188,7 +188,7 @@ def hourly_ingest_schedule(
                 loc = served.get(region)
                 if loc is None or day.isoformat() not in valid:
                     continue
-                why = ingest.backlog(loc, lake.storage_options(loc), day, scheduled)
+                why = backlog(loc, lake.storage_options(loc), day, scheduled)
                 if why is None:
                     continue
                 context.log.info(f"{day} {region}: {why}")

@@ -242,9 +242,9 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     (``LAKEHOUSE_COMPUTE_JURISDICTION``): :func:`require_compute` checked it (``args.grants``)
     before the landing area is read.
     """
-    from pipelines.ingest import engine as ingest
-    from pipelines.ingest.engine import ingest_partition
     from pipelines.ingest.events import record_rules
+    from pipelines.ingest.partition import ingest_partition
+    from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
     from pipelines.sovereignty import compute
 
     cfg = load_config(args.env)
@@ -270,8 +270,8 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
                 day,
                 rules,
                 full=args.full,
-                batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
-                batch_bytes=args.batch_bytes or ingest.BATCH_BYTES,
+                batch_objects=args.batch_objects or BATCH_OBJECTS,
+                batch_bytes=args.batch_bytes or BATCH_BYTES,
                 keep_rows=False,
             ).report()
             out.append(report)

@@ -29,8 +29,9 @@ from backports import zstd
 from deltalake import DeltaTable
 
 from pipelines.ingest import capture, parse
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
+from pipelines.ingest.landing import landing_listing, landing_objects
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import ObjectInfo, open_storage
 from tests.helpers import DAY, suites
@@ -350,7 +351,7 @@ def test_an_object_named_in_bytes_that_are_not_utf8_is_quarantined_and_the_rest_
     body = gzip.compress(line(event(77)) + b"\n")
     with open(folder + b"/odd-\xff\xfe-name.gz", "wb") as fh:
         fh.write(body)
-    listed = ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    listed = landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     assert len(listed) == 2
     done = run("aws-us")
     assert done.result.ingested == 5 and done.result.reconciled
@@ -507,7 +508,7 @@ def test_event_hubs_partitions_beyond_the_configured_count_are_listed_and_report
         store.put(key, data)
         keys.append(key)
     store.put("landing/capture/lakehouse-eu/demand-events/11/2026/10/06/03/00/00.avro", data)
-    assert sorted(ingest.landing_objects(store, loc.landing, DAY)) == sorted(keys)
+    assert sorted(landing_objects(store, loc.landing, DAY)) == sorted(keys)
     assert capture.landing_date_of(loc.landing, keys[-1]) == DAY
     done = run("azure-eu")
     assert done.result.ingested == 12 and done.result.reconciled
@@ -654,13 +655,16 @@ def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_
 
 _PEAK_RSS = """
 import datetime as dt, gzip, resource, sys
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import ingest_objects
+from pipelines.ingest.landing import landing_listing
+from pipelines.ingest.landing import landing_objects
 from pipelines.lake.config import load_config
 data = gzip.compress(sys.argv[1].encode().decode("unicode_escape").encode() * int(sys.argv[2]))
 loc = load_config("local").location("aws-us")
 rules = ingest.default_rules()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-res = ingest.ingest_objects(
+res = ingest_objects(
     [("landing/firehose/2026/10/05/01/o.gz", data)], loc.landing, "us", dt.date(2026, 10, 5), rules
 )
 grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
@@ -704,7 +708,7 @@ def test_a_dangling_link_is_skipped_reported_and_ingested_by_the_next_run_once_f
     link_key = "landing/firehose/2026/10/05/01/link-2.gz"
     link = Path(loc.root_uri()) / link_key
     link.symlink_to(link.parent / "nowhere.gz")
-    assert link_key in ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    assert link_key in landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     done = run("aws-us")
     assert done.result.ingested == 8 and done.reconciled
     assert set(assert_readable(done.bronze_uri)["source_object"].to_pylist()) == {first, last}
@@ -724,7 +728,7 @@ def test_an_object_gone_between_listing_and_reading_is_skipped_not_a_failure(
 ):
     put_records("aws-us", [line(event(i)) for i in range(3)], n=1)
     gone = ObjectInfo("landing/firehose/2026/10/05/01/gone.gz", 40, "etag-gone")
-    listing = ingest.landing_listing
+    listing = landing_listing
 
     def with_gone(*args: object) -> tuple[list[ObjectInfo], list[str]]:
         return sorted([*listing(*args)[0], gone], key=lambda i: i.path), []

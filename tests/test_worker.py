@@ -19,8 +19,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from pipelines.ingest import engine as ingest
 from pipelines.ingest import ledger
+from pipelines.ingest import partition as ingest
 from pipelines.lake import delta
 from pipelines.lake.config import PROJECT_ROOT, load_config
 

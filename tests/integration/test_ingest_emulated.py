@@ -3,7 +3,7 @@
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
