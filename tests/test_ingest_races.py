@@ -16,6 +16,7 @@ from pipelines.ingest import partition as ingest
 from pipelines.ingest.batch import BRONZE_TABLE, QUARANTINE_TABLE
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
+from pipelines.lake.delta import rewrite as delta_rewrite
 from pipelines.operations import maintenance
 from pipelines.simulation.simulate import SimulationConfig
 from tests.helpers import DAY, land
@@ -115,18 +116,18 @@ def test_a_rewrite_commits_only_on_the_version_it_read(lake_home):
     uri = str(lake_home / "t")
     for i in range(4):
         _append(uri, i)
-    real = delta._rewrite_files
+    real = delta_rewrite._rewrite_files
 
     def overtaken(*a, **kw):
         staged = real(*a, **kw)
         _append(uri, 99)  # lands between the compaction's read and its commit
         return staged
 
-    delta._rewrite_files = overtaken
+    delta_rewrite._rewrite_files = overtaken
     try:
         assert delta.rewrite_partition(uri, {}, [("p", "=", "a")]) is not None
     finally:
-        delta._rewrite_files = real
+        delta_rewrite._rewrite_files = real
     rows = delta.read_partition(uri, {})
     assert sorted(rows["x"].to_pylist()) == sorted([*range(40), *range(990, 1000)])
 
