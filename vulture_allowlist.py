@@ -16,8 +16,8 @@ _.new_cluster  # pipelines/spark/databricks.py: the Databricks SDK's task reads 
 tb  # lakehouse/demo_workers.py, lakehouse/progress.py
 
 # Read by pydantic: model settings and validators.
-model_config  # pipelines/lake/config.py
-_._one_way  # pipelines/lake/config.py: EndpointModel's model validator
+model_config  # pipelines/lake/config/file.py and models.py
+_._one_way  # pipelines/lake/config/file.py: EndpointModel's model validator
 
 # Dataclass fields that reports serialize whole (asdict / as_dict into JSON and metadata).
 n_reference  # pipelines/ml/drift.py: the drift report's columns
@@ -60,9 +60,9 @@ empty_buckets  # lakehouse/emulators.py: the emulator fixtures' reset between te
 table_fingerprint  # pipelines/replication/verify.py: a table's streamed fingerprint, the tests' and benchmarks' oracle
 
 # Privacy (issue #29, in progress): the erasure engine is built and tested, its service is not.
-_._valid  # pipelines/lake/config.py: the privacy section's pydantic validators
+_._valid  # pipelines/lake/config/models.py: the privacy section's pydantic validators
 _._unique
-erasure_deadline_days  # pipelines/lake/config.py: the erasure requests' deadline (service not built)
+erasure_deadline_days  # pipelines/lake/config/models.py: the erasure requests' deadline (service not built)
 matches  # pipelines/privacy/detect.py: one value's detectors, for tests and the docs' examples
 _.keyed_hash  # pipelines/privacy/erase.py: the receipt's subject hash
 erase_from_table  # pipelines/privacy/erase.py: erasure of one table (no CLI or sensor yet)
