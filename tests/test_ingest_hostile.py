@@ -757,6 +757,6 @@ def test_a_local_listing_leaves_out_a_file_removed_while_it_lists(tmp_path, monk
         (tmp_path / "a" / "gone.gz").unlink(missing_ok=True)
         return iter(entries)
 
-    monkeypatch.setattr("pipelines.lake.storage.os.scandir", racing)
+    monkeypatch.setattr("pipelines.lake.storage.obstore_backend.os.scandir", racing)
     listed = [i.path for i in open_storage(str(tmp_path)).list("a/")]
     assert listed == ["a/kept.gz", "a/link.gz"]  # the dangling link listed, not followed
