@@ -25,7 +25,7 @@ n_current
 js
 normed_wasserstein
 details  # pipelines/ml/train.py: the training report
-files_deleted  # pipelines/operations/maintenance.py: VacuumResult, MaintenanceReport
+files_deleted  # pipelines/operations/maintenance/ (vacuum.py, maintain.py): VacuumResult, MaintenanceReport
 bytes_reclaimed
 kept_for_floor
 kept_young
