@@ -43,7 +43,10 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
                 group_name="bronze",
                 kinds={"delta", "python"},
                 description=tables.BRONZE.description,
-                metadata={"partition_columns": "landing_date, region", **BRONZE_DATA.metadata()},
+                metadata={
+                    "partition_columns": ", ".join(tables.BRONZE.partition_by),
+                    **BRONZE_DATA.metadata(),
+                },
                 tags=BRONZE_DATA.tags(),
             ),
             dg.AssetSpec(

@@ -58,13 +58,14 @@ from pipelines.ingest.parse import (
     validate,
     without_rows,
 )
+from pipelines.lake import tables
 from pipelines.lake.config import LandingConfig
 
 # Objects decoded and parsed at once: three on two cores keep both busy while one thread
 # waits for the GIL or a page fault (2.16 s -> 2.07 s for 1M events).
 OBJECT_THREADS = 3
-BRONZE_TABLE = "bronze_events"
-QUARANTINE_TABLE = "bronze_quarantine"
+BRONZE_TABLE = tables.BRONZE.name
+QUARANTINE_TABLE = tables.QUARANTINE.name
 # Bytes of a refused record or object kept in quarantine; the landed object itself stays in
 # the landing area, so a cut copy loses nothing that cannot be read again.
 MAX_QUARANTINE_RAW_BYTES = 1024 * 1024

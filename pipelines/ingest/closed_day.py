@@ -11,6 +11,7 @@ import datetime as dt
 
 from pipelines.ingest import ledger
 from pipelines.ingest.batch import BRONZE_TABLE, _printable
+from pipelines.ingest.events import bronze_partition
 from pipelines.ingest.landing import landing_listing
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
@@ -35,7 +36,7 @@ def backlog(
     """
     storage = open_storage(location.root_uri(), options)
     infos = landing_listing(storage, location.landing, landing_date)[0]
-    part: dict[str, object] = {"landing_date": landing_date, "region": location.region}
+    part = bronze_partition(landing_date, location.region)
     done = ledger.identities(location.table_uri(ledger.LEDGER_TABLE), options, part)
     new = sum((_printable(i.path), i.etag, i.size) not in done for i in infos)
     if new:

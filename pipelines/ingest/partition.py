@@ -35,6 +35,7 @@ from pipelines.ingest.events import (
     BRONZE_SCHEMA,
     QUARANTINE_SCHEMA,
     RecordRules,
+    bronze_partition,
 )
 from pipelines.ingest.landing import _fetch_or_skip, landing_listing
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
@@ -208,7 +209,7 @@ def ingest_partition(
     memory.bound_heap()
     storage = open_storage(location.root_uri(), options)
     infos, unconfigured = landing_listing(storage, location.landing, landing_date)
-    part: dict[str, object] = {"landing_date": landing_date, "region": location.region}
+    part = bronze_partition(landing_date, location.region)
     t = _Tables(
         location.table_uri(BRONZE_TABLE),
         location.table_uri(QUARANTINE_TABLE),

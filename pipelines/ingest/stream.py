@@ -40,7 +40,12 @@ from pipelines.ingest.batch import (
     _printable,
     empty_result,
 )
-from pipelines.ingest.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA, RecordRules
+from pipelines.ingest.events import (
+    BRONZE_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RecordRules,
+    bronze_partition,
+)
 from pipelines.ingest.landing import landing_listing
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake.config import LakeLocation
@@ -260,7 +265,7 @@ class Follower:
     def _drop_ingested(self) -> None:
         """At start, what the ledger already holds is not waiting (one read per date)."""
         for day in sorted({self._day(p) for p in self.waiting}):
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             done = ledger.identities(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
@@ -354,7 +359,7 @@ class Follower:
         missing = sorted(n for n in committed if n > before and n not in own)
         recovered = bool(missing)
         if missing:
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             state = ledger.read_state(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
@@ -372,7 +377,7 @@ class Follower:
         first = self.today() - dt.timedelta(days=self.follow.days_back)
         days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
         for day in sorted(set(days) - {self._day(p) for p in self.waiting}):
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             held = ledger.identities(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
