@@ -82,9 +82,6 @@ def write_partition(
     partitions are rebased past each other. Re-running with the same data leaves the same rows.
     The table is created empty first when absent.
     """
-    target, _ = deltalake_target(uri, options)
-    if target.startswith("opendal+"):
-        return _write_unpartitioned(uri, data, partition, options, target_file_size)
     adds = stage_files(
         uri, data, partition, options, partition_by=partition_by, target_file_size=target_file_size
     )
@@ -118,13 +115,13 @@ def stage_files(
 
     Nothing reads the files until a commit names them (:func:`commit_files`); if none ever
     does, they are untracked files that VACUUM removes. The table is created empty first when
-    absent. On the GCS emulator's adapter (unpartitioned tables) the partition columns stay in
-    the files and the files sit at the table's root.
+    absent. The files are written by this package's storage (:mod:`pipelines.lake.storage`),
+    delta-rs writes only the commit: so the GCS emulator's adapter, whose delta-rs path (OpenDAL)
+    would store the ``=`` of partition folders percent-encoded, gets the same partitioned table.
     """
     target, opts = deltalake_target(uri, options)
-    unpartitioned = target.startswith("opendal+")
-    cols = [] if unpartitioned else (partition_by or list(partition))
-    if sorted(cols) != sorted(partition) and not unpartitioned:
+    cols = partition_by or list(partition)
+    if sorted(cols) != sorted(partition):
         raise ValueError(f"{uri}: partition {dict(partition)} does not name the columns {cols}")
     _check_rows_in(uri, data, partition)
     _create_if_absent(target, opts, data.schema, cols)
@@ -178,8 +175,7 @@ def commit_files(
     holds ``app_version`` or a later one of ``app_id``: each version is committed exactly once.
     """
     target, opts = deltalake_target(uri, options)
-    unpartitioned = target.startswith("opendal+")
-    cols = [] if unpartitioned else (partition_by or list(partition))
+    cols = partition_by or list(partition)
     values = {k: _partition_value(v) for k, v in partition.items()}
     done = False
     actions: list[AddAction | RemoveAction] = list(adds)
@@ -192,12 +188,9 @@ def commit_files(
             done = True
             return
         _check_exist(uri, options, adds)
-        if replace and unpartitioned:  # the emulator adapter: no partition folders to replace
-            table.delete(partition_predicate(partition))
-            table = DeltaTable(target, storage_options=dict(opts) or None)
         table.create_write_transaction(
             actions,
-            mode="overwrite" if replace and not unpartitioned else "append",
+            mode="overwrite" if replace else "append",
             schema=_merged_schema(table, schema),
             partition_by=cols or None,
             partition_filters=[(k, "=", values[k]) for k in cols] if replace and cols else None,
@@ -293,40 +286,6 @@ def write_range(
             predicate=predicate,
             partition_by=partition_by,
             storage_options=dict(opts) or None,
-        )
-    )
-    version = table_version(uri, options)
-    assert version is not None
-    return version
-
-
-def _write_unpartitioned(
-    uri: str,
-    data: pa.Table,
-    partition: Mapping[str, object],
-    options: Mapping[str, str],
-    target_file_size: int | None,
-) -> int:
-    """The GCS emulator's write: a predicate overwrite of an unpartitioned table.
-
-    fake-gcs keeps the '=' of Hive partition folders percent-encoded in the key it stores, so a
-    partitioned table cannot be read back (real GCS goes through gs:// and the partitioned
-    write). Unpartitioned, the predicate overwrite still replaces exactly the partition's rows.
-    Files stay under 5 MiB, the emulator's upload limit here.
-    """
-    target, opts = deltalake_target(uri, options)
-    _create_if_absent(target, opts, data.schema, [])
-    # Another writer may commit first: the write is a partition replace, so doing it again on
-    # the new version is still exact.
-    _retry_on_conflict(
-        lambda: write_deltalake(
-            target,
-            data,
-            mode="overwrite",
-            predicate=partition_predicate(partition),
-            storage_options=opts or None,
-            target_file_size=target_file_size or 4 * 1024 * 1024,
-            schema_mode="merge",
         )
     )
     version = table_version(uri, options)

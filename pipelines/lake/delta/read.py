@@ -136,7 +136,7 @@ def file_actions(uri: str, options: Mapping[str, str]) -> pa.Table | None:
         or c.startswith("partition.")
     ]
     out = adds.select(keep)
-    # a table written without partition columns (the GCS emulator's path): a file's partition
+    # a table written without partition columns (by another writer): a file's partition
     # is its date and region statistics where min equals max (only these columns' statistics
     # are read: others may hold personal data)
     for col in PARTITION_STAT_COLUMNS:
@@ -249,7 +249,7 @@ def _partition_adds(table: DeltaTable, partition: Mapping[str, object]) -> pa.Ta
     for k, v in partition.items():
         name = f"partition.{k}"
         if name not in adds.column_names:
-            continue  # the emulator adapter's tables are unpartitioned
+            continue  # not a partition column of this table: no file is told apart by it
         column = pc.cast(adds.column(name), pa.string())
         adds = adds.filter(pc.equal(column, _partition_value(v)))
     return adds
@@ -260,8 +260,6 @@ def partition_rows(uri: str, options: Mapping[str, str], partition: Mapping[str,
     table = open_table(uri, options)
     if table is None:
         return 0
-    if deltalake_target(uri, options)[0].startswith("opendal+"):
-        return read_partition(uri, options, partition, columns=list(partition)).num_rows
     adds = _partition_adds(table, partition)
     return int(pc.sum(adds.column("num_records")).as_py() or 0)
 

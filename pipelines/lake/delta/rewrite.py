@@ -40,9 +40,6 @@ def compact_partition(
     See :func:`rewrite_partition`: the commit is made on the version the rows were read from,
     so runs compacting the same partition at once never double a row.
     """
-    target, _ = deltalake_target(uri, options)
-    if target.startswith("opendal+"):
-        return False  # the emulator adapter's tables are unpartitioned
     values = [(k, "=", _partition_value(v)) for k, v in partition.items()]
     return rewrite_partition(uri, options, values, above_files=above_files) is not None
 
