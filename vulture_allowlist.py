@@ -85,3 +85,7 @@ _.events_landed
 _.last_commit_at
 _.updated_at
 _.failures
+meaning  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+default  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+readers  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+RESOURCE_SECRETS  # pipelines/lake/config/environment.py: the dg.EnvVar secrets, checked against the docs by tests/test_environment.py

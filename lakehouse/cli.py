@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.lake.config.environment import env
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
 
@@ -779,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"lakehouse {args.command}: interrupted\n")
         return 130
     except Exception as exc:  # every failure becomes one line; LAKEHOUSE_DEBUG shows the rest
-        if os.environ.get("LAKEHOUSE_DEBUG"):
+        if env("LAKEHOUSE_DEBUG"):
             raise
         sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1

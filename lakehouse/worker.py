@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -32,6 +31,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict
 from typing import Any
+
+from pipelines.lake.config.environment import env
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
 # A worker's batches are smaller than a run's (32 MiB): with 32 MiB batches under a backlog a
@@ -234,7 +235,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         signal.signal(sig, on_signal)
 
     suites = build_suites(cfg)
-    reporter = Reporter(args.dagster_url or os.environ.get(URL_ENV))
+    reporter = Reporter(args.dagster_url or env(URL_ENV))
     where = grant.metadata()
     worker = stream.worker_id()
     _warm_up(suites, location)  # GX imported and its context built once, before the stream

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import os
 import typing
 from typing import Any
 
@@ -22,6 +21,7 @@ from pipelines.lake.config.environment import (
     ConfigError,
     config_path,
     current_environment,
+    env,
     read_config_file,
 )
 from pipelines.lake.config.file import EnvironmentModel, LakehouseFile, LocationModel, _text
@@ -222,10 +222,10 @@ def load_config(environment: str | None = None) -> LakeConfig:
     Loaded once per file, environment and override (``LAKEHOUSE_START_DATE``): every variable
     that changes the result is part of the cache's key.
     """
-    env = environment or current_environment()
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
-    return _load(str(config_path()), env, os.environ.get("LAKEHOUSE_START_DATE") or None)
+    name = environment or current_environment()
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"environment {name!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return _load(str(config_path()), name, env("LAKEHOUSE_START_DATE") or None)
 
 
 def load_ml_settings() -> MLSettings:

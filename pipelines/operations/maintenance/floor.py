@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.lake.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
+from pipelines.lake.config.environment import env
 from pipelines.lake.storage import StorageError, open_storage
 from pipelines.replication.deltalog import (
     latest_version,
@@ -214,12 +215,10 @@ def default_tracking(cfg: LakeConfig) -> Any | None:
     ``MLFLOW_TRACKING_URI`` (or the emulated environment's ``LAKEHOUSE_MLFLOW_TRACKING_URI``),
     else the local store if it exists (none: no models are registered, nothing is pinned).
     """
-    import os
-
     from pipelines.lake.config import lake_home
     from pipelines.ml.tracking import Tracking
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI")
+    uri = env("MLFLOW_TRACKING_URI") or env("LAKEHOUSE_MLFLOW_TRACKING_URI")
     if not uri:
         db = lake_home() / ".mlflow" / "mlflow.db"
         if not db.exists():
@@ -229,6 +228,6 @@ def default_tracking(cfg: LakeConfig) -> Any | None:
         tracking_uri=uri,
         model_name=cfg.ml.model_name,
         experiment=cfg.ml.experiment,
-        registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or None,
-        token=os.environ.get("MLFLOW_TRACKING_TOKEN") or None,
+        registry_uri=env("MLFLOW_REGISTRY_URI") or None,
+        token=env("MLFLOW_TRACKING_TOKEN") or None,
     )
