@@ -540,8 +540,7 @@ def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, 
     """Every object in the ledger once, counts reconcile, bronze rows = ingested, ids unique."""
     import pyarrow.compute as pc
 
-    from pipelines.ingest import ledger
-    from pipelines.ingest import partition as ingest
+    from pipelines.ingest import ledger, parse
     from pipelines.lake import delta
 
     out: dict[str, Any] = {}
@@ -553,7 +552,7 @@ def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, 
         keys = [o.key for o in state.objects]
         t = state.totals()
         ids = delta.read_partition(loc.table_uri("bronze_events"), {}, part, columns=["event_id"])
-        hashes = ingest.key_hashes(ids["event_id"]) if ids.num_rows else np.zeros(0, np.uint64)
+        hashes = parse.key_hashes(ids["event_id"]) if ids.num_rows else np.zeros(0, np.uint64)
         repeated = int(len(hashes) - len(np.unique(hashes)))
         if repeated:  # a 64-bit hash collision is possible: count by value then
             repeated = int(ids.num_rows - pc.count_distinct(ids["event_id"]).as_py())

@@ -284,7 +284,7 @@ def test_the_first_and_last_instants_of_the_calendar_are_valid_times():
             event(1, event_ts="0001-01-01T00:00:00Z"),
             event(2, event_ts="0001-01-01T01:00:00+01:00"),
         ],
-        schema=ingest.PARSED_SCHEMA,
+        schema=parse.PARSED_SCHEMA,
     )
     _, why = parse.validate(rows, "us", DAY)
     assert why.tolist() == ["", ""]
@@ -296,7 +296,7 @@ def test_a_time_without_offset_is_utc_whatever_the_machines_zone(monkeypatch):
     try:
         rows = pa.Table.from_pylist(
             [event(1, event_ts="2026-10-05T01:00:00"), event(2, event_ts="2026-10-05 02:30")],
-            schema=ingest.PARSED_SCHEMA,
+            schema=parse.PARSED_SCHEMA,
         )
         parsed, why = parse.validate(rows, "us", DAY)
     finally:
@@ -655,14 +655,12 @@ def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_
 
 _PEAK_RSS = """
 import datetime as dt, gzip, resource, sys
-from pipelines.ingest import partition as ingest
 from pipelines.ingest.batch import ingest_objects
-from pipelines.ingest.landing import landing_listing
-from pipelines.ingest.landing import landing_objects
+from pipelines.ingest.parse import default_rules
 from pipelines.lake.config import load_config
 data = gzip.compress(sys.argv[1].encode().decode("unicode_escape").encode() * int(sys.argv[2]))
 loc = load_config("local").location("aws-us")
-rules = ingest.default_rules()
+rules = default_rules()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 res = ingest_objects(
     [("landing/firehose/2026/10/05/01/o.gz", data)], loc.landing, "us", dt.date(2026, 10, 5), rules
