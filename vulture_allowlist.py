@@ -16,8 +16,8 @@ _.new_cluster  # pipelines/spark/databricks.py: the Databricks SDK's task reads 
 tb  # lakehouse/demo_workers.py, lakehouse/progress.py
 
 # Read by pydantic: model settings and validators.
-model_config  # pipelines/lake/config.py
-_._one_way  # pipelines/lake/config.py: EndpointModel's model validator
+model_config  # pipelines/lake/config/file.py and models.py
+_._one_way  # pipelines/lake/config/file.py: EndpointModel's model validator
 
 # Dataclass fields that reports serialize whole (asdict / as_dict into JSON and metadata).
 n_reference  # pipelines/ml/drift.py: the drift report's columns
@@ -25,7 +25,7 @@ n_current
 js
 normed_wasserstein
 details  # pipelines/ml/train.py: the training report
-files_deleted  # pipelines/operations/maintenance.py: VacuumResult, MaintenanceReport
+files_deleted  # pipelines/operations/maintenance/ (vacuum.py, maintain.py): VacuumResult, MaintenanceReport
 bytes_reclaimed
 kept_for_floor
 kept_young
@@ -50,8 +50,8 @@ google_service_account
 dagster_home  # devtools/run_emulated.py: the emulated run's report field
 
 # Engine API used by tests and benchmarks only; each a product path not yet wired to a job.
-landing_objects  # pipelines/ingest/engine.py: the keys of a landing day (tests' oracle)
-read_partition_objects  # pipelines/ingest/engine.py: the one-shot read benchmarks compare with
+landing_objects  # pipelines/ingest/landing.py: the keys of a landing day (tests' oracle)
+read_partition_objects  # pipelines/ingest/landing.py: the one-shot read benchmarks compare with
 expire_landed  # pipelines/ingest/ledger.py: landing lifecycle (docs/ingest.md); no job calls it yet
 precision_recall  # pipelines/operations/anomaly.py: the anomaly bands' measured precision
 EXPECTED_REASON  # pipelines/simulation/simulate.py: the reason each injected bad kind gets
@@ -60,9 +60,9 @@ empty_buckets  # devtools/emulators.py: the emulator fixtures' reset between tes
 table_fingerprint  # pipelines/replication/verify.py: a table's streamed fingerprint, the tests' and benchmarks' oracle
 
 # Privacy (issue #29, in progress): the erasure engine is built and tested, its service is not.
-_._valid  # pipelines/lake/config.py: the privacy section's pydantic validators
+_._valid  # pipelines/lake/config/models.py: the privacy section's pydantic validators
 _._unique
-erasure_deadline_days  # pipelines/lake/config.py: the erasure requests' deadline (service not built)
+erasure_deadline_days  # pipelines/lake/config/models.py: the erasure requests' deadline (service not built)
 matches  # pipelines/privacy/detect.py: one value's detectors, for tests and the docs' examples
 _.keyed_hash  # pipelines/privacy/erase.py: the receipt's subject hash
 erase_from_table  # pipelines/privacy/erase.py: erasure of one table (no CLI or sensor yet)
@@ -85,3 +85,7 @@ _.events_landed
 _.last_commit_at
 _.updated_at
 _.failures
+meaning  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+default  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+readers  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
+RESOURCE_SECRETS  # pipelines/lake/config/environment.py: the dg.EnvVar secrets, checked against the docs by tests/test_environment.py

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 import dagster as dg
 
 from assets.sovereignty import reads_personal_data
+from pipelines.lake import tables
 from pipelines.lake.config import PER_JURISDICTION, SHARED_POOL
 
 # Landing dates may receive events for a day or two (late delivery, the hourly re-ingest).
 LOOK_BACK = dt.timedelta(days=2)
 AUTOMATED_GROUPS = ("silver", "gold", "replication", "features")
-AUTOMATED_KEYS = ("demand_forecast", "feature_drift")
+AUTOMATED_KEYS = (tables.FORECAST.name, tables.DRIFT.name)
 # Runs of Spark-heavy assets carry this tag: the instance allows one such run at a time
 # (deploy/dagster-*.yaml tag concurrency limits).
 SPARK_TAG = "lakehouse/spark"

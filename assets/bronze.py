@@ -10,8 +10,10 @@ from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import IngestResult, empty_result
 from pipelines.ingest.events import record_rules
+from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake import tables
 from resources.lake import LakeResource
 
@@ -22,8 +24,8 @@ class BronzeConfig(dg.Config):
     """How a run ingests its partition (the defaults suit the sensor's runs)."""
 
     full: bool = False  # re-ingest the whole partition (a changed schema, a fixed bug)
-    batch_objects: int = ingest.BATCH_OBJECTS  # objects per batch
-    batch_bytes: int = ingest.BATCH_BYTES  # landed bytes per batch: bounds the run's memory
+    batch_objects: int = BATCH_OBJECTS  # objects per batch
+    batch_bytes: int = BATCH_BYTES  # landed bytes per batch: bounds the run's memory
 
 
 # Reads the landing area's raw capture objects, writes both personal-data tables.
@@ -41,7 +43,10 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
                 group_name="bronze",
                 kinds={"delta", "python"},
                 description=tables.BRONZE.description,
-                metadata={"partition_columns": "landing_date, region", **BRONZE_DATA.metadata()},
+                metadata={
+                    "partition_columns": ", ".join(tables.BRONZE.partition_by),
+                    **BRONZE_DATA.metadata(),
+                },
                 tags=BRONZE_DATA.tags(),
             ),
             dg.AssetSpec(
@@ -78,7 +83,7 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         rules = record_rules(lake.config())
         validated: list[tuple[dg.AssetCheckResult, dg.AssetCheckResult]] = []
 
-        def validate(batch: ingest.IngestResult) -> None:
+        def validate(batch: IngestResult) -> None:
             # each batch as it is appended: memory stays bounded by a batch
             validated.append(_batch_checks(batch, events, quarantine))
 
@@ -95,9 +100,7 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         )
         context.log.info(f"ingested {location.name} {day}: {done.report()}")
         if not validated:  # nothing new: the suites see the (empty) batch appended
-            validated.append(
-                _batch_checks(ingest.empty_result(location.region, day), events, quarantine)
-            )
+            validated.append(_batch_checks(empty_result(location.region, day), events, quarantine))
         yield from partition_results(done, location.name, where, validated)
 
     return bronze
@@ -123,7 +126,7 @@ def partition_results(
 
 
 def batch_checks(
-    batch: ingest.IngestResult, events: Suite, quarantine: Suite
+    batch: IngestResult, events: Suite, quarantine: Suite
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """Both tables' suites on one batch's rows, as appended."""
     return _batch_checks(batch, events, quarantine)
@@ -178,7 +181,7 @@ def _materializations(
 
 
 def _batch_checks(
-    batch: ingest.IngestResult, events: Suite, quarantine: Suite
+    batch: IngestResult, events: Suite, quarantine: Suite
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """Both tables' suites on one batch's rows, as appended."""
     expected = batch.landed - batch.quarantined - batch.duplicates

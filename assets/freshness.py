@@ -28,7 +28,7 @@ FRESHNESS_BY_GROUP: Mapping[str, dg.FreshnessPolicy] = {
     ),
 }
 FRESHNESS_BY_KEY: Mapping[str, dg.FreshnessPolicy] = {
-    "demand_forecast": dg.FreshnessPolicy.time_window(
+    tables.FORECAST.name: dg.FreshnessPolicy.time_window(
         fail_window=dt.timedelta(hours=28), warn_window=dt.timedelta(hours=26)
     ),
 }

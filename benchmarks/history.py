@@ -12,7 +12,7 @@ is the step's):
 - ``health``: the ``lakehouse_health`` asset (a 63-day window);
 - ``status``: ``lakehouse status --json``.
 
-Bytes read are the storage layer's per-location counter (pipelines/lake/storage.py): what
+Bytes read are the storage layer's per-location counter (pipelines/lake/storage/interface.py): what
 obstore reads, plus the data files delta-rs opens where the engines say so; delta-rs's log
 reads are not counted. ``before``: the replica step on the large lake with the code before
 this change (``git archive`` of ``BENCH_HISTORY_BEFORE``, default the branch's base), whose

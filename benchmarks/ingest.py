@@ -24,8 +24,9 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.ingest import capture, parse
-from pipelines.ingest import engine as ingest
-from pipelines.ingest.engine import ingest_partition
+from pipelines.ingest.batch import ingest_objects
+from pipelines.ingest.landing import read_partition_objects
+from pipelines.ingest.partition import ingest_partition
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation, load_config
 from pipelines.lake.storage import open_storage
@@ -37,7 +38,7 @@ RUNS = 3  # ours is timed this many times; seconds is the median (the machine is
 
 def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
     """CPU seconds of each ingest stage over the same objects, one stage at a time."""
-    objects = ingest.read_partition_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    objects = read_partition_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     spent = dict.fromkeys(["decode", "checks_and_parse", "validate", "dedupe", "delta_write"], 0.0)
 
     def timed(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -53,7 +54,7 @@ def stage_cpu(loc: LakeLocation, home: Path) -> dict[str, float]:
         tables.append(timed("validate", parse.validate, rows, loc.region, DAY)[0])
     rows = pa.concat_tables(tables)
     timed("dedupe", parse.first_occurrence, rows["event_id"])
-    bronze = ingest.ingest_objects(objects, loc.landing, loc.region, DAY).bronze
+    bronze = ingest_objects(objects, loc.landing, loc.region, DAY).bronze
     part = {"landing_date": DAY, "region": loc.region}
     timed("delta_write", delta.write_partition, str(home / "stage_bronze"), bronze, part, {})
     return {k: round(v, 3) for k, v in spent.items()}

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from data_quality import gx
 from data_quality.suites import Expect, Suite, build_suites
 from pipelines.ingest import capture
-from pipelines.ingest.engine import ingest_objects
+from pipelines.ingest.batch import ingest_objects
 from pipelines.lake.config import load_config
 from pipelines.simulation.simulate import SimulationConfig, generate_day, to_records
 

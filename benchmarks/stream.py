@@ -109,12 +109,13 @@ def _peak_rss_mb() -> float:
 def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
     """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
     os.environ["LAKEHOUSE_HOME"] = home
-    from pipelines.ingest import engine as ingest
+    from pipelines.ingest import partition as ingest
+    from pipelines.ingest.planning import BATCH_BYTES
     from pipelines.lake.config import load_config
 
     loc = load_config("local").location("aws-us")
     open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
-    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", ingest.BATCH_BYTES)}
+    size = {"batch_bytes": _env("STREAM_BATCH_BYTES", BATCH_BYTES)}
     cpu = 0.0
     runs = 0
     wall = 0.0
@@ -539,8 +540,7 @@ def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, 
     """Every object in the ledger once, counts reconcile, bronze rows = ingested, ids unique."""
     import pyarrow.compute as pc
 
-    from pipelines.ingest import engine as ingest
-    from pipelines.ingest import ledger
+    from pipelines.ingest import ledger, parse
     from pipelines.lake import delta
 
     out: dict[str, Any] = {}
@@ -552,7 +552,7 @@ def _exactly_once(cfg: Any, arrived: dict[tuple[str, str], float]) -> dict[str, 
         keys = [o.key for o in state.objects]
         t = state.totals()
         ids = delta.read_partition(loc.table_uri("bronze_events"), {}, part, columns=["event_id"])
-        hashes = ingest.key_hashes(ids["event_id"]) if ids.num_rows else np.zeros(0, np.uint64)
+        hashes = parse.key_hashes(ids["event_id"]) if ids.num_rows else np.zeros(0, np.uint64)
         repeated = int(len(hashes) - len(np.unique(hashes)))
         if repeated:  # a 64-bit hash collision is possible: count by value then
             repeated = int(ids.num_rows - pc.count_distinct(ids["event_id"]).as_py())

@@ -108,7 +108,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
     """The suites of the product's own tables."""
     return [
         Suite(
-            "bronze_quarantine",
+            tables.QUARANTINE.name,
             (
                 _columns(tables.QUARANTINE),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
@@ -154,7 +154,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "lineage (table URI and Delta version) are recorded and sane.",
         ),
         Suite(
-            "demand_forecast",
+            tables.FORECAST.name,
             (
                 _columns(tables.FORECAST),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
@@ -168,7 +168,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "version that made it.",
         ),
         Suite(
-            "feature_drift",
+            tables.DRIFT.name,
             (
                 _columns(tables.DRIFT),
                 Expect("ExpectTableRowCountToBeBetween", {"min_value": 1}),
@@ -192,7 +192,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "segment and feature.",
         ),
         Suite(
-            "lakehouse_health",
+            tables.HEALTH.name,
             (
                 _columns(tables.HEALTH),
                 Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
@@ -213,7 +213,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "rates within 0..1.",
         ),
         Suite(
-            "silver_events",
+            tables.SILVER.name,
             (
                 _columns(tables.SILVER),
                 Expect("ExpectColumnValuesToNotBeNull", {"column": "event_id"}),
@@ -234,7 +234,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             description="Silver events: unique ids, typed, personal data only as keyed hashes.",
         ),
         Suite(
-            "gold_daily_demand",
+            tables.GOLD.name,
             (
                 _columns(tables.GOLD),
                 Expect(
@@ -258,7 +258,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             description="Gold demand: one row per store, SKU and day, sane ranges, no PII columns.",
         ),
         Suite(
-            "demand_features",
+            tables.FEATURES.name,
             (
                 _columns(tables.FEATURES),
                 Expect("ExpectCompoundColumnsToBeUnique", {"column_list": list(FEATURE_KEYS)}),

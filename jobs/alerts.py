@@ -4,11 +4,12 @@ Slack when ``SLACK_BOT_TOKEN`` is set. One channel for both, so an operator watc
 """
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
+
+from pipelines.lake.config.environment import env
 
 SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_VAR = "LAKEHOUSE_SLACK_CHANNEL"
@@ -24,14 +25,19 @@ def failure_message(context: dg.RunFailureSensorContext) -> str:
     return f"Run {run.run_id} of {run.job_name}{where} failed: {error}"
 
 
+def _channel() -> str:
+    channel = env(SLACK_CHANNEL_VAR)
+    return DEFAULT_CHANNEL if channel is None else channel
+
+
 def _post_to_slack(text: str) -> bool:
     # Checked at evaluation, not import: importing the code location must read no secret.
-    if not os.environ.get(SLACK_TOKEN_VAR):
+    if not env(SLACK_TOKEN_VAR):
         return False
     from dagster_slack import SlackResource  # slack_sdk only when a token is configured
 
     slack = SlackResource(token=dg.EnvVar(SLACK_TOKEN_VAR)).process_config_and_initialize()
-    channel = os.environ.get(SLACK_CHANNEL_VAR, DEFAULT_CHANNEL)
+    channel = _channel()
     slack.get_client().chat_postMessage(channel=channel, text=text)
     return True
 
@@ -50,7 +56,7 @@ def send_alert(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext,
     """Log an alert as an error, and post it to Slack when a token is configured."""
     context.log.error(text)
     if _post_to_slack(text):
-        context.log.info(f"posted to Slack {os.environ.get(SLACK_CHANNEL_VAR, DEFAULT_CHANNEL)}")
+        context.log.info(f"posted to Slack {_channel()}")
 
 
 # Failed checks looked at per check and evaluation; older ones than the cursor were alerted.

@@ -8,7 +8,6 @@ own jurisdiction's data on its own workers.
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,10 @@ import dagster as dg
 from assets.freshness import region_check_name
 from assets.partitions import Partitions, date_region_key
 from pipelines.ingest import capture
-from pipelines.ingest import engine as ingest
+from pipelines.ingest.closed_day import backlog
 from pipelines.lake import tables
 from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.config.environment import env
 from pipelines.sovereignty import compute
 from resources.lake import LakeResource
 
@@ -88,8 +88,9 @@ def _tags(cfg: LakeConfig, location: LakeLocation, partition: str) -> dict[str, 
 def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefinition:
     """The sensor that requests ingestion of (date, region) partitions with new objects."""
     # read when the definitions are built, never at import
-    every = int(os.environ.get(SENSOR_SECONDS_ENV, str(DEFAULT_SENSOR_SECONDS)))
-    stopped = os.environ.get(SENSOR_STATUS_ENV, "running").strip().lower() == "stopped"
+    seconds = env(SENSOR_SECONDS_ENV)
+    every = int(str(DEFAULT_SENSOR_SECONDS) if seconds is None else seconds)
+    stopped = (env(SENSOR_STATUS_ENV) or "running").strip().lower() == "stopped"
     status = dg.DefaultSensorStatus.STOPPED if stopped else dg.DefaultSensorStatus.RUNNING
 
     @dg.sensor(job=job, minimum_interval_seconds=every, default_status=status)
@@ -188,7 +189,7 @@ def hourly_ingest_schedule(
                 loc = served.get(region)
                 if loc is None or day.isoformat() not in valid:
                     continue
-                why = ingest.backlog(loc, lake.storage_options(loc), day, scheduled)
+                why = backlog(loc, lake.storage_options(loc), day, scheduled)
                 if why is None:
                     continue
                 context.log.info(f"{day} {region}: {why}")

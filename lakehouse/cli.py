@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.lake.config.environment import env
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
 
@@ -242,9 +242,9 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     (``LAKEHOUSE_COMPUTE_JURISDICTION``): :func:`require_compute` checked it (``args.grants``)
     before the landing area is read.
     """
-    from pipelines.ingest import engine as ingest
-    from pipelines.ingest.engine import ingest_partition
     from pipelines.ingest.events import record_rules
+    from pipelines.ingest.partition import ingest_partition
+    from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
     from pipelines.sovereignty import compute
 
     cfg = load_config(args.env)
@@ -270,8 +270,8 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
                 day,
                 rules,
                 full=args.full,
-                batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
-                batch_bytes=args.batch_bytes or ingest.BATCH_BYTES,
+                batch_objects=args.batch_objects or BATCH_OBJECTS,
+                batch_bytes=args.batch_bytes or BATCH_BYTES,
                 keep_rows=False,
             ).report()
             out.append(report)
@@ -823,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"lakehouse {args.command}: interrupted\n")
         return 130
     except Exception as exc:  # every failure becomes one line; LAKEHOUSE_DEBUG shows the rest
-        if os.environ.get("LAKEHOUSE_DEBUG"):
+        if env("LAKEHOUSE_DEBUG"):
             raise
         sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1

@@ -144,7 +144,7 @@ def demo_bad_day(end: dt.date) -> BadDay:
 def _health(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, Any]:
     """The health view over what the demo produced (as automation would after the runs)."""
     _run_or_fail(defs.resolve_job_def("health_job"), instance, {}, "health view (health_job)")
-    event = instance.get_latest_materialization_event(dg.AssetKey("lakehouse_health"))
+    event = instance.get_latest_materialization_event(dg.AssetKey(tables.HEALTH.name))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return {k: meta[k].value for k in ("as_of", "anomalies") if k in meta}
 

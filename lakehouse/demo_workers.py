@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pipelines.lake.config.environment import env
+
 if TYPE_CHECKING:  # a worker imports Dagster for its first run, not to land simulated events
     import dagster as dg
 
@@ -97,7 +99,7 @@ def land_days(task: LandDays) -> tuple[int, int]:
 
 def worker_count() -> int:
     """Workers to start: ``LAKEHOUSE_DEMO_WORKERS``, else the machine's cores, at most 2."""
-    raw = os.environ.get(WORKERS_ENV)
+    raw = env(WORKERS_ENV)
     if raw is None or raw == "":
         return max(1, min(2, os.cpu_count() or 1))
     if not raw.strip().isdigit() or int(raw) < 1:

@@ -8,7 +8,6 @@ backfill stored in one instance is never looked for in another without a word.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.lake.config import lake_home
+from pipelines.lake.config.environment import env
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -67,7 +67,7 @@ class ProjectInstance:
 
 def project_instance() -> ProjectInstance:
     """``DAGSTER_HOME`` when set, else the project's ``.dagster/`` (as ``make ui`` finds it)."""
-    env = os.environ.get(DAGSTER_HOME_ENV)
-    if env:
-        return ProjectInstance(Path(env).expanduser().resolve(), DAGSTER_HOME_ENV)
+    home = env(DAGSTER_HOME_ENV)
+    if home:
+        return ProjectInstance(Path(home).expanduser().resolve(), DAGSTER_HOME_ENV)
     return ProjectInstance(lake_home() / ".dagster", PROJECT_DEFAULT)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
 
+from pipelines.lake.config.environment import env
+
 # Plain lines of one stage at most this often (seconds); its first and last always.
 PLAIN_INTERVAL = 10.0
 
@@ -272,6 +274,6 @@ class Progress:
 
 def _is_terminal(stream: IO[str]) -> bool:
     try:
-        return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+        return stream.isatty() and (env("TERM") or "") != "dumb"
     except (AttributeError, ValueError):  # a closed or file-like stream without a tty
         return False

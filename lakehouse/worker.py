@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -32,6 +31,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict
 from typing import Any
+
+from pipelines.lake.config.environment import env
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
 # A worker's batches are smaller than a run's (32 MiB): with 32 MiB batches under a backlog a
@@ -162,11 +163,11 @@ def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: st
 
     from assets.bronze import batch_checks, partition_results
     from assets.partitions import date_region_key
-    from pipelines.ingest import engine as ingest
+    from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
 
     events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
-    batches = committed.batches or [ingest.empty_result(committed.region, committed.landing_date)]
+    batches = committed.batches or [empty_result(committed.region, committed.landing_date)]
     validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
     partition = str(date_region_key(committed.landing_date.isoformat(), committed.region))
     extra = {
@@ -220,9 +221,9 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     The caller checked compute sovereignty (``grant``) before any byte was read.
     """
     from data_quality.suites import build_suites
-    from pipelines.ingest import engine as ingest
     from pipelines.ingest import stream
     from pipelines.ingest.events import record_rules
+    from pipelines.ingest.planning import BATCH_OBJECTS
 
     stop = threading.Event()
 
@@ -234,7 +235,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         signal.signal(sig, on_signal)
 
     suites = build_suites(cfg)
-    reporter = Reporter(args.dagster_url or os.environ.get(URL_ENV))
+    reporter = Reporter(args.dagster_url or env(URL_ENV))
     where = grant.metadata()
     worker = stream.worker_id()
     _warm_up(suites, location)  # GX imported and its context built once, before the stream
@@ -259,7 +260,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         stream.FollowOptions(
             poll_seconds=args.poll_seconds,
             linger_seconds=args.linger_seconds,
-            batch_objects=args.batch_objects or ingest.BATCH_OBJECTS,
+            batch_objects=args.batch_objects or BATCH_OBJECTS,
             batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
@@ -278,10 +279,10 @@ def _warm_up(suites: Any, location: Any) -> None:
     import datetime as dt
 
     from assets.bronze import batch_checks
-    from pipelines.ingest import engine as ingest
+    from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
 
-    empty = ingest.empty_result(location.region, dt.date.today())
+    empty = empty_result(location.region, dt.date.today())
     batch_checks(empty, suites[tables.BRONZE.name], suites[tables.QUARANTINE.name])
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import dagster as dg
 
 from pipelines.lake.config import ENVIRONMENTS, ConfigError, load_config
+from pipelines.lake.config.environment import env
 from resources.databricks import DatabricksPiiKey, DatabricksResource
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
@@ -87,6 +87,6 @@ def databricks_runner() -> SparkStepRunner:
         python_file=dg.EnvVar("LAKEHOUSE_DATABRICKS_PYTHON_FILE"),
         wheel=dg.EnvVar("LAKEHOUSE_DATABRICKS_WHEEL"),
         existing_cluster_id=(
-            dg.EnvVar(DATABRICKS_CLUSTER_VAR) if os.environ.get(DATABRICKS_CLUSTER_VAR) else None
+            dg.EnvVar(DATABRICKS_CLUSTER_VAR) if env(DATABRICKS_CLUSTER_VAR) else None
         ),
     )

@@ -8,7 +8,7 @@ import dagster as dg
 from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
 from data_quality import gx
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import SimulationConfig

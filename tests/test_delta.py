@@ -50,7 +50,7 @@ def test_timestamp_bounds_hold_in_every_unit():
 
 
 def test_written_files_carry_statistics_deltalake_reads(tmp_path, monkeypatch):
-    monkeypatch.setattr(delta, "MIN_FILE_ROWS", 2)
+    monkeypatch.setattr(delta.commit, "MIN_FILE_ROWS", 2)
     rows = pa.table({"d": [DAY] * 4, "qty": [1, 2, 30, 40]})
     delta.write_partition(str(tmp_path), rows, {"d": DAY}, {})
     adds = pa.table(DeltaTable(str(tmp_path)).get_add_actions(flatten=True)).to_pydict()

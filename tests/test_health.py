@@ -18,8 +18,8 @@ from assets.freshness import build_region_freshness, region_check_name
 from assets.health import anomaly_check_name, build_health, judged_days
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
 from lakehouse import cli
-from pipelines.ingest import engine as ingest
-from pipelines.ingest.engine import _reason_key
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import _reason_key
 from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage

@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines.ingest import capture, parse
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.ingest.events import MAX_EVENT_BYTES, MAX_JSON_DEPTH, WIRE_SCHEMA
+from pipelines.ingest.landing import landing_objects
 from pipelines.lake.config import load_config
 from pipelines.lake.delta import read_partition
 from pipelines.lake.storage import open_storage
@@ -177,7 +178,7 @@ def test_capture_listing_reads_only_its_date(lake_home):
     )
     land("azure-eu", sim)
     loc = load_config().location("azure-eu")
-    keys = ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    keys = landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     assert keys and all(capture.landing_date_of(loc.landing, k) == DAY for k in keys)
 
 

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.ingest import capture
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import ingest_objects
 from pipelines.ingest.events import WIRE_SCHEMA, record_rules
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
@@ -243,7 +244,6 @@ def test_any_landed_objects_reconcile_and_leave_readable_tables(fmt):
 def _peak_growth_in_child(fmt: str, path: str, queue: mp.Queue) -> None:
     """Ingest good objects and the bomb at ``path``; report peak RSS growth and the result."""
     from pipelines.ingest import capture
-    from pipelines.ingest import engine as ingest
     from pipelines.lake.config import load_config
 
     loc = load_config("local").location(FORMATS[fmt][0])
@@ -258,10 +258,10 @@ def _peak_growth_in_child(fmt: str, path: str, queue: mp.Queue) -> None:
         for k in range(3)
     ]
     objects = [(f"good-{k}", g) for k, g in enumerate(good)]
-    ingest.ingest_objects(objects, loc.landing, loc.region, DAY)  # warm: imports, pools, arenas
+    ingest_objects(objects, loc.landing, loc.region, DAY)  # warm: imports, pools, arenas
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     bomb = Path(path).read_bytes()
-    res = ingest.ingest_objects([*objects, ("z-bomb", bomb)], loc.landing, loc.region, DAY)
+    res = ingest_objects([*objects, ("z-bomb", bomb)], loc.landing, loc.region, DAY)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put(((after - before) * 1024, res.ingested, res.reasons, len(bomb)))
 

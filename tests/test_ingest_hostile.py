@@ -27,8 +27,9 @@ import pytest
 from backports import zstd
 
 from pipelines.ingest import capture, parse
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
+from pipelines.ingest.landing import landing_listing, landing_objects
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import ObjectInfo, open_storage
 from tests.helpers import DAY, assert_readable, deflate_zeros, gzip_bomb, suites
@@ -264,7 +265,7 @@ def test_the_first_and_last_instants_of_the_calendar_are_valid_times():
             event(1, event_ts="0001-01-01T00:00:00Z"),
             event(2, event_ts="0001-01-01T01:00:00+01:00"),
         ],
-        schema=ingest.PARSED_SCHEMA,
+        schema=parse.PARSED_SCHEMA,
     )
     _, why = parse.validate(rows, "us", DAY)
     assert why.tolist() == ["", ""]
@@ -276,7 +277,7 @@ def test_a_time_without_offset_is_utc_whatever_the_machines_zone(monkeypatch):
     try:
         rows = pa.Table.from_pylist(
             [event(1, event_ts="2026-10-05T01:00:00"), event(2, event_ts="2026-10-05 02:30")],
-            schema=ingest.PARSED_SCHEMA,
+            schema=parse.PARSED_SCHEMA,
         )
         parsed, why = parse.validate(rows, "us", DAY)
     finally:
@@ -331,7 +332,7 @@ def test_an_object_named_in_bytes_that_are_not_utf8_is_quarantined_and_the_rest_
     body = gzip.compress(line(event(77)) + b"\n")
     with open(folder + b"/odd-\xff\xfe-name.gz", "wb") as fh:
         fh.write(body)
-    listed = ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    listed = landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     assert len(listed) == 2
     done = run("aws-us")
     assert done.result.ingested == 5 and done.result.reconciled
@@ -472,7 +473,7 @@ def test_event_hubs_partitions_beyond_the_configured_count_are_listed_and_report
         store.put(key, data)
         keys.append(key)
     store.put("landing/capture/lakehouse-eu/demand-events/11/2026/10/06/03/00/00.avro", data)
-    assert sorted(ingest.landing_objects(store, loc.landing, DAY)) == sorted(keys)
+    assert sorted(landing_objects(store, loc.landing, DAY)) == sorted(keys)
     assert capture.landing_date_of(loc.landing, keys[-1]) == DAY
     done = run("azure-eu")
     assert done.result.ingested == 12 and done.result.reconciled
@@ -619,13 +620,14 @@ def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_
 
 _PEAK_RSS = """
 import datetime as dt, gzip, resource, sys
-from pipelines.ingest import engine as ingest
+from pipelines.ingest.batch import ingest_objects
+from pipelines.ingest.parse import default_rules
 from pipelines.lake.config import load_config
 data = gzip.compress(sys.argv[1].encode().decode("unicode_escape").encode() * int(sys.argv[2]))
 loc = load_config("local").location("aws-us")
-rules = ingest.default_rules()
+rules = default_rules()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-res = ingest.ingest_objects(
+res = ingest_objects(
     [("landing/firehose/2026/10/05/01/o.gz", data)], loc.landing, "us", dt.date(2026, 10, 5), rules
 )
 grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
@@ -669,7 +671,7 @@ def test_a_dangling_link_is_skipped_reported_and_ingested_by_the_next_run_once_f
     link_key = "landing/firehose/2026/10/05/01/link-2.gz"
     link = Path(loc.root_uri()) / link_key
     link.symlink_to(link.parent / "nowhere.gz")
-    assert link_key in ingest.landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
+    assert link_key in landing_objects(open_storage(loc.root_uri()), loc.landing, DAY)
     done = run("aws-us")
     assert done.result.ingested == 8 and done.reconciled
     assert set(assert_readable(done.bronze_uri)["source_object"].to_pylist()) == {first, last}
@@ -689,7 +691,7 @@ def test_an_object_gone_between_listing_and_reading_is_skipped_not_a_failure(
 ):
     put_records("aws-us", [line(event(i)) for i in range(3)], n=1)
     gone = ObjectInfo("landing/firehose/2026/10/05/01/gone.gz", 40, "etag-gone")
-    listing = ingest.landing_listing
+    listing = landing_listing
 
     def with_gone(*args: object) -> tuple[list[ObjectInfo], list[str]]:
         return sorted([*listing(*args)[0], gone], key=lambda i: i.path), []
@@ -718,6 +720,6 @@ def test_a_local_listing_leaves_out_a_file_removed_while_it_lists(tmp_path, monk
         (tmp_path / "a" / "gone.gz").unlink(missing_ok=True)
         return iter(entries)
 
-    monkeypatch.setattr("pipelines.lake.storage.os.scandir", racing)
+    monkeypatch.setattr("pipelines.lake.storage.obstore_backend.os.scandir", racing)
     listed = [i.path for i in open_storage(str(tmp_path)).list("a/")]
     assert listed == ["a/kept.gz", "a/link.gz"]  # the dangling link listed, not followed

@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest import engine as ingest
 from pipelines.ingest import ledger
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.planning import IngestError
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
@@ -294,7 +295,7 @@ def test_landing_lifecycle_removes_only_objects_ingested_long_enough_ago(lake_ho
     assert gone.changed == ["landing/firehose/2026/10/05/02/b-1.gz"]
     assert storage.head("landing/firehose/2026/10/05/01/a-1.gz") is None
     assert storage.head("archive/landing/firehose/2026/10/05/01/a-1.gz") is not None
-    with pytest.raises(ingest.IngestError, match="gone from the landing area"):
+    with pytest.raises(IngestError, match="gone from the landing area"):
         _run(full=True)
 
 

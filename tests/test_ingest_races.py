@@ -11,10 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest import engine as ingest
 from pipelines.ingest import ledger
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import BRONZE_TABLE, QUARANTINE_TABLE
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
+from pipelines.lake.delta import rewrite as delta_rewrite
 from pipelines.operations import maintenance
 from pipelines.simulation.simulate import SimulationConfig
 from tests.helpers import DAY, land
@@ -58,10 +60,10 @@ def _table_counts(day: dt.date) -> dict[str, int]:
     loc = _loc()
     part = _part(day)
     out = {}
-    for name in (ingest.BRONZE_TABLE, ingest.QUARANTINE_TABLE, ledger.LEDGER_TABLE):
+    for name in (BRONZE_TABLE, QUARANTINE_TABLE, ledger.LEDGER_TABLE):
         rows = delta.read_partition(loc.table_uri(name), {}, part)
         out[name] = rows.num_rows
-        if name == ingest.BRONZE_TABLE:
+        if name == BRONZE_TABLE:
             out["distinct_event_ids"] = pc.count_distinct(rows["event_id"]).as_py()
         if name == ledger.LEDGER_TABLE:
             out["object_rows"] = int(pc.sum(pc.equal(rows["kind"], "object")).as_py())
@@ -91,7 +93,7 @@ def test_concurrent_runs_and_upkeep_of_a_closed_day_never_double_a_row(lake_home
         jobs += [ctx.Process(target=_closed_run, args=(str(lake_home), day, barrier))]
         jobs += [ctx.Process(target=_closed_run, args=(str(lake_home), day, barrier))]
         # round by round, upkeep compacts bronze or the ledger beside the runs
-        table = ingest.BRONZE_TABLE if r % 2 == 0 else ledger.LEDGER_TABLE
+        table = BRONZE_TABLE if r % 2 == 0 else ledger.LEDGER_TABLE
         jobs += [ctx.Process(target=_maintain_compact, args=(str(lake_home), table, barrier))]
         for job in jobs:
             job.start()
@@ -100,13 +102,13 @@ def test_concurrent_runs_and_upkeep_of_a_closed_day_never_double_a_row(lake_home
         assert [job.exitcode for job in jobs] == [0, 0, 0, 0], f"round {r}"
         after = _table_counts(day)
         assert after == before, f"round {r}: {before} -> {after}"
-        assert after["distinct_event_ids"] == after[ingest.BRONZE_TABLE]
+        assert after["distinct_event_ids"] == after[BRONZE_TABLE]
         loc = _loc()
-        assert delta.partition_files(loc.table_uri(ingest.BRONZE_TABLE), {}, _part(day)) == 1
+        assert delta.partition_files(loc.table_uri(BRONZE_TABLE), {}, _part(day)) == 1
         state = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), {}, _part(day))
         assert state.totals()["landed"] == report.records
-        assert state.totals()["ingested"] == after[ingest.BRONZE_TABLE]
-        assert state.totals()["quarantined"] == after[ingest.QUARANTINE_TABLE]
+        assert state.totals()["ingested"] == after[BRONZE_TABLE]
+        assert state.totals()["quarantined"] == after[QUARANTINE_TABLE]
 
 
 def test_a_rewrite_commits_only_on_the_version_it_read(lake_home):
@@ -114,18 +116,18 @@ def test_a_rewrite_commits_only_on_the_version_it_read(lake_home):
     uri = str(lake_home / "t")
     for i in range(4):
         _append(uri, i)
-    real = delta._rewrite_files
+    real = delta_rewrite._rewrite_files
 
     def overtaken(*a, **kw):
         staged = real(*a, **kw)
         _append(uri, 99)  # lands between the compaction's read and its commit
         return staged
 
-    delta._rewrite_files = overtaken
+    delta_rewrite._rewrite_files = overtaken
     try:
         assert delta.rewrite_partition(uri, {}, [("p", "=", "a")]) is not None
     finally:
-        delta._rewrite_files = real
+        delta_rewrite._rewrite_files = real
     rows = delta.read_partition(uri, {})
     assert sorted(rows["x"].to_pylist()) == sorted([*range(40), *range(990, 1000)])
 
@@ -161,11 +163,11 @@ def test_upkeep_keeps_the_files_a_pending_batch_names(lake_home):
     root = lake_home / ".lake" / LOC
     _age(root)  # the day was not re-run within VACUUM's retention
     cfg = load_config()
-    for table in (ingest.BRONZE_TABLE, ingest.QUARANTINE_TABLE):
+    for table in (BRONZE_TABLE, QUARANTINE_TABLE):
         maintenance.maintain(cfg, table, LOC)
-    uri = loc.table_uri(ingest.BRONZE_TABLE)
+    uri = loc.table_uri(BRONZE_TABLE)
     assert delta.missing_files(uri, {}, pending.bronze) == []
-    qa = loc.table_uri(ingest.QUARANTINE_TABLE)
+    qa = loc.table_uri(QUARANTINE_TABLE)
     assert delta.missing_files(qa, {}, pending.quarantine) == []
     done = _run()
     assert done.batches[0] == pending.number and done.reconciled
@@ -180,8 +182,8 @@ def test_a_pending_batch_whose_files_are_gone_is_abandoned_and_its_objects_taken
     pending = _crash_before_bronze(lake_home)
     loc = _loc()
     for name, adds in (
-        (ingest.BRONZE_TABLE, pending.bronze),
-        (ingest.QUARANTINE_TABLE, pending.quarantine),
+        (BRONZE_TABLE, pending.bronze),
+        (QUARANTINE_TABLE, pending.quarantine),
     ):
         for add in adds:  # removed by an upkeep that did not know of the claim
             (Path(loc.table_uri(name)) / add.path).unlink()
@@ -190,7 +192,7 @@ def test_a_pending_batch_whose_files_are_gone_is_abandoned_and_its_objects_taken
     assert done.reconciled, done.report()
     assert done.totals["landed"] == report.records
     assert len(done.objects) == report.objects
-    rows = delta.read_partition(loc.table_uri(ingest.BRONZE_TABLE), {}, _part())  # readable
+    rows = delta.read_partition(loc.table_uri(BRONZE_TABLE), {}, _part())  # readable
     assert rows.num_rows == done.totals["ingested"]
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     again = _run()
@@ -246,7 +248,7 @@ def test_a_rolled_back_ledger_stops_the_ingest_and_a_full_run_rebuilds_it(lake_h
     assert "\n" not in text and f"{DAY}|us" in text and "bronze holds batch 3" in text
     full = _run(full=True)
     assert full.reconciled and full.totals["landed"] == report.records
-    rows = delta.read_partition(loc.table_uri(ingest.BRONZE_TABLE), {}, _part())
+    rows = delta.read_partition(loc.table_uri(BRONZE_TABLE), {}, _part())
     assert rows.num_rows == full.totals["ingested"]
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     assert _run().batches == []

@@ -19,8 +19,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from pipelines.ingest import engine as ingest
-from pipelines.ingest import ledger
+from pipelines.ingest import ledger, parse
 from pipelines.lake import delta
 from pipelines.lake.config import PROJECT_ROOT, load_config
 
@@ -113,7 +112,7 @@ def _exactly_once(tmp: Path, env: dict[str, str]) -> dict[str, dict[str, int]]:
         assert t["landed"] == t["ingested"] + t["quarantined"] + t["duplicates_dropped"]
         ids = delta.read_partition(loc.table_uri("bronze_events"), {}, part, columns=["event_id"])
         assert ids.num_rows == t["ingested"]
-        hashes = ingest.key_hashes(ids["event_id"])
+        hashes = parse.key_hashes(ids["event_id"])
         assert len(np.unique(hashes)) == len(hashes), "an event id twice in bronze"
         q = delta.partition_rows(loc.table_uri("bronze_quarantine"), {}, part)
         assert q == t["quarantined"]

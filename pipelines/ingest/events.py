@@ -22,7 +22,18 @@ from pipelines.lake.schemas import RESCUED_COLUMN as RESCUED_COLUMN
 from pipelines.lake.schemas import WIRE_SCHEMA as WIRE_SCHEMA
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from pipelines.lake.config import LakeConfig
+
+
+def bronze_partition(landing_date: dt.date, region: str) -> dict[str, object]:
+    """The bronze partition (bronze, quarantine and the ledger) of a landing date and region.
+
+    Its columns are the registry's (``BRONZE_PARTITION_BY``), in their order.
+    """
+    return dict(zip(BRONZE_PARTITION_BY, (landing_date, region), strict=True))
+
 
 REQUIRED = (
     "event_id",

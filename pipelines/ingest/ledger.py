@@ -42,11 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake.transaction import AddAction
 
-from pipelines.lake import delta
+from pipelines.lake import delta, tables
 from pipelines.lake.schemas import BRONZE_PARTITION_BY, LEDGER_SCHEMA
 from pipelines.lake.storage import Storage, stream_copy
 
-LEDGER_TABLE = "bronze_ingest_ledger"  # registered in pipelines/lake/tables.py as LEDGER
+LEDGER_TABLE = tables.LEDGER.name
 # the event ids' hashes are read on their own (:func:`read_hashes`), by a run about to ingest
 _STATE_COLUMNS = [
     n for n in LEDGER_SCHEMA.names if n not in (*BRONZE_PARTITION_BY, "event_id_hashes")

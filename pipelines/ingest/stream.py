@@ -32,8 +32,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.ingest import capture, ledger
-from pipelines.ingest import engine as ingest
-from pipelines.ingest.events import BRONZE_SCHEMA, QUARANTINE_SCHEMA, RecordRules
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.batch import (
+    BRONZE_TABLE,
+    QUARANTINE_TABLE,
+    IngestResult,
+    _printable,
+    empty_result,
+)
+from pipelines.ingest.events import (
+    BRONZE_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RecordRules,
+    bronze_partition,
+)
+from pipelines.ingest.landing import landing_listing
+from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
@@ -50,8 +64,8 @@ class FollowOptions:
 
     poll_seconds: float = 1.0  # between listings when nothing is due
     linger_seconds: float = 4.0  # a date is ingested once its oldest object waited this long
-    batch_objects: int = ingest.BATCH_OBJECTS
-    batch_bytes: int = ingest.BATCH_BYTES  # ... or once this many bytes wait (a full batch)
+    batch_objects: int = BATCH_OBJECTS
+    batch_bytes: int = BATCH_BYTES  # ... or once this many bytes wait (a full batch)
     max_idle_seconds: float | None = None  # stop after this long with nothing to do
     days_back: int = 2  # on start, dates this far back are caught up (older: the sensor's job)
     backoff_max_seconds: float = 60.0
@@ -83,7 +97,7 @@ class Committed:
     landing_date: dt.date
     region: str
     done: ingest.PartitionIngest  # the partition's totals after the commit
-    batches: list[ingest.IngestResult]  # the committed batches' rows, for the checks
+    batches: list[IngestResult]  # the committed batches' rows, for the checks
     lag: Lag
     recovered: bool = False  # batches committed earlier (a killed worker's) reported now
 
@@ -147,7 +161,7 @@ def batch_rows(
     day: dt.date,
     state: ledger.LedgerState,
     numbers: list[int],
-) -> list[ingest.IngestResult]:
+) -> list[IngestResult]:
     """The rows of committed batches, read back from the files their ledger rows name.
 
     What a restarted worker validates for batches a killed one committed but never reported
@@ -163,14 +177,14 @@ def batch_rows(
             continue
         tables = []
         for name, adds, schema in (
-            (ingest.BRONZE_TABLE, batch.bronze, BRONZE_SCHEMA),
-            (ingest.QUARANTINE_TABLE, batch.quarantine, QUARANTINE_SCHEMA),
+            (BRONZE_TABLE, batch.bronze, BRONZE_SCHEMA),
+            (QUARANTINE_TABLE, batch.quarantine, QUARANTINE_SCHEMA),
         ):
             store = open_storage(location.table_uri(name), options)
             parts = [pq.read_table(pa.BufferReader(store.get(a.path))) for a in adds]
             tables.append(_with_partition(parts, schema, location.region, adds))
         entries = by_batch.get(n, [])
-        result = ingest.empty_result(location.region, day)
+        result = empty_result(location.region, day)
         result.bronze, result.quarantine = tables
         # counted from the rows read back, not carried (what empty_result sets)
         result.counted_ingested = result.counted_quarantined = result.counted_rescued = None
@@ -251,12 +265,12 @@ class Follower:
     def _drop_ingested(self) -> None:
         """At start, what the ledger already holds is not waiting (one read per date)."""
         for day in sorted({self._day(p) for p in self.waiting}):
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             done = ledger.identities(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
             for path, w in list(self.waiting.items()):
-                key = ingest._printable(path)
+                key = _printable(path)
                 if self._day(path) == day and (key, w.info.etag, w.info.size) in done:
                     del self.waiting[path]
 
@@ -296,7 +310,7 @@ class Follower:
 
         False when it took nothing (another worker holds the objects' claim, or they are gone).
         """
-        batches: list[ingest.IngestResult] = []
+        batches: list[IngestResult] = []
         done = ingest.ingest_partition(
             self.location,
             self.options,
@@ -312,7 +326,7 @@ class Follower:
         held = {o.identity for o in done.objects}
         for path in [p for p in self.waiting if self._day(p) == day]:
             info = self.waiting[path].info
-            if (ingest._printable(path), info.etag, info.size) in held:
+            if (_printable(path), info.etag, info.size) in held:
                 del self.waiting[path]
         reported = self._report(day, done, batches)
         if reported:
@@ -322,7 +336,7 @@ class Follower:
         if not batches:  # nothing taken: what still waits must still be listed, as it is
             listed = {
                 (i.path, i.etag, i.size)
-                for i in ingest.landing_listing(self.storage, self.location.landing, day)[0]
+                for i in landing_listing(self.storage, self.location.landing, day)[0]
             }
             for path in [p for p in self.waiting if self._day(p) == day]:
                 info = self.waiting[path].info
@@ -331,7 +345,7 @@ class Follower:
         return bool(batches)
 
     def _report(
-        self, day: dt.date, done: ingest.PartitionIngest, batches: list[ingest.IngestResult]
+        self, day: dt.date, done: ingest.PartitionIngest, batches: list[IngestResult]
     ) -> bool:
         """Report what the ledger committed that no report covered yet; False if nothing."""
         committed = {o.batch for o in done.objects}  # the ledger after the run: all committed
@@ -345,7 +359,7 @@ class Follower:
         missing = sorted(n for n in committed if n > before and n not in own)
         recovered = bool(missing)
         if missing:
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             state = ledger.read_state(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
@@ -363,7 +377,7 @@ class Follower:
         first = self.today() - dt.timedelta(days=self.follow.days_back)
         days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
         for day in sorted(set(days) - {self._day(p) for p in self.waiting}):
-            part = {"landing_date": day, "region": self.location.region}
+            part = bronze_partition(day, self.location.region)
             held = ledger.identities(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )

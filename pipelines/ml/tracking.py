@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.lake.config import MLSettings
+from pipelines.lake.config.environment import process_environment
 from pipelines.lake.tables import FEATURES
 from pipelines.ml import train as training
 
@@ -178,7 +179,8 @@ def _remember(cache: dict[tuple[str, ...], Any], key: tuple[str, ...], value: An
 @contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the block; put back what was there (or nothing) after."""
-    saved = {k: os.environ.get(k) for k in values}
+    now = process_environment()
+    saved = {k: now.get(k) for k in values}
     os.environ.update(values)
     try:
         yield
@@ -211,7 +213,8 @@ def _global_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
 
     previous_tracking = tracking_state._tracking_uri
     previous_registry = registry_state._registry_uri
-    saved = {k: os.environ.get(k) for k in _URI_ENV}
+    now = process_environment()
+    saved = {k: now.get(k) for k in _URI_ENV}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
     try:

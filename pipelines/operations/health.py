@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.ingest.engine import _reason_key as reason_kind
+from pipelines.ingest.batch import _reason_key as reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA

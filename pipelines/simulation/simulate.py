@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ EXPECTED_REASON = {
     "oversized_payload": "oversized_payload",
     "invalid_utf8": "invalid_utf8",
 }
-_REGION_INDEX = {"us": 0, "eu": 1, "apac": 2}
 _WEEKLY = np.array([0.9, 0.85, 0.9, 0.95, 1.1, 1.35, 1.2])  # Monday..Sunday
 
 
@@ -115,9 +115,17 @@ class DayReport:
     corrupt_objects: list[str] = field(default_factory=list)
 
 
+def region_seed(region: str) -> int:
+    """A region's own seed, from its name alone (CRC-32: the same in every process).
+
+    A region added to lakehouse.yaml simulates its own stores, SKUs and days, never another's.
+    """
+    return zlib.crc32(region.encode("utf-8"))
+
+
 def _catalog(cfg: SimulationConfig, region: str) -> dict[str, np.ndarray]:
     """Stores and SKUs of a region: fixed by the seed, not by the day."""
-    rng = np.random.default_rng([cfg.seed, _REGION_INDEX.get(region, 9), 0])
+    rng = np.random.default_rng([cfg.seed, region_seed(region), 0])
     pop = 1.0 / np.arange(1, cfg.skus + 1) ** 0.8
     rng.shuffle(pop)
     return {
@@ -138,7 +146,7 @@ def _active_drift(cfg: SimulationConfig, region: str, day: dt.date) -> Drift | N
 
 def generate_day(cfg: SimulationConfig, region: str, day: dt.date, currency: str) -> pd.DataFrame:
     """Clean events of one region and day, sorted by event time, as a DataFrame."""
-    rng = np.random.default_rng([cfg.seed, _REGION_INDEX.get(region, 9), day.toordinal()])
+    rng = np.random.default_rng([cfg.seed, region_seed(region), day.toordinal()])
     cat = _catalog(cfg, region)
     drift = _active_drift(cfg, region, day)
     yearly = 1.0 + 0.15 * np.sin(2 * np.pi * (day.timetuple().tm_yday - 80) / 365.25)
@@ -215,7 +223,7 @@ def land_day(
     report = DayReport(region=region, day=day)
     events = generate_day(cfg, region, day, currency)
     records = to_records(events)
-    rng = np.random.default_rng([cfg.seed, _REGION_INDEX.get(region, 9), day.toordinal(), 1])
+    rng = np.random.default_rng([cfg.seed, region_seed(region), day.toordinal(), 1])
     n = len(records)
     bad_rate = cfg.bad_rate_of(region, day)
     if bad_rate > 0 and n and cfg.bad_kinds:

@@ -19,7 +19,6 @@ configuration, the table names and the variable.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from pipelines.lake.config import (
     LakeConfig,
     LakeLocation,
 )
+from pipelines.lake.config.environment import env
 from pipelines.lake.tables import TABLES, holds_personal_data
 from pipelines.sovereignty.errors import ComputeSovereigntyError
 
@@ -114,7 +114,7 @@ def worker_jurisdictions(cfg: LakeConfig) -> Worker:
     ``prod``, empty, or names a jurisdiction the environment does not know.
     """
     known = cfg.jurisdictions
-    raw = os.environ.get(COMPUTE_ENV)
+    raw = env(COMPUTE_ENV)
     if raw is None:
         if cfg.environment not in UNDECLARED_OK:
             raise ConfigError(

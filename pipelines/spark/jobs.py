@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.lake import tables
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
+from pipelines.lake.config.environment import env, process_environment
 from pipelines.lake.delta import date_range_predicate, sql_literal
 from pipelines.spark import session as spark_engine
 from pipelines.spark import transforms as T
@@ -269,7 +269,7 @@ def databricks_pipes(argv: Sequence[str]) -> Iterator[Any]:
     except ImportError:
         yield None
         return
-    params = pipes_params(argv, os.environ)
+    params = pipes_params(argv, process_environment())
     if not params.is_dagster_pipes_process():
         yield None
         return
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             cfg,
             options_of,
             args.location,
-            os.environ.get(T.PII_KEY_ENV),
+            env(T.PII_KEY_ENV),
         )
         if pipes is None:
             print(json.dumps(report))  # noqa: T201

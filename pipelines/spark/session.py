@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.lake.config import PROJECT_ROOT, ConfigError, LakeLocation
+from pipelines.lake.config.environment import env
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -86,12 +87,12 @@ class SparkSetupError(RuntimeError):
 
 def jars_dir() -> Path:
     """Folder holding the Delta and cloud-connector jars (``LAKEHOUSE_JARS`` overrides)."""
-    return Path(os.environ.get("LAKEHOUSE_JARS", PROJECT_ROOT / ".cache" / "jars"))
+    return Path(env("LAKEHOUSE_JARS") or PROJECT_ROOT / ".cache" / "jars")
 
 
 def java_major_version() -> int | None:
     """Major version of the ``java`` Spark would start, or None when there is none."""
-    java_home = os.environ.get("JAVA_HOME")
+    java_home = env("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java or not Path(java).exists():
         return None
@@ -193,7 +194,7 @@ def _start_context(master: str, app_name: str, settings: Mapping[str, str]) -> b
     # pyspark has no public "is a context running" (getOrCreate would start one)
     if SparkContext._active_spark_context is not None:
         return False
-    if "PYSPARK_GATEWAY_PORT" in os.environ:
+    if env("PYSPARK_GATEWAY_PORT") is not None:
         return True  # a gateway given by the environment: the builder connects to it
     conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
     conf.setMaster(master).setAppName(app_name)

@@ -3,8 +3,9 @@
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest import engine as ingest
-from pipelines.lake import delta
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.events import bronze_partition
+from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import SimulationConfig
@@ -51,6 +52,17 @@ def test_ingest_on_emulated_cloud(emulated_env, location):
     assert first.reconciled and again.reconciled, first.report()
     assert pc.count_distinct(rows["event_id"]).as_py() == rows.num_rows
     assert delta.read_partition(first.quarantine_uri, opts).num_rows == res.quarantined
+    # The same partitioned layout as production on every store, the GCS emulator's included:
+    # partition columns in the log, each data file under its Hive partition folder.
+    for uri in (first.bronze_uri, first.quarantine_uri):
+        table = delta.open_table(uri, opts)
+        assert table.metadata().partition_columns == list(tables.BRONZE.partition_by)
+        files = delta.file_actions(uri, opts)
+        assert files.num_rows and all(
+            p.startswith(f"landing_date={DAY.isoformat()}/region={loc.region}/")
+            for p in files["path"].to_pylist()
+        ), files["path"].to_pylist()
+    assert delta.partition_files(first.bronze_uri, opts, bronze_partition(DAY, loc.region)) >= 1
     assert any(
         o.path.startswith("tables/bronze_events/_delta_log/")
         for o in storage.list("tables/bronze_events/_delta_log/")

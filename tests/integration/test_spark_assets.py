@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.ingest.engine import ingest_partition
+from pipelines.ingest.partition import ingest_partition
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.lake.schemas import FEATURES_SCHEMA, GOLD_SCHEMA

@@ -46,7 +46,7 @@ def test_deltalake_writes_spark_reads(spark, tmp_path):
 
 
 def test_spark_skips_files_by_the_statistics_write_partition_records(spark, tmp_path, monkeypatch):
-    monkeypatch.setattr(delta, "MIN_FILE_ROWS", 2)  # two files of two rows each
+    monkeypatch.setattr(delta.commit, "MIN_FILE_ROWS", 2)  # two files of two rows each
     uri = str(tmp_path / "stats")
     utc = dt.UTC
     ts = [dt.datetime(2026, 10, 1, h, 0, 0, 999, tzinfo=utc) for h in (1, 2, 22, 23)]

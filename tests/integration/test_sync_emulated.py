@@ -31,7 +31,7 @@ def _where(store: str, tmp_path, *parts: str) -> tuple[str, dict[str, str]]:
 
 def _write(uri: str, opts: dict[str, str], data: pa.Table, mode: str) -> None:
     target, options = delta.deltalake_target(uri, opts)
-    # Unpartitioned: fake-gcs keeps the '=' of Hive partition folders percent-encoded.
+    # The test's own tables, written by delta-rs itself (OpenDAL on fake-gcs); no partitions.
     write_deltalake(target, data, mode=mode, storage_options=options or None)  # type: ignore[arg-type]
 
 

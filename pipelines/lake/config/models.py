@@ -1,36 +1,35 @@
-"""Lake locations, regions and the sovereignty policy, read from ``lakehouse.yaml``.
+"""The loaded configuration: locations, policy, compute, replication and the settings sections.
 
-Nothing here builds a client or reads a secret at import. ``${NAME}`` placeholders in the file
-are resolved from the environment only when :func:`LakeLocation.storage_options` is called.
+Frozen dataclasses built by :mod:`.loading` from the file's model (:mod:`.file`); ``${NAME}``
+placeholders are resolved from the environment only when
+:func:`LakeLocation.storage_options` is called.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import functools
-import os
 import re
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
-    ValidationError,
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # pipelines/lake/config.py -> the project
-ENVIRONMENTS = ("local", "emulated", "prod")
-_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+from pipelines.lake.config.environment import (
+    DEFAULT_START_DATE,
+    ConfigError,
+    lake_home,
+    resolve_placeholders,
+)
+
 # Storage option that carries a location's ``adapter:`` (lakehouse.yaml) to the engines.
 ADAPTER_OPTION = "LAKEHOUSE_ADAPTER"
 # fake-gcs-server does not accept object_store's XML-API uploads: go through the JSON API.
@@ -43,72 +42,6 @@ PER_JURISDICTION = "per_jurisdiction"
 DEFAULT_ROUTING_TAG = "lakehouse/jurisdiction"
 # A Dagster tag key: an optional prefix and a name of letters, digits, ``_``, ``-`` and ``.``.
 _TAG_KEY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*/)?[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
-
-
-class ConfigError(ValueError):
-    """The configuration is wrong or incomplete; the message says what and where."""
-
-
-DEFAULT_START_DATE = dt.date(2026, 9, 1)
-
-
-def config_path() -> Path:
-    """Path of the configuration file (``LAKEHOUSE_CONFIG`` overrides the project's own)."""
-    return Path(os.environ.get("LAKEHOUSE_CONFIG") or PROJECT_ROOT / "lakehouse.yaml")
-
-
-def lake_home() -> Path:
-    """Folder that relative location roots and local state are resolved against."""
-    home = Path(os.environ.get("LAKEHOUSE_HOME") or PROJECT_ROOT).resolve()
-    if home.exists() and not home.is_dir():
-        raise ConfigError(f"LAKEHOUSE_HOME={home} is a file, not a folder")
-    return home
-
-
-def read_config_file(path: str) -> dict[str, Any]:
-    """The configuration file as a mapping; a one-line error naming the file if it is not one."""
-    file = Path(path)
-    if file.is_dir():
-        raise ConfigError(f"configuration {path} is a folder, not a YAML file (LAKEHOUSE_CONFIG)")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"configuration file {path} is not valid YAML{at}") from None
-    if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-        raise ConfigError(f"configuration file {path} is {kind}; see lakehouse.yaml for the shape")
-    return data
-
-
-def current_environment() -> str:
-    """The environment named by ``LAKEHOUSE_ENV`` (default ``local``), validated."""
-    env = os.environ.get("LAKEHOUSE_ENV", "local")
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"LAKEHOUSE_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
-    return env
-
-
-def resolve_placeholders(value: str, where: str, first: Mapping[str, str] | None = None) -> str:
-    """Replace ``${NAME}`` with ``first[NAME]``, else the environment variable NAME.
-
-    Fails naming the variable when neither has it.
-    """
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if first and name in first:
-            return first[name]
-        if name not in os.environ:
-            raise ConfigError(f"{where} needs environment variable {name}, which is not set")
-        return os.environ[name]
-
-    return _PLACEHOLDER.sub(sub, value)
 
 
 @dataclass(frozen=True)
@@ -518,336 +451,3 @@ class LakeConfig:
             return str(self.regions[region]["currency"])
         except KeyError:
             raise ConfigError(f"regions.{region}.currency is not configured") from None
-
-
-class _Model(BaseModel):
-    """A section of lakehouse.yaml: unknown keys are errors, values are checked by type."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Scalar = str | int | float | bool
-
-
-def _text(value: Scalar) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-class LandingModel(BaseModel):
-    """``landing:`` of a location: the capture format, its prefix, and format options."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    format: Literal["firehose", "eventhubs_capture", "pubsub_avro", "pubsub_text"]
-    prefix: str
-
-
-class SparkViewModel(_Model):
-    """``spark:`` of a location: the root as Spark's connector addresses it, and its settings."""
-
-    root: str | None = Field(None, pattern=r"://", description="scheme://bucket… for Spark")
-    conf: dict[str, Scalar] = {}
-
-
-class LocationModel(_Model):
-    """One entry of ``environments.<env>.locations``."""
-
-    name: str = Field(min_length=1)
-    cloud: str
-    region: str
-    jurisdiction: str
-    root: str
-    landing: LandingModel
-    storage_options: dict[str, Scalar] = {}
-    adapter: Literal["gcs-json-emulator"] | None = None
-    spark: SparkViewModel = SparkViewModel()
-
-
-class EndpointModel(_Model):
-    """``compute.spark_endpoints.<location>``: where that location's Spark steps run."""
-
-    spark_master: str | None = Field(None, min_length=1)
-    spark_connect: str | None = Field(None, pattern=r"^(sc://|\$\{)")
-    databricks_host: str | None = Field(None, min_length=1)
-    databricks_token: str | None = Field(None, pattern=r"^\$\{[A-Z0-9_]+\}$")
-
-    @model_validator(mode="after")
-    def _one_way(self) -> EndpointModel:
-        if self.spark_master and self.spark_connect:
-            raise ValueError("give spark_master or spark_connect, not both")
-        if bool(self.databricks_host) != bool(self.databricks_token):
-            raise ValueError("databricks_host and databricks_token go together")
-        if not (self.spark_master or self.spark_connect or self.databricks_host):
-            raise ValueError("empty; give spark_master, spark_connect or databricks_host")
-        return self
-
-
-class EnvComputeModel(_Model):
-    """``environments.<env>.compute``: how code locations split jurisdictions, where Spark runs."""
-
-    pools: Literal["shared", "per_jurisdiction"] = SHARED_POOL  # type: ignore[assignment]
-    spark_endpoints: dict[str, EndpointModel] = {}
-
-
-class EnvSparkModel(_Model):
-    """``environments.<env>.spark``."""
-
-    backend: Literal["session", "databricks"] = "session"
-
-
-class EnvironmentModel(_Model):
-    """``environments.<env>``."""
-
-    ml_home: str
-    locations: list[LocationModel] = Field(min_length=1)
-    spark: EnvSparkModel = EnvSparkModel()
-    compute: EnvComputeModel = EnvComputeModel()
-
-
-class RegionModel(BaseModel):
-    """``regions.<code>``: the currency and jurisdiction of a region's stores."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    currency: str
-    jurisdiction: str | None = None
-    country: str | None = None
-
-
-class PolicyModel(_Model):
-    """``policy:``: personal-data column names, and where PII-free data may go."""
-
-    pii_columns: list[str] = []
-    allowed_routes: dict[str, list[str]] = {}
-
-
-class ComputeRulesModel(_Model):
-    """``compute:`` (top level): who may process whose personal data; the routing tag."""
-
-    may_process: dict[str, list[str] | str] = {}
-    routing_tag: str = Field(DEFAULT_ROUTING_TAG, pattern=_TAG_KEY.pattern)
-
-
-class ReplicationModel(_Model):
-    """One ``replication:`` rule."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    table: str
-    sources: str | list[str] = Field("all", alias="from")
-    to: str = "ml_home"
-
-
-class LakehouseFile(_Model):
-    """The whole of lakehouse.yaml: one typed model, checked once when it is loaded."""
-
-    start_date: dt.date = DEFAULT_START_DATE
-    regions: dict[str, RegionModel] = {}
-    policy: PolicyModel = PolicyModel()
-    compute: ComputeRulesModel = ComputeRulesModel()
-    egress_usd_per_gb: dict[str, dict[str, NonNegativeFloat]] = {}
-    storage_usd_per_gb_month: dict[str, NonNegativeFloat] = {}
-    replication: list[ReplicationModel] = []
-    maintenance: MaintenanceSettings = Field(default_factory=lambda: MaintenanceSettings())
-    ml: MLSettings = Field(default_factory=lambda: MLSettings())
-    privacy: PrivacySettings = Field(default_factory=lambda: PrivacySettings())
-    environments: dict[str, EnvironmentModel]
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of lakehouse.yaml (for editors: ``lakehouse config-schema``)."""
-    return LakehouseFile.model_json_schema(by_alias=True)
-
-
-# What a pattern means, for the fields that have one (pydantic would quote the regex).
-_PATTERN_MEANS = {
-    "spark_connect": "is not a Spark Connect URL (sc://…)",
-    "databricks_token": "must be a ${VARIABLE} (secrets are never written in lakehouse.yaml)",
-    "routing_tag": "is not a Dagster tag key (letters, digits, _ - . and one optional prefix/, "
-    "e.g. lakehouse/jurisdiction)",
-    "root": "is not a URI (scheme://bucket…)",
-}
-
-
-_SCALAR_ERRORS = ("string_type", "int_type", "float_type", "bool_type")
-_SCALAR_TAGS = ("str", "int", "float", "bool")
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model class an annotation holds (itself, or inside a list, dict or union)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section holding ``loc``'s last key accepts (by alias where it has one)."""
-    cls: type[BaseModel] | None = LakehouseFile
-    for part in loc[:-1]:
-        if cls is None:
-            return []
-        fields = {f.alias or n: f for n, f in cls.model_fields.items()}
-        if isinstance(part, str) and part in fields:
-            cls = _model_in(fields[part].annotation)
-    return [] if cls is None else [f.alias or n for n, f in cls.model_fields.items()]
-
-
-def _first_error(exc: ValidationError, path: str) -> ConfigError:
-    """A pydantic error as one line: the file, the key path, what is wrong and the value."""
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    # a value of a union (text, number or boolean) names the member it tried last: drop it
-    single = kind in _SCALAR_ERRORS and len(loc) > 1 and str(loc[-1]) in _SCALAR_TAGS
-    if single:
-        loc = loc[:-1]
-    where = ""
-    for part in loc:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    got = err.get("input")
-    secret = any(w in str(loc[-1]).lower() for w in ("token", "key", "secret", "password"))
-    shown = "" if isinstance(got, dict | list) or got is None or secret else f" {got!r}"
-    if single:
-        return ConfigError(f"{path}: {where} must be a single value (text, number or true/false)")
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return ConfigError(f"{path}: {where} must be a mapping, not {type(got).__name__}")
-    if kind == "list_type":
-        return ConfigError(f"{path}: {where} must be a list, not {type(got).__name__}")
-    if kind == "extra_forbidden":
-        known = ", ".join(_known_keys(loc))
-        return ConfigError(f"{path}: {where}: unknown key{'; known: ' + known if known else ''}")
-    if kind == "missing":
-        return ConfigError(f"{path}: {where}: missing (required)")
-    if kind == "literal_error":
-        expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
-        return ConfigError(f"{path}: {where}{shown} is not one of {expected.replace(' or ', ', ')}")
-    if kind == "string_pattern_mismatch" and str(loc[-1]) in _PATTERN_MEANS:
-        return ConfigError(f"{path}: {where}{shown} {_PATTERN_MEANS[str(loc[-1])]}")
-    message = err["msg"].removeprefix("Value error, ")
-    return ConfigError(f"{path}: {where}{shown}: {message}")
-
-
-def _location(raw: LocationModel) -> LakeLocation:
-    landing = raw.landing.model_dump()
-    return LakeLocation(
-        name=raw.name,
-        cloud=raw.cloud,
-        region=raw.region,
-        jurisdiction=raw.jurisdiction,
-        root=raw.root,
-        landing=LandingConfig(
-            format=landing.pop("format"), prefix=landing.pop("prefix"), options=landing
-        ),
-        raw_storage_options={k: _text(v) for k, v in raw.storage_options.items()},
-        adapter=raw.adapter,
-        raw_spark_root=raw.spark.root,
-        raw_spark_conf={str(k): _text(v) for k, v in raw.spark.conf.items()},
-    )
-
-
-def _compute(
-    model: LakehouseFile, env: EnvironmentModel, where: str, known: list[str]
-) -> ComputeConfig:
-    """The compute rules, checked against the environment's jurisdictions and locations."""
-    may = {}
-    for worker, allowed in model.compute.may_process.items():
-        key = f"{where}: compute.may_process.{worker}"
-        items = [allowed] if isinstance(allowed, str) else allowed
-        unknown = sorted({worker, *items} - set(known))
-        if unknown or not items:
-            raise ConfigError(
-                f"{key} names unknown jurisdiction(s) {', '.join(unknown) or '(none listed)'}; "
-                f"known: {', '.join(known)}"
-            )
-        if worker not in items:
-            raise ConfigError(f"{key} must list {worker} itself (a worker serves its own data)")
-        may[worker] = tuple(dict.fromkeys(items))
-    names = [loc.name for loc in env.locations]
-    endpoints = {}
-    for name, raw in env.compute.spark_endpoints.items():
-        if name not in names:
-            raise ConfigError(
-                f"{where}: compute.spark_endpoints: unknown location {name!r}; "
-                f"known: {', '.join(names)}"
-            )
-        endpoints[name] = SparkEndpoint(name, **raw.model_dump(exclude_none=True))
-    return ComputeConfig(
-        may_process=may,
-        routing_tag=model.compute.routing_tag,
-        pools=env.compute.pools,
-        spark_endpoints=endpoints,
-    )
-
-
-@functools.cache
-def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
-    data = read_config_file(path)
-    envs = data.get("environments")
-    if isinstance(envs, dict) and env not in envs:
-        raise ConfigError(f"{path} has no environment {env!r}; it has {', '.join(envs) or 'none'}")
-    try:
-        model = LakehouseFile.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc, path) from None
-    raw_env = model.environments[env]
-    where = f"{path}: environments.{env}"
-    locations = {raw.name: _location(raw) for raw in raw_env.locations}
-    if len(locations) != len(raw_env.locations):
-        raise ConfigError(f"{where}.locations: two locations share a name")
-    start = model.start_date
-    if start_override:
-        try:
-            start = dt.date.fromisoformat(start_override)
-        except ValueError:
-            raise ConfigError(
-                f"LAKEHOUSE_START_DATE={start_override!r} is not a date (YYYY-MM-DD)"
-            ) from None
-    cfg = LakeConfig(
-        environment=env,
-        locations=locations,
-        ml_home=raw_env.ml_home,
-        regions={k: r.model_dump(exclude_none=True) for k, r in model.regions.items()},
-        policy=Policy(
-            pii_columns=tuple(model.policy.pii_columns),
-            allowed_routes={k: tuple(v) for k, v in model.policy.allowed_routes.items()},
-        ),
-        egress_usd_per_gb=model.egress_usd_per_gb,
-        storage_usd_per_gb_month=model.storage_usd_per_gb_month,
-        replication=tuple(
-            ReplicationRule(
-                r.table, (r.sources,) if isinstance(r.sources, str) else tuple(r.sources), r.to
-            )
-            for r in model.replication
-        ),
-        start_date=start,
-        ml=model.ml,
-        spark_backend=raw_env.spark.backend,
-        maintenance=model.maintenance,
-        privacy=model.privacy,
-    )
-    try:
-        cfg.location(cfg.ml_home)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}.ml_home: {exc}") from None
-    cfg.replicas()  # every location a rule names must exist
-    for region in cfg.region_codes:
-        cfg.currency_of(region)
-    return dataclasses.replace(cfg, compute=_compute(model, raw_env, path, cfg.jurisdictions))
-
-
-def load_config(environment: str | None = None) -> LakeConfig:
-    """Read ``lakehouse.yaml`` for an environment (default: ``LAKEHOUSE_ENV``).
-
-    Loaded once per file, environment and override (``LAKEHOUSE_START_DATE``): every variable
-    that changes the result is part of the cache's key.
-    """
-    env = environment or current_environment()
-    if env not in ENVIRONMENTS:
-        raise ConfigError(f"environment {env!r} is not one of {', '.join(ENVIRONMENTS)}")
-    return _load(str(config_path()), env, os.environ.get("LAKEHOUSE_START_DATE") or None)
-
-
-def load_ml_settings() -> MLSettings:
-    """The ``ml:`` section of the configuration in use (loaded once, with the rest)."""
-    return load_config().ml

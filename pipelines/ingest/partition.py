@@ -1,0 +1,367 @@
+"""Partition ingest: one (landing date, region) partition's run, batch after batch, exactly once.
+
+Each batch is read, turned into rows (:mod:`.batch`), staged, claimed in the ledger and
+committed to bronze and quarantine (:mod:`.ledger`); a crashed writer's pending batch is
+finished by the next run. A closed day is compacted at the end (:mod:`.closed_day`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.ingest import ledger
+from pipelines.ingest.batch import (
+    BRONZE_TABLE,
+    QUARANTINE_TABLE,
+    IngestResult,
+    Seen,
+    _add_whole,
+    _merge,
+    _printable,
+    _raw,
+    empty_result,
+    ingest_objects,
+)
+from pipelines.ingest.closed_day import _compact_if_closed
+from pipelines.ingest.events import (
+    BRONZE_PARTITION_BY,
+    BRONZE_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RecordRules,
+    bronze_partition,
+)
+from pipelines.ingest.landing import _fetch_or_skip, landing_listing
+from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
+from pipelines.lake import delta, memory
+from pipelines.lake.config import LakeLocation
+from pipelines.lake.storage import ObjectInfo, Storage, open_storage
+
+REWRITTEN = "object_rewritten"
+
+
+@dataclass
+class PartitionIngest:
+    """One ingest run of a partition: what it added, and the partition's totals after it.
+
+    ``result`` covers the objects this run ingested (its ``bronze`` and ``quarantine`` rows
+    are kept only with ``keep_rows``); ``totals`` and ``objects`` come from the ledger and
+    cover the whole partition.
+    """
+
+    result: IngestResult
+    bronze_uri: str
+    quarantine_uri: str
+    bronze_version: int
+    quarantine_version: int
+    ledger_uri: str = ""
+    batches: list[int] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    objects: list[ledger.ObjectEntry] = field(default_factory=list)
+    table_rows: dict[str, int] = field(default_factory=dict)
+    compacted: bool = False
+
+    @property
+    def reconciled(self) -> bool:
+        """Partition-level: landed = ingested + quarantined + duplicates, and the tables agree.
+
+        Every object's own counts add up too, and bronze and quarantine hold exactly the rows
+        the ledger says they hold.
+        """
+        t = self.totals
+        return (
+            t["landed"] == t["ingested"] + t["quarantined"] + t["duplicates_dropped"]
+            and not any(not o.reconciled for o in self.objects)
+            and self.table_rows.get("bronze") == t["ingested"]
+            and self.table_rows.get("quarantine") == t["quarantined"]
+        )
+
+    def report(self) -> dict[str, Any]:
+        """This run's counts, the partition's totals, and where the rows went."""
+        return {
+            **self.result.report(),
+            "batches": self.batches,
+            "partition": {
+                **self.totals,
+                "reconciled": self.reconciled,
+                **{f"{k}_table_rows": v for k, v in self.table_rows.items()},
+            },
+            "unreconciled_objects": [o.key for o in self.objects if not o.reconciled],
+            "compacted": self.compacted,
+            "bronze_table": self.bronze_uri,
+            "bronze_version": self.bronze_version,
+            "quarantine_table": self.quarantine_uri,
+            "quarantine_version": self.quarantine_version,
+            "ledger_table": self.ledger_uri,
+        }
+
+
+def _rewritten_rows(
+    storage: Storage,
+    rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]],
+    skipped: dict[str, str],
+) -> list[tuple[str, str, bytes]]:
+    """(key, reason, head) of each object rewritten in place since it was ingested.
+
+    One that cannot be read is put in ``skipped`` instead (see :func:`_fetch_or_skip`).
+    """
+    out = []
+    for info, entry in rewritten:
+        reason = (
+            f"{REWRITTEN}: etag {entry.etag} size {entry.size} ingested in batch {entry.batch}, "
+            f"now etag {info.etag} size {info.size}; a full re-ingest of the partition reads it"
+        )
+        obj = _fetch_or_skip(storage, info)
+        if isinstance(obj, str):
+            skipped[_printable(info.path)] = obj
+        else:
+            out.append((_printable(info.path), reason, _raw(obj.data)))
+    return out
+
+
+@dataclass
+class _Tables:
+    """The three tables of a location's ingest."""
+
+    bronze: str
+    quarantine: str
+    ledger: str
+    options: dict[str, str]
+
+    def targets(self) -> dict[str, tuple[str, pa.Schema]]:
+        return {
+            "bronze": (self.bronze, BRONZE_SCHEMA),
+            "quarantine": (self.quarantine, QUARANTINE_SCHEMA),
+        }
+
+
+def _settle(
+    t: _Tables, part: dict[str, object], *, check: bool = False, full: bool = False
+) -> tuple[ledger.LedgerState, list[int]]:
+    """The partition's ledger, after finishing any batch a crashed writer left pending.
+
+    With ``check`` (a run's first look), the ledger is first checked against what bronze and
+    quarantine hold (:func:`ledger.check_tables`); a full re-ingest rebuilds it instead, with
+    batch numbers above what the tables hold.
+    """
+    hold = 0
+    if check:  # read before the ledger: see check_tables
+        hold = max(ledger.held(uri, t.options, part) for uri, _ in t.targets().values())
+    state = ledger.read_state(t.ledger, t.options, part)
+    if check and not full:
+        ledger.check_tables(state, hold, t.ledger, part)
+    state.tables_hold = hold
+    finished = []
+    for batch in state.pending():
+        versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+        if versions is None:  # its staged files are gone: abandoned, its objects taken again
+            state = ledger.read_state(t.ledger, t.options, part)
+            state.tables_hold = hold
+            continue
+        state.committed[batch.number] = versions
+        finished.append(batch.number)
+    return state, finished
+
+
+def _lookup(t: _Tables, part: dict[str, object]) -> Callable[[list[str]], set[str]]:
+    def lookup(ids: list[str]) -> set[str]:
+        return set(delta.read_values(t.bronze, t.options, part, "event_id", ids))
+
+    return lookup
+
+
+def ingest_partition(
+    location: LakeLocation,
+    options: dict[str, str],
+    landing_date: dt.date,
+    rules: RecordRules | None = None,
+    *,
+    full: bool = False,
+    batch_objects: int = BATCH_OBJECTS,
+    batch_bytes: int = BATCH_BYTES,
+    keep_rows: bool = True,
+    on_batch: Callable[[IngestResult], None] | None = None,
+    shard: tuple[int, int] | None = None,
+    now: dt.datetime | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> PartitionIngest:
+    """Ingest the objects of one landing date of a location not ingested yet.
+
+    Each landed object is ingested exactly once, in batches of at most ``batch_objects``
+    objects and ``batch_bytes`` landed bytes (memory is bounded by a batch, not by the day),
+    each batch recorded in the ledger (:mod:`pipelines.ingest.ledger`) and appended to bronze and
+    quarantine. A run with nothing new commits nothing; runs of the same partition at once
+    never duplicate or lose a row (``shard=(i, k)`` makes worker ``i`` of ``k`` take its own
+    objects). ``full`` re-ingests the partition: the ledger's batches again, replacing the
+    partition, then anything new. An object rewritten in place is quarantined whole
+    (``object_rewritten``) until a full re-ingest reads it again. ``on_batch`` sees each
+    batch's result once it is committed (its rows kept in the run's result only with
+    ``keep_rows``). A closed day's partition is compacted. ``rules`` default to those of the
+    configuration in use. ``stop`` is asked after each batch: once it says True, the run ends
+    there (the batch in flight is committed first; what is left waits for the next run).
+    """
+    memory.bound_heap()
+    storage = open_storage(location.root_uri(), options)
+    infos, unconfigured = landing_listing(storage, location.landing, landing_date)
+    part = bronze_partition(landing_date, location.region)
+    t = _Tables(
+        location.table_uri(BRONZE_TABLE),
+        location.table_uri(QUARANTINE_TABLE),
+        location.table_uri(ledger.LEDGER_TABLE),
+        dict(options),
+    )
+    limits = (batch_objects, batch_bytes)
+    state, finished = _settle(t, part, check=True, full=full)
+    if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
+        full = True  # written before the ledger existed: replace it once, then go on
+    plan = _full_plan(state, infos, limits) if full else None
+    total = empty_result(location.region, landing_date)
+    total.unconfigured_streams = unconfigured
+    # Objects this run could not read (filled by _one_batch): left for the next run, as
+    # taking them again in this one would read them, and fail, batch after batch.
+    skipped = total.skipped_objects
+    done = PartitionIngest(total, t.bronze, t.quarantine, -1, -1, t.ledger, finished)
+    replace = full
+    while True:
+        if plan:  # a full re-ingest's batches, the first one replacing the partition
+            known = set() if replace else state.identities()
+            todo = _Todo(
+                [
+                    i
+                    for i in plan[0]
+                    if (_printable(i.path), i.etag, i.size) not in known
+                    and _printable(i.path) not in skipped
+                ],
+                [],
+            )
+            if not todo.infos and not replace:
+                plan.pop(0)
+                continue
+        elif replace:  # a full re-ingest of a partition with no objects: empty it
+            todo = _Todo([], [])
+        else:
+            readable = [i for i in infos if _printable(i.path) not in skipped]
+            todo = _next_batch(state, readable, limits, shard)
+            if not todo.infos and not todo.rewritten:
+                break
+        todo.replace = replace
+        committed = _one_batch(storage, location, t, part, state, todo, rules, skipped)
+        if committed is not None:
+            result, number, versions = committed
+            _merge(total, result, keep_rows)
+            done.batches.append(number)
+            done.bronze_version, done.quarantine_version = versions
+            replace = False
+            if plan:
+                plan.pop(0)
+            if on_batch is not None:
+                on_batch(result)
+            del committed, result  # the batch's rows, not held while the next one is read
+        hold = state.tables_hold
+        state, more = _settle(t, part)
+        state.tables_hold = hold
+        done.batches.extend(more)
+        memory.give_back()  # so that a day of any size peaks at one batch
+        if stop is not None and stop():
+            break
+    done.compacted = _compact_if_closed(
+        (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now
+    )
+    return _totals(done, state, t, part)
+
+
+def _one_batch(
+    storage: Storage,
+    location: LakeLocation,
+    t: _Tables,
+    part: dict[str, object],
+    state: ledger.LedgerState,
+    todo: _Todo,
+    rules: RecordRules | None,
+    skipped: dict[str, str],
+) -> tuple[IngestResult, int, tuple[int, int]] | None:
+    """Ingest, stage, claim and commit one batch; None when another writer claimed it first.
+
+    Objects that cannot be read are left out of the batch and its ledger entries, and put in
+    ``skipped`` (key -> why); when no object of an incremental batch could be read, no batch is
+    committed (None too).
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        fetched = list(pool.map(lambda info: _fetch_or_skip(storage, info), todo.infos))
+    unread = {
+        _printable(info.path): got
+        for info, got in zip(todo.infos, fetched, strict=True)
+        if isinstance(got, str)
+    }
+    objects = [got for got in fetched if not isinstance(got, str)]
+    del fetched
+    rewritten = _rewritten_rows(storage, todo.rewritten, unread)
+    skipped.update(unread)
+    if unread and not objects and not rewritten and not todo.replace:
+        return None
+    seen = None
+    if not todo.replace and state.batches:  # read now: a later batch of another writer only adds
+        seen = Seen(ledger.read_hashes(t.ledger, t.options, part), _lookup(t, part))
+    day = dt.date.fromisoformat(str(part["landing_date"]))
+    result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
+    del objects
+    result = _add_whole(result, rewritten)
+    result.skipped_objects = unread
+    identity = {
+        _printable(i.path): (i.etag, i.size)
+        for i in [*todo.infos, *(info for info, _ in todo.rewritten)]
+    }
+    number = state.last_batch + 1
+    entries = [
+        ledger.ObjectEntry(
+            key,
+            *identity[key],
+            number,
+            c.records,
+            c.ingested,
+            c.quarantined,
+            c.duplicates,
+            c.reason,
+        )
+        for key, c in sorted(result.per_object.items())
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        b_adds, q_adds = pool.map(
+            lambda uri_rows: delta.stage_files(
+                uri_rows[0], uri_rows[1], part, t.options, partition_by=BRONZE_PARTITION_BY
+            ),
+            [(t.bronze, result.bronze), (t.quarantine, result.quarantine)],
+        )
+    batch = ledger.Batch(number, todo.replace, b_adds, q_adds)
+    if not ledger.claim(t.ledger, t.options, part, number, entries, batch, np.sort(result.hashes)):
+        delta.discard_files(t.bronze, t.options, b_adds)
+        delta.discard_files(t.quarantine, t.options, q_adds)
+        return None
+    versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
+    if versions is None:  # its files vanished before the commit: abandoned, taken again
+        return None
+    return result, number, versions
+
+
+def _totals(
+    done: PartitionIngest, state: ledger.LedgerState, t: _Tables, part: dict[str, object]
+) -> PartitionIngest:
+    done.totals = state.totals()
+    done.objects = state.objects
+    if done.compacted:  # compaction made a newer version than the last batch's
+        done.bronze_version = done.quarantine_version = -1
+    if done.bronze_version < 0:  # nothing appended to it by this run: its current version
+        done.bronze_version = delta.table_version(t.bronze, t.options) or 0
+    if done.quarantine_version < 0:
+        done.quarantine_version = delta.table_version(t.quarantine, t.options) or 0
+    done.table_rows = {
+        "bronze": delta.partition_rows(t.bronze, t.options, part),
+        "quarantine": delta.partition_rows(t.quarantine, t.options, part),
+    }
+    return done

@@ -1,0 +1,71 @@
+"""Delta tables with deltalake (delta-rs): the no-JVM path for ingest, sync and small reads.
+
+Owns reads (:mod:`.read`: opening a table, its versions, rows, files and queries), writes and
+exactly-once commits (:mod:`.commit`: staged files committed under a transaction id) and
+rewrites (:mod:`.rewrite`: compaction and Z-order, committed on the version read). Callers use
+the names exported here: ``from pipelines.lake import delta``, then ``delta.read_partition``.
+"""
+
+from pipelines.lake.delta.commit import (
+    COMMIT_MARK,
+    MissingFileError,
+    commit_files,
+    discard_files,
+    file_stats,
+    missing_files,
+    stage_files,
+    stats_json,
+    version_of,
+    write_partition,
+    write_range,
+)
+from pipelines.lake.delta.read import (
+    TableError,
+    date_range_predicate,
+    deltalake_target,
+    file_actions,
+    open_table,
+    partition_files,
+    partition_predicate,
+    partition_rows,
+    read_between,
+    read_partition,
+    read_range,
+    read_values,
+    sql_literal,
+    table_rows,
+    table_version,
+)
+from pipelines.lake.delta.rewrite import compact_partition, rewrite_partition, z_order_indices
+
+__all__ = [
+    "COMMIT_MARK",
+    "MissingFileError",
+    "TableError",
+    "commit_files",
+    "compact_partition",
+    "date_range_predicate",
+    "deltalake_target",
+    "discard_files",
+    "file_actions",
+    "file_stats",
+    "missing_files",
+    "open_table",
+    "partition_files",
+    "partition_predicate",
+    "partition_rows",
+    "read_between",
+    "read_partition",
+    "read_range",
+    "read_values",
+    "rewrite_partition",
+    "sql_literal",
+    "stage_files",
+    "stats_json",
+    "table_rows",
+    "table_version",
+    "version_of",
+    "write_partition",
+    "write_range",
+    "z_order_indices",
+]

@@ -1,0 +1,300 @@
+"""Delta reads with deltalake (delta-rs): opening a table, its version, rows and files, and queries.
+
+Tables are addressed by URI plus deltalake storage options, as :mod:`pipelines.lake.config` gives
+them (:func:`deltalake_target`). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, QueryBuilder
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from pipelines.lake.config import ADAPTER_OPTION
+from pipelines.lake.storage import count_read, gcs_emulator_endpoint, open_storage
+
+
+def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """URI and options deltalake should use; the GCS emulator adapter goes through OpenDAL."""
+    opts = dict(options)
+    endpoint = gcs_emulator_endpoint(opts)
+    opts.pop(ADAPTER_OPTION, None)
+    opts.pop("GCS_EMULATOR_ENDPOINT", None)
+    if endpoint:
+        parsed = urlparse(uri)
+        return f"opendal+gcs://{parsed.netloc}{parsed.path}", {
+            "opendal.endpoint": endpoint,
+            "opendal.allow_anonymous": "true",
+            "opendal.disable_vm_metadata": "true",
+            "opendal.disable_config_load": "true",
+        }
+    return uri, opts
+
+
+def sql_literal(value: object) -> str:
+    """A value as a SQL literal for a delta-rs predicate."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat()}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return str(value)
+
+
+def partition_predicate(partition: Mapping[str, object]) -> str:
+    """``col = 'v' AND …`` for a partition spec."""
+    return " AND ".join(f"{k} = {sql_literal(v)}" for k, v in partition.items())
+
+
+class TableError(RuntimeError):
+    """A table whose log cannot be read: the message names the table and, when found, the file."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _bad_log_file(uri: str, options: Mapping[str, str], newest: int = 50) -> str | None:
+    """The newest commit file of the table's log that is not JSON lines (None if none is)."""
+    try:
+        store = open_storage(uri, dict(options))
+        names = sorted(
+            (i.path for i in store.list("_delta_log/") if i.path.endswith(".json")), reverse=True
+        )
+        for name in names[:newest]:
+            for line in store.get(name).splitlines():
+                if line.strip():
+                    json.loads(line)
+    except ValueError:
+        return name
+    except Exception:  # the log cannot even be listed: the caller's own error says enough
+        return None
+    return None
+
+
+def open_table(
+    uri: str, options: Mapping[str, str], version: int | None = None
+) -> DeltaTable | None:
+    """The table at ``uri`` (at ``version`` if given), or None when there is none.
+
+    A log delta-rs cannot read (a damaged commit file) raises :class:`TableError` naming the
+    table and the file, not delta-rs's bare "Kernel error: Json error".
+    """
+    target, opts = deltalake_target(uri, options)
+    try:
+        return DeltaTable(target, storage_options=opts or None, version=version)
+    except TableNotFoundError:
+        return None
+    except DeltaError as exc:
+        if "json" not in str(exc).lower():
+            raise
+        bad = _bad_log_file(uri, options)
+        where = f"the log file {bad} is not valid JSON" if bad else "its log cannot be read"
+        raise TableError(f"{uri}: {where} ({_first_line(exc)})") from None
+
+
+def table_version(uri: str, options: Mapping[str, str]) -> int | None:
+    """Latest version of the table, or None when it does not exist."""
+    table = open_table(uri, options)
+    return None if table is None else table.version()
+
+
+def table_rows(uri: str, options: Mapping[str, str]) -> int:
+    """Number of rows of the table's latest version, from the log's file statistics."""
+    table = open_table(uri, options)
+    if table is None:
+        return 0
+    adds = table.get_add_actions(flatten=True)
+    return int(pc.sum(pa.chunked_array(adds.column("num_records"))).as_py() or 0)
+
+
+PARTITION_STAT_COLUMNS = ("landing_date", "date", "region")
+
+
+def file_actions(uri: str, options: Mapping[str, str]) -> pa.Table | None:
+    """The data files of the table's latest version, one row each, or None without a table.
+
+    Columns: ``path``, ``size_bytes``, ``modification_time`` (ms), ``num_records`` and
+    ``partition.<column>`` for each partition column; read from the log, no data file opened.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return None
+    adds = pa.table(table.get_add_actions(flatten=True))
+    keep = [
+        c
+        for c in adds.column_names
+        if c in ("path", "size_bytes", "modification_time", "num_records")
+        or c.startswith("partition.")
+    ]
+    out = adds.select(keep)
+    # a table written without partition columns (by another writer): a file's partition
+    # is its date and region statistics where min equals max (only these columns' statistics
+    # are read: others may hold personal data)
+    for col in PARTITION_STAT_COLUMNS:
+        name = f"partition.{col}"
+        lo, hi = f"min.{col}", f"max.{col}"
+        if name in out.column_names or lo not in adds.column_names or hi not in adds.column_names:
+            continue
+        same = pc.if_else(
+            pc.equal(adds[lo], adds[hi]), adds[lo], pa.nulls(adds.num_rows, adds[lo].type)
+        )
+        out = out.append_column(name, same)
+    return out
+
+
+def read_partition(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object] | None = None,
+    columns: list[str] | None = None,
+    version: int | None = None,
+) -> pa.Table:
+    """Rows of a table (of one partition if given), as Arrow; an empty table if none."""
+    table = open_table(uri, options, version=version)
+    if table is None:
+        return pa.table({})
+    if deltalake_target(uri, options)[0].startswith("opendal+"):
+        return _query(table, columns, partition_predicate(partition) if partition else None)
+    filters = [(k, "=", v) for k, v in (partition or {}).items()] or None
+    return table.to_pyarrow_table(filters=filters, columns=columns)  # type: ignore[arg-type]
+
+
+def date_range_predicate(start: dt.date, end: dt.date, region: str | None = None) -> str:
+    """``date`` within ``[start, end]`` (and the region) as SQL (Spark's replaceWhere, delta-rs)."""
+    pred = f"date >= {sql_literal(start)} AND date <= {sql_literal(end)}"
+    return pred if region is None else f"{pred} AND region = {sql_literal(region)}"
+
+
+def read_range(
+    uri: str,
+    options: Mapping[str, str],
+    start: dt.date,
+    end: dt.date,
+    region: str | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows of dates ``[start, end]`` (of one region if given), as Arrow; empty if no table.
+
+    The filter is on the partition columns (``date``, ``region``), so only the files of the
+    range are read: what a Spark step just replaced, read back without a JVM.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return pa.table({})
+    if deltalake_target(uri, options)[0].startswith("opendal+"):
+        return _query(table, columns, date_range_predicate(start, end, region))
+    where = (pc.field("date") >= start) & (pc.field("date") <= end)
+    if region is not None:
+        where &= pc.field("region") == region
+    return table.to_pyarrow_dataset().to_table(filter=where, columns=columns)
+
+
+def read_between(
+    uri: str,
+    options: Mapping[str, str],
+    column: str,
+    start: dt.date,
+    end: dt.date,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows whose partition column ``column`` lies in ``[start, end]``; empty if no table.
+
+    Only the files of those partitions are opened (a partition filter), so the cost is the
+    range's, not the table's history. The bytes of the files read (their sizes in the log, an
+    upper bound when only some columns are read) are added to the storage layer's counter:
+    delta-rs reads them with its own object store.
+    """
+    table = open_table(uri, options)
+    if table is None:
+        return pa.table({})
+    adds = pa.table(table.get_add_actions(flatten=True))
+    name = f"partition.{column}"
+    if name in adds.column_names and adds.num_rows:
+        day = adds.column(name)
+        inside = pc.and_(pc.greater_equal(day, start), pc.less_equal(day, end))
+        count_read(uri, int(pc.sum(adds.filter(inside).column("size_bytes")).as_py() or 0))
+    elif adds.num_rows:
+        count_read(uri, int(pc.sum(adds.column("size_bytes")).as_py() or 0))
+    where = f"{column} >= {sql_literal(start)} AND {column} <= {sql_literal(end)}"
+    if deltalake_target(uri, options)[0].startswith("opendal+"):
+        return _query(table, columns, where)
+    expr = (pc.field(column) >= start) & (pc.field(column) <= end)
+    return table.to_pyarrow_dataset().to_table(filter=expr, columns=columns)
+
+
+def _query(table: DeltaTable, columns: list[str] | None, where: str | None) -> pa.Table:
+    """Rows through DataFusion in delta-rs: pyarrow's filesystem bridge cannot reach OpenDAL."""
+    cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    clause = f" WHERE {where}" if where else ""
+    reader = QueryBuilder().register("t", table).execute(f"SELECT {cols} FROM t{clause}")
+    got = pa.RecordBatchReader.from_stream(reader).read_all()
+    schema = pa.schema(table.schema().to_arrow())
+    if columns:
+        schema = pa.schema([schema.field(c) for c in columns])
+    return got.cast(schema)  # DataFusion answers with view types; keep the table's
+
+
+def _partition_adds(table: DeltaTable, partition: Mapping[str, object]) -> pa.Table:
+    """The add actions (one per data file) of one partition of a partitioned table."""
+    adds = pa.table(table.get_add_actions(flatten=True))
+    for k, v in partition.items():
+        name = f"partition.{k}"
+        if name not in adds.column_names:
+            continue  # not a partition column of this table: no file is told apart by it
+        column = pc.cast(adds.column(name), pa.string())
+        adds = adds.filter(pc.equal(column, _partition_value(v)))
+    return adds
+
+
+def partition_rows(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
+    """Rows of one partition of a table's latest version, from the log's file statistics."""
+    table = open_table(uri, options)
+    if table is None:
+        return 0
+    adds = _partition_adds(table, partition)
+    return int(pc.sum(adds.column("num_records")).as_py() or 0)
+
+
+def partition_files(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
+    """Data files of one partition in the table's latest version."""
+    table = open_table(uri, options)
+    return 0 if table is None else _partition_adds(table, partition).num_rows
+
+
+def read_values(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    column: str,
+    values: list[str],
+) -> list[str]:
+    """The ``values`` that ``column`` holds in one partition (each as often as it is held).
+
+    Through DataFusion: delta-rs's pyarrow dataset turns a string column without min/max
+    statistics (ours have none) into the guarantee ``column >= null``, which prunes every
+    file for any filter on that column (deltalake 1.6).
+    """
+    table = open_table(uri, options)
+    if table is None or not values:
+        return []
+    listed = ", ".join(sql_literal(v) for v in values)
+    where = f"{partition_predicate(partition)} AND {column} IN ({listed})"
+    return _query(table, [column], where)[column].to_pylist()
+
+
+def _partition_value(value: object) -> str:
+    """A partition value as Delta's partitionValues hold it."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
