@@ -85,3 +85,6 @@ _.events_landed
 _.last_commit_at
 _.updated_at
 _.failures
+
+# argparse calls its formatter's hook (lakehouse/cli.py: options wrapped, never inside a name).
+_._split_lines
