@@ -12,7 +12,7 @@ export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 export LAKEHOUSE_PII_KEY ?= local-demo-key-not-a-secret
 
 .DEFAULT_GOAL := help
-.PHONY: help setup chromium run run-emulated test test-fast ui bench check clean
+.PHONY: help setup azurite chromium run run-emulated test test-fast ui bench check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -24,25 +24,30 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-setup: $(STAMP) ## virtualenv, packages, Java check, Spark jars (idempotent)
-	@$(BIN)/python -c "from pipelines.spark.session import check_java; print(f'java {check_java()} ok')"
+# What `make run` needs: Python packages, Java, the Spark jars (fetched from Maven Central over
+# HTTPS and checked against spark-jars/jars.lock by Python: no Maven) and the Dagster home.
+setup: $(STAMP) ## virtualenv, packages, Java check, Spark jars, Dagster home (idempotent)
 	@$(BIN)/python scripts/setup_jars.py
-	@test -x emulators/node_modules/.bin/azurite-blob || npm ci --prefix emulators --no-audit --no-fund --loglevel=error
-	@command -v chromium >/dev/null || $(MAKE) --no-print-directory chromium
 	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster-local.yaml $(DAGSTER_HOME)/dagster.yaml
 
-chromium: ## Debian's headless Chromium for the UI test (setup runs this when it is missing)
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  command -v apt-get >/dev/null || { echo "error: install Chromium (the UI test drives it)" >&2; exit 1; }; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+azurite: ## Azurite, the Azure Storage emulator (npm): for run-emulated and the tests
+	@test -x emulators/node_modules/.bin/azurite-blob || { \
+	  command -v npm >/dev/null || { echo "error: install Node.js and npm (Azurite runs on them)" >&2; exit 1; }; \
+	  npm ci --prefix emulators --no-audit --no-fund --loglevel=error; }
 
-run: setup ## simulate a few weeks in three regions and materialize the graph
+chromium: ## Debian's headless Chromium for the UI test (make test installs it when missing)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  command -v apt-get >/dev/null || { echo "error: install Chromium (the UI test drives it)" >&2; exit 1; }; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: setup ## simulate eight weeks in three regions, run the whole graph (needs Python, Java)
 	$(BIN)/lakehouse demo
 
-run-emulated: setup ## the same story on moto, Azurite and fake-gcs-server (127.0.0.1)
+run-emulated: setup azurite ## the same story on moto, Azurite and fake-gcs-server (127.0.0.1)
 	$(BIN)/lakehouse run-emulated $(EMULATED_ARGS)
 
-test: setup ## the whole test suite (unit, Spark, emulators, MLflow server, daemon, UI)
+test: setup azurite chromium ## the whole test suite (unit, Spark, emulators, MLflow server, daemon, UI)
 	$(BIN)/pytest -q
 
 test-fast: setup ## the edit loop: no Spark, emulators, servers or slow tests, on both cores
@@ -51,10 +56,10 @@ test-fast: setup ## the edit loop: no Spark, emulators, servers or slow tests, o
 ui: setup ## Dagster web UI and daemon on 127.0.0.1:3000 over the data `make run` produced
 	$(BIN)/dg dev --host 127.0.0.1 --port 3000
 
-bench: setup ## every benchmark; each prints a JSON object last
+bench: setup azurite ## every benchmark; each prints a JSON object last
 	@for m in benchmarks/[a-z]*.py; do n=$$(basename $$m .py); echo "== $$n"; $(BIN)/python -m benchmarks.$$n || exit 1; done
 
-check: setup ## ruff, mypy, the layer and domain contracts (import-linter), unused code (vulture)
+check: $(STAMP) ## ruff, mypy, the layer and domain contracts (import-linter), unused code (vulture)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

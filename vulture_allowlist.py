@@ -89,3 +89,6 @@ meaning  # pipelines/lake/config/environment.py: Variable's fields, read by the 
 default  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
 readers  # pipelines/lake/config/environment.py: Variable's fields, read by the docs' table and its test
 RESOURCE_SECRETS  # pipelines/lake/config/environment.py: the dg.EnvVar secrets, checked against the docs by tests/test_environment.py
+
+# argparse calls its formatter's hook (lakehouse/cli.py: options wrapped, never inside a name).
+_._split_lines

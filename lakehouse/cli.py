@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
@@ -427,33 +429,6 @@ def cmd_scan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_scan(sub: Any) -> None:
-    p = sub.add_parser(
-        "scan", help="find personal data by content in a table at a location (JSON, no values)"
-    )
-    p.add_argument("--table", required=True, help="registered table, replica name, or any table")
-    p.add_argument("--location", required=True, help="the location the table lives in")
-    p.add_argument("--version", type=_number(int, 0), help="time travel: scan this version")
-    p.add_argument(
-        "--max-files", type=_number(int, 1), default=64, help="data files sampled, at most"
-    )
-    p.add_argument(
-        "--rows-per-file", type=_number(int, 1), default=10_000, help="rows read of each file"
-    )
-    p.set_defaults(handler=cmd_scan, touches=_scan_touches)
-
-
-def _add_maintain(sub: Any) -> None:
-    p = sub.add_parser(
-        "maintain",
-        help="compact, VACUUM, checkpoint and clean the log of a table at a location (JSON)",
-    )
-    p.add_argument("--table", required=True, help="registered table, or a replica's name")
-    p.add_argument("--location", required=True, help="the location the table lives in")
-    p.add_argument("--dry-run", action="store_true", help="report what would be done only")
-    p.set_defaults(handler=cmd_maintain, touches=_maintain_touches)
-
-
 def _whole_graph(cfg: LakeConfig) -> Touches:
     """Every location's personal-data tables: what the demo's graph reads and writes."""
     from pipelines.lake.tables import TABLES
@@ -675,57 +650,309 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
-def _add_status(sub: Any) -> None:
-    p = sub.add_parser("status", help="health and cost per region, anomalies; --recommend")
+# The demo's defaults, shown in `demo --help` (lakehouse.demo imports Dagster: not at parse time).
+DEMO_START = dt.date(2026, 9, 1)
+DEMO_END = dt.date(2026, 10, 28)
+DEMO_EVENTS_PER_DAY = 3000
+DISTRIBUTION = "multicloud-lakehouse"
+HELP_WIDTH = 78  # descriptions: an 80-column terminal, as argparse wraps the options
+
+
+@dataclass(frozen=True)
+class Known:
+    """Names the help lists, read from the configuration when ``main`` builds the parser.
+
+    Empty when the configuration cannot be loaded: the help is then shown without the lists,
+    and the command itself reports what is wrong with the file.
+    """
+
+    environment: str = ""
+    locations: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    replicas: tuple[str, ...] = ()
+
+    def one_of(self, names: tuple[str, ...], otherwise: str) -> str:
+        """``one of a, b, c (in local)``, or ``otherwise`` when nothing was loaded."""
+        return f"one of {', '.join(names)} (in {self.environment})" if names else otherwise
+
+    @property
+    def location(self) -> str:
+        """What a ``--location`` may be."""
+        return self.one_of(self.locations, "a lake location ('lakehouse info' lists them)")
+
+
+def env_in(argv: Sequence[str]) -> str | None:
+    """The ``--env`` value wherever it stands on the line (the last one wins, as argparse's)."""
+    env = None
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--env" and i + 1 < len(argv):
+            env = argv[i + 1]
+        elif arg.startswith("--env="):
+            env = arg.split("=", 1)[1]
+    return env
+
+
+def known_names(argv: Sequence[str]) -> Known:
+    """The locations, regions and tables of the environment the line names, for the help."""
+    try:
+        from pipelines.lake.tables import TABLES
+
+        cfg = load_config(env_in(argv))
+        replicas = tuple(r.name for r in cfg.replicas())
+    except Exception:  # any broken configuration: help without lists; the command says why
+        return Known()
+    return Known(
+        cfg.environment, tuple(cfg.locations), tuple(cfg.region_codes), tuple(TABLES), replicas
+    )
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's own errors like the CLI's others: one line, exit 2, and where to read more."""
+
+    def error(self, message: str) -> NoReturn:
+        """``lakehouse sync: error: … (try 'lakehouse sync --help')`` on stderr; exit 2."""
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (try '{self.prog} --help')\n")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; options wrapped, never inside a name (gcp-apac)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _command(
+    sub: Any, name: str, summary: str, details: str, examples: Sequence[str]
+) -> argparse.ArgumentParser:
+    """A subcommand whose help says what it does in one line, then more, then examples.
+
+    Every subcommand accepts ``--env`` too (after its name as well as before it).
+    """
+    paragraphs = re.split(r"\n\s*\n", details.strip())
+    body = "\n\n".join(
+        textwrap.fill(" ".join(p.split()), HELP_WIDTH, break_on_hyphens=False) for p in paragraphs
+    )
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{body}" if body else summary,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=Formatter,
+    )
+    _add_env(p, default=argparse.SUPPRESS)  # SUPPRESS: an --env before the command stays
+    return p
+
+
+def _add_env(p: argparse.ArgumentParser, default: Any) -> None:
+    from pipelines.lake.config import ENVIRONMENTS
+
+    p.add_argument(
+        "--env",
+        metavar="ENV",
+        default=default,
+        help=f"environment: {', '.join(ENVIRONMENTS)} (default: LAKEHOUSE_ENV, else local); "
+        "before or after the command",
+    )
+
+
+def _date_option(p: argparse.ArgumentParser, flag: str, dest: str, what: str, **kw: Any) -> None:
+    p.add_argument(flag, dest=dest, type=_date, metavar="YYYY-MM-DD", help=what, **kw)
+
+
+def _add_info_and_policy(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "info",
+        "the lake locations of the environment (JSON)",
+        """
+        The environment, its ML home, and each location's name, cloud, region, jurisdiction,
+        root and landing format, as lakehouse.yaml (LAKEHOUSE_CONFIG) says. Reads no store.
+        """,
+        ["lakehouse info", "lakehouse info --env emulated"],
+    )
+    p.set_defaults(handler=cmd_info)
+    p = _command(
+        sub,
+        "policy",
+        "the storage and compute sovereignty rules in force (JSON)",
+        """
+        storage: which jurisdictions PII-free tables may be copied to and which columns are
+        personal data (policy: in lakehouse.yaml); compute: which jurisdictions' personal data
+        this worker may process (LAKEHOUSE_COMPUTE_JURISDICTION and compute: in lakehouse.yaml).
+        """,
+        ["lakehouse policy", "LAKEHOUSE_COMPUTE_JURISDICTION=EU lakehouse policy --env local"],
+    )
+    p.set_defaults(handler=cmd_policy)
+
+
+def _add_status(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "status",
+        "health and cost per region, anomalies and advice",
+        """
+        The newest complete day of every region measured from the lake: events landed,
+        ingested, quarantined and dropped as duplicates, bytes and estimated dollars, replica
+        lag; with the project's Dagster instance, compute time and freshness from its records.
+        Tables on stdout (--json: one JSON report).
+        """,
+        ["lakehouse status", "lakehouse status --recommend", "lakehouse status --json"],
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--recommend", action="store_true", help="add optimisation recommendations")
     p.set_defaults(handler=cmd_status, touches=_status_touches)
 
 
-def _add_simulate(sub: Any) -> None:
-    p = sub.add_parser("simulate", help="land simulated capture objects")
-    p.add_argument("--from", dest="start", type=_date, required=True)
-    p.add_argument("--to", dest="end", type=_date, required=True)
-    p.add_argument("--location", help="one location (default: all)")
-    p.add_argument("--seed", type=_number(int, 0), default=7, help="non-negative (numpy's seeds)")
-    p.add_argument("--events-per-day", type=_number(int, 0, 10_000_000), default=2000)
+def _add_simulate(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "simulate",
+        "land simulated capture objects in the landing areas (JSON)",
+        """
+        Each region's demand events in its location's capture format (Firehose gzip NDJSON,
+        Event Hubs Capture Avro, Pub/Sub Avro) under the landing prefix, per day and hour. Every
+        region-day is drawn from its own generator, so a rerun lands the same objects.
+        """,
+        [
+            "lakehouse simulate --from 2026-10-01 --to 2026-10-07",
+            "lakehouse simulate --from 2026-10-01 --to 2026-10-01 --location aws-us "
+            "--events-per-day 500 --bad-rate 0.01",
+            "lakehouse simulate --from 2026-10-01 --to 2026-10-14 "
+            "--drift eu:2026-10-08:price=1.2,demand=0.9,mix=electronics*2",
+        ],
+    )
+    _date_option(p, "--from", "start", "first day (required)", required=True)
+    _date_option(p, "--to", "end", "last day, inclusive (required)", required=True)
     p.add_argument(
-        "--bad-rate", type=_number(float, 0.0, 1.0), default=0.0, help="share of bad records"
+        "--location", metavar="LOCATION", help=f"{known.location}; default: every location"
+    )
+    p.add_argument(
+        "--seed",
+        type=_number(int, 0),
+        default=7,
+        metavar="N",
+        help="random seed, a non-negative integer (default %(default)s)",
+    )
+    p.add_argument(
+        "--events-per-day",
+        type=_number(int, 0, 10_000_000),
+        default=2000,
+        metavar="N",
+        help="events per day and region, 0..10000000 (default %(default)s)",
+    )
+    p.add_argument(
+        "--bad-rate",
+        type=_number(float, 0.0, 1.0),
+        default=0.0,
+        metavar="SHARE",
+        help="share of records made invalid, 0..1 (default %(default)s: none)",
     )
     p.add_argument(
         "--corrupt-per-day",
         type=_number(int, 0, 1000),
         default=0,
-        help="corrupt objects per day and region",
+        metavar="N",
+        help="unreadable objects per day and region, 0..1000 (default %(default)s)",
     )
+    regions = ", ".join(known.regions) or "the configured region codes"
     p.add_argument(
-        "--drift", type=parse_drift, action="append", help="REGION:DATE:price=1.2,demand=0.9"
+        "--drift",
+        type=parse_drift,
+        action="append",
+        metavar="REGION:YYYY-MM-DD:KNOBS",
+        help=f"shift a region's data from a day on (repeatable; default: none). REGION: {regions}; "
+        "KNOBS, comma-separated: price=F and demand=F multiply prices and quantities, "
+        "mix=CATEGORY*F weighs a product category (e.g. electronics); F in (0, 1000)",
     )
     p.set_defaults(handler=cmd_simulate)
 
 
-def _add_ingest_and_sync(sub: Any) -> None:
-    p = sub.add_parser("ingest", help="ingest landing dates into bronze Delta")
-    p.add_argument("--location", required=True)
-    p.add_argument("--date", type=_date, help="landing date (required unless --follow)")
-    p.add_argument("--to", type=_date, help="last date of a range (default: --date)")
+def _add_ingest(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "ingest",
+        "ingest landing dates into the bronze Delta tables (JSON)",
+        """
+        Each landed object is ingested once (the ledger says which): valid events into
+        bronze_events, rejected records and unreadable objects into bronze_quarantine with
+        their reason. A rerun ingests only new objects; --full re-ingests whole partitions.
+        Exits 1 when a partition's counts do not reconcile (landed = ingested + quarantined +
+        duplicates). With --follow it is the long-lived worker (docs/ingest.md).
+        """,
+        [
+            "lakehouse ingest --location aws-us --date 2026-10-01",
+            "lakehouse ingest --location aws-us --date 2026-10-01 --to 2026-10-07 --full",
+            "lakehouse ingest --follow --location gcp-apac --max-idle-seconds 60",
+        ],
+    )
+    p.add_argument(
+        "--location", required=True, metavar="LOCATION", help=f"{known.location} (required)"
+    )
+    _date_option(
+        p, "--date", "date", "landing date, the first of a range; required unless --follow"
+    )
+    _date_option(p, "--to", "to", "last landing date of a range, inclusive (default: --date)")
     p.add_argument(
         "--full",
         action="store_true",
         help="re-ingest each partition whole (the ledger's batches again), replacing it",
     )
-    p.add_argument("--batch-objects", type=_number(int, 1), help="objects per batch (default 256)")
     p.add_argument(
-        "--batch-bytes", type=_number(int, 1), help="landed bytes per batch (default 32 MiB)"
+        "--batch-objects",
+        type=_number(int, 1),
+        metavar="N",
+        help="landed objects per batch, a positive integer (default 256)",
+    )
+    p.add_argument(
+        "--batch-bytes",
+        type=_number(int, 1),
+        metavar="BYTES",
+        help="landed bytes per batch, a positive integer (default 33554432: 32 MiB)",
     )
     from lakehouse.worker import add_follow_options
 
     add_follow_options(p, _number)
     p.set_defaults(handler=cmd_ingest, touches=_ingest_touches)
 
-    p = sub.add_parser("sync", help="replicate a Delta table between locations (Delta-log aware)")
-    p.add_argument("--from", dest="source", required=True, help="source table URI or folder")
-    p.add_argument("--to", dest="target", required=True, help="replica URI or folder")
+
+def _add_sync(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "sync",
+        "replicate a Delta table between locations (JSON)",
+        """
+        Copies the data files the replica lacks, then the source's commits in version order,
+        so a reader of the replica always sees a version of the source; resumes after a crash;
+        a rerun copies nothing new. Refused when the sovereignty policy does not allow the
+        route ('lakehouse policy') or the table holds personal data. The report gives files,
+        bytes, version lag and the estimated egress cost. docs/sync.md.
+        """,
+        [
+            "lakehouse sync --from .lake/azure-eu/tables/gold_daily_demand "
+            "--to .lake/aws-us/replicas/azure-eu/gold_daily_demand --dry-run",
+            "lakehouse sync --from s3://lakehouse-aws-us/tables/gold_daily_demand "
+            "--to gs://lakehouse-gcp-apac/replicas/aws-us/gold_daily_demand --env emulated",
+        ],
+    )
+    uri = "a URI (s3://, az://, abfss://, gs://, file://) or a folder"
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="URI",
+        help=f"the source table: {uri} under a configured location (required)",
+    )
+    p.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="URI",
+        help=f"the replica: {uri}; created when missing (required)",
+    )
     p.add_argument("--dry-run", action="store_true", help="report what would be copied only")
     p.add_argument(
         "--reseed",
@@ -738,84 +965,321 @@ def _add_ingest_and_sync(sub: Any) -> None:
         action="store_true",
         help="destroy the log of ANOTHER table found at the target and replicate over it",
     )
-    p.add_argument("--table", help="table name in messages (default: last path segment)")
+    p.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the table's name in messages and the policy check (default: the source URI's "
+        "last path segment)",
+    )
     p.add_argument(
         "--unchecked-route",
         action="store_true",
         help="allow a URI under no configured location; the sovereignty policy is NOT checked",
     )
     p.add_argument(
-        "--concurrency", type=_number(int, 1, 256), default=16, help="files copied at once"
+        "--concurrency",
+        type=_number(int, 1, 256),
+        default=16,
+        metavar="N",
+        help="files copied at once, 1..256 (default %(default)s)",
     )
     p.set_defaults(handler=cmd_sync, touches=_sync_touches)
 
 
-def _add_dagster(sub: Any) -> None:
-    p = sub.add_parser(
-        "backfill", help="asset backfill over a date range, run by the Dagster daemon"
+def _add_backfill(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "backfill",
+        "an asset backfill over dates, run by the Dagster daemon",
+        """
+        Creates a real asset backfill in the project's Dagster instance (DAGSTER_HOME, else
+        .dagster/); the daemon (make ui) runs it, honouring backfill policies (Spark assets: one
+        run for the whole range), and the UI shows it under Overview > Backfills. With --wait
+        it polls until the backfill ends and exits 1 unless it succeeded.
+        """,
+        [
+            "lakehouse backfill --assets group:silver --from 2026-10-01 --to 2026-10-07",
+            "lakehouse backfill --job features_job --from 2026-10-01 --to 2026-10-31 --wait",
+            "lakehouse backfill --assets bronze_events --from 2026-10-01 --to 2026-10-02 "
+            "--regions us,eu",
+        ],
     )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--assets", help="asset selection, e.g. 'group:bronze'")
-    what.add_argument("--job", help="a partitioned asset job's assets, e.g. features_job")
-    p.add_argument("--from", dest="start", type=_date, required=True)
-    p.add_argument("--to", dest="end", type=_date, required=True)
-    p.add_argument("--regions", help="comma-separated regions (default: all)")
-    p.add_argument("--title", help="title shown under the UI's backfills")
+    what.add_argument(
+        "--assets",
+        metavar="SELECTION",
+        help="a Dagster asset selection, e.g. 'group:bronze' or 'silver_events+'; this or --job "
+        "is required",
+    )
+    what.add_argument(
+        "--job",
+        metavar="JOB",
+        help="a partitioned asset job's assets, e.g. spark_job or features_job; this or "
+        "--assets is required",
+    )
+    _date_option(p, "--from", "start", "first partition date (required)", required=True)
+    _date_option(p, "--to", "end", "last partition date, inclusive (required)", required=True)
+    regions = ", ".join(known.regions) or "region codes"
+    p.add_argument(
+        "--regions",
+        metavar="R1,R2",
+        help=f"comma-separated {regions} (default: every region)",
+    )
+    p.add_argument(
+        "--title", metavar="TEXT", help="title shown under the UI's backfills (default: none)"
+    )
     p.add_argument(
         "--webserver",
+        metavar="URL",
         help="launch through this running Dagster webserver's GraphQL, e.g. "
         "http://127.0.0.1:3000 (default: Dagster's dagster-graphql on workspace.yaml)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the outcome and report it")
     p.add_argument(
-        "--timeout", type=_number(float, 0.1), default=3600, help="seconds to wait (--wait)"
+        "--timeout",
+        type=_number(float, 0.1),
+        default=3600,
+        metavar="SECONDS",
+        help="how long --wait waits, at least 0.1 (default %(default)s)",
     )
     p.add_argument("--poll", type=_number(float, 0.05), default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_backfill)
 
-    p = sub.add_parser("demo", help="simulate and materialize the whole graph (make run)")
-    p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
-    p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
-    p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
-    p.set_defaults(handler=cmd_demo, touches=lambda args: _whole_graph(load_config(args.env)))
 
-    p = sub.add_parser(
-        "run-emulated", help="the demo on the three clouds' emulators (make run-emulated)"
+def _demo_options(p: argparse.ArgumentParser) -> None:
+    _date_option(
+        p, "--from", "start", "first simulated day (default %(default)s)", default=DEMO_START
     )
-    p.add_argument("--from", dest="start", type=_date, default=dt.date(2026, 9, 1))
-    p.add_argument("--to", dest="end", type=_date, default=dt.date(2026, 10, 28))
-    p.add_argument("--events-per-day", type=_number(int, 1, 1_000_000), default=3000)
+    _date_option(
+        p,
+        "--to",
+        "end",
+        "last simulated day (default %(default)s); the days must be enough to train the first "
+        "model (at least 52 by default)",
+        default=DEMO_END,
+    )
     p.add_argument(
-        "--workdir", help="Dagster instance, MLflow store and server logs (default .emulated/)"
+        "--events-per-day",
+        type=_number(int, 1, 1_000_000),
+        default=DEMO_EVENTS_PER_DAY,
+        metavar="N",
+        help="events per day and region, 1..1000000 (default %(default)s)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON, not tables")
+
+
+def _add_demo(sub: Any, known: Known) -> None:
+    days = (DEMO_END - DEMO_START).days + 1
+    story = f"""
+        Lands {DEMO_START}..{DEMO_END} ({days} days) in every region, {DEMO_EVENTS_PER_DAY:,}
+        events a day each, with 0.4 % bad records and one corrupt object a day per region, a
+        price and demand shift in eu over the last 7 days (from
+        {DEMO_END - dt.timedelta(days=7)}) and a 5 % bad-record incident in apac five days
+        before the end ({DEMO_END - dt.timedelta(days=5)}). Then the sensors ingest every
+        (date, region); Spark builds silver and gold; the gold replicas sync to the ML home;
+        features, the forecast model (MLflow), scoring, drift and retraining, and the health
+        view follow.
+        """
+    p = _command(
+        sub,
+        "demo",
+        "simulate and run the whole graph (what 'make run' runs)",
+        f"""{story}
+
+        Progress on stderr; the summary as tables on stdout (--json: as JSON), and always as
+        JSON in .lake/demo-summary.json. About 4 minutes on 2 cores.
+        """,
+        [
+            "lakehouse demo",
+            "lakehouse demo --from 2026-09-07 --to 2026-10-28 --events-per-day 1000",
+            "lakehouse demo --json > summary.json",
+        ],
+    )
+    _demo_options(p)
+    p.set_defaults(handler=cmd_demo, touches=lambda args: _whole_graph(load_config(args.env)))
+    p = _command(
+        sub,
+        "run-emulated",
+        "the demo on the three clouds' emulators (make run-emulated)",
+        """
+        Starts moto (S3), Azurite (Azure Blob) and fake-gcs-server on 127.0.0.1, an MLflow
+        server and a Dagster instance from the production profile, runs the demo's story in
+        the emulated environment, prints its summary and what the emulators hold, and stops
+        everything it started. Its state is discarded at the next run. docs/emulators.md.
+        """,
+        [
+            "lakehouse run-emulated",
+            "lakehouse run-emulated --events-per-day 1000 --workdir /tmp/emulated",
+        ],
+    )
+    _demo_options(p)
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="Dagster instance, MLflow store and server logs, emptied first (default .emulated/)",
+    )
     p.set_defaults(handler=cmd_run_emulated, touches=_run_emulated_touches)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
-    parser.add_argument("--env", default=None, help="environment (default: LAKEHOUSE_ENV or local)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="show the lake locations of the environment").set_defaults(
-        handler=cmd_info
+def _add_maintain_and_scan(sub: Any, known: Known) -> None:
+    tables = known.one_of((*known.tables, *known.replicas), "a registered table or replica name")
+    p = _command(
+        sub,
+        "maintain",
+        "compact, VACUUM and checkpoint a table at a location (JSON)",
+        """
+        VACUUM keeps every version a lagging replica or a registered model's lineage still
+        needs (the floor, in the report). docs/maintenance.md.
+        """,
+        [
+            "lakehouse maintain --table bronze_events --location aws-us --dry-run",
+            "lakehouse maintain --table gold_daily_demand_replica_azure_eu --location aws-us",
+        ],
     )
-    sub.add_parser(
-        "policy", help="the effective storage and compute sovereignty rules, as JSON"
-    ).set_defaults(handler=cmd_policy)
-    _add_simulate(sub)
-    _add_ingest_and_sync(sub)
-    _add_dagster(sub)
-    _add_maintain(sub)
-    _add_scan(sub)
-    _add_status(sub)
+    p.add_argument(
+        "--table",
+        required=True,
+        metavar="TABLE",
+        help=f"{tables}; it must live at --location (required)",
+    )
+    p.add_argument(
+        "--location",
+        required=True,
+        metavar="LOCATION",
+        help=f"where the table lives: {known.location} (required)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report what would be done only")
+    p.set_defaults(handler=cmd_maintain, touches=_maintain_touches)
+
+    p = _command(
+        sub,
+        "scan",
+        "find personal data by content in a table (JSON, no values)",
+        """
+        Reads a bounded sample of the table's data files and counts values that look like
+        personal data (privacy: patterns in lakehouse.yaml); runs only on a worker allowed to
+        process that location's personal data. docs/privacy.md.
+        """,
+        [
+            "lakehouse scan --table gold_daily_demand --location azure-eu",
+            "lakehouse scan --table silver_events --location aws-us --version 3 --max-files 8",
+        ],
+    )
+    p.add_argument(
+        "--table",
+        required=True,
+        metavar="TABLE",
+        help=f"{tables}, or any table under the location's tables/ (required)",
+    )
+    p.add_argument(
+        "--location",
+        required=True,
+        metavar="LOCATION",
+        help=f"where the table lives: {known.location} (required)",
+    )
+    p.add_argument(
+        "--version",
+        type=_number(int, 0),
+        metavar="N",
+        help="time travel: scan this Delta version, >= 0 (default: the latest)",
+    )
+    p.add_argument(
+        "--max-files",
+        type=_number(int, 1),
+        default=64,
+        metavar="N",
+        help="data files sampled at most, >= 1 (default %(default)s)",
+    )
+    p.add_argument(
+        "--rows-per-file",
+        type=_number(int, 1),
+        default=10_000,
+        metavar="N",
+        help="rows read of each file, >= 1 (default %(default)s)",
+    )
+    p.set_defaults(handler=cmd_scan, touches=_scan_touches)
+
+
+DESCRIPTION = """\
+Run and inspect the multicloud Delta lakehouse: simulate, ingest, sync, backfill, upkeep, health.
+
+Every command prints one JSON report on stdout (demo and status: tables; --json for JSON)
+and exits non-zero with a one-line error naming what was wrong. The long ones (demo, ingest,
+sync, backfill --wait) show their progress on stderr. 'lakehouse COMMAND --help' shows a
+command's options and examples.
+"""
+
+EPILOG = """\
+examples:
+  lakehouse info
+  lakehouse demo                      # what 'make run' runs
+  lakehouse status --recommend
+  lakehouse ingest --location aws-us --date 2026-10-01 --env local
+
+environment:
+  LAKEHOUSE_ENV                   the environment when --env is not given (default local)
+  LAKEHOUSE_CONFIG                another lakehouse.yaml
+  LAKEHOUSE_HOME                  where relative roots and state live (default: the project)
+  LAKEHOUSE_COMPUTE_JURISDICTION  the jurisdictions this worker may process (required in prod)
+  DAGSTER_HOME                    the Dagster instance (default .dagster/)
+  LAKEHOUSE_DEBUG=1               show the traceback of an unexpected error
+"""
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand, its help listing the configuration's names.
+
+    ``argv``'s ``--env`` picks the environment whose locations and tables the help lists;
+    the configuration is read here, when a command line is parsed, never at import.
+    """
+    known = known_names(argv)
+    parser = Parser(
+        prog="lakehouse",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=Formatter,
+    )
+    _add_env(parser, default=None)
+    parser.add_argument(
+        "--version", action="version", version=f"lakehouse {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_info_and_policy,
+        _add_simulate,
+        _add_ingest,
+        _add_sync,
+        _add_backfill,
+        _add_demo,
+        _add_maintain_and_scan,
+        _add_status,
+    ):
+        add(sub, known)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser by name."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a subcommand; print its JSON report, or a clear error and exit 1."""
-    args = build_parser().parse_args(argv)
+    """Run a subcommand; print its JSON report, or a clear error and exit 1 (2: a bad line)."""
+    line = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(line)
+    args, extra = parser.parse_known_args(line)
+    if extra:  # named by the subcommand, whose help lists the options it has
+        subcommands(parser)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.grants = require_compute(args)  # before the subcommand reads a byte
         report = args.handler(args)

@@ -55,30 +55,40 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         help="keep running: ingest what lands as it lands and report it to Dagster (no runs)",
     )
     p.add_argument(
-        "--poll-seconds", type=number(float, 0.01), default=1.0, help="between listings (--follow)"
+        "--poll-seconds",
+        type=number(float, 0.01),
+        default=1.0,
+        metavar="SECONDS",
+        help="with --follow: seconds between listings, >= 0.01 (default %(default)s)",
     )
     p.add_argument(
         "--linger-seconds",
         type=number(float, 0),
         default=4.0,
-        help="ingest a date once its oldest waiting object is this old, or a batch is full",
+        metavar="SECONDS",
+        help="ingest a date once its oldest waiting object is this old, or a batch is full, "
+        ">= 0 (default %(default)s)",
     )
     p.add_argument(
         "--max-idle-seconds",
         type=number(float, 0),
         default=None,
-        help="exit 0 after this long with nothing waiting (default: never)",
+        metavar="SECONDS",
+        help="exit 0 after this long with nothing waiting, >= 0 (default: never)",
     )
     p.add_argument(
         "--days-back",
         type=number(int, 0, 3660),
         default=2,
-        help="dates caught up at start (default 2)",
+        metavar="DAYS",
+        help="with --follow: landing dates caught up at start, 0..3660 (default %(default)s)",
     )
     p.add_argument(
         "--dagster-url",
         default=None,
-        help=f"report through this webserver (default: {URL_ENV}, else DAGSTER_HOME's instance)",
+        metavar="URL",
+        help=f"report through this webserver, e.g. http://127.0.0.1:3000 (default: {URL_ENV}, "
+        "else DAGSTER_HOME's instance)",
     )
 
 

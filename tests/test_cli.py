@@ -1,5 +1,6 @@
 """The lakehouse command: JSON reports, clear errors, non-zero exits."""
 
+import argparse
 import json
 
 import pytest
@@ -244,3 +245,150 @@ def test_ingest_full_reingests_the_same_rows(lake_home, capsys):
     assert len(first["batches"]) > 1 and again["batches"] == [] and again["ingested"] == 0
     assert full["reconciled"] and full["partitions"][0]["partition"] == first["partition"]
     assert full["partitions"][0]["ingested"] == first["ingested"]
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    from lakehouse.cli import build_parser, subcommands
+
+    return subcommands(build_parser(["--env", "local"]))
+
+
+def example_lines(parser) -> list[list[str]]:
+    """A parser's example lines as argv (without a variable prefix, comment or redirect)."""
+    import re
+    import shlex
+
+    lines = []
+    for line in (parser.epilog or "").splitlines():
+        words = shlex.split(re.split(r"\s[#>]", line)[0])
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words.pop(0)
+        if words[:1] == ["lakehouse"]:
+            lines.append(words[1:])
+    return lines
+
+
+@pytest.mark.parametrize("name", sorted(subparsers()))
+def test_every_subcommand_explains_itself_with_examples_that_parse(name):
+    import argparse
+
+    from lakehouse.cli import build_parser
+
+    parser = subparsers()[name]
+    summary, _, more = (parser.description or "").partition("\n\n")
+    assert summary and "\n" not in summary and len(summary) <= 78, summary
+    assert more.strip(), f"{name}: the description says only its first line"
+    examples = example_lines(parser)
+    assert examples and all(e[0] == name for e in examples), parser.epilog
+    for argv in examples:  # a stale example (a renamed option, a bad value) fails here
+        args = build_parser(argv).parse_args(argv)
+        assert args.command == name
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue
+        option = action.option_strings[-1]
+        assert action.help, f"{name} {option} has no help"
+        if action.nargs != 0:  # takes a value: its format, and its default or that it is required
+            assert action.metavar, f"{name} {option}: no metavar saying the value's format"
+            text = action.help % {"default": action.default}
+            assert "default" in text or "required" in text, f"{name} {option}: {text}"
+    assert "``" not in parser.format_help() and "``" not in (parser.description or "")
+
+
+def test_the_top_help_is_plain_text_listing_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "`" not in out and ":class:" not in out
+    for name in subparsers():
+        assert f"\n    {name}" in out, name
+    assert "--version" in out and "LAKEHOUSE_ENV" in out
+
+
+def test_help_lists_the_configured_locations_and_tables_or_goes_on_without_them(
+    tmp_path, monkeypatch, capsys
+):
+    with pytest.raises(SystemExit):
+        main(["maintain", "--help", "--env", "emulated"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "one of aws-us, azure-eu, gcp-apac (in emulated)" in out
+    assert "gold_daily_demand_replica_gcp_apac" in out and "bronze_events" in out
+    broken = tmp_path / "lakehouse.yaml"
+    broken.write_text("environments: [\n")
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(broken))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "a lake location ('lakehouse info' lists them)" in out and "aws-us," not in out
+
+
+def test_importing_the_cli_reads_no_configuration(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LAKEHOUSE_CONFIG": str(tmp_path / "missing.yaml")}
+    code = "import lakehouse.cli, lakehouse.cli as c; print(c.DEMO_END)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "2026-10-28", done.stderr
+
+
+def test_demo_help_shows_the_demos_days_and_events_as_the_demo_runs_them(capsys):
+    import inspect
+
+    from lakehouse import cli, demo
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    days = (cli.DEMO_END - cli.DEMO_START).days + 1
+    assert f"{cli.DEMO_START}..{cli.DEMO_END} ({days} days)" in out
+    events = inspect.signature(demo.run_demo).parameters["events_per_day"].default
+    assert events == cli.DEMO_EVENTS_PER_DAY and f"{events:,} events a day" in out
+    assert f"apac five days before the end ({demo.demo_bad_day(cli.DEMO_END).day})" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info", "--env", "emulated"],
+        ["--env", "emulated", "info"],
+        ["--env=local", "info", "--env=emulated"],
+    ],
+)
+def test_env_is_accepted_before_or_after_the_command(argv, capsys):
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["environment"] == "emulated"
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"lakehouse {version('multicloud-lakehouse')}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "message"),
+    [
+        (["sync", "--from", "a", "--to", "b", "--bogus"], "lakehouse sync", "unrecognized arg"),
+        (["policy", "--verbose"], "lakehouse policy", "unrecognized arguments: --verbose"),
+        (["frob"], "lakehouse", "invalid choice: 'frob'"),
+        ([], "lakehouse", "the following arguments are required: COMMAND"),
+        (["sync", "--to", "b"], "lakehouse sync", "required: --from"),
+        (["ingest", "--location"], "lakehouse ingest", "--location: expected one argument"),
+        (["backfill", "--from", "2026-10-01", "--to", "2026-10-01"], "lakehouse backfill", "one"),
+    ],
+)
+def test_argparse_errors_are_one_line_with_where_to_look(argv, prog, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith(f"{prog}: error: ") and message in err, err
+    assert err.endswith(f" (try '{prog} --help')\n"), err
