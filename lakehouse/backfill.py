@@ -19,7 +19,6 @@ single-run as a ranged backfill and fails on those per-partition runs (docs/oper
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import dagster as dg
 
 from assets.automation import SPARK_TAG
 from assets.partitions import keys_between
+from pipelines.lake.config.environment import process_environment
 
 CLI_TAG = "lakehouse/backfill_cli"
 JOB_TAG = "lakehouse/backfill_job"  # the partitioned job a backfill stands for
@@ -167,7 +167,7 @@ def _in_process(
     instance: dg.DagsterInstance, workspace: Path, variables: dict[str, Any], env: str | None
 ) -> dict[str, Any]:
     """The mutation run by ``dagster-graphql`` against the workspace and the instance's home."""
-    environ = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    environ = {**process_environment(), "DAGSTER_HOME": str(instance.root_directory)}
     if env is not None:
         environ["LAKEHOUSE_ENV"] = env
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCS = ROOT / "docs" / "deploying.md"
-PACKAGES = ("pipelines", "assets", "resources", "jobs", "data_quality", "lakehouse")
+PACKAGES = ("pipelines", "assets", "resources", "jobs", "data_quality", "lakehouse", "devtools")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]+$")
 
 # Keys the chart's schema (helm/dagster/schema, chart 1.13) accepts where these values set them.
@@ -545,9 +545,14 @@ def _read_names(node: ast.AST) -> list[ast.AST]:
         func = node.func
         if func.attr in ("get", "setdefault", "pop") and _is_environ(func.value):
             return node.args[:1]
-        if func.attr in ("getenv", "EnvVar"):
+        if func.attr in ("getenv", "EnvVar", "env"):
             return node.args[:1]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "EnvVar":
+    # dg.EnvVar, and the product's one reader (pipelines.lake.config.environment.env)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("EnvVar", "env")
+    ):
         return node.args[:1]
     if isinstance(node, ast.Subscript) and _is_environ(node.value):
         return [node.slice]

@@ -26,7 +26,11 @@ COMMAND = re.compile(
 # Named on purpose although they do not exist: what the docs say is not built yet.
 NOT_BUILT = {"lakehouse erase": "docs/privacy.md lists it under 'Not done yet' (issue #29)"}
 # Flags of other tools that the docs quote alone.
-FOREIGN_FLAGS = {"-c": "pip's constraints file", "--dagster-pipes-context": "Dagster Pipes"}
+FOREIGN_FLAGS = {
+    "-c": "pip's constraints file",
+    "--dagster-pipes-context": "Dagster Pipes",
+    "--container-context": "dagster api grpc (the Helm chart's code-location args)",
+}
 
 
 def code_of(doc: Path) -> list[tuple[int, str]]:

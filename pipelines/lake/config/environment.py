@@ -170,7 +170,7 @@ VARIABLES: dict[str, Variable] = {
             "FAKE_GCS_LOG_LEVEL",
             "fake-gcs-server's log level (emulators only)",
             "error",
-            "lakehouse/emulators.py",
+            "devtools/emulators.py",
         ),
     )
 }
