@@ -5,8 +5,8 @@
 --wait``) show their progress on stderr: a bar on a terminal, plain lines otherwise.
 
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``,
-``maintain``, ``scan``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code
-location for ``--env`` when called.
+``maintain``, ``scan``, ``erase``) run without Dagster; ``demo`` and ``backfill`` build the
+Dagster code location for ``--env`` when called.
 
 A subcommand that processes a location's personal data declares what it touches
 (:class:`Touches`); :func:`require_compute` checks it against the worker's
@@ -443,6 +443,111 @@ def _add_scan(sub: Any) -> None:
     p.set_defaults(handler=cmd_scan, touches=_scan_touches)
 
 
+def _erase_locations(cfg: LakeConfig, location: str | None) -> tuple[LakeLocation, ...]:
+    """The location named, or every location (the subject's region may be any of them)."""
+    return (cfg.location(location),) if location else tuple(cfg.locations.values())
+
+
+def _erase_touches(args: argparse.Namespace) -> Touches:
+    """Every personal table (and the request and receipt tables) at each location erased."""
+    from pipelines.lake.tables import TABLES
+
+    cfg = load_config(args.env)
+    personal = tuple(t.name for t in TABLES.values() if t.personal_data)
+    return Touches(cfg, _erase_locations(cfg, args.location), reads=personal, writes=personal)
+
+
+def cmd_erase(args: argparse.Namespace) -> dict[str, Any]:
+    """Serve one erasure request now (or record it for the sensor); a receipt per location."""
+    from pipelines.erasure.requests import ErasureRequest, submit
+    from pipelines.erasure.serve import serve_location
+    from pipelines.operations import maintenance
+    from pipelines.spark.transforms import PII_KEY_ENV, PiiKeyError
+
+    cfg = load_config(args.env)
+    locations = _erase_locations(cfg, args.location)
+    request = ErasureRequest.new(args.customer_id, args.email)
+    if args.defer:
+        if not args.location:
+            raise ValueError("--defer records the request at one location: give --location")
+        submit(locations[0], locations[0].storage_options(), request)
+        return {"request_id": request.request_id, "location": args.location, "status": "pending"}
+    key = os.environ.get(PII_KEY_ENV, "")
+    if not key:
+        raise PiiKeyError(f"the pseudonymization key is empty: set {PII_KEY_ENV}")
+    pins = maintenance.registry_pins(maintenance.default_tracking(cfg), cfg.maintenance)
+    done = [serve_location(cfg, loc, [request], key, model_pins_of=pins) for loc in locations]
+    report = {
+        "request_id": request.request_id,
+        "subject_hash": request.subject_hash(key),
+        "verified_absent": all(not d.read_back.found for d in done),
+        "files_rewritten": sum(d.files_rewritten for d in done),
+        "bytes_rewritten": sum(d.bytes_rewritten for d in done),
+        "locations": [
+            {
+                "location": d.location,
+                "jurisdiction": d.jurisdiction,
+                "tables": d.tables,
+                "landing": d.landing.as_dict(),
+                "scanned": d.read_back.scanned,
+                "files_scanned": d.read_back.files_scanned,
+                "bytes_scanned": d.read_back.bytes_scanned,
+                "files_holding_subject": len(d.read_back.found.get(request.request_id, [])),
+                "seconds": d.seconds,
+            }
+            for d in done
+        ],
+    }
+    left = [(d.location, p) for d in done for p in d.read_back.found.get(request.request_id, [])]
+    if left:
+        raise RuntimeError(
+            f"request {request.request_id}: the subject is still found in {len(left)} file(s) "
+            f"after erasure (first: {left[0][0]} {left[0][1]}); the receipt says so"
+        )
+    return report
+
+
+ERASE_EXAMPLES = """examples:
+  lakehouse erase --customer-id eu-000042 --email customer42@eu.example.com --location azure-eu
+  lakehouse erase --customer-id us-000007       # every location: the worker must serve them all
+  lakehouse erase --customer-id eu-000042 --location azure-eu --defer   # for the Dagster sensor
+
+Prints JSON: the request id, the subject's keyed hash (never the identifiers), per location every
+table, version and file rewritten or removed, the landing objects rewritten, what was scanned,
+and the read-back. Exits 1 when the read-back still finds the subject (the receipt says where).
+Needs LAKEHOUSE_PII_KEY (silver's key) to find silver's rows by their keyed hash."""
+
+
+def _add_erase(sub: Any) -> None:
+    p = sub.add_parser(
+        "erase",
+        help="erase a data subject from every personal table, kept version and landing object",
+        description=(
+            "Serve a data subject's erasure request (GDPR Art. 17, CCPA deletion): delete their\n"
+            "rows from bronze, the quarantine (raw records included) and silver (by keyed hash),\n"
+            "remove older versions' files and scrub log entries that still hold them (erasure\n"
+            "wins over retention), rewrite the landing objects holding their records, verify by\n"
+            "reading every file back, and write a receipt (docs/privacy.md)."
+        ),
+        epilog=ERASE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--customer-id", required=True, help="the subject's customer id, as the events carry it"
+    )
+    p.add_argument("--email", help="the subject's e-mail address (compared case-insensitively)")
+    p.add_argument(
+        "--location",
+        help="the location holding the subject's region (default: every location)",
+    )
+    p.add_argument(
+        "--defer",
+        action="store_true",
+        help="record the request at --location for the Dagster sensor instead of serving it now",
+    )
+    p.set_defaults(handler=cmd_erase, touches=_erase_touches)
+
+
 def _add_maintain(sub: Any) -> None:
     p = sub.add_parser(
         "maintain",
@@ -765,6 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dagster(sub)
     _add_maintain(sub)
     _add_scan(sub)
+    _add_erase(sub)
     _add_status(sub)
     return parser
 

@@ -438,6 +438,8 @@ def test_lakehouse_policy_prints_the_storage_and_compute_rules(monkeypatch, caps
         "bronze_quarantine",
         "bronze_ingest_ledger",
         "silver_events",
+        "erasure_requests",
+        "erasure_receipts",
     ]
     assert storage_rules["allowed_routes"]["EU"] == ["EU", "US", "APAC"]
     assert "email" in storage_rules["content_detectors"]
