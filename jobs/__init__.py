@@ -9,6 +9,7 @@ import dagster as dg
 from assets.partitions import Partitions
 from jobs.alerts import check_failure_sensor, run_failure_sensor
 from jobs.automation import automation_sensors
+from jobs.erasure import build_erasure_automation
 from jobs.health import build_freshness_checks, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
@@ -42,6 +43,7 @@ def build_automation(
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
     freshness = build_freshness_checks(cfg)
     full_check = build_full_check(cfg)
+    erasure = build_erasure_automation(cfg)
     return Automation(
         jobs=[
             ingest.job,
@@ -53,6 +55,8 @@ def build_automation(
             health_job,
             freshness.job,
             full_check.job,
+            erasure.job,
+            erasure.deadline_job,
         ],
         schedules=[
             ingest.schedule,
@@ -60,6 +64,7 @@ def build_automation(
             upkeep_schedule,
             freshness.schedule,
             full_check.schedule,
+            erasure.deadline_schedule,
         ],
         sensors=[
             ingest.sensor,
@@ -67,6 +72,7 @@ def build_automation(
             run_failure_sensor,
             check_failure_sensor,
             *automation_sensors(cfg),
+            erasure.sensor,
             *([chain] if chain else []),
         ],
     )

@@ -134,6 +134,17 @@ def waiting(location: LakeLocation, options: Mapping[str, str]) -> list[tuple[st
     return sorted(out, key=lambda r: r[1])
 
 
+def unverified(location: LakeLocation, options: Mapping[str, str]) -> list[str]:
+    """Ids of requests served without the read-back finding the subject nowhere."""
+    cols = ["request_id", "verified_absent"]
+    rows = _read(location.table_uri(ERASURE_RECEIPTS.name), options, cols)
+    if rows is None:
+        return []
+    return sorted(
+        str(i) for i, ok in zip(*(rows[c].to_pylist() for c in cols), strict=True) if not ok
+    )
+
+
 def pending(location: LakeLocation, options: Mapping[str, str]) -> list[ErasureRequest]:
     """The pending requests with their identifiers (for the step that serves them)."""
     rows = _read(location.table_uri(ERASURE_REQUESTS.name), options, ERASURE_REQUEST_SCHEMA.names)
