@@ -18,7 +18,19 @@ of the same keys; both written as Delta and scanned through the same path the sy
 (``scan_delta``). The Spark transforms are not run here (no JVM); their text columns are the
 same keys (region, sku, category, currency).
 
-Size knob: ``BENCH_ROWS`` (corpus values for the throughput figure, default 300000).
+Erasure: a week of the simulator's events landed at azure-eu (Event Hubs Capture Avro) and
+ingested, silver-shaped rows pseudonymized with the key as the Spark transform does, gold built
+and replicated to the ML home by the sync; then 100 subjects present in bronze are erased in one
+batch (``serve_location``). ``files_rewritten`` counts data files the deletes rewrote, kept files
+removed, commits and checkpoints scrubbed and landing objects rewritten; ``bytes_rewritten`` the
+bytes written (new data files and landing objects); ``verified_absent`` is this module's own
+scan of every file of both locations (raw, Parquet decoded, Avro bodies); ``replicas_consistent``
+compares the gold replica's files before and after. No model is registered: ``models_marked``
+and ``models_retrained`` are null (not built).
+
+Size knobs: ``BENCH_ROWS`` (corpus values for the throughput figure, default 300000),
+``BENCH_ERASE_DAYS`` (days landed for the erasure, default 7), ``BENCH_ERASE_EVENTS`` (events
+per day, default 2000).
 """
 
 from __future__ import annotations
@@ -256,6 +268,106 @@ def demo_gold(start: dt.date, days: int) -> pd.DataFrame:
     return gold
 
 
+def _raw_scan(root: Path, needles: list[bytes]) -> int:
+    """Files under ``root`` holding a needle: raw bytes, Parquet decoded, Avro bodies."""
+    import io
+
+    import fastavro
+    import pyarrow.parquet as pq
+
+    found = 0
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        text = data
+        if path.suffix == ".parquet":
+            text += str(pq.read_table(path).to_pylist()).encode()
+        elif path.suffix == ".avro":
+            rows = fastavro.reader(io.BytesIO(data))
+            text += b"\n".join(bytes(r.get("Body") or b"") for r in rows if isinstance(r, dict))
+        found += any(n in text for n in needles)
+    return found
+
+
+def _digest(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): hash(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str, object]:
+    """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures."""
+    from pipelines.erasure.requests import ErasureRequest, keyed_hash
+    from pipelines.erasure.serve import serve_location
+    from pipelines.ingest import engine as ingest
+    from pipelines.lake import delta
+    from pipelines.lake.config import load_config
+    from pipelines.lake.storage import open_storage
+    from pipelines.replication.sync import sync
+    from pipelines.simulation.simulate import land_day
+
+    os.environ["LAKEHOUSE_HOME"] = str(home)
+    key = "benchmark-key"
+    cfg = load_config("local")
+    loc = cfg.location("azure-eu")
+    storage = open_storage(loc.root_uri(), {})
+    start = dt.date(2026, 10, 1)
+    sim = SimulationConfig(
+        start=start, end=start + dt.timedelta(days=days - 1), events_per_day=events
+    )
+    for day in sim.days():
+        land_day(sim, loc, storage, day, "EUR")
+        ingest.ingest_partition(loc, {}, day)
+    bronze = delta.open_table(loc.table_uri("bronze_events"), {}).to_pyarrow_table()
+    silver = pa.table(
+        {
+            "date": pc.cast(bronze["event_ts"], pa.date32()),
+            "region": bronze["region"],
+            "event_id": bronze["event_id"],
+            "quantity": bronze["quantity"],
+            "customer_hash": [keyed_hash(key, c) for c in bronze["customer_id"].to_pylist()],
+            "email_hash": [
+                keyed_hash(key, (e or "").strip().lower()) for e in bronze["email"].to_pylist()
+            ],
+        }
+    )
+    write_deltalake(loc.table_uri("silver_events"), silver, partition_by=["date", "region"])
+    gold = pa.Table.from_pandas(
+        demo_gold(start, days).query("region == 'eu'"), preserve_index=False
+    )
+    gold = gold.cast(pa.schema([GOLD_SCHEMA.field(n) for n in gold.column_names]))
+    write_deltalake(loc.table_uri("gold_daily_demand"), gold, partition_by=["date", "region"])
+    replica = cfg.home.replica_uri("gold_daily_demand", loc.name)
+    sync(cfg, loc.table_uri("gold_daily_demand"), replica)
+    before = _digest(Path(replica))
+    lake_bytes = sum(p.stat().st_size for p in Path(loc.root_uri()).rglob("*") if p.is_file())
+    people = sorted(
+        set(zip(bronze["customer_id"].to_pylist(), bronze["email"].to_pylist(), strict=True))
+    )
+    chosen = random.Random(29).sample(people, subjects)
+    requests = [ErasureRequest.new(c, e) for c, e in chosen]
+    t0 = time.perf_counter()
+    done = serve_location(cfg, loc, requests, key)
+    seconds = time.perf_counter() - t0
+    needles = [v.encode() for c, e in chosen for v in (c, e)]
+    found = sum(_raw_scan(Path(cfg.location(n).root_uri()), needles) for n in cfg.locations)
+    return {
+        "erase_subjects": subjects,
+        "erase_events_deleted": sum(int(t["rows_deleted"]) for t in done.tables),
+        "erase_seconds": round(seconds, 2),
+        "files_rewritten": done.files_rewritten,
+        "bytes_rewritten": done.bytes_rewritten,
+        "lake_bytes": lake_bytes,
+        "bytes_rewritten_per_lake_byte": round(done.bytes_rewritten / max(lake_bytes, 1), 4),
+        "landing_objects_rewritten": len(done.landing.rewritten),
+        "landing_objects": done.landing.objects_scanned,
+        "bytes_scanned": done.read_back.bytes_scanned,
+        "verified_absent": found == 0 and not done.read_back.found,
+        "replicas_consistent": _digest(Path(replica)) == before,
+        "models_marked": None,
+        "models_retrained": None,
+    }
+
+
 def main() -> None:
     """Run the discovery benchmark; the JSON object is the last line."""
     values, labels = corpus(20_000)
@@ -296,6 +408,10 @@ def main() -> None:
         "naive_scan_mb_per_s": throughput(big, NAIVE),
         "throughput_values": len(big),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        days = int(os.environ.get("BENCH_ERASE_DAYS", "7"))
+        events = int(os.environ.get("BENCH_ERASE_EVENTS", "2000"))
+        result.update(erasure(Path(tmp), days, events))
     print(json.dumps(result))
 
 

@@ -42,7 +42,7 @@ from pipelines.lake.config import LakeConfig, LakeLocation
 from pipelines.lake.storage import Storage, open_storage
 from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
 from pipelines.operations import maintenance
-from pipelines.privacy.erase import Subject, TableErasure, erase_from_table
+from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
 
 RAW_COLUMNS = ("raw", "_rescued_data")
 
@@ -236,10 +236,14 @@ def serve_location(
     subject = subject_of(requests, key)
     out = LocationErasure(location.name, location.jurisdiction)
     removed: dict[str, dict[str, int]] = {}
-    for name in personal_tables(location, cfg):
+    present = []
+    for name in personal_tables(location, cfg):  # every table checked before any is changed
+        table = delta.open_table(location.table_uri(name), options)
+        if table is not None:
+            check_erasable(location.table_uri(name), table)
+            present.append(name)
+    for name in present:
         uri = location.table_uri(name)
-        if delta.open_table(uri, options) is None:
-            continue
         report = erase_from_table(uri, dict(options), subject, read_back=False)
         files, written = _bytes_written(uri, options, report.version_before, report.version_after)
         removed[{"bronze_events": "bronze", "bronze_quarantine": "quarantine"}.get(name, name)] = (

@@ -316,6 +316,25 @@ def _delete_predicate(subject: Subject, columns: Sequence[str], live: pa.Table) 
     return " OR ".join(p for p in parts if p) or None
 
 
+class NotErasableError(ValueError):
+    """A table this engine cannot erase from safely; the message names it and the remedy."""
+
+
+def check_erasable(uri: str, table: DeltaTable) -> None:
+    """Refuse a table with deletion vectors: delta-rs can neither read nor purge them.
+
+    Its rows hidden by a vector are still bytes in a live file, and a delete that rewrote such a
+    file without applying the vector would bring deleted rows back.
+    """
+    features = table.protocol().reader_features or []
+    if "deletionVectors" in features:
+        raise NotErasableError(
+            f"{uri} has the deletionVectors feature (written by Spark), which delta-rs cannot "
+            "read or purge: run REORG TABLE delta.`<uri>` APPLY (PURGE) and ALTER TABLE "
+            "delta.`<uri>` DROP FEATURE deletionVectors in Spark, then erase again"
+        )
+
+
 def _delete_rows(table: DeltaTable, subject: Subject) -> tuple[int, dict[str, int]]:
     """Delete the live rows holding the subject: rows deleted, and per landing object."""
     columns = [f.name for f in table.schema().fields]
@@ -375,6 +394,7 @@ def erase_from_table(
     table = open_table(uri, options)
     if table is None:
         raise FileNotFoundError(f"{uri} is not a Delta table")
+    check_erasable(uri, table)
     before = table.version()
     deleted, by_object = _delete_rows(table, subject)
     after = table.version()
