@@ -85,3 +85,10 @@ _.events_landed
 _.last_commit_at
 _.updated_at
 _.failures
+
+# What erasing a landing area did (pipelines/erasure/landing.py): reported whole by as_dict in
+# the receipt and the CLI's JSON.
+objects_scanned
+ledger_rows_updated
+_.objects_scanned
+_.ledger_rows_updated
