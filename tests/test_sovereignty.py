@@ -80,6 +80,7 @@ def test_every_step_that_touches_personal_data_declares_it(env):
     assert pii == [
         "bronze_events",
         "bronze_quarantine",
+        "erasure_receipts",  # erases the subject from every personal table of its location
         "gold_daily_demand",
         "lakehouse_health",  # counts the quarantine's reason kinds in every region
         "silver_events",
