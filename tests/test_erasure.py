@@ -97,3 +97,17 @@ def test_without_the_key_erase_refuses_in_one_line(lake, monkeypatch, capsys):
     assert cli.main(["erase", "--customer-id", customer, "--location", LOCATION]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "LAKEHOUSE_PII_KEY" in err and customer not in err
+
+
+def test_defer_records_a_request_for_the_sensor_and_erases_nothing(lake, capsys):
+    from pipelines.erasure import requests
+
+    loc, storage = lake["location"], lake["storage"]
+    customer, email = subject(loc)
+    holding = files_holding(storage, lake["needles"])
+    argv = ["erase", "--customer-id", customer, "--email", email, "--location", LOCATION]
+    assert cli.main([*argv, "--defer"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "pending" and customer not in str(report)
+    assert [i for i, _ in requests.waiting(loc, loc.storage_options())] == [report["request_id"]]
+    assert set(holding) <= set(files_holding(storage, lake["needles"]))  # + the request's row
