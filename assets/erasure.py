@@ -66,7 +66,8 @@ def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
         if not pending:
             empty = ERASURE_RECEIPT_SCHEMA.empty_table()
             return dg.MaterializeResult(metadata=meta, check_results=[gx.check(suite, empty)])
-        pins = maintenance.registry_pins(mlflow.tracking(), lake.config().maintenance)
+        track = mlflow.tracking()
+        pins = maintenance.registry_pins(track, lake.config().maintenance)
         done = serve.serve_location(
             lake.config(),
             loc,
@@ -74,6 +75,7 @@ def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
             pii.secret(),
             options_for=lake.storage_options,
             model_pins_of=pins,
+            tracking=track,
         )
         served = {r.request_id for r in pending}
         receipts = delta.open_table(loc.table_uri(ERASURE), options)
@@ -90,6 +92,10 @@ def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
                 "files_scanned": done.read_back.files_scanned,
                 "bytes_scanned": done.read_back.bytes_scanned,
                 "verified_absent": not done.read_back.found,
+                # read by erased_model_retrain_sensor: a marked model asks for retraining
+                "models_marked": len(done.models_marked),
+                "retraining_due": dg.MetadataValue.json(done.retraining_due),
+                "mlflow_artifacts": dg.MetadataValue.json(done.artifacts.as_dict()),
                 "receipts": dg.MetadataValue.json(
                     [
                         {

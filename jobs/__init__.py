@@ -14,7 +14,12 @@ from jobs.health import build_freshness_checks, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
-from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
+from jobs.ml import (
+    build_drift_retrain_sensor,
+    erased_model_retrain_sensor,
+    retrain_job,
+    weekly_retrain_schedule,
+)
 from jobs.spark import features_job, spark_job
 from jobs.sync import build_full_check, sync_job
 from pipelines.lake.config import LakeConfig
@@ -69,6 +74,7 @@ def build_automation(
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
+            erased_model_retrain_sensor,
             run_failure_sensor,
             check_failure_sensor,
             *automation_sensors(cfg),

@@ -475,20 +475,33 @@ def cmd_erase(args: argparse.Namespace) -> dict[str, Any]:
     key = os.environ.get(PII_KEY_ENV, "")
     if not key:
         raise PiiKeyError(f"the pseudonymization key is empty: set {PII_KEY_ENV}")
-    pins = maintenance.registry_pins(maintenance.default_tracking(cfg), cfg.maintenance)
-    done = [serve_location(cfg, loc, [request], key, model_pins_of=pins) for loc in locations]
+    tracking = maintenance.default_tracking(cfg)
+    pins = maintenance.registry_pins(tracking, cfg.maintenance)
+    done = [
+        serve_location(cfg, loc, [request], key, model_pins_of=pins, tracking=tracking)
+        for loc in locations
+    ]
+    due = done[-1].retraining_due if done else []
     report = {
         "request_id": request.request_id,
         "subject_hash": request.subject_hash(key),
         "verified_absent": all(not d.read_back.found for d in done),
         "files_rewritten": sum(d.files_rewritten for d in done),
         "bytes_rewritten": sum(d.bytes_rewritten for d in done),
+        "models_marked": [m for d in done for m in d.models_marked],
+        "retraining_due": [
+            f"model {m['model']} v{m['version']} ({', '.join(m['aliases'])}) was trained on "
+            "erased data: retrain it (materialize demand_model, or retrain_job); the next "
+            "training run does not keep it as champion"
+            for m in due
+        ],
         "locations": [
             {
                 "location": d.location,
                 "jurisdiction": d.jurisdiction,
                 "tables": d.tables,
                 "landing": d.landing.as_dict(),
+                "mlflow_artifacts": d.artifacts.as_dict(),
                 "scanned": d.read_back.scanned,
                 "files_scanned": d.read_back.files_scanned,
                 "bytes_scanned": d.read_back.bytes_scanned,

@@ -165,4 +165,5 @@ def test_sensors_are_registered():
         "spark_automation_sensor",
         "automation_sensor",
         "erasure_request_sensor",  # pending erasure requests: state Dagster does not have
+        "erased_model_retrain_sensor",  # an erasure marked a model: retrain (docs/privacy.md)
     }

@@ -35,12 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.erasure.landing import LandingErasure, erase_landing
+from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, scan_artifacts
 from pipelines.erasure.requests import ErasureRequest, write_receipts
 from pipelines.ingest import capture
 from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, LakeLocation
 from pipelines.lake.storage import Storage, open_storage
 from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
+from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
 from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
 
@@ -160,6 +162,10 @@ class LocationErasure:
     tables: list[dict[str, Any]] = field(default_factory=list)
     landing: LandingErasure = field(default_factory=LandingErasure)
     read_back: ReadBack = field(default_factory=ReadBack)
+    # model versions pinned to a version the erasure cost, and the aliases still needing a retrain
+    models_marked: list[dict[str, Any]] = field(default_factory=list)
+    retraining_due: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: ArtifactScan = field(default_factory=ArtifactScan)  # the first pass, removing
     seconds: float = 0.0
 
     @property
@@ -188,6 +194,10 @@ class LocationErasure:
             "served_at": served,
             "tables": json.dumps(self.tables, default=str),
             "landing": json.dumps(self.landing.as_dict()),
+            "models": json.dumps(
+                {"marked": self.models_marked, "retraining_due": self.retraining_due}
+            ),
+            "artifacts": json.dumps(self.artifacts.as_dict()),
             "scanned": json.dumps(self.read_back.scanned),
             "files_scanned": self.read_back.files_scanned,
             "bytes_scanned": self.read_back.bytes_scanned,
@@ -226,9 +236,15 @@ def serve_location(
     *,
     options_for: Callable[[LakeLocation], dict[str, str]] | None = None,
     model_pins_of: Callable[[str], list[maintenance.Pin]] | None = None,
+    tracking: Tracking | None = None,
     now: dt.datetime | None = None,
 ) -> LocationErasure:
-    """Erase ``requests``' subjects at ``location``, read back, write a receipt per request."""
+    """Erase ``requests``' subjects at ``location``, read back, write a receipt per request.
+
+    With ``tracking`` (the registry ``model_pins_of`` reads), the model versions pinned to a
+    version the erasure cost are marked, and the experiment's artifact store is scanned (an
+    artifact holding a subject removed) and read back with the location's files.
+    """
     t0 = time.perf_counter()
     options_for = options_for or (lambda loc: loc.storage_options())
     pins_of = model_pins_of or (lambda uri: [])
@@ -266,6 +282,9 @@ def serve_location(
                 "pinned_by": _pins_of(cfg, location, name, report, options_for, pins_of),
             }
         )
+    if tracking is not None:
+        out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
+        out.retraining_due = retraining_due(tracking)
     storage = open_storage(location.root_uri(), options)
     out.landing = erase_landing(location, storage, options, subject, removed)
     needles = {
@@ -276,7 +295,21 @@ def serve_location(
         ]
         for r in requests
     }
+    if tracking is not None:
+        out.artifacts = scan_artifacts(tracking, needles, remove=True)
     out.read_back = read_back(storage, location, needles)
+    if tracking is not None:  # read back independently of what the first pass removed
+        again = scan_artifacts(tracking, needles, remove=False)
+        out.read_back.files_scanned += again.files_scanned
+        out.read_back.bytes_scanned += again.bytes_scanned
+        out.read_back.scanned["mlflow_artifacts"] = {
+            "files": again.files_scanned,
+            "bytes": again.bytes_scanned,
+        }
+        for request_id, paths in again.found.items():
+            out.read_back.found.setdefault(request_id, []).extend(
+                f"{again.root}/{p}" for p in paths
+            )
     out.seconds = round(time.perf_counter() - t0, 3)
     served = now or dt.datetime.now(dt.UTC)
     write_receipts(location, options, [out.receipt(r, key, served) for r in requests])

@@ -249,6 +249,8 @@ ERASURE_RECEIPT_SCHEMA = pa.schema(
         ("served_at", pa.timestamp("us", tz="UTC")),
         ("tables", pa.string()),
         ("landing", pa.string()),
+        ("models", pa.string()),  # JSON: model versions marked, retraining still due
+        ("artifacts", pa.string()),  # JSON: the MLflow artifact store scanned, what was removed
         ("scanned", pa.string()),
         ("files_scanned", pa.int64()),
         ("bytes_scanned", pa.int64()),
