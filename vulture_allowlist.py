@@ -92,3 +92,10 @@ RESOURCE_SECRETS  # pipelines/lake/config/environment.py: the dg.EnvVar secrets,
 
 # argparse calls its formatter's hook (lakehouse/cli.py: options wrapped, never inside a name).
 _._split_lines
+
+# What erasing a landing area did (pipelines/erasure/landing.py): reported whole by as_dict in
+# the receipt and the CLI's JSON.
+objects_scanned
+ledger_rows_updated
+_.objects_scanned
+_.ledger_rows_updated

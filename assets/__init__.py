@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.automation import with_automation
 from assets.bronze import build_bronze
+from assets.erasure import build_deadline_check, build_erasure
 from assets.features import build_features
 from assets.freshness import build_region_freshness, with_freshness
 from assets.gold import build_gold
@@ -24,8 +25,9 @@ from pipelines.lake.config import LakeConfig
 def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
     """Every asset of the environment, with freshness policies and automation conditions.
 
-    Also the health view over all of them, the per-region freshness checks of bronze and each
-    replica's weekly full comparison with its source.
+    Also the health view over all of them, the per-region freshness checks of bronze, each
+    replica's weekly full comparison with its source, and the erasure of data subjects (served
+    by its sensor, not by automation) with its deadline check.
     """
     replicas = build_replicas(cfg, suites)
     assets = [
@@ -41,4 +43,12 @@ def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.
     measured += [a.key for a in replicas]
     timed = [key for a in built for key in a.keys]
     health = build_health(cfg, suites, measured, timed)
-    return [*built, health, build_region_freshness(cfg.region_codes), *build_full_checks(cfg)]
+    erasure = build_erasure(cfg, suites[tables.ERASURE_RECEIPTS.name])
+    return [
+        *built,
+        health,
+        erasure,
+        build_deadline_check(cfg),
+        build_region_freshness(cfg.region_codes),
+        *build_full_checks(cfg),
+    ]

@@ -192,6 +192,29 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             "segment and feature.",
         ),
         Suite(
+            tables.ERASURE_RECEIPTS.name,
+            (
+                _columns(tables.ERASURE_RECEIPTS),
+                Expect("ExpectColumnValuesToNotBeNull", {"column": "request_id"}),
+                Expect("ExpectColumnValuesToBeUnique", {"column": "request_id"}),
+                Expect("ExpectColumnValueLengthsToEqual", {"column": "subject_hash", "value": 64}),
+                Expect(
+                    "ExpectColumnValuesToBeInSet",
+                    {"column": "verified_absent", "value_set": [True]},
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "files_holding_subject", "min_value": 0, "max_value": 0},
+                ),
+                Expect(
+                    "ExpectColumnValuesToBeBetween", {"column": "files_scanned", "min_value": 1}
+                ),
+            ),
+            blocking=False,
+            description="Erasure receipts: one per request served, the subject by a 64-hex keyed "
+            "hash, found in no file by the read-back.",
+        ),
+        Suite(
             tables.HEALTH.name,
             (
                 _columns(tables.HEALTH),

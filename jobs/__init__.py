@@ -9,11 +9,17 @@ import dagster as dg
 from assets.partitions import Partitions
 from jobs.alerts import check_failure_sensor, run_failure_sensor
 from jobs.automation import automation_sensors
+from jobs.erasure import build_erasure_automation
 from jobs.health import build_freshness_checks, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
-from jobs.ml import build_drift_retrain_sensor, retrain_job, weekly_retrain_schedule
+from jobs.ml import (
+    build_drift_retrain_sensor,
+    erased_model_retrain_sensor,
+    retrain_job,
+    weekly_retrain_schedule,
+)
 from jobs.spark import features_job, spark_job
 from jobs.sync import build_full_check, sync_job
 from pipelines.lake.config import LakeConfig
@@ -42,6 +48,7 @@ def build_automation(
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
     freshness = build_freshness_checks(cfg)
     full_check = build_full_check(cfg)
+    erasure = build_erasure_automation(cfg)
     return Automation(
         jobs=[
             ingest.job,
@@ -53,6 +60,8 @@ def build_automation(
             health_job,
             freshness.job,
             full_check.job,
+            erasure.job,
+            erasure.deadline_job,
         ],
         schedules=[
             ingest.schedule,
@@ -60,13 +69,16 @@ def build_automation(
             upkeep_schedule,
             freshness.schedule,
             full_check.schedule,
+            erasure.deadline_schedule,
         ],
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
+            erased_model_retrain_sensor,
             run_failure_sensor,
             check_failure_sensor,
             *automation_sensors(cfg),
+            erasure.sensor,
             *([chain] if chain else []),
         ],
     )

@@ -1,4 +1,4 @@
-"""Retraining: the retrain job, the drift sensor that requests it, a weekly schedule."""
+"""Retraining: the retrain job, the drift and erasure sensors that request it, a weekly schedule."""
 
 import json
 import time
@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.erasure import ERASURE
 from assets.ml import DRIFT, MODEL, REASON_TAG, SOURCE_TAG, TRIGGER_TAG
 
 retrain_job = dg.define_asset_job(
@@ -115,3 +116,48 @@ def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     scheduled = context.scheduled_execution_time
     key = scheduled.isoformat() if scheduled else "manual"
     return dg.RunRequest(run_key=f"weekly:{key}", tags={TRIGGER_TAG: "weekly_retrain_schedule"})
+
+
+def evaluate_erasure_triggers(
+    instance: dg.DagsterInstance, cursor: str | None
+) -> tuple[list[dg.RunRequest], str]:
+    """erasure_receipts materializations that marked a model become retraining requests.
+
+    No cooldown: a champion trained on erased data is replaced as soon as possible. One request
+    per materialization (its storage id is the run key); the cursor is the last event read.
+    """
+    after = int(cursor) if cursor else 0
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(ERASURE), after_storage_id=after or None),
+        limit=MAX_RECORDS,
+        ascending=True,
+    ).records
+    out = []
+    for rec in records:
+        after = max(after, rec.storage_id)
+        mat = rec.asset_materialization
+        marked = mat.metadata.get("models_marked") if mat is not None else None
+        if mat is None or marked is None or not marked.value:
+            continue
+        out.append(
+            dg.RunRequest(
+                run_key=f"{ERASURE}:{mat.partition}:{rec.storage_id}",
+                tags={
+                    TRIGGER_TAG: "erased_model_retrain_sensor",
+                    REASON_TAG: f"{marked.value} model version(s) trained on data erased at "
+                    f"{mat.partition}",
+                    "lakehouse/erasure_storage_id": str(rec.storage_id),
+                },
+            )
+        )
+    return out, str(after)
+
+
+@dg.sensor(
+    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def erased_model_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Requests retraining when an erasure marked a model as trained on erased data."""
+    requests, cursor = evaluate_erasure_triggers(context.instance, context.cursor)
+    skip = None if requests else "no erasure marked a model"
+    return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)

@@ -5,8 +5,8 @@
 --wait``) show their progress on stderr: a bar on a terminal, plain lines otherwise.
 
 Engine subcommands (``info``, ``policy``, ``simulate``, ``ingest``, ``sync``,
-``maintain``, ``scan``) run without Dagster; ``demo`` and ``backfill`` build the Dagster code
-location for ``--env`` when called.
+``maintain``, ``scan``, ``erase``) run without Dagster; ``demo`` and ``backfill`` build the
+Dagster code location for ``--env`` when called.
 
 A subcommand that processes a location's personal data declares what it touches
 (:class:`Touches`); :func:`require_compute` checks it against the worker's
@@ -427,6 +427,131 @@ def cmd_scan(args: argparse.Namespace) -> dict[str, Any]:
         **report,
         "mb_per_s": round(sample.bytes_read / 1e6 / seconds, 2),
     }
+
+
+def _erase_locations(cfg: LakeConfig, location: str | None) -> tuple[LakeLocation, ...]:
+    """The location named, or every location (the subject's region may be any of them)."""
+    return (cfg.location(location),) if location else tuple(cfg.locations.values())
+
+
+def _erase_touches(args: argparse.Namespace) -> Touches:
+    """Every personal table (and the request and receipt tables) at each location erased."""
+    from pipelines.lake.tables import TABLES
+
+    cfg = load_config(args.env)
+    personal = tuple(t.name for t in TABLES.values() if t.personal_data)
+    return Touches(cfg, _erase_locations(cfg, args.location), reads=personal, writes=personal)
+
+
+def cmd_erase(args: argparse.Namespace) -> dict[str, Any]:
+    """Serve one erasure request now (or record it for the sensor); a receipt per location."""
+    from pipelines.erasure.requests import ErasureRequest, submit
+    from pipelines.erasure.serve import serve_location
+    from pipelines.operations import maintenance
+    from pipelines.spark.transforms import PII_KEY_ENV, PiiKeyError
+
+    cfg = load_config(args.env)
+    locations = _erase_locations(cfg, args.location)
+    request = ErasureRequest.new(args.customer_id, args.email)
+    if args.defer:
+        if not args.location:
+            raise ValueError("--defer records the request at one location: give --location")
+        submit(locations[0], locations[0].storage_options(), request)
+        return {"request_id": request.request_id, "location": args.location, "status": "pending"}
+    key = env(PII_KEY_ENV) or ""
+    if not key:
+        raise PiiKeyError(f"the pseudonymization key is empty: set {PII_KEY_ENV}")
+    tracking = maintenance.default_tracking(cfg)
+    pins = maintenance.registry_pins(tracking, cfg.maintenance)
+    done = [
+        serve_location(cfg, loc, [request], key, model_pins_of=pins, tracking=tracking)
+        for loc in locations
+    ]
+    due = done[-1].retraining_due if done else []
+    report = {
+        "request_id": request.request_id,
+        "subject_hash": request.subject_hash(key),
+        "verified_absent": all(not d.read_back.found for d in done),
+        "files_rewritten": sum(d.files_rewritten for d in done),
+        "bytes_rewritten": sum(d.bytes_rewritten for d in done),
+        "models_marked": [m for d in done for m in d.models_marked],
+        "retraining_due": [
+            f"model {m['model']} v{m['version']} ({', '.join(m['aliases'])}) was trained on "
+            "erased data: retrain it (materialize demand_model, or retrain_job); the next "
+            "training run does not keep it as champion"
+            for m in due
+        ],
+        "locations": [
+            {
+                "location": d.location,
+                "jurisdiction": d.jurisdiction,
+                "tables": d.tables,
+                "landing": d.landing.as_dict(),
+                "mlflow_artifacts": d.artifacts.as_dict(),
+                "scanned": d.read_back.scanned,
+                "files_scanned": d.read_back.files_scanned,
+                "bytes_scanned": d.read_back.bytes_scanned,
+                "files_holding_subject": len(d.read_back.found.get(request.request_id, [])),
+                "seconds": d.seconds,
+            }
+            for d in done
+        ],
+    }
+    left = [(d.location, p) for d in done for p in d.read_back.found.get(request.request_id, [])]
+    if left:
+        raise RuntimeError(
+            f"request {request.request_id}: the subject is still found in {len(left)} file(s) "
+            f"after erasure (first: {left[0][0]} {left[0][1]}); the receipt says so"
+        )
+    return report
+
+
+def _add_erase(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "erase",
+        "erase a data subject from every personal table, kept version and landing object",
+        """
+        Serves a data subject's erasure request (GDPR Art. 17, CCPA deletion): deletes their
+        rows from bronze, the quarantine (raw records included) and silver (by keyed hash),
+        removes older versions' files and scrubs log entries that still hold them (erasure
+        wins over retention), rewrites the landing objects holding their records, verifies by
+        reading every file back, and writes a receipt. Prints JSON: the request id, the
+        subject's keyed hash (never the identifiers), per location every table, version and
+        file rewritten or removed, what was scanned, and the read-back; exits 1 when the
+        read-back still finds the subject. Needs LAKEHOUSE_PII_KEY (silver's key).
+        docs/privacy.md.
+        """,
+        [
+            "lakehouse erase --customer-id eu-000042 --email customer42@eu.example.com "
+            "--location azure-eu",
+            "lakehouse erase --customer-id us-000007",
+            "lakehouse erase --customer-id eu-000042 --location azure-eu --defer",
+        ],
+    )
+    p.add_argument(
+        "--customer-id",
+        required=True,
+        metavar="ID",
+        help="the subject's customer id, as the events carry it (required)",
+    )
+    p.add_argument(
+        "--email",
+        metavar="ADDRESS",
+        help="the subject's e-mail address, compared case-insensitively (default: none)",
+    )
+    p.add_argument(
+        "--location",
+        metavar="LOCATION",
+        help=f"the location holding the subject's region: {known.location} "
+        "(default: every location)",
+    )
+    p.add_argument(
+        "--defer",
+        action="store_true",
+        help="record the request at --location for the Dagster sensor instead of serving it now",
+    )
+    p.set_defaults(handler=cmd_erase, touches=_erase_touches)
 
 
 def _whole_graph(cfg: LakeConfig) -> Touches:
@@ -1252,6 +1377,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         _add_backfill,
         _add_demo,
         _add_maintain_and_scan,
+        _add_erase,
         _add_status,
     ):
         add(sub, known)

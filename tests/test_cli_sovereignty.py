@@ -37,6 +37,7 @@ def refused_invocations(home: Path) -> dict[str, list[str]]:
         "ingest": ["ingest", "--location", REFUSED_LOCATION, "--date", DAY],
         "maintain": ["maintain", "--table", "bronze_events", "--location", REFUSED_LOCATION],
         "scan": ["scan", "--table", "bronze_events", "--location", REFUSED_LOCATION],
+        "erase": ["erase", "--customer-id", "eu-000001", "--location", REFUSED_LOCATION],
         "sync": [
             "sync",
             "--from",

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines.privacy.erase import Subject, erase_from_table
+from pipelines.privacy.erase import NotErasableError, Subject, erase_from_table
 
 SUBJECT = Subject({"customer_id": ("c-000042",), "email": ("erin@example.org",)})
 
@@ -72,4 +72,13 @@ def test_a_table_without_the_subject_is_left_as_it_was(tmp_path):
     assert report.rows_deleted == 0 and report.version_after == 0 and report.verified_absent
     assert report.files_removed == [] and report.log_files_rewritten == []
     assert report.versions_lost == []
+    assert sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file()) == before
+
+
+def test_a_table_with_deletion_vectors_is_refused_before_anything_changes(tmp_path):
+    uri = str(tmp_path / "crm")
+    write_deltalake(uri, _batch([1, 42]), configuration={"delta.enableDeletionVectors": "true"})
+    before = sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file())
+    with pytest.raises(NotErasableError, match=r"deletionVectors feature .* REORG TABLE"):
+        erase_from_table(uri, {}, SUBJECT)
     assert sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file()) == before

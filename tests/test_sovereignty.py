@@ -80,6 +80,7 @@ def test_every_step_that_touches_personal_data_declares_it(env):
     assert pii == [
         "bronze_events",
         "bronze_quarantine",
+        "erasure_receipts",  # erases the subject from every personal table of its location
         "gold_daily_demand",
         "lakehouse_health",  # counts the quarantine's reason kinds in every region
         "silver_events",
@@ -438,6 +439,8 @@ def test_lakehouse_policy_prints_the_storage_and_compute_rules(monkeypatch, caps
         "bronze_quarantine",
         "bronze_ingest_ledger",
         "silver_events",
+        "erasure_requests",
+        "erasure_receipts",
     ]
     assert storage_rules["allowed_routes"]["EU"] == ["EU", "US", "APAC"]
     assert "email" in storage_rules["content_detectors"]

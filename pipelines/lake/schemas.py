@@ -224,3 +224,39 @@ LEDGER_SCHEMA = pa.schema(
         ("region", pa.string()),
     ]
 )
+
+# Erasure requests (pipelines/erasure/requests.py): one row per request, in the subject's region's
+# location. The identifiers are what the request must erase; serving it erases this row too.
+ERASURE_REQUEST_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("requested_at", pa.timestamp("us", tz="UTC")),
+        ("customer_id", pa.string()),
+        ("email", pa.string()),
+        ("date", pa.date32()),  # the day requested
+    ]
+)
+
+# Erasure receipts: one row per request and location served. The subject only as a keyed hash;
+# what was rewritten or removed, what was scanned and what the read-back found, as JSON text.
+ERASURE_RECEIPT_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("subject_hash", pa.string()),
+        ("location", pa.string()),
+        ("jurisdiction", pa.string()),
+        ("requested_at", pa.timestamp("us", tz="UTC")),
+        ("served_at", pa.timestamp("us", tz="UTC")),
+        ("tables", pa.string()),
+        ("landing", pa.string()),
+        ("models", pa.string()),  # JSON: model versions marked, retraining still due
+        ("artifacts", pa.string()),  # JSON: the MLflow artifact store scanned, what was removed
+        ("scanned", pa.string()),
+        ("files_scanned", pa.int64()),
+        ("bytes_scanned", pa.int64()),
+        ("files_holding_subject", pa.int64()),
+        ("verified_absent", pa.bool_()),
+        ("seconds", pa.float64()),
+        ("date", pa.date32()),  # the day served
+    ]
+)

@@ -18,6 +18,8 @@ from pipelines.lake.schemas import (
     BRONZE_PARTITION_BY,
     BRONZE_SCHEMA,
     DRIFT_SCHEMA,
+    ERASURE_RECEIPT_SCHEMA,
+    ERASURE_REQUEST_SCHEMA,
     FEATURES_PARTITION_BY,
     FEATURES_SCHEMA,
     FORECAST_SCHEMA,
@@ -143,8 +145,38 @@ HEALTH = _spec(
     "The platform's health and cost per region and day: counts, bytes, lag, egress, compute.",
 )
 
+ERASURE_REQUESTS = _spec(
+    "erasure_requests",
+    ERASURE_REQUEST_SCHEMA,
+    ("date",),
+    Role.REGION,
+    True,  # the identifiers to erase; serving a request erases its row with the rest
+    "Data subjects' erasure requests waiting to be served (GDPR Art. 17, CCPA deletion).",
+)
+ERASURE_RECEIPTS = _spec(
+    "erasure_receipts",
+    ERASURE_RECEIPT_SCHEMA,
+    ("date",),
+    Role.REGION,
+    True,  # a keyed hash of the subject is pseudonymized data: it stays in its jurisdiction
+    "One row per erasure request served: what was rewritten or removed, scanned and found.",
+)
+
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (BRONZE, QUARANTINE, LEDGER, SILVER, GOLD, FEATURES, FORECAST, DRIFT, HEALTH)
+    t.name: t
+    for t in (
+        BRONZE,
+        QUARANTINE,
+        LEDGER,
+        SILVER,
+        GOLD,
+        FEATURES,
+        FORECAST,
+        DRIFT,
+        HEALTH,
+        ERASURE_REQUESTS,
+        ERASURE_RECEIPTS,
+    )
 }
 
 

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# a model version trained on a table version that an erasure removed (the request ids)
+ERASED_TAG = "lakehouse.trained_on_erased"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -294,11 +296,20 @@ class RunRecord:
 
 
 def score_champion(tracking: Tracking, holdout: pd.DataFrame) -> ChampionScore:
-    """The current champion scored on ``holdout``; no metrics when there is none or it fails."""
+    """The current champion scored on ``holdout``; no metrics when there is none or it fails.
+
+    A champion marked as trained on erased data (:data:`ERASED_TAG`) is not scored: it is
+    replaced by a challenger that beats the baseline.
+    """
     champion = tracking.version_by_alias(CHAMPION)
     if champion is None:
         return ChampionScore(None, None)
     version = str(champion.version)
+    erased = (champion.tags or {}).get(ERASED_TAG)
+    if erased:  # it may not keep the alias by its score: the challenger must beat the baseline
+        return ChampionScore(
+            version, None, f"champion v{version} was trained on erased data (request {erased})"
+        )
     try:
         return ChampionScore(
             version, training.holdout_metrics(tracking.load_model(version), holdout)

@@ -9,9 +9,13 @@ The verification reads back, independently of the delete, every data file under 
 (decoded, not only raw bytes: Parquet pages are compressed) and every log file, and counts the
 subject's identifiers.
 
-Not yet: checkpoints holding an identifier (found by the verification, not rewritten), landing
-objects, the quarantine's ``raw`` bytes, silver by keyed hash, deletion
-vectors written by Spark, the request table, sensor and deadline, models, the receipt table.
+Rows are matched by exact value in identifying columns (``customer_id``, ``email``; silver's
+keyed hashes are the same thing one step removed) and, in columns that keep whole records (the
+quarantine's ``raw``, bronze's ``_rescued_data``), by each identifier found as a token. Rows
+matched in a raw column are deleted by their key (``source_object``, ``record_index``), so the
+delete's predicate names objects, not the subject. Checkpoints whose statistics hold an identifier
+are rewritten like commits. Serving a request over every table, landing object and location is
+:mod:`pipelines.erasure`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -37,9 +43,15 @@ LOG = "_delta_log/"
 
 @dataclass(frozen=True)
 class Subject:
-    """Who is erased: values per column that identify them (``customer_id``, ``email``)."""
+    """Who is erased: values per column that identify them (``customer_id``, ``email``).
+
+    ``tokens`` are searched for, as whole tokens, in ``raw_columns`` (columns that keep records
+    as landed); ``identifiers`` are compared exactly with their own column.
+    """
 
     identifiers: Mapping[str, tuple[str, ...]]
+    tokens: tuple[str, ...] = ()
+    raw_columns: tuple[str, ...] = ()
 
     def keyed_hash(self, key: str) -> str:
         """HMAC-SHA256 of the identifiers under ``key``: the receipt names the subject by this."""
@@ -55,9 +67,21 @@ class Subject:
         ]
         return " OR ".join(parts) or None
 
+    def values(self) -> set[str]:
+        """Every identifier and token."""
+        return {v for vals in self.identifiers.values() for v in vals} | set(self.tokens)
+
     def needles(self) -> list[bytes]:
         """Every identifier as bytes, for a scan of undecoded files (logs)."""
-        return sorted({v.encode() for vals in self.identifiers.values() for v in vals})
+        return sorted(v.encode() for v in self.values())
+
+    def token_pattern(self) -> str | None:
+        """An RE2 pattern matching any token not glued to a longer id or address."""
+        if not self.tokens:
+            return None
+        outside = r"[^A-Za-z0-9_@.+\-]"  # a token ends where an id or address cannot go on
+        alts = "|".join(re.escape(t) for t in sorted(self.tokens))
+        return f"(?:^|{outside})(?:{alts})(?:$|{outside})"
 
 
 @dataclass
@@ -72,6 +96,9 @@ class TableErasure:
     bytes_removed: int = 0
     # commits whose file statistics (min/max) held an identifier, rewritten without those bounds
     log_files_rewritten: list[str] = field(default_factory=list)
+    checkpoints_rewritten: list[str] = field(default_factory=list)
+    # rows deleted per landing object they came from (tables with ``source_object``)
+    rows_by_object: dict[str, int] = field(default_factory=dict)
     # kept versions that referenced a removed file: time travel to them now fails (the cost)
     versions_lost: list[int] = field(default_factory=list)
     files_scanned: int = 0
@@ -90,16 +117,51 @@ class TableErasure:
         return {**asdict(self), "verified_absent": self.verified_absent}
 
 
-def _holds(data: bytes, subject: Subject) -> bool:
-    """True when a Parquet file, decoded, holds one of the subject's identifiers."""
-    table = pq.read_table(io.BytesIO(data))
+def _is_text(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or (pa.types.is_large_binary(t))
+    )
+
+
+def _false(n: int) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.array([False] * n, pa.bool_())])
+
+
+def identifier_rows(table: pa.Table, subject: Subject) -> pa.ChunkedArray:
+    """A mask of the rows holding one of the subject's identifiers in its own column."""
+    mask = _false(table.num_rows)
     for column, values in subject.identifiers.items():
         if column in table.column_names and values:
             col = table.column(column)
-            text = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-            if text and pc.any(pc.is_in(col, pa.array(values, col.type))).as_py():
-                return True
-    return False
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                hit = pc.fill_null(pc.is_in(col, pa.array(values, col.type)), False)
+                mask = pc.or_(mask, hit)
+    return mask
+
+
+def raw_rows(table: pa.Table, subject: Subject) -> pa.ChunkedArray:
+    """A mask of the rows whose raw columns hold one of the subject's tokens."""
+    mask = _false(table.num_rows)
+    pattern = subject.token_pattern()
+    for column in subject.raw_columns:
+        if pattern and column in table.column_names and _is_text(table.schema.field(column).type):
+            hit = pc.fill_null(pc.match_substring_regex(table.column(column), pattern), False)
+            mask = pc.or_(mask, hit)
+    return mask
+
+
+def rows_holding(table: pa.Table, subject: Subject) -> pa.ChunkedArray:
+    """A mask of the rows holding the subject: an identifier in its column, a token in raw."""
+    return pc.or_(identifier_rows(table, subject), raw_rows(table, subject))
+
+
+def _holds(data: bytes, subject: Subject) -> bool:
+    """True when a Parquet file, decoded, holds one of the subject's identifiers."""
+    table = pq.read_table(io.BytesIO(data))
+    return bool(table.num_rows) and bool(pc.any(rows_holding(table, subject)).as_py())
 
 
 def _data_files(storage: Storage) -> list[tuple[str, int]]:
@@ -181,28 +243,164 @@ def scrub_commit(data: bytes, values: set[str]) -> bytes | None:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _scrub_value(node: object, values: set[str]) -> object:
+    """A checkpoint row's value without the identifiers: stats lose bounds, other strings go."""
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            if k == "stats" and isinstance(v, str):
+                stats = json.loads(v)
+                for bound in ("minValues", "maxValues"):
+                    if bound in stats:
+                        stats[bound] = _drop_bounds(stats[bound], values)
+                out[k] = json.dumps(stats, separators=(",", ":"))
+            else:
+                out[k] = _scrub_value(v, values)
+        return out
+    if isinstance(node, list):
+        return [_scrub_value(v, values) for v in node]
+    if isinstance(node, tuple):
+        return tuple(_scrub_value(v, values) for v in node)
+    if isinstance(node, str) and any(x in node for x in values):
+        return None
+    return node
+
+
+def scrub_checkpoint(data: bytes, values: set[str]) -> bytes | None:
+    """A checkpoint (Parquet) without the identifiers its statistics hold; None if clean.
+
+    The same rule as :func:`scrub_commit`: bounds are hints, a reader without them reads the
+    file; the schema and every action stay.
+    """
+    table = pq.read_table(io.BytesIO(data))
+    if not any(x in str(table.to_pylist()) for x in values):
+        return None
+    rows = [_scrub_value(row, values) for row in table.to_pylist()]
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out)
+    return out.getvalue()
+
+
 def _live(table: DeltaTable) -> list[str]:
     adds = table.get_add_actions(flatten=True)
     return [str(p) for p in pa.table(adds).column("path").to_pylist()]
 
 
-def erase_from_table(uri: str, options: dict[str, str], subject: Subject) -> TableErasure:
-    """Delete the subject's rows, remove older files that hold them, then verify by reading."""
+# what names one row of a table that keeps raw records: the quarantine's key, bronze's
+ROW_KEYS = (("source_object", "record_index"), ("source_object", "event_id"))
+
+
+def _delete_predicate(subject: Subject, columns: Sequence[str], live: pa.Table) -> str | None:
+    """What the delete removes: identifiers by value, rows matched in raw columns by their key.
+
+    A row matched only in a raw column is named by its key (``source_object`` and
+    ``record_index`` or ``event_id``), so the predicate (which delta-rs records) names objects
+    and events, not the subject.
+    """
+    parts = []
+    by_id = identifier_rows(live, subject)
+    if pc.any(by_id).as_py():
+        parts.append(subject.predicate(columns))
+    only_raw = live.filter(pc.and_(raw_rows(live, subject), pc.invert(by_id)))
+    if only_raw.num_rows:
+        keys = next((k for k in ROW_KEYS if all(c in live.column_names for c in k)), None)
+        if keys is None:
+            raise ValueError(f"rows matched in {subject.raw_columns} have no key to delete by")
+        rows = sorted({tuple(r[k] for k in keys) for r in only_raw.select(keys).to_pylist()})
+        parts += [
+            "("
+            + " AND ".join(f"{k} = {sql_literal(v)}" for k, v in zip(keys, row, strict=True))
+            + ")"
+            for row in rows
+        ]
+    return " OR ".join(p for p in parts if p) or None
+
+
+class NotErasableError(ValueError):
+    """A table this engine cannot erase from safely; the message names it and the remedy."""
+
+
+def check_erasable(uri: str, table: DeltaTable) -> None:
+    """Refuse a table with deletion vectors: delta-rs can neither read nor purge them.
+
+    Its rows hidden by a vector are still bytes in a live file, and a delete that rewrote such a
+    file without applying the vector would bring deleted rows back.
+    """
+    features = table.protocol().reader_features or []
+    if "deletionVectors" in features:
+        raise NotErasableError(
+            f"{uri} has the deletionVectors feature (written by Spark), which delta-rs cannot "
+            "read or purge: run REORG TABLE delta.`<uri>` APPLY (PURGE) and ALTER TABLE "
+            "delta.`<uri>` DROP FEATURE deletionVectors in Spark, then erase again"
+        )
+
+
+def _delete_rows(table: DeltaTable, subject: Subject) -> tuple[int, dict[str, int]]:
+    """Delete the live rows holding the subject: rows deleted, and per landing object."""
+    columns = [f.name for f in table.schema().fields]
+    if not any(c in columns for c in [*subject.identifiers, *subject.raw_columns]):
+        return 0, {}
+    wanted = [*subject.identifiers, *subject.raw_columns, *(c for k in ROW_KEYS for c in k)]
+    live_rows = table.to_pyarrow_table(columns=[c for c in dict.fromkeys(wanted) if c in columns])
+    matched = live_rows.filter(rows_holding(live_rows, subject))
+    predicate = _delete_predicate(subject, columns, live_rows) if matched.num_rows else None
+    if predicate is None:
+        return 0, {}
+    by_object: Counter[str] = Counter()
+    if "source_object" in matched.column_names:
+        by_object.update(str(k) for k in matched.column("source_object").to_pylist())
+    metrics = table.delete(predicate)
+    return int(metrics.get("num_deleted_rows", 0) or 0), dict(by_object)
+
+
+def _scrub_log(storage: Storage, values: set[str], report: TableErasure) -> None:
+    """Rewrite the commits and checkpoints that name an identifier."""
+    for info in list(storage.list(LOG)):
+        if info.path.endswith(".json"):
+            scrubbed = scrub_commit(storage.get(info.path), values)
+            if scrubbed is not None:
+                storage.put(info.path, scrubbed)
+                report.log_files_rewritten.append(info.path)
+        elif info.path.endswith(".parquet"):
+            scrubbed = scrub_checkpoint(storage.get(info.path), values)
+            if scrubbed is not None:
+                storage.put(info.path, scrubbed)
+                report.checkpoints_rewritten.append(info.path)
+
+
+def _versions_referencing(
+    uri: str, options: dict[str, str], gone: set[str], below: int
+) -> list[int]:
+    """The versions before ``below`` whose files include one of ``gone``."""
+    lost = []
+    for version in range(below) if gone else ():
+        try:
+            old = open_table(uri, options, version)
+        except Exception:
+            continue  # a version whose log entries upkeep already removed
+        if old is not None and gone & set(_live(old)):
+            lost.append(version)
+    return lost
+
+
+def erase_from_table(
+    uri: str, options: dict[str, str], subject: Subject, *, read_back: bool = True
+) -> TableErasure:
+    """Delete the subject's rows, remove older files that hold them, then verify by reading.
+
+    ``read_back=False`` leaves the verification to the caller (who reads back a whole location).
+    """
     t0 = time.perf_counter()
     table = open_table(uri, options)
     if table is None:
         raise FileNotFoundError(f"{uri} is not a Delta table")
+    check_erasable(uri, table)
     before = table.version()
-    columns = [f.name for f in table.schema().fields]
-    predicate = subject.predicate(columns)
-    deleted = 0
-    if predicate is not None:
-        metrics = table.delete(predicate)
-        deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+    deleted, by_object = _delete_rows(table, subject)
     after = table.version()
     live = set(_live(table))
     storage = open_storage(uri, options, create=False)
-    report = TableErasure(uri, before, after, deleted)
+    report = TableErasure(uri, before, after, deleted, rows_by_object=by_object)
     for path, size in _data_files(storage):
         if path in live:
             continue  # the delete rewrote every live file that held the subject
@@ -210,21 +408,10 @@ def erase_from_table(uri: str, options: dict[str, str], subject: Subject) -> Tab
             storage.delete(path)
             report.files_removed.append({"path": path, "bytes": size})
             report.bytes_removed += size
-    values = {v for vals in subject.identifiers.values() for v in vals}
-    for info in list(storage.list(LOG)):
-        if info.path.endswith(".json") and not info.path.endswith("_last_checkpoint"):
-            scrubbed = scrub_commit(storage.get(info.path), values)
-            if scrubbed is not None:
-                storage.put(info.path, scrubbed)
-                report.log_files_rewritten.append(info.path)
+    _scrub_log(storage, subject.values(), report)
     gone = {str(f["path"]) for f in report.files_removed}
-    for version in range(after):
-        try:
-            old = open_table(uri, options, version)
-        except Exception:
-            continue
-        if old is not None and gone & set(_live(old)):
-            report.versions_lost.append(version)
-    verify(storage, subject, report)
+    report.versions_lost = _versions_referencing(uri, options, gone, after)
+    if read_back:
+        verify(storage, subject, report)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report

@@ -183,7 +183,9 @@ def _refuse_personal(
         f"(run tag {cfg.compute.routing_tag}={loc.jurisdiction})",
         location=loc.name,
         data_jurisdiction=loc.jurisdiction,
-        data=f"personal data ({', '.join(personal)})",
+        # at most three named: a refusal is one line, and the whole graph touches many tables
+        data=f"personal data ({', '.join(personal[:3])}"
+        + (f" and {len(personal) - 3} more)" if len(personal) > 3 else ")"),
         worker=f"{worker.describe()} ({COMPUTE_ENV}={worker.raw!r})",
         rule=f"{rules} does not list {loc.jurisdiction} - {RULE}",
     )

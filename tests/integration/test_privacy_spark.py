@@ -37,3 +37,22 @@ def test_a_spark_table_with_deletion_vectors_is_refused_by_content(spark, lake_h
     ]
     with pytest.raises(PolicyError, match=r"column 'contact' holds email by content \(100 of"):
         sync(cfg, src, cfg.home.replica_uri("crm_notes", "azure-eu"))
+
+
+def test_erasure_refuses_a_spark_table_with_deletion_vectors_and_changes_nothing(spark, lake_home):
+    from pipelines.privacy.erase import NotErasableError, Subject, erase_from_table
+
+    src = str(lake_home / "crm_erase")
+    spark.sql(
+        f"CREATE TABLE delta.`{src}` (customer_id STRING, qty LONG) USING delta "
+        "TBLPROPERTIES (delta.enableDeletionVectors = true)"
+    )
+    spark.range(0, 50).selectExpr("concat('c-', id) AS customer_id", "id AS qty").coalesce(
+        1
+    ).write.format("delta").mode("append").save(src)
+    spark.sql(f"DELETE FROM delta.`{src}` WHERE qty = 7")  # c-7 hidden by a vector, still bytes
+    assert list(Path(src).rglob("deletion_vector_*.bin")), "Spark wrote no deletion vector"
+    before = {p: p.read_bytes() for p in Path(src).rglob("*") if p.is_file()}
+    with pytest.raises(NotErasableError, match=r"deletionVectors feature .* REORG TABLE"):
+        erase_from_table(src, {}, Subject({"customer_id": ("c-7",)}))
+    assert {p: p.read_bytes() for p in Path(src).rglob("*") if p.is_file()} == before

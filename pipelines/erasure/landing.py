@@ -1,0 +1,175 @@
+"""Landing objects rewritten without a subject's records, and the ingest ledger told.
+
+A landing object holding a subject's record is rewritten in place in its capture format
+(Firehose gzip NDJSON, Pub/Sub NDJSON, Event Hubs Capture and Pub/Sub Avro with their schema and
+codec kept), the other records unchanged and in order; an object left without records stays as an
+empty object of its format (a full re-ingest of its partition refuses a partition whose ingested
+objects are gone). One that cannot be decoded is deleted when its bytes hold the subject.
+
+The ledger keys an ingested object by (key, etag, size) (:mod:`pipelines.ingest.ledger`): a
+rewritten object would be taken for one rewritten by its producer and quarantined whole
+(``object_rewritten``). Its ``object`` rows are therefore updated in the same request to the new
+etag and size, and their counts lowered by the records removed (ingested, quarantined, or
+duplicates), so the next run skips it and every object still reconciles.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import fastavro
+
+from pipelines.ingest import capture, ledger
+from pipelines.lake import delta
+from pipelines.lake.config import LakeLocation
+from pipelines.lake.storage import Storage
+from pipelines.privacy.erase import Subject
+
+AVRO_BODY = {"eventhubs_capture": "Body", "pubsub_avro": "data"}
+
+
+@dataclass
+class LandingErasure:
+    """What erasing subjects from one location's landing area did."""
+
+    objects_scanned: int = 0
+    bytes_scanned: int = 0
+    rewritten: list[dict[str, object]] = field(default_factory=list)
+    deleted: list[dict[str, object]] = field(default_factory=list)
+    ledger_rows_updated: int = 0
+    bytes_rewritten: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (keys, sizes, counts; never a record)."""
+        return asdict(self)
+
+
+def _pattern(subject: Subject) -> re.Pattern[bytes]:
+    """Any identifier as a token (the quarantine's rule, :meth:`Subject.token_pattern`)."""
+    values = sorted(subject.values())
+    outside = rb"[^A-Za-z0-9_@.+\-]"
+    alts = b"|".join(re.escape(v.encode()) for v in values)
+    return re.compile(rb"(?:^|" + outside + rb")(?:" + alts + rb")(?:$|" + outside + rb")")
+
+
+def _rewrite(fmt: str, data: bytes, holds: re.Pattern[bytes]) -> tuple[bytes, int] | None:
+    """The object without the records ``holds`` matches and how many went; None if none did."""
+    if fmt in ("firehose", "pubsub_text"):
+        text = gzip.decompress(data) if fmt == "firehose" else data
+        lines = text.split(b"\n")
+        kept = [line for line in lines if not holds.search(line)]
+        if len(kept) == len(lines):
+            return None
+        body = b"\n".join(kept)
+        return (gzip.compress(body, compresslevel=6) if fmt == "firehose" else body), len(
+            lines
+        ) - len(kept)
+    body_field = AVRO_BODY[fmt]
+    reader = fastavro.reader(io.BytesIO(data))
+    schema = reader.writer_schema
+    codec = reader.codec
+    rows = [r for r in reader if isinstance(r, dict)]
+    kept_rows = [r for r in rows if not holds.search(bytes(r.get(body_field) or b""))]
+    if len(kept_rows) == len(rows):
+        return None
+    out = io.BytesIO()
+    fastavro.writer(out, schema, kept_rows, codec=codec)
+    return out.getvalue(), len(rows) - len(kept_rows)
+
+
+def _landing_date(location: LakeLocation, key: str) -> object | None:
+    try:
+        return capture.landing_date_of(location.landing, key)
+    except ValueError:
+        return None
+
+
+def erase_landing(
+    location: LakeLocation,
+    storage: Storage,
+    options: Mapping[str, str],
+    subject: Subject,
+    removed_from: Mapping[str, Mapping[str, int]],
+) -> LandingErasure:
+    """Rewrite every landing object of ``location`` holding the subject; update the ledger.
+
+    ``removed_from`` maps ``bronze`` and ``quarantine`` to the rows the erasure deleted per
+    source object, which says how the removed records were counted when ingested.
+    """
+    report = LandingErasure()
+    holds = _pattern(subject)
+    needles = subject.needles()
+    fmt = location.landing.format
+    ledger_uri = location.table_uri(ledger.LEDGER_TABLE)
+    for info in list(storage.list(location.landing.prefix.strip("/") + "/")):
+        data = storage.get(info.path)
+        report.objects_scanned += 1
+        report.bytes_scanned += info.size
+        try:
+            done = _rewrite(fmt, data, holds)
+        except Exception:  # undecodable: nothing to keep; gone only if it holds the subject
+            if any(n in data for n in needles):
+                storage.delete(info.path)
+                report.deleted.append({"key": info.path, "bytes": info.size})
+            continue
+        if done is None:
+            continue
+        new, records = done
+        storage.put(info.path, new)
+        # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
+        folder = info.path.rsplit("/", 1)[0] + "/"
+        listed = [i for i in storage.list(folder) if i.path == info.path]
+        etag, size = (listed[0].etag, listed[0].size) if listed else (None, len(new))
+        report.rewritten.append(
+            {"key": info.path, "bytes_before": info.size, "bytes_after": size, "records": records}
+        )
+        report.bytes_rewritten += size
+        report.ledger_rows_updated += _update_ledger(
+            ledger_uri, options, location, info.path, (etag, size), records, removed_from
+        )
+    return report
+
+
+def _update_ledger(
+    uri: str,
+    options: Mapping[str, str],
+    location: LakeLocation,
+    key: str,
+    identity: tuple[str | None, int],
+    records: int,
+    removed_from: Mapping[str, Mapping[str, int]],
+) -> int:
+    """The object's ledger rows moved to its new identity and counts; rows updated."""
+    table = delta.open_table(uri, options)
+    if table is None:
+        return 0
+    ingested = removed_from.get("bronze", {}).get(key, 0)
+    quarantined = removed_from.get("quarantine", {}).get(key, 0)
+    duplicates = max(records - ingested - quarantined, 0)
+    where = f"kind = 'object' AND source_object = {delta.sql_literal(key)}"
+    day = _landing_date(location, key)
+    if day is not None:  # the partition's files only
+        part = {"landing_date": day, "region": location.region}
+        where = f"{delta.partition_predicate(part)} AND {where}"
+    etag, size = identity
+
+    def less(column: str, n: int) -> str:
+        # a finished batch may have been recorded twice, once with no records: never below 0
+        return f"CASE WHEN {column} >= {n} THEN {column} - {n} ELSE 0 END"
+
+    metrics = table.update(
+        updates={
+            "etag": delta.sql_literal(etag) if etag is not None else "NULL",
+            "size": str(size),
+            "records": less("records", records),
+            "ingested": less("ingested", ingested),
+            "quarantined": less("quarantined", quarantined),
+            "duplicates": less("duplicates", duplicates),
+        },
+        predicate=where,
+    )
+    return int(metrics.get("num_updated_rows", 0) or 0)

@@ -1,0 +1,180 @@
+"""The erasure request and receipt tables of a location, and what a request names.
+
+A request (``erasure_requests``, registered as personal data: it holds the identifiers to erase)
+lives in the location of the subject's region; serving it erases its row with everything else.
+A receipt (``erasure_receipts``) is written per request and location served; the subject is
+named there only by a keyed hash. A request is pending while it has a row and no receipt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import write_deltalake
+
+from pipelines.lake import delta
+from pipelines.lake.config import LakeLocation
+from pipelines.lake.schemas import ERASURE_RECEIPT_SCHEMA, ERASURE_REQUEST_SCHEMA
+from pipelines.lake.tables import ERASURE_RECEIPTS, ERASURE_REQUESTS
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as given; the message says what is wrong."""
+
+
+def normalize_email(email: str) -> str:
+    """E-mails compare case- and space-insensitively (silver hashes them so)."""
+    return email.strip().lower()
+
+
+def keyed_hash(key: str, value: str) -> str:
+    """HMAC-SHA256 as 64 hex characters: silver's pseudonym of a value under ``key``."""
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    """One data subject's request: who, and since when it waits."""
+
+    request_id: str
+    customer_id: str
+    email: str | None = None
+    requested_at: dt.datetime | None = None
+
+    @staticmethod
+    def new(
+        customer_id: str, email: str | None = None, now: dt.datetime | None = None
+    ) -> ErasureRequest:
+        """A request with a fresh id, checked: a customer id, an e-mail with an ``@``."""
+        customer_id = customer_id.strip()
+        if not customer_id or any(c in customer_id for c in "\n\r\t"):
+            raise RequestError(f"customer id {customer_id!r} is empty or holds a control character")
+        if email is not None and "@" not in email:
+            raise RequestError("the e-mail address holds no '@'")
+        at = now or dt.datetime.now(dt.UTC)
+        return ErasureRequest(f"er-{uuid.uuid4().hex[:16]}", customer_id, email, at)
+
+    def identifiers(self) -> dict[str, tuple[str, ...]]:
+        """The subject's raw identifiers per column (e-mail as given and normalized)."""
+        out: dict[str, tuple[str, ...]] = {"customer_id": (self.customer_id,)}
+        if self.email:
+            out["email"] = tuple(dict.fromkeys([self.email, normalize_email(self.email)]))
+        return out
+
+    def pseudonyms(self, key: str) -> dict[str, tuple[str, ...]]:
+        """The subject's keyed hashes per silver column."""
+        out: dict[str, tuple[str, ...]] = {"customer_hash": (keyed_hash(key, self.customer_id),)}
+        if self.email:
+            out["email_hash"] = (keyed_hash(key, normalize_email(self.email)),)
+        return out
+
+    def subject_hash(self, key: str) -> str:
+        """What a receipt names the subject by (never the identifiers)."""
+        text = f"customer_id={self.customer_id}|email={normalize_email(self.email or '')}"
+        return keyed_hash(key, text)
+
+
+def _write(uri: str, options: Mapping[str, str], rows: pa.Table) -> None:
+    target, opts = delta.deltalake_target(uri, options)
+    write_deltalake(
+        target,
+        rows,
+        mode="append",
+        partition_by=["date"],
+        storage_options=opts or None,  # type: ignore[arg-type]
+    )
+
+
+def submit(location: LakeLocation, options: Mapping[str, str], request: ErasureRequest) -> None:
+    """Record a request at the location holding the subject's region (the sensor serves it)."""
+    at = request.requested_at or dt.datetime.now(dt.UTC)
+    row = {
+        "request_id": [request.request_id],
+        "requested_at": [at],
+        "customer_id": [request.customer_id],
+        "email": [request.email],
+        "date": [at.date()],
+    }
+    _write(
+        location.table_uri(ERASURE_REQUESTS.name), options, pa.table(row, ERASURE_REQUEST_SCHEMA)
+    )
+
+
+def _read(uri: str, options: Mapping[str, str], columns: Sequence[str]) -> pa.Table | None:
+    table = delta.open_table(uri, options)
+    return None if table is None else table.to_pyarrow_table(columns=list(columns))
+
+
+def served_ids(location: LakeLocation, options: Mapping[str, str]) -> set[str]:
+    """Ids of the requests the location holds a receipt for."""
+    rows = _read(location.table_uri(ERASURE_RECEIPTS.name), options, ["request_id"])
+    return set() if rows is None else {str(r) for r in rows.column("request_id").to_pylist()}
+
+
+def waiting(location: LakeLocation, options: Mapping[str, str]) -> list[tuple[str, dt.datetime]]:
+    """``(request_id, requested_at)`` of every pending request, oldest first (no identifier)."""
+    rows = _read(location.table_uri(ERASURE_REQUESTS.name), options, ["request_id", "requested_at"])
+    if rows is None or not rows.num_rows:
+        return []
+    done = served_ids(location, options)
+    out = [
+        (str(i), at)
+        for i, at in zip(
+            rows["request_id"].to_pylist(), rows["requested_at"].to_pylist(), strict=True
+        )
+        if i not in done
+    ]
+    return sorted(out, key=lambda r: r[1])
+
+
+def unverified(location: LakeLocation, options: Mapping[str, str]) -> list[str]:
+    """Ids of requests served without the read-back finding the subject nowhere."""
+    cols = ["request_id", "verified_absent"]
+    rows = _read(location.table_uri(ERASURE_RECEIPTS.name), options, cols)
+    if rows is None:
+        return []
+    return sorted(
+        str(i) for i, ok in zip(*(rows[c].to_pylist() for c in cols), strict=True) if not ok
+    )
+
+
+def pending(location: LakeLocation, options: Mapping[str, str]) -> list[ErasureRequest]:
+    """The pending requests with their identifiers (for the step that serves them)."""
+    rows = _read(location.table_uri(ERASURE_REQUESTS.name), options, ERASURE_REQUEST_SCHEMA.names)
+    if rows is None or not rows.num_rows:
+        return []
+    done = served_ids(location, options)
+    if done:
+        rows = rows.filter(pc.invert(pc.is_in(rows["request_id"], pa.array(sorted(done)))))
+    return [
+        ErasureRequest(r["request_id"], r["customer_id"], r["email"], r["requested_at"])
+        for r in rows.to_pylist()
+    ]
+
+
+def overdue(
+    location: LakeLocation, options: Mapping[str, str], deadline_days: int, now: dt.datetime
+) -> list[tuple[str, float]]:
+    """``(request_id, age in days)`` of the pending requests older than the deadline."""
+    out = []
+    for request_id, at in waiting(location, options):
+        age = (now - at).total_seconds() / 86400
+        if age > deadline_days:
+            out.append((request_id, round(age, 2)))
+    return out
+
+
+def write_receipts(
+    location: LakeLocation, options: Mapping[str, str], rows: list[dict[str, object]]
+) -> None:
+    """Append receipt rows (``ERASURE_RECEIPT_SCHEMA``) at the location."""
+    if rows:
+        table = pa.Table.from_pylist(rows, ERASURE_RECEIPT_SCHEMA)
+        _write(location.table_uri(ERASURE_RECEIPTS.name), options, table)

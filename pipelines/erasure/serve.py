@@ -1,0 +1,316 @@
+"""Serving erasure requests at a location, and the independent read-back that proves it.
+
+For a batch of requests at one location:
+
+1. every table the registry marks as personal data (bronze, the quarantine, the ingest ledger,
+   silver, the request table itself; not the receipts, which hold keyed hashes only) loses the
+   subjects' rows by a real Delta delete: raw identifiers in bronze (and its ``_rescued_data``),
+   tokens in the quarantine's ``raw`` bytes, silver by its keyed hashes
+   (:func:`pipelines.privacy.erase.erase_from_table`); then every older data file still holding a
+   subject is deleted whatever the VACUUM floor keeps, and commits and checkpoints whose
+   statistics name a subject are rewritten. The versions that cost are listed with the replica
+   or model that pinned them (:mod:`pipelines.operations.maintenance`'s pins);
+2. landing objects holding a subject's record are rewritten without it and the ledger is told
+   (:mod:`.landing`);
+3. every file under the location's root (data files decoded and raw, ``_delta_log`` commits and
+   checkpoints, landing objects decoded) is read back and searched for each subject's
+   identifiers and pseudonyms: a receipt per request says in how many files it was found (0).
+
+Rows that a deletion vector hides (Spark) are physical bytes: a file holding them is found by
+the read-back and the request is not verified (see docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.erasure.landing import LandingErasure, erase_landing
+from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, scan_artifacts
+from pipelines.erasure.requests import ErasureRequest, write_receipts
+from pipelines.ingest import capture
+from pipelines.lake import delta
+from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.storage import Storage, open_storage
+from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
+from pipelines.ml.tracking import Tracking
+from pipelines.operations import maintenance
+from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
+
+RAW_COLUMNS = ("raw", "_rescued_data")
+
+
+def subject_of(requests: Sequence[ErasureRequest], key: str) -> Subject:
+    """One subject for a batch: raw identifiers, silver's pseudonyms, tokens for raw columns."""
+    ids: dict[str, set[str]] = {}
+    tokens: set[str] = set()
+    for r in requests:
+        for column, values in {**r.identifiers(), **r.pseudonyms(key)}.items():
+            ids.setdefault(column, set()).update(values)
+        for values in r.identifiers().values():
+            tokens.update(values)
+    return Subject(
+        {c: tuple(sorted(v)) for c, v in ids.items()}, tuple(sorted(tokens)), RAW_COLUMNS
+    )
+
+
+def personal_tables(location: LakeLocation, cfg: LakeConfig) -> list[str]:
+    """The registry's personal tables the location holds (receipts aside: keyed hashes only)."""
+    return [
+        t.name
+        for t in TABLES.values()
+        if t.personal_data
+        and t.name != ERASURE_RECEIPTS.name
+        and (t.role == Role.REGION or location.name == cfg.ml_home)
+    ]
+
+
+@dataclass
+class ReadBack:
+    """What the independent scan of a location read, and where each request was found."""
+
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    scanned: dict[str, dict[str, int]] = field(default_factory=dict)  # area -> files, bytes
+    found: dict[str, list[str]] = field(default_factory=dict)  # request id -> paths
+
+
+def _area(path: str, landing_prefix: str) -> str:
+    if path.startswith(landing_prefix.strip("/") + "/"):
+        return "landing"
+    if "/_delta_log/" in path:
+        return "checkpoints" if path.endswith(".parquet") else "delta_logs"
+    return "data_files" if path.endswith(".parquet") else "other"
+
+
+def _decoded(path: str, data: bytes, location: LakeLocation) -> bytes:
+    """The file's content as a reader would see it: Parquet rows, landing records, gunzipped."""
+    try:
+        if path.endswith(".parquet"):
+            return str(pq.read_table(io.BytesIO(data)).to_pylist()).encode()
+        if path.startswith(location.landing.prefix.strip("/") + "/"):
+            return b"\n".join(capture.decode(location.landing, data))
+        if path.endswith(".gz"):
+            return gzip.decompress(data)
+    except Exception:  # undecodable: its raw bytes are what a reader has
+        return b""
+    return b""
+
+
+def read_back(
+    storage: Storage, location: LakeLocation, needles: Mapping[str, Sequence[bytes]]
+) -> ReadBack:
+    """Every file under the location's root, raw and decoded, searched for each request."""
+    out = ReadBack()
+    for info in list(storage.list()):
+        data = storage.get(info.path)
+        text = data + b"\n" + _decoded(info.path, data, location)
+        out.files_scanned += 1
+        out.bytes_scanned += info.size
+        area = out.scanned.setdefault(
+            _area(info.path, location.landing.prefix), {"files": 0, "bytes": 0}
+        )
+        area["files"] += 1
+        area["bytes"] += info.size
+        for request_id, ns in needles.items():
+            if any(n in text for n in ns):
+                out.found.setdefault(request_id, []).append(info.path)
+    return out
+
+
+def _pins_of(
+    cfg: LakeConfig,
+    location: LakeLocation,
+    table: str,
+    report: TableErasure,
+    options_for: Callable[[LakeLocation], dict[str, str]],
+    model_pins_of: Callable[[str], list[maintenance.Pin]],
+) -> list[dict[str, Any]]:
+    """Who pinned each version the erasure cost, and what becomes of it."""
+    if not report.versions_lost:
+        return []
+    target = maintenance.find_target(cfg, table, location.name)
+    pins = [*maintenance.replica_pins(cfg, target, options_for), *model_pins_of(report.uri)]
+    out = []
+    for version in report.versions_lost:
+        for p in pins:
+            if (p.kind == "replica" and p.version <= version) or p.version == version:
+                what = (
+                    "the replica keeps its own copy of the version until it is erased there"
+                    if p.kind == "replica"
+                    else "the model's training version can no longer be read back; retrain it"
+                )
+                out.append({"version": version, "kind": p.kind, "name": p.name, "cost": what})
+    return out
+
+
+@dataclass
+class LocationErasure:
+    """A batch of requests served at one location."""
+
+    location: str
+    jurisdiction: str
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    landing: LandingErasure = field(default_factory=LandingErasure)
+    read_back: ReadBack = field(default_factory=ReadBack)
+    # model versions pinned to a version the erasure cost, and the aliases still needing a retrain
+    models_marked: list[dict[str, Any]] = field(default_factory=list)
+    retraining_due: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: ArtifactScan = field(default_factory=ArtifactScan)  # the first pass, removing
+    seconds: float = 0.0
+
+    @property
+    def files_rewritten(self) -> int:
+        """Data files the deletes rewrote, kept files removed, log files and landing objects."""
+        n = sum(t["files_rewritten"] + len(t["files_removed"]) for t in self.tables)
+        n += sum(
+            len(t["log_files_rewritten"]) + len(t["checkpoints_rewritten"]) for t in self.tables
+        )
+        return n + len(self.landing.rewritten) + len(self.landing.deleted)
+
+    @property
+    def bytes_rewritten(self) -> int:
+        """Bytes written by the deletes' new files and the rewritten landing objects."""
+        return sum(int(t["bytes_written"]) for t in self.tables) + self.landing.bytes_rewritten
+
+    def receipt(self, request: ErasureRequest, key: str, served: dt.datetime) -> dict[str, Any]:
+        """The receipt row of one request (``ERASURE_RECEIPT_SCHEMA``)."""
+        found = self.read_back.found.get(request.request_id, [])
+        return {
+            "request_id": request.request_id,
+            "subject_hash": request.subject_hash(key),
+            "location": self.location,
+            "jurisdiction": self.jurisdiction,
+            "requested_at": request.requested_at or served,
+            "served_at": served,
+            "tables": json.dumps(self.tables, default=str),
+            "landing": json.dumps(self.landing.as_dict()),
+            "models": json.dumps(
+                {"marked": self.models_marked, "retraining_due": self.retraining_due}
+            ),
+            "artifacts": json.dumps(self.artifacts.as_dict()),
+            "scanned": json.dumps(self.read_back.scanned),
+            "files_scanned": self.read_back.files_scanned,
+            "bytes_scanned": self.read_back.bytes_scanned,
+            "files_holding_subject": len(found),
+            "verified_absent": not found,
+            "seconds": self.seconds,
+            "date": served.date(),
+        }
+
+
+def _bytes_written(
+    uri: str, options: Mapping[str, str], before: int, after: int
+) -> tuple[int, int]:
+    """Files and bytes the commits after ``before`` added (the delete's rewritten files)."""
+    if after <= before:
+        return 0, 0
+    old = delta.open_table(uri, options, before)
+    new = delta.open_table(uri, options)
+    if old is None or new is None:
+        return 0, 0
+    was = set(old.file_uris())
+    added = pa.table(new.get_add_actions(flatten=True)).to_pydict()
+    files = bytes_ = 0
+    for path, size in zip(added["path"], added["size_bytes"], strict=True):
+        if not any(u.endswith("/" + str(path)) or u == str(path) for u in was):
+            files += 1
+            bytes_ += int(size)
+    return files, bytes_
+
+
+def serve_location(
+    cfg: LakeConfig,
+    location: LakeLocation,
+    requests: Sequence[ErasureRequest],
+    key: str,
+    *,
+    options_for: Callable[[LakeLocation], dict[str, str]] | None = None,
+    model_pins_of: Callable[[str], list[maintenance.Pin]] | None = None,
+    tracking: Tracking | None = None,
+    now: dt.datetime | None = None,
+) -> LocationErasure:
+    """Erase ``requests``' subjects at ``location``, read back, write a receipt per request.
+
+    With ``tracking`` (the registry ``model_pins_of`` reads), the model versions pinned to a
+    version the erasure cost are marked, and the experiment's artifact store is scanned (an
+    artifact holding a subject removed) and read back with the location's files.
+    """
+    t0 = time.perf_counter()
+    options_for = options_for or (lambda loc: loc.storage_options())
+    pins_of = model_pins_of or (lambda uri: [])
+    options = options_for(location)
+    subject = subject_of(requests, key)
+    out = LocationErasure(location.name, location.jurisdiction)
+    removed: dict[str, dict[str, int]] = {}
+    present = []
+    for name in personal_tables(location, cfg):  # every table checked before any is changed
+        table = delta.open_table(location.table_uri(name), options)
+        if table is not None:
+            check_erasable(location.table_uri(name), table)
+            present.append(name)
+    for name in present:
+        uri = location.table_uri(name)
+        report = erase_from_table(uri, dict(options), subject, read_back=False)
+        files, written = _bytes_written(uri, options, report.version_before, report.version_after)
+        removed[{"bronze_events": "bronze", "bronze_quarantine": "quarantine"}.get(name, name)] = (
+            report.rows_by_object
+        )
+        out.tables.append(
+            {
+                "table": name,
+                "uri": uri,
+                "version_before": report.version_before,
+                "version_after": report.version_after,
+                "rows_deleted": report.rows_deleted,
+                "files_rewritten": files,
+                "bytes_written": written,
+                "files_removed": report.files_removed,
+                "bytes_removed": report.bytes_removed,
+                "log_files_rewritten": report.log_files_rewritten,
+                "checkpoints_rewritten": report.checkpoints_rewritten,
+                "versions_lost": report.versions_lost,
+                "pinned_by": _pins_of(cfg, location, name, report, options_for, pins_of),
+            }
+        )
+    if tracking is not None:
+        out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
+        out.retraining_due = retraining_due(tracking)
+    storage = open_storage(location.root_uri(), options)
+    out.landing = erase_landing(location, storage, options, subject, removed)
+    needles = {
+        r.request_id: [
+            v.encode()
+            for values in (*r.identifiers().values(), *r.pseudonyms(key).values())
+            for v in values
+        ]
+        for r in requests
+    }
+    if tracking is not None:
+        out.artifacts = scan_artifacts(tracking, needles, remove=True)
+    out.read_back = read_back(storage, location, needles)
+    if tracking is not None:  # read back independently of what the first pass removed
+        again = scan_artifacts(tracking, needles, remove=False)
+        out.read_back.files_scanned += again.files_scanned
+        out.read_back.bytes_scanned += again.bytes_scanned
+        out.read_back.scanned["mlflow_artifacts"] = {
+            "files": again.files_scanned,
+            "bytes": again.bytes_scanned,
+        }
+        for request_id, paths in again.found.items():
+            out.read_back.found.setdefault(request_id, []).extend(
+                f"{again.root}/{p}" for p in paths
+            )
+    out.seconds = round(time.perf_counter() - t0, 3)
+    served = now or dt.datetime.now(dt.UTC)
+    write_receipts(location, options, [out.receipt(r, key, served) for r in requests])
+    return out

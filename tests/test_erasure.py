@@ -1,0 +1,113 @@
+"""`lakehouse erase` on a real local lake: the subject in no file afterwards, and a receipt."""
+
+import json
+
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse import cli
+from pipelines.ingest import engine as ingest
+from pipelines.lake import delta
+from pipelines.sovereignty.compute import COMPUTE_ENV
+from tests.erasure_lake import build, files_holding, subject
+from tests.helpers import DAY
+
+LOCATION = "azure-eu"
+
+
+@pytest.fixture
+def lake(lake_home, monkeypatch, pii_key):
+    monkeypatch.delenv(COMPUTE_ENV, raising=False)
+    return build("local", LOCATION, pii_key, "EUR")
+
+
+def test_an_erased_subject_is_found_in_no_file_and_the_rest_stays(lake, capsys):
+    loc, storage = lake["location"], lake["storage"]
+    opts = loc.storage_options()
+    before = files_holding(storage, lake["needles"])
+    areas = {p.split("/")[0] + "/" + p.split("/")[1] for p in before}
+    assert {"landing/capture", "tables/bronze_events", "tables/bronze_quarantine"} <= areas
+    assert "tables/silver_events" in areas and any("checkpoint" in p for p in before), before
+    bronze = loc.table_uri("bronze_events")
+    rows_before = DeltaTable(bronze).to_pyarrow_table().num_rows
+    customer, email = subject(loc)
+
+    argv = ["erase", "--customer-id", customer, "--email", email.upper(), "--location", LOCATION]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert customer not in out and email not in out
+
+    assert files_holding(storage, lake["needles"]) == []  # raw and decoded, every file
+    assert report["verified_absent"] is True
+    (place,) = report["locations"]
+    tables = {t["table"]: t for t in place["tables"]}
+    assert tables["bronze_events"]["rows_deleted"] == 3
+    assert tables["bronze_quarantine"]["rows_deleted"] == 1
+    assert tables["silver_events"]["rows_deleted"] == 1
+    assert tables["silver_events"]["checkpoints_rewritten"], "the checkpoint's bounds held it"
+    assert place["landing"]["rewritten"][0]["records"] == 4
+    assert set(place["scanned"]) >= {"landing", "data_files", "delta_logs", "checkpoints"}
+    assert place["files_holding_subject"] == 0 and place["bytes_scanned"] > 0
+    now = DeltaTable(bronze).to_pyarrow_table()
+    assert now.num_rows == rows_before - 3
+    # time travel: the version before the subject landed is kept and whole; the one that held
+    # them cost its file (erasure wins over retention) and the receipt says so
+    clean = lake["bronze_clean_version"]
+    assert clean not in tables["bronze_events"]["versions_lost"]
+    old = DeltaTable(bronze, version=clean).to_pyarrow_table()
+    assert old.num_rows == lake["bronze_rows_clean"]
+    assert not pc.any(pc.equal(old["customer_id"], customer)).as_py()
+    for version in tables["bronze_events"]["versions_lost"]:
+        with pytest.raises(FileNotFoundError):
+            DeltaTable(bronze, version=version).to_pyarrow_table()
+
+    receipts = DeltaTable(loc.table_uri("erasure_receipts")).to_pyarrow_table().to_pylist()
+    (receipt,) = receipts
+    assert receipt["request_id"] == report["request_id"] and receipt["verified_absent"]
+    assert receipt["files_holding_subject"] == 0 and receipt["files_scanned"] > 10
+    assert len(receipt["subject_hash"]) == 64
+    assert customer not in str(receipt) and email not in str(receipt)
+    assert json.loads(receipt["tables"])[0]["table"] == "bronze_events"
+
+    # the rewritten landing object is not taken for a new one: nothing re-ingested, counts hold
+    again = ingest.ingest_partition(loc, opts, DAY)
+    assert again.result.objects == 0 and again.reconciled, again.report()
+    assert DeltaTable(bronze).to_pyarrow_table().num_rows == rows_before - 3
+    # and a full re-ingest from the landing area gives the same rows, without the subject
+    full = ingest.ingest_partition(loc, opts, DAY, full=True)
+    assert full.reconciled, full.report()
+    assert delta.table_rows(bronze, opts) == rows_before - 3
+
+
+def test_erasing_again_is_safe_and_finds_nothing(lake, capsys):
+    customer, _ = subject(lake["location"])
+    argv = ["erase", "--customer-id", customer, "--location", LOCATION]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verified_absent"] and report["files_rewritten"] == 0
+
+
+def test_without_the_key_erase_refuses_in_one_line(lake, monkeypatch, capsys):
+    monkeypatch.delenv("LAKEHOUSE_PII_KEY")
+    customer, _ = subject(lake["location"])
+    assert cli.main(["erase", "--customer-id", customer, "--location", LOCATION]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LAKEHOUSE_PII_KEY" in err and customer not in err
+
+
+def test_defer_records_a_request_for_the_sensor_and_erases_nothing(lake, capsys):
+    from pipelines.erasure import requests
+
+    loc, storage = lake["location"], lake["storage"]
+    customer, email = subject(loc)
+    holding = files_holding(storage, lake["needles"])
+    argv = ["erase", "--customer-id", customer, "--email", email, "--location", LOCATION]
+    assert cli.main([*argv, "--defer"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "pending" and customer not in str(report)
+    assert [i for i, _ in requests.waiting(loc, loc.storage_options())] == [report["request_id"]]
+    assert set(holding) <= set(files_holding(storage, lake["needles"]))  # + the request's row
