@@ -304,7 +304,7 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     from pipelines.erasure.models import retraining_due
     from pipelines.erasure.requests import ErasureRequest, keyed_hash
     from pipelines.erasure.serve import serve_location
-    from pipelines.ingest import engine as ingest
+    from pipelines.ingest import partition as ingest
     from pipelines.lake import delta
     from pipelines.lake.config import load_config
     from pipelines.lake.storage import open_storage

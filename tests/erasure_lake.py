@@ -19,7 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from pipelines.erasure.requests import keyed_hash
 from pipelines.ingest import capture
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.storage import Storage, open_storage

@@ -7,7 +7,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakehouse import cli
-from pipelines.ingest import engine as ingest
+from pipelines.ingest import partition as ingest
 from pipelines.lake import delta
 from pipelines.sovereignty.compute import COMPUTE_ENV
 from tests.erasure_lake import build, files_holding, subject
