@@ -232,6 +232,14 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert failed_checks_since(instance, keys, json.loads(again.cursor)["id"]) == []
 
 
+@pytest.mark.parametrize(
+    "reason",
+    ["corrupt_object: gzip: bad header", "ingest_error: boom", "object_rewritten: etag", "x:y"],
+)
+def test_the_views_reason_kinds_are_the_ingest_engines(reason):
+    assert health.reason_kind(reason) == _reason_key(reason)
+
+
 def test_values_read_as_a_person_writes_them():
     assert [health.usd(x) for x in (0.0, 0.000013, 0.0123, 1234.5)] == [
         "$0",

@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.ingest.engine import _reason_key as reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA
@@ -36,7 +35,19 @@ EGRESS_DOMINANT_SHARE = 0.5
 # status` declare them, so compute sovereignty checks both the same way.
 TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 
+# Whole-object reasons counted by kind (their error's words vary); the ingest engine's rule
+# (pipelines/ingest/engine.py _reason_key), restated so status need not import the engine and
+# its dataframe libraries (half a second); tests/test_health.py checks the two agree.
+WHOLE_OBJECT_REASONS = ("corrupt_object", "ingest_error", "object_rewritten")
+
 Key = tuple[str, dt.date]  # (region, date)
+
+
+def reason_kind(reason: str) -> str:
+    """A quarantine reason as counted: whole-object failures by kind, records by reason."""
+    return next((k for k in WHOLE_OBJECT_REASONS if reason.startswith(k)), reason)
+
+
 Options = Callable[[LakeLocation], dict[str, str]]
 
 
@@ -349,7 +360,7 @@ COLUMNS = (
     ("bytes_stored", "stored"),
     ("storage_usd_month", "$/month"),
     ("replica", "replica"),
-    ("egress", "egress $"),
+    ("egress", "egress"),
     ("compute_seconds", "compute"),
     ("freshness_hours", "age"),
 )
@@ -398,6 +409,11 @@ def lag(versions: int | None, lag_hours: float | None, wide: bool = False) -> st
     return text
 
 
+def seconds(s: float) -> str:
+    """Seconds: a decimal below ten, whole above, minutes above ten minutes."""
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 600 else f"{s / 60:.0f} min"
+
+
 def _count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -413,7 +429,7 @@ def _cells(r: Mapping[str, Any], wide: bool = False) -> list[str]:
         usd(r["storage_usd_month"]),
         lag(r["replica_versions_behind"], r["replica_lag_hours"], wide),
         usd(r["egress_usd"]) if r["egress_route"] else "-",
-        f"{r['compute_seconds']:.1f} s",
+        seconds(r["compute_seconds"]),
         hours(r["freshness_hours"]),
     ]
     if wide:
