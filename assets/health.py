@@ -1,11 +1,14 @@
 """``lakehouse_health``: the platform's health and cost per region and day, with anomaly checks.
 
-The engine (pipelines/operations/health.py) measures the tables; this asset adds what only
-Dagster knows (records landed and duplicates dropped per ingest, compute seconds per step, when
-each sync ran), writes the Delta table, and reports the newest day per region as numeric metadata
-(``quarantine_rate/us``…) so the asset's Plots tab shows each region's trend over its
-materializations. Its anomaly checks (pipelines/operations/anomaly.py) fail with WARNING
-severity; the check alert sensor (jobs/alerts.py) sends them through the run-failure channel.
+Partitioned by day like the bronze partitions' landing date: a run measures its day (that day's
+bronze, quarantine and ledger partitions; the engine is pipelines/operations/health.py), adds
+what only Dagster knows about that day (records landed and duplicates dropped per ingest,
+compute seconds per step, when each sync ran), writes the day's rows to the Delta table, and
+judges the day against a bounded window of kept rows (the anomaly baseline's weeks), never the
+whole history (#28). Its metadata is the day's, per region (``quarantine_pct/us``…, rounded),
+so the Plots tab draws one point per day. Its anomaly checks (pipelines/operations/anomaly.py)
+fail with WARNING severity; the check alert sensor (jobs/alerts.py) sends them through the
+run-failure channel.
 """
 
 import datetime as dt
@@ -13,9 +16,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
-from assets.partitions import date_region_of
+from assets.partitions import build_partitions, date_region_of
 from assets.replicas import bytes_read_by_location
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
@@ -27,18 +29,17 @@ from pipelines.operations import advice, anomaly, health
 from resources.lake import LakeResource
 
 HEALTH = tables.HEALTH.name
-# Nine weeks: eight weeks of baseline for the judged week's weekdays.
+# Nine weeks of kept rows: the eight weeks of baseline before the judged day, and the day.
 WINDOW_DAYS = 63
-JUDGE_DAYS = 7
-# Days measured afresh each run (late events, replica lag and freshness still move); the rest of
-# the window is read back from the health table as earlier runs kept it (#28: a run's cost
-# follows the new days, not the window's nine weeks of quarantine).
-RECOMPUTE_DAYS = JUDGE_DAYS
 DAILY_CRON = "0 1 * * *"
-LIMIT = 10_000
+# The partitions automation refreshes: the newest days, whose late events, replica lag and
+# freshness still move; older days are rerun by a backfill.
+RECENT = dt.timedelta(days=2)
+LIMIT = 10_000  # materializations of one asset read for one day, at most
 # A personal-data step (health.TABLES_READ says why): it runs only where every region's data
 # may be processed (compute sovereignty refuses it elsewhere before anything is opened).
 HEALTH_DATA = declare(reads=health.TABLES_READ, writes=(tables.HEALTH.name,))
+SIGNIFICANT = 4
 
 
 def anomaly_check_name(metric: str) -> str:
@@ -46,16 +47,8 @@ def anomaly_check_name(metric: str) -> str:
     return f"{metric}_anomalies"
 
 
-class HealthConfig(dg.Config):
-    """Which day the view is as of (default: the day before the newest landing date)."""
-
-    as_of: str = Field(
-        default="", description="YYYY-MM-DD; empty: the day before the newest landing date."
-    )
-
-
 def health_condition() -> dg.AutomationCondition:
-    """Daily, and after each run of its parents (each ingest and sync of the day)."""
+    """The newest days: daily, and after each run of their parents (each ingest and sync)."""
     # typed loosely: the union of an asset-keyed and a generic condition confuses mypy
     updated: Any = (
         dg.AutomationCondition.any_deps_updated()
@@ -63,9 +56,10 @@ def health_condition() -> dg.AutomationCondition:
     )
     return (
         updated.since_last_handled()
+        & dg.AutomationCondition.in_latest_time_window(RECENT)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label("daily, and after each run of its parents")
+    ).with_label("the newest days: daily, and after each run of their parents")
 
 
 def _key_of(
@@ -95,6 +89,57 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
     }
 
 
+def _day_partitions(cfg: LakeConfig, day: dt.date) -> list[str]:
+    """Every partition key naming ``day``: the date's, and the date's in each region."""
+    return [day.isoformat(), *(f"{day}|{r}" for r in cfg.region_codes)]
+
+
+def _midnight(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
+
+
+def _records(
+    instance: dg.DagsterInstance, cfg: LakeConfig, key: dg.AssetKey, start: dt.date, end: dt.date
+) -> list[Any]:
+    """The asset's materializations about ``start..end``, newest first: a bounded read.
+
+    Those days' partitions, and the unpartitioned materializations that ran on those days.
+    """
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    partitions = [k for d in days for k in _day_partitions(cfg, d)]
+    found = list(
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(key, asset_partitions=partitions), limit=LIMIT
+        ).records
+    )
+    ran = dg.AssetRecordsFilter(
+        key,
+        after_timestamp=_midnight(start),
+        before_timestamp=_midnight(end + dt.timedelta(days=1)),
+    )
+    found += [
+        r
+        for r in instance.fetch_materializations(ran, limit=LIMIT).records
+        if r.asset_materialization is not None and r.asset_materialization.partition is None
+    ]
+    return sorted(found, key=lambda r: -r.storage_id)  # newest first
+
+
+def _syncs(instance: dg.DagsterInstance, cfg: LakeConfig, start: dt.date) -> list[health.SyncRun]:
+    """Each replica's syncs since ``start`` (the earliest that can carry its days)."""
+    out: list[health.SyncRun] = []
+    for rep in cfg.replicas():
+        since = dg.AssetRecordsFilter(dg.AssetKey(rep.name), after_timestamp=_midnight(start))
+        for rec in instance.fetch_materializations(since, limit=LIMIT, ascending=True).records:
+            mat = rec.asset_materialization
+            if mat is None or "replica_version" not in mat.metadata:
+                continue
+            finished = dt.datetime.fromtimestamp(rec.timestamp, dt.UTC)
+            version = int(mat.metadata["replica_version"].value)  # type: ignore[arg-type]
+            out.append(health.SyncRun(rep.name, finished, version))
+    return out
+
+
 def observe(
     instance: dg.DagsterInstance,
     cfg: LakeConfig,
@@ -102,25 +147,20 @@ def observe(
     start: dt.date,
     end: dt.date,
 ) -> health.Observed:
-    """What the instance recorded: ingest counts, compute seconds per asset, sync runs.
+    """What the instance recorded about ``start..end``: ingest counts, compute seconds, syncs.
 
-    A step's seconds are shared equally among the (asset, partition)s it materialized.
+    Reads the materializations of those days' partitions (and of unpartitioned assets run on
+    them) only. A step's seconds are shared equally among the (asset, partition)s it
+    materialized.
     """
     ingest: dict[health.Key, dict[str, int]] = {}
     by_step: dict[tuple[str, str], list[tuple[str, health.Key]]] = {}
-    syncs: list[health.SyncRun] = []
-    replicas = {r.name for r in cfg.replicas()}
     for key in asset_keys:
         name = key.to_user_string()
-        for rec in instance.fetch_materializations(key, limit=LIMIT).records:  # newest first
+        for rec in _records(instance, cfg, key, start, end):
             mat = rec.asset_materialization
             if mat is None:
                 continue
-            if name in replicas and "replica_version" in mat.metadata:
-                # a sync run is an event, not a day's data: every one counts for arrival times
-                finished = dt.datetime.fromtimestamp(rec.timestamp, dt.UTC)
-                version = int(mat.metadata["replica_version"].value)  # type: ignore[arg-type]
-                syncs.append(health.SyncRun(name, finished, version))
             where = _key_of(cfg, mat.partition, dict(mat.metadata), rec.timestamp)
             if not start <= where[1] <= end:
                 continue
@@ -131,7 +171,7 @@ def observe(
                     "landed": int(mat.metadata["landed"].value),  # type: ignore[arg-type]
                     "duplicates": int(mat.metadata["duplicates_dropped"].value),  # type: ignore[arg-type]
                 }
-    return health.Observed(ingest, _compute(instance, by_step), syncs)
+    return health.Observed(ingest, _compute(instance, by_step), _syncs(instance, cfg, start))
 
 
 def _compute(
@@ -149,47 +189,34 @@ def _compute(
     return compute
 
 
-def _previous_as_of(instance: dg.DagsterInstance) -> dt.date | None:
-    event = instance.get_latest_materialization_event(dg.AssetKey(HEALTH))
-    mat = event.asset_materialization if event is not None else None
-    if mat is None or "as_of" not in mat.metadata:
-        return None
-    return dt.date.fromisoformat(str(mat.metadata["as_of"].value))
+def rounded(value: float, digits: int = SIGNIFICANT) -> float:
+    """``value`` to ``digits`` significant digits (metadata a person reads, and plots)."""
+    return float(f"{value:.{digits}g}")
 
 
-def judged_days(as_of: dt.date, previous: dt.date | None) -> list[dt.date]:
-    """Days whose anomalies this run reports: those since the previous view (at most a week).
-
-    A run on the same day as the previous one judges that day again: the check's state is
-    today's state.
-    """
-    first = as_of - dt.timedelta(days=JUDGE_DAYS - 1)
-    if previous is not None and previous >= first:
-        first = min(previous + dt.timedelta(days=1), as_of)
-    return [first + dt.timedelta(days=i) for i in range((as_of - first).days + 1)]
-
-
-def _plots(records: list[dict[str, Any]], as_of: dt.date) -> dict[str, Any]:
-    """Numeric metadata of the newest day per region: the Plots tab draws one line each."""
+def day_metadata(records: list[dict[str, Any]], day: dt.date) -> dict[str, Any]:
+    """The day's figures per region, rounded: one point per day on the Plots tab."""
     out: dict[str, Any] = {}
     for r in records:
-        if r["date"] != as_of:
+        if r["date"] != day:
             continue
         region = r["region"]
-        out[f"quarantine_rate/{region}"] = dg.MetadataValue.float(float(r["quarantine_rate"]))
+        pct = rounded(100 * float(r["quarantine_rate"]))
+        out[f"quarantine_pct/{region}"] = dg.MetadataValue.float(pct)
         out[f"events/{region}"] = dg.MetadataValue.int(int(r["ingested"]))
-        out[f"egress_usd/{region}"] = dg.MetadataValue.float(float(r["egress_usd"]))
-        out[f"compute_seconds/{region}"] = dg.MetadataValue.float(float(r["compute_seconds"]))
+        out[f"quarantined/{region}"] = dg.MetadataValue.int(int(r["quarantined"]))
+        out[f"egress_usd/{region}"] = dg.MetadataValue.float(rounded(float(r["egress_usd"])))
+        seconds = round(float(r["compute_seconds"]), 1)
+        out[f"compute_seconds/{region}"] = dg.MetadataValue.float(seconds)
         if r["replica_lag_hours"] is not None:
-            lag = float(r["replica_lag_hours"])
+            lag = round(float(r["replica_lag_hours"]), 2)
             out[f"replica_lag_hours/{region}"] = dg.MetadataValue.float(lag)
     return out
 
 
 def _check_results(
-    anomalies: list[anomaly.Anomaly], judged: list[dt.date]
+    cfg: LakeConfig, anomalies: list[anomaly.Anomaly], day: dt.date
 ) -> list[dg.AssetCheckResult]:
-    days = f"{judged[0]}..{judged[-1]}" if judged else "none"
     out = []
     for rule in anomaly.RULES:
         hits = [a for a in anomalies if a.metric == rule.metric]
@@ -200,9 +227,14 @@ def _check_results(
                 passed=not hits,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "judged_days": days,
-                    "anomalies": dg.MetadataValue.json([a.as_dict() for a in hits]),
-                    "alert": "; ".join(a.describe() for a in hits) or "none",
+                    "judged_day": day.isoformat(),
+                    "anomalies": dg.MetadataValue.json(
+                        [{**a.as_dict(), "command": advice.anomaly_command(cfg, a)} for a in hits]
+                    ),
+                    "alert": "; ".join(
+                        f"{a.describe()} (`{advice.anomaly_command(cfg, a)}`)" for a in hits
+                    )
+                    or "none",
                 },
             )
         )
@@ -217,7 +249,8 @@ def build_health(
 ) -> dg.AssetsDefinition:
     """The health asset over the tables it measures (``parents``: their runs refresh it).
 
-    Compute seconds are gathered for every asset in ``timed``.
+    Partitioned by day as the landing dates are; compute seconds are gathered for every asset
+    in ``timed``.
     """
     suite: Suite = suites[HEALTH]
     watched = list(timed)
@@ -226,6 +259,7 @@ def build_health(
         name=HEALTH,
         group_name="operations",
         deps=list(parents),
+        partitions_def=build_partitions(cfg).daily,
         kinds={"delta", "python"},
         description=tables.HEALTH.description,
         tags=HEALTH_DATA.tags(),
@@ -237,71 +271,54 @@ def build_health(
                 dg.AssetCheckSpec(
                     anomaly_check_name(r.metric),
                     asset=HEALTH,
-                    description=f"No anomaly in {r.label} against the region's weekday "
-                    "baseline (median and MAD of the last weeks).",
+                    description=f"No anomaly in {r.label} on the day against the region's "
+                    "weekday baseline (median and MAD of the last weeks' kept rows).",
                 )
                 for r in anomaly.RULES
             ],
         ],
     )
     def lakehouse_health(
-        context: dg.AssetExecutionContext, lake: LakeResource, config: HealthConfig
+        context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Measure every region's recent days, store them, judge the newest against baselines."""
+        """Measure every region's day, keep it, judge it against the kept weeks before it."""
         before = bytes_read()
         cfg = lake.config()
         regions = [cfg.location_for_region(r) for r in cfg.region_codes]
         where = require_jurisdiction(context, lake, HEALTH, regions, HEALTH_DATA)
-        as_of = _as_of(cfg, lake, config)
-        start = as_of - dt.timedelta(days=WINDOW_DAYS - 1)
-        fresh = as_of - dt.timedelta(days=RECOMPUTE_DAYS - 1)
+        day = dt.date.fromisoformat(context.partition_key)
+        start = day - dt.timedelta(days=WINDOW_DAYS - 1)
         home = lake.storage_options(cfg.home)
-        # the baseline's older days as earlier runs kept them; measured afresh only when none is
-        kept = health.read(cfg, home, start, fresh - dt.timedelta(days=1))
-        if not kept.num_rows:
-            fresh = start
-        observed = observe(context.instance, cfg, watched, fresh, as_of)
-        measured = health.measure(cfg, fresh, as_of, lake.storage_options, observed)
+        # the baseline's weeks as earlier runs kept them: bounded, whatever the history
+        kept = health.read(cfg, home, start, day - dt.timedelta(days=1))
+        observed = observe(context.instance, cfg, watched, day, day)
+        measured = health.measure(cfg, day, day, lake.storage_options, observed)
         version = health.write(cfg, measured, home)
         records = [health.decoded(r) for r in kept.to_pylist()] + measured.records()
-        judged = judged_days(as_of, _previous_as_of(context.instance))
-        found = anomaly.detect(records, judged)
-        recs = advice.recommend(cfg, measured.stored, records)
+        found = anomaly.detect(records, [day])
+        recs = advice.recommend(cfg, measured.stored, records, found)
         for a in found:
-            context.log.warning(f"anomaly: {a.describe()}")
+            context.log.warning(f"anomaly: {a.describe()} ({advice.anomaly_command(cfg, a)})")
         yield dg.MaterializeResult(
             metadata={
                 **where,
-                "as_of": as_of.isoformat(),
                 "table_uri": cfg.home.table_uri(HEALTH),
                 "delta_version": version,
                 "dagster/row_count": measured.rows.num_rows,
-                "measured_from": fresh.isoformat(),
-                "baseline_rows_kept": kept.num_rows,
+                "baseline_days_kept": len({r["date"] for r in kept.to_pylist()}),
                 **bytes_read_by_location(lake, bytes_read_since(before)),
                 "anomalies": len(found),
-                **_plots(records, as_of),
+                "flagged": "; ".join(f"{a.metric} of {a.region}" for a in found) or "none",
+                **day_metadata(records, day),
                 **{
-                    f"storage_usd_month/{loc}": dg.MetadataValue.float(float(s["usd_month"]))
+                    f"storage_usd_month/{loc}": dg.MetadataValue.float(rounded(s["usd_month"]))
                     for loc, s in measured.storage.items()
                 },
-                "health": dg.MetadataValue.md(health.render(records, as_of, markdown=True)),
+                "health": dg.MetadataValue.md(health.render(records, day, markdown=True)),
                 "recommendations": dg.MetadataValue.md(advice.render(recs, markdown=True)),
             }
         )
         yield gx.check(suite, measured.rows, {"expected_rows": measured.rows.num_rows})
-        yield from _check_results(found, judged)
+        yield from _check_results(cfg, found, day)
 
     return lakehouse_health
-
-
-def _as_of(cfg: LakeConfig, lake: LakeResource, config: HealthConfig) -> dt.date:
-    if config.as_of:
-        try:
-            return dt.date.fromisoformat(config.as_of)
-        except ValueError:
-            raise dg.Failure(
-                f"lakehouse_health: as_of {config.as_of!r} is not YYYY-MM-DD"
-            ) from None
-    newest = health.latest_complete_day(cfg, lake.storage_options)
-    return newest or dt.datetime.now(dt.UTC).date()

@@ -9,8 +9,10 @@ is the step's):
 
 - ``replica``: both replica assets, materialized as the product runs them (sync, per-run
   verification of what was copied, Great Expectations on the touched partitions);
-- ``health``: the ``lakehouse_health`` asset (a 63-day window);
-- ``status``: ``lakehouse status --json``.
+- ``health``: the ``lakehouse_health`` asset's partition of the new day (the day's partitions,
+  and 62 kept days of health rows as the baseline);
+- ``status``: ``lakehouse status --json`` (kept health rows of 63 days, and the tables' logs
+  for storage at rest).
 
 Bytes read are the storage layer's per-location counter (pipelines/lake/storage/interface.py): what
 obstore reads, plus the data files delta-rs opens where the engines say so; delta-rs's log
@@ -196,7 +198,12 @@ def run_step(step: str) -> dict[str, Any]:
             checks_passed=all(ev.passed for ev in checks),
         )
     elif step == "health":
-        result = dg.materialize([asset("lakehouse_health")], resources=resources_for("local"))
+        # the new day's partition: its rows, and the kept weeks before it as the baseline
+        result = dg.materialize(
+            [asset("lakehouse_health")],
+            resources=resources_for("local"),
+            partition_key=(END + dt.timedelta(days=1)).isoformat(),
+        )
         out["success"] = result.success
     elif step == "status":
         from lakehouse import cli

@@ -695,28 +695,6 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
     return {**out, **used, "waited": True}
 
 
-def _health_now(env: str | None) -> tuple[Any, Any, dt.date | None]:
-    """The health view measured now (the engine the asset runs), with Dagster's records if any."""
-    from pipelines.operations import health
-
-    cfg = load_config(env)
-    options = lambda loc: loc.storage_options()  # noqa: E731
-    as_of = health.latest_complete_day(cfg, options)
-    if as_of is None:
-        return cfg, None, None
-    start = as_of - dt.timedelta(days=62)
-    observed = health.Observed()
-    where = project_instance()
-    if where.exists():
-        from assets.health import observe
-        from lakehouse.definitions import build_definitions
-
-        keys = list(build_definitions(env).resolve_asset_graph().get_all_asset_keys())
-        with where.open() as instance:
-            observed = observe(instance, cfg, keys, start, as_of)
-    return cfg, health.measure(cfg, start, as_of, options, observed), as_of
-
-
 def _status_touches(args: argparse.Namespace) -> Touches:
     """Every region's location and the tables the health view reads there."""
     from pipelines.operations import health
@@ -726,36 +704,120 @@ def _status_touches(args: argparse.Namespace) -> Touches:
     return Touches(cfg, regions, reads=health.TABLES_READ)
 
 
+# Days of kept health rows status reads: the last week judged, each against eight weeks before.
+STATUS_WINDOW_DAYS = 63
+STATUS_JUDGED_DAYS = 7
+
+
+def _instance_line(where: Any) -> str:
+    """Where the Dagster instance is, or where status looked for it (as ``make ui`` finds it)."""
+    if where.exists():
+        return where.line()
+    if where.source == "DAGSTER_HOME":
+        return f"Dagster instance: none at DAGSTER_HOME={where.home}"
+    return (
+        f"Dagster instance: none at {where.home} (DAGSTER_HOME unset: the project's .dagster, "
+        "where `make ui` and `make run` keep it; export DAGSTER_HOME to use another)"
+    )
+
+
+def _status_rows(
+    cfg: LakeConfig, day: dt.date | None
+) -> tuple[dt.date, list[dict[str, Any]], list[dt.date]]:
+    """The day shown, the health rows of the window ending on it, and the days kept.
+
+    The rows ``lakehouse_health`` kept; on a lake it never ran on (an ingest from the command
+    line), the window measured now from the tables' logs and the window's quarantine.
+    """
+    from pipelines.operations import health
+
+    home = cfg.home.storage_options()
+    kept = health.kept_days(cfg, home)
+    if kept:
+        as_of = day or kept[-1]
+        if as_of not in kept:
+            raise ValueError(
+                f"no health rows kept for {as_of} (kept: {kept[0]}..{kept[-1]}): measure it "
+                f"with `lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of}"
+                " --wait`"
+            )
+        start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
+        rows = health.read(cfg, home, start, as_of).to_pylist()
+        return as_of, [health.decoded(r) for r in rows], kept
+    options = lambda loc: loc.storage_options()  # noqa: E731
+    newest = day or health.latest_complete_day(cfg, options)
+    if newest is None:
+        raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
+    start = newest - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
+    return newest, health.measure(cfg, start, newest, options).records(), []
+
+
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Health and cost per region (newest day), storage per location, anomalies, advice."""
+    """Health and cost per region on a day, anomalies of the week before it, advice.
+
+    Reads the rows ``lakehouse_health`` kept (a bounded window, whatever the history) and the
+    tables' logs for storage at rest; not the tables' data, nor Dagster's records (the asset
+    kept what they said). A lake the asset never ran on is measured now over the window.
+    """
     from pipelines.operations import advice, anomaly, health
 
-    cfg, measured, as_of = _health_now(args.env)
-    if measured is None or as_of is None:
-        raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
-    where = project_instance()
-    used = where.line() if where.exists() else f"no {where.line()}: run records not read"
-    records = measured.records()
-    week = [as_of - dt.timedelta(days=i) for i in range(6, -1, -1)]
+    cfg = load_config(args.env)
+    as_of, records, days = _status_rows(cfg, args.date)
+    week = [as_of - dt.timedelta(days=i) for i in range(STATUS_JUDGED_DAYS - 1, -1, -1)]
     found = anomaly.detect(records, week)
-    recs = advice.recommend(cfg, measured.stored, records) if args.recommend else []
+    stored = health.stored_tables(cfg, lambda loc: loc.storage_options())
+    storage = health.storage_by_location(cfg, stored)
+    recs = advice.recommend(cfg, stored, records, found) if args.recommend else []
     from lakehouse.worker import worker_status
 
     workers = worker_status(cfg)
+    where = project_instance()
+    today = [r for r in records if r["date"] == as_of]
     if args.json:
         return {
             "ingest_workers": workers,
             "as_of": as_of.isoformat(),
-            "regions": [r for r in records if r["date"] == as_of],
-            "storage_by_location": measured.storage,
-            "anomalies_last_7_days": [a.as_dict() for a in found],
+            "regions": today,
+            "storage_by_location": storage,
+            "anomalies_last_7_days": [
+                {**a.as_dict(), "command": advice.anomaly_command(cfg, a)} for a in found
+            ],
             **({"recommendations": [r.as_dict() for r in recs]} if args.recommend else {}),
-            "dagster_instance": {**where.describe(), "read": where.exists()},
+            "health_rows": (
+                {"kept": True, "first": days[0].isoformat(), "last": days[-1].isoformat()}
+                if days
+                else {"kept": False, "measured_from": str(records[0]["date"]) if records else None}
+            ),
+            "dagster_instance": {**where.describe(), "exists": where.exists()},
         }
-    lines = [health.render(records, as_of), "", "Storage at rest per location"]
+    lines = [health.render(records, as_of, wide=args.wide)]
+    if not args.wide:
+        reasons = [
+            f"  {r['region']}: " + ", ".join(f"{k} {v:,}" for k, v in r["top_reasons"].items())
+            for r in today
+            if r["top_reasons"]
+        ]
+        if reasons:
+            lines += ["Top quarantine reasons (--wide: in the table)", *reasons]
+    computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
+    backfill = f"lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of} --wait"
+    if days:
+        lines += [
+            f"Kept by lakehouse_health (days {days[0]}..{days[-1]})"
+            + (f", computed {computed:%Y-%m-%d %H:%M} UTC" if computed else "")
+        ]
+    else:
+        lines += ["Measured now: lakehouse_health has kept no rows (it runs in Dagster)"]
+    if any(r["landed"] is None for r in today):
+        lines += [
+            "  landed and dups '-': the day was measured without Dagster's run records; "
+            "measure it through Dagster:",
+            f"    -> {backfill}",
+        ]
+    lines += ["", "Storage at rest per location"]
     lines += [
-        f"  {loc}: {s['bytes'] / 1024**2:.1f} MB, ${s['usd_month']:.2g} a month"
-        for loc, s in sorted(measured.storage.items())
+        f"  {loc}: {health.size(s['bytes'])}, about {health.usd(s['usd_month'])} a month"
+        for loc, s in sorted(storage.items())
     ]
     lines += ["", f"Ingest workers: {len(workers) or 'none'}"]
     lines += [
@@ -767,12 +829,35 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
         for w in workers
     ]
     lines += ["", f"Anomalies {week[0]}..{as_of}: {len(found) or 'none'}"]
-    lines += [f"  {a.describe()}" for a in found]
+    for a in found:
+        lines += [f"  {a.describe()}", f"    -> {advice.anomaly_command(cfg, a)}"]
     if args.recommend:
         lines += ["", "Recommendations", advice.render(recs)]
-    lines += ["", used]
-    sys.stdout.write("\n".join(lines) + "\n")
+        lines += [f"Not measured: partitions never read ({advice.READS_NOT_MEASURED})"]
+    lines += ["", _instance_line(where)]
+    text = "\n".join(lines).splitlines()
+    sys.stdout.write("\n".join(_fold(line, args.wide) for line in text) + "\n")
     return None
+
+
+STATUS_WIDTH = 100
+
+
+def _fold(line: str, wide: bool) -> str:
+    """A long prose line folded under 100 columns, indented like itself (tables are not)."""
+    import textwrap
+
+    if wide or len(line) <= STATUS_WIDTH or "  " in line.strip() or "-> " in line:
+        return line
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(
+        line.strip(),
+        STATUS_WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 # The demo's defaults, shown in `demo --help` (lakehouse.demo imports Dagster: not at parse time).
@@ -920,16 +1005,123 @@ def _add_status(sub: Any, known: Known) -> None:
         "status",
         "health and cost per region, anomalies and advice",
         """
-        The newest complete day of every region measured from the lake: events landed,
-        ingested, quarantined and dropped as duplicates, bytes and estimated dollars, replica
-        lag; with the project's Dagster instance, compute time and freshness from its records.
-        Tables on stdout (--json: one JSON report).
+        Health and cost per region on the newest day lakehouse_health kept (or --date):
+        events landed, ingested, quarantined and dropped as duplicates, bytes and estimated
+        dollars, replica lag; storage at rest, ingest workers, and the anomalies of the week
+        before, each with the command that shows more; --recommend adds what to do. Reads the
+        kept health rows, not the tables; finds the project's Dagster instance as make ui does.
+        Fits 100 columns (--wide: every column).
         """,
-        ["lakehouse status", "lakehouse status --recommend", "lakehouse status --json"],
+        [
+            "lakehouse status",
+            "lakehouse status --recommend",
+            "lakehouse status --date 2026-10-23 --wide",
+            "lakehouse status --json",
+        ],
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--recommend", action="store_true", help="add optimisation recommendations")
+    p.add_argument(
+        "--recommend",
+        action="store_true",
+        help="add recommendations, each with the command that acts on it",
+    )
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column (top reasons, egress bytes, replica lag hours); wider than 100",
+    )
+    _date_option(
+        p, "--date", "date", "the day shown (default: the newest day with kept health rows)"
+    )
     p.set_defaults(handler=cmd_status, touches=_status_touches)
+
+
+def cmd_quarantine(args: argparse.Namespace) -> dict[str, Any] | None:
+    """One day's quarantined records in a location: top reasons, counts, sample object keys."""
+    from pipelines.operations import quarantine
+
+    cfg = load_config(args.env)
+    loc = cfg.location(args.location)
+    total, reasons = quarantine.day_reasons(loc, loc.storage_options(), args.date, args.table)
+    top = reasons[: args.top]
+    if args.json:
+        return {
+            "location": loc.name,
+            "region": loc.region,
+            "date": args.date.isoformat(),
+            "table": args.table or "bronze_quarantine",
+            "quarantined": total,
+            "reasons": [r.as_dict(args.samples) for r in top],
+            "more_reasons": len(reasons) - len(top),
+        }
+    lines = [f"Quarantine of {loc.name} ({loc.region}) on {args.date}: {total:,} records"]
+    if not reasons:
+        lines += ["  none quarantined that day"]
+    for r in top:
+        lines += [f"  {r.reason}: {r.records:,} records in {len(r.objects):,} objects"]
+        lines += [f"      {key}" for key in sorted(r.objects)[: args.samples]]
+    if len(reasons) > len(top):
+        lines += [f"  and {len(reasons) - len(top)} more reasons (--top)"]
+    lines += [
+        "Raw records are never shown (they may hold personal data); open a sample object where "
+        "it landed to see what its producer sent."
+    ]
+    sys.stdout.write("\n".join(_fold(line, False) for line in lines) + "\n")
+    return None
+
+
+def _quarantine_touches(args: argparse.Namespace) -> Touches:
+    """The location whose quarantine is read (its reasons and object keys: personal-data table)."""
+    from pipelines.lake import tables
+
+    cfg = load_config(args.env)
+    return Touches(cfg, (cfg.location(args.location),), reads=(tables.QUARANTINE.name,))
+
+
+def _add_quarantine(sub: Any, known: Known) -> None:
+    p = _command(
+        sub,
+        "quarantine",
+        "one day's quarantined records in a location: top reasons, sample object keys",
+        """
+        The records the ingest quarantined on one landing date in one location: reasons by
+        count, with a few of the landing objects they came from. Reads that day's partition
+        only, and never shows a raw record (it may hold personal data). status names this
+        command for a quarantine spike.
+        """,
+        [
+            "lakehouse quarantine --location gcp-apac --date 2026-10-23",
+            "lakehouse quarantine --location azure-eu --date 2026-10-01 --top 3 --json",
+        ],
+    )
+    p.add_argument(
+        "--location",
+        required=True,
+        metavar="LOCATION",
+        help=f"the location: {known.location} (required)",
+    )
+    _date_option(p, "--date", "date", "the landing date (required)", required=True)
+    p.add_argument(
+        "--table",
+        metavar="TABLE",
+        help="the quarantine table's name in the location (default: bronze_quarantine)",
+    )
+    p.add_argument(
+        "--top",
+        type=_number(int, 1),
+        default=5,
+        metavar="N",
+        help="reasons listed, commonest first, >= 1 (default %(default)s)",
+    )
+    p.add_argument(
+        "--samples",
+        type=_number(int, 0),
+        default=3,
+        metavar="N",
+        help="object keys shown per reason, >= 0 (default %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=cmd_quarantine, touches=_quarantine_touches)
 
 
 def _add_simulate(sub: Any, known: Known) -> None:
@@ -1379,6 +1571,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         _add_maintain_and_scan,
         _add_erase,
         _add_status,
+        _add_quarantine,
     ):
         add(sub, known)
     return parser

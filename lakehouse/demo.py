@@ -141,12 +141,45 @@ def demo_bad_day(end: dt.date) -> BadDay:
     return BadDay("apac", end - dt.timedelta(days=5), 0.05)
 
 
-def _health(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, Any]:
-    """The health view over what the demo produced (as automation would after the runs)."""
-    _run_or_fail(defs.resolve_job_def("health_job"), instance, {}, "health view (health_job)")
-    event = instance.get_latest_materialization_event(dg.AssetKey(tables.HEALTH.name))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return {k: meta[k].value for k in ("as_of", "anomalies") if k in meta}
+def _health(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    start: dt.date,
+    end: dt.date,
+    stage: Stage | None = None,
+) -> dict[str, Any]:
+    """The health view of every day, in date order (each day's baseline is the kept days before).
+
+    One run per day partition, as automation and a backfill run them; the summary counts the
+    anomalies flagged and names their region-days.
+    """
+    job = defs.resolve_job_def("health_job")
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    if stage is not None:
+        stage.total = len(days)
+    for day in days:
+        _run_or_fail(
+            job, instance, {"dagster/partition": day.isoformat()}, f"health of {day} (health_job)"
+        )
+        if stage is not None:
+            stage.advance(1)
+    latest = _latest_by_partition(instance, "lakehouse_health")
+    flagged = [
+        f"{day}: {latest[day.isoformat()]['flagged'].value}"
+        for day in days
+        if day.isoformat() in latest
+        and latest[day.isoformat()].get("anomalies")
+        and int(latest[day.isoformat()]["anomalies"].value)
+    ]
+    return {
+        "from": start.isoformat(),
+        "as_of": end.isoformat(),
+        "days": len(days),
+        "anomalies": sum(
+            int(m["anomalies"].value) for k, m in latest.items() if k and "anomalies" in m
+        ),
+        "flagged": flagged,
+    }
 
 
 def _ingest(
@@ -455,9 +488,8 @@ def _materialize(
             stage=stage,
             tags=_sensor_tags(defs, "automation_sensor"),
         )
-    with _stage(stages, "health", progress, unit="views") as stage:
-        summary["health"] = _health(defs, instance)
-        stage.advance(1)
+    with _stage(stages, "health", progress, unit="days") as stage:
+        summary["health"] = _health(defs, instance, start, end, stage)
     return summary
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from pipelines.operations.health import usd
+
 SUMMARY_WIDTH = 100
 
 
@@ -21,6 +23,14 @@ def _n(value: Any) -> str:
     return str(value)
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 anomaly``, ``2 anomalies``, ``0 runs``."""
+    if count == 1:
+        return f"1 {noun}"
+    many = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{count:,} {many}"
+
+
 def _mb(value: Any) -> str:
     return "-" if value is None else f"{float(value) / 2**20:,.1f} MB"
 
@@ -31,15 +41,22 @@ def tables(summary: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     def table(title: str, *columns: str) -> Table:
-        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
+        # no padding at the edges: the regions' seven columns fit 80 columns, headers whole
+        t = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            title_style="bold",
+            pad_edge=False,
+        )
         for i, c in enumerate(columns):
-            t.add_column(c, justify="left" if i == 0 else "right")
+            t.add_column(c, justify="left" if i == 0 else "right", min_width=len(c))
         return t
 
     regions = table(
         f"{summary.get('days', '?')} days in {summary.get('environment', '?')}: per region",
         "region",
-        "partitions",
+        "dates",
         "landed",
         "ingested",
         "quarantined",
@@ -58,14 +75,14 @@ def tables(summary: dict[str, Any]) -> list[Any]:
             _n(gold.get(region)),
         )
     replicas = table("replicas of gold in the ML home", "route", "version", "behind", "copied")
-    replicas.add_column("egress $", justify="right")
+    replicas.add_column("egress", justify="right")
     for _name, r in sorted((summary.get("replicas") or {}).items()):
         replicas.add_row(
             str(r.get("route", "-")),
             _n(r.get("replica_version")),
             _n(r.get("versions_behind")),
             _mb(r.get("bytes_copied")),
-            f"{float(r.get('egress_usd') or 0):.4f}",
+            usd(float(r.get("egress_usd") or 0)),
         )
     out = [regions, replicas, _model_table(summary, table), _stages_table(summary, table)]
     if summary.get("emulated"):
@@ -123,10 +140,14 @@ def _model_table(summary: dict[str, Any], table: Any) -> Any:
         )
     health = summary.get("health") or {}
     if health:
+        count = int(health.get("anomalies") or 0)
+        days = f"{health.get('days')} days to {health.get('as_of')}" if health.get("days") else ""
+        flagged = "; ".join(health.get("flagged") or [])
         model.add_row(
             "health",
-            f"as of {health.get('as_of')}: {health.get('anomalies', 0)} anomalies flagged "
-            "(`lakehouse status --recommend`)",
+            f"{days or 'as of ' + str(health.get('as_of'))}: {plural(count, 'anomaly')} flagged"
+            + (f" ({flagged})" if flagged else "")
+            + ", see `lakehouse status --recommend`",
         )
     return model
 

@@ -46,6 +46,7 @@ def refused_invocations(home: Path) -> dict[str, list[str]]:
             str(home / ".lake" / REFUSED_LOCATION / "copies" / "bronze_events"),
         ],
         "status": ["status", "--json"],
+        "quarantine": ["quarantine", "--location", REFUSED_LOCATION, "--date", DAY],
         "demo": ["demo", "--from", DAY, "--to", DAY],
         "run-emulated": ["run-emulated", "--from", DAY, "--to", DAY],
     }

@@ -91,3 +91,24 @@ def test_run_emulated_adds_what_the_emulators_hold_and_cannot_serve():
     ]
     assert any("18 artifact objects in s3://lakehouse-aws-us/mlflow" in line for line in lines)
     assert lines[-1] == "603.0 s with the emulators' start and stop"
+
+
+def test_the_health_line_counts_in_words_and_80_columns_keep_every_header():
+    from rich.console import Console
+
+    from lakehouse.demo_summary import tables
+
+    health = {"as_of": "2026-10-28", "days": 58, "anomalies": 1}
+    health["flagged"] = ["2026-10-23: quarantine_rate of apac"]
+    out = io.StringIO()
+    console = Console(file=out, width=80, highlight=False)
+    for table in tables({**SUMMARY, "health": health}):
+        console.print(table)
+    text = " ".join(out.getvalue().split())
+    assert "1 anomaly flagged (2026-10-23: quarantine_rate of apac)" in text
+    assert "…" not in out.getvalue()  # no header cut short
+    for header in ("dates", "landed", "ingested", "quarantined", "duplicates", "gold rows"):
+        assert header in out.getvalue()
+    out = io.StringIO()
+    print_summary({**SUMMARY, "health": {**health, "anomalies": 2}}, out)
+    assert "2 anomalies flagged" in " ".join(out.getvalue().split())

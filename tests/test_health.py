@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from assets.freshness import build_region_freshness, region_check_name
-from assets.health import anomaly_check_name, build_health, judged_days
+from assets.health import anomaly_check_name, build_health, rounded
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
 from lakehouse import cli
 from pipelines.ingest import partition as ingest
@@ -164,20 +164,20 @@ def _health_defs() -> dg.Definitions:
     )
 
 
-def _materialize_health(instance: dg.DagsterInstance, as_of: dt.date) -> dg.ExecuteInProcessResult:
+def _materialize_health(instance: dg.DagsterInstance, day: dt.date) -> dg.ExecuteInProcessResult:
     return (
         _health_defs()
         .resolve_implicit_global_asset_job_def()
-        .execute_in_process(
-            instance=instance,
-            run_config={"ops": {"lakehouse_health": {"config": {"as_of": as_of.isoformat()}}}},
-        )
+        .execute_in_process(instance=instance, partition_key=day.isoformat())
     )
 
 
 def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    cfg = load_config("local")
+    # the days before, as earlier daily runs kept them: the baseline each run reads back
+    health.write(cfg, health.measure(cfg, START, BAD.day - dt.timedelta(days=2), _options), {})
     instance = dg.DagsterInstance.ephemeral()
     normal = _materialize_health(instance, BAD.day - dt.timedelta(days=1))
     assert normal.success
@@ -187,7 +187,7 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     keys = list(_health_defs().resolve_asset_graph().asset_check_keys)
     assert failed_checks_since(instance, keys, 0) == []
 
-    bad = _materialize_health(instance, BAD.day + dt.timedelta(days=2))
+    bad = _materialize_health(instance, BAD.day)
     evaluation = next(
         e
         for e in bad.get_asset_check_evaluations()
@@ -196,15 +196,21 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert f"eu on {BAD.day}" in evaluation.metadata["alert"].value
-    meta = bad.asset_materializations_for_node("lakehouse_health")[0].metadata
-    assert meta["as_of"].value == (BAD.day + dt.timedelta(days=2)).isoformat()
-    # the second run measures its last week afresh and reads the baseline's older days back
-    assert meta["measured_from"].value == (BAD.day - dt.timedelta(days=4)).isoformat()
-    assert meta["baseline_rows_kept"].value > 0
-    first = normal.asset_materializations_for_node("lakehouse_health")[0].metadata
-    assert meta["bytes_read_total"].value < first["bytes_read_total"].value
-    assert {"quarantine_rate/us", "quarantine_rate/eu", "events/apac"} <= set(meta)
+    assert "lakehouse quarantine --location azure-eu --date 2026-10-01" in (
+        evaluation.metadata["alert"].value
+    )
+    (mat,) = bad.asset_materializations_for_node("lakehouse_health")
+    assert mat.partition == BAD.day.isoformat()  # the day's point on the Plots tab
+    meta = mat.metadata
+    # the baseline is the kept days of the window before the day: no table's history is read
+    assert meta["baseline_days_kept"].value == (BAD.day - START).days
+    assert {"quarantine_pct/us", "quarantine_pct/eu", "events/apac"} <= set(meta)
+    row = _row(health.measure(cfg, BAD.day, BAD.day, _options), "eu", BAD.day)
+    assert meta["quarantine_pct/eu"].value == rounded(100 * row["quarantine_rate"])
+    assert len(repr(meta["quarantine_pct/eu"].value)) <= 7  # 4 significant digits, not 17
     assert "| eu |" in meta["health"].value
+    kept = health.read(cfg, {}, BAD.day, BAD.day)
+    assert kept.num_rows == 3 and set(kept.column("date").to_pylist()) == {BAD.day}
 
     failed = failed_checks_since(instance, keys, 0)
     assert len(failed) == 1
@@ -226,11 +232,32 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert failed_checks_since(instance, keys, json.loads(again.cursor)["id"]) == []
 
 
-def test_judged_days_are_the_days_since_the_previous_view():
-    day = dt.date(2026, 10, 7)
-    assert judged_days(day, None) == [day - dt.timedelta(days=i) for i in range(6, -1, -1)]
-    assert judged_days(day, day - dt.timedelta(days=2)) == [day - dt.timedelta(days=1), day]
-    assert judged_days(day, day) == [day]
+@pytest.mark.parametrize(
+    "reason",
+    ["corrupt_object: gzip: bad header", "ingest_error: boom", "object_rewritten: etag", "x:y"],
+)
+def test_the_views_reason_kinds_are_the_ingest_engines(reason):
+    assert health.reason_kind(reason) == _reason_key(reason)
+
+
+def test_values_read_as_a_person_writes_them():
+    assert [health.usd(x) for x in (0.0, 0.000013, 0.0123, 1234.5)] == [
+        "$0",
+        "<$0.01",
+        "$0.01",
+        "$1,234",
+    ]
+    assert health.lag(0, 0.25) == "up to date"
+    assert health.lag(0, 0.25, wide=True) == "up to date, arrived after 15 min"
+    assert (health.lag(1, 3.0), health.lag(3, None)) == ("1 version behind", "3 versions behind")
+    assert anomaly.fmt("quarantine_rate", 0.0512) == "5.12%"
+    hit = anomaly.Anomaly(
+        "quarantine_rate", "apac", dt.date(2026, 10, 23), 0.05, 0.004, -0.006, 0.014, 8
+    )
+    assert "is 5.00%; usual for the weekday 0.40% (alert above 1.40%, 8 earlier weeks)" in (
+        hit.describe()
+    )
+    assert rounded(0.0035435094436009726) == 0.003544
 
 
 def _bronze_partition(instance: dg.DagsterInstance, region: str, day: dt.date) -> None:
@@ -271,9 +298,14 @@ def test_a_late_region_fails_its_own_freshness_check_while_the_others_pass():
 
 def test_recommendations_name_the_command_that_acts(lake, measured):
     cfg = load_config("local")
-    recs = advice.recommend(cfg, measured.stored, measured.records())
+    rows = measured.records()
+    found = anomaly.detect(rows, [BAD.day])
+    recs = advice.recommend(cfg, measured.stored, rows, found)
     kinds = {r.kind: r for r in recs}
-    assert kinds["unread_partitions"].reason.startswith("not measured")
+    assert all(r.command.startswith("lakehouse ") for r in recs)
+    spike = kinds["quarantine_spike"]
+    assert spike.target == f"azure-eu on {BAD.day}"
+    assert spike.command == f"lakehouse quarantine --location azure-eu --date {BAD.day}"
     # a few KB of gold replicated against weeks of bronze at rest: egress is not dominant
     assert "egress" not in kinds
     assert "compaction" not in kinds  # every partition here holds a file or two
@@ -326,21 +358,66 @@ def test_the_quarantine_is_read_for_the_window_only(lake):
     assert 0 < one_day < whole / 10
 
 
-def test_status_prints_a_table_and_json_with_recommendations(lake, monkeypatch, capsys):
+def test_status_reads_the_kept_rows_fits_100_columns_and_names_commands(
+    lake, measured, monkeypatch, capsys
+):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
+    cfg = load_config("local")
+    health.write(cfg, measured, {})
     assert cli.main(["status", "--recommend"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"Health on {END}")
-    assert "quarantine_rate of eu on 2026-10-01" in text
-    # the lake is small and fresh: no compaction or egress advice, only what cannot be measured
-    (advised,) = [line for line in text.splitlines() if line.lstrip().startswith("-> ")]
-    assert advised.strip() == "-> (none: turn on the object stores' access logs first)"
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "quarantine rate of eu on 2026-10-01" in text
+    assert "-> lakehouse quarantine --location azure-eu --date 2026-10-01" in text
+    assert "e-0" not in text  # no float in scientific notation
+    # without DAGSTER_HOME: where it looked, as `make ui` would
+    assert f"Dagster instance: none at {lake / '.dagster'} (DAGSTER_HOME unset" in text
+    assert cli.main(["status", "--wide"]) == 0
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) > 100
     assert cli.main(["status", "--json", "--recommend"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["as_of"] == END.isoformat()
     assert {r["region"] for r in report["regions"]} == {"us", "eu", "apac"}
-    assert [a["date"] for a in report["anomalies_last_7_days"]] == [BAD.day.isoformat()]
-    assert [r["kind"] for r in report["recommendations"]] == ["unread_partitions"]
+    (spike,) = report["anomalies_last_7_days"]
+    assert spike["date"] == BAD.day.isoformat() and spike["command"].startswith("lakehouse ")
+    assert [r["kind"] for r in report["recommendations"]] == ["quarantine_spike"]
+    assert all(r["command"].startswith("lakehouse ") for r in report["recommendations"])
+    # status reads the kept rows: the bronze and quarantine data are not opened
+    from pipelines.lake.storage import bytes_read, bytes_read_since
+
+    before = bytes_read()
+    assert cli.main(["status", "--json"]) == 0
+    capsys.readouterr()
+    read = bytes_read_since(before)
+    for loc in cfg.locations.values():
+        for table in (tables.BRONZE.name, tables.QUARANTINE.name):
+            assert not [k for k in read if k.startswith(loc.table_uri(table))], table
+
+
+def test_quarantine_lists_a_days_reasons_and_sample_objects_never_raw_values(
+    lake, monkeypatch, capsys
+):
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
+    eu = load_config("local").location("azure-eu")
+    part = {"landing_date": BAD.day, "region": "eu"}
+    rows = delta.read_partition(eu.table_uri(tables.QUARANTINE.name), {}, part)
+    assert cli.main(["quarantine", "--location", "azure-eu", "--date", str(BAD.day), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["quarantined"] == rows.num_rows
+    want = Counter(_reason_key(r) for r in rows.column("reason").to_pylist())
+    top = report["reasons"][0]
+    assert (top["reason"], top["records"]) == want.most_common(1)[0]
+    assert set(top["sample_objects"]) <= set(rows.column("source_object").to_pylist())
+    assert cli.main(["quarantine", "--location", "azure-eu", "--date", str(BAD.day)]) == 0
+    text = capsys.readouterr().out
+    assert f"{rows.num_rows:,} records" in text and top["sample_objects"][0] in text
+    for raw in rows.column("raw").to_pylist()[:50]:
+        value = bytes(raw).decode("utf-8", "replace")
+        assert len(value) < 8 or value not in text
+    assert cli.main(["quarantine", "--location", "nowhere", "--date", str(BAD.day)]) == 1
+    assert "nowhere" in capsys.readouterr().err
 
 
 def test_status_without_data_says_what_to_run(lake_home, capsys):

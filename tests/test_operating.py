@@ -167,3 +167,30 @@ def test_sensors_are_registered():
         "erasure_request_sensor",  # pending erasure requests: state Dagster does not have
         "erased_model_retrain_sensor",  # an erasure marked a model: retrain (docs/privacy.md)
     }
+
+
+def test_health_automation_requests_only_the_newest_days_whatever_the_parent_updated():
+    """An ingest of an old day does not re-measure it: backfills do; the newest days refresh."""
+    from assets.health import RECENT, build_health
+    from resources import LakeResource
+    from tests.helpers import suites
+
+    cfg = load_config("local")
+    health = build_health(cfg, suites(), [bronze_events.key], [bronze_events.key])
+    (health,) = dg.with_resources([health], {"lake": LakeResource()})
+    defs = [bronze_events, health]
+    instance = dg.DagsterInstance.ephemeral()
+    now = dt.datetime(2026, 10, 20, 12, tzinfo=dt.UTC)
+    recent = {(now - dt.timedelta(days=i)).date().isoformat() for i in range(RECENT.days + 1)}
+    first = dg.evaluate_automation_conditions(
+        [bronze_events, health], instance, evaluation_time=now
+    )
+    assert first.get_requested_partitions(health.key) <= recent
+    dg.materialize([bronze_events], partition_key="2026-10-19", instance=instance)
+    dg.materialize([bronze_events], partition_key="2026-10-05", instance=instance)
+    second = dg.evaluate_automation_conditions(
+        defs, instance, cursor=first.cursor, evaluation_time=now
+    )
+    requested = second.get_requested_partitions(health.key)
+    assert "2026-10-19" in requested | first.get_requested_partitions(health.key)
+    assert "2026-10-05" not in requested and requested <= recent

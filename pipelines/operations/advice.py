@@ -1,6 +1,7 @@
 """What an operator should do, from what the health view measures; and per-region freshness.
 
-Each recommendation names the command that acts on it. Free of Dagster.
+Each recommendation, and each anomaly (:func:`anomaly_command`), names the command that shows
+more or acts on it. Free of Dagster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines.lake.config import LakeConfig
+from pipelines.operations.anomaly import Anomaly, fmt
 from pipelines.operations.health import (
     DAYS_PER_MONTH,
     EGRESS_DOMINANT_SHARE,
@@ -103,21 +105,54 @@ def egress(cfg: LakeConfig, rows: Iterable[Mapping[str, Any]]) -> list[Recommend
     return out
 
 
-def unread() -> Recommendation:
-    """Partitions never read: what can be said today."""
-    return Recommendation(
-        "unread_partitions",
-        "every table",
-        READS_NOT_MEASURED,
-        "(none: turn on the object stores' access logs first)",
-    )
+def anomaly_command(cfg: LakeConfig, found: Anomaly) -> str:
+    """The command that shows more about an anomaly, or acts on it."""
+    loc = cfg.location_for_region(found.region)
+    if found.metric == "quarantine_rate":
+        return f"lakehouse quarantine --location {loc.name} --date {found.date}"
+    if found.metric == "ingested":  # late or missing objects: ingest the day again (idempotent)
+        return f"lakehouse ingest --location {loc.name} --date {found.date}"
+    if found.metric == "replica_lag_hours":
+        rep = next((r for r in cfg.replicas() if r.source.name == loc.name), None)
+        if rep is not None:
+            return f"lakehouse sync --from {rep.source_uri} --to {rep.target_uri} --dry-run"
+    # compute seconds (or a lag without a replica): the day's figures asset by asset
+    return f"lakehouse status --wide --date {found.date}"
+
+
+def spikes(
+    cfg: LakeConfig, found: Iterable[Anomaly], rows: Iterable[Mapping[str, Any]]
+) -> list[Recommendation]:
+    """A quarantine spike: look at that day's reasons and objects, then fix the producer."""
+    reasons = {(str(r["region"]), r["date"]): r.get("top_reasons") or {} for r in rows}
+    out: list[Recommendation] = []
+    for a in found:
+        if a.metric != "quarantine_rate":
+            continue
+        top = reasons.get((a.region, a.date)) or {}
+        why = ", ".join(f"{k} {v}" for k, v in top.items()) or "reasons not kept"
+        out.append(
+            Recommendation(
+                "quarantine_spike",
+                f"{cfg.location_for_region(a.region).name} on {a.date}",
+                f"{fmt(a.metric, a.value)} of landed records quarantined, usually "
+                f"{fmt(a.metric, a.median)} ({why}); find the producer in the day's sample "
+                "objects and fix it",
+                anomaly_command(cfg, a),
+            )
+        )
+    return out
 
 
 def recommend(
-    cfg: LakeConfig, stored: Sequence[Stored], rows: Iterable[Mapping[str, Any]]
+    cfg: LakeConfig,
+    stored: Sequence[Stored],
+    rows: Iterable[Mapping[str, Any]],
+    found: Sequence[Anomaly] = (),
 ) -> list[Recommendation]:
     """Every recommendation the measurements support, most actionable first."""
-    return [*compaction(stored), *egress(cfg, rows), unread()]
+    rows = list(rows)
+    return [*spikes(cfg, found, rows), *compaction(stored), *egress(cfg, rows)]
 
 
 def render(recs: Sequence[Recommendation], markdown: bool = False) -> str:

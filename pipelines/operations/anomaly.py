@@ -65,11 +65,17 @@ class Anomaly:
     points: int
 
     def describe(self) -> str:
-        """One line an operator reads: what, where, when, how far off."""
+        """One line an operator reads: what, where, when, how far off (in the metric's units)."""
+        rule = next((r for r in RULES if r.metric == self.metric), None)
+        label = rule.label if rule is not None else self.metric
+        shown = lambda v: fmt(self.metric, v)  # noqa: E731
+        if rule is not None and rule.direction == "up":
+            band = f"alert above {shown(self.high)}"
+        else:
+            band = f"alert outside {shown(max(self.low, 0.0))}..{shown(self.high)}"
         return (
-            f"{self.metric} of {self.region} on {self.date} ({self.date:%a}) is "
-            f"{_fmt(self.value)}; usual for the weekday {_fmt(self.median)} "
-            f"(band {_fmt(self.low)}..{_fmt(self.high)}, {self.points} earlier weeks)"
+            f"{label} of {self.region} on {self.date} ({self.date:%a}) is {shown(self.value)}; "
+            f"usual for the weekday {shown(self.median)} ({band}, {self.points} earlier weeks)"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,8 +83,17 @@ class Anomaly:
         return {**asdict(self), "date": self.date.isoformat()}
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+UNITS = {"quarantine_rate": "percent", "compute_seconds": "s", "replica_lag_hours": "h"}
+
+
+def fmt(metric: str, value: float) -> str:
+    """A metric's value in its unit: rates as percentages, counts with separators."""
+    unit = UNITS.get(metric)
+    if unit == "percent":
+        return f"{value:.2%}"
+    if unit is not None:
+        return f"{value:.1f} {unit}"
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def band(history: Sequence[float], rule: MetricRule, baseline: Baseline) -> tuple[float, float]:

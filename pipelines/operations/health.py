@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.ingest.batch import _reason_key as reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA
@@ -36,7 +35,19 @@ EGRESS_DOMINANT_SHARE = 0.5
 # status` declare them, so compute sovereignty checks both the same way.
 TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 
+# Whole-object reasons counted by kind (their error's words vary); the ingest engine's rule
+# (pipelines/ingest/engine.py _reason_key), restated so status need not import the engine and
+# its dataframe libraries (half a second); tests/test_health.py checks the two agree.
+WHOLE_OBJECT_REASONS = ("corrupt_object", "ingest_error", "object_rewritten")
+
 Key = tuple[str, dt.date]  # (region, date)
+
+
+def reason_kind(reason: str) -> str:
+    """A quarantine reason as counted: whole-object failures by kind, records by reason."""
+    return next((k for k in WHOLE_OBJECT_REASONS if reason.startswith(k)), reason)
+
+
 Options = Callable[[LakeLocation], dict[str, str]]
 
 
@@ -102,8 +113,8 @@ def partitions(adds: pa.Table | None, date_column: str) -> dict[tuple[str | None
     return out
 
 
-def _stored(cfg: LakeConfig, options: Options) -> list[Stored]:
-    """Every table the environment writes, in every location that holds it."""
+def stored_tables(cfg: LakeConfig, options: Options) -> list[Stored]:
+    """Every table the environment writes, in every location that holds it (logs only)."""
     out: list[Stored] = []
     for spec in tables.TABLES.values():
         where = cfg.locations.values() if spec.role == tables.Role.REGION else [cfg.home]
@@ -308,7 +319,7 @@ def measure(
     """Health rows of every region and day in ``[start, end]`` that has landed data."""
     observed = observed or Observed()
     now = now or dt.datetime.now(dt.UTC)
-    stored = _stored(cfg, options)
+    stored = stored_tables(cfg, options)
     ctx = _Context(
         cfg,
         stored,
@@ -339,64 +350,107 @@ def latest_complete_day(cfg: LakeConfig, options: Options) -> dt.date | None:
     return max(days) - dt.timedelta(days=1) if days else None
 
 
+# The narrow table (fits 100 columns); ``wide`` adds the columns after these.
 COLUMNS = (
     ("region", "region"),
     ("landed", "landed"),
     ("ingested", "ingested"),
-    ("quarantined", "quarantined (rate)"),
-    ("top_reasons", "top reasons"),
-    ("duplicates", "duplicates"),
+    ("quarantined", "quarantined"),
+    ("duplicates", "dups"),
     ("bytes_stored", "stored"),
-    ("storage_usd_month", "storage $/month"),
-    ("replica", "replica lag"),
+    ("storage_usd_month", "$/month"),
+    ("replica", "replica"),
     ("egress", "egress"),
-    ("compute_seconds", "compute s"),
-    ("freshness_hours", "ingested h ago"),
+    ("compute_seconds", "compute"),
+    ("freshness_hours", "age"),
 )
+WIDE_COLUMNS = (("top_reasons", "top quarantine reasons"), ("egress_bytes", "egress bytes"))
 
 
-def _size(n: int | None) -> str:
+def size(n: int | float | None) -> str:
+    """Bytes in B, KB, MB or GB (1024-based)."""
     if n is None:
         return "-"
+    value = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
+        if abs(value) < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
-def _usd(x: float) -> str:
-    return "$0" if not x else f"${x:.2f}" if x >= 0.01 else f"${x:.1e}"
+def usd(x: float | None) -> str:
+    """Dollars as a person reads them: ``$0``, ``<$0.01``, ``$0.12``, ``$1,234``."""
+    if x is None:
+        return "-"
+    if not x:
+        return "$0"
+    if x < 0.01:
+        return "<$0.01"
+    return f"${x:,.2f}" if x < 1000 else f"${x:,.0f}"
 
 
-def _cells(r: Mapping[str, Any]) -> list[str]:
-    reasons = r["top_reasons"] or {}
-    lag = (
-        "-"
-        if r["replica_versions_behind"] is None
-        else f"{r['replica_versions_behind']} v"
-        + (f", {r['replica_lag_hours']:.1f} h" if r["replica_lag_hours"] is not None else "")
-    )
-    return [
+def hours(h: float | None) -> str:
+    """A duration in hours as minutes, hours or days."""
+    if h is None:
+        return "-"
+    if h < 1:
+        return f"{h * 60:.0f} min"
+    return f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d"
+
+
+def lag(versions: int | None, lag_hours: float | None, wide: bool = False) -> str:
+    """A day's replica lag: ``up to date`` or ``3 versions behind`` (wide: how long it took)."""
+    if versions is None:
+        return "-"
+    text = "up to date" if versions == 0 else f"{versions} version{'s' * (versions != 1)} behind"
+    if wide and lag_hours is not None:
+        text += f", {'arrived after' if versions == 0 else 'for'} {hours(lag_hours)}"
+    return text
+
+
+def seconds(s: float) -> str:
+    """Seconds: a decimal below ten, whole above, minutes above ten minutes."""
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 600 else f"{s / 60:.0f} min"
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _cells(r: Mapping[str, Any], wide: bool = False) -> list[str]:
+    cells = [
         str(r["region"]),
-        "-" if r["landed"] is None else f"{r['landed']:,}",
-        f"{r['ingested']:,}",
+        _count(r["landed"]),
+        _count(r["ingested"]),
         f"{r['quarantined']:,} ({r['quarantine_rate']:.2%})",
-        ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-",
-        "-" if r["duplicates"] is None else f"{r['duplicates']:,}",
-        _size(r["bytes_stored"]),
-        _usd(r["storage_usd_month"]),
-        lag,
-        f"{_size(r['egress_bytes'])} {_usd(r['egress_usd'])}" if r["egress_route"] else "-",
-        f"{r['compute_seconds']:.1f}",
-        "-" if r["freshness_hours"] is None else f"{r['freshness_hours']:.1f}",
+        _count(r["duplicates"]),
+        size(r["bytes_stored"]),
+        usd(r["storage_usd_month"]),
+        lag(r["replica_versions_behind"], r["replica_lag_hours"], wide),
+        usd(r["egress_usd"]) if r["egress_route"] else "-",
+        seconds(r["compute_seconds"]),
+        hours(r["freshness_hours"]),
     ]
+    if wide:
+        reasons = r["top_reasons"] or {}
+        cells += [
+            ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-",
+            size(r["egress_bytes"]) if r["egress_route"] else "-",
+        ]
+    return cells
 
 
-def render(records: Sequence[Mapping[str, Any]], day: dt.date, markdown: bool = False) -> str:
-    """The regions' rows of one day as a table: Markdown for the UI, aligned text otherwise."""
-    head = [h for _, h in COLUMNS]
-    body = [_cells(r) for r in records if r["date"] == day]
+def render(
+    records: Sequence[Mapping[str, Any]], day: dt.date, markdown: bool = False, wide: bool = False
+) -> str:
+    """The regions' rows of one day as a table: Markdown for the UI, aligned text otherwise.
+
+    Text is narrow (under 100 columns for a few regions) unless ``wide``; Markdown is wide.
+    """
+    wide = wide or markdown
+    head = [h for _, h in COLUMNS] + ([h for _, h in WIDE_COLUMNS] if wide else [])
+    body = [_cells(r, wide) for r in records if r["date"] == day]
     title = f"Health on {day}"
     if not body:
         return f"{title}: no region has landed data for that day"
@@ -405,8 +459,13 @@ def render(records: Sequence[Mapping[str, Any]], day: dt.date, markdown: bool = 
         lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in body]
         return f"**{title}**\n\n" + "\n".join(lines)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([title, fmt.format(*head), *(fmt.format(*row) for row in body)])
+    # numbers right-aligned, words left
+    align = ["<"] + [">"] * (len(head) - 1)
+    if wide:
+        align[-2] = "<"
+    fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(align, widths, strict=True))
+    lines = [fmt.format(*row).rstrip() for row in (head, *body)]
+    return "\n".join([title, *lines])
 
 
 def write(cfg: LakeConfig, health: Health, options: dict[str, str]) -> int:
@@ -424,3 +483,11 @@ def write(cfg: LakeConfig, health: Health, options: dict[str, str]) -> int:
 def read(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> pa.Table:
     """The stored health rows of ``[start, end]`` (empty when never written): a bounded window."""
     return delta.read_between(cfg.home.table_uri(tables.HEALTH.name), options, "date", start, end)
+
+
+def kept_days(cfg: LakeConfig, options: dict[str, str]) -> list[dt.date]:
+    """The days the health table holds rows for, sorted (read from its log, no data file)."""
+    adds = delta.file_actions(cfg.home.table_uri(tables.HEALTH.name), options)
+    if adds is None or not adds.num_rows or "partition.date" not in adds.column_names:
+        return []
+    return sorted({d for d in adds.column("partition.date").to_pylist() if d is not None})

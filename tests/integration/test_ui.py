@@ -53,7 +53,7 @@ def _assert_no_error(page: str, text: str) -> None:
 
 
 def _health_trend(env: dict[str, str]) -> list[str]:
-    """The health view as of each of the last days, oldest first: one plot point per day."""
+    """The health view of each of the last days, oldest first: one plot point per day."""
     saved = {k: os.environ.get(k) for k in ("LAKEHOUSE_HOME", "DAGSTER_HOME", "LAKEHOUSE_ENV")}
     os.environ.update({k: env[k] for k in saved})
     try:
@@ -61,10 +61,9 @@ def _health_trend(env: dict[str, str]) -> list[str]:
         anomalies = []
         with dg.DagsterInstance.get() as instance:
             for i in range(TREND_DAYS - 1, -1, -1):
-                as_of = (END - dt.timedelta(days=i)).isoformat()
-                config = {"ops": {"lakehouse_health": {"config": {"as_of": as_of}}}}
-                result = job.execute_in_process(instance=instance, run_config=config)
-                assert result.success, as_of
+                day = (END - dt.timedelta(days=i)).isoformat()
+                result = job.execute_in_process(instance=instance, partition_key=day)
+                assert result.success, day
                 anomalies += [
                     str(e.metadata["alert"].value)
                     for e in result.get_asset_check_evaluations()
@@ -117,18 +116,18 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         # the health view's plots (Overview, Metadata: Table / Plots): one plot per metric and
         # region, one point per materialization
         page.goto(f"{base}/assets/{HEALTH}")
-        wait_for_text(page, "quarantine_rate/apac")
+        wait_for_text(page, "quarantine_pct/apac")
         dismiss_dialogs(page)
         page.get_by_role("button", name="Plots").first.click()
-        text = wait_for_text(page, "quarantine_rate/apac", "events/us", "replica_lag_hours/eu")
+        text = wait_for_text(page, "quarantine_pct/apac", "events/us", "replica_lag_hours/eu")
         _assert_no_error("health plots", text)
-        page.get_by_text("quarantine_rate/apac", exact=True).first.scroll_into_view_if_needed()
+        page.get_by_text("quarantine_pct/apac", exact=True).first.scroll_into_view_if_needed()
         page.wait_for_timeout(2000)
         save_png(page, SHOTS / "health-plots.png")
 
         # its latest materialization: the per-region table and the recommendations
         page.goto(f"{base}/assets/{HEALTH}?view=events")
-        text = wait_for_text(page, "Health on", "unread_partitions")
+        text = wait_for_text(page, "Health on", "recommendations")
         _assert_no_error("health events", text)
         page.get_by_text("Health on", exact=False).first.scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
@@ -145,7 +144,7 @@ def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
     assert demo.returncode == 0, demo.stderr[-3000:]
     anomalies = _health_trend(env)
     # the demo's injected apac incident, and nothing else
-    assert len(anomalies) == 1 and "quarantine_rate of apac" in anomalies[0], anomalies
+    assert len(anomalies) == 1 and "quarantine rate of apac" in anomalies[0], anomalies
 
     _screenshots(env, tmp_path / "dev.log")
 
