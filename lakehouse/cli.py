@@ -510,7 +510,7 @@ def _add_erase(sub: Any, known: Known) -> None:
     p = _command(
         sub,
         "erase",
-        "erase a data subject from every personal table, kept version and landing object",
+        "erase a data subject from personal tables, kept versions and landing objects",
         """
         Serves a data subject's erasure request (GDPR Art. 17, CCPA deletion): deletes their
         rows from bronze, the quarantine (raw records included) and silver (by keyed hash),
@@ -845,8 +845,6 @@ STATUS_WIDTH = 100
 
 def _fold(line: str, wide: bool) -> str:
     """A long prose line folded under 100 columns, indented like itself (tables are not)."""
-    import textwrap
-
     if wide or len(line) <= STATUS_WIDTH or "  " in line.strip() or "-> " in line:
         return line
     indent = line[: len(line) - len(line.lstrip())]

@@ -24,7 +24,7 @@ COMMAND = re.compile(
 )
 
 # Named on purpose although they do not exist: what the docs say is not built yet.
-NOT_BUILT = {"lakehouse erase": "docs/privacy.md lists it under 'Not done yet' (issue #29)"}
+NOT_BUILT: dict[str, str] = {}  # a command the docs name as planned: "lakehouse X": where
 # Flags of other tools that the docs quote alone.
 FOREIGN_FLAGS = {
     "-c": "pip's constraints file",
