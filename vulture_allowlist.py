@@ -36,6 +36,7 @@ _.bytes_reclaimed
 version_before
 replica_floor_version
 reseeded  # pipelines/replication/plan.py: SyncReport
+route_checked
 target_version_before
 files_already_present
 commits_copied

@@ -5,9 +5,9 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
+from assets.factory import spark_asset
 from assets.partitions import Partitions, contiguous_ranges
-from assets.spark_io import StepRange, run_steps
-from data_quality import gx
+from assets.spark_io import StepRange, run_steps, step_results
 from data_quality.suites import Suites
 from pipelines.lake import tables
 from pipelines.spark import jobs as spark_jobs
@@ -21,16 +21,14 @@ def build_features(
     """The daily features asset, reading the ML home's gold and the given replicas."""
     suite = suites[tables.FEATURES.name]
 
-    @dg.asset(
-        name=tables.FEATURES.name,
-        partitions_def=parts.daily,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @spark_asset(
+        tables.FEATURES,
+        suite,
+        parts.daily,
+        group="features",
         # The ML home's own gold, and the replicas of every other region's gold.
-        deps=[dg.AssetKey(tables.GOLD.name), *replica_keys],
-        group_name="features",
-        kinds={"spark", "delta"},
-        check_specs=[gx.check_spec(suite)],
-        metadata={"partition_columns": "date", "look_back_days": 28},
+        deps=[tables.GOLD.name, *replica_keys],
+        metadata={"look_back_days": 28},
     )
     def demand_features(
         context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkStepRunner
@@ -41,16 +39,12 @@ def build_features(
         # region None: one step of every region's gold per range of consecutive days
         ranges = [StepRange(cfg.home, None, s, e) for s, e in contiguous_ranges(days)]
         written = run_steps(context, lake, spark, "features", ranges)
-        yield dg.MaterializeResult(
-            metadata={
-                "location": cfg.home.name,
-                "delta_version": written.versions[cfg.home.name],
-                "inputs": dg.MetadataValue.json([i.uri for i in spark_jobs.feature_inputs(cfg)]),
-                "dagster/row_count": written.count(),
-                "spark_steps": dg.MetadataValue.json(written.steps),
-            }
-        )
-        yield gx.check(suite, written.rows)
-        written.release()
+        inputs = [i.uri for i in spark_jobs.feature_inputs(cfg)]
+        metadata = {
+            "location": cfg.home.name,
+            "delta_version": written.versions[cfg.home.name],
+            "inputs": dg.MetadataValue.json(inputs),
+        }
+        yield from step_results(suite, written, metadata)
 
     return demand_features

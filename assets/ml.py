@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from assets.factory import checked_asset
 from assets.partitions import Partitions
 from data_quality import gx
 from data_quality.suites import Suite, Suites
@@ -140,13 +141,7 @@ def _model_metadata(outcome: tracking.TrainingOutcome, uri: str, version: int) -
 def build_model(suite: Suite) -> dg.AssetsDefinition:
     """The demand model asset: train, register in MLflow, gate the promotion."""
 
-    @dg.asset(
-        name=MODEL,
-        deps=[FEATURES],
-        group_name="ml",
-        kinds={"mlflow", "scikitlearn"},
-        check_specs=[gx.check_spec(suite)],
-    )
+    @checked_asset(MODEL, suite, group="ml", kinds={"mlflow", "scikitlearn"}, deps=[FEATURES])
     def demand_model(
         context: dg.AssetExecutionContext,
         config: DemandModelConfig,
@@ -188,13 +183,13 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
 def build_forecast(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
     """The daily forecast asset: the champion's predictions for each feature row."""
 
-    @dg.asset(
-        name=FORECAST,
+    @checked_asset(
+        FORECAST,
+        suite,
+        group="ml",
+        kinds={"mlflow", "delta"},
         deps=[MODEL, FEATURES],
         partitions_def=parts.daily,
-        group_name="ml",
-        kinds={"mlflow", "delta"},
-        check_specs=[gx.check_spec(suite)],
     )
     def demand_forecast(
         context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MLflowResource
@@ -294,13 +289,13 @@ def _drift_metadata(report: pd.DataFrame, verdict: Any, table: pa.Table) -> dict
 def build_drift(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
     """The daily drift asset: features and predictions against the champion's reference."""
 
-    @dg.asset(
-        name=DRIFT,
+    @checked_asset(
+        DRIFT,
+        suite,
+        group="ml",
+        kinds={"python", "delta"},
         deps=[FORECAST, FEATURES],
         partitions_def=parts.daily,
-        group_name="ml",
-        kinds={"python", "delta"},
-        check_specs=[gx.check_spec(suite)],
     )
     def feature_drift(
         context: dg.AssetExecutionContext,

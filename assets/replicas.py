@@ -10,14 +10,38 @@ from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines.lake.config import LakeConfig, Replica
 from pipelines.lake.delta import table_version
-from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
-from pipelines.replication.deltalog import BYTES_PER_GB
+from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under, one_line
+from pipelines.replication.deltalog import BYTES_PER_GB, Remedy, SyncError
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.plan import SyncReport
 from pipelines.replication.sync import sync
 from pipelines.replication.verify import CopyCheck, compare_tables, verify_copy
 from resources.lake import LakeResource
 
 FULL_CHECK_CRON = "0 4 * * 0"  # weekly, Sunday 04:00 UTC: the full source-vs-replica comparison
+
+
+class ReplicaConfig(dg.Config):
+    """Run config of a replica asset: what an operator may ask of its sync."""
+
+    reseed: bool = False  # restart the replica from the source (same table only)
+
+
+def remedy_hint(name: str, remedy: Remedy) -> str:
+    """How this asset says a remedy a sync error carries: its run config, not the CLI's flags."""
+    if remedy is Remedy.RESEED:
+        return (
+            "to restart the replica from the source, launch this asset with run config "
+            f"ops: {{{name}: {{config: {{reseed: true}}}}}}"
+        )
+    # This asset never destroys another table's log.
+    return "another table occupies the replica's place: move it away, then launch this asset"
+
+
+def sync_failure(name: str, exc: SyncError) -> dg.Failure:
+    """A refused sync as a one-line failure saying what an operator of this asset can do."""
+    hint = f"; {remedy_hint(name, exc.remedy)}" if exc.remedy else ""
+    return dg.Failure(description=one_line(exc) + hint, allow_retries=False)
 
 
 def consistency_check_name(name: str) -> str:
@@ -108,7 +132,7 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         ],
     )
     def replica_asset(
-        context: dg.AssetExecutionContext, lake: LakeResource
+        context: dg.AssetExecutionContext, config: ReplicaConfig, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Bring the replica up to its source's latest version, then verify what was copied."""
         before = bytes_read()
@@ -116,14 +140,18 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
         where = require_jurisdiction(context, lake, name, [replica.source], data)
         src_opts = lake.storage_options(replica.source)
         dst_opts = lake.storage_options(replica.target)
-        report = sync(
-            lake.config(),
-            replica.source_uri,
-            replica.target_uri,
-            table=table,
-            source_options=src_opts,
-            target_options=dst_opts,
-        )
+        options = SyncOptions(table=table, reseed=config.reseed)
+        try:
+            report = sync(
+                lake.config(),
+                replica.source_uri,
+                replica.target_uri,
+                options,
+                source_options=src_opts,
+                target_options=dst_opts,
+            )
+        except SyncError as exc:
+            raise sync_failure(name, exc) from exc
         context.log.info(f"sync {replica.source_uri} -> {replica.target_uri}: {report.as_dict()}")
         version = report.target_version_after
         copy = (

@@ -4,10 +4,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.factory import region_spark_asset
 from assets.partitions import Partitions
-from assets.sovereignty import declare, require_jurisdiction
-from assets.spark_io import region_ranges, run_steps
-from data_quality import gx
+from assets.spark_io import RegionStep, run_region_steps, step_results
 from data_quality.suites import Suites
 from pipelines.lake import tables
 from resources.lake import LakeResource
@@ -15,27 +14,14 @@ from resources.pii import PiiKeyResource
 from resources.spark import SparkStepRunner
 
 # Reads raw bronze, writes pseudonymized silver: personal data on both sides.
-SILVER_DATA = declare(reads=(tables.BRONZE.name,), writes=(tables.SILVER.name,))
+SILVER = RegionStep("silver", tables.SILVER, reads=tables.BRONZE)
 
 
 def build_silver(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
     """The silver asset over (date, region), one Spark run per backfill."""
     suite = suites[tables.SILVER.name]
 
-    @dg.asset(
-        name=tables.SILVER.name,
-        partitions_def=parts.date_region,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[dg.AssetKey(tables.BRONZE.name)],
-        group_name="silver",
-        kinds={"spark", "delta"},
-        check_specs=[gx.check_spec(suite)],
-        metadata={
-            "partition_columns": ", ".join(tables.SILVER.partition_by),
-            **SILVER_DATA.metadata(),
-        },
-        tags=SILVER_DATA.tags(),
-    )
+    @region_spark_asset(SILVER, parts, suite)
     def silver_events(
         context: dg.AssetExecutionContext,
         lake: LakeResource,
@@ -44,22 +30,15 @@ def build_silver(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Events by event date in their region's cloud: late kept, duplicates gone, PII hashed."""
         # The key is asked for only if the step runs here; a Databricks job reads its own.
-        ranges = region_ranges(context, lake)
-        # before any Spark step is submitted: the runner reads bronze wherever it runs
-        where = require_jurisdiction(
-            context, lake, "silver", [r.location for r in ranges], SILVER_DATA
-        )
-        written = run_steps(context, lake, spark, "silver", ranges, pii_key=pii.secret)
-        yield dg.MaterializeResult(
-            metadata={
+        where, written = run_region_steps(context, lake, spark, SILVER, pii_key=pii.secret)
+        yield from step_results(
+            suite,
+            written,
+            {
                 **where,
                 "delta_versions": dg.MetadataValue.json(written.versions),
-                "dagster/row_count": written.count(),
                 "late_events": written.count("is_late"),
-                "spark_steps": dg.MetadataValue.json(written.steps),
-            }
+            },
         )
-        yield gx.check(suite, written.rows)
-        written.release()
 
     return silver_events

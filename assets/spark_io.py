@@ -8,6 +8,7 @@ table, and both are counted and validated the same way.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,32 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.partitions import date_ranges_by_region
+from assets.sovereignty import Declaration, declare, require_jurisdiction
+from data_quality import gx
+from data_quality.suites import Suite
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.tables import TableSpec
 from pipelines.spark import jobs as spark_jobs
+from pipelines.spark.jobs import PiiKey, StepRequest
 from resources.lake import LakeResource
-from resources.spark import PiiKey, SparkStepRunner
+from resources.spark import SparkStepRunner
+
+
+@dataclass(frozen=True)
+class RegionStep:
+    """A Spark step run per (date, region), silver or gold: its name, what it reads, writes.
+
+    The name is also its asset group and what the compute-sovereignty check calls it.
+    """
+
+    name: str
+    table: TableSpec
+    reads: TableSpec
+
+    @property
+    def data(self) -> Declaration:
+        """The tables it declares (their personal data decides where it may run)."""
+        return declare(reads=(self.reads.name,), writes=(self.table.name,))
 
 
 @dataclass(frozen=True)
@@ -67,6 +90,38 @@ def region_ranges(context: dg.AssetExecutionContext, lake: LakeResource) -> list
     ]
 
 
+def run_region_steps(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    spark: SparkStepRunner,
+    step: RegionStep,
+    pii_key: PiiKey | None = None,
+) -> tuple[dict[str, Any], Written]:
+    """A (date, region) run's steps, each region's refused unless this worker may process it.
+
+    The compute check comes before any step is submitted: the runner reads the data wherever
+    it runs. Returns the check's metadata and what the steps wrote.
+    """
+    ranges = region_ranges(context, lake)
+    where = require_jurisdiction(context, lake, step.name, [r.location for r in ranges], step.data)
+    return where, run_steps(context, lake, spark, step.name, ranges, pii_key)
+
+
+def step_results(
+    suite: Suite, written: Written, metadata: dict[str, Any]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """A Spark asset's materialization (rows, steps) and its suite's check of the rows."""
+    yield dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "dagster/row_count": written.count(),
+            "spark_steps": dg.MetadataValue.json(written.steps),
+        }
+    )
+    yield gx.check(suite, written.rows)
+    written.release()
+
+
 # Steps of one run submitted at once (one per region, usually: each writes its own table).
 MAX_PARALLEL_STEPS = 4
 
@@ -90,8 +145,16 @@ def run_steps(
 
     def one(r: StepRange) -> tuple[Any, str, int, dict[str, str]]:
         # A range of every region is the ML home's features, not a step of one location.
-        location = r.location.name if r.region is not None else None
-        report = spark.run_step(context, cfg, step, r.start, r.end, location, options_of, pii_key)
+        request = StepRequest(
+            step=step,
+            start=r.start,
+            end=r.end,
+            location=r.location.name if r.region is not None else None,
+            cfg=cfg,
+            storage_options=options_of,
+            pii_key=pii_key,
+        )
+        report = spark.run_step(context, request)
         written = lake.location(report["location"])
         uri = report["table_uri"]
         frame = spark.read_range(written, uri, options_of[written.name], r.start, r.end, r.region)

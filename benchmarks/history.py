@@ -128,6 +128,7 @@ def build(home: Path, days: int, rows: int) -> None:
     from pipelines.lake import tables
     from pipelines.lake.config import load_config
     from pipelines.operations import health
+    from pipelines.replication.options import SyncOptions
     from pipelines.replication.sync import sync
 
     cfg = load_config("local")
@@ -142,7 +143,7 @@ def build(home: Path, days: int, rows: int) -> None:
                 data = _landing(spec.schema, chunk, loc.region, n)
                 _append(loc.table_uri(spec.name), data, list(spec.partition_by))
     for rep in cfg.replicas():
-        sync(cfg, rep.source_uri, rep.target_uri, table=rep.table)
+        sync(cfg, rep.source_uri, rep.target_uri, SyncOptions(table=rep.table))
     # the health rows earlier daily runs kept: measured once here, over the whole history
     measured = health.measure(cfg, history[0], END, lambda loc: loc.storage_options())
     health.write(cfg, measured, cfg.home.storage_options())

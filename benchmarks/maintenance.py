@@ -46,6 +46,7 @@ from pipelines.lake.delta import file_stats, stats_json
 from pipelines.lake.schemas import GOLD_SCHEMA
 from pipelines.operations import maintenance
 from pipelines.replication.deltalog import SyncError
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync, sync_table
 from pipelines.replication.verify import table_fingerprint
 
@@ -155,7 +156,7 @@ def ours(cfg: LakeConfig, repeat: int) -> dict[str, Any]:
     files_before = len(DeltaTable(src).file_uris())
     bytes_before = table_bytes(src)
     first = maintenance.maintain(cfg, TABLE, "azure-eu")
-    sync(cfg, src, dst, table=TABLE)  # the replica catches up past the compaction
+    sync(cfg, src, dst, SyncOptions(table=TABLE))  # the replica catches up past the compaction
     second = maintenance.maintain(cfg, TABLE, "azure-eu")
     replica = maintenance.maintain(cfg, rep.name, "aws-us")
     after = reads(src, repeat)
@@ -176,7 +177,7 @@ def ours(cfg: LakeConfig, repeat: int) -> dict[str, Any]:
         "replica_bytes_reclaimed": replica.vacuum["bytes_reclaimed"],
         "log_entries_deleted": second.log_cleanup.get("entries_deleted"),
         "replicas_consistent_after": equal_where_held(src, dst)
-        and sync(cfg, src, dst, table=TABLE).versions_behind_after == 0,
+        and sync(cfg, src, dst, SyncOptions(table=TABLE)).versions_behind_after == 0,
     }
 
 
@@ -226,7 +227,7 @@ def main() -> None:
         t0 = time.perf_counter()
         build_table(rep.source_uri, files, days, rows, per_commit=max(1, files // 100))
         build_s = time.perf_counter() - t0
-        sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+        sync(cfg, rep.source_uri, rep.target_uri, SyncOptions(table=TABLE))
         # The replica is left behind by the last hours' appends: it lags when upkeep runs.
         lag_files = files // 50
         build_table(rep.source_uri, lag_files, days, rows, max(1, lag_files // 4), offset=files)

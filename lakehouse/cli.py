@@ -24,12 +24,16 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
 from pipelines.lake.config.environment import env
+
+if TYPE_CHECKING:
+    from pipelines.replication.deltalog import Hook
+    from pipelines.replication.options import SyncOptions
 
 MAX_DAYS = 3660  # ten years: a range longer than that is a typo, not a backfill
 
@@ -295,61 +299,68 @@ def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
     return {"storage": storage_rules(cfg), "compute": compute_rules(cfg)}
 
 
+def _sync_options(args: argparse.Namespace, hook: Hook | None = None) -> SyncOptions:
+    """The command's flags as the one object the sync engine takes."""
+    from pipelines.replication.options import SyncOptions
+
+    return SyncOptions(
+        table=args.table,
+        allow_unchecked=args.unchecked_route,
+        dry_run=args.dry_run,
+        reseed=args.reseed,
+        replace_unrelated=args.replace_unrelated_target,
+        concurrency=args.concurrency,
+        hook=hook,
+    )
+
+
 def _sync_touches(args: argparse.Namespace) -> Touches:
     """The source's location and the table's names: what the replica asset checks."""
     from pipelines.replication.sync import check_table_uris, table_names
     from pipelines.sovereignty.policy import resolve_route
 
     cfg = load_config(args.env)
+    options = _sync_options(args)
     source, _ = check_table_uris(args.source, args.target, ("--from", "--to"))
-    route = resolve_route(cfg, args.source, args.target, allow_unchecked=args.unchecked_route)
-    names = table_names(args.table, args.source, source)
+    route = resolve_route(cfg, args.source, args.target, allow_unchecked=options.allow_unchecked)
+    names = table_names(options.table, args.source, source)
     at = (route.source,) if route.source else ()  # an unconfigured source has no jurisdiction
     return Touches(cfg, at, reads=names, writes=names)
 
 
 def cmd_sync(args: argparse.Namespace) -> dict[str, Any]:
     """Replicate a Delta table from one URI to another under the sovereignty policy."""
-    from pipelines.replication.deltalog import SourceBehindError, SyncError
+    from pipelines.replication.deltalog import Remedy, SourceBehindError, SyncError
     from pipelines.replication.sync import sync
 
     cfg = load_config(args.env)
     try:
         with Progress("sync") as progress, progress.stage("copy", unit="objects") as stage:
-            report = sync(
-                cfg,
-                args.source,
-                args.target,
-                table=args.table,
-                allow_unchecked=args.unchecked_route,
-                dry_run=args.dry_run,
-                reseed=args.reseed,
-                replace_unrelated=args.replace_unrelated_target,
-                concurrency=args.concurrency,
-                hook=lambda kind, path: stage.advance(),
-            )
+            options = _sync_options(args, hook=lambda kind, path: stage.advance())
+            report = sync(cfg, args.source, args.target, options)
     except SourceBehindError as exc:
         # The engine's message names both URIs twice and runs past a terminal's width and
         # MAX_MESSAGE, cutting off the way out; this line names the table, route and the flag.
         where = f"table {exc.table!r}, route {exc.route}: the source no longer holds {exc.gone}"
-        if exc.held_version is None:
+        if exc.remedy is not Remedy.RESEED:
             raise RuntimeError(f"{where}; nothing was committed") from exc
         raise RuntimeError(
             f"{where}, which the replica at version {exc.held_version} needs; nothing was "
-            "committed; rerun with --reseed"
+            f"committed; rerun with {SYNC_FLAGS[exc.remedy]}"
         ) from exc
     except SyncError as exc:  # the engine says what would help; the flag is the CLI's to name
-        hint = SYNC_REMEDIES.get(exc.remedy or "")
-        if hint is None:
+        if exc.remedy is None:
             raise
-        raise RuntimeError(f"{one_line(exc)}; {hint}") from exc
+        raise RuntimeError(f"{one_line(exc)}; {SYNC_REMEDIES[exc.remedy]}") from exc
     return report.as_dict()
 
 
-# How the CLI says each remedy a sync error carries (pipelines.replication.deltalog).
+# The flag that asks for each remedy a sync error can carry (pipelines.replication.deltalog).
+SYNC_FLAGS = {"reseed": "--reseed", "replace_unrelated": "--replace-unrelated-target"}
+# How the CLI says each remedy.
 SYNC_REMEDIES = {
-    "reseed": "rerun with --reseed to replace the replica's log",
-    "replace_unrelated": "--replace-unrelated-target replaces it (its log is destroyed)",
+    "reseed": f"rerun with {SYNC_FLAGS['reseed']} to replace the replica's log",
+    "replace_unrelated": f"{SYNC_FLAGS['replace_unrelated']} replaces it (its log is destroyed)",
 }
 
 

@@ -16,12 +16,12 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipelines.lake import delta
-from pipelines.lake.config import LakeConfig, LakeLocation
-from pipelines.spark import jobs as spark_jobs
+from pipelines.lake.config import LakeLocation
 from pipelines.spark.databricks import DatabricksTaskSpec, submit_task
+from pipelines.spark.jobs import StepRequest
 from pipelines.spark.transforms import PiiKeyError
 from resources.pii import PiiKeyResource
-from resources.spark import PiiKey, SparkStepRunner, endpoint_location
+from resources.spark import SparkStepRunner, endpoint_location
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -60,30 +60,20 @@ class DatabricksResource(SparkStepRunner):
         host, token = workspace or (self.host, self.token)
         return WorkspaceClient(host=host, token=token)
 
-    def run_step(
-        self,
-        context: dg.AssetExecutionContext,
-        cfg: LakeConfig,
-        step: str,
-        start: dt.date,
-        end: dt.date,
-        location: str | None,
-        options_of: dict[str, dict[str, str]],
-        pii_key: PiiKey | None = None,
-    ) -> dict[str, str]:
+    def run_step(self, context: dg.AssetExecutionContext, request: StepRequest) -> dict[str, str]:
         """Submit the step as a one-task job, wait for it, and check what it reported.
 
-        Neither the storage options nor the PII key go to Databricks: the cluster reaches the
-        lake with its own identity and resolves the key from a Databricks secret
+        Neither the request's storage options nor its PII key go to Databricks: the cluster
+        reaches the lake with its own identity and resolves the key from a Databricks secret
         (``DatabricksTaskSpec.pii_key_secret``).
         """
-        del options_of, pii_key
         from dagster_databricks import PipesDatabricksClient
 
-        target, table = spark_jobs.step_target(cfg, step, location)
-        task = submit_task(self.spec(), step, start, end, cfg.environment, location)
+        cfg = request.cfg
+        target, table = request.target()
+        task = submit_task(self.spec(), request)
         # the workspace of the data's location, when it has one: its jurisdiction's compute
-        endpoint = cfg.compute.endpoint(endpoint_location(cfg, location))
+        endpoint = cfg.compute.endpoint(endpoint_location(cfg, request.location))
         pipes = PipesDatabricksClient(
             client=self.workspace_client(endpoint.databricks() if endpoint else None),
             poll_interval_seconds=self.poll_interval_seconds,
@@ -94,7 +84,7 @@ class DatabricksResource(SparkStepRunner):
             for r in invocation.get_results(implicit_materializations=False)
             if isinstance(r, dg.MaterializeResult)
         ]
-        return checked_report(task.task_key or step, reported, target.table_uri(table.name))
+        return checked_report(task.task_key or request.step, reported, target.table_uri(table.name))
 
     def read_range(
         self,

@@ -1,6 +1,7 @@
 """Where the Spark steps run: a session the code location owns, or Databricks jobs.
 
-Both run :func:`pipelines.spark.jobs.run`, the same transforms and writes; the Databricks
+Both take one :class:`~pipelines.spark.jobs.StepRequest` and run :func:`pipelines.spark.jobs.run`,
+the same transforms and writes; the Databricks
 backend is in resources/databricks.py. A location with a Spark endpoint of its own
 (``compute.spark_endpoints`` in lakehouse.yaml) has its steps run there, so the personal data
 of a jurisdiction is processed by that jurisdiction's Spark, never by one global cluster.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -19,12 +19,10 @@ from pydantic import Field, PrivateAttr
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation
 from pipelines.spark import jobs as spark_jobs
 from pipelines.spark import session as spark_engine
+from pipelines.spark.jobs import StepRequest
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-# The pseudonymization key, asked for only where silver runs in this process.
-PiiKey = Callable[[], str]
 
 
 def endpoint_location(cfg: LakeConfig, location: str | None) -> str:
@@ -40,22 +38,11 @@ class SparkStepRunner(dg.ConfigurableResource):
     """
 
     @abstractmethod
-    def run_step(
-        self,
-        context: dg.AssetExecutionContext,
-        cfg: LakeConfig,
-        step: str,
-        start: dt.date,
-        end: dt.date,
-        location: str | None,
-        options_of: dict[str, dict[str, str]],
-        pii_key: PiiKey | None = None,
-    ) -> dict[str, str]:
-        """Replace the dates ``[start, end]`` of a step's table (a location's, or the ML home's).
+    def run_step(self, context: dg.AssetExecutionContext, request: StepRequest) -> dict[str, str]:
+        """Replace the request's dates of its step's table (a location's, or the ML home's).
 
-        ``pii_key`` is a callable so that a backend whose cluster holds the key never makes
-        Dagster resolve it. Returns the step's report: ``table_uri``, ``location`` and, for a
-        remote run, where to see it.
+        Returns the step's report: ``table_uri``, ``location`` and, for a remote run, where to
+        see it.
         """
 
     @abstractmethod
@@ -104,21 +91,10 @@ class SparkResource(SparkStepRunner):
         endpoint = cfg.compute.endpoint(endpoint_location(cfg, location))
         return (endpoint.master() if endpoint else None) or self.master
 
-    def run_step(
-        self,
-        context: dg.AssetExecutionContext,
-        cfg: LakeConfig,
-        step: str,
-        start: dt.date,
-        end: dt.date,
-        location: str | None,
-        options_of: dict[str, dict[str, str]],
-        pii_key: PiiKey | None = None,
-    ) -> dict[str, str]:
+    def run_step(self, context: dg.AssetExecutionContext, request: StepRequest) -> dict[str, str]:
         """Run the step in this process's session (what a cluster job's ``main`` runs)."""
-        session = self.session(self.endpoint_master(cfg, location))
-        key = pii_key() if step == "silver" and pii_key is not None else None
-        return spark_jobs.run(session, step, start, end, cfg, options_of, location, key)
+        session = self.session(self.endpoint_master(request.cfg, request.location))
+        return spark_jobs.run(session, request)
 
     def read_range(
         self,

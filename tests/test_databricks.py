@@ -37,6 +37,7 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import ConfigError, load_config
 from pipelines.spark import jobs as spark_jobs
 from pipelines.spark.databricks import DatabricksTaskSpec, submit_task
+from pipelines.spark.jobs import StepRequest
 from pipelines.spark.transforms import PiiKeyError
 from resources.databricks import DatabricksPiiKey, DatabricksResource
 from resources.spark import SparkResource
@@ -122,7 +123,9 @@ def test_a_bad_backend_is_a_one_line_error_naming_file_and_key(
 
 def test_submit_task_runs_the_same_entry_point_with_a_month_in_one_job():
     spec = DatabricksTaskSpec(python_file="dbfs:/lh/spark_jobs.py", wheel="dbfs:/lh/lh.whl")
-    task = submit_task(spec, "features", START, END)
+    prod = load_config("prod")
+    month = StepRequest(step="features", start=START, end=END, location=None, cfg=prod)
+    task = submit_task(spec, month)
     d = task.as_dict()
     assert d["spark_python_task"] == {
         "python_file": "dbfs:/lh/spark_jobs.py",
@@ -139,7 +142,7 @@ def test_submit_task_runs_the_same_entry_point_with_a_month_in_one_job():
         == "false"
     )
     with pytest.raises(ValueError, match="location"):
-        submit_task(spec, "silver", START, END)
+        StepRequest(step="silver", start=START, end=END, location=None, cfg=prod)
 
 
 def test_arrow_rows_are_counted_like_spark_rows():
@@ -403,3 +406,23 @@ def test_a_location_with_its_own_workspace_submits_its_steps_there(on_databricks
     client_class.assert_called_once_with(
         host="https://adb-eu.azuredatabricks.net", token="dapi-eu-not-a-token"
     )
+
+
+def test_a_step_request_shows_neither_its_storage_secrets_nor_its_key():
+    secret = {"aws-us": {"aws_secret_access_key": "s3cr3t"}}
+    request = StepRequest(
+        step="silver",
+        start=DAY1,
+        end=DAY2,
+        location="aws-us",
+        cfg=load_config("local"),
+        storage_options=secret,
+        pii_key=lambda: SENTINEL_KEY,
+    )
+    assert "s3cr3t" not in repr(request) and SENTINEL_KEY not in repr(request)
+    assert request.argv() == [
+        "silver", "--start", "2026-10-01", "--end", "2026-10-02",
+        "--environment", "local", "--location", "aws-us",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown step 'platinum'"):
+        StepRequest(step="platinum", start=DAY1, end=DAY2, location="aws-us", cfg=request.cfg)

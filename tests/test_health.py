@@ -25,6 +25,7 @@ from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.operations import advice, anomaly, health
 from pipelines.replication.deltalog import BYTES_PER_GB
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync
 from pipelines.simulation.simulate import BadDay, SimulationConfig, land_day
 from resources import LakeResource
@@ -67,7 +68,8 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         part = {"date": GOLD_DAYS[0], "region": "eu"}
         delta.write_partition(gold, gold_rows(GOLD_DAYS[0]), part, {})
         replica = next(r for r in cfg.replicas() if r.source.name == "azure-eu")
-        report = sync(cfg, replica.source_uri, replica.target_uri, table=tables.GOLD.name)
+        options = SyncOptions(table=tables.GOLD.name)
+        report = sync(cfg, replica.source_uri, replica.target_uri, options)
         (home / "sync.json").write_text(json.dumps(report.as_dict()))
         # a newer gold day the replica has not received yet
         part = {"date": GOLD_DAYS[1], "region": "eu"}

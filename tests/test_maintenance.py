@@ -17,9 +17,11 @@ from pipelines.lake.storage import open_storage
 from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
 from pipelines.replication.deltalog import SourceBehindError, SyncError, list_log
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync, sync_table
 
 TABLE = "gold_daily_demand"
+GOLD = SyncOptions(table=TABLE)  # how the replica asset syncs it
 DAY = dt.date(2026, 9, 1)
 
 
@@ -84,20 +86,20 @@ def churn(uri: str, steps: int, start: int = 100) -> None:
 def test_vacuum_never_breaks_a_replica_lagging_by_n_versions(cfg):
     rep = eu_replica(cfg)
     churn(rep.source_uri, 3, 0)
-    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).target_version_after == 2
+    assert sync(cfg, rep.source_uri, rep.target_uri, GOLD).target_version_after == 2
     churn(rep.source_uri, 6)  # the replica now lags by 6 versions, 3 of them overwrites
     report = maintenance.maintain(cfg, TABLE, "azure-eu")
     assert report.retention_floor_version == 2
     assert report.floor_set_by["kind"] == "replica" and report.floor_set_by["name"] == rep.name
     assert report.vacuum["kept_for_floor"] > 0
     assert report.log_cleanup["entries_deleted"] == 0, "the replica needs commits 3.. of the log"
-    after = sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    after = sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     assert after.versions_behind_after == 0 and after.files_missing_at_source == 0
     assert assert_equal_where_held(rep.source_uri, rep.target_uri, since=2)[0] == 2
     # Once the replica has caught up, the next upkeep reclaims what only it needed.
     again = maintenance.maintain(cfg, TABLE, "azure-eu")
     assert again.vacuum["files_deleted"] > 0 and again.vacuum["kept_for_floor"] == 0
-    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).versions_behind_after == 0
+    assert sync(cfg, rep.source_uri, rep.target_uri, GOLD).versions_behind_after == 0
 
 
 def registry(tmp_path: Path) -> Tracking:
@@ -185,29 +187,29 @@ def forced_upkeep(cfg, uri: str) -> None:
 def test_vacuum_past_the_floor_is_a_clear_sync_error_and_reseed_repairs(cfg):
     rep = eu_replica(cfg)
     churn(rep.source_uri, 3, 0)
-    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 4)
     forced_upkeep(cfg, rep.source_uri)
     before = sorted(p.name for p in Path(rep.target_uri, "_delta_log").iterdir())
     with pytest.raises(SourceBehindError) as err:
-        sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+        sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     text = str(err.value)
     assert "\n" not in text and err.value.remedy == "reseed" and "(at version 2)" in text
     assert "--" not in text, "an engine error names no CLI flag"
     # forced upkeep removed the log entries the replica (at version 2) needed, not only files
     assert "the source's log no longer holds version(s) 3..5 that replica" in text
     assert sorted(p.name for p in Path(rep.target_uri, "_delta_log").iterdir()) == before
-    fixed = sync(cfg, rep.source_uri, rep.target_uri, table=TABLE, reseed=True)
+    fixed = sync(cfg, rep.source_uri, rep.target_uri, SyncOptions(table=TABLE, reseed=True))
     assert fixed.versions_behind_after == 0
     assert assert_equal_where_held(rep.source_uri, rep.target_uri)
-    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).commits_copied == 0
+    assert sync(cfg, rep.source_uri, rep.target_uri, GOLD).commits_copied == 0
 
 
 @pytest.mark.parametrize("cleaned", ["log", "files"])
 def test_a_sync_vacuumed_past_is_one_line_naming_table_route_and_reseed(cfg, cleaned, capsys):
     rep = eu_replica(cfg)
     churn(rep.source_uri, 3, 0)
-    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 4)
     if cleaned == "log":
         forced_upkeep(cfg, rep.source_uri)
@@ -250,10 +252,10 @@ def test_vacuumed_files_of_a_lagging_replica_name_files_versions_and_command(tmp
 def test_replica_upkeep_never_commits_and_keeps_every_held_version_equal(cfg):
     rep = eu_replica(cfg)
     churn(rep.source_uri, 4, 0)
-    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 4)
     maintenance.maintain(cfg, TABLE, "azure-eu")  # keeps what the replica at 3 needs
-    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     maintenance.maintain(cfg, TABLE, "azure-eu")  # the replica caught up: reclaim
     held = DeltaTable(rep.target_uri).version()
     own = maintenance.maintain(cfg, rep.name, "aws-us")
@@ -263,7 +265,7 @@ def test_replica_upkeep_never_commits_and_keeps_every_held_version_equal(cfg):
     assert DeltaTable(rep.target_uri).version() == held, "a replica never commits"
     assert assert_equal_where_held(rep.source_uri, rep.target_uri)
     churn(rep.source_uri, 2, 500)
-    assert sync(cfg, rep.source_uri, rep.target_uri, table=TABLE).versions_behind_after == 0
+    assert sync(cfg, rep.source_uri, rep.target_uri, GOLD).versions_behind_after == 0
     assert assert_equal_where_held(rep.source_uri, rep.target_uri)
 
 
@@ -277,7 +279,7 @@ def test_log_cleaned_past_a_replica_names_versions_and_reseed_restarts_without_g
         Path(src, "_delta_log", f"{v:020d}.json").unlink()
     with pytest.raises(SourceBehindError, match=r"no longer holds version\(s\) 2\.\.3"):
         sync_table(src, dst)
-    fixed = sync_table(src, dst, reseed=True)
+    fixed = sync_table(src, dst, options=SyncOptions(reseed=True))
     assert fixed.target_version_after == 5
     assert held_versions(dst) == [5], "no replica version is left before a gap"
     assert rows_at(dst, 5) == rows_at(src, 5)
@@ -321,7 +323,7 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
 
     rep = eu_replica(cfg)
     churn(rep.source_uri, 3, 0)
-    sync(cfg, rep.source_uri, rep.target_uri, table=TABLE)
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 2)
     job, schedule = build_maintenance(load_config("local"))
     resources = {

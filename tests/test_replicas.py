@@ -192,3 +192,20 @@ def test_verification_reads_from_the_source_count_as_egress(lake_home, monkeypat
     assert verified == _file_of(source_uri(), dt.date(2026, 10, 1)).stat().st_size
     assert meta["egress_bytes"].value >= meta["bytes_copied"].value + verified
     assert meta["egress_bytes"].value == meta["bytes_read"].value["azure-eu"]
+
+
+def test_a_diverged_replica_fails_in_one_line_naming_the_assets_own_remedy(lake_home):
+    assert _sync_days(dt.date(2026, 10, 1)).success
+    write_deltalake(_replica_uri(), gold_rows(dt.date(2026, 9, 1)), mode="append")  # a stray writer
+    result = _sync_days(dt.date(2026, 10, 2))
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    text = failure.step_failure_data.user_failure_data.description
+    assert "has diverged" in text and "\n" not in text
+    # the asset's own way out (its run config), never the CLI's flag
+    assert "reseed: true" in text and "--" not in text
+    config = {"ops": {NAME: {"config": {"reseed": True}}}}
+    fixed = dg.materialize([replica_asset()], resources=resources_for("local"), run_config=config)
+    (mat,) = fixed.get_asset_materialization_events()
+    assert mat.materialization.metadata["replica_version"].value == 1
+    assert table_fingerprint(_replica_uri(), {}) == table_fingerprint(source_uri(), {})

@@ -205,8 +205,8 @@ def test_an_undeclared_local_worker_says_so_in_the_run_log(lake_home):
 class RecordingRunner(SparkStepRunner):
     """A Spark backend that records the steps it was asked to run and runs none."""
 
-    def run_step(self, context, cfg, step, start, end, location, options_of, pii_key=None):
-        raise RuntimeError(f"spark step submitted: {step} {location}")
+    def run_step(self, context, request):
+        raise RuntimeError(f"spark step submitted: {request.step} {request.location}")
 
     def read_range(self, location, uri, options, start, end, region):
         raise AssertionError("no step ran, nothing to read back")

@@ -16,6 +16,7 @@ from lakehouse import cli
 from pipelines.lake.config import ConfigError, load_config
 from pipelines.lake.storage import open_storage
 from pipelines.replication.deltalog import DivergedError, list_log
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync, sync_table
 from pipelines.replication.verify import table_fingerprint
 from pipelines.sovereignty.policy import PolicyError
@@ -119,7 +120,7 @@ def test_diverged_replica_stops_with_clear_error_and_reseed_repairs_it(tmp_path)
     with pytest.raises(DivergedError):  # still diverged, nothing written meanwhile
         sync_table(src, dst)
     assert DeltaTable(dst).version() == 1
-    report = sync_table(src, dst, reseed=True)
+    report = sync_table(src, dst, options=SyncOptions(reseed=True))
     assert report.reseeded and report.target_version_after == 2
     assert assert_replica_matches(src, dst) == 2
 
@@ -137,7 +138,7 @@ def test_dry_run_copies_nothing_and_reports_what_it_would(tmp_path):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     write_deltalake(src, rows(10))
     write_deltalake(src, rows(10, 10), mode="append")
-    report = sync_table(src, dst, dry_run=True)
+    report = sync_table(src, dst, options=SyncOptions(dry_run=True))
     assert report.dry_run and report.files_copied == 2 and report.commits_copied == 2
     assert report.bytes_copied > 0 and report.target_version_after is None
     assert not Path(dst).exists() or not any(Path(dst).rglob("*.*"))
@@ -220,7 +221,7 @@ def test_crash_mid_sync_then_resume_copies_only_the_rest(tmp_path, kind, after):
                 raise Crash(path)
 
     with pytest.raises(Crash):
-        sync_table(src, dst, hook=hook, concurrency=1)
+        sync_table(src, dst, options=SyncOptions(hook=hook, concurrency=1))
     partial = list_log(open_storage(dst)).latest
     if partial is not None:  # whatever the replica shows is a complete source version
         assert sorted_rows(dst, partial) == sorted_rows(src, partial)
@@ -236,6 +237,7 @@ def test_crash_mid_sync_then_resume_copies_only_the_rest(tmp_path, kind, after):
 CHILD = textwrap.dedent(
     """
     import sys
+    from pipelines.replication.options import SyncOptions
     from pipelines.replication.sync import sync_table
     copied = []
     def hook(kind, path):
@@ -244,7 +246,7 @@ CHILD = textwrap.dedent(
             if len(copied) == 3:
                 print("copied 3", flush=True)
                 sys.stdin.read()
-    sync_table(sys.argv[1], sys.argv[2], concurrency=1, hook=hook)
+    sync_table(sys.argv[1], sys.argv[2], options=SyncOptions(concurrency=1, hook=hook))
     """
 )
 
@@ -281,7 +283,9 @@ def test_two_syncs_into_one_replica_at_once_both_finish_consistent(tmp_path):
     for i in range(8):
         write_deltalake(src, rows(200, i * 200), mode="append")
     with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda _: sync_table(src, dst, concurrency=2), range(2)))
+        reports = list(
+            pool.map(lambda _: sync_table(src, dst, options=SyncOptions(concurrency=2)), range(2))
+        )
     assert all(r.target_version_after == 7 for r in reports)
     assert sum(r.commits_copied for r in reports) == 8, "each commit written exactly once"
     assert assert_replica_matches(src, dst) == 7

@@ -29,13 +29,13 @@ from pipelines.lake.config import load_config
 from pipelines.lake.storage import StorageError, UriError, open_storage, parse_uri
 from pipelines.lake.tables import TABLES
 from pipelines.replication.deltalog import (
-    REPLACE_UNRELATED,
-    RESEED,
     DivergedError,
+    Remedy,
     SyncError,
     UnrelatedTargetError,
     table_id,
 )
+from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync, sync_table
 from pipelines.sovereignty.policy import (
     PolicyError,
@@ -240,7 +240,7 @@ def test_quarantine_table_never_leaves_its_jurisdiction(lake_home, seeded):
     write_quarantine(src, seeded=seeded)
     for table in (None, "gold_daily_demand"):  # a harmless --table changes nothing
         with pytest.raises(PolicyError, match="table registry marks 'bronze_quarantine'"):
-            sync(cfg, src, dst, table=table)
+            sync(cfg, src, dst, SyncOptions(table=table))
     assert_nothing_written(dst)
 
 
@@ -361,19 +361,19 @@ def test_unchecked_route_never_exports_pii_of_a_configured_location(lake_home):
     write_deltalake(src, pii_rows())
     outside = str(lake_home / "elsewhere" / "people")
     with pytest.raises(PolicyError) as err:
-        sync(cfg, src, outside, allow_unchecked=True)
+        sync(cfg, src, outside, SyncOptions(allow_unchecked=True))
     msg = str(err.value)
     assert "'people'" in msg and "(unconfigured)" in msg and "an unchecked route" in msg
     assert "customer_id" in msg
     assert_nothing_written(outside)
     gold = eu_uri("gold_daily_demand")
     write_deltalake(gold, pa.table({"sku": ["a"], "qty": [1]}))
-    ok = sync(cfg, gold, str(lake_home / "elsewhere" / "gold"), allow_unchecked=True)
+    ok = sync(cfg, gold, str(lake_home / "elsewhere" / "gold"), SyncOptions(allow_unchecked=True))
     assert not ok.route_checked and ok.files_copied == 1
     # An unconfigured source has no jurisdiction to protect: unchecked means unchecked.
     loose = str(lake_home / "scratch" / "people")
     write_deltalake(loose, pii_rows())
-    assert sync(cfg, loose, outside, allow_unchecked=True).files_copied == 1
+    assert sync(cfg, loose, outside, SyncOptions(allow_unchecked=True)).files_copied == 1
 
 
 def test_unchecked_route_through_a_symlinked_alias_is_still_the_location(lake_home):
@@ -382,7 +382,12 @@ def test_unchecked_route_through_a_symlinked_alias_is_still_the_location(lake_ho
     alias = lake_home / "alias"
     alias.symlink_to(Path(cfg.location("azure-eu").root_uri()))
     with pytest.raises(PolicyError, match="azure-eu"):
-        sync(cfg, str(alias / "tables" / "people"), str(lake_home / "out"), allow_unchecked=True)
+        sync(
+            cfg,
+            str(alias / "tables" / "people"),
+            str(lake_home / "out"),
+            SyncOptions(allow_unchecked=True),
+        )
 
 
 def test_uri_aliases_name_the_same_location():
@@ -531,12 +536,16 @@ def test_reseed_refuses_to_replace_an_unrelated_table(tmp_path):
     with pytest.raises(UnrelatedTargetError) as err:
         sync_table(src, dst)
     msg = str(err.value)
-    assert "is not a replica" in msg and err.value.remedy == REPLACE_UNRELATED and "--" not in msg
+    assert (
+        "is not a replica" in msg
+        and err.value.remedy == Remedy.REPLACE_UNRELATED
+        and "--" not in msg
+    )
     with pytest.raises(UnrelatedTargetError, match="a reseed only replaces a replica") as err:
-        sync_table(src, dst, reseed=True)
-    assert err.value.remedy == REPLACE_UNRELATED
+        sync_table(src, dst, options=SyncOptions(reseed=True))
+    assert err.value.remedy == Remedy.REPLACE_UNRELATED
     assert tree(dst) == before, "the other table is untouched"
-    report = sync_table(src, dst, replace_unrelated=True)
+    report = sync_table(src, dst, options=SyncOptions(replace_unrelated=True))
     assert report.reseeded and report.target_version_after == 1
     assert DeltaTable(dst).to_pyarrow_table().sort_by("qty") == DeltaTable(
         src
@@ -551,8 +560,8 @@ def test_reseed_replaces_a_diverged_replica_of_the_same_table(tmp_path):
     write_deltalake(src, pii_rows(1, 50), mode="append")
     with pytest.raises(DivergedError, match="a reseed replaces") as err:
         sync_table(src, dst)
-    assert not isinstance(err.value, UnrelatedTargetError) and err.value.remedy == RESEED
-    assert sync_table(src, dst, reseed=True).reseeded
+    assert not isinstance(err.value, UnrelatedTargetError) and err.value.remedy == Remedy.RESEED
+    assert sync_table(src, dst, options=SyncOptions(reseed=True)).reseeded
 
 
 def test_reseed_refuses_a_target_whose_log_cannot_be_read(tmp_path):
@@ -563,7 +572,7 @@ def test_reseed_refuses_a_target_whose_log_cannot_be_read(tmp_path):
     log.mkdir(parents=True)
     (log / f"{0:020d}.json").write_text("not json at all\n")
     with pytest.raises(UnrelatedTargetError, match="no readable table id"):
-        sync_table(src, dst, reseed=True)
+        sync_table(src, dst, options=SyncOptions(reseed=True))
     assert (log / f"{0:020d}.json").read_text() == "not json at all\n"
 
 
@@ -834,7 +843,12 @@ def test_s3_round_trip_and_missing_file_with_copies_in_flight(s3_options, tmp_pa
     victim = sorted(i.path for i in s3.list() if i.path.endswith(".parquet"))[5]
     s3.delete(victim)
     with pytest.raises(SyncError, match=f"{victim} is referenced by the source's log"):
-        sync_table("s3://hostile/t3", str(tmp_path / "again"), s3_options, concurrency=8)
+        sync_table(
+            "s3://hostile/t3",
+            str(tmp_path / "again"),
+            s3_options,
+            options=SyncOptions(concurrency=8),
+        )
     assert not (tmp_path / "again" / "_delta_log").exists(), "no commit without its files"
 
 

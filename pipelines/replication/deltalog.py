@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,20 +40,27 @@ BYTES_PER_GB = 1024**3
 Hook = Callable[[str, str], None]
 
 
-# What a caller can do about a sync error (``SyncError.remedy``): each caller names it in its
-# own terms (the CLI its flags, an asset its config); the engine's message names no flag.
-RESEED = "reseed"  # replace the replica's log by the source's, from its newest checkpoint
-REPLACE_UNRELATED = "replace_unrelated"  # replace a target that holds another table
+class Remedy(StrEnum):
+    """What would let a refused sync go on: each value names a :class:`.options.SyncOptions` field.
+
+    The engine's message names no flag and no Dagster concept; each caller phrases the remedy
+    in its own terms (the CLI its flags, the replica asset its run config).
+    """
+
+    RESEED = "reseed"  # replace the replica's log by the source's, from its newest checkpoint
+    REPLACE_UNRELATED = "replace_unrelated"  # replace a target that holds another table
 
 
 class SyncError(RuntimeError):
     """The sync cannot go on; the message names the table, the store and the object.
 
-    ``remedy`` (:data:`RESEED`, :data:`REPLACE_UNRELATED` or None) says what would let it go
-    on, for the caller to phrase.
+    ``remedy`` says what would let it go on (None: nothing the caller can ask for).
     """
 
-    remedy: str | None = None
+    def __init__(self, message: str, remedy: Remedy | None = None) -> None:
+        """The message, and the remedy for the caller to phrase."""
+        super().__init__(message)
+        self.remedy = remedy
 
 
 class DivergedError(SyncError):
@@ -74,10 +82,9 @@ class SourceBehindError(SyncError):
 
     def __init__(self, message: str, *, gone: str, held_version: int | None) -> None:
         """The message, and what a caller needs to phrase it briefly."""
-        super().__init__(message)
+        super().__init__(message, Remedy.RESEED if held_version is not None else None)
         self.gone = gone
         self.held_version = held_version
-        self.remedy = RESEED if held_version is not None else None
         self.table = ""
         self.route = ""
 

@@ -17,11 +17,10 @@ from pipelines.lake.storage import (
 )
 from pipelines.replication.deltalog import (
     LOG,
-    REPLACE_UNRELATED,
-    RESEED,
     CommitInfo,
     DivergedError,
     LogListing,
+    Remedy,
     SourceBehindError,
     SyncError,
     UnrelatedTargetError,
@@ -39,9 +38,8 @@ from pipelines.replication.deltalog import (
     table_id,
     version_where,
 )
-from pipelines.sovereignty.policy import (
-    TableEvidence,
-)
+from pipelines.replication.options import SyncOptions
+from pipelines.sovereignty.policy import TableEvidence
 
 
 @dataclass
@@ -174,33 +172,30 @@ def _divergence(
     return None
 
 
-def _check_replaceable(
-    src: Storage, dst: Storage, reason: str, *, reseed: bool, replace_unrelated: bool
-) -> None:
+def _check_replaceable(src: Storage, dst: Storage, reason: str, options: SyncOptions) -> None:
     """Allow replacing a diverged target's log, or raise saying why not.
 
-    ``reseed`` only replaces a replica of the same table (same ``metaData.id``); another
-    table at the target is destroyed only with ``replace_unrelated``.
+    ``options.reseed`` only replaces a replica of the same table (same ``metaData.id``);
+    another table at the target is destroyed only with ``options.replace_unrelated``.
     """
     source_id, target_id = table_id(src), table_id(dst)
     same = source_id is not None and source_id == target_id
-    if replace_unrelated or (same and reseed):
+    if options.replace_unrelated or (same and options.reseed):
         return
     if same:
-        diverged = DivergedError(
+        raise DivergedError(
             f"replica {dst.uri} has diverged from source {src.uri}: {reason}; "
-            "refusing to sync (a reseed replaces the replica's log)"
+            "refusing to sync (a reseed replaces the replica's log)",
+            Remedy.RESEED,
         )
-        diverged.remedy = RESEED
-        raise diverged
     holds = f"table id {target_id}" if target_id else "no readable table id"
-    unrelated = UnrelatedTargetError(
+    raise UnrelatedTargetError(
         f"{dst.uri} is not a replica of {src.uri} ({reason}; the target has {holds}, the source "
-        f"table id {source_id}); refusing to {'reseed' if reseed else 'sync'}: a reseed only "
-        "replaces a replica of the same table (replacing an unrelated target destroys its log)"
+        f"table id {source_id}); refusing to {'reseed' if options.reseed else 'sync'}: a reseed "
+        "only replaces a replica of the same table (replacing an unrelated target destroys its "
+        "log)",
+        Remedy.REPLACE_UNRELATED,
     )
-    unrelated.remedy = REPLACE_UNRELATED
-    raise unrelated
 
 
 def _missing_at(dst: Storage, parts: list[ObjectInfo]) -> bool:
@@ -301,22 +296,15 @@ def _with_sidecars(src: Storage, version: int, parts: list[ObjectInfo]) -> list[
     return out + sorted(parts, key=lambda p: p.path)
 
 
-def plan_sync(
-    src: Storage,
-    dst: Storage,
-    *,
-    reseed: bool = False,
-    replace_unrelated: bool = False,
-    concurrency: int = 16,
-) -> SyncPlan:
+def plan_sync(src: Storage, dst: Storage, options: SyncOptions) -> SyncPlan:
     """Read both logs (never the data) and decide what the target lacks.
 
     Raises :class:`DivergedError` when the target's latest commit differs from the source's
-    commit of that version, or the target is ahead; with ``reseed`` a replica of the same
-    table is planned afresh instead (its log is replaced when the plan is executed), and
+    commit of that version, or the target is ahead; with ``options.reseed`` a replica of the
+    same table is planned afresh instead (its log is replaced when the plan is executed), and
     :class:`UnrelatedTargetError` when the target holds another table, unless
-    ``replace_unrelated``. Raises :class:`SourceBehindError` when the source's log was cleaned
-    up past the replica's version; ``reseed`` then restarts the replica from the source's
+    ``options.replace_unrelated``. Raises :class:`SourceBehindError` when the source's log was
+    cleaned up past the replica's version; ``reseed`` then restarts the replica from the source's
     newest checkpoint (written before the replica's older log entries are removed). A table
     feature the sync cannot carry is refused (:func:`check_protocols`).
     """
@@ -334,10 +322,12 @@ def plan_sync(
     if target_version is not None:
         reason = _divergence(src, dst, target_version, source_version, listing, known)
         if reason:
-            _check_replaceable(src, dst, reason, reseed=reseed, replace_unrelated=replace_unrelated)
+            _check_replaceable(src, dst, reason, options)
             reseeding = True
         else:
-            restarting = _restart_needed(src, dst, target_version, source_version, listing, reseed)
+            restarting = _restart_needed(
+                src, dst, target_version, source_version, listing, options.reseed
+            )
         if reseeding or restarting:
             target_version = None
             listing = list_log(src, None)
@@ -352,7 +342,7 @@ def plan_sync(
         start = seed_checkpoint if seed_checkpoint in listing.commits else seed_checkpoint + 1
     else:
         start = 0 if target_version is None else target_version + 1
-    commits = _read_commits(src, listing, range(start, source_version + 1), concurrency)
+    commits = _read_commits(src, listing, range(start, source_version + 1), options.concurrency)
     for c in commits:
         check_protocols(c.protocols, version_where(src, c.version))
     known.update({c.version: c.data for c in commits})

@@ -13,8 +13,9 @@ something to overwrite.
 Hostile input: URIs are validated before anything is opened; every path the log names must
 stay inside the table's root (relative, no ``..``, no scheme, not in ``_delta_log``); the
 sovereignty policy sees the schema in effect at every copied version; a corrupt commit or
-checkpoint is an error naming the file and the version; ``--reseed`` only ever replaces a
-replica of the same table. See docs/sync.md.
+checkpoint is an error naming the file and the version; a reseed only ever replaces a
+replica of the same table. What the caller asks comes as one :class:`SyncOptions`; an error
+the caller can do something about carries a :class:`Remedy` for it to phrase. See docs/sync.md.
 """
 
 from __future__ import annotations
@@ -50,16 +51,17 @@ from pipelines.replication.deltalog import (
     CRC_FILE,
     LAST_CHECKPOINT,
     LOG,
-    RESEED,
     DivergedError,
     Hook,
     MissingSourceFileError,
+    Remedy,
     SourceBehindError,
     SyncError,
     commit_path,
     last_checkpoint,
     list_log,
 )
+from pipelines.replication.options import DEFAULT_OPTIONS, SyncOptions
 from pipelines.replication.plan import CopiedChanges, SyncPlan, SyncReport, plan_sync
 from pipelines.sovereignty.policy import (
     Route,
@@ -111,9 +113,7 @@ def _copy_one(
     path: str,
     size: int | None,
     removed_later: set[str],
-    dry_run: bool,
-    hook: Hook | None,
-    hash_md5: bool,
+    options: SyncOptions,
     count: Callable[..., None],
 ) -> None:
     """Copy one data file unless the target has it (same size); ``count`` tallies the outcome."""
@@ -126,12 +126,12 @@ def _copy_one(
         if have is not None:
             count(present=1)
             return
-    if dry_run:
+    if options.dry_run:
         theirs = src.head(path)
         count(**({"missing": 1} if theirs is None else {"files": 1, "bytes": theirs.size}))
         return
     try:
-        copied = _copy_object(src, dst, path, hash_md5)
+        copied = _copy_object(src, dst, path, hash_md5=True)
     except FileNotFoundError:
         if path in removed_later:
             count(missing=1)  # vacuumed at the source; no version still needs it
@@ -143,8 +143,8 @@ def _copy_one(
         raise SyncError(f"{src.uri}/{path} has {copied.size} bytes, its log entry says {size}")
     _verify(path, src, dst, copied, dst.head(path))
     count(files=1, bytes=copied.size, md5=(path, copied.md5))
-    if hook:
-        hook("file", path)
+    if options.hook:
+        options.hook("file", path)
 
 
 def _copy_files(
@@ -152,13 +152,10 @@ def _copy_files(
     dst: Storage,
     files: dict[str, int | None],
     removed_later: set[str],
-    concurrency: int,
-    dry_run: bool,
-    hook: Hook | None,
+    options: SyncOptions,
     tally: _Tally,
-    hash_md5: bool,
 ) -> None:
-    """Copy the files the target lacks, at most ``concurrency`` at a time.
+    """Copy the files the target lacks, at most ``options.concurrency`` at a time (MD5 hashed).
 
     A fixed set of worker threads takes files in path order, each copy with blocking store
     calls (see :meth:`~pipelines.lake.storage.ObstoreStorage.copy_to`). After the first failure no
@@ -186,14 +183,14 @@ def _copy_files(
             if item is None:
                 return
             try:
-                _copy_one(src, dst, *item, removed_later, dry_run, hook, hash_md5, count)
+                _copy_one(src, dst, *item, removed_later, options, count)
             except BaseException as exc:
                 with lock:
                     errors.append(exc)
                 stop.set()
                 return
 
-    workers = min(concurrency, len(files))
+    workers = min(options.concurrency, len(files))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(worker) for _ in range(workers)]
         try:
@@ -212,12 +209,11 @@ def _put_log_object(dst: Storage, path: str, data: bytes, kind: str) -> bool:
         return True
     existing = dst.get(path)
     if md5_hex(existing) != md5_hex(data):
-        diverged = DivergedError(
+        raise DivergedError(
             f"{dst.uri}/{path} already exists with other content ({kind}); another writer "
-            "changed the replica (a reseed replaces its log)"
+            "changed the replica (a reseed replaces its log)",
+            Remedy.RESEED,
         )
-        diverged.remedy = RESEED
-        raise diverged
     return False
 
 
@@ -336,15 +332,7 @@ def _vacuumed_past(plan: SyncPlan, exc: MissingSourceFileError) -> SourceBehindE
     )
 
 
-def execute_plan(
-    plan: SyncPlan,
-    src: Storage,
-    dst: Storage,
-    *,
-    dry_run: bool = False,
-    concurrency: int = 16,
-    hook: Hook | None = None,
-) -> _Tally:
+def execute_plan(plan: SyncPlan, src: Storage, dst: Storage, options: SyncOptions) -> _Tally:
     """Copy data files, then commits in version order, then ``_last_checkpoint``."""
     tally = _Tally()
     # Log objects are hashed only when some store can give an MD5 to compare with (local and
@@ -354,14 +342,14 @@ def execute_plan(
     files = plan.data_files()
     removed = set() if plan.strict else plan.removed_later()
     try:
-        _copy_files(src, dst, files, removed, concurrency, dry_run, hook, tally, True)
+        _copy_files(src, dst, files, removed, options, tally)
     except MissingSourceFileError as exc:
         raise _vacuumed_past(plan, exc) from None
-    if dry_run:
+    if options.dry_run:
         tally.commits = len(plan.commits)
         tally.bytes += sum(len(c.data) for c in plan.commits)
         return tally
-    _write_log(plan, src, dst, hook, tally, hash_md5)
+    _write_log(plan, src, dst, options.hook, tally, hash_md5)
     return tally
 
 
@@ -394,59 +382,63 @@ def table_names(table: str | None, source_uri: str, source: TableUri) -> tuple[s
     return tuple(dict.fromkeys(n for n in found if n))
 
 
+@dataclass(frozen=True)
+class RouteGuard:
+    """The rules of a route that a sync applies, taken from configuration by :func:`sync`.
+
+    ``policy`` is called with the table's names and every schema the copied versions use
+    (:class:`~pipelines.sovereignty.policy.TableEvidence`) before any byte is written, and raises
+    to refuse the route. ``scan_for`` says, from that evidence, whether (and how much of) the
+    data files the plan copies are sampled first for personal data by content; what it finds
+    is added to the evidence. ``route`` and ``checked`` describe the route for the report.
+    """
+
+    policy: Callable[[TableEvidence], None]
+    route: str = ""
+    checked: bool = False
+    egress_usd_per_gb: float = 0.0
+    scan_for: Callable[[TableEvidence], ContentScan | None] | None = None
+
+
 def sync_table(
     source_uri: str,
     target_uri: str,
     source_options: dict[str, str] | None = None,
     target_options: dict[str, str] | None = None,
-    *,
-    table: str | None = None,
-    policy: Callable[[TableEvidence], None] | None = None,
-    route: str = "",
-    route_checked: bool = False,
-    egress_usd_per_gb: float = 0.0,
-    dry_run: bool = False,
-    reseed: bool = False,
-    replace_unrelated: bool = False,
-    concurrency: int = 16,
-    hook: Hook | None = None,
-    scan_for: Callable[[TableEvidence], ContentScan | None] | None = None,
+    options: SyncOptions = DEFAULT_OPTIONS,
+    guard: RouteGuard | None = None,
 ) -> SyncReport:
     """Bring the table at ``target_uri`` up to the source's latest version.
 
-    ``policy`` is called with the table's names and every schema the copied versions use
-    (:class:`~pipelines.sovereignty.policy.TableEvidence`) before any byte is written, and raises to
-    refuse the route. ``scan_for`` says, from that evidence, whether (and how much of) the data
-    files the plan copies are sampled first for personal data by content; what it finds is
-    added to the evidence. ``reseed`` replaces a diverged replica of the same table;
-    ``replace_unrelated`` also replaces the log of another table found at the target.
+    ``guard`` (none: no policy, no price) judges the route before any byte is written;
+    ``options.reseed`` replaces a diverged replica of the same table; ``replace_unrelated``
+    also replaces the log of another table found at the target.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     source, target = check_table_uris(source_uri, target_uri)
     if source.store == "local" and not os.path.isdir(source.path):
         # Said here, not by the store: a sync never creates anything on its source's side.
         raise UriError(f"source {source_uri!r}: no such folder ({source.path})")
+    route = guard.route if guard else ""
+    table = options.table or table_name_of(source_uri)
     t0 = time.perf_counter()
     src = open_storage(source.uri, source_options, create=False)
     dst = open_storage(target.uri, target_options)
     try:
-        plan = plan_sync(
-            src, dst, reseed=reseed, replace_unrelated=replace_unrelated, concurrency=concurrency
-        )
+        plan = plan_sync(src, dst, options)
         sample: FileSample | None = None
-        if policy is not None:
-            evidence = plan.evidence(table_names(table, source_uri, source))
-            scan = scan_for(evidence) if scan_for is not None else None
+        if guard is not None:
+            evidence = plan.evidence(table_names(options.table, source_uri, source))
+            scan = guard.scan_for(evidence) if guard.scan_for is not None else None
             if scan is not None:
                 sample = scan_files(src, list(plan.data_files()), scan)
                 evidence = dataclasses.replace(evidence, content=tuple(sample.report.findings))
-            policy(evidence)
-        tally = execute_plan(plan, src, dst, dry_run=dry_run, concurrency=concurrency, hook=hook)
+            guard.policy(evidence)
+        tally = execute_plan(plan, src, dst, options)
     except SourceBehindError as exc:
-        exc.table = table or table_name_of(source_uri)
+        exc.table = table
         exc.route = route or f"{source_uri} -> {target_uri}"
         raise
+    dry_run = options.dry_run
     after = plan.target_version if dry_run else plan.source_version
     now = list_log(src, plan.source_version).latest or plan.source_version
     before = plan.versions_behind
@@ -460,12 +452,13 @@ def sync_table(
     )
     if plan.reseed:
         before = plan.source_version + 1
+    price = guard.egress_usd_per_gb if guard else 0.0
     return SyncReport(
-        table=table or table_name_of(source_uri),
+        table=table,
         source=source_uri,
         target=target_uri,
         route=route,
-        route_checked=route_checked,
+        route_checked=guard.checked if guard else False,
         dry_run=dry_run,
         reseeded=plan.reseed,
         source_version=plan.source_version,
@@ -480,8 +473,8 @@ def sync_table(
         checkpoints_copied=tally.checkpoints,
         files_missing_at_source=tally.missing,
         seconds=round(time.perf_counter() - t0, 3),
-        egress_usd_per_gb=egress_usd_per_gb,
-        egress_usd=tally.bytes / BYTES_PER_GB * egress_usd_per_gb,
+        egress_usd_per_gb=price,
+        egress_usd=tally.bytes / BYTES_PER_GB * price,
         content_files_scanned=len(sample.files) if sample else 0,
         content_bytes_read=sample.bytes_read if sample else 0,
         changes=None if dry_run else changes,
@@ -492,26 +485,24 @@ def sync(
     cfg: LakeConfig,
     source_uri: str,
     target_uri: str,
+    options: SyncOptions = DEFAULT_OPTIONS,
     *,
-    table: str | None = None,
     source_options: dict[str, str] | None = None,
     target_options: dict[str, str] | None = None,
-    allow_unchecked: bool = False,
-    dry_run: bool = False,
-    reseed: bool = False,
-    replace_unrelated: bool = False,
-    concurrency: int = 16,
-    hook: Hook | None = None,
 ) -> SyncReport:
     """:func:`sync_table` with the route, policy, storage options and prices from config.
 
     The URIs, the route and what the table's names alone tell the policy (the registry) are
-    checked before any store is opened; the schemas once the plan has read the logs.
+    checked before any store is opened; the schemas once the plan has read the logs. Storage
+    options default to the configured locations' (the replica asset passes its resource's).
     """
     source, _ = check_table_uris(source_uri, target_uri)
-    route: Route = resolve_route(cfg, source_uri, target_uri, allow_unchecked=allow_unchecked)
-    name = table or table_name_of(source_uri)
-    check_route(cfg, name, route, TableEvidence(names=table_names(table, source_uri, source)))
+    route: Route = resolve_route(
+        cfg, source_uri, target_uri, allow_unchecked=options.allow_unchecked
+    )
+    name = options.table or table_name_of(source_uri)
+    names = table_names(options.table, source_uri, source)
+    check_route(cfg, name, route, TableEvidence(names=names))
     scan = ContentScan(
         detectors_for(cfg.privacy.pattern_pairs()),
         cfg.privacy.sample_files,
@@ -529,20 +520,18 @@ def sync(
         source_options = route.source.storage_options() if route.source else {}
     if target_options is None:
         target_options = route.target.storage_options() if route.target else {}
+    guard = RouteGuard(
+        policy=lambda evidence: check_route(cfg, name, route, evidence),
+        route=route.describe(),
+        checked=route.checked,
+        egress_usd_per_gb=egress_price(cfg, route),
+        scan_for=scan_for,
+    )
     return sync_table(
         source_uri,
         target_uri,
         source_options,
         target_options,
-        table=name,
-        policy=lambda evidence: check_route(cfg, name, route, evidence),
-        route=route.describe(),
-        route_checked=route.checked,
-        egress_usd_per_gb=egress_price(cfg, route),
-        dry_run=dry_run,
-        reseed=reseed,
-        replace_unrelated=replace_unrelated,
-        concurrency=concurrency,
-        hook=hook,
-        scan_for=scan_for,
+        dataclasses.replace(options, table=name),
+        guard,
     )

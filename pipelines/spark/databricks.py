@@ -9,17 +9,14 @@ resources/databricks.py hands the task to ``PipesDatabricksClient``.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipelines.spark.jobs import STEP_TABLES
+from pipelines.spark.jobs import StepRequest
 from pipelines.spark.transforms import PII_KEY_ENV
 
 if TYPE_CHECKING:
     from databricks.sdk.service import jobs
-
-STEPS = tuple(STEP_TABLES)
 
 
 @dataclass(frozen=True)
@@ -42,45 +39,30 @@ class DatabricksTaskSpec:
     )
 
 
-def task_parameters(
-    step: str, start: dt.date, end: dt.date, environment: str, location: str | None
-) -> list[str]:
-    """The command line of :func:`pipelines.spark.jobs.main` for one step and date range."""
-    if step not in STEPS:
-        raise ValueError(f"unknown Spark step {step!r}; one of {', '.join(STEPS)}")
-    if step != "features" and not location:
-        raise ValueError(f"step {step!r} runs per location: give the location name")
-    params = [step, "--start", start.isoformat(), "--end", end.isoformat()]
-    params += ["--environment", environment]
-    return params + (["--location", location] if location else [])
+def submit_task(spec: DatabricksTaskSpec, request: StepRequest) -> jobs.SubmitTask:
+    """The one-task job that runs a Spark step on Databricks.
 
-
-def submit_task(
-    spec: DatabricksTaskSpec,
-    step: str,
-    start: dt.date,
-    end: dt.date,
-    environment: str = "prod",
-    location: str | None = None,
-) -> jobs.SubmitTask:
-    """The one-task job that runs a Spark step on Databricks."""
+    The request's storage options and PII key stay here: the cluster reaches the lake with its
+    own identity and resolves the key from a Databricks secret.
+    """
     from databricks.sdk.service import compute, jobs
 
     libraries = [compute.Library(whl=spec.wheel)] + [
         compute.Library(pypi=compute.PythonPyPiLibrary(package=p)) for p in spec.extra_libraries
     ]
+    step, start, end, location = request.step, request.start, request.end, request.location
     key = f"lakehouse_{step}_{start:%Y%m%d}_{end:%Y%m%d}" + (f"_{location}" if location else "")
     task = jobs.SubmitTask(
         task_key=key.replace("-", "_"),
         spark_python_task=jobs.SparkPythonTask(
-            python_file=spec.python_file,
-            parameters=task_parameters(step, start, end, environment, location),
+            python_file=spec.python_file, parameters=request.argv()
         ),
         libraries=libraries,
     )
     if spec.existing_cluster_id:
         task.existing_cluster_id = spec.existing_cluster_id
     else:
+        environment = request.cfg.environment
         task.new_cluster = compute.ClusterSpec(
             spark_version=spec.spark_version,
             node_type_id=spec.node_type_id,

@@ -12,8 +12,8 @@ import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.lake import tables
@@ -32,6 +32,51 @@ GOLD_TABLE = tables.GOLD.name
 FEATURES_TABLE = tables.FEATURES.name
 # The table each step replaces a date range of.
 STEP_TABLES = {"silver": tables.SILVER, "gold": tables.GOLD, "features": tables.FEATURES}
+# The pseudonymization key, asked for only where silver runs (a cluster resolves its own).
+PiiKey = Callable[[], str]
+
+
+def _check_step(step: str, location: str | None) -> None:
+    if step not in STEP_TABLES:
+        raise ConfigError(f"unknown step {step!r}: {', '.join(STEP_TABLES)}")
+    if step != "features" and not location:
+        raise ConfigError(f"step {step!r} runs per location: give the location name")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRequest:
+    """One Spark step to run: what every backend takes (a session here, a cluster, Databricks).
+
+    ``step`` (``silver``, ``gold`` or ``features``) replaces the dates ``[start, end]`` of its
+    table: a location's own (``location``), or the ML home's (features: ``location`` None).
+    ``storage_options`` (per location name) and ``pii_key`` (a callable, so that a backend
+    whose cluster holds the key never makes the caller resolve it) are only for a backend
+    that reads the lake itself; neither is ever shown.
+    """
+
+    step: str
+    start: dt.date
+    end: dt.date
+    location: str | None
+    cfg: LakeConfig = field(repr=False, compare=False)
+    storage_options: Mapping[str, dict[str, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    pii_key: PiiKey | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown step, or a per-location step without its location."""
+        _check_step(self.step, self.location)
+
+    def target(self) -> tuple[LakeLocation, tables.TableSpec]:
+        """Where the step writes (:func:`step_target`)."""
+        return step_target(self.cfg, self.step, self.location)
+
+    def argv(self) -> list[str]:
+        """The command line of :func:`main` that runs this step on a cluster."""
+        params = [self.step, "--start", self.start.isoformat(), "--end", self.end.isoformat()]
+        params += ["--environment", self.cfg.environment]
+        return params + (["--location", self.location] if self.location else [])
 
 
 @dataclass(frozen=True)
@@ -184,38 +229,28 @@ def step_target(
     Both sides of a remote run use it: the job to write, Dagster to check the job's report and
     to read the rows back.
     """
-    if step not in STEP_TABLES:
-        raise ConfigError(f"unknown step {step!r}: {', '.join(STEP_TABLES)}")
-    if step == "features":
+    _check_step(step, location_name)
+    if step == "features" or location_name is None:
         return cfg.home, tables.FEATURES
-    if location_name is None:
-        raise ConfigError(f"step {step!r} needs a location")
     return cfg.location(location_name), STEP_TABLES[step]
 
 
-def run(
-    spark: SparkSession,
-    step: str,
-    start: dt.date,
-    end: dt.date,
-    cfg: LakeConfig,
-    options_of: dict[str, dict[str, str]],
-    location_name: str | None = None,
-    pii_key: str | None = None,
-) -> dict[str, str]:
-    """Run one step (``silver``, ``gold`` or ``features``) for a date range and write it.
+def run(spark: SparkSession, request: StepRequest) -> dict[str, str]:
+    """Run one step for its date range and write it.
 
     Returns the step's report: the URI of the table written and its location.
     """
-    loc, table = step_target(cfg, step, location_name)
-    opts = options_of[loc.name]
+    loc, table = request.target()
+    opts = request.storage_options[loc.name]
+    start, end = request.start, request.end
     region: str | None = loc.region
-    if step == "features":
-        df, region = features(spark, cfg, opts, start, end), None
-    elif step == "silver":
-        if not pii_key:
+    if request.step == "features":
+        df, region = features(spark, request.cfg, opts, start, end), None
+    elif request.step == "silver":
+        key = request.pii_key() if request.pii_key is not None else None
+        if not key:
             raise T.PiiKeyError(f"silver needs the pseudonymization key: set {T.PII_KEY_ENV}")
-        df = silver(spark, loc, opts, start, end, pii_key)
+        df = silver(spark, loc, opts, start, end, key)
     else:
         df = gold(spark, loc, opts, start, end)
     uri = loc.table_uri(table.name)
@@ -294,17 +329,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     with databricks_pipes(argv) as pipes:
         cfg = load_config(args.environment)
         spark = SparkSession.builder.getOrCreate()  # the cluster's own session
-        options_of = {name: loc.storage_options() for name, loc in cfg.locations.items()}
-        report = run(
-            spark,
-            args.step,
-            args.start,
-            args.end,
-            cfg,
-            options_of,
-            args.location,
-            env(T.PII_KEY_ENV),
+        key = env(T.PII_KEY_ENV)
+        request = StepRequest(
+            step=args.step,
+            start=args.start,
+            end=args.end,
+            location=args.location,
+            cfg=cfg,
+            storage_options={name: loc.storage_options() for name, loc in cfg.locations.items()},
+            pii_key=(lambda: key) if key else None,
         )
+        report = run(spark, request)
         if pipes is None:
             print(json.dumps(report))  # noqa: T201
         else:

@@ -74,8 +74,17 @@ def test_silver_and_gold_on_each_emulated_cloud(spark, emulated_env, name, spark
         bronze = _bronze(landing, rows, region, currency)
         delta.write_partition(bronze_uri, bronze, part, opts, partition_by=BRONZE_PARTITION_BY)
     options_of = {name: opts}
-    spark_jobs.run(spark, "silver", DAY, DAY, cfg, options_of, name, KEY)
-    spark_jobs.run(spark, "gold", DAY, DAY, cfg, options_of, name)
+    for step in ("silver", "gold"):
+        request = spark_jobs.StepRequest(
+            step=step,
+            start=DAY,
+            end=DAY,
+            location=name,
+            cfg=cfg,
+            storage_options=options_of,
+            pii_key=lambda: KEY,
+        )
+        spark_jobs.run(spark, request)
 
     silver = delta.read_partition(loc.table_uri(spark_jobs.SILVER_TABLE), opts)
     assert sorted(silver.column("event_id").to_pylist()) == ["a", "b", "c"]
