@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pytest
 from backports import zstd
 
-from pipelines.ingest import capture, parse
+from pipelines.ingest import batch, capture, parse
 from pipelines.ingest import partition as ingest
 from pipelines.ingest.events import BRONZE_SCHEMA, RecordRules, record_rules
 from pipelines.ingest.landing import landing_listing, landing_objects
@@ -391,7 +391,7 @@ def _codec_bombs() -> dict[str, bytes]:
 @pytest.fixture
 def small_bound(monkeypatch):
     monkeypatch.setattr(capture, "MAX_OBJECT_BYTES", LIMIT)
-    monkeypatch.setattr(ingest, "MAX_QUARANTINE_RAW_BYTES", 64 * 1024)
+    monkeypatch.setattr(batch, "MAX_QUARANTINE_RAW_BYTES", 64 * 1024)
 
 
 def test_a_gzip_bomb_is_quarantined_whole_and_the_partitions_good_objects_ingested(
@@ -590,7 +590,7 @@ def test_an_avro_message_with_an_empty_body_is_still_an_empty_record(lake_home):
 
 
 def test_an_object_of_more_bad_records_than_the_bound_is_quarantined_whole(lake_home, monkeypatch):
-    monkeypatch.setattr(ingest, "MAX_REJECTED_RECORDS", 50)
+    monkeypatch.setattr(batch, "MAX_REJECTED_RECORDS", 50)
     loc = load_config().location("aws-us")
     store = open_storage(loc.root_uri())
     put_records("aws-us", [line(event(i)) for i in range(5)], n=1)
