@@ -215,8 +215,9 @@ def day_metadata(records: list[dict[str, Any]], day: dt.date) -> dict[str, Any]:
 
 
 def _check_results(
-    cfg: LakeConfig, anomalies: list[anomaly.Anomaly], day: dt.date
+    cfg: LakeConfig, anomalies: list[anomaly.Anomaly], days: list[dt.date]
 ) -> list[dg.AssetCheckResult]:
+    """One result per rule for the run's days (one day, or a backfill's range)."""
     out = []
     for rule in anomaly.RULES:
         hits = [a for a in anomalies if a.metric == rule.metric]
@@ -227,7 +228,9 @@ def _check_results(
                 passed=not hits,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
-                    "judged_day": day.isoformat(),
+                    "judged_days": days[0].isoformat()
+                    if len(days) == 1
+                    else f"{days[0]}..{days[-1]}",
                     "anomalies": dg.MetadataValue.json(
                         [{**a.as_dict(), "command": advice.anomaly_command(cfg, a)} for a in hits]
                     ),
@@ -265,6 +268,8 @@ def build_health(
         tags=HEALTH_DATA.tags(),
         metadata=HEALTH_DATA.metadata(),
         automation_condition=health_condition(),
+        # a backfill (or the demo) measures its range in one run, each day's figures its own
+        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
             gx.check_spec(suite),
             *[
@@ -281,44 +286,58 @@ def build_health(
     def lakehouse_health(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Measure every region's day, keep it, judge it against the kept weeks before it."""
+        """Measure every region's days, keep them, judge each against the kept weeks before it.
+
+        One day (automation), or a range of days in one run (a backfill, the demo): the range
+        is measured and written at once, each day judged against the rows before it (the kept
+        weeks, then the range's earlier days), and each day's partition gets its own figures.
+        """
         before = bytes_read()
         cfg = lake.config()
         regions = [cfg.location_for_region(r) for r in cfg.region_codes]
         where = require_jurisdiction(context, lake, HEALTH, regions, HEALTH_DATA)
-        day = dt.date.fromisoformat(context.partition_key)
-        start = day - dt.timedelta(days=WINDOW_DAYS - 1)
+        days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
+        first, last = days[0], days[-1]
+        start = first - dt.timedelta(days=WINDOW_DAYS - 1)
         home = lake.storage_options(cfg.home)
         # the baseline's weeks as earlier runs kept them: bounded, whatever the history
-        kept = health.read(cfg, home, start, day - dt.timedelta(days=1))
-        observed = observe(context.instance, cfg, watched, day, day)
-        measured = health.measure(cfg, day, day, lake.storage_options, observed)
+        kept = health.read(cfg, home, start, first - dt.timedelta(days=1))
+        observed = observe(context.instance, cfg, watched, first, last)
+        measured = health.measure(cfg, first, last, lake.storage_options, observed)
         version = health.write(cfg, measured, home)
-        records = [health.decoded(r) for r in kept.to_pylist()] + measured.records()
-        found = anomaly.detect(records, [day])
+        new = measured.records()
+        records = [health.decoded(r) for r in kept.to_pylist()] + new
+        found = anomaly.detect(records, days)
         recs = advice.recommend(cfg, measured.stored, records, found)
         for a in found:
             context.log.warning(f"anomaly: {a.describe()} ({advice.anomaly_command(cfg, a)})")
+        for day in days:
+            on_day = [a for a in found if a.date == day]
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": sum(1 for r in new if r["date"] == day),
+                    "anomalies": len(on_day),
+                    "flagged": "; ".join(f"{a.metric} of {a.region}" for a in on_day) or "none",
+                    **day_metadata(records, day),
+                    "health": dg.MetadataValue.md(health.render(records, day, markdown=True)),
+                },
+                partition_key=day.isoformat(),
+            )
         yield dg.MaterializeResult(
             metadata={
                 **where,
                 "table_uri": cfg.home.table_uri(HEALTH),
                 "delta_version": version,
-                "dagster/row_count": measured.rows.num_rows,
                 "baseline_days_kept": len({r["date"] for r in kept.to_pylist()}),
                 **bytes_read_by_location(lake, bytes_read_since(before)),
-                "anomalies": len(found),
-                "flagged": "; ".join(f"{a.metric} of {a.region}" for a in found) or "none",
-                **day_metadata(records, day),
                 **{
                     f"storage_usd_month/{loc}": dg.MetadataValue.float(rounded(s["usd_month"]))
                     for loc, s in measured.storage.items()
                 },
-                "health": dg.MetadataValue.md(health.render(records, day, markdown=True)),
                 "recommendations": dg.MetadataValue.md(advice.render(recs, markdown=True)),
             }
         )
         yield gx.check(suite, measured.rows, {"expected_rows": measured.rows.num_rows})
-        yield from _check_results(cfg, found, day)
+        yield from _check_results(cfg, found, days)
 
     return lakehouse_health

@@ -234,6 +234,46 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     assert failed_checks_since(instance, keys, json.loads(again.cursor)["id"]) == []
 
 
+def test_a_range_in_one_run_gives_each_day_its_own_figures_and_flags_the_bad_day(lake, monkeypatch):
+    """A backfill (or the demo) measures days in one run: per-day points, the spike on its day."""
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
+    cfg = load_config("local")
+    health.write(cfg, health.measure(cfg, START, BAD.day - dt.timedelta(days=3), _options), {})
+    first, last = BAD.day - dt.timedelta(days=2), BAD.day + dt.timedelta(days=1)
+    result = (
+        _health_defs()
+        .resolve_implicit_global_asset_job_def()
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        )
+    )
+    assert result.success
+    mats = {
+        m.partition: m.metadata for m in result.asset_materializations_for_node(tables.HEALTH.name)
+    }
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    assert sorted(mats) == [d.isoformat() for d in days]
+    for day in days:
+        row = _row(health.measure(cfg, day, day, _options), "eu", day)
+        assert mats[day.isoformat()]["quarantine_pct/eu"].value == rounded(
+            100 * row["quarantine_rate"]
+        )
+        assert mats[day.isoformat()]["anomalies"].value == (1 if day == BAD.day else 0), day
+    assert "quarantine_rate of eu" in mats[BAD.day.isoformat()]["flagged"].value
+    (check,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == anomaly_check_name("quarantine_rate")
+    ]
+    assert not check.passed and f"eu on {BAD.day}" in check.metadata["alert"].value
+    kept = health.read(cfg, {}, first, last)
+    assert sorted(set(kept.column("date").to_pylist())) == days
+
+
 @pytest.mark.parametrize(
     "reason",
     ["corrupt_object: gzip: bad header", "ingest_error: boom", "object_rewritten: etag", "x:y"],
