@@ -12,6 +12,7 @@ run-failure channel.
 """
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -87,6 +88,22 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
         for s in instance.get_run_step_stats(run_id)
         if s.start_time is not None and s.end_time is not None
     }
+
+
+def _step_materializations(instance: dg.DagsterInstance, run_id: str) -> Counter[str]:
+    """How many materializations each step of the run wrote (a range run: one per partition)."""
+    made: Counter[str] = Counter()
+    if not run_id:  # runless events (the ingest worker's) have no steps
+        return made
+    cursor = None
+    while True:
+        page = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=LIMIT
+        )
+        made.update(r.event_log_entry.step_key or "" for r in page.records)
+        if not page.has_more:
+            return made
+        cursor = page.cursor
 
 
 def _day_partitions(cfg: LakeConfig, day: dt.date) -> list[str]:
@@ -179,10 +196,13 @@ def _compute(
 ) -> dict[health.Key, dict[str, float]]:
     compute: dict[health.Key, dict[str, float]] = {}
     seconds: dict[str, dict[str, float]] = {}
+    made: dict[str, Counter[str]] = {}
     for (run_id, step), done in by_step.items():
         if run_id not in seconds:
             seconds[run_id] = _step_seconds(instance, run_id)
-        share = seconds[run_id].get(step, 0.0) / len(done)
+            made[run_id] = _step_materializations(instance, run_id)
+        # a range run's step is shared over all it materialized, not only the days asked for
+        share = seconds[run_id].get(step, 0.0) / max(made[run_id][step], len(done))
         for name, where in done:
             per_asset = compute.setdefault(where, {})
             per_asset[name] = per_asset.get(name, 0.0) + share

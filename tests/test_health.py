@@ -7,6 +7,7 @@ landed by the simulator and ingested by the real ingest, with one injected bad d
 import datetime as dt
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -493,3 +494,34 @@ def test_observe_reads_ingest_counts_and_step_seconds_from_the_instance(lake_hom
     assert set(compute) == {tables.BRONZE.name, tables.QUARANTINE.name}
     # one step wrote both tables: its seconds are shared, not counted twice
     assert sum(compute.values()) == pytest.approx(stats.end_time - stats.start_time)
+
+
+def test_a_range_runs_step_seconds_are_shared_over_every_day_it_materialized(lake_home):
+    """One day's health, measured after a run over many days, gets that day's share only."""
+    from assets.health import observe
+    from tests.helpers import DAY
+
+    days = [DAY + dt.timedelta(days=i) for i in range(6)]
+    parts = dg.DailyPartitionsDefinition(start_date=DAY.isoformat())
+
+    @dg.asset(partitions_def=parts, backfill_policy=dg.BackfillPolicy.single_run())
+    def ranged(context: dg.AssetExecutionContext) -> None:
+        time.sleep(0.6)  # a step long enough that a whole-step misattribution shows
+        assert len(context.partition_keys) == len(days)
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [ranged],
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": days[0].isoformat(),
+            "dagster/asset_partition_range_end": days[-1].isoformat(),
+        },
+    )
+    (stats,) = instance.get_run_step_stats(result.run_id)
+    step = stats.end_time - stats.start_time
+    cfg = load_config("local")
+    one = observe(instance, cfg, [ranged.key], days[2], days[2])
+    assert one.compute == {(cfg.home.region, days[2]): {"ranged": pytest.approx(step / 6)}}
+    every = observe(instance, cfg, [ranged.key], days[0], days[-1])
+    assert sum(v["ranged"] for v in every.compute.values()) == pytest.approx(step)
