@@ -20,7 +20,7 @@ from assets.health import anomaly_check_name, build_health, rounded
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
 from lakehouse import cli
 from pipelines.ingest import partition as ingest
-from pipelines.ingest.batch import _reason_key
+from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
@@ -106,7 +106,7 @@ def test_health_figures_equal_independent_counts(lake, measured, region, day):
     assert row["quarantined"] == quarantine.num_rows > 0
     rate = quarantine.num_rows / (bronze.num_rows + quarantine.num_rows)
     assert row["quarantine_rate"] == pytest.approx(rate)
-    reasons = Counter(_reason_key(r) for r in quarantine.column("reason").to_pylist())
+    reasons = Counter(reason_kind(r) for r in quarantine.column("reason").to_pylist())
     assert row["top_reasons"] == dict(reasons.most_common(health.TOP_REASONS))
     folder = f"landing_date={day}/region={region}"
     on_disk = {
@@ -276,11 +276,16 @@ def test_a_range_in_one_run_gives_each_day_its_own_figures_and_flags_the_bad_day
 
 
 @pytest.mark.parametrize(
-    "reason",
-    ["corrupt_object: gzip: bad header", "ingest_error: boom", "object_rewritten: etag", "x:y"],
+    ("reason", "kind"),
+    [
+        ("corrupt_object: gzip: bad header", "corrupt_object"),
+        ("ingest_error: boom", "ingest_error"),
+        ("object_rewritten: etag", "object_rewritten"),
+        ("missing_field:sku", "missing_field:sku"),
+    ],
 )
-def test_the_views_reason_kinds_are_the_ingest_engines(reason):
-    assert health.reason_kind(reason) == _reason_key(reason)
+def test_whole_object_reasons_count_by_kind_and_record_reasons_as_they_are(reason, kind):
+    assert reason_kind(reason) == kind
 
 
 def test_values_read_as_a_person_writes_them():
@@ -450,7 +455,7 @@ def test_quarantine_lists_a_days_reasons_and_sample_objects_never_raw_values(
     assert cli.main(["quarantine", "--location", "azure-eu", "--date", str(BAD.day), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["quarantined"] == rows.num_rows
-    want = Counter(_reason_key(r) for r in rows.column("reason").to_pylist())
+    want = Counter(reason_kind(r) for r in rows.column("reason").to_pylist())
     top = report["reasons"][0]
     assert top["records"] == max(want.values()) == want[top["reason"]]  # ties: any of them
     assert set(top["sample_objects"]) <= set(rows.column("source_object").to_pylist())

@@ -58,6 +58,7 @@ from pipelines.ingest.parse import (
     validate,
     without_rows,
 )
+from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import tables
 from pipelines.lake.config import LandingConfig
 
@@ -295,7 +296,7 @@ def ingest_objects(
             per_object[key] = ObjectCounts(1, 0, 1, 0, out)
             row = {"source_object": key, "record_index": -1, "reason": out, "raw": _raw(obj.data)}
             q_tables.append(_quarantine([row], region, landing_date))
-            reasons[_reason_key(out)] += 1
+            reasons[reason_kind(out)] += 1
             continue
         names.append(key)
         tables.append(out.rows)
@@ -304,7 +305,7 @@ def ingest_objects(
         blank = out.records.blank_lines
         per_object[key] = ObjectCounts(len(out.records), 0, len(out.rejected), blank_lines=blank)
         q_tables.append(_rejected_rows(key, out.records, out.rejected, region, landing_date))
-        reasons.update(_reason_key(why) for _, why in out.rejected)
+        reasons.update(reason_kind(why) for _, why in out.rejected)
     bronze, kept, dropped, kept_hashes = _bronze(
         names, tables, hashes, region, landing_date, rules, seen
     )
@@ -326,14 +327,6 @@ def ingest_objects(
         hashes=kept_hashes,
         blank_lines=sum(c.blank_lines for c in per_object.values()),
     )
-
-
-def _reason_key(reason: str) -> str:
-    """A reason as counted: corrupt objects and errors by kind, not by their error's words."""
-    for kind in ("corrupt_object", "ingest_error", "object_rewritten"):
-        if reason.startswith(kind):
-            return kind
-    return reason
 
 
 @dataclass
@@ -466,7 +459,7 @@ def _add_whole(result: IngestResult, rows: list[tuple[str, str, bytes]]) -> Inge
     result.quarantine = pa.concat_tables([result.quarantine, extra])
     for key, reason, _ in rows:
         result.per_object[key] = ObjectCounts(1, 0, 1, 0, reason)
-        result.reasons[_reason_key(reason)] = result.reasons.get(_reason_key(reason), 0) + 1
+        result.reasons[reason_kind(reason)] = result.reasons.get(reason_kind(reason), 0) + 1
     result.landed += len(rows)
     result.objects += len(rows)
     result.corrupt_objects += len(rows)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA
@@ -35,17 +36,7 @@ EGRESS_DOMINANT_SHARE = 0.5
 # status` declare them, so compute sovereignty checks both the same way.
 TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 
-# Whole-object reasons counted by kind (their error's words vary); the ingest engine's rule
-# (pipelines/ingest/engine.py _reason_key), restated so status need not import the engine and
-# its dataframe libraries (half a second); tests/test_health.py checks the two agree.
-WHOLE_OBJECT_REASONS = ("corrupt_object", "ingest_error", "object_rewritten")
-
 Key = tuple[str, dt.date]  # (region, date)
-
-
-def reason_kind(reason: str) -> str:
-    """A quarantine reason as counted: whole-object failures by kind, records by reason."""
-    return next((k for k in WHOLE_OBJECT_REASONS if reason.startswith(k)), reason)
 
 
 Options = Callable[[LakeLocation], dict[str, str]]

@@ -11,9 +11,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeLocation
-from pipelines.operations.health import reason_kind
 
 SAMPLE_KEYS = 3
 
