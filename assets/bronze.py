@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.partitions import Partitions, date_region_of
+from assets.partitions import Partitions, date_region_key, date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
@@ -117,11 +117,14 @@ def partition_results(
     The asset yields them from its run; the ingest worker (``lakehouse/worker.py``) reports the
     same to Dagster without a run.
     """
+    # the partition the checks judged, in their metadata: the check's history names the day
+    # and region of each evaluation (the worker's runless evaluations carry no partition field)
+    named = {"partition": date_region_key(done.result.landing_date.isoformat(), done.result.region)}
     return [
         *_materializations(done, location, where),
-        _combined([v[0] for v in validated]),
-        _combined([v[1] for v in validated]),
-        _reconciliation(done),
+        _combined([v[0] for v in validated], named),
+        _combined([v[1] for v in validated], named),
+        _reconciliation(done, named),
     ]
 
 
@@ -191,7 +194,7 @@ def _batch_checks(
     )
 
 
-def _combined(results: list[dg.AssetCheckResult]) -> dg.AssetCheckResult:
+def _combined(results: list[dg.AssetCheckResult], named: dict[str, str]) -> dg.AssetCheckResult:
     """One check result for a run's batches: the first that failed, else the last."""
     failed = [r for r in results if not r.passed]
     pick = (failed or results)[-1 if not failed else 0]
@@ -202,6 +205,7 @@ def _combined(results: list[dg.AssetCheckResult]) -> dg.AssetCheckResult:
         severity=pick.severity,
         description=pick.description,
         metadata={
+            **named,
             **(pick.metadata or {}),
             "batches_validated": len(results),
             "batches_failed": len(failed),
@@ -209,7 +213,7 @@ def _combined(results: list[dg.AssetCheckResult]) -> dg.AssetCheckResult:
     )
 
 
-def _reconciliation(done: ingest.PartitionIngest) -> dg.AssetCheckResult:
+def _reconciliation(done: ingest.PartitionIngest, named: dict[str, str]) -> dg.AssetCheckResult:
     """Exact at two levels: every object's records, and the partition against its tables."""
     tot = done.totals
     unreconciled = [o.key for o in done.objects if not o.reconciled]
@@ -219,6 +223,7 @@ def _reconciliation(done: ingest.PartitionIngest) -> dg.AssetCheckResult:
         passed=done.reconciled,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
+            **named,
             **{k: tot[k] for k in ("landed", "ingested", "quarantined", "duplicates_dropped")},
             "objects": tot["objects"],
             "objects_unreconciled": len(unreconciled),

@@ -46,6 +46,8 @@ def test_materialize_partition_records_counts_and_passes_checks(lake_home):
         RECONCILIATION_CHECK,
     }
     assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+    # each evaluation names the partition it judged (the check's history shows day and region)
+    assert {c.metadata["partition"].value for c in checks.values()} == {KEY}
     assert (
         checks["bronze_events_expectations"].metadata["great_expectations_suite"].value
         == "bronze_events_suite"
