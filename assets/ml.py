@@ -12,6 +12,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from assets.factory import checked_asset
+from assets.health import rounded
 from assets.partitions import Partitions
 from data_quality import gx
 from data_quality.suites import Suite, Suites
@@ -276,7 +277,7 @@ def _drift_metadata(report: pd.DataFrame, verdict: Any, table: pa.Table) -> dict
         "retrain_recommended": verdict.retrain,
         "drift_reason": verdict.reason,
         "drifted": dg.MetadataValue.json(verdict.drifted),
-        "max_normed_wasserstein": float(numeric["normed_wasserstein"].max())
+        "max_normed_wasserstein": rounded(float(numeric["normed_wasserstein"].max()))
         if len(numeric)
         else 0.0,
         "summary": dg.MetadataValue.md(
@@ -333,7 +334,7 @@ def build_drift(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
             metadata={
                 **_drift_metadata(report, verdict, table),
                 **_publish_plot(lake, home, day, png),
-                **{f"forecast_{k}": v for k, v in (error or {}).items() if k != "rows"},
+                **{f"forecast_{k}": rounded(v) for k, v in (error or {}).items() if k != "rows"},
                 "model_version": model_version,
                 "reference": how,
                 "features_uri": uri,

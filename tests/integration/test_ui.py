@@ -9,12 +9,15 @@ docs/screenshots/ (README and docs/operating.md show them).
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import dagster as dg
 import pytest
 
 from lakehouse.definitions import build_definitions
+from lakehouse.demo import demo_bad_day
 from tests.integration.browser import (
     chromium_binary,
     chromium_page,
@@ -34,6 +37,16 @@ LOCATION = "lakehouse"  # the code location name (pyproject [tool.dg.project], w
 SHOTS = ROOT / "docs" / "screenshots"
 GROUP = "ml"
 HEALTH = "lakehouse_health"
+DRIFT = "feature_drift"
+SHOT_NAMES = (
+    "lineage.png",
+    "asset-graph.png",
+    "bronze-partition.png",
+    "asset-checks.png",
+    "health-plots.png",
+    "health-overview.png",
+    "drift-heatmap.png",
+)
 GX_ASSET, GX_CHECK = "bronze_events", "bronze_events_expectations"
 ERROR_MARKERS = (
     "Something went wrong",
@@ -89,13 +102,24 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         for k in graph.toposorted_asset_keys
         if graph.get(k).group_name == GROUP and graph.get(k).is_materializable
     ]
+    groups = sorted({graph.get(k).group_name for k in graph.toposorted_asset_keys})
+    spike = f"{demo_bad_day(END).day}|{demo_bad_day(END).region}"
+    drift_day = (END - dt.timedelta(days=7)).isoformat()  # the demo's injected eu drift
 
-    with dagster_process(env, "dev", log) as port, chromium_page() as page:
+    with dagster_process(env, "dev", log) as port, chromium_page(1600, 1000) as page:
         base = f"http://127.0.0.1:{port}"
         page.goto(f"{base}/locations")
         text = wait_for_text(page, LOCATION, "Loaded", timeout_ms=300_000)
         _assert_no_error("code locations", text)
         dismiss_dialogs(page, wait_ms=15_000)
+
+        # the whole lineage: every group, from bronze to the model and the operators' views
+        page.goto(f"{base}/asset-groups")
+        text = wait_for_text(page, "Global asset lineage", *groups)
+        dismiss_dialogs(page)
+        _assert_no_error("global lineage", text)
+        page.wait_for_timeout(2000)  # the layout settles
+        save_png(page, SHOTS / "lineage.png")
 
         # one group's graph, expanded: its assets with their latest materializations
         page.goto(f"{base}/locations/{LOCATION}/asset-groups/{GROUP}")
@@ -103,25 +127,36 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         text = wait_for_text(page, *shown, "Materialized")
         dismiss_dialogs(page)
         _assert_no_error(f"group {GROUP}", text)
-        page.wait_for_timeout(2000)  # the layout settles
+        page.wait_for_timeout(2000)
         save_png(page, SHOTS / "asset-graph.png")
 
-        # a Great Expectations check of a real partition the demo ingested
-        page.goto(f"{base}/assets/{GX_ASSET}?view=checks")
-        wait_for_text(page, GX_CHECK)
+        # the apac incident's bronze partition: its counts, reconciled
+        page.goto(f"{base}/assets/{GX_ASSET}?view=partitions&partition={quote(spike)}")
+        text = wait_for_text(page, spike, "quarantined", "reconciled")
         dismiss_dialogs(page)
-        page.get_by_text(GX_CHECK, exact=True).first.click()
-        text = wait_for_text(page, "great_expectations_suite", "Passed")
+        _assert_no_error("bronze partition", text)
+        save_png(page, SHOTS / "bronze-partition.png")
+
+        # a Great Expectations check's latest evaluation: the suite's figures and the partition
+        # (date|region) it judged
+        page.goto(f"{base}/assets/{GX_ASSET}?view=checks&checkDetail={GX_CHECK}")
+        wait_for_text(page, "Execution history")
+        dismiss_dialogs(page)
+        page.get_by_text("Execution history", exact=True).first.click()
+        wait_for_text(page, "Target materialization", "Passed")
+        page.locator("table tbody tr").first.locator("button").last.click()
+        text = wait_for_text(page, "great_expectations_suite", "partition", "rows_validated")
+        assert re.search(r"\d{4}-\d{2}-\d{2}\|(us|eu|apac)", text), text[-2000:]
         _assert_no_error("asset checks", text)
+        page.wait_for_timeout(1000)
         save_png(page, SHOTS / "asset-checks.png")
 
-        # the health view's plots (Overview, Metadata: Table / Plots): one plot per metric and
-        # region, one point per materialization
+        # the health view's plots, one point per day (the asset is daily-partitioned)
         page.goto(f"{base}/assets/{HEALTH}")
         wait_for_text(page, "quarantine_pct/apac")
         dismiss_dialogs(page)
         page.get_by_role("button", name="Plots").first.click()
-        text = wait_for_text(page, "quarantine_pct/apac", "events/us", "replica_lag_hours/eu")
+        text = wait_for_text(page, "quarantine_pct/apac", "events/us", "Partition")
         _assert_no_error("health plots", text)
         page.get_by_text("quarantine_pct/apac", exact=True).first.scroll_into_view_if_needed()
         page.wait_for_timeout(2000)
@@ -135,13 +170,23 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         page.wait_for_timeout(1000)
         save_png(page, SHOTS / "health-overview.png")
 
+        # the drift heatmap of the first drifted day (features x segments, drifted cells marked)
+        page.goto(f"{base}/assets/{DRIFT}?view=events&partition={drift_day}")
+        text = wait_for_text(page, drift_day, "retrain_recommended", "[Show Markdown]")
+        _assert_no_error("drift events", text)
+        dismiss_dialogs(page)
+        page.get_by_text("[Show Markdown]").first.click()
+        page.get_by_role("dialog").locator("img").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        save_png(page, SHOTS / "drift-heatmap.png")
+
 
 @pytest.mark.skipif(chromium_binary() is None, reason="chromium missing: `make setup` installs it")
 def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
     env = make_env(tmp_path, START)
+    # `make run`'s own data: its days and its default volume
     demo = lakehouse(
-        env, "demo", "--from", START.isoformat(), "--to", END.isoformat(),
-        "--events-per-day", "600", timeout=3000,
+        env, "demo", "--from", START.isoformat(), "--to", END.isoformat(), timeout=3000
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-3000:]
     anomalies = _health_trend(env)
@@ -150,6 +195,6 @@ def test_ui_over_demo_data_shows_graph_gx_results_and_health_plots(tmp_path):
 
     _screenshots(env, tmp_path / "dev.log")
 
-    for name in ("asset-graph.png", "asset-checks.png", "health-plots.png", "health-overview.png"):
+    for name in SHOT_NAMES:
         png = (SHOTS / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 400_000, name
