@@ -119,7 +119,8 @@ def partition_results(
     """
     # the partition the checks judged, in their metadata: the check's history names the day
     # and region of each evaluation (the worker's runless evaluations carry no partition field)
-    named = {"partition": date_region_key(done.result.landing_date.isoformat(), done.result.region)}
+    key = date_region_key(done.result.landing_date.isoformat(), done.result.region)
+    named = {"partition": str(key)}
     return [
         *_materializations(done, location, where),
         _combined([v[0] for v in validated], named),
