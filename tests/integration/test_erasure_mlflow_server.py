@@ -4,19 +4,13 @@ The experiment's artifacts live behind the server (``mlflow-artifacts:/``): list
 deleted over HTTP, as a remote tracking server's clients see them.
 """
 
-import os
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.erasure.models import scan_artifacts
 from pipelines.ml import tracking
-from tests.integration.servers import free_port, stop, wait_for_port
+from tests.integration.servers import mlflow_server
 
 pytestmark = pytest.mark.mlflow
 NEEDLES = {"req-1": [b"subject-000042", b"subject42@eu.example.com"]}
@@ -24,28 +18,9 @@ NEEDLES = {"req-1": [b"subject-000042", b"subject42@eu.example.com"]}
 
 @pytest.fixture
 def proxied_server(tmp_path):
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"), "server",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "served"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
-    try:
-        wait_for_port(port, proc, timeout=120)
-        url = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{url}/health", timeout=30) as resp:
-            assert resp.status == 200
-        yield url, tmp_path / "served"
-    finally:
-        stop(proc)
-        log.close()
+    served = tmp_path / "served"
+    with mlflow_server(tmp_path, "--artifacts-destination", str(served)) as url:
+        yield url, served
 
 
 def test_an_artifact_holding_a_subject_is_removed_through_the_server(proxied_server, tmp_path):

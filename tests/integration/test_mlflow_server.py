@@ -1,11 +1,6 @@
 """Training and registry against a real ``mlflow server`` on 127.0.0.1 (not the SQLite default)."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,7 +11,7 @@ from pipelines.lake.config import load_config
 from pipelines.ml import tracking
 from resources import LakeResource, MLflowResource
 from tests.helpers import asset
-from tests.integration.servers import free_port, stop, wait_for_port
+from tests.integration.servers import mlflow_server
 from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.mlflow
@@ -24,33 +19,12 @@ END = dt.date(2026, 10, 31)
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--default-artifact-root", str(tmp_path / "server-artifacts"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
-    try:
-        wait_for_port(port, proc, timeout=120)
-        url = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{url}/health", timeout=30) as resp:
-            assert resp.status == 200
+def tracking_server(tmp_path):
+    with mlflow_server(tmp_path, "--default-artifact-root", str(tmp_path / "artifacts")) as url:
         yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
-def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
+def test_train_and_register_against_a_real_server(lake_home, tracking_server):
     home = load_config("local").home
     uri = home.table_uri("demand_features")
     write_deltalake(
@@ -58,7 +32,7 @@ def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
         synthetic_features(dt.date(2026, 9, 1), 61, stores=3, skus=15),
         partition_by=["date"],
     )
-    resources = {"lake": LakeResource(), "mlflow": MLflowResource(tracking_uri=mlflow_server)}
+    resources = {"lake": LakeResource(), "mlflow": MLflowResource(tracking_uri=tracking_server)}
     instance = dg.DagsterInstance.ephemeral()
     metas = []
     for cfg in ({}, {"max_iter": 3}):
@@ -73,7 +47,7 @@ def test_train_and_register_against_a_real_server(lake_home, mlflow_server):
     assert metas[0]["promoted"].value is True
     assert metas[1]["promoted"].value is False
 
-    track = tracking.Tracking(tracking_uri=mlflow_server)
+    track = tracking.Tracking(tracking_uri=tracking_server)
     champ = track.version_by_alias("champion")
     assert str(champ.version) == metas[0]["model_version"].value
     assert str(track.version_by_alias("challenger").version) == metas[1]["model_version"].value
