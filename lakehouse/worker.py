@@ -169,25 +169,40 @@ def _plain(metadata: Any) -> dict[str, Any]:
 
 def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: str) -> list[Any]:
     """A worker's commit as Dagster events: what the asset's run yields, as runless events."""
-    import dagster as dg
-
-    from assets.bronze import batch_checks, partition_results
-    from assets.partitions import date_region_key
+    from assets.bronze import batch_checks
     from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
 
     events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
     batches = committed.batches or [empty_result(committed.region, committed.landing_date)]
     validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
-    partition = str(date_region_key(committed.landing_date.isoformat(), committed.region))
     extra = {
         **committed.lag.as_dict(),
         "reported_by": f"ingest worker {worker} (no run)",
-        "batches_through": max((o.batch for o in committed.done.objects), default=0),
         "recovered_report": committed.recovered,
     }
+    return partition_events(committed.done, committed.location, where, validated, extra)
+
+
+def partition_events(
+    done: Any, location: str, where: dict[str, Any], validated: list[Any], extra: dict[str, Any]
+) -> list[Any]:
+    """A partition's ingest as runless events: both materializations and the three checks.
+
+    The same results the asset yields from its run (``partition_results``), with ``extra``
+    (who reported, and ``batches_through``) added to the materializations' metadata.
+    """
+    import dagster as dg
+
+    from assets.bronze import partition_results
+    from assets.partitions import date_region_key
+    from pipelines.lake import tables
+
+    day, region = done.result.landing_date, done.result.region
+    partition = str(date_region_key(day.isoformat(), region))
+    extra = {"batches_through": max((o.batch for o in done.objects), default=0), **extra}
     out: list[Any] = []
-    for r in partition_results(committed.done, committed.location, where, validated):
+    for r in partition_results(done, location, where, validated):
         if isinstance(r, dg.MaterializeResult):
             out.append(
                 dg.AssetMaterialization(
