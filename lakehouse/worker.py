@@ -81,7 +81,16 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         type=number(int, 0, 3660),
         default=2,
         metavar="DAYS",
-        help="with --follow: landing dates caught up at start, 0..3660 (default %(default)s)",
+        help="with --follow: landing dates caught up at start, 0..3660 (default %(default)s); "
+        "older dates' objects not ingested yet are found a few dates per listing",
+    )
+    p.add_argument(
+        "--shard",
+        type=shard,
+        default=None,
+        metavar="K/N",
+        help="with --follow: worker K of N on this location (0 <= K < N): it takes the landing "
+        "dates whose day number is K modulo N (default: every date)",
     )
     p.add_argument(
         "--dagster-url",
@@ -90,6 +99,16 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         help=f"report through this webserver, e.g. http://127.0.0.1:3000 (default: {URL_ENV}, "
         "else DAGSTER_HOME's instance)",
     )
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N`` as ``(K, N)``; an argparse type (a refused value is named with its option)."""
+    k, _, n = text.partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not K/N with whole numbers 0 <= K < N (e.g. 0/2 and 1/2 for two workers)"
+        )
+    return int(k), int(n)
 
 
 class Reporter:
@@ -289,13 +308,15 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
             batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
+            shard=args.shard,
         ),
         on_commit,
         stop,
         on_error=on_error,
         log=_stderr,
     )
-    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction})")
+    part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
+    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction}){part}")
     status = follower.run()
     return {"location": location.name, "worker": asdict(status), "compute": where}
 
