@@ -1434,6 +1434,7 @@ def _add_demo(sub: Any, known: Known) -> None:
         "--ingest",
         choices=INGEST_MODES,
         default=INGEST_MODES[0],
+        metavar="{" + ",".join(INGEST_MODES) + "}",  # what argparse shows for choices
         help="bronze by the workers, each partition reported without a run, or by a run per "
         "partition as the sensor requests them (default %(default)s)",
     )
