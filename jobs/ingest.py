@@ -104,6 +104,8 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
         requests = [
             r for r in found.run_requests or [] if r.tags[INGEST_PARTITION_TAG] not in waiting
         ]
+        if context.cursor is None:
+            requests = _with_backlog(context, lake, requests)
         held = sorted({r.tags[INGEST_PARTITION_TAG] for r in found.run_requests or []} & waiting)
         if held:
             context.log.info(
@@ -121,6 +123,30 @@ NOT_YET_STARTED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.STARTING,
 ]
+
+
+def _with_backlog(
+    context: dg.SensorEvaluationContext, lake: LakeResource, requests: list[dg.RunRequest]
+) -> list[dg.RunRequest]:
+    """On a first evaluation (no cursor), only the partitions with objects not ingested yet.
+
+    A first listing finds every object ever landed: over a lake that workers (or ``make run``)
+    ingested without runs, that is a run per partition with nothing to do. One listing of the
+    date and a narrow ledger read per partition, once; later evaluations list only new objects.
+    """
+    cfg = lake.config()
+    out = []
+    for r in requests:
+        day, region = r.tags[INGEST_PARTITION_TAG].split("|")
+        loc = cfg.location_for_region(region)
+        if backlog(loc, lake.storage_options(loc), dt.date.fromisoformat(day)) is not None:
+            out.append(r)
+    if len(out) < len(requests):
+        context.log.info(
+            f"first listing: {len(requests) - len(out)} partition(s) with every object in the "
+            "ledger already (ingested by a worker or without this sensor): no run for them"
+        )
+    return out
 
 
 def _waiting_partitions(context: dg.SensorEvaluationContext, job_name: str) -> set[str]:

@@ -588,7 +588,12 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
     check_demo_days(load_config(args.env), args.start, args.end)
     with Progress("demo") as progress:
         summary = run_demo(
-            args.start, args.end, args.events_per_day, environment=args.env, progress=progress
+            args.start,
+            args.end,
+            args.events_per_day,
+            environment=args.env,
+            progress=progress,
+            ingest_mode=args.ingest,
         )
     if args.json:
         return summary
@@ -1395,16 +1400,19 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo(sub: Any, known: Known) -> None:
+    from lakehouse.demo_workers import INGEST_MODES
+
     days = (DEMO_END - DEMO_START).days + 1
     story = f"""
         Lands {DEMO_START}..{DEMO_END} ({days} days) in every region, {DEMO_EVENTS_PER_DAY:,}
         events a day each, with 0.4 % bad records and one corrupt object a day per region, a
         price and demand shift in eu over the last 7 days (from
         {DEMO_END - dt.timedelta(days=7)}) and a 5 % bad-record incident in apac five days
-        before the end ({DEMO_END - dt.timedelta(days=5)}). Then the sensors ingest every
-        (date, region); Spark builds silver and gold; the gold replicas sync to the ML home;
-        features, the forecast model (MLflow), scoring, drift and retraining, and the health
-        view follow.
+        before the end ({DEMO_END - dt.timedelta(days=5)}). Then every (date, region) the
+        landed-objects sensor finds is ingested by the demo's workers, each reported to Dagster
+        as the ingest worker reports it (no run); Spark builds silver and gold; the gold
+        replicas sync to the ML home; features, the forecast model (MLflow), scoring, drift and
+        retraining, and the health view follow.
         """
     p = _command(
         sub,
@@ -1422,6 +1430,14 @@ def _add_demo(sub: Any, known: Known) -> None:
         ],
     )
     _demo_options(p)
+    p.add_argument(
+        "--ingest",
+        choices=INGEST_MODES,
+        default=INGEST_MODES[0],
+        metavar="{" + ",".join(INGEST_MODES) + "}",  # what argparse shows for choices
+        help="bronze by the workers, each partition reported without a run, or by a run per "
+        "partition as the sensor requests them (default %(default)s)",
+    )
     p.set_defaults(handler=cmd_demo, touches=lambda args: _whole_graph(load_config(args.env)))
     p = _command(
         sub,

@@ -10,15 +10,15 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import dagster as dg
 
 from assets.partitions import date_region_key
 from lakehouse.definitions import build_definitions
-from lakehouse.demo_workers import LandDays, Workers, land_days, workers_state
+from lakehouse.demo_ingest import ingest
+from lakehouse.demo_workers import INGEST_MODES, LandDays, Workers, land_days
 from lakehouse.ml_demo import QUIET, failure_reason, run_ml_demo
 from lakehouse.progress import Progress, Stage
 from pipelines.lake import delta, tables
@@ -184,91 +184,6 @@ def _health(
     }
 
 
-def _ingest(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    workers: Workers,
-    stage: Stage | None = None,
-) -> tuple[int, list[str]]:
-    """Evaluate the landed-objects sensor once and run every ingestion it requests.
-
-    Each (date, region) stays its own run, tagged as the sensor's, with its materializations;
-    the runs go side by side on the workers (a deployment's run queue runs several at once).
-    """
-    sensor = defs.resolve_sensor_def("landed_objects_sensor")
-    with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
-        result = sensor(ctx)
-    if not isinstance(result, dg.SensorResult):
-        raise RuntimeError(f"demo: landed_objects_sensor returned {type(result).__name__}")
-    requests = [
-        IngestRequest(str(r.partition_key), r.run_key, dict(r.tags))
-        for r in result.run_requests or []
-    ]
-    if stage is not None:
-        stage.total = len(requests)
-
-    def ingested(done: IngestDone) -> None:
-        if stage is not None:
-            stage.advance(events=done.landed)
-            if not done.ok:
-                stage.note(f"{done.partition_key} failed")
-
-    done = workers.map(ingest_run, requests, on_result=ingested)
-    return len(requests), [d.partition_key for d in done if not d.ok]
-
-
-@dataclass(frozen=True)
-class IngestRequest:
-    """What the sensor asked for: a partition, its run key and the run's tags."""
-
-    partition_key: str
-    run_key: str | None
-    tags: dict[str, str]
-
-
-class IngestDone(NamedTuple):
-    """How an ingestion run ended, and the records it found landed (for progress)."""
-
-    partition_key: str
-    ok: bool
-    landed: int
-
-
-def ingest_run(request: IngestRequest) -> IngestDone:
-    """One ingestion run of a (date, region), as the daemon would launch the sensor's request.
-
-    The request's tags (the routing tag with the partition's jurisdiction among them) are the
-    run's, with those the daemon adds to a sensor's runs.
-    """
-    state = workers_state()
-    run = state.job("ingest_job").execute_in_process(
-        partition_key=request.partition_key,
-        instance=state.instance,
-        raise_on_error=False,
-        run_config=QUIET,
-        # the tags the daemon gives a sensor's runs: `make ui` afterwards sees these run
-        # keys as done and does not re-ingest everything the demo ingested
-        tags={
-            **request.tags,
-            "lakehouse/trigger": "landed_objects_sensor",
-            "dagster/sensor_name": "landed_objects_sensor",
-            **({"dagster/run_key": request.run_key} if request.run_key else {}),
-        },
-    )
-    return IngestDone(request.partition_key, run.success, _landed(run))
-
-
-def _landed(run: dg.ExecuteInProcessResult) -> int:
-    """Records the run's bronze materialization says were landed (0 when it has no count)."""
-    total = 0
-    for event in run.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        if mat.asset_key == dg.AssetKey(tables.BRONZE.name):
-            value = mat.metadata.get("landed")
-            total += int(value.value) if value is not None else 0  # type: ignore[arg-type]
-    return total
-
-
 def _spark(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -415,10 +330,13 @@ def run_demo(
     events_per_day: int = 3000,
     environment: str | None = None,
     progress: Progress | None = None,
+    ingest_mode: str = INGEST_MODES[0],
 ) -> dict[str, Any]:
     """Land a few weeks of events with drift and bad records, then materialize everything.
 
-    ``progress`` shows each stage as it goes (default: nothing shown). The summary is also
+    ``progress`` shows each stage as it goes (default: nothing shown). ``ingest_mode`` is how
+    bronze is ingested (:mod:`lakehouse.demo_ingest`): by the workers, reporting each
+    partition without a run (the default), or by a run per partition. The summary is also
     written to :func:`summary_path`.
     """
     t0 = time.perf_counter()
@@ -437,7 +355,9 @@ def run_demo(
             defs = build_definitions(cfg.environment)
             workers.use_here(defs, instance)
             stage.advance()
-        summary = _materialize(defs, instance, workers, cfg, start, end, stages, progress)
+        summary = _materialize(
+            defs, instance, workers, cfg, (start, end), stages, progress, ingest_mode
+        )
     drift_day = end - dt.timedelta(days=7)
     summary = {
         "environment": cfg.environment,
@@ -459,18 +379,21 @@ def _materialize(
     instance: dg.DagsterInstance,
     workers: Workers,
     cfg: LakeConfig,
-    start: dt.date,
-    end: dt.date,
+    first_last: tuple[dt.date, dt.date],
     stages: dict[str, float],
     progress: Progress,
+    ingest_mode: str,
 ) -> dict[str, Any]:
     """Every stage after the simulation, each timed into ``stages``; their summaries."""
-    summary: dict[str, Any] = {}
+    start, end = first_last
+    summary: dict[str, Any] = {"ingest": ingest_mode}
     _start_spark_early(defs)
-    with _stage(stages, "ingest", progress, unit="runs") as stage:
-        summary["ingest_runs"], summary["ingest_runs_failed"] = _ingest(
-            defs, instance, workers, stage
+    with _stage(stages, "ingest", progress) as stage:
+        partitions, summary["ingest_failed"] = ingest(
+            ingest_mode, defs, instance, cfg, workers, stage
         )
+        summary["ingest_partitions"] = partitions
+        summary["ingest_runs"] = partitions if ingest_mode == "runs" else 0
         summary["bronze"] = _bronze_summary(instance)
     with _stage(stages, "spark", progress) as stage:
         summary["gold_rows"] = _spark(defs, instance, cfg, start, end, stage)

@@ -169,9 +169,11 @@ def print_summary(summary: dict[str, Any], stream: IO[str]) -> None:
     console = Console(file=stream, highlight=False, width=width)
     for t in tables(summary):
         console.print(t)
-    failed = summary.get("ingest_runs_failed") or []
-    if failed:
+    failed = summary.get("ingest_failed") or []
+    if failed and summary.get("ingest") == "runs":
         console.print(f"ingestion runs that failed: {', '.join(failed)} (see `make ui`, Runs)")
+    elif failed:
+        console.print(f"ingestion failed: {'; '.join(failed)}", markup=False)
     console.print(f"summary as JSON: {summary.get('summary_file')}", markup=False)
     if summary.get("seconds_with_emulators") is not None:
         console.print(

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # a worker imports Dagster for its first run, not to land sim
     from pipelines.simulation.simulate import SimulationConfig
 
 WORKERS_ENV = "LAKEHOUSE_DEMO_WORKERS"
+# How the demo ingests bronze (lakehouse/demo_ingest.py): the first is the default.
+INGEST_MODES = ("workers", "runs")
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -81,7 +81,16 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         type=number(int, 0, 3660),
         default=2,
         metavar="DAYS",
-        help="with --follow: landing dates caught up at start, 0..3660 (default %(default)s)",
+        help="with --follow: landing dates caught up at start, 0..3660 (default %(default)s); "
+        "older dates' objects not ingested yet are found a few dates per listing",
+    )
+    p.add_argument(
+        "--shard",
+        type=shard,
+        default=None,
+        metavar="K/N",
+        help="with --follow: worker K of N on this location (0 <= K < N): it takes the landing "
+        "dates whose day number is K modulo N (default: every date)",
     )
     p.add_argument(
         "--dagster-url",
@@ -90,6 +99,16 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         help=f"report through this webserver, e.g. http://127.0.0.1:3000 (default: {URL_ENV}, "
         "else DAGSTER_HOME's instance)",
     )
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``K/N`` as ``(K, N)``; an argparse type (a refused value is named with its option)."""
+    k, _, n = text.partition("/")
+    if not (k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not K/N with whole numbers 0 <= K < N (e.g. 0/2 and 1/2 for two workers)"
+        )
+    return int(k), int(n)
 
 
 class Reporter:
@@ -169,25 +188,40 @@ def _plain(metadata: Any) -> dict[str, Any]:
 
 def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: str) -> list[Any]:
     """A worker's commit as Dagster events: what the asset's run yields, as runless events."""
-    import dagster as dg
-
-    from assets.bronze import batch_checks, partition_results
-    from assets.partitions import date_region_key
+    from assets.bronze import batch_checks
     from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
 
     events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
     batches = committed.batches or [empty_result(committed.region, committed.landing_date)]
     validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
-    partition = str(date_region_key(committed.landing_date.isoformat(), committed.region))
     extra = {
         **committed.lag.as_dict(),
         "reported_by": f"ingest worker {worker} (no run)",
-        "batches_through": max((o.batch for o in committed.done.objects), default=0),
         "recovered_report": committed.recovered,
     }
+    return partition_events(committed.done, committed.location, where, validated, extra)
+
+
+def partition_events(
+    done: Any, location: str, where: dict[str, Any], validated: list[Any], extra: dict[str, Any]
+) -> list[Any]:
+    """A partition's ingest as runless events: both materializations and the three checks.
+
+    The same results the asset yields from its run (``partition_results``), with ``extra``
+    (who reported, and ``batches_through``) added to the materializations' metadata.
+    """
+    import dagster as dg
+
+    from assets.bronze import partition_results
+    from assets.partitions import date_region_key
+    from pipelines.lake import tables
+
+    day, region = done.result.landing_date, done.result.region
+    partition = str(date_region_key(day.isoformat(), region))
+    extra = {"batches_through": max((o.batch for o in done.objects), default=0), **extra}
     out: list[Any] = []
-    for r in partition_results(committed.done, committed.location, where, validated):
+    for r in partition_results(done, location, where, validated):
         if isinstance(r, dg.MaterializeResult):
             out.append(
                 dg.AssetMaterialization(
@@ -274,13 +308,15 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
             batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
+            shard=args.shard,
         ),
         on_commit,
         stop,
         on_error=on_error,
         log=_stderr,
     )
-    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction})")
+    part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
+    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction}){part}")
     status = follower.run()
     return {"location": location.name, "worker": asdict(status), "compute": where}
 

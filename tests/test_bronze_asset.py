@@ -163,6 +163,20 @@ def test_sensor_requests_partitions_of_new_objects_once(lake_home):
     assert [r.partition_key for r in later.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
 
 
+def test_a_first_listing_asks_no_run_for_partitions_ingested_without_one(lake_home):
+    """Over a lake a worker (or make run) ingested, a sensor started afresh runs only the new."""
+    nxt = DAY.replace(day=DAY.day + 1)
+    for day in (DAY, nxt):
+        land("azure-eu", SimulationConfig(start=day, end=day, events_per_day=100, late_share=0.0))
+    cfg = load_config("local")
+    loc = cfg.location("azure-eu")
+    ingest.ingest_partition(loc, loc.storage_options(), DAY)  # as a worker would, no run
+    instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
+        first = definitions().resolve_sensor_def("landed_objects_sensor")(ctx)
+    assert [r.partition_key for r in first.run_requests] == [date_region_key(nxt.isoformat(), "eu")]
+
+
 def test_sensor_asks_no_second_run_for_a_partition_whose_run_waits_to_start(lake_home):
     import uuid
 

@@ -1,4 +1,4 @@
-"""The demo's ingestion side by side: each (date, region) its own run, as the sensor asked."""
+"""The demo's ingestion side by side: by workers reporting without runs, or a run per partition."""
 
 import datetime as dt
 import io
@@ -9,11 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lakehouse import demo
+from lakehouse import demo, demo_ingest
 from lakehouse.definitions import build_definitions
 from lakehouse.demo_workers import WORKERS_ENV, Workers, worker_count
 from lakehouse.progress import Progress
 from pipelines.ingest import capture
+from pipelines.ingest.events import bronze_partition
+from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import simulate
@@ -46,8 +48,8 @@ def test_ingestion_runs_side_by_side_each_its_own_run_with_its_materializations(
             demo._simulate(cfg, DAY, DAY + dt.timedelta(days=1), 200, workers, stage)
         defs = build_definitions(cfg.environment)
         workers.use_here(defs, instance)
-        with progress.stage("ingest", unit="runs") as stage:
-            count, failed = demo._ingest(defs, instance, workers, stage)
+        with progress.stage("ingest") as stage:
+            count, failed = demo_ingest.ingest("runs", defs, instance, cfg, workers, stage)
     runs = _runs_by_partition(instance)
     assert failed == []
     assert count == len(runs) >= 6  # two days in three regions, late events may add a day
@@ -58,9 +60,8 @@ def test_ingestion_runs_side_by_side_each_its_own_run_with_its_materializations(
         region = key.split("|")[1]
         assert run.tags["lakehouse/jurisdiction"] == cfg.jurisdiction_of_region(region)
     lines = out.getvalue().splitlines()
-    assert lines[-1].startswith(f"demo: ingest {count}/{count} runs, ") and lines[-1].endswith(
-        " done"
-    )
+    last = lines[-1]
+    assert last.startswith(f"demo: ingest {count}/{count} partitions, ") and last.endswith(" done")
     landed = sum(r["landed"] for r in demo._bronze_summary(instance).values())
     assert f" {landed:,} events (" in lines[-1]  # the runs' landed records, counted as they end
     assert any(line.startswith("demo: simulate 6/6 region-days, ") for line in lines)
@@ -82,10 +83,55 @@ def test_one_worker_runs_everything_in_this_process(instance):
         demo._simulate(cfg, DAY, DAY, 50, workers)
         defs = build_definitions(cfg.environment)
         workers.use_here(defs, instance)
-        count, failed = demo._ingest(defs, instance, workers)
+        count, failed = demo_ingest.ingest("runs", defs, instance, cfg, workers)
     mats = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=100).records
     assert failed == [] and count == len(mats) >= 3
     assert {m.event_log_entry.dagster_event.pid for m in mats} == {os.getpid()}
+
+
+def test_workers_ingest_and_report_every_partition_without_a_run(instance):
+    cfg = load_config("local")
+    with Workers(cfg.environment, count=2) as workers:
+        demo._simulate(cfg, DAY, DAY + dt.timedelta(days=1), 200, workers)
+        defs = build_definitions(cfg.environment)
+        workers.use_here(defs, instance)
+        requests = demo_ingest._sensor_requests(defs, instance)
+        count, failed = demo_ingest.ingest("workers", defs, instance, cfg, workers)
+    assert failed == []
+    assert count == len(requests) >= 6  # every partition the sensor asks for
+    assert instance.get_runs(dg.RunsFilter(job_name="ingest_job")) == []  # no run launched
+    bronze = instance.fetch_materializations(dg.AssetKey("bronze_events"), limit=100).records
+    quarantine = instance.fetch_materializations(dg.AssetKey("bronze_quarantine"), limit=100)
+    assert {m.asset_materialization.partition for m in bronze} == {
+        r.partition_key for r in requests
+    }
+    assert len(quarantine.records) == len(bronze) == count  # each partition reported once
+    assert {m.run_id for m in bronze} == {""}  # runless, as the ingest worker reports
+    pids = {m.event_log_entry.dagster_event.pid for m in bronze}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # reported by the workers
+    for rec in bronze:  # the metadata the summary reads, against the Delta tables themselves
+        mat = rec.asset_materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        date, region = mat.partition.split("|")
+        loc = cfg.location_for_region(region)
+        part = bronze_partition(dt.date.fromisoformat(date), region)
+        opts = loc.storage_options()
+        bronze_rows = delta.partition_rows(loc.table_uri(tables.BRONZE.name), opts, part)
+        assert meta["ingested"] == bronze_rows
+        assert meta["quarantined"] == delta.partition_rows(
+            loc.table_uri(tables.QUARANTINE.name), opts, part
+        )
+        assert meta["landed"] == meta["ingested"] + meta["quarantined"] + meta["duplicates_dropped"]
+        assert meta["lakehouse/data_jurisdiction"] == loc.jurisdiction
+    for check in ("bronze_events_reconciliation", "bronze_events_expectations"):
+        key = dg.AssetCheckKey(dg.AssetKey("bronze_events"), check)
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+        evaluated = {
+            r.event.dagster_event.event_specific_data.metadata["partition"].value for r in history
+        }
+        assert evaluated == {r.partition_key for r in requests}, check
+        if check == "bronze_events_reconciliation":
+            assert {r.status.value for r in history} == {"SUCCEEDED"}
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])

@@ -8,8 +8,10 @@ SUMMARY = {
     "environment": "local",
     "days": 2,
     "drift_injected": {"region": "eu", "from": "2026-10-21"},
+    "ingest": "runs",
+    "ingest_partitions": 6,
     "ingest_runs": 6,
-    "ingest_runs_failed": ["2026-10-02|eu"],
+    "ingest_failed": ["2026-10-02|eu"],
     "bronze": {
         "us": {
             "partitions": 2,

@@ -95,13 +95,18 @@ def _landing_keys(tmp: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in (root / "landing").rglob("*") if p.is_file()}
 
 
-def _exactly_once(tmp: Path, env: dict[str, str]) -> dict[str, dict[str, int]]:
-    """Every landed object in the ledger once; counts reconcile; no event id twice in bronze."""
+def _exactly_once(
+    tmp: Path, env: dict[str, str], first: dt.date = TODAY
+) -> dict[str, dict[str, int]]:
+    """Every landed object in the ledger once; counts reconcile; no event id twice in bronze.
+
+    The dates looked at run from ``first`` to two days after today.
+    """
     os.environ["LAKEHOUSE_HOME"] = str(tmp)
     loc = load_config("local").location("aws-us")
     keys: list[str] = []
     totals = {}
-    for day in [TODAY + dt.timedelta(days=i) for i in range(3)]:
+    for day in [first + dt.timedelta(days=i) for i in range((TODAY - first).days + 3)]:
         part = {"landing_date": day, "region": loc.region}
         state = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), {}, part)
         if not state.objects:
@@ -183,6 +188,64 @@ def test_two_workers_share_a_location(tmp_path):
     assert a.wait(300) == 0, log_a.read_text()[-2000:]
     assert b.wait(300) == 0, log_b.read_text()[-2000:]
     _reported(env, _exactly_once(tmp_path, env))
+
+
+FEWER_BATCHES = ("--batch-objects", "16")  # what is tested here is per date, not per batch
+
+
+def _committed_dates(log: Path) -> set[str]:
+    """The landing dates a worker's log says it committed (``... aws-us DATE committed ...``)."""
+    out = set()
+    for line in log.read_text().splitlines():
+        words = line.split()
+        if "committed" in words and words[words.index("committed") - 2] == "aws-us":
+            out.add(words[words.index("committed") - 1])
+    return out
+
+
+def test_two_sharded_workers_split_the_dates_each_ingested_once(tmp_path):
+    env = _env(tmp_path)
+    days = [TODAY - dt.timedelta(days=i) for i in (2, 1, 0)]
+    for seed, day in enumerate(days):
+        _land(env, 600, seed=seed, day=day)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    workers = [
+        _worker(env, log, "--shard", f"{k}/2", "--max-idle-seconds", "2", *FEWER_BATCHES)
+        for k, log in enumerate(logs)
+    ]
+    for proc, log in zip(workers, logs, strict=True):
+        assert proc.wait(300) == 0, log.read_text()[-2000:]
+    mine = [_committed_dates(log) for log in logs]
+    assert mine[0] and mine[1], "both workers did work"
+    assert not mine[0] & mine[1], "a date committed by both workers"
+    for k in (0, 1):  # worker k took only the dates whose day number is k modulo 2
+        assert {dt.date.fromisoformat(d).toordinal() % 2 for d in mine[k]} == {k}
+    totals = _exactly_once(tmp_path, env, first=days[0])
+    assert {key.split("|")[0] for key in totals} == mine[0] | mine[1]  # every date, by one
+    _reported(env, totals)
+
+
+def test_a_bad_shard_is_refused_naming_the_option(tmp_path):
+    env = _env(tmp_path)
+    out = _cli(env, "ingest", "--follow", "--location", "aws-us", "--shard", "2/2")
+    assert out.returncode == 2
+    assert "--shard" in out.stderr and "'2/2' is not K/N" in out.stderr
+
+
+def test_a_restarted_worker_goes_back_for_an_older_backlog(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 300)
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, "--days-back", "1", "--max-idle-seconds", "1", *FEWER_BATCHES)
+    assert proc.wait(300) == 0, log.read_text()[-2000:]
+    before = _committed_dates(log)
+    assert TODAY.isoformat() in before
+    old = TODAY - dt.timedelta(days=4)  # landed while no worker ran, beyond --days-back
+    _land(env, 300, seed=3, day=old)
+    proc = _worker(env, log, "--days-back", "1", "--max-idle-seconds", "1", *FEWER_BATCHES)
+    assert proc.wait(300) == 0, log.read_text()[-2000:]
+    assert old.isoformat() in _committed_dates(log) - before
+    _reported(env, _exactly_once(tmp_path, env, first=old - dt.timedelta(days=1)))
 
 
 def test_sigterm_finishes_the_batch_in_flight_and_exits_0(tmp_path):

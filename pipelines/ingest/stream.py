@@ -67,9 +67,18 @@ class FollowOptions:
     batch_objects: int = BATCH_OBJECTS
     batch_bytes: int = BATCH_BYTES  # ... or once this many bytes wait (a full batch)
     max_idle_seconds: float | None = None  # stop after this long with nothing to do
-    days_back: int = 2  # on start, dates this far back are caught up (older: the sensor's job)
+    days_back: int = 2  # on start, dates this far back are caught up at once
     backoff_max_seconds: float = 60.0
+    # (k, n): this worker follows only the landing dates whose day number is k modulo n, so n
+    # workers on one location split its dates (each date has one worker: one reporter too)
     shard: tuple[int, int] | None = None
+    # older dates (a backlog beyond ``days_back``) checked against the ledger per listing
+    backlog_dates_per_tick: int = 4
+
+
+def in_shard(day: dt.date, shard: tuple[int, int] | None) -> bool:
+    """Whether worker ``k`` of ``n`` follows the landing date (every date without a shard)."""
+    return shard is None or day.toordinal() % shard[1] == shard[0]
 
 
 @dataclass
@@ -237,7 +246,10 @@ class Follower:
         self.cursor: dict[str, str] = {}
         self.waiting: dict[str, _Waiting] = {}
         self.recovered = False
-        self.listed = False  # the first listing skips dates older than ``days_back``
+        self.listed = False  # the first listing holds back dates older than ``days_back``
+        # dates older than ``days_back`` seen at start, newest first: checked against the
+        # ledger a few per listing, their objects not ingested yet then waiting like any other
+        self.older: list[dt.date] = []
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -247,6 +259,7 @@ class Follower:
         now = time.time()
         first = not self.listed
         oldest = self.today() - dt.timedelta(days=self.follow.days_back)
+        older: set[dt.date] = set()
         for root in roots:
             seen = self.cursor.get(root)
             for info in self.storage.list(root + "/", offset=seen):
@@ -255,12 +268,39 @@ class Follower:
                     day = capture.landing_date_of(self.location.landing, info.path)
                 except ValueError:
                     continue
+                if not in_shard(day, self.follow.shard):
+                    continue
                 if first and day < oldest:
+                    older.add(day)
                     continue
                 self.waiting[info.path] = _Waiting(info, info.modified or now)
         if first:
             self._drop_ingested()
+            self.older = sorted(older, reverse=True)
         self.listed = True
+        self._older_backlog()
+
+    def _older_backlog(self) -> None:
+        """A few dates older than ``days_back``: what landed and the ledger lacks now waits.
+
+        One narrow ledger read per date (the objects' identities); a date with nothing missing
+        is done with. Bounded per listing, so a worker starting over years of landing
+        areas follows the stream while its backlog is found.
+        """
+        checked, self.older = (
+            self.older[: self.follow.backlog_dates_per_tick],
+            self.older[self.follow.backlog_dates_per_tick :],
+        )
+        now = time.time()
+        for day in checked:
+            infos = landing_listing(self.storage, self.location.landing, day)[0]
+            part = bronze_partition(day, self.location.region)
+            done = ledger.identities(
+                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
+            )
+            for info in infos:
+                if (_printable(info.path), info.etag, info.size) not in done:
+                    self.waiting[info.path] = _Waiting(info, info.modified or now)
 
     def _drop_ingested(self) -> None:
         """At start, what the ledger already holds is not waiting (one read per date)."""
@@ -320,7 +360,6 @@ class Follower:
             batch_bytes=self.follow.batch_bytes,
             keep_rows=False,
             on_batch=batches.append,
-            shard=self.follow.shard,
             stop=lambda: True,  # one batch a call; the loop comes back for the rest
         )
         held = {o.identity for o in done.objects}
@@ -376,7 +415,8 @@ class Follower:
         """At start: ingest and report dates whose commits were never reported (a kill)."""
         first = self.today() - dt.timedelta(days=self.follow.days_back)
         days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
-        for day in sorted(set(days) - {self._day(p) for p in self.waiting}):
+        mine = {d for d in days if in_shard(d, self.follow.shard)}
+        for day in sorted(mine - {self._day(p) for p in self.waiting}):
             part = bronze_partition(day, self.location.region)
             held = ledger.identities(
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
@@ -431,7 +471,7 @@ class Follower:
                 self.write_status("backing_off")
                 self.stop.wait(backoff)
                 continue
-            if self.waiting or due:
+            if self.waiting or due or self.older:
                 idle_since = time.time()
             elif (
                 self.follow.max_idle_seconds is not None
