@@ -234,8 +234,9 @@ def partition_events(
             # No ``partition=``: Dagster 1.13 keeps one row per (asset, check, run id,
             # partition) in asset_check_executions (idx_asset_check_executions_unique) and every
             # runless event has run id "", so a partition's second runless evaluation fails
-            # (IntegrityError; a 500 from the webserver). The partition goes in the metadata;
-            # each batch's evaluation is then kept in the check's history.
+            # (IntegrityError; a 500 from the webserver). The partition is in the metadata
+            # (partition_results puts it there); each batch's evaluation is then kept in the
+            # check's history.
             out.append(
                 dg.AssetCheckEvaluation(
                     asset_key=dg.AssetKey(r.asset_key.path if r.asset_key else tables.BRONZE.name),
@@ -243,7 +244,6 @@ def partition_events(
                     passed=r.passed,
                     metadata={
                         **(r.metadata or {}),
-                        "partition": partition,
                         "batches_through": extra["batches_through"],
                         "reported_by": extra["reported_by"],
                     },
