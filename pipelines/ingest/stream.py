@@ -46,7 +46,7 @@ from pipelines.ingest.events import (
     RecordRules,
     bronze_partition,
 )
-from pipelines.ingest.landing import landing_listing
+from pipelines.ingest.landing import landing_listing, list_after
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
@@ -248,8 +248,12 @@ class Follower:
         first = not self.listed
         oldest = self.today() - dt.timedelta(days=self.follow.days_back)
         for root in roots:
-            seen = self.cursor.get(root)
-            for info in self.storage.list(root + "/", offset=seen):
+            # the first listing starts at the oldest date it keeps (a key sorting just before
+            # that date's folder), so it never lists the older days' objects either
+            seen = self.cursor.get(root) or (f"{root}/{oldest:%Y/%m/%d}" if first else None)
+            if seen is not None:
+                self.cursor.setdefault(root, seen)
+            for info in list_after(self.storage, root + "/", seen):
                 self.cursor[root] = info.path
                 try:
                     day = capture.landing_date_of(self.location.landing, info.path)
