@@ -17,6 +17,7 @@ from assets.freshness import region_check_name
 from assets.partitions import Partitions, date_region_key
 from pipelines.ingest import capture
 from pipelines.ingest.closed_day import backlog
+from pipelines.ingest.landing import list_after
 from pipelines.lake import tables
 from pipelines.lake.config import LakeConfig, LakeLocation
 from pipelines.lake.config.environment import env
@@ -176,7 +177,7 @@ def _landed(
         for root in capture.discover_stream_roots(location.landing, storage)[0]:
             seen = cursor.get(f"{location.name}:{root}")
             newest = seen
-            for info in storage.list(root + "/", offset=seen):
+            for info in list_after(storage, root + "/", seen):
                 day = capture.landing_date_of(location.landing, info.path).isoformat()
                 if day in valid_dates:
                     key = (day, location.region)

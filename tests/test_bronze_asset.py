@@ -4,6 +4,7 @@ import gzip
 import json
 
 import dagster as dg
+import pytest
 
 from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
@@ -256,3 +257,59 @@ def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(la
     # GX saw each batch as it was appended (5 per batch: several), none when nothing was new
     assert checks[0]["batches_validated"].value == len(first["batches"].value) > 1
     assert checks[1]["batches_validated"].value == 1 and checks[1]["batches_failed"].value == 0
+
+
+@pytest.mark.parametrize("where", ["aws-us", "azure-eu", "gcp-apac"])
+def test_a_sensor_tick_lists_only_what_landed_after_its_cursor(lake_home, where):
+    """Sixty days of objects the sensor has seen: the next tick lists the new day's objects
+    and a few folder listings, not the history (counted by the storage layer)."""
+    import datetime as dt
+    import threading
+    from dataclasses import replace
+
+    from pipelines.ingest import stream
+    from pipelines.lake.storage import objects_listed
+
+    cfg = load_config()
+    root = cfg.location(where).root_uri()
+    old = SimulationConfig(
+        start=DAY - dt.timedelta(days=59),
+        end=DAY,
+        events_per_day=40,
+        objects_per_day=6,
+        late_share=0.0,
+    )
+    land(where, old)
+    sensor = definitions().resolve_sensor_def("landed_objects_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource()}) as ctx:
+        seen = sensor(ctx)
+    nxt = DAY + dt.timedelta(days=1)
+    new = land(where, replace(old, start=nxt, end=nxt))
+    before = objects_listed().get(root, 0)
+    with dg.build_sensor_context(
+        instance=instance, cursor=seen.cursor, resources={"lake": LakeResource()}
+    ) as ctx:
+        tick = sensor(ctx)
+    listed = objects_listed().get(root, 0) - before
+    region = cfg.location(where).region
+    assert [r.partition_key for r in tick.run_requests] == [
+        date_region_key(nxt.isoformat(), region)
+    ]
+    assert new[0].objects <= listed <= new[0].objects + 2, (listed, new[0].objects)
+
+    # the stream worker's first listing starts at its oldest kept date, not at the history
+    loc = cfg.location(where)
+    follower = stream.Follower(
+        loc,
+        loc.storage_options(),
+        None,
+        stream.FollowOptions(days_back=0),
+        on_commit=lambda _c: None,
+        stop=threading.Event(),
+        today=lambda: nxt,
+    )
+    before = objects_listed().get(root, 0)
+    follower._list()
+    assert len(follower.waiting) == new[0].objects
+    assert objects_listed().get(root, 0) - before <= new[0].objects + 2

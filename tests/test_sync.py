@@ -14,9 +14,10 @@ from deltalake import DeltaTable, write_deltalake
 
 from lakehouse import cli
 from pipelines.lake.config import ConfigError, load_config
-from pipelines.lake.storage import open_storage
+from pipelines.lake.storage import bytes_read, bytes_read_since, open_storage
 from pipelines.replication.deltalog import DivergedError, list_log
 from pipelines.replication.options import SyncOptions
+from pipelines.replication.plan import plan_sync
 from pipelines.replication.sync import sync, sync_table
 from pipelines.replication.verify import table_fingerprint
 from pipelines.sovereignty.policy import PolicyError
@@ -93,6 +94,38 @@ def test_checkpoint_and_last_checkpoint_are_carried_over(tmp_path):
         Path(src) / "_delta_log" / "_last_checkpoint"
     ).read_bytes()
     assert_replica_matches(src, dst)
+
+
+def _plan_bytes_after_history(root: Path, versions: int, files_per_version: int) -> tuple[int, int]:
+    """Source bytes a replica's plan reads for one new append after ``versions`` versions of
+    ``files_per_version`` files each (the newest checkpoint just before the append), and the
+    size of that checkpoint."""
+    src, dst = str(root / "src"), str(root / "dst")
+    for v in range(versions):
+        days = [v * files_per_version + i for i in range(files_per_version)]
+        data = pa.table({"day": days, "qty": days})
+        write_deltalake(src, data, mode="append", partition_by=["day"])
+    DeltaTable(src).create_checkpoint()
+    sync_table(src, dst)
+    write_deltalake(src, pa.table({"day": [-1], "qty": [0]}), mode="append", partition_by=["day"])
+    source = open_storage(src)
+    before = bytes_read()
+    plan = plan_sync(source, open_storage(dst), SyncOptions())
+    read = bytes_read_since(before).get(source.uri, 0)
+    assert [c.version for c in plan.commits] == [versions]  # the new append, nothing else
+    assert plan.metadata and plan.metadata[0][0] == versions - 1  # its schema was judged
+    checkpoint = list_log(source, versions - 1).checkpoints[versions - 1][0].size
+    return read, checkpoint
+
+
+def test_a_plans_bytes_do_not_grow_with_the_files_and_versions_behind_it(tmp_path):
+    """The planner reads the newest checkpoint's metaData and protocol by ranges (footer and
+    those columns), never its add column: the bytes stay flat as the history grows 20-fold."""
+    small, small_checkpoint = _plan_bytes_after_history(tmp_path / "small", 5, 40)
+    large, large_checkpoint = _plan_bytes_after_history(tmp_path / "large", 100, 40)
+    assert large_checkpoint > 10 * small_checkpoint  # the history did grow
+    assert large <= 1.3 * small, (small, large)
+    assert large < large_checkpoint / 10, "the whole checkpoint was read"
 
 
 def test_fresh_replica_starts_from_checkpoint_when_early_commits_are_gone(tmp_path):

@@ -7,6 +7,7 @@ recorded in the ledger: the next run reads it again.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pipelines.ingest import capture
@@ -31,6 +32,58 @@ def landing_listing(
     ]
     seen = {i.path.split("/" + f"{landing_date:%Y/%m/%d}/")[0] for i in infos}
     return infos, [r for r in unconfigured if r in seen]
+
+
+def list_after(storage: Storage, prefix: str, after: str | None) -> Iterator[ObjectInfo]:
+    """Objects under ``prefix`` (ending in ``/``) whose keys sort after ``after``, in order.
+
+    What a listing with an offset returns, at a cost that follows what is new rather than
+    what the prefix holds: capture services write keys under date folders
+    (``YYYY/MM/DD/...``), so the walk takes one delimiter listing per level down the
+    cursor's own folders (years, then that year's months, then that month's days, ...), lists
+    the cursor's deepest folder after the cursor, and lists whole only the folders that sort
+    after the cursor's (all new). On S3 an offset listing is already StartAfter; on Azure, GCS
+    and local folders the store would otherwise list everything under ``prefix`` and drop the
+    old keys afterwards. ``after`` None (no cursor yet) lists everything; ``after`` may also
+    be a folder's key without the slash (``<root>/2026/10/06``: from that date on). An object
+    placed directly in a folder beside the date folders, above the cursor's own, is not seen
+    (no capture service writes one there).
+    """
+    if after is None:
+        yield from storage.list(prefix)
+        return
+    if not after.startswith(prefix):
+        yield from storage.list(prefix, offset=after)
+        return
+    rest = after[len(prefix) :]
+    head = rest.split("/", 1)[0]
+    folders = storage.list_dirs(prefix)
+    if "/" not in rest and not folders:  # the cursor's own folder: list it from the cursor
+        yield from storage.list(prefix, offset=after)
+        return
+    for folder in folders:
+        name = folder[len(prefix.rstrip("/")) + 1 :] if prefix.strip("/") else folder
+        if name > head or (name == head and "/" not in rest):  # a date floor's own folder
+            yield from storage.list(folder + "/")
+        elif name == head:
+            yield from list_after(storage, folder + "/", after)
+
+
+def date_folders(storage: Storage, root: str) -> list[dt.date]:
+    """The dates a stream root holds folders for (``<root>/YYYY/MM/DD``), by delimiter listings.
+
+    One listing of the root, one per year and one per month: what it costs follows the number
+    of dates, never the objects under them.
+    """
+    out: list[dt.date] = []
+    for year in storage.list_dirs(root + "/"):
+        for month in storage.list_dirs(year + "/"):
+            for day in storage.list_dirs(month + "/"):
+                try:
+                    out.append(dt.datetime.strptime(day[len(root) + 1 :], "%Y/%m/%d").date())
+                except ValueError:
+                    continue  # not a date folder
+    return out
 
 
 def landing_objects(storage: Storage, landing: LandingConfig, landing_date: dt.date) -> list[str]:

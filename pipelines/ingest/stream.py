@@ -46,7 +46,7 @@ from pipelines.ingest.events import (
     RecordRules,
     bronze_partition,
 )
-from pipelines.ingest.landing import landing_listing
+from pipelines.ingest.landing import date_folders, landing_listing, list_after
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
@@ -261,8 +261,12 @@ class Follower:
         oldest = self.today() - dt.timedelta(days=self.follow.days_back)
         older: set[dt.date] = set()
         for root in roots:
-            seen = self.cursor.get(root)
-            for info in self.storage.list(root + "/", offset=seen):
+            # the first listing starts at the oldest date it keeps (a key sorting just before
+            # that date's folder), so it never lists the older days' objects either
+            seen = self.cursor.get(root) or (f"{root}/{oldest:%Y/%m/%d}" if first else None)
+            if seen is not None:
+                self.cursor.setdefault(root, seen)
+            for info in list_after(self.storage, root + "/", seen):
                 self.cursor[root] = info.path
                 try:
                     day = capture.landing_date_of(self.location.landing, info.path)
@@ -276,6 +280,13 @@ class Follower:
                 self.waiting[info.path] = _Waiting(info, info.modified or now)
         if first:
             self._drop_ingested()
+            # the older dates by their folders (delimiter listings: no older object is listed)
+            for root in roots:
+                older.update(
+                    day
+                    for day in date_folders(self.storage, root)
+                    if day < oldest and in_shard(day, self.follow.shard)
+                )
             self.older = sorted(older, reverse=True)
         self.listed = True
         self._older_backlog()

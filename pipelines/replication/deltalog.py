@@ -7,6 +7,7 @@ feature the reader does not carry stops it (:func:`check_protocols`).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -507,18 +508,92 @@ def _state_from_actions(
             state.sidecars.append(_sidecar_key(path, where))
 
 
-def _parquet_actions(data: bytes, where: str, wanted: tuple[str, ...]) -> list[dict[str, Any]]:
-    import io
+class RangedFile(io.RawIOBase):
+    """A read-only file over ranged reads of one object.
 
+    A Parquet reader given one fetches only the footer and the column chunks it asks for,
+    never the whole object.
+    """
+
+    def __init__(self, storage: Storage, path: str, size: int) -> None:
+        """The object ``path`` of ``storage``, ``size`` bytes long (from its listing)."""
+        super().__init__()
+        self.storage, self.path, self.size, self.pos = storage, path, size, 0
+
+    def readable(self) -> bool:
+        """Always."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always."""
+        return True
+
+    def tell(self) -> int:
+        """The position."""
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position (no read)."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        """``size`` bytes from the position (to the end when negative), by one ranged read."""
+        end = self.size if size is None or size < 0 else min(self.size, self.pos + size)
+        if end <= self.pos:
+            return b""
+        data = self.storage.get_range(self.path, self.pos, end - self.pos)
+        self.pos += len(data)
+        return data
+
+    def footer(self) -> Any:
+        """The Parquet footer (``FileMetaData``), by two ranged reads: its length, then it."""
+        import pyarrow.parquet as pq
+
+        if self.size < 12:
+            raise ValueError(f"{self.size} bytes is too short for a Parquet file")
+        tail = self.storage.get_range(self.path, self.size - 8, 8)
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] != b"PAR1" or length > self.size - 12:
+            raise ValueError("no Parquet footer at the end")
+        meta = self.storage.get_range(self.path, self.size - 8 - length, length)
+        return pq.read_metadata(io.BytesIO(b"PAR1" + meta + tail))
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer`` (what io's buffered readers call)."""
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _parquet_actions(
+    source: bytes | RangedFile, where: str, wanted: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The ``wanted`` columns of a checkpoint's rows, as actions (columns read: those only).
+
+    Given a :class:`RangedFile`, only the footer and those columns' chunks are read.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fh = io.BytesIO(data)
+    fh = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        available = set(pq.read_schema(fh).names)
-        table = pq.read_table(fh, columns=[c for c in wanted if c in available])
+        # a ranged file's footer is fetched on its own: the reader would take the last 64 kB
+        footer = source.footer() if isinstance(source, RangedFile) else None
+        parquet = pq.ParquetFile(fh, metadata=footer)
+        available = set(parquet.schema_arrow.names)
+        table = parquet.read(columns=[c for c in wanted if c in available])
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise SyncError(f"{where} is not a readable checkpoint: {one_line(exc)}") from None
+    if table.num_columns:  # a row holds one action: the rows with none of these are skipped
+        import pyarrow.compute as pc
+
+        held = [pc.is_valid(table.column(n)) for n in table.column_names]
+        any_held = held[0]
+        for mask in held[1:]:
+            any_held = pc.or_(any_held, mask)
+        table = table.filter(any_held)
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     return [
         {name: values[i] for name, values in columns.items() if values[i] is not None}
@@ -532,7 +607,10 @@ def checkpoint_state(
     """Live files, metaData and protocol of a checkpoint (classic, multi-part or V2).
 
     A V2 checkpoint's add actions may live in sidecar files, read here too (not for
-    ``metadata_only``, which needs the top-level file alone).
+    ``metadata_only``, which needs the top-level file alone). With ``metadata_only`` a Parquet
+    checkpoint is read by ranges, its footer and the metaData, protocol and sidecar columns
+    alone: what that costs does not grow with the live files the checkpoint lists (the add
+    column, nearly all of its bytes, is never fetched).
     """
     state = CheckpointState()
     chosen = complete_checkpoint(parts)
@@ -542,12 +620,13 @@ def checkpoint_state(
     wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add", "remove"))
     for part in chosen:
         where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
-        data = storage.get(part.path)
         if part.path.endswith(".json"):
-            lines = enumerate(data.splitlines(), 1)
+            lines = enumerate(storage.get(part.path).splitlines(), 1)
             actions = [_json_line(line, where, n) for n, line in lines if line.strip()]
+        elif metadata_only:
+            actions = _parquet_actions(RangedFile(storage, part.path, part.size), where, wanted)
         else:
-            actions = _parquet_actions(data, where, wanted)
+            actions = _parquet_actions(storage.get(part.path), where, wanted)
         _state_from_actions(actions, where, state, metadata_only)
     if not metadata_only:
         for key in state.sidecars:

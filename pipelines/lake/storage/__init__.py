@@ -28,7 +28,9 @@ from pipelines.lake.storage.interface import (
     bytes_read_since,
     bytes_under,
     check_key,
+    count_listed,
     count_read,
+    objects_listed,
     one_line,
 )
 from pipelines.lake.storage.obstore_backend import (
@@ -56,10 +58,12 @@ __all__ = [
     "bytes_read_since",
     "bytes_under",
     "check_key",
+    "count_listed",
     "count_read",
     "gcs_emulator_endpoint",
     "gives_md5",
     "md5_hex",
+    "objects_listed",
     "one_line",
     "open_storage",
     "parse_uri",

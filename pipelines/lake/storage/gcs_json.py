@@ -20,6 +20,7 @@ from pipelines.lake.storage.interface import (
     CHUNK,
     ObjectInfo,
     check_key,
+    count_listed,
     count_read,
 )
 
@@ -76,6 +77,7 @@ class GcsJsonStorage:
         if offset:
             kwargs["start_offset"] = self._join(offset)
         blobs = sorted(self.client.list_blobs(self.bucket, **kwargs), key=lambda b: b.name)
+        count_listed(self.uri, len(blobs))
         for b in blobs:
             rel = self._rel(b.name)
             if offset and rel <= offset:
@@ -122,6 +124,20 @@ class GcsJsonStorage:
 
         try:
             data = bytes(self.bucket.blob(self._key(path)).download_as_bytes())
+        except NotFound as exc:
+            raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
+        count_read(self.uri, len(data))
+        return data
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the object's end): a ranged read."""
+        from google.api_core.exceptions import NotFound
+
+        if length <= 0:
+            return b""
+        blob = self.bucket.blob(self._key(path))
+        try:  # the JSON API's end is inclusive
+            data = bytes(blob.download_as_bytes(start=start, end=start + length - 1))
         except NotFound as exc:
             raise FileNotFoundError(f"{self.uri}/{path} does not exist") from exc
         count_read(self.uri, len(data))

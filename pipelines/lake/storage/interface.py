@@ -50,12 +50,29 @@ class Copied:
 
 _READ_LOCK = threading.Lock()
 _BYTES_READ: dict[str, int] = {}
+_LISTED: dict[str, int] = {}
 
 
 def count_read(uri: str, size: int) -> None:
     """Add ``size`` bytes read from the store rooted at ``uri`` to the process's counter."""
     with _READ_LOCK:
         _BYTES_READ[uri] = _BYTES_READ.get(uri, 0) + size
+
+
+def count_listed(uri: str, objects: int) -> None:
+    """Add ``objects`` listed (sent by the store, or scanned on a local disk) under ``uri``."""
+    with _READ_LOCK:
+        _LISTED[uri] = _LISTED.get(uri, 0) + objects
+
+
+def objects_listed() -> dict[str, int]:
+    """Objects listed so far in this process, per store root: what a listing cost.
+
+    A store that filters a listing by ``offset`` itself (S3's StartAfter) counts only what
+    it sent; a local folder counts every file it scanned.
+    """
+    with _READ_LOCK:
+        return dict(_LISTED)
 
 
 def bytes_read() -> dict[str, int]:
@@ -139,6 +156,10 @@ class Storage(Protocol):
 
     def get(self, path: str) -> bytes:
         """The whole object (for small objects: commits, landing files)."""
+        ...
+
+    def get_range(self, path: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the object's end): a ranged read."""
         ...
 
     def put(self, path: str, data: bytes, *, create_only: bool = False) -> bool:
