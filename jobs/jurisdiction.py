@@ -151,6 +151,8 @@ def jurisdiction_chain_sensor(
             last - LOOK_BACK,
             worker,
         )
+        mine = set(parts.regions.get_partition_keys())  # the partitions this location's assets hold
+        requests = [r for r in requests if (_dims(r.partition_key or "") or ("", ""))[1] in mine]
         context.log.info(
             f"worker {worker.describe()}: {len(requests)} run(s) of the personal-data chain"
         )

@@ -749,7 +749,7 @@ def _status_rows(
         if as_of not in kept:
             raise ValueError(
                 f"no health rows kept for {as_of} (kept: {kept[0]}..{kept[-1]}): measure it "
-                f"with `lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of}"
+                f"with `lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of}"
                 " --wait`"
             )
         start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
@@ -811,7 +811,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
         if reasons:
             lines += ["Top quarantine reasons (--wide: in the table)", *reasons]
     computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
-    backfill = f"lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of} --wait"
+    backfill = f"lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of} --wait"
     if days:
         lines += [
             f"Kept by lakehouse_health (days {days[0]}..{days[-1]})"

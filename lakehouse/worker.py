@@ -167,11 +167,17 @@ def _plain(metadata: Any) -> dict[str, Any]:
     return out
 
 
-def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: str) -> list[Any]:
-    """A worker's commit as Dagster events: what the asset's run yields, as runless events."""
+def commit_events(
+    committed: Any, suites: Any, where: dict[str, Any], worker: str, keys: Any = None
+) -> list[Any]:
+    """A worker's commit as Dagster events: what the asset's run yields, as runless events.
+
+    ``keys``: the location's asset keys (assets/keys.py; default: the table names).
+    """
     import dagster as dg
 
     from assets.bronze import batch_checks, partition_results
+    from assets.keys import UNPREFIXED, rekeyed
     from assets.partitions import date_region_key
     from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
@@ -187,7 +193,11 @@ def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: st
         "recovered_report": committed.recovered,
     }
     out: list[Any] = []
-    for r in partition_results(committed.done, committed.location, where, validated):
+    keys = keys or UNPREFIXED
+    owned = [keys.of(tables.BRONZE.name), keys.of(tables.QUARANTINE.name)]
+    for r in rekeyed(
+        partition_results(committed.done, committed.location, where, validated), owned
+    ):
         if isinstance(r, dg.MaterializeResult):
             out.append(
                 dg.AssetMaterialization(
@@ -244,14 +254,17 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
+    from assets.keys import keys_of_jurisdiction
+
     suites = build_suites(cfg)
+    keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # the keys its code location defines
     reporter = Reporter(args.dagster_url or env(URL_ENV))
     where = grant.metadata()
     worker = stream.worker_id()
     _warm_up(suites, location)  # GX imported and its context built once, before the stream
 
     def on_commit(c: stream.Committed) -> None:
-        reporter.send(commit_events(c, suites, where, worker))
+        reporter.send(commit_events(c, suites, where, worker, keys))
         t = c.done.totals
         _stderr(
             f"{c.location} {c.landing_date} committed batches {c.done.batches or '-'}"
@@ -261,7 +274,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         )
 
     def on_error(exc: BaseException, retry_in: float) -> None:
-        _report_failure(reporter, location.name, worker, exc, retry_in)
+        _report_failure(reporter, location.name, worker, exc, retry_in, keys.of("bronze_events"))
 
     follower = stream.Follower(
         location,
@@ -297,18 +310,21 @@ def _warm_up(suites: Any, location: Any) -> None:
 
 
 def _report_failure(
-    reporter: Reporter, location: str, worker: str, exc: BaseException, retry_in: float
+    reporter: Reporter,
+    location: str,
+    worker: str,
+    exc: BaseException,
+    retry_in: float,
+    bronze: Any = "bronze_events",
 ) -> None:
-    """An observation on bronze_events saying the worker is backing off (best effort)."""
+    """An observation on bronze_events (``bronze``: its key) saying the worker is backing off."""
     import dagster as dg
-
-    from pipelines.lake import tables
 
     try:
         reporter.send(
             [
                 dg.AssetObservation(
-                    asset_key=tables.BRONZE.name,
+                    asset_key=bronze,
                     metadata={
                         "worker": worker,
                         "location": location,
