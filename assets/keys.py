@@ -57,30 +57,37 @@ class Keys:
 UNPREFIXED = Keys(None, ())
 
 
+def _declared(cfg: LakeConfig) -> compute.Worker | None:
+    """This process's declared worker when the keys carry a jurisdiction, else None.
+
+    None with one location for every jurisdiction, and for a process that declares none (a
+    laptop loading prod: every asset, as one location; its runs refuse anyway).
+    """
+    if cfg.compute.pools != PER_JURISDICTION:
+        return None
+    try:
+        worker = compute.worker_jurisdictions(cfg)
+    except ConfigError:
+        return None
+    return worker if worker.is_declared else None
+
+
 def location_keys(cfg: LakeConfig) -> Keys:
     """The keys this process's code location defines (read ``LAKEHOUSE_COMPUTE_JURISDICTION`` now).
 
     Prefixed by jurisdiction only with ``compute.pools: per_jurisdiction`` and a declared worker;
     such a location declares one jurisdiction (a ConfigError, one line, otherwise).
     """
-    every = Keys(None, tuple(cfg.region_codes))
-    if cfg.compute.pools != PER_JURISDICTION:
-        return every
-    try:
-        worker = compute.worker_jurisdictions(cfg)
-    except ConfigError:
-        return every  # a laptop loading prod: every asset, as one location (runs refuse anyway)
-    if not worker.is_declared:
-        return every
+    worker = _declared(cfg)
+    if worker is None:
+        return Keys(None, tuple(cfg.region_codes))
     if len(worker.declared) != 1:
         raise ConfigError(
             f"{compute.COMPUTE_ENV}={worker.raw!r}: with compute.pools per_jurisdiction each code "
             "location serves one jurisdiction (its assets are keyed by it); run one location "
             f"per jurisdiction, one of {', '.join(cfg.jurisdictions)}"
         )
-    (jurisdiction,) = worker.declared
-    regions = tuple(r for r in cfg.region_codes if cfg.jurisdiction_of_region(r) == jurisdiction)
-    return Keys(jurisdiction, regions)
+    return keys_of_jurisdiction(cfg, worker.declared[0])
 
 
 def keys_of_jurisdiction(cfg: LakeConfig, jurisdiction: str) -> Keys:
@@ -89,13 +96,7 @@ def keys_of_jurisdiction(cfg: LakeConfig, jurisdiction: str) -> Keys:
     What a process outside the locations (the ingest worker's runless reports) names: keyed by
     jurisdiction under the same condition as :func:`location_keys` (per_jurisdiction, declared).
     """
-    if cfg.compute.pools != PER_JURISDICTION:
-        return Keys(None, tuple(cfg.region_codes))
-    try:
-        declared = compute.worker_jurisdictions(cfg).is_declared
-    except ConfigError:
-        declared = False
-    if not declared:
+    if _declared(cfg) is None:
         return Keys(None, tuple(cfg.region_codes))
     regions = tuple(r for r in cfg.region_codes if cfg.jurisdiction_of_region(r) == jurisdiction)
     return Keys(jurisdiction, regions)

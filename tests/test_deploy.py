@@ -31,7 +31,7 @@ from assets.sovereignty import declared, reads_personal_data
 from jobs.jurisdiction import pii_chain, region_scoped
 from lakehouse.definitions import build_definitions
 from pipelines.lake import tables as tables_registry
-from pipelines.lake.config import load_config
+from pipelines.lake.config import ConfigError, load_config
 from pipelines.lake.tables import holds_personal_data
 from pipelines.sovereignty.compute import (
     COMPUTE_ENV,
@@ -714,3 +714,15 @@ def test_every_variable_the_code_reads_is_set_a_secret_or_documented():
             assert name in image, name
         elif kind == "chart":  # the chart sets it on every pod
             assert name == "DAGSTER_HOME"
+
+
+def test_a_per_jurisdiction_location_serves_one_jurisdiction(monkeypatch):
+    monkeypatch.setenv(COMPUTE_ENV, "US,EU")
+    with pytest.raises(ConfigError, match="each code location serves one jurisdiction"):
+        build_definitions("prod")
+    monkeypatch.delenv(COMPUTE_ENV)  # a laptop loading prod: one location, keys unprefixed
+    keys = {
+        k.to_user_string()
+        for k in build_definitions("prod").resolve_asset_graph().get_all_asset_keys()
+    }
+    assert {"bronze_events", "region_health", "lakehouse_health"} <= keys
