@@ -100,3 +100,6 @@ objects_scanned
 ledger_rows_updated
 _.objects_scanned
 _.ledger_rows_updated
+
+# PEP 562: Python calls a module's __getattr__ for a name it lacks (pipelines/lake/delta).
+__getattr__

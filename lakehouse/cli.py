@@ -740,6 +740,7 @@ def _status_rows(
     The rows ``lakehouse_health`` kept; on a lake it never ran on (an ingest from the command
     line), the window measured now from the tables' logs and the window's quarantine.
     """
+    from pipelines.lake import delta
     from pipelines.operations import health
 
     home = cfg.home.storage_options()
@@ -753,7 +754,7 @@ def _status_rows(
                 " --wait`"
             )
         start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
-        rows = health.read(cfg, home, start, as_of).to_pylist()
+        rows = delta.python_rows(health.read(cfg, home, start, as_of))
         return as_of, [health.decoded(r) for r in rows], kept
     options = lambda loc: loc.storage_options()  # noqa: E731
     newest = day or health.latest_complete_day(cfg, options)

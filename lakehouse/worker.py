@@ -345,7 +345,7 @@ def worker_status(
     """Every worker's last published status, per location (what ``lakehouse status`` shows)."""
     import datetime as dt
 
-    from pipelines.ingest import stream
+    from pipelines.ingest.state import STATE_PREFIX  # not the engine: status stays quick
     from pipelines.lake.storage import open_storage
 
     out = []
@@ -353,7 +353,7 @@ def worker_status(
     for loc in cfg.locations.values():
         try:
             storage = open_storage(loc.root_uri(), loc.storage_options())
-            infos = list(storage.list(f"{stream.STATE_PREFIX}/status/"))
+            infos = list(storage.list(f"{STATE_PREFIX}/status/"))
             for info in infos:
                 item = json.loads(storage.get(info.path))
                 age = (now - dt.datetime.fromisoformat(item["updated_at"])).total_seconds()

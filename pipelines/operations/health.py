@@ -44,6 +44,7 @@ TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 WHOLE_OBJECT_REASONS = ("corrupt_object", "ingest_error", "object_rewritten")
 
 Key = tuple[str, dt.date]  # (region, date)
+MEASUREMENTS = (tables.HEALTH.name, tables.REGION_HEALTH.name)
 
 
 def reason_kind(reason: str) -> str:
@@ -283,7 +284,12 @@ def _lags(
 
 
 def _parts(ctx: _Context, region: str, day: dt.date) -> dict[tuple[str, str], Part | None]:
-    return {(s.label, s.location.name): s.parts.get((region, day)) for s in ctx.stored}
+    # the view's own rows are not the region's data (and would grow with each measurement)
+    return {
+        (s.label, s.location.name): s.parts.get((region, day))
+        for s in ctx.stored
+        if s.table not in MEASUREMENTS
+    }
 
 
 def _bytes(cfg: LakeConfig, parts: Mapping[tuple[str, str], Part | None]) -> tuple[dict, float]:
@@ -398,11 +404,11 @@ class Health:
 
     def records_raw(self) -> list[dict[str, Any]]:
         """The rows as stored (JSON maps as text)."""
-        return self.rows.to_pylist()
+        return delta.python_rows(self.rows)
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as dicts (JSON maps decoded)."""
-        return [decoded(r) for r in self.rows.to_pylist()]
+        return [decoded(r) for r in delta.python_rows(self.rows)]
 
 
 def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -493,7 +499,7 @@ def measure(
     regional, stored = [], []
     for loc in cfg.locations.values():
         part = measure_region(cfg, loc, start, end, options, observed, now)
-        regional += part.rows.to_pylist()
+        regional += delta.python_rows(part.rows)
         stored += part.stored
     syncs = Observed(syncs=observed.syncs) if observed else None  # compute counted once
     rolled = roll_up(cfg, regional, start, end, options, syncs, now)
@@ -661,7 +667,7 @@ def read_region(
 ) -> list[dict[str, Any]]:
     """A location's region_health rows of ``[start, end]`` (PII-free; none when never written)."""
     uri = location.table_uri(tables.REGION_HEALTH.name)
-    return delta.read_between(uri, options, "date", start, end).to_pylist()
+    return delta.python_rows(delta.read_between(uri, options, "date", start, end))
 
 
 def read(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> pa.Table:
