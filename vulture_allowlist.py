@@ -104,3 +104,6 @@ _.ledger_rows_updated
 _.seekable
 _.tell
 _.readinto
+
+# PEP 562: Python calls a module's __getattr__ for a name it lacks (pipelines/lake/delta).
+__getattr__

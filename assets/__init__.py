@@ -12,7 +12,8 @@ from assets.erasure import build_deadline_check, build_erasure
 from assets.features import build_features
 from assets.freshness import build_region_freshness, with_freshness
 from assets.gold import build_gold
-from assets.health import build_health
+from assets.health import build_health, build_region_health
+from assets.keys import UNPREFIXED, Keys
 from assets.ml import build_ml_assets
 from assets.partitions import Partitions
 from assets.replicas import build_full_checks, build_replicas
@@ -22,33 +23,42 @@ from pipelines.lake import tables
 from pipelines.lake.config import LakeConfig
 
 
-def build_assets(cfg: LakeConfig, parts: Partitions, suites: Suites) -> list[dg.AssetsDefinition]:
+def build_assets(
+    cfg: LakeConfig, parts: Partitions, suites: Suites, keys: Keys = UNPREFIXED
+) -> list[dg.AssetsDefinition]:
     """Every asset of the environment, with freshness policies and automation conditions.
 
-    Also the health view over all of them, the per-region freshness checks of bronze, each
-    replica's weekly full comparison with its source, and the erasure of data subjects (served
-    by its sensor, not by automation) with its deadline check.
+    Also the health view over all of them (measured per region, rolled up in the ML home), the
+    per-region freshness checks of bronze, each replica's weekly full comparison with its
+    source, and the erasure of data subjects (served by its sensor, not by automation) with its
+    deadline check. ``keys``: the region tables' keys (by jurisdiction: assets/keys.py).
     """
-    replicas = build_replicas(cfg, suites)
-    assets = [
-        build_bronze(parts, suites),
-        build_silver(parts, suites),
-        build_gold(parts, suites),
+    replicas = build_replicas(cfg, suites, keys)
+    region = [build_bronze(parts, suites, keys), build_silver(parts, suites, keys)]
+    region.append(build_gold(parts, suites, keys))
+    home = [
         *replicas,
-        build_features(parts, suites, [a.key for a in replicas]),
+        build_features(
+            parts,
+            suites,
+            [a.key for a in replicas],
+            keys.of(tables.GOLD.name, cfg.home.jurisdiction),
+        ),
         *build_ml_assets(parts, suites),
     ]
-    built = with_automation(with_freshness(assets), cfg.compute.pools)
-    measured = [dg.AssetKey(tables.BRONZE.name), dg.AssetKey(tables.QUARANTINE.name)]
-    measured += [a.key for a in replicas]
-    timed = [key for a in built for key in a.keys]
-    health = build_health(cfg, suites, measured, timed)
+    built = with_automation(with_freshness([*region, *home]), cfg.compute.pools)
+    region_keys = [key for a in built[: len(region)] for key in a.keys]
+    home_keys = [key for a in built[len(region) :] for key in a.keys]
+    region_health = build_region_health(cfg, parts, suites, keys, region_keys)
+    measured = [*keys.every(cfg, tables.REGION_HEALTH.name), *(a.key for a in replicas)]
+    health = build_health(cfg, suites, measured, home_keys)
     erasure = build_erasure(cfg, suites[tables.ERASURE_RECEIPTS.name])
     return [
         *built,
+        region_health,
         health,
         erasure,
         build_deadline_check(cfg),
-        build_region_freshness(cfg.region_codes),
+        build_region_freshness(keys.regions or cfg.region_codes, keys.of(tables.BRONZE.name)),
         *build_full_checks(cfg),
     ]

@@ -26,7 +26,8 @@ from pipelines.lake.config import PER_JURISDICTION, SHARED_POOL
 # Landing dates may receive events for a day or two (late delivery, the hourly re-ingest).
 LOOK_BACK = dt.timedelta(days=2)
 AUTOMATED_GROUPS = ("silver", "gold", "replication", "features")
-AUTOMATED_KEYS = (tables.FORECAST.name, tables.DRIFT.name)
+# region_health: the chain sensor runs it per jurisdiction (its own condition otherwise)
+AUTOMATED_KEYS = (tables.FORECAST.name, tables.DRIFT.name, tables.REGION_HEALTH.name)
 # Runs of Spark-heavy assets carry this tag: the instance allows one such run at a time
 # (deploy/dagster-*.yaml tag concurrency limits).
 SPARK_TAG = "lakehouse/spark"
@@ -41,7 +42,7 @@ def chain_condition() -> dg.AutomationCondition:
 
 def is_automated(spec: dg.AssetSpec) -> bool:
     """True when the asset belongs to the internal chain (its parents' updates run it)."""
-    return spec.group_name in AUTOMATED_GROUPS or spec.key.to_user_string() in AUTOMATED_KEYS
+    return spec.group_name in AUTOMATED_GROUPS or spec.key.path[-1] in AUTOMATED_KEYS
 
 
 def with_automation(

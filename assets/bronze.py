@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.keys import Keys, keyed, rekeyed
 from assets.partitions import Partitions, date_region_key, date_region_of
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
@@ -32,8 +33,11 @@ class BronzeConfig(dg.Config):
 BRONZE_DATA = declare(writes=(tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name))
 
 
-def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
-    """The bronze multi-asset: events and quarantine of one (date, region), with their checks."""
+def build_bronze(parts: Partitions, suites: Suites, keys: Keys) -> dg.AssetsDefinition:
+    """The bronze multi-asset: events and quarantine of one (date, region), with their checks.
+
+    Keyed as ``keys`` says (by jurisdiction with one code location per jurisdiction).
+    """
     events, quarantine = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
 
     @dg.multi_asset(
@@ -101,9 +105,10 @@ def build_bronze(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         context.log.info(f"ingested {location.name} {day}: {done.report()}")
         if not validated:  # nothing new: the suites see the (empty) batch appended
             validated.append(_batch_checks(empty_result(location.region, day), events, quarantine))
-        yield from partition_results(done, location.name, where, validated)
+        results = partition_results(done, location.name, where, validated)
+        yield from rekeyed(results, context.assets_def.keys)
 
-    return bronze
+    return keyed(bronze, keys)
 
 
 def partition_results(

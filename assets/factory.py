@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.keys import Keys
 from assets.partitions import Partitions
 from assets.sovereignty import Declaration
 from assets.spark_io import RegionStep
@@ -32,13 +33,14 @@ def checked_asset(
     **more: Any,
 ) -> AssetDecorator:
     """``@dg.asset`` of ``name`` with its suite's Great Expectations check."""
+    key = dg.AssetKey([*(more.get("key_prefix") or ()), name])
     return dg.asset(
         name=name,
         deps=list(deps),
         partitions_def=partitions_def,
         group_name=group,
         kinds=kinds,
-        check_specs=[gx.check_spec(suite)],
+        check_specs=[gx.check_spec(suite, key)],
         **more,
     )
 
@@ -52,6 +54,7 @@ def spark_asset(
     deps: Sequence[str | dg.AssetKey],
     data: Declaration | None = None,
     metadata: Mapping[str, Any] | None = None,
+    key_prefix: Sequence[str] = (),
 ) -> AssetDecorator:
     """The asset of a Spark step writing ``table``: a single run per backfill, on Delta.
 
@@ -71,16 +74,24 @@ def spark_asset(
             **(data.metadata() if data else {}),
         },
         tags=data.tags() if data else None,
+        key_prefix=list(key_prefix) or None,
     )
 
 
-def region_spark_asset(step: RegionStep, parts: Partitions, suite: Suite) -> AssetDecorator:
-    """The asset of a Spark step over (date, region), grouped by its step, after what it reads."""
+def region_spark_asset(
+    step: RegionStep, parts: Partitions, suite: Suite, keys: Keys
+) -> AssetDecorator:
+    """The asset of a Spark step over (date, region), grouped by its step, after what it reads.
+
+    Keyed as ``keys`` says; its suite's check follows the key.
+    """
+    key = keys.of(step.table.name)
     return spark_asset(
         step.table,
         suite,
         parts.date_region,
         group=step.name,
-        deps=[step.reads.name],
+        deps=[keys.of(step.reads.name)],
         data=step.data,
+        key_prefix=key.path[:-1],
     )

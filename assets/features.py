@@ -16,9 +16,12 @@ from resources.spark import SparkStepRunner
 
 
 def build_features(
-    parts: Partitions, suites: Suites, replica_keys: Sequence[dg.AssetKey]
+    parts: Partitions,
+    suites: Suites,
+    replica_keys: Sequence[dg.AssetKey],
+    gold: dg.AssetKey | None = None,
 ) -> dg.AssetsDefinition:
-    """The daily features asset, reading the ML home's gold and the given replicas."""
+    """The daily features asset, reading the ML home's gold (``gold``) and the given replicas."""
     suite = suites[tables.FEATURES.name]
 
     @spark_asset(
@@ -27,7 +30,7 @@ def build_features(
         parts.daily,
         group="features",
         # The ML home's own gold, and the replicas of every other region's gold.
-        deps=[tables.GOLD.name, *replica_keys],
+        deps=[gold or dg.AssetKey(tables.GOLD.name), *replica_keys],
         metadata={"look_back_days": 28},
     )
     def demand_features(

@@ -36,7 +36,7 @@ FRESHNESS_BY_KEY: Mapping[str, dg.FreshnessPolicy] = {
 
 def policy_for(spec: dg.AssetSpec) -> dg.FreshnessPolicy | None:
     """The freshness policy of an asset: by key first, then by group; None if staleness is fine."""
-    by_key = FRESHNESS_BY_KEY.get(spec.key.to_user_string())
+    by_key = FRESHNESS_BY_KEY.get(spec.key.path[-1])
     return by_key if by_key is not None else FRESHNESS_BY_GROUP.get(spec.group_name or "")
 
 
@@ -71,17 +71,20 @@ def _date_region(key: str) -> tuple[str, dt.date] | None:
         return None
 
 
-def build_region_freshness(regions: Sequence[str]) -> dg.AssetChecksDefinition:
+def build_region_freshness(
+    regions: Sequence[str], bronze: dg.AssetKey | None = None
+) -> dg.AssetChecksDefinition:
     """One freshness check per region on bronze: each region's own newest partition.
 
     Dagster's ``build_time_partition_freshness_checks`` judges an asset by its newest time
     partition, which needs a time-window partitioning; bronze is date x region, where one
     region's fresh partition would hide another's late one. Same rule, per region.
     """
+    bronze = bronze or dg.AssetKey(tables.BRONZE.name)  # a jurisdiction's key (assets/keys.py)
     specs = [
         dg.AssetCheckSpec(
             region_check_name(r),
-            asset=tables.BRONZE.name,
+            asset=bronze,
             description=f"Region {r}'s newest landing date is ingested by "
             f"{int(REGION_DEADLINE.total_seconds() // 3600)} h after the day closes.",
         )
@@ -100,14 +103,14 @@ def build_region_freshness(regions: Sequence[str]) -> dg.AssetChecksDefinition:
         if context.run.asset_selection:
             context.log.info("region freshness is judged by freshness_checks_job, not here")
             return
-        keys = context.instance.get_materialized_partitions(dg.AssetKey(tables.BRONZE.name))
+        keys = context.instance.get_materialized_partitions(bronze)
         latest = advice.latest_by_region(p for k in keys if (p := _date_region(k)) is not None)
         now = dt.datetime.now(dt.UTC)
         expected = advice.expected_date(now, REGION_DEADLINE)
         wanted = [by_name[k.name] for k in context.selected_asset_check_keys]
         for verdict in advice.region_freshness(latest, wanted, expected):
             yield dg.AssetCheckResult(
-                asset_key=tables.BRONZE.name,
+                asset_key=bronze,
                 check_name=region_check_name(verdict.region),
                 passed=verdict.passed,
                 severity=dg.AssetCheckSeverity.ERROR,

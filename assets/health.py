@@ -1,13 +1,24 @@
-"""``lakehouse_health``: the platform's health and cost per region and day, with anomaly checks.
+"""The platform's health and cost per region and day: measured per region, rolled up, judged.
 
-Partitioned by day like the bronze partitions' landing date: a run measures its day (that day's
-bronze, quarantine and ledger partitions; the engine is pipelines/operations/health.py), adds
-what only Dagster knows about that day (records landed and duplicates dropped per ingest,
-compute seconds per step, when each sync ran), writes the day's rows to the Delta table, and
-judges the day against a bounded window of kept rows (the anomaly baseline's weeks), never the
-whole history (#28). Its metadata is the day's, per region (``quarantine_pct/us``…, rounded),
-so the Plots tab draws one point per day. Its anomaly checks (pipelines/operations/anomaly.py)
-fail with WARNING severity; the check alert sensor (jobs/alerts.py) sends them through the
+Two assets, so that no step reads personal data outside its jurisdiction:
+
+- ``region_health`` (date x region, like bronze) measures one region's days in that region's
+  own pool: its tables' logs, its quarantine's reason kinds (personal-data tables, read where
+  they live) and what Dagster recorded of its partitions (records landed and duplicates dropped
+  per ingest, compute seconds per step). It writes counts, sizes and reason kinds, no record's
+  content, to the region's own ``region_health`` table.
+- ``lakehouse_health`` (daily, the ML home) reads only those PII-free rows, the ML home's own
+  tables and replicas, and the replicated tables' logs (replica lag, egress, the ML home's
+  compute), writes the roll-up to the Delta table in the ML home, and judges each day against
+  a bounded window of kept rows (the anomaly baseline's weeks), never the whole history (#28).
+
+With one code location per jurisdiction each location defines its own ``region_health``
+(``eu/region_health``: assets/keys.py) and the ML home's the roll-up; on one location both run
+side by side, with the same figures.
+
+The roll-up's metadata is the day's, per region (``quarantine_pct/us``…, rounded), so the
+Plots tab draws one point per day. Its anomaly checks (pipelines/operations/anomaly.py) fail
+with WARNING severity; the check alert sensor (jobs/alerts.py) sends them through the
 run-failure channel.
 """
 
@@ -17,19 +28,22 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
-from assets.partitions import build_partitions, date_region_of
+from assets.keys import Keys, rekeyed, table_of
+from assets.partitions import Partitions, build_partitions, date_ranges_by_region, date_region_of
 from assets.replicas import bytes_read_by_location
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
 from pipelines.lake import tables
-from pipelines.lake.config import LakeConfig
+from pipelines.lake.config import PER_JURISDICTION, LakeConfig
 from pipelines.lake.storage import bytes_read, bytes_read_since
 from pipelines.operations import advice, anomaly, health
 from resources.lake import LakeResource
 
 HEALTH = tables.HEALTH.name
+REGION_HEALTH = tables.REGION_HEALTH.name
 # Nine weeks of kept rows: the eight weeks of baseline before the judged day, and the day.
 WINDOW_DAYS = 63
 DAILY_CRON = "0 1 * * *"
@@ -37,9 +51,12 @@ DAILY_CRON = "0 1 * * *"
 # freshness still move; older days are rerun by a backfill.
 RECENT = dt.timedelta(days=2)
 LIMIT = 10_000  # materializations of one asset read for one day, at most
-# A personal-data step (health.TABLES_READ says why): it runs only where every region's data
-# may be processed (compute sovereignty refuses it elsewhere before anything is opened).
-HEALTH_DATA = declare(reads=health.TABLES_READ, writes=(tables.HEALTH.name,))
+# A region's measurement reads personal-data tables (health.TABLES_READ says why): it runs only
+# in a pool that may process its region's data (refused elsewhere before anything is opened).
+REGION_DATA = declare(reads=health.TABLES_READ, writes=(REGION_HEALTH,))
+# The roll-up reads the regions' PII-free rows and the replicated (PII-free) tables only: it
+# runs wherever policy.allowed_routes lets every region's data go (the ML home).
+HEALTH_DATA = declare(reads=(REGION_HEALTH, tables.GOLD.name), writes=(HEALTH,))
 SIGNIFICANT = 4
 
 
@@ -106,8 +123,15 @@ def _step_materializations(instance: dg.DagsterInstance, run_id: str) -> Counter
         cursor = page.cursor
 
 
-def _day_partitions(cfg: LakeConfig, day: dt.date) -> list[str]:
-    """Every partition key naming ``day``: the date's, and the date's in each region."""
+def _day_partitions(
+    cfg: LakeConfig, day: dt.date, regions: Sequence[str] | None = None
+) -> list[str]:
+    """Every partition key naming ``day``: the date's, and the date's in each region.
+
+    ``regions``: only those regions' (date, region) keys.
+    """
+    if regions is not None:
+        return [f"{day}|{r}" for r in regions]
     return [day.isoformat(), *(f"{day}|{r}" for r in cfg.region_codes)]
 
 
@@ -116,19 +140,27 @@ def _midnight(day: dt.date) -> float:
 
 
 def _records(
-    instance: dg.DagsterInstance, cfg: LakeConfig, key: dg.AssetKey, start: dt.date, end: dt.date
+    instance: dg.DagsterInstance,
+    cfg: LakeConfig,
+    key: dg.AssetKey,
+    start: dt.date,
+    end: dt.date,
+    regions: Sequence[str] | None = None,
 ) -> list[Any]:
     """The asset's materializations about ``start..end``, newest first: a bounded read.
 
-    Those days' partitions, and the unpartitioned materializations that ran on those days.
+    Those days' partitions, and the unpartitioned materializations that ran on those days
+    (``regions``: only those regions' partitions).
     """
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    partitions = [k for d in days for k in _day_partitions(cfg, d)]
+    partitions = [k for d in days for k in _day_partitions(cfg, d, regions)]
     found = list(
         instance.fetch_materializations(
             dg.AssetRecordsFilter(key, asset_partitions=partitions), limit=LIMIT
         ).records
     )
+    if regions is not None:
+        return sorted(found, key=lambda r: -r.storage_id)
     ran = dg.AssetRecordsFilter(
         key,
         after_timestamp=_midnight(start),
@@ -163,18 +195,20 @@ def observe(
     asset_keys: Sequence[dg.AssetKey],
     start: dt.date,
     end: dt.date,
+    regions: Sequence[str] | None = None,
 ) -> health.Observed:
     """What the instance recorded about ``start..end``: ingest counts, compute seconds, syncs.
 
     Reads the materializations of those days' partitions (and of unpartitioned assets run on
-    them) only. A step's seconds are shared equally among the (asset, partition)s it
-    materialized.
+    them) only; ``regions``: only those regions' (date, region) partitions, and no syncs. A
+    step's seconds are shared equally among the (asset, partition)s it materialized, and are
+    counted by table (``eu/silver_events`` as ``silver_events``).
     """
     ingest: dict[health.Key, dict[str, int]] = {}
     by_step: dict[tuple[str, str], list[tuple[str, health.Key]]] = {}
     for key in asset_keys:
-        name = key.to_user_string()
-        for rec in _records(instance, cfg, key, start, end):
+        name = table_of(key)
+        for rec in _records(instance, cfg, key, start, end, regions):
             mat = rec.asset_materialization
             if mat is None:
                 continue
@@ -188,7 +222,8 @@ def observe(
                     "landed": int(mat.metadata["landed"].value),  # type: ignore[arg-type]
                     "duplicates": int(mat.metadata["duplicates_dropped"].value),  # type: ignore[arg-type]
                 }
-    return health.Observed(ingest, _compute(instance, by_step), _syncs(instance, cfg, start))
+    syncs = _syncs(instance, cfg, start) if regions is None else []
+    return health.Observed(ingest, _compute(instance, by_step), syncs)
 
 
 def _compute(
@@ -264,16 +299,82 @@ def _check_results(
     return out
 
 
+def build_region_health(
+    cfg: LakeConfig,
+    parts: Partitions,
+    suites: Suites,
+    keys: Keys,
+    timed: Sequence[dg.AssetKey],
+) -> dg.AssetsDefinition:
+    """Each region's health, measured in its own pool: one (date, region) partition per day.
+
+    Compute seconds are gathered for every asset in ``timed`` (the region assets); on one
+    code location for every jurisdiction it refreshes like the roll-up, with one per
+    jurisdiction each location's chain sensor runs it after its region's parents
+    (jobs/jurisdiction.py).
+    """
+    suite: Suite = suites[REGION_HEALTH]
+    key = keys.of(REGION_HEALTH)
+    watched = list(timed)
+    # what it reads (health.TABLES_READ); the other tables' logs give only their sizes
+    parents = [keys.of(t.name) for t in (tables.BRONZE, tables.QUARANTINE)]
+
+    @dg.asset(
+        key=key,
+        group_name="operations",
+        deps=parents,
+        partitions_def=parts.date_region,
+        kinds={"delta", "python"},
+        description=tables.REGION_HEALTH.description,
+        tags=REGION_DATA.tags(),
+        metadata=REGION_DATA.metadata(),
+        automation_condition=(
+            None if cfg.compute.pools == PER_JURISDICTION else health_condition()
+        ),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[gx.check_spec(suite, key)],
+    )
+    def region_health(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Measure the run's regions and days from their own tables; keep them in the region."""
+        cfg = lake.config()
+        ranges = date_ranges_by_region(list(context.partition_keys))
+        locations = [cfg.location_for_region(r) for r in ranges]
+        where = require_jurisdiction(context, lake, REGION_HEALTH, locations, REGION_DATA)
+        measured, versions = [], {}
+        for region, spans in ranges.items():
+            loc = cfg.location_for_region(region)
+            for start, end in spans:
+                observed = observe(context.instance, cfg, watched, start, end, [region])
+                part = health.measure_region(cfg, loc, start, end, lake.storage_options, observed)
+                versions[loc.name] = health.write(cfg, part, lake.storage_options(loc), loc)
+                measured.append(part.rows)
+        rows = pa.concat_tables(measured)
+        yield dg.MaterializeResult(
+            metadata={
+                **where,
+                "dagster/row_count": rows.num_rows,
+                "delta_versions": dg.MetadataValue.json(versions),
+            }
+        )
+        check = gx.check(suite, rows, {"expected_rows": rows.num_rows})
+        yield from rekeyed([check], context.assets_def.keys)
+
+    return region_health
+
+
 def build_health(
     cfg: LakeConfig,
     suites: Suites,
     parents: Sequence[dg.AssetKey],
     timed: Sequence[dg.AssetKey],
 ) -> dg.AssetsDefinition:
-    """The health asset over the tables it measures (``parents``: their runs refresh it).
+    """The roll-up in the ML home over the regions' health (``parents``: their runs refresh it).
 
-    Partitioned by day as the landing dates are; compute seconds are gathered for every asset
-    in ``timed``.
+    ``parents``: every jurisdiction's ``region_health`` and the replicas. Partitioned by day as
+    the landing dates are; compute seconds are gathered for every asset in ``timed`` (the ML
+    home's).
     """
     suite: Suite = suites[HEALTH]
     watched = list(timed)
@@ -306,24 +407,38 @@ def build_health(
     def lakehouse_health(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Measure every region's days, keep them, judge each against the kept weeks before it.
+        """Roll the regions' days up, keep them, judge each against the kept weeks before it.
 
         One day (automation), or a range of days in one run (a backfill, the demo): the range
-        is measured and written at once, each day judged against the rows before it (the kept
+        is rolled up and written at once, each day judged against the rows before it (the kept
         weeks, then the range's earlier days), and each day's partition gets its own figures.
         """
         before = bytes_read()
         cfg = lake.config()
-        regions = [cfg.location_for_region(r) for r in cfg.region_codes]
-        where = require_jurisdiction(context, lake, HEALTH, regions, HEALTH_DATA)
+        locations = list(cfg.locations.values())
+        where = require_jurisdiction(context, lake, HEALTH, locations, HEALTH_DATA)
         days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
         first, last = days[0], days[-1]
         start = first - dt.timedelta(days=WINDOW_DAYS - 1)
         home = lake.storage_options(cfg.home)
         # the baseline's weeks as earlier runs kept them: bounded, whatever the history
         kept = health.read(cfg, home, start, first - dt.timedelta(days=1))
+        regional = [
+            r
+            for loc in locations
+            for r in health.read_region(loc, lake.storage_options(loc), first, last)
+        ]
+        missing = sorted(
+            {cfg.location_for_region(r).region for r in cfg.region_codes}
+            - {str(r["region"]) for r in regional}
+        )
+        if missing:
+            context.log.warning(
+                f"no region_health rows of {', '.join(missing)} for {first}..{last}: those "
+                "regions had no landed data, or their region_health has not run yet"
+            )
         observed = observe(context.instance, cfg, watched, first, last)
-        measured = health.measure(cfg, first, last, lake.storage_options, observed)
+        measured = health.roll_up(cfg, regional, first, last, lake.storage_options, observed)
         version = health.write(cfg, measured, home)
         new = measured.records()
         records = [health.decoded(r) for r in kept.to_pylist()] + new

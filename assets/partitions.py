@@ -24,13 +24,17 @@ class Partitions:
     date_region: dg.MultiPartitionsDefinition
 
 
-def build_partitions(cfg: LakeConfig) -> Partitions:
-    """Daily partitions from ``cfg.start_date`` (today included) and one per region."""
+def build_partitions(cfg: LakeConfig, regions: Collection[str] | None = None) -> Partitions:
+    """Daily partitions from ``cfg.start_date`` (today included) and one per region.
+
+    ``regions``: the regions a code location's region assets hold (default: every region).
+    """
     # end_offset=1: today's partition exists, so the hourly schedule can ingest the current day.
     daily = dg.DailyPartitionsDefinition(start_date=cfg.start_date.isoformat(), end_offset=1)
-    regions = dg.StaticPartitionsDefinition(cfg.region_codes)
+    codes = [r for r in cfg.region_codes if regions is None or r in regions]
+    by_region = dg.StaticPartitionsDefinition(codes)
     return Partitions(
-        daily, regions, dg.MultiPartitionsDefinition({"date": daily, "region": regions})
+        daily, by_region, dg.MultiPartitionsDefinition({"date": daily, "region": by_region})
     )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.keys import UNPREFIXED, Keys
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite, Suites
@@ -106,14 +107,19 @@ def bytes_read_by_location(lake: LakeResource, counts: dict[str, int]) -> dict[s
     return {"bytes_read": dg.MetadataValue.json(out), "bytes_read_total": sum(out.values())}
 
 
-def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.AssetsDefinition:
-    """The asset of one replica, with its consistency and Great Expectations checks."""
+def build_replica_asset(
+    name: str, table: str, source: str, suite: Suite, upstream: dg.AssetKey | None = None
+) -> dg.AssetsDefinition:
+    """The asset of one replica, with its consistency and Great Expectations checks.
+
+    ``upstream``: the key of the source's table (default: the table's name).
+    """
     data = declare(reads=(table,), writes=(table,))
 
     @dg.asset(
         name=name,
         group_name="replication",
-        deps=[dg.AssetKey(table)],
+        deps=[upstream or dg.AssetKey(table)],
         kinds={"delta", "python"},
         description=f"{table} of {source}, replicated into the ML home by the Delta-log sync.",
         metadata={"table": table, "source_location": source, **data.metadata()},
@@ -181,10 +187,18 @@ def build_replica_asset(name: str, table: str, source: str, suite: Suite) -> dg.
     return replica_asset
 
 
-def build_replicas(cfg: LakeConfig, suites: Suites) -> list[dg.AssetsDefinition]:
-    """One asset per replica the environment's ``replication:`` rules configure."""
+def build_replicas(
+    cfg: LakeConfig, suites: Suites, keys: Keys = UNPREFIXED
+) -> list[dg.AssetsDefinition]:
+    """One asset per replica the environment's ``replication:`` rules configure.
+
+    Each depends on its table's key in its source's jurisdiction (``keys``).
+    """
     return [
-        build_replica_asset(r.name, r.table, r.source.name, suites[r.name]) for r in cfg.replicas()
+        build_replica_asset(
+            r.name, r.table, r.source.name, suites[r.name], keys.of(r.table, r.source.jurisdiction)
+        )
+        for r in cfg.replicas()
     ]
 
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.factory import region_spark_asset
+from assets.keys import Keys, rekeyed
 from assets.partitions import Partitions
 from assets.spark_io import RegionStep, run_region_steps, step_results
 from data_quality.suites import Suites
@@ -17,11 +18,11 @@ from resources.spark import SparkStepRunner
 SILVER = RegionStep("silver", tables.SILVER, reads=tables.BRONZE)
 
 
-def build_silver(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
+def build_silver(parts: Partitions, suites: Suites, keys: Keys) -> dg.AssetsDefinition:
     """The silver asset over (date, region), one Spark run per backfill."""
     suite = suites[tables.SILVER.name]
 
-    @region_spark_asset(SILVER, parts, suite)
+    @region_spark_asset(SILVER, parts, suite, keys)
     def silver_events(
         context: dg.AssetExecutionContext,
         lake: LakeResource,
@@ -31,14 +32,11 @@ def build_silver(parts: Partitions, suites: Suites) -> dg.AssetsDefinition:
         """Events by event date in their region's cloud: late kept, duplicates gone, PII hashed."""
         # The key is asked for only if the step runs here; a Databricks job reads its own.
         where, written = run_region_steps(context, lake, spark, SILVER, pii_key=pii.secret)
-        yield from step_results(
-            suite,
-            written,
-            {
-                **where,
-                "delta_versions": dg.MetadataValue.json(written.versions),
-                "late_events": written.count("is_late"),
-            },
-        )
+        metadata = {
+            **where,
+            "delta_versions": dg.MetadataValue.json(written.versions),
+            "late_events": written.count("is_late"),
+        }
+        yield from rekeyed(step_results(suite, written, metadata), context.assets_def.keys)
 
     return silver_events

@@ -439,12 +439,15 @@ def check(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> dg.A
     return check_result(suite, validate(suite, data, params))
 
 
-def check_spec(suite: Suite) -> dg.AssetCheckSpec:
-    """The asset check spec for an asset's suite (blocking where the suite says so)."""
+def check_spec(suite: Suite, key: dg.AssetKey | None = None) -> dg.AssetCheckSpec:
+    """The asset check spec for an asset's suite (blocking where the suite says so).
+
+    ``key``: the asset's key when it is not the suite's name (a jurisdiction's prefix).
+    """
     asset = suite.asset
     return dg.AssetCheckSpec(
         name=suite.check_name,
-        asset=asset,
+        asset=key or asset,
         blocking=suite.blocking,
         description=f"Great Expectations: {suite.description}",
         metadata={"great_expectations_suite": f"{asset}_suite"},

@@ -214,27 +214,7 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             description="Erasure receipts: one per request served, the subject by a 64-hex keyed "
             "hash, found in no file by the read-back.",
         ),
-        Suite(
-            tables.HEALTH.name,
-            (
-                _columns(tables.HEALTH),
-                Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
-                Expect("ExpectCompoundColumnsToBeUnique", {"column_list": ["date", "region"]}),
-                Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
-                Expect(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": "quarantine_rate", "min_value": 0, "max_value": 1},
-                ),
-                *[
-                    Expect("ExpectColumnValuesToBeBetween", {"column": c, "min_value": 0})
-                    for c in ("ingested", "quarantined", "bytes_stored", "egress_bytes")
-                ],
-                Expect("ExpectColumnValuesToNotBeNull", {"column": "computed_at"}),
-            ),
-            blocking=False,
-            description="Health: one row per region and day, counts and sizes never negative, "
-            "rates within 0..1.",
-        ),
+        *(health_suite(t, regions) for t in (tables.HEALTH, tables.REGION_HEALTH)),
         Suite(
             tables.SILVER.name,
             (
@@ -303,6 +283,31 @@ def _table_suites(regions: list[str]) -> list[Suite]:
             description="Features: one row per key and day, every model input filled, sane ranges.",
         ),
     ]
+
+
+def health_suite(table: tables.TableSpec, regions: list[str]) -> Suite:
+    """A health table's suite: the roll-up's and each region's rows have the same shape."""
+    return Suite(
+        table.name,
+        (
+            _columns(table),
+            Expect("ExpectTableRowCountToEqual", {"value": "{expected_rows}"}),
+            Expect("ExpectCompoundColumnsToBeUnique", {"column_list": ["date", "region"]}),
+            Expect("ExpectColumnValuesToBeInSet", {"column": "region", "value_set": regions}),
+            Expect(
+                "ExpectColumnValuesToBeBetween",
+                {"column": "quarantine_rate", "min_value": 0, "max_value": 1},
+            ),
+            *[
+                Expect("ExpectColumnValuesToBeBetween", {"column": c, "min_value": 0})
+                for c in ("ingested", "quarantined", "bytes_stored", "egress_bytes")
+            ],
+            Expect("ExpectColumnValuesToNotBeNull", {"column": "computed_at"}),
+        ),
+        blocking=False,
+        description="Health: one row per region and day, counts and sizes never negative, "
+        "rates within 0..1.",
+    )
 
 
 def replica_suite(asset: str, table: str, regions: list[str]) -> Suite:

@@ -6,11 +6,12 @@ from typing import Any
 
 import dagster as dg
 
+from assets.keys import UNPREFIXED, Keys
 from assets.partitions import Partitions
 from jobs.alerts import check_failure_sensor, run_failure_sensor
 from jobs.automation import automation_sensors
 from jobs.erasure import build_erasure_automation
-from jobs.health import build_freshness_checks, health_job
+from jobs.health import build_freshness_checks, build_region_health_job, health_job
 from jobs.ingest import build_ingest
 from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
@@ -20,7 +21,7 @@ from jobs.ml import (
     retrain_job,
     weekly_retrain_schedule,
 )
-from jobs.spark import features_job, spark_job
+from jobs.spark import build_spark_job, features_job
 from jobs.sync import build_full_check, sync_job
 from pipelines.lake.config import LakeConfig
 
@@ -35,29 +36,33 @@ class Automation:
 
 
 def build_automation(
-    cfg: LakeConfig, parts: Partitions, assets: Sequence[dg.AssetsDefinition] = ()
+    cfg: LakeConfig,
+    parts: Partitions,
+    assets: Sequence[dg.AssetsDefinition] = (),
+    keys: Keys = UNPREFIXED,
 ) -> Automation:
     """The environment's jobs, schedules (ingest, retraining, upkeep, full replica checks), sensors.
 
     ``assets`` are the environment's assets: with one code location per jurisdiction, the
     personal-data assets of the automated chain get a sensor that routes them
-    (jobs/jurisdiction.py).
+    (jobs/jurisdiction.py); ``keys`` are the location's keys of the region tables.
     """
-    ingest = build_ingest(cfg, parts)
+    ingest = build_ingest(cfg, parts, keys)
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
-    freshness = build_freshness_checks(cfg)
+    freshness = build_freshness_checks(cfg, keys)
     full_check = build_full_check(cfg)
     erasure = build_erasure_automation(cfg)
     return Automation(
         jobs=[
             ingest.job,
-            spark_job,
+            build_spark_job(keys),
             sync_job,
             features_job,
             retrain_job,
             upkeep_job,
             health_job,
+            build_region_health_job(keys),
             freshness.job,
             full_check.job,
             erasure.job,

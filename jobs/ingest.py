@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from assets.freshness import region_check_name
+from assets.keys import UNPREFIXED, Keys
 from assets.partitions import Partitions, date_region_key
 from pipelines.ingest import capture
 from pipelines.ingest.closed_day import backlog
@@ -46,16 +47,20 @@ class Ingest:
     schedule: dg.ScheduleDefinition
 
 
-def build_ingest(cfg: LakeConfig, parts: Partitions) -> Ingest:
-    """The ingestion job, sensor and schedule over the environment's (date, region)."""
+def build_ingest(cfg: LakeConfig, parts: Partitions, keys: Keys = UNPREFIXED) -> Ingest:
+    """The ingestion job, sensor and schedule over the location's (date, region).
+
+    ``keys``: the location's keys of bronze and the quarantine (assets/keys.py).
+    """
+    bronze = keys.of(tables.BRONZE.name)
     job = dg.define_asset_job(
         "ingest_job",
         # the regions' freshness checks judge the clock, not the rows: their own job runs them
-        selection=dg.AssetSelection.assets(tables.BRONZE.name, tables.QUARANTINE.name)
+        selection=dg.AssetSelection.assets(bronze, keys.of(tables.QUARANTINE.name))
         - dg.AssetSelection.checks(
             *(
-                dg.AssetCheckKey(dg.AssetKey(tables.BRONZE.name), region_check_name(r))
-                for r in cfg.region_codes
+                dg.AssetCheckKey(bronze, region_check_name(r))
+                for r in parts.regions.get_partition_keys()
             )
         ),
         # no partitions_def: Dagster infers (date, region) from bronze (the parameter is deprecated)
@@ -99,7 +104,8 @@ def landed_objects_sensor(job: AssetJob, parts: Partitions) -> dg.SensorDefiniti
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:
         """Requests ingestion of every (date, region) whose landing area got new objects."""
-        served = served_locations(lake.config(), context.log)
+        mine = set(parts.regions.get_partition_keys())  # the location's regions
+        served = [loc for loc in served_locations(lake.config(), context.log) if loc.region in mine]
         found = _landed(context.cursor, lake, set(parts.daily.get_partition_keys()), served)
         waiting = _waiting_partitions(context, job.name)
         requests = [

@@ -8,9 +8,9 @@ With ``compute.pools: per_jurisdiction`` every jurisdiction has its own code loc
 image, ``LAKEHOUSE_COMPUTE_JURISDICTION`` set). A sensor's runs execute in the sensor's own code
 location, so each location routes its own partitions: the ingest sensor and schedule request
 only partitions its workers may process, and :func:`jurisdiction_chain_sensor` runs the
-personal-data steps of the chain (silver after bronze, gold after silver) for them. Declarative
-Automation cannot do this part: Dagster gives an asset key's automation runs to one code
-location (the first that defines it), so it keeps only the PII-free assets there.
+personal-data steps of the chain (silver after bronze, gold after silver, region_health after
+bronze) for them. Declarative Automation is left the PII-free assets: its runs carry one
+routing tag for every partition (jobs/automation.py).
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ def jurisdiction_chain_sensor(
         target=dg.AssetSelection.assets(*(link.child for link in chain)),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Runs silver and gold for new bronze and silver partitions of the "
-        "jurisdictions this code location's workers may process (LAKEHOUSE_COMPUTE_JURISDICTION).",
+        description="Runs silver, gold and region_health for new bronze and silver partitions of "
+        "the jurisdictions this code location's workers may process "
+        "(LAKEHOUSE_COMPUTE_JURISDICTION).",
     )
     def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         worker = compute.worker_jurisdictions(cfg)
@@ -151,6 +152,8 @@ def jurisdiction_chain_sensor(
             last - LOOK_BACK,
             worker,
         )
+        mine = set(parts.regions.get_partition_keys())  # the partitions this location's assets hold
+        requests = [r for r in requests if (_dims(r.partition_key or "") or ("", ""))[1] in mine]
         context.log.info(
             f"worker {worker.describe()}: {len(requests)} run(s) of the personal-data chain"
         )
@@ -164,9 +167,10 @@ def jurisdiction_chain_sensor(
 # Dagster allows one materializable definition per asset key across code locations (it warns on
 # every load otherwise, and gives the key's automation and asset backfills to one of them). So
 # with one location per jurisdiction, an asset whose partitions carry the region (bronze, the
-# quarantine, silver, gold) is defined by every location, each running only its own regions'
-# partitions; every other asset (replicas, features, the model, scoring, drift, the health view)
-# belongs to the ML home's location alone. An asset the location's pool would refuse (personal
+# quarantine, silver, gold, region_health) is built by every location under its jurisdiction's
+# key (assets/keys.py: ``eu/bronze_events``, partitioned by its own regions); every other asset
+# (replicas, features, the model, scoring, drift, the health roll-up) belongs to the ML home's
+# location alone. An asset the location's pool would refuse (personal
 # data of jurisdictions it may not process, not split by region) is left out of every location,
 # visibly (a warning when the location loads): no run of it could succeed in any pool.
 

@@ -745,6 +745,7 @@ def _status_rows(
     The rows ``lakehouse_health`` kept; on a lake it never ran on (an ingest from the command
     line), the window measured now from the tables' logs and the window's quarantine.
     """
+    from pipelines.lake import delta
     from pipelines.operations import health
 
     home = cfg.home.storage_options()
@@ -754,11 +755,11 @@ def _status_rows(
         if as_of not in kept:
             raise ValueError(
                 f"no health rows kept for {as_of} (kept: {kept[0]}..{kept[-1]}): measure it "
-                f"with `lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of}"
+                f"with `lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of}"
                 " --wait`"
             )
         start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
-        rows = health.read(cfg, home, start, as_of).to_pylist()
+        rows = delta.python_rows(health.read(cfg, home, start, as_of))
         return as_of, [health.decoded(r) for r in rows], kept
     options = lambda loc: loc.storage_options()  # noqa: E731
     newest = day or health.latest_complete_day(cfg, options)
@@ -816,7 +817,7 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
         if reasons:
             lines += ["Top quarantine reasons (--wide: in the table)", *reasons]
     computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
-    backfill = f"lakehouse backfill --assets lakehouse_health --from {as_of} --to {as_of} --wait"
+    backfill = f"lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of} --wait"
     if days:
         lines += [
             f"Kept by lakehouse_health (days {days[0]}..{days[-1]})"

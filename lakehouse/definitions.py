@@ -6,8 +6,9 @@ side by side in one process. ``defs`` is Dagster's lazy entry point (``@dg.defin
 importing this module reads no file, no environment variable and no secret, and starts no JVM.
 
 With one code location per jurisdiction (``compute.pools: per_jurisdiction``), each location
-defines only its share (jobs/jurisdiction.py): the region-partitioned assets in every location,
-the rest in the ML home's, so no asset key has two materializable definitions; the jobs,
+defines only its share (jobs/jurisdiction.py): its own jurisdiction's region assets, keyed by
+it (``eu/bronze_events``: assets/keys.py) and partitioned by its regions, and, in the ML home's,
+the rest; so no asset key has two materializable definitions in the workspace. The jobs,
 schedules and sensors are those whose targets the location defines.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import dagster as dg
 
 from assets import build_assets
+from assets.keys import location_keys
 from assets.partitions import build_partitions
 from data_quality.suites import build_suites
 from jobs import Automation, build_automation
@@ -38,10 +40,11 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
     """
     quiet_libraries()  # before the factories: they use the Dagster APIs it names
     cfg = load_config(environment)
-    parts = build_partitions(cfg)
+    keys = location_keys(cfg)
+    parts = build_partitions(cfg, keys.regions)
     suites = build_suites(cfg)
-    every = build_assets(cfg, parts, suites)
-    automation = build_automation(cfg, parts, every)
+    every = build_assets(cfg, parts, suites, keys)
+    automation = build_automation(cfg, parts, every, keys)
     assets, refused = location_assets(cfg, every)
     for why in refused:
         log.warning(f"left out of this code location: {why}")

@@ -148,11 +148,26 @@ def _health(
     end: dt.date,
     stage: Stage | None = None,
 ) -> dict[str, Any]:
-    """The health view of every day, in one run over the range (the asset's backfill policy).
+    """The health view of every day: each region's measured, then rolled up (one run each).
 
-    Each day is judged against the days before it and gets its own partition's figures; the
-    summary counts the anomalies flagged and names their region-days.
+    Both runs cover the range (the assets' backfill policy): every region's days in one run of
+    region_health, then the roll-up, where each day is judged against the days before it and
+    gets its own partition's figures; the summary counts the anomalies flagged and names their
+    region-days.
     """
+    regions = defs.resolve_job_def("region_health_job")
+    by_region = regions.partitions_def
+    assert isinstance(by_region, dg.MultiPartitionsDefinition)
+    codes = by_region.get_partitions_def_for_dimension("region").get_partition_keys()
+    first, last = codes[0], codes[-1]
+    _run_or_fail(
+        regions,
+        instance,
+        _range_tags(
+            date_region_key(start.isoformat(), first), date_region_key(end.isoformat(), last)
+        ),
+        f"region health of {start}..{end} (region_health_job)",
+    )
     job = defs.resolve_job_def("health_job")
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     if stage is not None:

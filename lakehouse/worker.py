@@ -186,8 +186,13 @@ def _plain(metadata: Any) -> dict[str, Any]:
     return out
 
 
-def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: str) -> list[Any]:
-    """A worker's commit as Dagster events: what the asset's run yields, as runless events."""
+def commit_events(
+    committed: Any, suites: Any, where: dict[str, Any], worker: str, keys: Any = None
+) -> list[Any]:
+    """A worker's commit as Dagster events: what the asset's run yields, as runless events.
+
+    ``keys``: the location's asset keys (assets/keys.py; default: the table names).
+    """
     from assets.bronze import batch_checks
     from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
@@ -200,20 +205,27 @@ def commit_events(committed: Any, suites: Any, where: dict[str, Any], worker: st
         "reported_by": f"ingest worker {worker} (no run)",
         "recovered_report": committed.recovered,
     }
-    return partition_events(committed.done, committed.location, where, validated, extra)
+    return partition_events(committed.done, committed.location, where, validated, extra, keys)
 
 
 def partition_events(
-    done: Any, location: str, where: dict[str, Any], validated: list[Any], extra: dict[str, Any]
+    done: Any,
+    location: str,
+    where: dict[str, Any],
+    validated: list[Any],
+    extra: dict[str, Any],
+    keys: Any = None,
 ) -> list[Any]:
     """A partition's ingest as runless events: both materializations and the three checks.
 
     The same results the asset yields from its run (``partition_results``), with ``extra``
-    (who reported, and ``batches_through``) added to the materializations' metadata.
+    (who reported, and ``batches_through``) added to the materializations' metadata, under
+    the location's asset keys (``keys``, assets/keys.py; default: the table names).
     """
     import dagster as dg
 
     from assets.bronze import partition_results
+    from assets.keys import UNPREFIXED, rekeyed
     from assets.partitions import date_region_key
     from pipelines.lake import tables
 
@@ -221,7 +233,9 @@ def partition_events(
     partition = str(date_region_key(day.isoformat(), region))
     extra = {"batches_through": max((o.batch for o in done.objects), default=0), **extra}
     out: list[Any] = []
-    for r in partition_results(done, location, where, validated):
+    keys = keys or UNPREFIXED
+    owned = [keys.of(tables.BRONZE.name), keys.of(tables.QUARANTINE.name)]
+    for r in rekeyed(partition_results(done, location, where, validated), owned):
         if isinstance(r, dg.MaterializeResult):
             out.append(
                 dg.AssetMaterialization(
@@ -278,14 +292,17 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
+    from assets.keys import keys_of_jurisdiction
+
     suites = build_suites(cfg)
+    keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # the keys its code location defines
     reporter = Reporter(args.dagster_url or env(URL_ENV))
     where = grant.metadata()
     worker = stream.worker_id()
     _warm_up(suites, location)  # GX imported and its context built once, before the stream
 
     def on_commit(c: stream.Committed) -> None:
-        reporter.send(commit_events(c, suites, where, worker))
+        reporter.send(commit_events(c, suites, where, worker, keys))
         t = c.done.totals
         _stderr(
             f"{c.location} {c.landing_date} committed batches {c.done.batches or '-'}"
@@ -295,7 +312,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         )
 
     def on_error(exc: BaseException, retry_in: float) -> None:
-        _report_failure(reporter, location.name, worker, exc, retry_in)
+        _report_failure(reporter, location.name, worker, exc, retry_in, keys.of("bronze_events"))
 
     follower = stream.Follower(
         location,
@@ -333,18 +350,21 @@ def _warm_up(suites: Any, location: Any) -> None:
 
 
 def _report_failure(
-    reporter: Reporter, location: str, worker: str, exc: BaseException, retry_in: float
+    reporter: Reporter,
+    location: str,
+    worker: str,
+    exc: BaseException,
+    retry_in: float,
+    bronze: Any = "bronze_events",
 ) -> None:
-    """An observation on bronze_events saying the worker is backing off (best effort)."""
+    """An observation on bronze_events (``bronze``: its key) saying the worker is backing off."""
     import dagster as dg
-
-    from pipelines.lake import tables
 
     try:
         reporter.send(
             [
                 dg.AssetObservation(
-                    asset_key=tables.BRONZE.name,
+                    asset_key=bronze,
                     metadata={
                         "worker": worker,
                         "location": location,
@@ -365,7 +385,7 @@ def worker_status(
     """Every worker's last published status, per location (what ``lakehouse status`` shows)."""
     import datetime as dt
 
-    from pipelines.ingest import stream
+    from pipelines.ingest.state import STATE_PREFIX  # not the engine: status stays quick
     from pipelines.lake.storage import open_storage
 
     out = []
@@ -373,7 +393,7 @@ def worker_status(
     for loc in cfg.locations.values():
         try:
             storage = open_storage(loc.root_uri(), loc.storage_options())
-            infos = list(storage.list(f"{stream.STATE_PREFIX}/status/"))
+            infos = list(storage.list(f"{STATE_PREFIX}/status/"))
             for info in infos:
                 item = json.loads(storage.get(info.path))
                 age = (now - dt.datetime.fromisoformat(item["updated_at"])).total_seconds()

@@ -9,24 +9,36 @@ import json
 import re
 import shlex
 import tomllib
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
 from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.definitions.assets.graph.remote_asset_graph import RemoteWorkspaceAssetGraph
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY, construct_dagster_k8s_job
 
 from assets.sovereignty import declared, reads_personal_data
-from jobs.jurisdiction import region_scoped
+from jobs.jurisdiction import pii_chain, region_scoped
 from lakehouse.definitions import build_definitions
-from pipelines.lake.config import load_config
-from pipelines.sovereignty.compute import COMPUTE_ENV, check_compute, worker_jurisdictions
+from pipelines.lake import tables as tables_registry
+from pipelines.lake.config import ConfigError, load_config
+from pipelines.lake.tables import holds_personal_data
+from pipelines.sovereignty.compute import (
+    COMPUTE_ENV,
+    ComputeSovereigntyError,
+    check_compute,
+    worker_jurisdictions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"
@@ -400,25 +412,109 @@ def _locations(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[str, dg.Defin
     return out
 
 
-def test_each_key_has_one_materializable_definition_but_the_region_partitioned(monkeypatch):
+def test_each_key_has_one_materializable_definition_and_region_keys_name_their_jurisdiction(
+    monkeypatch,
+):
     cfg = load_config("prod")
     where: dict[str, list[str]] = {}
-    scoped = set()
-    for name, (_, defs) in _locations(monkeypatch).items():
+    for name, (jurisdiction, defs) in _locations(monkeypatch).items():
         for asset in defs.assets or []:
             assert isinstance(asset, dg.AssetsDefinition)
             for key in asset.keys:
                 where.setdefault(key.to_user_string(), []).append(name)
-                if region_scoped(asset):
-                    scoped.add(key.to_user_string())
+                if region_scoped(asset):  # its own jurisdiction's, partitioned by its regions
+                    assert key.path[0] == jurisdiction.lower(), (name, key)
+                    regions = asset.partitions_def.get_partitions_def_for_dimension("region")
+                    assert {
+                        cfg.jurisdiction_of_region(r) for r in regions.get_partition_keys()
+                    } == {jurisdiction}, (name, key)
+    assert {k: v for k, v in where.items() if len(v) > 1} == {}
     home = f"lakehouse-{cfg.home.jurisdiction.lower()}"
-    names = [d["name"] for d in _deployments()]
-    for key, locations in where.items():
-        if key in scoped:  # each location runs its own regions' partitions of it
-            assert locations == names, key
-        else:  # replicas, features, the model, scoring, drift: the ML home's alone
-            assert locations == [home], key
-    assert scoped == {"bronze_events", "bronze_quarantine", "silver_events", "gold_daily_demand"}
+    scoped = {k for k in where if "/" in k}
+    tables = ("bronze_events", "bronze_quarantine", "silver_events", "gold_daily_demand")
+    assert scoped == {
+        f"{j.lower()}/{t}" for j in cfg.jurisdictions for t in (*tables, "region_health")
+    }
+    for key in set(where) - scoped:  # replicas, features, the model, scoring, drift, roll-up
+        assert where[key] == [home], key
+
+
+def _workspace(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    """The prod locations loaded by Dagster's own code, and the asset graph its webserver builds.
+
+    Each location is loaded as its code server loads it (the module, its deployment's
+    environment); the graph is what the webserver and the daemon build from all of them, with
+    the warnings they would log.
+    """
+    entries = {}
+    with dg.instance_for_test() as instance:
+        for d in _deployments():
+            for name, value in _env(d).items():
+                monkeypatch.setenv(name, value)
+            origin = InProcessCodeLocationOrigin(
+                loadable_target_origin=LoadableTargetOrigin(
+                    module_name="lakehouse.definitions", working_directory=str(ROOT)
+                ),
+                location_name=d["name"],
+            )
+            entries[d["name"]] = SimpleNamespace(code_location=origin.create_location(instance))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            graph = RemoteWorkspaceAssetGraph.build(SimpleNamespace(code_location_entries=entries))
+    return graph, [str(w.message) for w in seen]
+
+
+def test_the_prod_workspace_loads_without_a_duplicate_key_and_its_lineage_joins(monkeypatch):
+    graph, warned = _workspace(monkeypatch)
+    assert warned == []  # no "Only one materialization node is allowed per asset key"
+    keys = {k.to_user_string() for k in graph.materializable_asset_keys}
+    # the ML home's assets read other locations' keys: each is defined, by its jurisdiction
+    replica = graph.get(dg.AssetKey("gold_daily_demand_replica_azure_eu"))
+    assert [k.to_user_string() for k in replica.parent_keys] == ["eu/gold_daily_demand"]
+    health = graph.get(dg.AssetKey("lakehouse_health"))
+    parents = {k.to_user_string() for k in health.parent_keys}
+    assert {"us/region_health", "eu/region_health", "apac/region_health"} <= parents <= keys
+    for key in graph.materializable_asset_keys:
+        for parent in graph.get(key).parent_keys:
+            assert parent.to_user_string() in keys, (key, parent)
+
+
+def test_health_runs_in_prod_each_region_in_its_pool_rolled_up_pii_free_in_the_ml_home(
+    monkeypatch,
+):
+    cfg = load_config("prod")
+    assert not holds_personal_data("region_health")  # counts and reason kinds, no content
+    assert not set(cfg.policy.pii_columns) & set(tables_registry.REGION_HEALTH.columns)
+    found = []
+    for name, (jurisdiction, defs) in _locations(monkeypatch).items():
+        monkeypatch.setenv(COMPUTE_ENV, jurisdiction)
+        worker = worker_jurisdictions(cfg)
+        graph = defs.resolve_asset_graph()
+        key = dg.AssetKey([jurisdiction.lower(), "region_health"])
+        node = graph.get(key)
+        tables = declared(node.tags, node.metadata)
+        assert tables is not None and reads_personal_data(node.tags), name
+        for loc in cfg.locations.values():  # its pool may read its own region's tables only
+            if loc.jurisdiction == jurisdiction:
+                check_compute(cfg, name, loc, tables.reads, tables.writes, worker)
+                found.append(key.to_user_string())
+            else:
+                with pytest.raises(ComputeSovereigntyError):
+                    check_compute(cfg, name, loc, tables.reads, tables.writes, worker)
+        defs.resolve_sensor_def("jurisdiction_chain_sensor")  # its pool's sensor runs it:
+        links = {link.child: link.parents for link in pii_chain(list(defs.assets or []))}
+        assert dg.AssetKey([jurisdiction.lower(), "bronze_events"]) in links[key], name
+        assert "region_health_job" in {j.name for j in defs.jobs or []}, name
+        if jurisdiction == cfg.home.jurisdiction:
+            rollup = graph.get(dg.AssetKey("lakehouse_health"))
+            tables = declared(rollup.tags, rollup.metadata)
+            assert tables is not None and not reads_personal_data(rollup.tags)
+            for loc in cfg.locations.values():  # it reads every region's PII-free rows
+                check_compute(cfg, name, loc, tables.reads, tables.writes, worker)
+            assert rollup.automation_condition is not None
+            found.append("lakehouse_health")
+    assert sorted(found) == ["apac/region_health", "eu/region_health", "lakehouse_health",
+                             "us/region_health"]  # fmt: skip
 
 
 def test_no_asset_of_a_prod_location_is_refused_by_its_own_pool(monkeypatch):
@@ -443,7 +539,9 @@ def test_no_asset_of_a_prod_location_is_refused_by_its_own_pool(monkeypatch):
                     check_compute(cfg, step, cfg.home, tables.reads, tables.writes, worker)
         jobs = {j.name for j in defs.jobs or []}
         sensors = {s.name for s in defs.sensors or []}
-        assert {"ingest_job", "spark_job", "jurisdiction_chain_sensor"} <= jobs | sensors, name
+        assert {"ingest_job", "spark_job", "region_health_job", "jurisdiction_chain_sensor"} <= (
+            jobs | sensors
+        ), name
         if jurisdiction != cfg.home.jurisdiction:
             assert not {"sync_job", "retrain_job", "automation_sensor"} & (jobs | sensors), name
 
@@ -616,3 +714,15 @@ def test_every_variable_the_code_reads_is_set_a_secret_or_documented():
             assert name in image, name
         elif kind == "chart":  # the chart sets it on every pod
             assert name == "DAGSTER_HOME"
+
+
+def test_a_per_jurisdiction_location_serves_one_jurisdiction(monkeypatch):
+    monkeypatch.setenv(COMPUTE_ENV, "US,EU")
+    with pytest.raises(ConfigError, match="each code location serves one jurisdiction"):
+        build_definitions("prod")
+    monkeypatch.delenv(COMPUTE_ENV)  # a laptop loading prod: one location, keys unprefixed
+    keys = {
+        k.to_user_string()
+        for k in build_definitions("prod").resolve_asset_graph().get_all_asset_keys()
+    }
+    assert {"bronze_events", "region_health", "lakehouse_health"} <= keys

@@ -16,7 +16,9 @@ import dagster as dg
 import pytest
 
 from assets.freshness import build_region_freshness, region_check_name
-from assets.health import anomaly_check_name, build_health, rounded
+from assets.health import anomaly_check_name, build_health, build_region_health, rounded
+from assets.keys import UNPREFIXED
+from assets.partitions import build_partitions, date_region_key
 from jobs.alerts import check_failure_message, check_failure_sensor, failed_checks_since
 from lakehouse import cli
 from pipelines.ingest import partition as ingest
@@ -159,18 +161,45 @@ def test_the_band_ignores_one_earlier_outlier_and_a_flat_history():
 
 def _health_defs() -> dg.Definitions:
     cfg = load_config("local")
-    parents = [dg.AssetKey(tables.BRONZE.name)]
+    bronze = [dg.AssetKey(tables.BRONZE.name)]
+    regions = build_region_health(cfg, build_partitions(cfg), suites(), UNPREFIXED, bronze)
     return dg.Definitions(
-        assets=[build_health(cfg, suites(), parents, parents)],
+        assets=[regions, build_health(cfg, suites(), [regions.key], bronze)],
+        jobs=[
+            dg.define_asset_job("regions", selection=[tables.REGION_HEALTH.name]),
+            dg.define_asset_job("health_only", selection=[tables.HEALTH.name]),
+        ],
         sensors=[check_failure_sensor],
         resources={"lake": LakeResource()},
     )
 
 
+def _measure_regions(
+    instance: dg.DagsterInstance, first: dt.date, last: dt.date
+) -> dg.ExecuteInProcessResult:
+    """region_health of every region over ``first..last`` in one run, as the demo runs it."""
+    result = (
+        _health_defs()
+        .resolve_job_def("regions")
+        .execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": str(
+                    date_region_key(first.isoformat(), "us")
+                ),
+                "dagster/asset_partition_range_end": str(date_region_key(last.isoformat(), "apac")),
+            },
+        )
+    )
+    assert result.success
+    return result
+
+
 def _materialize_health(instance: dg.DagsterInstance, day: dt.date) -> dg.ExecuteInProcessResult:
+    _measure_regions(instance, day, day)
     return (
         _health_defs()
-        .resolve_implicit_global_asset_job_def()
+        .resolve_job_def("health_only")
         .execute_in_process(instance=instance, partition_key=day.isoformat())
     )
 
@@ -241,11 +270,13 @@ def test_a_range_in_one_run_gives_each_day_its_own_figures_and_flags_the_bad_day
     cfg = load_config("local")
     health.write(cfg, health.measure(cfg, START, BAD.day - dt.timedelta(days=3), _options), {})
     first, last = BAD.day - dt.timedelta(days=2), BAD.day + dt.timedelta(days=1)
+    instance = dg.DagsterInstance.ephemeral()
+    _measure_regions(instance, first, last)
     result = (
         _health_defs()
-        .resolve_implicit_global_asset_job_def()
+        .resolve_job_def("health_only")
         .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance,
             tags={
                 "dagster/asset_partition_range_start": first.isoformat(),
                 "dagster/asset_partition_range_end": last.isoformat(),

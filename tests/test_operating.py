@@ -56,6 +56,7 @@ def test_the_internal_chain_is_automated_and_the_rest_is_not():
         "demand_forecast",
         "feature_drift",
         "lakehouse_health",  # daily and after its parents' runs (assets/health.py)
+        "region_health",  # the same, per region (the chain sensor's with a pool per jurisdiction)
     }
     label = chain_condition().get_label()
     assert graph.get(dg.AssetKey("silver_events")).automation_condition.get_label() == label

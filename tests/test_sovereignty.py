@@ -82,7 +82,7 @@ def test_every_step_that_touches_personal_data_declares_it(env):
         "bronze_quarantine",
         "erasure_receipts",  # erases the subject from every personal table of its location
         "gold_daily_demand",
-        "lakehouse_health",  # counts the quarantine's reason kinds in every region
+        "region_health",  # counts its region's quarantine reason kinds, in its own pool
         "silver_events",
     ]
     gold = graph.get(dg.AssetKey("gold_daily_demand"))

@@ -48,12 +48,12 @@ from pipelines.ingest.events import (
 )
 from pipelines.ingest.landing import date_folders, landing_listing, list_after
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
+from pipelines.ingest.state import STATE_PREFIX
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 # Where workers keep their state in the location's own store (never personal data): a status
 # per worker (what ``lakehouse status`` shows) and, per partition, the last batch reported.
-STATE_PREFIX = "_workers/ingest"
 # A following worker refreshes its status this often when nothing else changed.
 STATUS_EVERY = 10.0
 

@@ -144,6 +144,15 @@ HEALTH = _spec(
     False,  # counts, sizes and reason kinds; never a record's content
     "The platform's health and cost per region and day: counts, bytes, lag, egress, compute.",
 )
+REGION_HEALTH = _spec(
+    "region_health",
+    HEALTH_SCHEMA,
+    HEALTH_PARTITION_BY,
+    Role.REGION,
+    False,  # counts, sizes and reason kinds of the region's own tables; never a record's content
+    "One region's health per day, measured in its own jurisdiction; lakehouse_health rolls "
+    "every region's up in the ML home.",
+)
 
 ERASURE_REQUESTS = _spec(
     "erasure_requests",
@@ -174,6 +183,7 @@ TABLES: dict[str, TableSpec] = {
         FORECAST,
         DRIFT,
         HEALTH,
+        REGION_HEALTH,
         ERASURE_REQUESTS,
         ERASURE_RECEIPTS,
     )

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +32,15 @@ SMALL_FILE_BYTES = 32 * 1024**2
 MIN_SMALL_FILES = 4
 # A route's egress "dominates" when it is more than this share of its region's estimated cost.
 EGRESS_DOMINANT_SHARE = 0.5
+# Delta logs read at once (each a few KB to MB; `lakehouse status` reads about thirty)
+LOG_READERS = 8
 # The personal-data tables the view reads in every region's location: bronze's log and the
 # quarantine's reason column (reason kinds only, counted). The health asset and `lakehouse
 # status` declare them, so compute sovereignty checks both the same way.
 TABLES_READ = (tables.BRONZE.name, tables.QUARANTINE.name)
 
 Key = tuple[str, dt.date]  # (region, date)
+MEASUREMENTS = (tables.HEALTH.name, tables.REGION_HEALTH.name)
 
 
 Options = Callable[[LakeLocation], dict[str, str]]
@@ -104,19 +108,68 @@ def partitions(adds: pa.Table | None, date_column: str) -> dict[tuple[str | None
     return out
 
 
-def stored_tables(cfg: LakeConfig, options: Options) -> list[Stored]:
-    """Every table the environment writes, in every location that holds it (logs only)."""
-    out: list[Stored] = []
+def stored_tables(
+    cfg: LakeConfig,
+    options: Options,
+    locations: Sequence[LakeLocation] | None = None,
+    home: bool = True,
+) -> list[Stored]:
+    """Every table the environment writes, in every location that holds it (logs only).
+
+    ``locations``: only the region tables of these (default: every location's); ``home``: the
+    ML home's own tables and the replicas too.
+    """
+    regional = list(cfg.locations.values()) if locations is None else list(locations)
+    wanted: list[Log] = []
     for spec in tables.TABLES.values():
-        where = cfg.locations.values() if spec.role == tables.Role.REGION else [cfg.home]
-        for loc in where:
-            adds = delta.file_actions(loc.table_uri(spec.name), options(loc))
-            out.append(Stored(spec.name, spec.name, loc, partitions(adds, spec.partition_by[0])))
-    for rep in cfg.replicas():
-        adds = delta.file_actions(rep.target_uri, options(rep.target))
-        date_column = tables.table(rep.table).partition_by[0]
-        out.append(Stored(rep.name, rep.table, rep.target, partitions(adds, date_column)))
-    return out
+        where = regional if spec.role == tables.Role.REGION else [cfg.home] if home else []
+        date_column = spec.partition_by[0]
+        wanted += [
+            Log(spec.name, spec.name, loc, loc.table_uri(spec.name), date_column) for loc in where
+        ]
+    if home:
+        for rep in cfg.replicas():
+            date_column = tables.table(rep.table).partition_by[0]
+            wanted.append(Log(rep.name, rep.table, rep.target, rep.target_uri, date_column))
+    return _logs(wanted, options)
+
+
+@dataclass(frozen=True)
+class Log:
+    """One table's log to read: its label, table, location, URI and date partition column."""
+
+    label: str
+    table: str
+    location: LakeLocation
+    uri: str
+    date_column: str
+
+
+def _logs(wanted: Sequence[Log], options: Options) -> list[Stored]:
+    """The tables' logs read side by side (delta-rs parses them outside the GIL), in order."""
+    with ThreadPoolExecutor(max_workers=LOG_READERS) as pool:
+        adds = list(pool.map(lambda w: delta.file_actions(w.uri, options(w.location)), wanted))
+    return [
+        Stored(w.label, w.table, w.location, partitions(a, w.date_column))
+        for w, a in zip(wanted, adds, strict=True)
+    ]
+
+
+def _sources(cfg: LakeConfig, options: Options) -> list[Stored]:
+    """The replicated tables at their sources (PII-free: their logs say what a replica lacks)."""
+    return _logs(
+        [
+            Log(
+                rep.table,
+                rep.table,
+                rep.source,
+                rep.source_uri,
+                tables.table(rep.table).partition_by[0],
+            )
+            for rep in cfg.replicas()
+        ],
+        options,
+    )
 
 
 def storage_by_location(cfg: LakeConfig, stored: Sequence[Stored]) -> dict[str, dict[str, Any]]:
@@ -133,10 +186,12 @@ def storage_by_location(cfg: LakeConfig, stored: Sequence[Stored]) -> dict[str, 
     return out
 
 
-def _reasons(cfg: LakeConfig, options: Options, start: dt.date, end: dt.date) -> dict[Key, Counter]:
+def _reasons(
+    locations: Sequence[LakeLocation], options: Options, start: dt.date, end: dt.date
+) -> dict[Key, Counter]:
     """Quarantined records per (region, landing date) by reason kind."""
     out: dict[Key, Counter] = {}
-    for loc in cfg.locations.values():
+    for loc in locations:
         uri = loc.table_uri(tables.QUARANTINE.name)
         # only the window's partitions: a run's cost follows the window, not the history
         rows = delta.read_between(
@@ -219,20 +274,30 @@ def _lags(
     return out
 
 
-def _row(ctx: _Context, region: str, day: dt.date) -> dict[str, Any]:
-    """One health row: counts, bytes and cost, lag, egress, compute, freshness."""
-    cfg = ctx.cfg
-    loc = cfg.location_for_region(region)
-    parts = {(s.label, s.location.name): s.parts.get((region, day)) for s in ctx.stored}
-    bronze = parts.get((tables.BRONZE.name, loc.name)) or Part()
-    quarantine = parts.get((tables.QUARANTINE.name, loc.name)) or Part()
-    ingest = ctx.observed.ingest.get((region, day), {})
+def _parts(ctx: _Context, region: str, day: dt.date) -> dict[tuple[str, str], Part | None]:
+    # the view's own rows are not the region's data (and would grow with each measurement)
+    return {
+        (s.label, s.location.name): s.parts.get((region, day))
+        for s in ctx.stored
+        if s.table not in MEASUREMENTS
+    }
+
+
+def _bytes(cfg: LakeConfig, parts: Mapping[tuple[str, str], Part | None]) -> tuple[dict, float]:
+    """Bytes per table of a region-day, and what they cost a month where they are."""
     by_table = {label: p.bytes for (label, _), p in parts.items() if p is not None and p.bytes}
     storage_usd = sum(
         p.bytes / BYTES_PER_GB * cfg.storage_price(cfg.location(where))
         for (_, where), p in parts.items()
         if p is not None
     )
+    return by_table, storage_usd
+
+
+def _egress(
+    cfg: LakeConfig, loc: LakeLocation, parts: Mapping[tuple[str, str], Part | None]
+) -> tuple[int, float, list[str]]:
+    """Bytes of a region-day its replicas copied out, their estimated price, and the routes."""
     egress_bytes, egress_usd, routes = 0, 0.0, []
     for rep in cfg.replicas():
         if rep.source.name != loc.name:
@@ -242,6 +307,19 @@ def _row(ctx: _Context, region: str, day: dt.date) -> dict[str, Any]:
         if copied is not None:
             egress_bytes += copied.bytes
             egress_usd += copied.bytes / BYTES_PER_GB * cfg.egress_price(rep.source, rep.target)
+    return egress_bytes, egress_usd, routes
+
+
+def _row(ctx: _Context, region: str, day: dt.date) -> dict[str, Any]:
+    """One health row: counts, bytes and cost, lag, egress, compute, freshness."""
+    cfg = ctx.cfg
+    loc = cfg.location_for_region(region)
+    parts = _parts(ctx, region, day)
+    bronze = parts.get((tables.BRONZE.name, loc.name)) or Part()
+    quarantine = parts.get((tables.QUARANTINE.name, loc.name)) or Part()
+    ingest = ctx.observed.ingest.get((region, day), {})
+    by_table, storage_usd = _bytes(cfg, parts)
+    egress_bytes, egress_usd, routes = _egress(cfg, loc, parts)
     compute = dict(sorted(ctx.observed.compute.get((region, day), {}).items()))
     lag = ctx.lag.get((region, day), ReplicaLag(None, None))
     landed_rows = bronze.rows + quarantine.rows
@@ -275,6 +353,36 @@ def _row(ctx: _Context, region: str, day: dt.date) -> dict[str, Any]:
     }
 
 
+def _completed(ctx: _Context, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A region's row with what the ML home holds of its day: replicas, egress, lag, compute."""
+    cfg, region, day = ctx.cfg, str(row["region"]), row["date"]
+    parts = _parts(ctx, region, day)
+    by_table, storage_usd = _bytes(cfg, parts)
+    egress_bytes, egress_usd, _ = _egress(cfg, cfg.location_for_region(region), parts)
+    lag = ctx.lag.get((region, day), ReplicaLag(None, None))
+    out = decoded(row)
+    tables_bytes = {**out["bytes_by_table"]}
+    for label, n in by_table.items():
+        tables_bytes[label] = tables_bytes.get(label, 0) + n
+    compute = {**out["compute_by_asset"]}
+    for name, seconds in ctx.observed.compute.get((region, day), {}).items():
+        compute[name] = compute.get(name, 0.0) + seconds
+    out.update(
+        bytes_stored=int(out["bytes_stored"]) + sum(by_table.values()),
+        bytes_by_table=json.dumps(dict(sorted(tables_bytes.items()))),
+        storage_usd_month=float(out["storage_usd_month"]) + storage_usd,
+        egress_bytes=int(out["egress_bytes"]) + egress_bytes,
+        egress_usd=float(out["egress_usd"]) + egress_usd,
+        compute_seconds=float(sum(compute.values())),
+        compute_by_asset=json.dumps({k: round(v, 3) for k, v in sorted(compute.items())}),
+        top_reasons=json.dumps(out["top_reasons"]),
+        computed_at=ctx.now,
+    )
+    if lag.versions_behind is not None:
+        out.update(replica_versions_behind=lag.versions_behind, replica_lag_hours=lag.hours)
+    return out
+
+
 @dataclass(frozen=True)
 class Health:
     """The health rows of a range of days, and the measurements behind them."""
@@ -285,9 +393,13 @@ class Health:
     start: dt.date
     end: dt.date
 
+    def records_raw(self) -> list[dict[str, Any]]:
+        """The rows as stored (JSON maps as text)."""
+        return delta.python_rows(self.rows)
+
     def records(self) -> list[dict[str, Any]]:
         """The rows as dicts (JSON maps decoded)."""
-        return [decoded(r) for r in self.rows.to_pylist()]
+        return [decoded(r) for r in delta.python_rows(self.rows)]
 
 
 def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,6 +411,69 @@ def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def measure_region(
+    cfg: LakeConfig,
+    location: LakeLocation,
+    start: dt.date,
+    end: dt.date,
+    options: Options,
+    observed: Observed | None = None,
+    now: dt.datetime | None = None,
+) -> Health:
+    """One location's rows of ``[start, end]``, from its own tables only (its jurisdiction's).
+
+    Counts, bytes at rest, quarantine reasons, freshness and what ``observed`` says of its
+    region-days; replica lag and egress are the ML home's to add (:func:`roll_up`).
+    """
+    observed = observed or Observed()
+    now = now or dt.datetime.now(dt.UTC)
+    stored = stored_tables(cfg, options, [location], home=False)
+    ctx = _Context(cfg, stored, _reasons([location], options, start, end), observed, now, {})
+    keys: set[Key] = set()
+    for s in stored:
+        if s.table in (tables.BRONZE.name, tables.QUARANTINE.name):
+            keys |= {(r, d) for (r, d) in s.parts if r is not None and start <= d <= end}
+    rows = [_row(ctx, region, day) for region, day in sorted(keys, key=lambda k: (k[1], k[0]))]
+    return _health(cfg, rows, stored, start, end)
+
+
+def roll_up(
+    cfg: LakeConfig,
+    regional: Sequence[Mapping[str, Any]],
+    start: dt.date,
+    end: dt.date,
+    options: Options,
+    observed: Observed | None = None,
+    now: dt.datetime | None = None,
+) -> Health:
+    """The regions' rows completed with what only the ML home knows, as one table.
+
+    Reads PII-free data only: the regions' rows, the ML home's tables and replicas, and the
+    replicated (PII-free) tables' logs at their sources for the replica lag.
+    """
+    observed = observed or Observed()
+    now = now or dt.datetime.now(dt.UTC)
+    stored = stored_tables(cfg, options, [], home=True)
+    lag = _lags(cfg, [*stored, *_sources(cfg, options)], options, observed, now)
+    ctx = _Context(cfg, stored, {}, observed, now, lag)
+    rows = sorted(
+        (_completed(ctx, r) for r in regional if start <= r["date"] <= end),
+        key=lambda r: (r["date"], r["region"]),
+    )
+    return _health(cfg, rows, stored, start, end)
+
+
+def _health(
+    cfg: LakeConfig,
+    rows: Sequence[Mapping[str, Any]],
+    stored: list[Stored],
+    start: dt.date,
+    end: dt.date,
+) -> Health:
+    table = pa.Table.from_pylist(list(rows), schema=HEALTH_SCHEMA)
+    return Health(table, stored, storage_by_location(cfg, stored), start, end)
+
+
 def measure(
     cfg: LakeConfig,
     start: dt.date,
@@ -307,25 +482,19 @@ def measure(
     observed: Observed | None = None,
     now: dt.datetime | None = None,
 ) -> Health:
-    """Health rows of every region and day in ``[start, end]`` that has landed data."""
-    observed = observed or Observed()
+    """Health rows of every region and day in ``[start, end]`` that has landed data.
+
+    Each location measured as its own pool measures it, then rolled up as the ML home does.
+    """
     now = now or dt.datetime.now(dt.UTC)
-    stored = stored_tables(cfg, options)
-    ctx = _Context(
-        cfg,
-        stored,
-        _reasons(cfg, options, start, end),
-        observed,
-        now,
-        _lags(cfg, stored, options, observed, now),
-    )
-    keys: set[Key] = set()
-    for s in stored:
-        if s.table in (tables.BRONZE.name, tables.QUARANTINE.name):
-            keys |= {(r, d) for (r, d) in s.parts if r is not None and start <= d <= end}
-    rows = [_row(ctx, region, day) for region, day in sorted(keys, key=lambda k: (k[1], k[0]))]
-    table = pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA)
-    return Health(table, stored, storage_by_location(cfg, stored), start, end)
+    regional, stored = [], []
+    for loc in cfg.locations.values():
+        part = measure_region(cfg, loc, start, end, options, observed, now)
+        regional += delta.python_rows(part.rows)
+        stored += part.stored
+    syncs = Observed(syncs=observed.syncs) if observed else None  # compute counted once
+    rolled = roll_up(cfg, regional, start, end, options, syncs, now)
+    return _health(cfg, rolled.records_raw(), [*stored, *rolled.stored], start, end)
 
 
 def latest_complete_day(cfg: LakeConfig, options: Options) -> dt.date | None:
@@ -459,16 +628,37 @@ def render(
     return "\n".join([title, *lines])
 
 
-def write(cfg: LakeConfig, health: Health, options: dict[str, str]) -> int:
-    """Replace the range's rows of the health table in the ML home; the new version."""
+def write(
+    cfg: LakeConfig,
+    health: Health,
+    options: dict[str, str],
+    location: LakeLocation | None = None,
+) -> int:
+    """Replace the range's rows of a health table; the new version.
+
+    The roll-up's in the ML home, or (``location``) that location's own region_health.
+    """
+    uri = (
+        location.table_uri(tables.REGION_HEALTH.name)
+        if location is not None
+        else cfg.home.table_uri(tables.HEALTH.name)
+    )
     return delta.write_range(
-        cfg.home.table_uri(tables.HEALTH.name),
+        uri,
         health.rows,
         health.start,
         health.end,
         options,
         partition_by=list(tables.HEALTH.partition_by),
     )
+
+
+def read_region(
+    location: LakeLocation, options: dict[str, str], start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
+    """A location's region_health rows of ``[start, end]`` (PII-free; none when never written)."""
+    uri = location.table_uri(tables.REGION_HEALTH.name)
+    return delta.python_rows(delta.read_between(uri, options, "date", start, end))
 
 
 def read(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> pa.Table:

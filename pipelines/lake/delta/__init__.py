@@ -4,39 +4,98 @@ Owns reads (:mod:`.read`: opening a table, its versions, rows, files and queries
 exactly-once commits (:mod:`.commit`: staged files committed under a transaction id) and
 rewrites (:mod:`.rewrite`: compaction and Z-order, committed on the version read). Callers use
 the names exported here: ``from pipelines.lake import delta``, then ``delta.read_partition``.
+
+The submodules load on first use (PEP 562): a reader (``lakehouse status``) does not pay for the
+writers' imports (pyarrow.parquet, delta-rs's transactions).
 """
 
-from pipelines.lake.delta.commit import (
-    COMMIT_MARK,
-    MissingFileError,
-    commit_files,
-    discard_files,
-    file_stats,
-    missing_files,
-    stage_files,
-    stats_json,
-    version_of,
-    write_partition,
-    write_range,
-)
-from pipelines.lake.delta.read import (
-    TableError,
-    date_range_predicate,
-    deltalake_target,
-    file_actions,
-    open_table,
-    partition_files,
-    partition_predicate,
-    partition_rows,
-    read_between,
-    read_partition,
-    read_range,
-    read_values,
-    sql_literal,
-    table_rows,
-    table_version,
-)
-from pipelines.lake.delta.rewrite import compact_partition, rewrite_partition, z_order_indices
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.lake.delta.commit import (
+        COMMIT_MARK,
+        MissingFileError,
+        commit_files,
+        discard_files,
+        file_stats,
+        missing_files,
+        stage_files,
+        stats_json,
+        version_of,
+        write_partition,
+        write_range,
+    )
+    from pipelines.lake.delta.read import (
+        TableError,
+        date_range_predicate,
+        deltalake_target,
+        file_actions,
+        open_table,
+        partition_files,
+        partition_predicate,
+        partition_rows,
+        python_rows,
+        read_between,
+        read_partition,
+        read_range,
+        read_values,
+        sql_literal,
+        table_rows,
+        table_version,
+    )
+    from pipelines.lake.delta.rewrite import compact_partition, rewrite_partition, z_order_indices
+
+_MODULE_OF = {
+    **dict.fromkeys(
+        (
+            "COMMIT_MARK",
+            "MissingFileError",
+            "commit_files",
+            "discard_files",
+            "file_stats",
+            "missing_files",
+            "stage_files",
+            "stats_json",
+            "version_of",
+            "write_partition",
+            "write_range",
+        ),
+        "commit",
+    ),
+    **dict.fromkeys(
+        (
+            "TableError",
+            "date_range_predicate",
+            "deltalake_target",
+            "file_actions",
+            "open_table",
+            "partition_files",
+            "partition_predicate",
+            "partition_rows",
+            "python_rows",
+            "read_between",
+            "read_partition",
+            "read_range",
+            "read_values",
+            "sql_literal",
+            "table_rows",
+            "table_version",
+        ),
+        "read",
+    ),
+    **dict.fromkeys(("compact_partition", "rewrite_partition", "z_order_indices"), "rewrite"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """An exported name, its submodule imported on first use."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMMIT_MARK",
@@ -54,6 +113,7 @@ __all__ = [
     "partition_files",
     "partition_predicate",
     "partition_rows",
+    "python_rows",
     "read_between",
     "read_partition",
     "read_range",
