@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from pipelines.lake.schemas import GOLD_SCHEMA
 from pipelines.privacy.detect import BUILTIN_DETECTORS, Detector, luhn_ok, matches, scan_table
@@ -299,8 +299,26 @@ def _digest(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): hash(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
 
 
-def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str, object]:
-    """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures."""
+def _day_read_seconds(uri: str, column: str, day: dt.date) -> float:
+    """Seconds to read one day of a table whole (the read-side cost of clustered files)."""
+    from pipelines.lake import delta
+
+    t0 = time.perf_counter()
+    for _ in range(5):
+        table = delta.open_table(uri, {})
+        assert table is not None
+        table.to_pyarrow_dataset().to_table(filter=pc.field(column) == pa.scalar(day))
+    return round((time.perf_counter() - t0) / 5, 4)
+
+
+def erasure(
+    home: Path, days: int, events: int, subjects: int = 100, cluster_bytes: int | None = None
+) -> dict[str, object]:
+    """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures.
+
+    ``cluster_bytes``: the target file size of the closed days' clustering (None: the
+    configuration's).
+    """
     from pipelines.erasure.models import retraining_due
     from pipelines.erasure.requests import ErasureRequest, keyed_hash
     from pipelines.erasure.serve import serve_location
@@ -317,6 +335,9 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     os.environ["LAKEHOUSE_HOME"] = str(home)
     key = "benchmark-key"
     cfg = load_config("local")
+    privacy = cfg.privacy
+    if cluster_bytes is not None:
+        privacy = privacy.model_copy(update={"cluster_file_bytes": cluster_bytes})
     loc = cfg.location("azure-eu")
     storage = open_storage(loc.root_uri(), {})
     start = dt.date(2026, 10, 1)
@@ -325,7 +346,7 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     )
     for day in sim.days():
         land_day(sim, loc, storage, day, "EUR")
-        ingest.ingest_partition(loc, {}, day)
+        ingest.ingest_partition(loc, {}, day, cluster=delta.bronze_clustering(privacy, key))
     bronze = delta.open_table(loc.table_uri("bronze_events"), {}).to_pyarrow_table()
     silver = pa.table(
         {
@@ -341,8 +362,27 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     )
     silver_uri = loc.table_uri("silver_events")
     first_days = pc.less(silver["date"], pa.scalar(start + dt.timedelta(days=days // 2)))
+    pinned_silver = None
     for part in (silver.filter(first_days), silver.filter(pc.invert(first_days))):
         write_deltalake(silver_uri, part, partition_by=["date", "region"], mode="append")
+        # as the silver asset does after its Spark step: each written day clustered
+        written = sorted(set(part["date"].to_pylist()))
+        delta.cluster_partitions(
+            silver_uri,
+            {},
+            [{"date": d, "region": "eu"} for d in written],
+            delta.silver_clustering(privacy),
+        )
+        # the model is trained on the first days as written (and clustered): an older version
+        pinned_silver = (
+            delta.table_version(silver_uri, {}) if pinned_silver is None else pinned_silver
+        )
+    # what a closed day's rewrite superseded goes after the retention (VACUUM, here at once:
+    # the lake measured is the steady state, not the transient copies of the rewrite)
+    for name in ("bronze_events", "bronze_quarantine", "bronze_ingest_ledger", "silver_events"):
+        DeltaTable(loc.table_uri(name)).vacuum(
+            retention_hours=0, enforce_retention_duration=False, dry_run=False
+        )
     gold = pa.Table.from_pandas(
         demo_gold(start, days).query("region == 'eu'"), preserve_index=False
     )
@@ -378,7 +418,8 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
             trigger={"trigger": trigger},
         )
 
-    pinned = train(0, "benchmark")
+    assert pinned_silver is not None
+    pinned = train(pinned_silver, "benchmark")
     lake_bytes = sum(p.stat().st_size for p in Path(loc.root_uri()).rglob("*") if p.is_file())
     people = sorted(
         set(zip(bronze["customer_id"].to_pylist(), bronze["email"].to_pylist(), strict=True))
@@ -390,6 +431,10 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
         for n in ("bronze_events", "bronze_quarantine", "bronze_ingest_ledger", "silver_events")
         if delta.open_table(loc.table_uri(n), {}) is not None
     )
+    read_day = {
+        n: _day_read_seconds(loc.table_uri(n), column, start + dt.timedelta(days=1))
+        for n, column in (("bronze_events", "landing_date"), ("silver_events", "date"))
+    }
     t0 = time.perf_counter()
     done = serve_location(
         cfg,
@@ -442,6 +487,14 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
         "table_bytes_rewritten": done.bytes_rewritten - done.landing.bytes_rewritten,
         "table_data_files": live_files,
         "table_data_files_rewritten": sum(int(t["files_rewritten"]) for t in done.tables),
+        # the clustering and what it costs readers: files a day, seconds to read a day whole
+        "cluster_file_bytes": privacy.cluster_file_bytes,
+        "bronze_files_per_day": round(
+            len(delta.open_table(loc.table_uri("bronze_events"), {}).file_uris()) / days, 1
+        ),
+        "silver_files_per_day": round(len(delta.open_table(silver_uri, {}).file_uris()) / days, 1),
+        "bronze_day_read_seconds": read_day["bronze_events"],
+        "silver_day_read_seconds": read_day["silver_events"],
     }
 
 
@@ -488,7 +541,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         days = int(os.environ.get("BENCH_ERASE_DAYS", "7"))
         events = int(os.environ.get("BENCH_ERASE_EVENTS", "2000"))
-        result.update(erasure(Path(tmp), days, events))
+        cluster = os.environ.get("BENCH_CLUSTER_FILE_BYTES")
+        target = int(cluster) if cluster else None
+        result.update(erasure(Path(tmp), days, events, cluster_bytes=target))
     print(json.dumps(result))
 
 

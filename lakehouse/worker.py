@@ -234,6 +234,8 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     from pipelines.ingest import stream
     from pipelines.ingest.events import record_rules
     from pipelines.ingest.planning import BATCH_OBJECTS
+    from pipelines.lake import delta
+    from pipelines.spark.transforms import PII_KEY_ENV
 
     stop = threading.Event()
 
@@ -274,6 +276,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
             batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
+            cluster=delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV)),
         ),
         on_commit,
         stop,

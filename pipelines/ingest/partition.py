@@ -41,6 +41,7 @@ from pipelines.ingest.landing import _fetch_or_skip, landing_listing
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
 from pipelines.lake import delta, memory
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 REWRITTEN = "object_rewritten"
@@ -190,6 +191,7 @@ def ingest_partition(
     shard: tuple[int, int] | None = None,
     now: dt.datetime | None = None,
     stop: Callable[[], bool] | None = None,
+    cluster: Clustering | None = None,
 ) -> PartitionIngest:
     """Ingest the objects of one landing date of a location not ingested yet.
 
@@ -202,7 +204,8 @@ def ingest_partition(
     partition, then anything new. An object rewritten in place is quarantined whole
     (``object_rewritten``) until a full re-ingest reads it again. ``on_batch`` sees each
     batch's result once it is committed (its rows kept in the run's result only with
-    ``keep_rows``). A closed day's partition is compacted. ``rules`` default to those of the
+    ``keep_rows``). A closed day's partition is compacted (bronze's grouped by a keyed customer
+    bucket with ``cluster``, :mod:`pipelines.lake.delta.cluster`). ``rules`` default to those of the
     configuration in use. ``stop`` is asked after each batch: once it says True, the run ends
     there (the batch in flight is committed first; what is left waits for the next run).
     """
@@ -271,7 +274,7 @@ def ingest_partition(
         if stop is not None and stop():
             break
     done.compacted = _compact_if_closed(
-        (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now
+        (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now, cluster
     )
     return _totals(done, state, t, part)
 

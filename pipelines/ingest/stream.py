@@ -49,6 +49,7 @@ from pipelines.ingest.events import (
 from pipelines.ingest.landing import landing_listing
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 # Where workers keep their state in the location's own store (never personal data): a status
@@ -70,6 +71,8 @@ class FollowOptions:
     days_back: int = 2  # on start, dates this far back are caught up (older: the sensor's job)
     backoff_max_seconds: float = 60.0
     shard: tuple[int, int] | None = None
+    # a closed day's bronze grouped by a keyed customer bucket (:mod:`pipelines.lake.delta.cluster`)
+    cluster: Clustering | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -321,6 +324,7 @@ class Follower:
             keep_rows=False,
             on_batch=batches.append,
             shard=self.follow.shard,
+            cluster=self.follow.cluster,
             stop=lambda: True,  # one batch a call; the loop comes back for the rest
         )
         held = {o.identity for o in done.objects}

@@ -6,6 +6,13 @@ rewrites (:mod:`.rewrite`: compaction and Z-order, committed on the version read
 the names exported here: ``from pipelines.lake import delta``, then ``delta.read_partition``.
 """
 
+from pipelines.lake.delta.cluster import (
+    Clustering,
+    ClusteringError,
+    bronze_clustering,
+    is_clustered,
+    silver_clustering,
+)
 from pipelines.lake.delta.commit import (
     COMMIT_MARK,
     MissingFileError,
@@ -19,6 +26,7 @@ from pipelines.lake.delta.commit import (
     write_partition,
     write_range,
 )
+from pipelines.lake.delta.lineage import commit_inputs, inputs_metadata, upstream_versions
 from pipelines.lake.delta.read import (
     TableError,
     date_range_predicate,
@@ -36,19 +44,31 @@ from pipelines.lake.delta.read import (
     table_rows,
     table_version,
 )
-from pipelines.lake.delta.rewrite import compact_partition, rewrite_partition, z_order_indices
+from pipelines.lake.delta.rewrite import (
+    cluster_partitions,
+    compact_partition,
+    rewrite_partition,
+    z_order_indices,
+)
 
 __all__ = [
     "COMMIT_MARK",
+    "Clustering",
+    "ClusteringError",
     "MissingFileError",
     "TableError",
+    "bronze_clustering",
+    "cluster_partitions",
     "commit_files",
+    "commit_inputs",
     "compact_partition",
     "date_range_predicate",
     "deltalake_target",
     "discard_files",
     "file_actions",
     "file_stats",
+    "inputs_metadata",
+    "is_clustered",
     "missing_files",
     "open_table",
     "partition_files",
@@ -59,11 +79,13 @@ __all__ = [
     "read_range",
     "read_values",
     "rewrite_partition",
+    "silver_clustering",
     "sql_literal",
     "stage_files",
     "stats_json",
     "table_rows",
     "table_version",
+    "upstream_versions",
     "version_of",
     "write_partition",
     "write_range",
