@@ -39,12 +39,13 @@ from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, 
 from pipelines.erasure.requests import ErasureRequest, write_receipts
 from pipelines.ingest import capture
 from pipelines.lake import delta
-from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.storage import Storage, open_storage
 from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
 from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
 from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
+from pipelines.replication.sync import sync
 
 RAW_COLUMNS = ("raw", "_rescued_data")
 
@@ -72,6 +73,75 @@ def personal_tables(location: LakeLocation, cfg: LakeConfig) -> list[str]:
         and t.name != ERASURE_RECEIPTS.name
         and (t.role == Role.REGION or location.name == cfg.ml_home)
     ]
+
+
+def personal_replicas(
+    cfg: LakeConfig, location: LakeLocation, tables: Sequence[str]
+) -> list[Replica]:
+    """Configured replicas of ``location``'s personal ``tables``, in its jurisdiction.
+
+    The policy keeps personal data in its jurisdiction: a replica elsewhere is refused by the
+    sync, so none is there to erase.
+    """
+    return [
+        r
+        for r in cfg.replicas()
+        if r.source.name == location.name
+        and r.table in tables
+        and r.target.jurisdiction == location.jurisdiction
+    ]
+
+
+def erase_replica(
+    cfg: LakeConfig,
+    replica: Replica,
+    subject: Subject,
+    source_options: dict[str, str],
+    target_options: dict[str, str],
+    model_pins_of: Callable[[str], list[maintenance.Pin]],
+) -> dict[str, Any]:
+    """The subject gone from a replica, the replica still a prefix of its erased source.
+
+    Its log is first scrubbed as the source's was (the same bytes: the sync then still finds
+    its last commit equal to the source's), the sync copies the erasing commit and the files it
+    wrote, then every file no live version holds that still holds the subject is removed.
+    """
+    uri = replica.target_uri
+    if delta.open_table(uri, target_options) is None:
+        return {"table": replica.table, "replica": replica.name, "uri": uri, "made": False}
+    before = erase_from_table(uri, target_options, subject, read_back=False, delete=False)
+    synced = sync(
+        cfg,
+        replica.source_uri,
+        uri,
+        source_options=source_options,
+        target_options=target_options,
+    )
+    after = erase_from_table(uri, target_options, subject, read_back=False, delete=False)
+    removed = before.files_removed + after.files_removed
+    lost = sorted(set(before.versions_lost) | set(after.versions_lost))
+    pins = [p for p in model_pins_of(uri) if p.version in lost]
+    return {
+        "table": replica.table,
+        "replica": replica.name,
+        "location": replica.target.name,
+        "uri": uri,
+        "version_before": synced.target_version_before,
+        "version_after": synced.target_version_after,
+        "rows_deleted": 0,  # the source's delete, copied: its rows are counted there
+        "files_rewritten": 0,
+        "files_copied": synced.files_copied,
+        "bytes_written": synced.bytes_copied,
+        "files_removed": removed,
+        "bytes_removed": before.bytes_removed + after.bytes_removed,
+        "log_files_rewritten": before.log_files_rewritten + after.log_files_rewritten,
+        "checkpoints_rewritten": before.checkpoints_rewritten + after.checkpoints_rewritten,
+        "versions_lost": lost,
+        "pinned_by": [
+            {"version": p.version, "kind": p.kind, "name": p.name, "cost": "retrain it"}
+            for p in pins
+        ],
+    }
 
 
 @dataclass
@@ -282,6 +352,10 @@ def serve_location(
                 "pinned_by": _pins_of(cfg, location, name, report, options_for, pins_of),
             }
         )
+    for replica in personal_replicas(cfg, location, present):
+        out.tables.append(
+            erase_replica(cfg, replica, subject, options, options_for(replica.target), pins_of)
+        )
     if tracking is not None:
         out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
         out.retraining_due = retraining_due(tracking)
@@ -298,6 +372,20 @@ def serve_location(
     if tracking is not None:
         out.artifacts = scan_artifacts(tracking, needles, remove=True)
     out.read_back = read_back(storage, location, needles)
+    for replica in personal_replicas(cfg, location, present):
+        # read back where each replica lives, as the location's own files
+        store = open_storage(replica.target_uri, options_for(replica.target), create=False)
+        again = read_back(store, replica.target, needles)
+        out.read_back.files_scanned += again.files_scanned
+        out.read_back.bytes_scanned += again.bytes_scanned
+        out.read_back.scanned[f"replica {replica.name} at {replica.target.name}"] = {
+            "files": again.files_scanned,
+            "bytes": again.bytes_scanned,
+        }
+        for request_id, paths in again.found.items():
+            out.read_back.found.setdefault(request_id, []).extend(
+                f"{replica.target_uri}/{p}" for p in paths
+            )
     if tracking is not None:  # read back independently of what the first pass removed
         again = scan_artifacts(tracking, needles, remove=False)
         out.read_back.files_scanned += again.files_scanned
