@@ -10,8 +10,9 @@ For a batch of requests at one location:
    subject is deleted whatever the VACUUM floor keeps, and commits and checkpoints whose
    statistics name a subject are rewritten. The versions that cost are listed with the replica
    or model that pinned them (:mod:`pipelines.operations.maintenance`'s pins);
-2. landing objects holding a subject's record are rewritten without it and the ledger is told
-   (:mod:`.landing`);
+2. landing objects holding a subject's record are found and fenced in the ledger before any
+   table is touched (no ingest takes them meanwhile), rewritten without it once the rows are
+   gone, the ledger told and the fence lifted (:mod:`.landing`);
 3. every file under the location's root (data files decoded and raw, ``_delta_log`` commits and
    checkpoints, landing objects decoded) is read back and searched for each subject's
    identifiers and pseudonyms: a receipt per request says in how many files it was found (0).
@@ -34,7 +35,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.erasure.landing import LandingErasure, erase_landing
+from pipelines.erasure.landing import (
+    LandingErasure,
+    erase_landing,
+    fence_landing,
+    find_landing,
+    release_landing,
+)
 from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, scan_artifacts
 from pipelines.erasure.requests import ErasureRequest, write_receipts
 from pipelines.ingest import capture
@@ -152,6 +159,16 @@ class ReadBack:
     bytes_scanned: int = 0
     scanned: dict[str, dict[str, int]] = field(default_factory=dict)  # area -> files, bytes
     found: dict[str, list[str]] = field(default_factory=dict)  # request id -> paths
+
+    def add(
+        self, area: str, files: int, bytes_: int, found: Mapping[str, list[str]], root: str
+    ) -> None:
+        """Another store's read-back counted in (its paths under ``root``)."""
+        self.files_scanned += files
+        self.bytes_scanned += bytes_
+        self.scanned[area] = {"files": files, "bytes": bytes_}
+        for request_id, paths in found.items():
+            self.found.setdefault(request_id, []).extend(f"{root}/{p}" for p in paths)
 
 
 def _area(path: str, landing_prefix: str) -> str:
@@ -328,6 +345,11 @@ def serve_location(
         if table is not None:
             check_erasable(location.table_uri(name), table)
             present.append(name)
+    storage = open_storage(location.root_uri(), options)
+    # the landing objects holding a subject, fenced before any row is deleted: no ingest takes
+    # their old bytes while they are rewritten (pipelines/erasure/landing.py)
+    found = find_landing(location, storage, subject)
+    fence_landing(location, options, found)
     for name in present:
         uri = location.table_uri(name)
         report = erase_from_table(uri, dict(options), subject, read_back=False)
@@ -359,8 +381,8 @@ def serve_location(
     if tracking is not None:
         out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
         out.retraining_due = retraining_due(tracking)
-    storage = open_storage(location.root_uri(), options)
-    out.landing = erase_landing(location, storage, options, subject, removed)
+    out.landing = erase_landing(location, storage, options, subject, removed, found)
+    release_landing(location, options, found)
     needles = {
         r.request_id: [
             v.encode()
@@ -375,29 +397,19 @@ def serve_location(
     for replica in personal_replicas(cfg, location, present):
         # read back where each replica lives, as the location's own files
         store = open_storage(replica.target_uri, options_for(replica.target), create=False)
-        again = read_back(store, replica.target, needles)
-        out.read_back.files_scanned += again.files_scanned
-        out.read_back.bytes_scanned += again.bytes_scanned
-        out.read_back.scanned[f"replica {replica.name} at {replica.target.name}"] = {
-            "files": again.files_scanned,
-            "bytes": again.bytes_scanned,
-        }
-        for request_id, paths in again.found.items():
-            out.read_back.found.setdefault(request_id, []).extend(
-                f"{replica.target_uri}/{p}" for p in paths
-            )
+        seen = read_back(store, replica.target, needles)
+        out.read_back.add(
+            f"replica {replica.name} at {replica.target.name}",
+            seen.files_scanned,
+            seen.bytes_scanned,
+            seen.found,
+            replica.target_uri,
+        )
     if tracking is not None:  # read back independently of what the first pass removed
         again = scan_artifacts(tracking, needles, remove=False)
-        out.read_back.files_scanned += again.files_scanned
-        out.read_back.bytes_scanned += again.bytes_scanned
-        out.read_back.scanned["mlflow_artifacts"] = {
-            "files": again.files_scanned,
-            "bytes": again.bytes_scanned,
-        }
-        for request_id, paths in again.found.items():
-            out.read_back.found.setdefault(request_id, []).extend(
-                f"{again.root}/{p}" for p in paths
-            )
+        out.read_back.add(
+            "mlflow_artifacts", again.files_scanned, again.bytes_scanned, again.found, again.root
+        )
     out.seconds = round(time.perf_counter() - t0, 3)
     served = now or dt.datetime.now(dt.UTC)
     write_receipts(location, options, [out.receipt(r, key, served) for r in requests])

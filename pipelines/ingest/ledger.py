@@ -11,7 +11,11 @@ kinds of rows, all appended:
 - ``commit``: written once the batch's bronze and quarantine commits are in: their versions;
 - ``abandon``: written instead when a pending batch's staged files are gone (removed by upkeep
   or by hand before anyone committed them): its objects count as not ingested, and the next
-  batch takes them again. A commit never names a file that does not exist.
+  batch takes them again. A commit never names a file that does not exist;
+- ``erasure``: a landing object an erasure is about to rewrite (:func:`fence`), written with a
+  batch of its own (so an ingest that planned that batch number loses its claim and reads the
+  ledger again); an ingest takes no fenced object. The rows go when the erasure has rewritten
+  the objects and moved their ``object`` rows to the new identity (:func:`release`).
 
 Batches are numbered per partition. The ``object`` and ``batch`` rows of batch *n* are one
 commit carrying the Delta transaction id ``(lakehouse-ingest:<date>|<region>, n)``: delta-rs
@@ -40,6 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from pipelines.lake import delta, tables
@@ -107,6 +112,8 @@ class LedgerState:
     abandoned: set[int] = field(default_factory=set)
     # the highest batch bronze or quarantine holds (read before the ledger): numbers go above it
     tables_hold: int = 0
+    # landing keys an erasure fenced (:func:`fence`): no ingest takes them until released
+    erasing: set[str] = field(default_factory=set)
 
     @property
     def last_batch(self) -> int:
@@ -182,6 +189,9 @@ def read_state(
     state.abandoned = _abandoned(rows)
     rows = _without_abandoned(rows, state.abandoned, keep_kinds=("batch", "abandon"))
     kinds = rows["kind"].to_pylist()
+    if "erasure" in kinds:
+        fenced = rows.filter(pc.equal(rows["kind"], "erasure"))
+        state.erasing = {str(k) for k in fenced["source_object"].to_pylist()}
     for kind, table in (
         ("object", rows.filter(pc.equal(rows["kind"], "object"))),
         ("batch", rows.filter(pc.equal(rows["kind"], "batch"))),
@@ -348,6 +358,18 @@ def claim(
             "event_id_hashes": np.ascontiguousarray(hashes, np.uint64).tobytes(),
         }
     )
+    return _claim_rows(uri, options, partition, number, rows, batch.replace)
+
+
+def _claim_rows(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    rows: list[dict[str, Any]],
+    replace: bool,
+) -> bool:
+    """Commit ``rows`` as batch ``number`` (its transaction id): False when it was taken."""
     table = _rows(partition, rows)
     adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
     claimed = delta.commit_files(
@@ -356,7 +378,7 @@ def claim(
         LEDGER_SCHEMA,
         partition,
         options,
-        replace=batch.replace,
+        replace=replace,
         app_id=app_id(partition),
         app_version=number,
         partition_by=BRONZE_PARTITION_BY,
@@ -365,6 +387,61 @@ def claim(
     if not claimed:
         delta.discard_files(uri, options, adds)
     return claimed
+
+
+def fence(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    keys: list[str],
+) -> bool:
+    """Claim batch ``number`` for an erasure about to rewrite the landing objects ``keys``.
+
+    The batch holds no files (nothing reaches bronze) and is recorded as committed at once; its
+    ``erasure`` rows keep every ingest off those objects until :func:`release`. False, writing
+    nothing, when another writer claimed ``number`` first (read the ledger again, take the next).
+    """
+    empty: dict[str, list[object]] = {"bronze": [], "quarantine": []}
+    rows: list[dict[str, Any]] = [
+        {"kind": "erasure", "batch": number, "source_object": k} for k in sorted(set(keys))
+    ]
+    rows.append(
+        {
+            "kind": "batch",
+            "batch": number,
+            "replace": False,
+            "plan": json.dumps(empty),
+            "event_id_hashes": b"",
+        }
+    )
+    if not _claim_rows(uri, options, partition, number, rows, False):
+        return False
+    record_commit(uri, options, partition, number, (-1, -1))
+    return True
+
+
+def release(
+    uri: str, options: Mapping[str, str], partition: Mapping[str, object], keys: list[str]
+) -> int:
+    """Remove the erasure's fence on ``keys`` (their objects rewritten, their rows moved)."""
+    table = delta.open_table(uri, options)
+    if table is None or not keys:
+        return 0
+    listed = ", ".join(delta.sql_literal(k) for k in sorted(set(keys)))
+    where = f"{delta.partition_predicate(partition)} AND kind = 'erasure'"
+    for attempt in range(RELEASE_ATTEMPTS):  # an ingest's claim may commit in between
+        try:
+            metrics = table.delete(f"{where} AND source_object IN ({listed})")
+            return int(metrics.get("num_deleted_rows", 0) or 0)
+        except DeltaError:
+            if attempt == RELEASE_ATTEMPTS - 1:
+                raise
+            table.update_incremental()
+    return 0
+
+
+RELEASE_ATTEMPTS = 10
 
 
 def record_commit(

@@ -368,3 +368,35 @@ def _totals(
         "quarantine": delta.partition_rows(t.quarantine, t.options, part),
     }
     return done
+
+
+def fence_objects(
+    location: LakeLocation, options: dict[str, str], landing_date: dt.date, keys: list[str]
+) -> int:
+    """Keep every ingest of the partition off the landing objects ``keys``; the batch taken.
+
+    What an erasure does before it deletes a subject's rows and rewrites those objects: the
+    batches already claimed are finished first (their rows are in bronze before the delete),
+    then a batch of the partition is claimed for the fence (:func:`ledger.fence`), so an ingest
+    that planned the same number loses its claim and reads the ledger again, fence included.
+    """
+    part = bronze_partition(landing_date, location.region)
+    t = _Tables(
+        location.table_uri(BRONZE_TABLE),
+        location.table_uri(QUARANTINE_TABLE),
+        location.table_uri(ledger.LEDGER_TABLE),
+        dict(options),
+    )
+    for _ in range(FENCE_ATTEMPTS):
+        state, _ = _settle(t, part, check=True)
+        number = state.last_batch + 1
+        if ledger.fence(t.ledger, t.options, part, number, keys):
+            return number
+    raise ledger.LedgerError(
+        f"could not fence {len(keys)} landing object(s) of {landing_date}|{location.region}: "
+        f"{FENCE_ATTEMPTS} batches in a row were claimed by other writers"
+    )
+
+
+# an ingest claims a batch now and then: a fence tried this often without a turn is an error
+FENCE_ATTEMPTS = 20
