@@ -232,7 +232,8 @@ def _pins_of(
         for p in pins:
             if (p.kind == "replica" and p.version <= version) or p.version == version:
                 what = (
-                    "the replica keeps its own copy of the version until it is erased there"
+                    "the replica's copy of the version is erased with it (same jurisdiction) "
+                    "or, elsewhere, cannot hold personal data"
                     if p.kind == "replica"
                     else "the model's training version can no longer be read back; retrain it"
                 )
