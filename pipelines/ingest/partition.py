@@ -135,6 +135,16 @@ class _Tables:
     ledger: str
     options: dict[str, str]
 
+    @staticmethod
+    def of(location: LakeLocation, options: dict[str, str]) -> _Tables:
+        """A location's three tables."""
+        return _Tables(
+            location.table_uri(BRONZE_TABLE),
+            location.table_uri(QUARANTINE_TABLE),
+            location.table_uri(ledger.LEDGER_TABLE),
+            dict(options),
+        )
+
     def targets(self) -> dict[str, tuple[str, pa.Schema]]:
         return {
             "bronze": (self.bronze, BRONZE_SCHEMA),
@@ -213,12 +223,7 @@ def ingest_partition(
     storage = open_storage(location.root_uri(), options)
     infos, unconfigured = landing_listing(storage, location.landing, landing_date)
     part = bronze_partition(landing_date, location.region)
-    t = _Tables(
-        location.table_uri(BRONZE_TABLE),
-        location.table_uri(QUARANTINE_TABLE),
-        location.table_uri(ledger.LEDGER_TABLE),
-        dict(options),
-    )
+    t = _Tables.of(location, options)
     limits = (batch_objects, batch_bytes)
     state, finished = _settle(t, part, check=True, full=full)
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
@@ -381,12 +386,7 @@ def fence_objects(
     that planned the same number loses its claim and reads the ledger again, fence included.
     """
     part = bronze_partition(landing_date, location.region)
-    t = _Tables(
-        location.table_uri(BRONZE_TABLE),
-        location.table_uri(QUARANTINE_TABLE),
-        location.table_uri(ledger.LEDGER_TABLE),
-        dict(options),
-    )
+    t = _Tables.of(location, options)
     for _ in range(FENCE_ATTEMPTS):
         state, _ = _settle(t, part, check=True)
         number = state.last_batch + 1
