@@ -262,6 +262,9 @@ def z_order_indices(rows: pa.Table, columns: list[str]) -> pa.Array:
     return pa.array(np.argsort(key, kind="stable"))
 
 
+NEVER = 2**62  # ``above_files`` that no partition exceeds
+
+
 def cluster_partitions(
     uri: str,
     options: Mapping[str, str],
@@ -270,13 +273,17 @@ def cluster_partitions(
 ) -> dict[str, int]:
     """Group each partition's files by ``cluster``'s bucket (a written day of silver).
 
-    A partition already clustered is left alone; the log is replayed once for all.
+    A partition already clustered, or whose ``k`` is 1, is left alone; the log is replayed once
+    for all.
     """
     out = {"partitions": 0, "files_removed": 0, "files_added": 0}
     table = open_table(uri, options)
     for partition in partitions if table is not None else ():
         values = [(k, "=", _partition_value(v)) for k, v in partition.items()]
-        got = rewrite_partition(uri, options, values, cluster=cluster, table=table)
+        # k of 1 leaves the partition as written (no plain compaction behind the caller's back)
+        got = rewrite_partition(
+            uri, options, values, above_files=NEVER, cluster=cluster, table=table
+        )
         if got is not None:
             out["partitions"] += 1
             out["files_removed"] += got["files_removed"]
