@@ -104,6 +104,7 @@ class Found:
     objects: list[ObjectInfo] = field(default_factory=list)
     scanned: int = 0
     bytes_scanned: int = 0
+    fences: dict[object, int] = field(default_factory=dict)  # landing date -> fence batch
 
     def by_day(self, location: LakeLocation) -> dict[object, list[str]]:
         """Their keys per landing date (objects outside any date's folder aside)."""
@@ -139,7 +140,7 @@ def fence_landing(location: LakeLocation, options: dict[str, str], found: Found)
     """Fence the found objects in the ledger of each partition (no ingest takes them); fences."""
     days = found.by_day(location)
     for day, keys in days.items():
-        fence_objects(location, options, day, keys)  # type: ignore[arg-type]
+        found.fences[day] = fence_objects(location, options, day, keys)  # type: ignore[arg-type]
     return len(days)
 
 
@@ -147,7 +148,9 @@ def release_landing(location: LakeLocation, options: Mapping[str, str], found: F
     """Lift the fences once every found object is rewritten and its ledger rows moved."""
     uri = location.table_uri(ledger.LEDGER_TABLE)
     for day, keys in found.by_day(location).items():
-        ledger.release(uri, options, {"landing_date": day, "region": location.region}, keys)
+        if day in found.fences:
+            part = {"landing_date": day, "region": location.region}
+            ledger.release(uri, options, part, found.fences[day], keys)
 
 
 def erase_landing(

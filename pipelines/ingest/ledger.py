@@ -14,8 +14,9 @@ kinds of rows, all appended:
   batch takes them again. A commit never names a file that does not exist;
 - ``erasure``: a landing object an erasure is about to rewrite (:func:`fence`), written with a
   batch of its own (so an ingest that planned that batch number loses its claim and reads the
-  ledger again); an ingest takes no fenced object. The rows go when the erasure has rewritten
-  the objects and moved their ``object`` rows to the new identity (:func:`release`).
+  ledger again); an ingest takes no fenced object. A ``released`` row of the same batch and key
+  lifts the fence once the erasure has rewritten the object and moved its ``object`` rows to
+  the new identity (:func:`release`).
 
 Batches are numbered per partition. The ``object`` and ``batch`` rows of batch *n* are one
 commit carrying the Delta transaction id ``(lakehouse-ingest:<date>|<region>, n)``: delta-rs
@@ -44,7 +45,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction
 
 from pipelines.lake import delta, tables
@@ -190,8 +190,7 @@ def read_state(
     rows = _without_abandoned(rows, state.abandoned, keep_kinds=("batch", "abandon"))
     kinds = rows["kind"].to_pylist()
     if "erasure" in kinds:
-        fenced = rows.filter(pc.equal(rows["kind"], "erasure"))
-        state.erasing = {str(k) for k in fenced["source_object"].to_pylist()}
+        state.erasing = _fenced(rows)
     for kind, table in (
         ("object", rows.filter(pc.equal(rows["kind"], "object"))),
         ("batch", rows.filter(pc.equal(rows["kind"], "batch"))),
@@ -201,6 +200,17 @@ def read_state(
             continue
         _read_kind(state, kind, table)
     return state
+
+
+def _fenced(rows: pa.Table) -> set[str]:
+    """Keys an ``erasure`` row fences and no ``released`` row of the same batch releases."""
+
+    def pairs(kind: str) -> set[tuple[str, int]]:
+        picked = rows.filter(pc.equal(rows["kind"], kind))
+        keys, batches = picked["source_object"].to_pylist(), picked["batch"].to_pylist()
+        return set(zip(keys, batches, strict=True))
+
+    return {k for k, _ in pairs("erasure") - pairs("released")}
 
 
 def _abandoned(rows: pa.Table) -> set[int]:
@@ -422,26 +432,20 @@ def fence(
 
 
 def release(
-    uri: str, options: Mapping[str, str], partition: Mapping[str, object], keys: list[str]
-) -> int:
-    """Remove the erasure's fence on ``keys`` (their objects rewritten, their rows moved)."""
-    table = delta.open_table(uri, options)
-    if table is None or not keys:
-        return 0
-    listed = ", ".join(delta.sql_literal(k) for k in sorted(set(keys)))
-    where = f"{delta.partition_predicate(partition)} AND kind = 'erasure'"
-    for attempt in range(RELEASE_ATTEMPTS):  # an ingest's claim may commit in between
-        try:
-            metrics = table.delete(f"{where} AND source_object IN ({listed})")
-            return int(metrics.get("num_deleted_rows", 0) or 0)
-        except DeltaError:
-            if attempt == RELEASE_ATTEMPTS - 1:
-                raise
-            table.update_incremental()
-    return 0
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    keys: list[str],
+) -> None:
+    """Lift fence ``number`` from ``keys`` (their objects rewritten, their rows moved).
 
-
-RELEASE_ATTEMPTS = 10
+    A plain append of ``released`` rows, the product's own commit path on every cloud: the
+    fence of batch ``number`` is over for each key it names.
+    """
+    rows = [{"kind": "released", "batch": number, "source_object": k} for k in sorted(set(keys))]
+    if rows:
+        _append(uri, options, partition, _rows(partition, rows))
 
 
 def record_commit(
