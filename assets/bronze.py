@@ -15,8 +15,9 @@ from pipelines.ingest import partition as ingest
 from pipelines.ingest.batch import IngestResult, empty_result
 from pipelines.ingest.events import record_rules
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
-from pipelines.lake import tables
+from pipelines.lake import delta, tables
 from resources.lake import LakeResource
+from resources.pii import PiiKeyResource
 
 RECONCILIATION_CHECK = "bronze_events_reconciliation"
 
@@ -76,7 +77,10 @@ def build_bronze(parts: Partitions, suites: Suites, keys: Keys) -> dg.AssetsDefi
         can_subset=False,
     )
     def bronze(
-        context: dg.AssetExecutionContext, lake: LakeResource, config: BronzeConfig
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        pii: PiiKeyResource,
+        config: BronzeConfig,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Ingest the new objects of one landing date of one region, exactly once each."""
         keys = date_region_of(context.partition_key)
@@ -101,6 +105,8 @@ def build_bronze(parts: Partitions, suites: Suites, keys: Keys) -> dg.AssetsDefi
             batch_bytes=config.batch_bytes,
             keep_rows=False,
             on_batch=validate,
+            # a closed day grouped by a keyed customer bucket (no key set: left as one file)
+            cluster=delta.bronze_clustering(lake.config().privacy, pii.key or None),
         )
         context.log.info(f"ingested {location.name} {day}: {done.report()}")
         if not validated:  # nothing new: the suites see the (empty) batch appended

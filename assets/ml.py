@@ -20,6 +20,7 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import DriftSettings, LakeLocation, MLSettings, RetrainSettings
 from pipelines.lake.schemas import FEATURE_KEYS, FORECAST_SCHEMA, TARGET
 from pipelines.ml import monitoring, tracking
+from pipelines.ml.lineage import upstream_lineage
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
 
@@ -162,7 +163,12 @@ def build_model(suite: Suite) -> dg.AssetsDefinition:
         outcome = tracking.train_and_register(
             mlflow.tracking(),
             features,
-            [tracking.Lineage(FEATURES, uri, version, len(features))],
+            [
+                tracking.Lineage(FEATURES, uri, version, len(features)),
+                # the gold, silver and bronze versions behind them: an erasure costing one
+                # marks this model (docs/privacy.md)
+                *upstream_lineage(lake.config(), uri, version, lake.storage_options),
+            ],
             training_settings(lake.config().ml, config),
             params={k: v for k, v in params.items() if v is not None},
             end=dt.date.fromisoformat(config.end_date) if config.end_date else None,

@@ -28,14 +28,23 @@ scan of every file of both locations (raw, Parquet decoded, Avro bodies); ``repl
 compares the gold replica's files before and after. Silver is written in two commits (the first
 days, then the rest) and the demand forecaster is trained (``train_and_register``, synthetic
 features: the benchmark runs no Spark) and registered with a lineage that pins silver_events at
-the older version 0, as a model trained on that version records it: the erasure costs that
-version, so ``models_marked`` counts the versions it tagged, and ``models_retrained`` the
-versions the retraining registered that replaced a marked champion (the next training run, as
-the erasure's sensor or the CLI asks for it). The MLflow artifact store is read back too.
+the older version holding the first days, as a model trained on that version records it: the
+erasure costs that version, so ``models_marked`` counts the versions it tagged, and
+``models_retrained`` the versions the retraining registered that replaced a marked champion
+(the next training run, as the erasure's sensor or the CLI asks for it). The MLflow artifact
+store is read back too.
 
 Size knobs: ``BENCH_ROWS`` (corpus values for the throughput figure, default 300000),
 ``BENCH_ERASE_DAYS`` (days landed for the erasure, default 7), ``BENCH_ERASE_EVENTS`` (events
-per day, default 2000).
+per day, default 2000), ``BENCH_CLUSTER_FILE_BYTES`` (the closed days' clustering target, default
+the configuration's ``privacy.cluster_file_bytes``). ``BENCH_PART``: ``discovery``, ``erasure``
+or ``all`` (default).
+
+The closed days are clustered as ingest and the silver asset do (bronze by the keyed hash of
+``customer_id``, silver by ``customer_hash``: :mod:`pipelines.lake.delta.cluster`), and what
+their rewrites superseded is vacuumed before the lake is measured (the steady state, not the
+transient copies); ``bronze_files_per_day``, ``silver_files_per_day`` and the seconds to read
+one day whole say what the clustering costs readers.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from pipelines.lake.schemas import GOLD_SCHEMA
 from pipelines.privacy.detect import BUILTIN_DETECTORS, Detector, luhn_ok, matches, scan_table
@@ -299,8 +308,26 @@ def _digest(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): hash(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
 
 
-def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str, object]:
-    """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures."""
+def _day_read_seconds(uri: str, column: str, day: dt.date) -> float:
+    """Seconds to read one day of a table whole (the read-side cost of clustered files)."""
+    from pipelines.lake import delta
+
+    t0 = time.perf_counter()
+    for _ in range(5):
+        table = delta.open_table(uri, {})
+        assert table is not None
+        table.to_pyarrow_dataset().to_table(filter=pc.field(column) == pa.scalar(day))
+    return round((time.perf_counter() - t0) / 5, 4)
+
+
+def erasure(
+    home: Path, days: int, events: int, subjects: int = 100, cluster_bytes: int | None = None
+) -> dict[str, object]:
+    """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures.
+
+    ``cluster_bytes``: the target file size of the closed days' clustering (None: the
+    configuration's).
+    """
     from pipelines.erasure.models import retraining_due
     from pipelines.erasure.requests import ErasureRequest, keyed_hash
     from pipelines.erasure.serve import serve_location
@@ -317,6 +344,9 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     os.environ["LAKEHOUSE_HOME"] = str(home)
     key = "benchmark-key"
     cfg = load_config("local")
+    privacy = cfg.privacy
+    if cluster_bytes is not None:
+        privacy = privacy.model_copy(update={"cluster_file_bytes": cluster_bytes})
     loc = cfg.location("azure-eu")
     storage = open_storage(loc.root_uri(), {})
     start = dt.date(2026, 10, 1)
@@ -325,7 +355,7 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     )
     for day in sim.days():
         land_day(sim, loc, storage, day, "EUR")
-        ingest.ingest_partition(loc, {}, day)
+        ingest.ingest_partition(loc, {}, day, cluster=delta.bronze_clustering(privacy, key))
     bronze = delta.open_table(loc.table_uri("bronze_events"), {}).to_pyarrow_table()
     silver = pa.table(
         {
@@ -341,8 +371,27 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
     )
     silver_uri = loc.table_uri("silver_events")
     first_days = pc.less(silver["date"], pa.scalar(start + dt.timedelta(days=days // 2)))
+    pinned_silver = None
     for part in (silver.filter(first_days), silver.filter(pc.invert(first_days))):
         write_deltalake(silver_uri, part, partition_by=["date", "region"], mode="append")
+        # as the silver asset does after its Spark step: each written day clustered
+        written = sorted(set(part["date"].to_pylist()))
+        delta.cluster_partitions(
+            silver_uri,
+            {},
+            [{"date": d, "region": "eu"} for d in written],
+            delta.silver_clustering(privacy),
+        )
+        # the model is trained on the first days as written (and clustered): an older version
+        pinned_silver = (
+            delta.table_version(silver_uri, {}) if pinned_silver is None else pinned_silver
+        )
+    # what a closed day's rewrite superseded goes after the retention (VACUUM, here at once:
+    # the lake measured is the steady state, not the transient copies of the rewrite)
+    for name in ("bronze_events", "bronze_quarantine", "bronze_ingest_ledger", "silver_events"):
+        DeltaTable(loc.table_uri(name)).vacuum(
+            retention_hours=0, enforce_retention_duration=False, dry_run=False
+        )
     gold = pa.Table.from_pandas(
         demo_gold(start, days).query("region == 'eu'"), preserve_index=False
     )
@@ -378,7 +427,8 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
             trigger={"trigger": trigger},
         )
 
-    pinned = train(0, "benchmark")
+    assert pinned_silver is not None
+    pinned = train(pinned_silver, "benchmark")
     lake_bytes = sum(p.stat().st_size for p in Path(loc.root_uri()).rglob("*") if p.is_file())
     people = sorted(
         set(zip(bronze["customer_id"].to_pylist(), bronze["email"].to_pylist(), strict=True))
@@ -390,6 +440,10 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
         for n in ("bronze_events", "bronze_quarantine", "bronze_ingest_ledger", "silver_events")
         if delta.open_table(loc.table_uri(n), {}) is not None
     )
+    read_day = {
+        n: _day_read_seconds(loc.table_uri(n), column, start + dt.timedelta(days=1))
+        for n, column in (("bronze_events", "landing_date"), ("silver_events", "date"))
+    }
     t0 = time.perf_counter()
     done = serve_location(
         cfg,
@@ -442,11 +496,35 @@ def erasure(home: Path, days: int, events: int, subjects: int = 100) -> dict[str
         "table_bytes_rewritten": done.bytes_rewritten - done.landing.bytes_rewritten,
         "table_data_files": live_files,
         "table_data_files_rewritten": sum(int(t["files_rewritten"]) for t in done.tables),
+        # the clustering and what it costs readers: files a day, seconds to read a day whole
+        "cluster_file_bytes": privacy.cluster_file_bytes,
+        "bronze_files_per_day": round(
+            len(delta.open_table(loc.table_uri("bronze_events"), {}).file_uris()) / days, 1
+        ),
+        "silver_files_per_day": round(len(delta.open_table(silver_uri, {}).file_uris()) / days, 1),
+        "bronze_day_read_seconds": read_day["bronze_events"],
+        "silver_day_read_seconds": read_day["silver_events"],
     }
 
 
 def main() -> None:
-    """Run the discovery benchmark; the JSON object is the last line."""
+    """Run the benchmark (``BENCH_PART``: discovery, erasure or both); JSON as the last line."""
+    part = os.environ.get("BENCH_PART", "all")
+    if part not in ("all", "discovery", "erasure"):
+        raise SystemExit(f"BENCH_PART={part!r}: one of all, discovery, erasure")
+    result = discovery() if part != "erasure" else {}
+    if part != "discovery":
+        with tempfile.TemporaryDirectory() as tmp:
+            days = int(os.environ.get("BENCH_ERASE_DAYS", "7"))
+            events = int(os.environ.get("BENCH_ERASE_EVENTS", "2000"))
+            cluster = os.environ.get("BENCH_CLUSTER_FILE_BYTES")
+            target = int(cluster) if cluster else None
+            result.update(erasure(Path(tmp), days, events, cluster_bytes=target))
+    print(json.dumps(result))
+
+
+def discovery() -> dict[str, object]:
+    """Precision and recall on the corpus, false positives on gold and features, throughput."""
     values, labels = corpus(20_000)
     ours = score(values, labels, BUILTIN_DETECTORS)
     naive = score(values, labels, NAIVE)
@@ -485,11 +563,7 @@ def main() -> None:
         "naive_scan_mb_per_s": throughput(big, NAIVE),
         "throughput_values": len(big),
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        days = int(os.environ.get("BENCH_ERASE_DAYS", "7"))
-        events = int(os.environ.get("BENCH_ERASE_EVENTS", "2000"))
-        result.update(erasure(Path(tmp), days, events))
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

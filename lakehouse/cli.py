@@ -251,7 +251,9 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines.ingest.events import record_rules
     from pipelines.ingest.partition import ingest_partition
     from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
+    from pipelines.lake import delta
     from pipelines.sovereignty import compute
+    from pipelines.spark.transforms import PII_KEY_ENV
 
     cfg = load_config(args.env)
     location = cfg.location(args.location)
@@ -267,6 +269,7 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
         return cmd_follow(args, cfg, location, grant)
     rules = record_rules(cfg)
+    cluster = delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV))
     out = []
     with Progress("ingest") as progress, progress.stage(location.name, total=len(days)) as stage:
         for day in days:
@@ -279,6 +282,7 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
                 batch_objects=args.batch_objects or BATCH_OBJECTS,
                 batch_bytes=args.batch_bytes or BATCH_BYTES,
                 keep_rows=False,
+                cluster=cluster,
             ).report()
             out.append(report)
             stage.advance(events=int(report["landed"]))

@@ -282,6 +282,8 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     from pipelines.ingest import stream
     from pipelines.ingest.events import record_rules
     from pipelines.ingest.planning import BATCH_OBJECTS
+    from pipelines.lake import delta
+    from pipelines.spark.transforms import PII_KEY_ENV
 
     stop = threading.Event()
 
@@ -326,6 +328,7 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
             max_idle_seconds=args.max_idle_seconds,
             days_back=args.days_back,
             shard=args.shard,
+            cluster=delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV)),
         ),
         on_commit,
         stop,

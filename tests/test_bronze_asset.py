@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 
 import dagster as dg
 import pytest
@@ -14,9 +15,15 @@ from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import SimulationConfig
 from resources import LakeResource
+from resources.pii import PiiKeyResource
 from tests.helpers import DAY, asset, definitions, land, suites
 
 KEY = date_region_key(DAY.isoformat(), "us")
+
+
+def _bronze_resources() -> dict[str, object]:
+    """The bronze asset's resources: the lake, and the key its closed days are clustered by."""
+    return {"lake": LakeResource(), "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"])}
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -31,7 +38,12 @@ def test_materialize_partition_records_counts_and_passes_checks(lake_home):
         ),
     )
     result = dg.materialize(
-        [asset("bronze_events")], partition_key=KEY, resources={"lake": LakeResource()}
+        [asset("bronze_events")],
+        partition_key=KEY,
+        resources={
+            "lake": LakeResource(),
+            "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"]),
+        },
     )
     assert result.success
     meta = result.asset_materializations_for_node("bronze")[0].metadata
@@ -77,7 +89,12 @@ def _land_unknown_currency() -> None:
 def test_an_unknown_currency_is_quarantined_and_the_partition_passes(lake_home):
     _land_unknown_currency()
     result = dg.materialize(
-        [asset("bronze_events")], partition_key=KEY, resources={"lake": LakeResource()}
+        [asset("bronze_events")],
+        partition_key=KEY,
+        resources={
+            "lake": LakeResource(),
+            "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"]),
+        },
     )
     assert result.success
     meta = result.asset_materializations_for_node("bronze")[1].metadata
@@ -108,7 +125,10 @@ def test_a_blocking_check_that_fails_names_the_expectation_and_blocks_downstream
     result = dg.materialize(
         [asset("bronze_events"), downstream],
         partition_key=KEY,
-        resources={"lake": LakeResource()},
+        resources={
+            "lake": LakeResource(),
+            "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"]),
+        },
         raise_on_error=False,
     )
     check = _checks(result)["bronze_events_expectations"]
@@ -234,7 +254,10 @@ def test_hourly_schedule_runs_only_partitions_with_objects_not_ingested(lake_hom
 
 def test_rematerializing_adds_nothing_and_full_reingest_gives_the_same_totals(lake_home):
     land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.02))
-    bronze, res = asset("bronze_events"), {"lake": LakeResource()}
+    bronze, res = (
+        asset("bronze_events"),
+        _bronze_resources(),
+    )
     metas, checks = [], []
     for config in ({"batch_objects": 5}, {}, {"full": True}):
         result = dg.materialize(

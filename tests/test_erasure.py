@@ -9,9 +9,12 @@ from deltalake import DeltaTable
 from lakehouse import cli
 from pipelines.ingest import partition as ingest
 from pipelines.lake import delta
+from pipelines.lake.config import load_config
+from pipelines.lake.storage import open_storage
+from pipelines.replication.sync import sync
 from pipelines.sovereignty.compute import COMPUTE_ENV
 from tests.erasure_lake import build, files_holding, subject
-from tests.helpers import DAY
+from tests.helpers import DAY, config_with
 
 LOCATION = "azure-eu"
 
@@ -111,3 +114,43 @@ def test_defer_records_a_request_for_the_sensor_and_erases_nothing(lake, capsys)
     assert report["status"] == "pending" and customer not in str(report)
     assert [i for i, _ in requests.waiting(loc, loc.storage_options())] == [report["request_id"]]
     assert set(holding) <= set(files_holding(storage, lake["needles"]))  # + the request's row
+
+
+def test_a_replica_of_a_personal_table_in_its_jurisdiction_is_erased_there_too(
+    lake_home, monkeypatch, pii_key, tmp_path, capsys
+):
+    """bronze_events replicated to a second EU location: erased at both, the replica in sync."""
+
+    def edit(data):
+        env = data["environments"]["local"]
+        eu = next(x for x in env["locations"] if x["name"] == LOCATION)
+        env["locations"].append({**eu, "name": "azure-eu-dr", "root": ".lake/azure-eu-dr"})
+        data["replication"].append(
+            {"table": "bronze_events", "from": [LOCATION], "to": "azure-eu-dr"}
+        )
+
+    config_with(tmp_path, monkeypatch, edit)
+    monkeypatch.delenv(COMPUTE_ENV, raising=False)
+    lake = build("local", LOCATION, pii_key, "EUR")
+    cfg = load_config()
+    (replica,) = [r for r in cfg.replicas() if r.table == "bronze_events"]
+    assert replica.target.jurisdiction == "EU"
+    sync(cfg, replica.source_uri, replica.target_uri)
+    dr = open_storage(replica.target_uri, {}, create=False)
+    assert files_holding(dr, lake["needles"])  # the replica holds the subject
+
+    customer, email = subject(lake["location"])
+    argv = ["erase", "--customer-id", customer, "--email", email, "--location", LOCATION]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["verified_absent"] is True
+    (place,) = report["locations"]
+    (entry,) = [t for t in place["tables"] if t.get("replica") == replica.name]
+    assert entry["location"] == "azure-eu-dr" and entry["files_removed"]
+    assert any(k.startswith(f"replica {replica.name}") for k in place["scanned"])
+    assert files_holding(dr, lake["needles"]) == []  # found in no file of the replica
+    # still a replica: its rows are the source's, and the next sync finds it not diverged
+    source = DeltaTable(replica.source_uri).to_pyarrow_table().sort_by("event_id")
+    assert DeltaTable(replica.target_uri).to_pyarrow_table().sort_by("event_id").equals(source)
+    again = sync(cfg, replica.source_uri, replica.target_uri)
+    assert again.versions_behind_after == 0

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from lakehouse import cli
 from pipelines.erasure.models import retraining_due, scan_artifacts
@@ -21,6 +22,7 @@ from pipelines.erasure.requests import ErasureRequest
 from pipelines.lake import delta
 from pipelines.lake.config import MLSettings, load_config
 from pipelines.ml import tracking
+from pipelines.ml.lineage import upstream_lineage
 from pipelines.sovereignty.compute import COMPUTE_ENV
 from tests.erasure_lake import build, files_holding, subject
 from tests.helpers import definitions
@@ -190,3 +192,65 @@ def test_the_erasure_run_marks_the_model_and_the_sensor_asks_for_retraining(lake
     assert LOCATION in run.tags["lakehouse/drift_reason"]
     assert not _retrain_sensor(instance, found.cursor).run_requests  # a replayed tick: nothing
     assert t.client().get_model_version(t.model_name, first.version).tags[tracking.ERASED_TAG]
+
+
+def _commit_naming(uri: str, rows, inputs: dict[str, int], partition_by: list[str]) -> int:
+    """Write ``rows`` to ``uri`` with a commit naming what it read, as a transform's does."""
+    meta = {
+        delta.lineage.INPUTS_KEY: json.dumps([{"uri": u, "version": v} for u, v in inputs.items()])
+    }
+    write_deltalake(
+        uri, rows, partition_by=partition_by, mode="append",
+        commit_properties=CommitProperties(custom_metadata=meta),
+    )  # fmt: skip
+    return delta.table_version(uri, {})
+
+
+def test_the_forecaster_is_marked_through_the_versions_behind_its_features(lake, features, capsys):
+    """Features -> gold -> silver: a model recording only its features version is marked."""
+    cfg = load_config()
+    loc = lake["location"]
+    silver = loc.table_uri("silver_events")
+    held = delta.table_version(silver, {})  # the version holding the subject
+    gold = loc.table_uri("gold_daily_demand")
+    day = pa.table({"date": [dt.date(2026, 10, 1)], "region": [loc.region], "units": [3]})
+    gold_version = _commit_naming(gold, day, {silver: held}, ["date", "region"])
+    feats = cfg.home.table_uri("demand_features")
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    features_version = _commit_naming(feats, table, {gold: gold_version}, ["date"])
+    behind = upstream_lineage(cfg, feats, features_version, lambda loc: loc.storage_options())
+    assert {(x.table, x.version) for x in behind} == {
+        (f"gold_daily_demand.{LOCATION}", gold_version),
+        (f"silver_events.{LOCATION}", held),
+    }
+    lineage = [tracking.Lineage("demand_features", feats, features_version, len(features))]
+    first = tracking.train_and_register(
+        lake["tracking"], features, [*lineage, *behind], SETTINGS, params={"max_iter": 3}, end=END
+    )
+    customer, email = subject(loc)
+    argv = ["erase", "--customer-id", customer, "--email", email, "--location", LOCATION]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    (marked,) = report["models_marked"]
+    assert marked["version"] == first.version
+    assert f"silver_events@v{held}" in marked["trained_on"]
+
+
+def test_upstream_versions_follow_spark_user_metadata_and_take_the_latest(tmp_path):
+    bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
+    one = pa.table({"a": [1]})
+    for _ in range(3):
+        write_deltalake(bronze, one, mode="append")
+    # Spark's commits carry the list in userMetadata; delta-rs's under its own key
+    for version in (0, 2):
+        write_deltalake(
+            silver, one, mode="append",
+            commit_properties=CommitProperties(
+                custom_metadata={"userMetadata": delta.inputs_metadata({bronze: version})}
+            ),
+        )  # fmt: skip
+    write_deltalake(silver, one, mode="append")  # a commit naming nothing
+    assert delta.upstream_versions(silver, 2, lambda u: {}) == {bronze: 2}
+    assert delta.upstream_versions(silver, 0, lambda u: {}) == {bronze: 0}
+    assert delta.upstream_versions(str(tmp_path / "gone"), 0, lambda u: {}) == {}
+    assert delta.commit_inputs({"userMetadata": "not json"}) == {}

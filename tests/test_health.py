@@ -7,6 +7,7 @@ landed by the simulator and ingested by the real ingest, with one injected bad d
 import datetime as dt
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,11 +33,17 @@ from pipelines.replication.options import SyncOptions
 from pipelines.replication.sync import sync
 from pipelines.simulation.simulate import BadDay, SimulationConfig, land_day
 from resources import LakeResource
+from resources.pii import PiiKeyResource
 from tests.helpers import gold_rows, suites
 
 START, END = dt.date(2026, 9, 7), dt.date(2026, 10, 7)  # 31 days: 3-4 weeks of baseline
 BAD = BadDay("eu", dt.date(2026, 10, 1), 0.15)  # a producer breaks a field
 GOLD_DAYS = (dt.date(2026, 10, 5), dt.date(2026, 10, 6))
+
+
+def _bronze_resources() -> dict[str, object]:
+    """The bronze asset's resources: the lake, and the key its closed days are clustered by."""
+    return {"lake": LakeResource(), "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"])}
 
 
 def _options(loc):
@@ -515,7 +522,10 @@ def test_observe_reads_ingest_counts_and_step_seconds_from_the_instance(lake_hom
     result = dg.materialize(
         [asset("bronze_events")],
         partition_key=date_region_key(DAY.isoformat(), "us"),
-        resources={"lake": LakeResource()},
+        resources={
+            "lake": LakeResource(),
+            "pii": PiiKeyResource(key=os.environ["LAKEHOUSE_PII_KEY"]),
+        },
         instance=instance,
     )
     meta = result.asset_materializations_for_node("bronze")[0].metadata

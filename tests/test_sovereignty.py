@@ -153,7 +153,7 @@ def test_bronze_of_an_eu_partition_on_a_us_worker_is_refused_before_any_read(
     result = dg.materialize(
         [asset("bronze_events")],
         partition_key=EU_KEY,
-        resources={"lake": resources_for("local")["lake"]},
+        resources={k: resources_for("local")[k] for k in ("lake", "pii")},
         raise_on_error=False,
     )
     assert not result.success
@@ -174,7 +174,7 @@ def test_the_same_partition_on_an_eu_worker_reads_and_records_its_jurisdiction(
     result = dg.materialize(
         [asset("bronze_events")],
         partition_key=EU_KEY,
-        resources={"lake": resources_for("local")["lake"]},
+        resources={k: resources_for("local")[k] for k in ("lake", "pii")},
     )
     assert result.success
     assert any(c.startswith("list") for c in spy.calls)
@@ -191,7 +191,7 @@ def test_an_undeclared_local_worker_says_so_in_the_run_log(lake_home):
         result = dg.materialize(
             [asset("bronze_events")],
             partition_key=EU_KEY,
-            resources={"lake": resources_for("local")["lake"]},
+            resources={k: resources_for("local")[k] for k in ("lake", "pii")},
             instance=instance,
         )
         logs = [(e.level, e.user_message) for e in instance.all_logs(result.run_id)]

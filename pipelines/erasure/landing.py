@@ -11,6 +11,14 @@ rewritten object would be taken for one rewritten by its producer and quarantine
 (``object_rewritten``). Its ``object`` rows are therefore updated in the same request to the new
 etag and size, and their counts lowered by the records removed (ingested, quarantined, or
 duplicates), so the next run skips it and every object still reconciles.
+
+An ingest running meanwhile must not take the object's old bytes while the erasure rewrites it
+(both would win: the subject back in bronze, or the object quarantined as rewritten). Before
+any table is touched, the objects holding a subject are found (:func:`find_landing`) and fenced
+in the ledger (:func:`fence_landing`: a batch of their partition claimed, which an ingest
+planning the same batch loses, and rows no ingest takes an object past); the erasure then
+deletes the rows, rewrites each object only if its etag is still the one it read, moves its
+ledger rows, and lifts the fence (:func:`release_landing`).
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from dataclasses import asdict, dataclass, field
 import fastavro
 
 from pipelines.ingest import capture, ledger
+from pipelines.ingest.partition import fence_objects
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
-from pipelines.lake.storage import Storage
+from pipelines.lake.storage import ObjectInfo, Storage
 from pipelines.privacy.erase import Subject
 
 AVRO_BODY = {"eventhubs_capture": "Body", "pubsub_avro": "data"}
@@ -88,27 +97,89 @@ def _landing_date(location: LakeLocation, key: str) -> object | None:
         return None
 
 
+@dataclass
+class Found:
+    """The landing objects holding a subject, as first read (etag and size)."""
+
+    objects: list[ObjectInfo] = field(default_factory=list)
+    scanned: int = 0
+    bytes_scanned: int = 0
+    fences: dict[object, int] = field(default_factory=dict)  # landing date -> fence batch
+
+    def by_day(self, location: LakeLocation) -> dict[object, list[str]]:
+        """Their keys per landing date (objects outside any date's folder aside)."""
+        out: dict[object, list[str]] = {}
+        for info in self.objects:
+            day = _landing_date(location, info.path)
+            if day is not None:
+                out.setdefault(day, []).append(info.path)
+        return out
+
+
+def _holds_subject(fmt: str, data: bytes, holds: re.Pattern[bytes], needles: list[bytes]) -> bool:
+    try:
+        return _rewrite(fmt, data, holds) is not None
+    except Exception:  # undecodable: its raw bytes are what it holds
+        return any(n in data for n in needles)
+
+
+def find_landing(location: LakeLocation, storage: Storage, subject: Subject) -> Found:
+    """Every landing object of ``location`` holding the subject (read only)."""
+    out = Found()
+    holds, needles = _pattern(subject), subject.needles()
+    for info in list(storage.list(location.landing.prefix.strip("/") + "/")):
+        data = storage.get(info.path)
+        out.scanned += 1
+        out.bytes_scanned += info.size
+        if _holds_subject(location.landing.format, data, holds, needles):
+            out.objects.append(info)
+    return out
+
+
+def fence_landing(location: LakeLocation, options: dict[str, str], found: Found) -> int:
+    """Fence the found objects in the ledger of each partition (no ingest takes them); fences."""
+    days = found.by_day(location)
+    for day, keys in days.items():
+        found.fences[day] = fence_objects(location, options, day, keys)  # type: ignore[arg-type]
+    return len(days)
+
+
+def release_landing(location: LakeLocation, options: Mapping[str, str], found: Found) -> None:
+    """Lift the fences once every found object is rewritten and its ledger rows moved."""
+    uri = location.table_uri(ledger.LEDGER_TABLE)
+    for day, keys in found.by_day(location).items():
+        if day in found.fences:
+            part = {"landing_date": day, "region": location.region}
+            ledger.release(uri, options, part, found.fences[day], keys)
+
+
 def erase_landing(
     location: LakeLocation,
     storage: Storage,
     options: Mapping[str, str],
     subject: Subject,
     removed_from: Mapping[str, Mapping[str, int]],
+    found: Found | None = None,
 ) -> LandingErasure:
     """Rewrite every landing object of ``location`` holding the subject; update the ledger.
 
     ``removed_from`` maps ``bronze`` and ``quarantine`` to the rows the erasure deleted per
-    source object, which says how the removed records were counted when ingested.
+    source object, which says how the removed records were counted when ingested. ``found``:
+    the objects :func:`find_landing` read (and :func:`fence_landing` fenced); each is read
+    again and rewritten only if its listing (etag, size) did not change between that read and
+    the write (else :class:`LandingChangedError`). None: the landing area is scanned here.
     """
-    report = LandingErasure()
+    found = found or find_landing(location, storage, subject)
+    report = LandingErasure(found.scanned, found.bytes_scanned)
     holds = _pattern(subject)
     needles = subject.needles()
     fmt = location.landing.format
     ledger_uri = location.table_uri(ledger.LEDGER_TABLE)
-    for info in list(storage.list(location.landing.prefix.strip("/") + "/")):
+    for first in found.objects:
+        info = _current(storage, first.path)
+        if info is None:
+            continue  # gone since: nothing left to erase
         data = storage.get(info.path)
-        report.objects_scanned += 1
-        report.bytes_scanned += info.size
         try:
             done = _rewrite(fmt, data, holds)
         except Exception:  # undecodable: nothing to keep; gone only if it holds the subject
@@ -119,11 +190,12 @@ def erase_landing(
         if done is None:
             continue
         new, records = done
+        if _current(storage, info.path) != info:  # changed while read: the next pass takes it
+            raise LandingChangedError(f"landing object {info.path} changed while being erased")
         storage.put(info.path, new)
         # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
-        folder = info.path.rsplit("/", 1)[0] + "/"
-        listed = [i for i in storage.list(folder) if i.path == info.path]
-        etag, size = (listed[0].etag, listed[0].size) if listed else (None, len(new))
+        now = _current(storage, info.path)
+        etag, size = (now.etag, now.size) if now is not None else (None, len(new))
         report.rewritten.append(
             {"key": info.path, "bytes_before": info.size, "bytes_after": size, "records": records}
         )
@@ -132,6 +204,17 @@ def erase_landing(
             ledger_uri, options, location, info.path, (etag, size), records, removed_from
         )
     return report
+
+
+class LandingChangedError(RuntimeError):
+    """A landing object changed between the erasure's read and its rewrite (serve again)."""
+
+
+def _current(storage: Storage, path: str) -> ObjectInfo | None:
+    """The object as a listing gives it now (etag and size), or None when it is gone."""
+    folder = path.rsplit("/", 1)[0] + "/"
+    listed = [i for i in storage.list(folder) if i.path == path]
+    return listed[0] if listed else None
 
 
 def _update_ledger(

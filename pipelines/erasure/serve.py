@@ -10,8 +10,9 @@ For a batch of requests at one location:
    subject is deleted whatever the VACUUM floor keeps, and commits and checkpoints whose
    statistics name a subject are rewritten. The versions that cost are listed with the replica
    or model that pinned them (:mod:`pipelines.operations.maintenance`'s pins);
-2. landing objects holding a subject's record are rewritten without it and the ledger is told
-   (:mod:`.landing`);
+2. landing objects holding a subject's record are found and fenced in the ledger before any
+   table is touched (no ingest takes them meanwhile), rewritten without it once the rows are
+   gone, the ledger told and the fence lifted (:mod:`.landing`);
 3. every file under the location's root (data files decoded and raw, ``_delta_log`` commits and
    checkpoints, landing objects decoded) is read back and searched for each subject's
    identifiers and pseudonyms: a receipt per request says in how many files it was found (0).
@@ -34,17 +35,24 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.erasure.landing import LandingErasure, erase_landing
+from pipelines.erasure.landing import (
+    LandingErasure,
+    erase_landing,
+    fence_landing,
+    find_landing,
+    release_landing,
+)
 from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, scan_artifacts
 from pipelines.erasure.requests import ErasureRequest, write_receipts
 from pipelines.ingest import capture
 from pipelines.lake import delta
-from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.storage import Storage, open_storage
 from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
 from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
 from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
+from pipelines.replication.sync import sync
 
 RAW_COLUMNS = ("raw", "_rescued_data")
 
@@ -74,6 +82,75 @@ def personal_tables(location: LakeLocation, cfg: LakeConfig) -> list[str]:
     ]
 
 
+def personal_replicas(
+    cfg: LakeConfig, location: LakeLocation, tables: Sequence[str]
+) -> list[Replica]:
+    """Configured replicas of ``location``'s personal ``tables``, in its jurisdiction.
+
+    The policy keeps personal data in its jurisdiction: a replica elsewhere is refused by the
+    sync, so none is there to erase.
+    """
+    return [
+        r
+        for r in cfg.replicas()
+        if r.source.name == location.name
+        and r.table in tables
+        and r.target.jurisdiction == location.jurisdiction
+    ]
+
+
+def erase_replica(
+    cfg: LakeConfig,
+    replica: Replica,
+    subject: Subject,
+    source_options: dict[str, str],
+    target_options: dict[str, str],
+    model_pins_of: Callable[[str], list[maintenance.Pin]],
+) -> dict[str, Any]:
+    """The subject gone from a replica, the replica still a prefix of its erased source.
+
+    Its log is first scrubbed as the source's was (the same bytes: the sync then still finds
+    its last commit equal to the source's), the sync copies the erasing commit and the files it
+    wrote, then every file no live version holds that still holds the subject is removed.
+    """
+    uri = replica.target_uri
+    if delta.open_table(uri, target_options) is None:
+        return {"table": replica.table, "replica": replica.name, "uri": uri, "made": False}
+    before = erase_from_table(uri, target_options, subject, read_back=False, delete=False)
+    synced = sync(
+        cfg,
+        replica.source_uri,
+        uri,
+        source_options=source_options,
+        target_options=target_options,
+    )
+    after = erase_from_table(uri, target_options, subject, read_back=False, delete=False)
+    removed = before.files_removed + after.files_removed
+    lost = sorted(set(before.versions_lost) | set(after.versions_lost))
+    pins = [p for p in model_pins_of(uri) if p.version in lost]
+    return {
+        "table": replica.table,
+        "replica": replica.name,
+        "location": replica.target.name,
+        "uri": uri,
+        "version_before": synced.target_version_before,
+        "version_after": synced.target_version_after,
+        "rows_deleted": 0,  # the source's delete, copied: its rows are counted there
+        "files_rewritten": 0,
+        "files_copied": synced.files_copied,
+        "bytes_written": synced.bytes_copied,
+        "files_removed": removed,
+        "bytes_removed": before.bytes_removed + after.bytes_removed,
+        "log_files_rewritten": before.log_files_rewritten + after.log_files_rewritten,
+        "checkpoints_rewritten": before.checkpoints_rewritten + after.checkpoints_rewritten,
+        "versions_lost": lost,
+        "pinned_by": [
+            {"version": p.version, "kind": p.kind, "name": p.name, "cost": "retrain it"}
+            for p in pins
+        ],
+    }
+
+
 @dataclass
 class ReadBack:
     """What the independent scan of a location read, and where each request was found."""
@@ -82,6 +159,16 @@ class ReadBack:
     bytes_scanned: int = 0
     scanned: dict[str, dict[str, int]] = field(default_factory=dict)  # area -> files, bytes
     found: dict[str, list[str]] = field(default_factory=dict)  # request id -> paths
+
+    def add(
+        self, area: str, files: int, bytes_: int, found: Mapping[str, list[str]], root: str
+    ) -> None:
+        """Another store's read-back counted in (its paths under ``root``)."""
+        self.files_scanned += files
+        self.bytes_scanned += bytes_
+        self.scanned[area] = {"files": files, "bytes": bytes_}
+        for request_id, paths in found.items():
+            self.found.setdefault(request_id, []).extend(f"{root}/{p}" for p in paths)
 
 
 def _area(path: str, landing_prefix: str) -> str:
@@ -145,7 +232,8 @@ def _pins_of(
         for p in pins:
             if (p.kind == "replica" and p.version <= version) or p.version == version:
                 what = (
-                    "the replica keeps its own copy of the version until it is erased there"
+                    "the replica's copy of the version is erased with it (same jurisdiction) "
+                    "or, elsewhere, cannot hold personal data"
                     if p.kind == "replica"
                     else "the model's training version can no longer be read back; retrain it"
                 )
@@ -258,6 +346,11 @@ def serve_location(
         if table is not None:
             check_erasable(location.table_uri(name), table)
             present.append(name)
+    storage = open_storage(location.root_uri(), options)
+    # the landing objects holding a subject, fenced before any row is deleted: no ingest takes
+    # their old bytes while they are rewritten (pipelines/erasure/landing.py)
+    found = find_landing(location, storage, subject)
+    fence_landing(location, options, found)
     for name in present:
         uri = location.table_uri(name)
         report = erase_from_table(uri, dict(options), subject, read_back=False)
@@ -282,11 +375,15 @@ def serve_location(
                 "pinned_by": _pins_of(cfg, location, name, report, options_for, pins_of),
             }
         )
+    for replica in personal_replicas(cfg, location, present):
+        out.tables.append(
+            erase_replica(cfg, replica, subject, options, options_for(replica.target), pins_of)
+        )
     if tracking is not None:
         out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
         out.retraining_due = retraining_due(tracking)
-    storage = open_storage(location.root_uri(), options)
-    out.landing = erase_landing(location, storage, options, subject, removed)
+    out.landing = erase_landing(location, storage, options, subject, removed, found)
+    release_landing(location, options, found)
     needles = {
         r.request_id: [
             v.encode()
@@ -298,18 +395,22 @@ def serve_location(
     if tracking is not None:
         out.artifacts = scan_artifacts(tracking, needles, remove=True)
     out.read_back = read_back(storage, location, needles)
+    for replica in personal_replicas(cfg, location, present):
+        # read back where each replica lives, as the location's own files
+        store = open_storage(replica.target_uri, options_for(replica.target), create=False)
+        seen = read_back(store, replica.target, needles)
+        out.read_back.add(
+            f"replica {replica.name} at {replica.target.name}",
+            seen.files_scanned,
+            seen.bytes_scanned,
+            seen.found,
+            replica.target_uri,
+        )
     if tracking is not None:  # read back independently of what the first pass removed
         again = scan_artifacts(tracking, needles, remove=False)
-        out.read_back.files_scanned += again.files_scanned
-        out.read_back.bytes_scanned += again.bytes_scanned
-        out.read_back.scanned["mlflow_artifacts"] = {
-            "files": again.files_scanned,
-            "bytes": again.bytes_scanned,
-        }
-        for request_id, paths in again.found.items():
-            out.read_back.found.setdefault(request_id, []).extend(
-                f"{again.root}/{p}" for p in paths
-            )
+        out.read_back.add(
+            "mlflow_artifacts", again.files_scanned, again.bytes_scanned, again.found, again.root
+        )
     out.seconds = round(time.perf_counter() - t0, 3)
     served = now or dt.datetime.now(dt.UTC)
     write_receipts(location, options, [out.receipt(r, key, served) for r in requests])

@@ -1,8 +1,10 @@
 """Closed days: the compaction of a day no more objects land in, and the backlog check.
 
 A day is closed :data:`DAY_CLOSES_AFTER` after it ends; its partition of bronze, quarantine and
-the ledger is then compacted once it holds many small files. :func:`backlog` is what the hourly
-safety net asks of a partition.
+the ledger is then compacted once it holds many small files; with a clustering, bronze's
+partition is rewritten into files grouped by a keyed customer bucket (one rewrite a day, and
+again only if objects land late), so an erasure rewrites only the files of the subjects' buckets.
+:func:`backlog` is what the hourly safety net asks of a partition.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pipelines.ingest.events import bronze_partition
 from pipelines.ingest.landing import landing_listing
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import open_storage
 
 # A day is closed (no more objects land in its folders) this long after it ends.
@@ -43,7 +46,8 @@ def backlog(
         return f"{new} landed objects not ingested"
     closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
     if (now or dt.datetime.now(dt.UTC)) >= closes + DAY_CLOSES_AFTER and (
-        delta.partition_files(location.table_uri(BRONZE_TABLE), options, part) > COMPACT_ABOVE_FILES
+        delta.partition_files(location.table_uri(BRONZE_TABLE), options, part, unclustered=True)
+        > COMPACT_ABOVE_FILES
     ):
         return "closed day with small files to compact"
     return None
@@ -55,9 +59,21 @@ def _compact_if_closed(
     part: dict[str, object],
     landing_date: dt.date,
     now: dt.datetime | None,
+    cluster: Clustering | None = None,
 ) -> bool:
-    """Compact a closed day's partition of the three tables once it has many small files."""
+    """Compact a closed day's partition of the three tables once it has many small files.
+
+    ``cluster`` applies to the first (bronze): its partition is clustered once any of its
+    files is not; the quarantine and the ledger hold no customer column to group by.
+    """
     closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
     if (now or dt.datetime.now(dt.UTC)) < closes + DAY_CLOSES_AFTER:
         return False
-    return any([delta.compact_partition(uri, options, part, COMPACT_ABOVE_FILES) for uri in uris])
+    return any(
+        [
+            delta.compact_partition(
+                uri, options, part, COMPACT_ABOVE_FILES, cluster if i == 0 else None
+            )
+            for i, uri in enumerate(uris)
+        ]
+    )

@@ -11,7 +11,12 @@ kinds of rows, all appended:
 - ``commit``: written once the batch's bronze and quarantine commits are in: their versions;
 - ``abandon``: written instead when a pending batch's staged files are gone (removed by upkeep
   or by hand before anyone committed them): its objects count as not ingested, and the next
-  batch takes them again. A commit never names a file that does not exist.
+  batch takes them again. A commit never names a file that does not exist;
+- ``erasure``: a landing object an erasure is about to rewrite (:func:`fence`), written with a
+  batch of its own (so an ingest that planned that batch number loses its claim and reads the
+  ledger again); an ingest takes no fenced object. A ``released`` row of the same batch and key
+  lifts the fence once the erasure has rewritten the object and moved its ``object`` rows to
+  the new identity (:func:`release`).
 
 Batches are numbered per partition. The ``object`` and ``batch`` rows of batch *n* are one
 commit carrying the Delta transaction id ``(lakehouse-ingest:<date>|<region>, n)``: delta-rs
@@ -107,6 +112,8 @@ class LedgerState:
     abandoned: set[int] = field(default_factory=set)
     # the highest batch bronze or quarantine holds (read before the ledger): numbers go above it
     tables_hold: int = 0
+    # landing keys an erasure fenced (:func:`fence`): no ingest takes them until released
+    erasing: set[str] = field(default_factory=set)
 
     @property
     def last_batch(self) -> int:
@@ -182,6 +189,8 @@ def read_state(
     state.abandoned = _abandoned(rows)
     rows = _without_abandoned(rows, state.abandoned, keep_kinds=("batch", "abandon"))
     kinds = rows["kind"].to_pylist()
+    if "erasure" in kinds:
+        state.erasing = _fenced(rows)
     for kind, table in (
         ("object", rows.filter(pc.equal(rows["kind"], "object"))),
         ("batch", rows.filter(pc.equal(rows["kind"], "batch"))),
@@ -191,6 +200,17 @@ def read_state(
             continue
         _read_kind(state, kind, table)
     return state
+
+
+def _fenced(rows: pa.Table) -> set[str]:
+    """Keys an ``erasure`` row fences and no ``released`` row of the same batch releases."""
+
+    def pairs(kind: str) -> set[tuple[str, int]]:
+        picked = rows.filter(pc.equal(rows["kind"], kind))
+        keys, batches = picked["source_object"].to_pylist(), picked["batch"].to_pylist()
+        return set(zip(keys, batches, strict=True))
+
+    return {k for k, _ in pairs("erasure") - pairs("released")}
 
 
 def _abandoned(rows: pa.Table) -> set[int]:
@@ -348,6 +368,18 @@ def claim(
             "event_id_hashes": np.ascontiguousarray(hashes, np.uint64).tobytes(),
         }
     )
+    return _claim_rows(uri, options, partition, number, rows, batch.replace)
+
+
+def _claim_rows(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    rows: list[dict[str, Any]],
+    replace: bool,
+) -> bool:
+    """Commit ``rows`` as batch ``number`` (its transaction id): False when it was taken."""
     table = _rows(partition, rows)
     adds = delta.stage_files(uri, table, partition, options, partition_by=BRONZE_PARTITION_BY)
     claimed = delta.commit_files(
@@ -356,7 +388,7 @@ def claim(
         LEDGER_SCHEMA,
         partition,
         options,
-        replace=batch.replace,
+        replace=replace,
         app_id=app_id(partition),
         app_version=number,
         partition_by=BRONZE_PARTITION_BY,
@@ -365,6 +397,55 @@ def claim(
     if not claimed:
         delta.discard_files(uri, options, adds)
     return claimed
+
+
+def fence(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    keys: list[str],
+) -> bool:
+    """Claim batch ``number`` for an erasure about to rewrite the landing objects ``keys``.
+
+    The batch holds no files (nothing reaches bronze) and is recorded as committed at once; its
+    ``erasure`` rows keep every ingest off those objects until :func:`release`. False, writing
+    nothing, when another writer claimed ``number`` first (read the ledger again, take the next).
+    """
+    empty: dict[str, list[object]] = {"bronze": [], "quarantine": []}
+    rows: list[dict[str, Any]] = [
+        {"kind": "erasure", "batch": number, "source_object": k} for k in sorted(set(keys))
+    ]
+    rows.append(
+        {
+            "kind": "batch",
+            "batch": number,
+            "replace": False,
+            "plan": json.dumps(empty),
+            "event_id_hashes": b"",
+        }
+    )
+    if not _claim_rows(uri, options, partition, number, rows, False):
+        return False
+    record_commit(uri, options, partition, number, (-1, -1))
+    return True
+
+
+def release(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    number: int,
+    keys: list[str],
+) -> None:
+    """Lift fence ``number`` from ``keys`` (their objects rewritten, their rows moved).
+
+    A plain append of ``released`` rows, the product's own commit path on every cloud: the
+    fence of batch ``number`` is over for each key it names.
+    """
+    rows = [{"kind": "released", "batch": number, "source_object": k} for k in sorted(set(keys))]
+    if rows:
+        _append(uri, options, partition, _rows(partition, rows))
 
 
 def record_commit(

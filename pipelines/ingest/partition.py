@@ -41,6 +41,7 @@ from pipelines.ingest.landing import _fetch_or_skip, landing_listing
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
 from pipelines.lake import delta, memory
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 REWRITTEN = "object_rewritten"
@@ -134,6 +135,16 @@ class _Tables:
     ledger: str
     options: dict[str, str]
 
+    @staticmethod
+    def of(location: LakeLocation, options: dict[str, str]) -> _Tables:
+        """A location's three tables."""
+        return _Tables(
+            location.table_uri(BRONZE_TABLE),
+            location.table_uri(QUARANTINE_TABLE),
+            location.table_uri(ledger.LEDGER_TABLE),
+            dict(options),
+        )
+
     def targets(self) -> dict[str, tuple[str, pa.Schema]]:
         return {
             "bronze": (self.bronze, BRONZE_SCHEMA),
@@ -190,6 +201,7 @@ def ingest_partition(
     shard: tuple[int, int] | None = None,
     now: dt.datetime | None = None,
     stop: Callable[[], bool] | None = None,
+    cluster: Clustering | None = None,
 ) -> PartitionIngest:
     """Ingest the objects of one landing date of a location not ingested yet.
 
@@ -202,7 +214,8 @@ def ingest_partition(
     partition, then anything new. An object rewritten in place is quarantined whole
     (``object_rewritten``) until a full re-ingest reads it again. ``on_batch`` sees each
     batch's result once it is committed (its rows kept in the run's result only with
-    ``keep_rows``). A closed day's partition is compacted. ``rules`` default to those of the
+    ``keep_rows``). A closed day's partition is compacted (bronze's grouped by a keyed customer
+    bucket with ``cluster``, :mod:`pipelines.lake.delta.cluster`). ``rules`` default to those of the
     configuration in use. ``stop`` is asked after each batch: once it says True, the run ends
     there (the batch in flight is committed first; what is left waits for the next run).
     """
@@ -210,12 +223,7 @@ def ingest_partition(
     storage = open_storage(location.root_uri(), options)
     infos, unconfigured = landing_listing(storage, location.landing, landing_date)
     part = bronze_partition(landing_date, location.region)
-    t = _Tables(
-        location.table_uri(BRONZE_TABLE),
-        location.table_uri(QUARANTINE_TABLE),
-        location.table_uri(ledger.LEDGER_TABLE),
-        dict(options),
-    )
+    t = _Tables.of(location, options)
     limits = (batch_objects, batch_bytes)
     state, finished = _settle(t, part, check=True, full=full)
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
@@ -271,7 +279,7 @@ def ingest_partition(
         if stop is not None and stop():
             break
     done.compacted = _compact_if_closed(
-        (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now
+        (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now, cluster
     )
     return _totals(done, state, t, part)
 
@@ -365,3 +373,30 @@ def _totals(
         "quarantine": delta.partition_rows(t.quarantine, t.options, part),
     }
     return done
+
+
+def fence_objects(
+    location: LakeLocation, options: dict[str, str], landing_date: dt.date, keys: list[str]
+) -> int:
+    """Keep every ingest of the partition off the landing objects ``keys``; the batch taken.
+
+    What an erasure does before it deletes a subject's rows and rewrites those objects: the
+    batches already claimed are finished first (their rows are in bronze before the delete),
+    then a batch of the partition is claimed for the fence (:func:`ledger.fence`), so an ingest
+    that planned the same number loses its claim and reads the ledger again, fence included.
+    """
+    part = bronze_partition(landing_date, location.region)
+    t = _Tables.of(location, options)
+    for _ in range(FENCE_ATTEMPTS):
+        state, _ = _settle(t, part, check=True)
+        number = state.last_batch + 1
+        if ledger.fence(t.ledger, t.options, part, number, keys):
+            return number
+    raise ledger.LedgerError(
+        f"could not fence {len(keys)} landing object(s) of {landing_date}|{location.region}: "
+        f"{FENCE_ATTEMPTS} batches in a row were claimed by other writers"
+    )
+
+
+# an ingest claims a batch now and then: a fence tried this often without a turn is an error
+FENCE_ATTEMPTS = 20

@@ -55,13 +55,18 @@ def _next_batch(
     limits: tuple[int, int],
     shard: tuple[int, int] | None,
 ) -> _Todo:
-    """The objects not ingested yet (in key order), and those rewritten in place."""
+    """The objects not ingested yet (in key order), and those rewritten in place.
+
+    Objects an erasure has fenced (:func:`ledger.fence`) are left for a later run.
+    """
     done, keys = state.identities(), {o.key: o for o in state.objects}
     new: list[ObjectInfo] = []
     rewritten: list[tuple[ObjectInfo, ledger.ObjectEntry]] = []
     for info in infos:
         key = _printable(info.path)
         if (key, info.etag, info.size) in done or not _in_shard(key, shard):
+            continue
+        if key in state.erasing:  # an erasure is rewriting it: taken once it is done
             continue
         if key in keys:
             rewritten.append((info, keys[key]))

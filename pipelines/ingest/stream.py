@@ -50,6 +50,7 @@ from pipelines.ingest.landing import date_folders, landing_listing, list_after
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.ingest.state import STATE_PREFIX
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
 # Where workers keep their state in the location's own store (never personal data): a status
@@ -74,6 +75,8 @@ class FollowOptions:
     shard: tuple[int, int] | None = None
     # older dates (a backlog beyond ``days_back``) checked against the ledger per listing
     backlog_dates_per_tick: int = 4
+    # a closed day's bronze grouped by a keyed customer bucket (:mod:`pipelines.lake.delta.cluster`)
+    cluster: Clustering | None = field(default=None, repr=False)
 
 
 def in_shard(day: dt.date, shard: tuple[int, int] | None) -> bool:
@@ -371,6 +374,7 @@ class Follower:
             batch_bytes=self.follow.batch_bytes,
             keep_rows=False,
             on_batch=batches.append,
+            cluster=self.follow.cluster,
             stop=lambda: True,  # one batch a call; the loop comes back for the rest
         )
         held = {o.identity for o in done.objects}

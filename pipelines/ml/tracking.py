@@ -425,7 +425,12 @@ def log_evidence(client: MlflowClient, run_id: str, record: RunRecord, reference
         tags=[RunTag(k, v) for k, v in tags.items()],
     )
     sample = record.evaluation.train.head(1000)
-    client.log_inputs(run_id, [_dataset_input(sample, lin) for lin in record.lineage])
+    # the rows trained on are the first input's (the features); the tables behind them by name
+    inputs = [
+        _dataset_input(sample if i == 0 else sample.head(0), lin)
+        for i, lin in enumerate(record.lineage)
+    ]
+    client.log_inputs(run_id, inputs)
     lineage = {
         "inputs": [asdict(lin) for lin in record.lineage],
         "window": record.evaluation.window.as_params(),

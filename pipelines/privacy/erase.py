@@ -384,11 +384,18 @@ def _versions_referencing(
 
 
 def erase_from_table(
-    uri: str, options: dict[str, str], subject: Subject, *, read_back: bool = True
+    uri: str,
+    options: dict[str, str],
+    subject: Subject,
+    *,
+    read_back: bool = True,
+    delete: bool = True,
 ) -> TableErasure:
     """Delete the subject's rows, remove older files that hold them, then verify by reading.
 
     ``read_back=False`` leaves the verification to the caller (who reads back a whole location).
+    ``delete=False`` only removes the files no live version holds and scrubs the log: a
+    replica, whose delete is its source's, copied by the sync.
     """
     t0 = time.perf_counter()
     table = open_table(uri, options)
@@ -396,7 +403,7 @@ def erase_from_table(
         raise FileNotFoundError(f"{uri} is not a Delta table")
     check_erasable(uri, table)
     before = table.version()
-    deleted, by_object = _delete_rows(table, subject)
+    deleted, by_object = _delete_rows(table, subject) if delete else (0, {})
     after = table.version()
     live = set(_live(table))
     storage = open_storage(uri, options, create=False)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.lake import tables
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
 from pipelines.lake.config.environment import env, process_environment
-from pipelines.lake.delta import date_range_predicate, sql_literal
+from pipelines.lake.delta import date_range_predicate, inputs_metadata, sql_literal
 from pipelines.spark import session as spark_engine
 from pipelines.spark import transforms as T
 
@@ -113,14 +113,23 @@ def read_delta(
     options: dict[str, str],
     where: str,
     what: str,
+    inputs: dict[str, int] | None = None,
 ) -> DataFrame:
     """Rows of a location's Delta table matching ``where`` (partition pruning).
 
-    A clear error when there is no table.
+    A clear error when there is no table. With ``inputs``, the table is read at its latest
+    version, pinned (``versionAsOf``), and the version recorded under ``uri``: the write
+    names what it read in its commit (:func:`pipelines.lake.delta.inputs_metadata`).
     """
     target = spark_engine.configure_storage(spark, uri, options, location)
     try:
-        return spark.read.format("delta").load(target).where(where)
+        reader = spark.read.format("delta")
+        if inputs is not None:
+            latest = spark.sql(f"DESCRIBE HISTORY delta.`{target}` LIMIT 1").first()
+            if latest is not None:
+                inputs[uri] = int(latest["version"])
+                reader = reader.option("versionAsOf", inputs[uri])
+        return reader.load(target).where(where)
     except Exception as exc:
         if "is not a Delta table" in str(exc) or "PATH_NOT_FOUND" in str(exc):
             raise ConfigError(f"{what}: no Delta table at {uri}") from None
@@ -135,6 +144,7 @@ def silver(
     end: dt.date,
     pii_key: str,
     lateness_days: int = T.DEFAULT_LATENESS_DAYS,
+    inputs: dict[str, int] | None = None,
 ) -> DataFrame:
     """Silver events of a location's region for event dates ``[start, end]``."""
     key_frame = T.pii_key_frame(spark, pii_key)
@@ -150,6 +160,7 @@ def silver(
         options,
         where,
         f"bronze of {location.name}",
+        inputs,
     )
     return T.silver_events(bronze, key_frame, start, end)
 
@@ -160,6 +171,7 @@ def gold(
     options: dict[str, str],
     start: dt.date,
     end: dt.date,
+    inputs: dict[str, int] | None = None,
 ) -> DataFrame:
     """Gold daily demand of a location's region for ``[start, end]``, from its silver."""
     where = date_range_predicate(start, end, location.region)
@@ -170,6 +182,7 @@ def gold(
         options,
         where,
         f"silver of {location.name}",
+        inputs,
     )
     return T.gold_daily_demand(rows)
 
@@ -188,13 +201,24 @@ def union_all(frames: list[DataFrame]) -> DataFrame:
 
 
 def features(
-    spark: SparkSession, cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date
+    spark: SparkSession,
+    cfg: LakeConfig,
+    options: dict[str, str],
+    start: dt.date,
+    end: dt.date,
+    inputs: dict[str, int] | None = None,
 ) -> DataFrame:
     """Demand features of ``[start, end]``: every region's gold, only the look-back it needs."""
     lo, hi = T.feature_window(start, end)
     frames = [
         read_delta(
-            spark, cfg.home, i.uri, options, date_range_predicate(lo, hi), f"gold of {i.location}"
+            spark,
+            cfg.home,
+            i.uri,
+            options,
+            date_range_predicate(lo, hi),
+            f"gold of {i.location}",
+            inputs,
         )
         for i in feature_inputs(cfg)
     ]
@@ -213,11 +237,20 @@ def write_range(
     end: dt.date,
     region: str | None,
     partition_by: Sequence[str],
+    inputs: Mapping[str, int] | None = None,
 ) -> None:
-    """Replace exactly the partitions of ``[start, end]`` (and region) with ``df``."""
+    """Replace exactly the partitions of ``[start, end]`` (and region) with ``df``.
+
+    ``inputs`` (table URI -> version read) go into the commit (``userMetadata``): a model's
+    lineage follows them from the features back to silver and bronze.
+    """
     target = spark_engine.configure_storage(df.sparkSession, uri, options, location)
     spark_engine.write_replace(
-        df, target, date_range_predicate(start, end, region), list(partition_by)
+        df,
+        target,
+        date_range_predicate(start, end, region),
+        list(partition_by),
+        inputs_metadata(inputs) if inputs else None,
     )
 
 
@@ -244,17 +277,18 @@ def run(spark: SparkSession, request: StepRequest) -> dict[str, str]:
     opts = request.storage_options[loc.name]
     start, end = request.start, request.end
     region: str | None = loc.region
+    inputs: dict[str, int] = {}
     if request.step == "features":
-        df, region = features(spark, request.cfg, opts, start, end), None
+        df, region = features(spark, request.cfg, opts, start, end, inputs), None
     elif request.step == "silver":
         key = request.pii_key() if request.pii_key is not None else None
         if not key:
             raise T.PiiKeyError(f"silver needs the pseudonymization key: set {T.PII_KEY_ENV}")
-        df = silver(spark, loc, opts, start, end, key)
+        df = silver(spark, loc, opts, start, end, key, inputs=inputs)
     else:
-        df = gold(spark, loc, opts, start, end)
+        df = gold(spark, loc, opts, start, end, inputs)
     uri = loc.table_uri(table.name)
-    write_range(df, loc, uri, opts, start, end, region, table.partition_by)
+    write_range(df, loc, uri, opts, start, end, region, table.partition_by, inputs)
     return {"table_uri": uri, "location": loc.name}
 
 

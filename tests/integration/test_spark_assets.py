@@ -155,6 +155,16 @@ def test_range_backfill_equals_day_by_day_and_replicas_feed_features(landed):
         assert not (table.protocol().reader_features or [])  # no deletion vectors etc.
         assert table.to_pyarrow_table().num_rows > 0
 
+    # Each write names what it read: features -> gold replicas -> silver -> bronze (the lineage
+    # a model records, so that an erasure costing a silver or bronze version marks it).
+    feats_uri = home.table_uri(spark_jobs.FEATURES_TABLE)
+    behind = delta.upstream_versions(feats_uri, delta.table_version(feats_uri, {}), lambda u: {})
+    us = cfg.location("aws-us")
+    for table in (spark_jobs.SILVER_TABLE, "bronze_events"):
+        uri = us.table_uri(table)
+        assert behind.get(uri) == delta.table_version(uri, {}), (table, behind)
+    assert any(u.startswith(home.replica_uri(spark_jobs.GOLD_TABLE, "azure-eu")) for u in behind)
+
     # The key is nowhere in what Dagster recorded.
     records = instance.get_records_for_run(res.run_id).records
     assert all(KEY not in str(r.event_log_entry) for r in records)

@@ -335,7 +335,10 @@ class PrivacySettings(BaseModel):
     are read, at most ``sample_rows_per_file`` rows of each, and every text column (and the
     fields kept in ``_rescued_data``) is scanned; a finding refuses the route as a personal-data
     column does. ``erasure_deadline_days``: how long an erasure request may wait (GDPR Art. 12:
-    one month).
+    one month). ``cluster_file_bytes`` and ``cluster_max_buckets``: a closed day of bronze and
+    silver is written as ``k`` files grouped by a keyed customer bucket, ``k`` its bytes over
+    the target (at most the maximum), so an erasure rewrites only the files of the subjects'
+    buckets (:mod:`pipelines.lake.delta.cluster`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -343,6 +346,8 @@ class PrivacySettings(BaseModel):
     sample_files: int = Field(8, ge=1)
     sample_rows_per_file: int = Field(1_000, ge=1)
     erasure_deadline_days: int = Field(30, ge=1)
+    cluster_file_bytes: int = Field(128 * 1024 * 1024, ge=1)
+    cluster_max_buckets: int = Field(256, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _unique(self) -> PrivacySettings:

@@ -13,6 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pipelines.lake.delta.cluster import (
+        Clustering,
+        ClusteringError,
+        bronze_clustering,
+        is_clustered,
+        silver_clustering,
+    )
     from pipelines.lake.delta.commit import (
         COMMIT_MARK,
         MissingFileError,
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
         write_partition,
         write_range,
     )
+    from pipelines.lake.delta.lineage import commit_inputs, inputs_metadata, upstream_versions
     from pipelines.lake.delta.read import (
         TableError,
         date_range_predicate,
@@ -44,9 +52,25 @@ if TYPE_CHECKING:
         table_rows,
         table_version,
     )
-    from pipelines.lake.delta.rewrite import compact_partition, rewrite_partition, z_order_indices
+    from pipelines.lake.delta.rewrite import (
+        cluster_partitions,
+        compact_partition,
+        rewrite_partition,
+        z_order_indices,
+    )
 
 _MODULE_OF = {
+    **dict.fromkeys(
+        (
+            "Clustering",
+            "ClusteringError",
+            "bronze_clustering",
+            "is_clustered",
+            "silver_clustering",
+        ),
+        "cluster",
+    ),
+    **dict.fromkeys(("commit_inputs", "inputs_metadata", "upstream_versions"), "lineage"),
     **dict.fromkeys(
         (
             "COMMIT_MARK",
@@ -84,7 +108,10 @@ _MODULE_OF = {
         ),
         "read",
     ),
-    **dict.fromkeys(("compact_partition", "rewrite_partition", "z_order_indices"), "rewrite"),
+    **dict.fromkeys(
+        ("cluster_partitions", "compact_partition", "rewrite_partition", "z_order_indices"),
+        "rewrite",
+    ),
 }
 
 
@@ -99,15 +126,22 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "COMMIT_MARK",
+    "Clustering",
+    "ClusteringError",
     "MissingFileError",
     "TableError",
+    "bronze_clustering",
+    "cluster_partitions",
     "commit_files",
+    "commit_inputs",
     "compact_partition",
     "date_range_predicate",
     "deltalake_target",
     "discard_files",
     "file_actions",
     "file_stats",
+    "inputs_metadata",
+    "is_clustered",
     "missing_files",
     "open_table",
     "partition_files",
@@ -119,11 +153,13 @@ __all__ = [
     "read_range",
     "read_values",
     "rewrite_partition",
+    "silver_clustering",
     "sql_literal",
     "stage_files",
     "stats_json",
     "table_rows",
     "table_version",
+    "upstream_versions",
     "version_of",
     "write_partition",
     "write_range",

@@ -308,12 +308,18 @@ def _check_rows_in(uri: str, data: pa.Table, partition: Mapping[str, object]) ->
             raise ValueError(f"{uri}: {wrong.as_py()} rows are not in the partition {col}={value}")
 
 
-def _put_file(store: Storage, folder: str, rows: pa.Table, values: Mapping[str, str]) -> AddAction:
+def _put_file(
+    store: Storage,
+    folder: str,
+    rows: pa.Table,
+    values: Mapping[str, str],
+    name: str | None = None,
+) -> AddAction:
     """Encode ``rows`` as one Parquet file under ``folder``, upload it, return its add action."""
     sink = pa.BufferOutputStream()
     pq.write_table(rows, sink, compression="snappy", use_dictionary=_few_values(rows))
     buf = sink.getvalue()
-    name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    name = name or f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
     path = f"{folder}/{name}" if folder else name
     store.put(path, buf.to_pybytes())
     return AddAction(

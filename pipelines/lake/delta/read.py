@@ -17,6 +17,7 @@ from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from pipelines.lake.config import ADAPTER_OPTION
+from pipelines.lake.delta.cluster import is_clustered
 from pipelines.lake.storage import count_read, gcs_emulator_endpoint, open_storage
 
 
@@ -311,10 +312,24 @@ def partition_rows(uri: str, options: Mapping[str, str], partition: Mapping[str,
     return int(pc.sum(adds.column("num_records")).as_py() or 0)
 
 
-def partition_files(uri: str, options: Mapping[str, str], partition: Mapping[str, object]) -> int:
-    """Data files of one partition in the table's latest version."""
+def partition_files(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    *,
+    unclustered: bool = False,
+) -> int:
+    """Data files of one partition in the table's latest version.
+
+    ``unclustered``: only those a clustered rewrite did not write (:mod:`.cluster`).
+    """
     table = open_table(uri, options)
-    return 0 if table is None else _partition_adds(table, partition).num_rows
+    if table is None:
+        return 0
+    adds = _partition_adds(table, partition)
+    if not unclustered:
+        return adds.num_rows
+    return sum(not is_clustered(str(p)) for p in adds.column("path").to_pylist())
 
 
 def read_values(

@@ -1,14 +1,15 @@
-"""Delta rewrites: compaction and Z-ordering of a partition, committed on the version read.
+"""Delta rewrites: compaction, Z-ordering and clustering of a partition, on the version read.
 
 A rewrite's commit is made on the version its rows were read from (:func:`rewrite_partition`),
-so runs rewriting the same partition at once never double a row.
+so runs rewriting the same partition at once never double a row. A clustered rewrite groups
+the rows into files by a keyed customer bucket (:mod:`.cluster`).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -18,6 +19,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
+from pipelines.lake.delta.cluster import Clustering, all_clustered, file_name, split_by_bucket
 from pipelines.lake.delta.commit import (
     COMMIT_ATTEMPTS,
     COMMIT_MARK,
@@ -25,7 +27,13 @@ from pipelines.lake.delta.commit import (
     _put_file,
     discard_files,
 )
-from pipelines.lake.delta.read import _partition_value, _query, deltalake_target, sql_literal
+from pipelines.lake.delta.read import (
+    _partition_value,
+    _query,
+    deltalake_target,
+    open_table,
+    sql_literal,
+)
 from pipelines.lake.storage import open_storage
 
 
@@ -34,14 +42,19 @@ def compact_partition(
     options: Mapping[str, str],
     partition: Mapping[str, object],
     above_files: int,
+    cluster: Clustering | None = None,
 ) -> bool:
     """Rewrite one partition's files into few when it has more than ``above_files``.
 
     See :func:`rewrite_partition`: the commit is made on the version the rows were read from,
-    so runs compacting the same partition at once never double a row.
+    so runs compacting the same partition at once never double a row. With ``cluster`` the
+    partition is rewritten, grouped by bucket, whenever a file of it is not clustered yet.
     """
     values = [(k, "=", _partition_value(v)) for k, v in partition.items()]
-    return rewrite_partition(uri, options, values, above_files=above_files) is not None
+    return (
+        rewrite_partition(uri, options, values, above_files=above_files, cluster=cluster)
+        is not None
+    )
 
 
 # Rows per file a rewrite writes: about 200 MB of bronze in memory at most, whatever the
@@ -59,6 +72,7 @@ def rewrite_partition(
     target_size: int | None = None,
     file_rows: int = REWRITE_FILE_ROWS,
     table: DeltaTable | None = None,
+    cluster: Clustering | None = None,
 ) -> dict[str, int] | None:
     """Rewrite the files of one partition (``filters``; ``[]``: the whole table) into few.
 
@@ -72,8 +86,14 @@ def rewrite_partition(
     sorted along a Z-curve of those columns (held in memory at once: a maintenance option).
     ``target_size`` (bytes) sets the rows per new file from the old files' bytes per row.
     ``table``, when given, is brought to the latest version and used (a caller rewriting many
-    partitions replays the log once, not once a partition).
+    partitions replays the log once, not once a partition). With ``cluster`` the rows are
+    grouped into ``k`` files by a keyed bucket (``k`` from the partition's bytes and the
+    clustering's target size); a partition whose files are all clustered is left as it is,
+    and one holding any other file is rewritten whatever ``above_files`` says (``k`` of 1: a
+    plain compaction, by ``above_files``).
     """
+    if cluster is not None and z_order:
+        raise ValueError("a rewrite either clusters by bucket or Z-orders, not both")
     target, opts = deltalake_target(uri, options)
     for attempt in range(COMMIT_ATTEMPTS):
         if table is None:
@@ -84,13 +104,22 @@ def rewrite_partition(
         for col, _, value in filters:
             column = pc.cast(adds.column(f"partition.{col}"), pa.string())
             adds = adds.filter(pc.equal(column, value))
-        if adds.num_rows <= above_files:
+        buckets = (
+            1 if cluster is None else cluster.buckets_for(pc.sum(adds["size_bytes"]).as_py() or 0)
+        )
+        grouping = cluster if buckets > 1 else None  # one bucket: a plain compaction
+        if grouping is not None:
+            if all_clustered(adds["path"].to_pylist()):
+                return None
+        elif adds.num_rows <= above_files:
             return None
         if target_size:
             total = pc.sum(adds["size_bytes"]).as_py() or 1
             rows = pc.sum(adds["num_records"]).as_py() or 1
             file_rows = max(1, min(file_rows, target_size * rows // total))
-        staged = _rewrite_files(uri, options, table, filters, z_order, file_rows)
+        staged = _rewrite_files(
+            uri, options, table, filters, z_order, file_rows, (grouping, buckets)
+        )
         try:
             table.create_write_transaction(
                 list[AddAction | RemoveAction](staged),
@@ -98,7 +127,12 @@ def rewrite_partition(
                 schema=pa.schema(table.schema().to_arrow()),  # type: ignore[arg-type]
                 partition_by=table.metadata().partition_columns or None,
                 partition_filters=filters or None,  # type: ignore[arg-type]
-                commit_properties=CommitProperties(custom_metadata={COMMIT_MARK: "compaction"}),
+                commit_properties=CommitProperties(
+                    custom_metadata={
+                        COMMIT_MARK: "compaction",
+                        **({"lakehouse.clustered_buckets": str(buckets)} if grouping else {}),
+                    }
+                ),
             )
         except (CommitFailedError, DeltaError) as exc:
             discard_files(uri, options, staged)
@@ -117,8 +151,12 @@ def _rewrite_files(
     filters: list[tuple[str, str, str]],
     z_order: tuple[str, ...] | list[str],
     file_rows: int,
+    clustered: tuple[Clustering | None, int] = (None, 1),
 ) -> list[AddAction]:
-    """The partition's rows of ``table``'s version as new staged files (``dataChange`` false)."""
+    """The partition's rows of ``table``'s version as new staged files (``dataChange`` false).
+
+    ``clustered``: a clustering and its ``k``: each file then holds the rows of one bucket.
+    """
     cols = list(table.metadata().partition_columns)
     values = {c: v for c, _, v in filters}
     folder = "/".join(f"{k}={quote(values[k], safe='-_.')}" for k in cols if k in values)
@@ -131,8 +169,11 @@ def _rewrite_files(
         where = test if where is None else where & test
     staged: list[AddAction] = []
 
-    def flush(rows: pa.Table) -> None:
-        add = _put_file(store, folder, rows.select(schema.names).cast(schema), values)
+    cluster, k = clustered
+
+    def flush(rows: pa.Table, bucket: int | None = None) -> None:
+        name = None if bucket is None else file_name(bucket, k)
+        add = _put_file(store, folder, rows.select(schema.names).cast(schema), values, name)
         staged.append(
             AddAction(
                 path=add.path,
@@ -146,32 +187,59 @@ def _rewrite_files(
 
     try:
         opendal = deltalake_target(uri, options)[0].startswith("opendal+")
+        if opendal:  # pyarrow cannot reach OpenDAL (the GCS emulator's adapter): one query
+            clause = " AND ".join(f"{c} = {sql_literal(v)}" for c, _, v in filters)
+            batches: Iterable[pa.Table] = [_query(table, None, clause or None)]
+        else:
+            dataset = table.to_pyarrow_dataset(partitions=filters or None)
+            batches = (pa.Table.from_batches([b]) for b in dataset.to_batches(filter=where))
+        if cluster is not None:
+            _group_by_bucket(batches, cluster, k, file_rows, flush)
+            return staged
         if z_order or opendal:
-            if opendal:  # pyarrow cannot reach OpenDAL (the GCS emulator's adapter)
-                clause = " AND ".join(f"{c} = {sql_literal(v)}" for c, _, v in filters)
-                rows = _query(table, None, clause or None)
-            else:
-                rows = table.to_pyarrow_dataset(partitions=filters or None).to_table(filter=where)
+            listed = list(batches)
+            rows = pa.concat_tables(listed) if listed else dataset.schema.empty_table()
             if z_order:
                 rows = rows.take(z_order_indices(rows, list(z_order)))
             for lo in range(0, max(rows.num_rows, 1), file_rows):
                 flush(rows.slice(lo, file_rows))
             return staged
-        dataset = table.to_pyarrow_dataset(partitions=filters or None)
-        held: list[pa.RecordBatch] = []
+        held: list[pa.Table] = []
         count = 0
-        for batch in dataset.to_batches(filter=where):
+        for batch in batches:
             held.append(batch)
             count += batch.num_rows
             if count >= file_rows:
-                flush(pa.Table.from_batches(held))
+                flush(pa.concat_tables(held))
                 held, count = [], 0
         if held or not staged:
-            flush(pa.Table.from_batches(held, schema=dataset.schema))
+            flush(pa.concat_tables(held) if held else dataset.schema.empty_table())
     except BaseException:
         discard_files(uri, options, staged)
         raise
     return staged
+
+
+def _group_by_bucket(
+    batches: Iterable[pa.Table],
+    cluster: Clustering,
+    k: int,
+    file_rows: int,
+    flush: Callable[[pa.Table, int], None],
+) -> None:
+    """Each bucket's rows held until a file's worth, then written: memory is k files at most."""
+    held: dict[int, list[pa.Table]] = {}
+
+    def due(last: bool) -> None:
+        for bucket in sorted(held):
+            if last or sum(p.num_rows for p in held[bucket]) >= file_rows:
+                flush(pa.concat_tables(held.pop(bucket)), bucket)
+
+    for rows in batches:
+        for bucket, part in split_by_bucket(rows, cluster.bucket_of(rows, k)).items():
+            held.setdefault(bucket, []).append(part)
+        due(last=False)
+    due(last=True)
 
 
 def z_order_indices(rows: pa.Table, columns: list[str]) -> pa.Array:
@@ -192,3 +260,32 @@ def z_order_indices(rows: pa.Table, columns: list[str]) -> pa.Array:
         for r in ranks:
             key = (key << np.uint64(1)) | ((r >> np.uint64(b)) & np.uint64(1))
     return pa.array(np.argsort(key, kind="stable"))
+
+
+NEVER = 2**62  # ``above_files`` that no partition exceeds
+
+
+def cluster_partitions(
+    uri: str,
+    options: Mapping[str, str],
+    partitions: Sequence[Mapping[str, object]],
+    cluster: Clustering,
+) -> dict[str, int]:
+    """Group each partition's files by ``cluster``'s bucket (a written day of silver).
+
+    A partition already clustered, or whose ``k`` is 1, is left alone; the log is replayed once
+    for all.
+    """
+    out = {"partitions": 0, "files_removed": 0, "files_added": 0}
+    table = open_table(uri, options)
+    for partition in partitions if table is not None else ():
+        values = [(k, "=", _partition_value(v)) for k, v in partition.items()]
+        # k of 1 leaves the partition as written (no plain compaction behind the caller's back)
+        got = rewrite_partition(
+            uri, options, values, above_files=NEVER, cluster=cluster, table=table
+        )
+        if got is not None:
+            out["partitions"] += 1
+            out["files_removed"] += got["files_removed"]
+            out["files_added"] += got["files_added"]
+    return out

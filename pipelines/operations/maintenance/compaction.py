@@ -13,19 +13,30 @@ from pipelines.operations.maintenance.floor import MaintenanceError
 
 
 def _partitions_with_many_files(table: Any) -> list[list[tuple[str, str, Any]]]:
-    """Partition filters of the partitions holding more than one file (all: ``[[]]``)."""
+    """Partition filters of the partitions holding more than one file (all: ``[[]]``).
+
+    A partition holding a clustered file (grouped by a keyed customer bucket, written by the
+    closed day's rewrite: :mod:`pipelines.lake.delta.cluster`) is left alone: merging its
+    files would make an erasure rewrite the whole partition again.
+    """
+    from pipelines.lake.delta.cluster import is_clustered
+
     columns = table.metadata().partition_columns
     adds = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    paths = [str(p) for p in adds.get("path", [])]
     if not columns:
-        return [[]] if len(adds.get("path", [])) > 1 else []
+        return [[]] if len(paths) > 1 and not any(map(is_clustered, paths)) else []
     counts: dict[tuple[Any, ...], int] = {}
+    clustered: set[tuple[Any, ...]] = set()
     keys = [adds.get(f"partition.{c}", []) for c in columns]
-    for values in zip(*keys, strict=True):
+    for values, path in zip(zip(*keys, strict=True), paths, strict=True):
         counts[values] = counts.get(values, 0) + 1
+        if is_clustered(path):
+            clustered.add(values)
     return [
         [(c, "=", _partition_text(v)) for c, v in zip(columns, values, strict=True)]
         for values, n in sorted(counts.items(), key=lambda kv: str(kv[0]))
-        if n > 1
+        if n > 1 and values not in clustered
     ]
 
 

@@ -1,0 +1,50 @@
+"""A model's lineage beyond its features: the gold, silver and bronze versions behind them.
+
+The features version a model trains on is recorded by the training itself; the tables the
+transforms read to build it are named in their commits (:mod:`pipelines.lake.delta.lineage`).
+Followed back, they pin the model to the personal tables' versions that fed it, so an erasure
+that costs one of those versions marks the model as trained on erased data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pipelines.lake import delta
+from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.tables import TABLES
+from pipelines.ml.tracking import Lineage
+
+
+def _same(a: str, b: str) -> bool:
+    return a.removeprefix("file://").rstrip("/") == b.removeprefix("file://").rstrip("/")
+
+
+def _label(cfg: LakeConfig, uri: str) -> tuple[str, LakeLocation | None]:
+    """``<table>.<location>`` (``<table>.replica.<source>`` for a replica) and its location."""
+    for loc in cfg.locations.values():
+        for name in TABLES:
+            if _same(uri, loc.table_uri(name)):
+                return f"{name}.{loc.name}", loc
+            for source in cfg.locations:
+                if source != loc.name and _same(uri, loc.replica_uri(name, source)):
+                    return f"{name}.replica.{source}", loc
+    return uri.rstrip("/").rsplit("/", 1)[-1], None
+
+
+def upstream_lineage(
+    cfg: LakeConfig,
+    uri: str,
+    version: int,
+    options_of: Callable[[LakeLocation], Mapping[str, str]],
+) -> list[Lineage]:
+    """The tables behind ``uri@version`` as lineage entries (rows unknown: 0), by label."""
+
+    def options_for(u: str) -> Mapping[str, str]:
+        loc = _label(cfg, u)[1]
+        return options_of(loc) if loc is not None else {}
+
+    out = []
+    for u, v in sorted(delta.upstream_versions(uri, version, options_for).items()):
+        out.append(Lineage(_label(cfg, u)[0], u, v, 0))
+    return out

@@ -1,0 +1,126 @@
+"""An ingest racing an erasure's landing rewrite: the two never both win.
+
+The erasure fences the landing objects that hold a subject in the ledger before it deletes a
+row (a batch of their partition claimed, rows no ingest takes an object past), so an ingest
+neither brings the subject's old bytes back into bronze nor quarantines the rewritten object
+as ``object_rewritten``; the fence goes once the objects are rewritten and their rows moved.
+"""
+
+import datetime as dt
+import json
+import threading
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from pipelines.erasure.landing import fence_landing, find_landing, release_landing
+from pipelines.erasure.requests import ErasureRequest
+from pipelines.erasure.serve import serve_location, subject_of
+from pipelines.ingest import capture, ledger
+from pipelines.ingest import partition as ingest
+from pipelines.ingest.events import bronze_partition
+from pipelines.lake.config import load_config
+from pipelines.sovereignty.compute import COMPUTE_ENV
+from tests.erasure_lake import _event, build, files_holding, subject
+from tests.helpers import DAY
+
+LOCATION = "azure-eu"
+
+
+@pytest.fixture
+def lake(lake_home, monkeypatch, pii_key):
+    monkeypatch.delenv(COMPUTE_ENV, raising=False)
+    out = build("local", LOCATION, pii_key, "EUR")
+    loc = out["location"]
+    customer, email = subject(loc)
+    # a new object of the subject's, landed and not ingested yet: the erasure and an ingest
+    # both want it
+    records = [_event(loc, 9300 + i, customer, email, "EUR") for i in range(2)]
+    records.append(_event(loc, 9400, f"{loc.region}-049998", "other@x.org", "EUR"))
+    lines = [json.dumps(r, separators=(",", ":")).encode() for r in records]
+    batch = capture.Batch(
+        dt.datetime(DAY.year, DAY.month, DAY.day, 23, 59, 59, tzinfo=dt.UTC), lines
+    )
+    key = capture.object_key(loc.landing, batch, 1)
+    out["storage"].put(key, capture.encode(loc.landing, batch, 1))
+    out["new_key"] = key
+    return out
+
+
+def _rewritten(loc) -> int:
+    rows = DeltaTable(loc.table_uri("bronze_quarantine")).to_pyarrow_table()
+    return pc.sum(pc.equal(rows["reason"], "object_rewritten")).as_py() or 0
+
+
+def test_a_fenced_object_is_taken_by_no_ingest_and_a_racing_claim_loses(lake, pii_key):
+    loc, storage = lake["location"], lake["storage"]
+    opts = loc.storage_options()
+    part = bronze_partition(DAY, loc.region)
+    ledger_uri = loc.table_uri(ledger.LEDGER_TABLE)
+    customer, email = subject(loc)
+    who = subject_of([ErasureRequest.new(customer, email)], pii_key)
+    before = ledger.read_state(ledger_uri, opts, part)  # what a racing ingest read
+    found = find_landing(loc, storage, who)
+    assert lake["new_key"] in [i.path for i in found.objects]
+    assert fence_landing(loc, opts, found) == 1
+    # the ingest that planned the next batch on its older read loses its claim
+    racing = ledger.Batch(before.last_batch + 1, False, [], [])
+    assert not ledger.claim(ledger_uri, opts, part, racing.number, [], racing, np.array([]))
+    state = ledger.read_state(ledger_uri, opts, part)
+    assert lake["new_key"] in state.erasing
+    bronze_rows = DeltaTable(loc.table_uri("bronze_events")).to_pyarrow_table().num_rows
+    done = ingest.ingest_partition(loc, opts, DAY)  # reads the ledger again: fence included
+    assert not done.batches  # nothing to take: the only new object is fenced
+    assert DeltaTable(loc.table_uri("bronze_events")).to_pyarrow_table().num_rows == bronze_rows
+    assert _rewritten(loc) == 0  # nor quarantined as rewritten
+    release_landing(loc, opts, found)
+    assert ledger.read_state(ledger_uri, opts, part).erasing == set()
+    ingest.ingest_partition(loc, opts, DAY)  # unfenced: taken now (the erasure never ran here)
+    assert DeltaTable(loc.table_uri("bronze_events")).to_pyarrow_table().num_rows > bronze_rows
+
+
+def test_an_ingest_running_through_an_erasure_leaves_no_subject_and_nothing_quarantined(
+    lake, pii_key
+):
+    """A real race: ingest runs of the partition in a loop while the erasure is served."""
+    loc, storage = lake["location"], lake["storage"]
+    opts = loc.storage_options()
+    cfg = load_config("local")
+    customer, email = subject(loc)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    runs = [0]
+
+    def ingest_loop() -> None:
+        while not stop.is_set():
+            try:
+                ingest.ingest_partition(loc, opts, DAY)
+                runs[0] += 1
+            except BaseException as exc:  # reported below: the test fails on it
+                errors.append(exc)
+                return
+
+    worker = threading.Thread(target=ingest_loop)
+    worker.start()
+    try:
+        done = serve_location(cfg, loc, [ErasureRequest.new(customer, email)], pii_key)
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors, errors
+    assert runs[0] >= 1
+    ingest.ingest_partition(loc, opts, DAY)  # what the next run takes (the rewritten object)
+    assert done.read_back.found == {}
+    assert files_holding(storage, lake["needles"]) == []  # bronze included, after the race
+    assert _rewritten(loc) == 0
+    report = ingest.ingest_partition(loc, opts, DAY).report()
+    assert report["partition"]["reconciled"], report
+    state = ledger.read_state(
+        loc.table_uri(ledger.LEDGER_TABLE), opts, bronze_partition(DAY, loc.region)
+    )
+    assert state.erasing == set()
+    # the other customer's record of the new object was ingested once
+    bronze = DeltaTable(loc.table_uri("bronze_events")).to_pyarrow_table()
+    assert pc.sum(pc.equal(bronze["customer_id"], f"{loc.region}-049998")).as_py() == 1
