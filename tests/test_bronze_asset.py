@@ -321,18 +321,25 @@ def test_a_sensor_tick_lists_only_what_landed_after_its_cursor(lake_home, where)
     ]
     assert new[0].objects <= listed <= new[0].objects + 2, (listed, new[0].objects)
 
-    # the stream worker's first listing starts at its oldest kept date, not at the history
+    # the stream worker's first listing starts at its oldest kept date, not at the history;
+    # the older dates (never ingested here: a backlog) are found by their folders and gone
+    # back for a few per listing, newest first, so each listing stays bounded
     loc = cfg.location(where)
+    per_tick = 2
     follower = stream.Follower(
         loc,
         loc.storage_options(),
         None,
-        stream.FollowOptions(days_back=0),
+        stream.FollowOptions(days_back=0, backlog_dates_per_tick=per_tick),
         on_commit=lambda _c: None,
         stop=threading.Event(),
         today=lambda: nxt,
     )
     before = objects_listed().get(root, 0)
     follower._list()
-    assert len(follower.waiting) == new[0].objects
-    assert objects_listed().get(root, 0) - before <= new[0].objects + 2
+    per_day = new[0].objects
+    older = {DAY - dt.timedelta(days=i) for i in range(per_tick)}
+    assert {follower._day(p) for p in follower.waiting} == {nxt, *older}
+    assert len(follower.waiting) == per_day * (1 + per_tick)
+    assert objects_listed().get(root, 0) - before <= per_day * (1 + per_tick) + 2
+    assert len(follower.older) == 60 - per_tick  # the rest of the backlog, for later listings
