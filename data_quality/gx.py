@@ -418,9 +418,10 @@ def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> S
 
     Great Expectations computes every result, from the cheapest faithful input: an Arrow
     table becomes pandas over the same memory with only the columns the suite reads (the
-    column-name expectations see a zero-row frame of the whole schema); a Spark DataFrame is
-    validated from one cached copy. The context, data sources and GX suites are built once per
-    process.
+    column-name expectations see a frame of the whole schema without values); for a suite with
+    ``sample_rows``, of at most that many rows, evenly spaced (``sample``), the row count then
+    seen exact on that valueless frame. A Spark DataFrame is validated from one cached copy.
+    The context, data sources and GX suites are built once per process.
     """
     params = params or {}
     batch: int | None = None  # known without a count for Arrow only

@@ -363,7 +363,8 @@ class QualitySettings(BaseModel):
     validate at most this many rows of each batch appended, evenly spaced over the batch (the
     same rows on every run); a smaller batch is validated whole, ``null`` validates every row.
     The row-count expectation always sees the batch's exact count, and the ingest's record
-    rules and reconciliation still read every record (docs/quality.md).
+    rules and reconciliation still read every record (docs/ingest.md, "What Great
+    Expectations reads").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
