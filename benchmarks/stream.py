@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,22 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux
 
 
+def arrivals_of(home: Path, arrivals: int) -> Iterator[int]:
+    """Move the objects held in ``home/held`` into aws-us's landing area in ``arrivals`` groups.
+
+    Yields after each group has landed (its number of objects).
+    """
+    held = home / "held"
+    files = sorted(p for p in held.rglob("*") if p.is_file())
+    landing = home / ".lake" / "aws-us" / "landing"
+    for group in np.array_split(np.arange(len(files)), arrivals):
+        for i in group:
+            dest = landing / files[i].relative_to(held)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            files[i].rename(dest)
+        yield len(group)
+
+
 def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
     """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
     os.environ["LAKEHOUSE_HOME"] = home
@@ -124,14 +141,7 @@ def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
         done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
         cpu, runs, wall = time.process_time() - t, 1, time.perf_counter() - w
     else:
-        held = Path(home) / "held"
-        files = sorted(p for p in held.rglob("*") if p.is_file())
-        landing = Path(home) / ".lake" / "aws-us" / "landing"
-        for group in np.array_split(np.arange(len(files)), arrivals):
-            for i in group:
-                dest = landing / files[i].relative_to(held)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                files[i].rename(dest)
+        for _ in arrivals_of(Path(home), arrivals):
             t = time.process_time()
             done = ingest.ingest_partition(loc, {}, DAY, keep_rows=False, now=open_day, **size)
             cpu += time.process_time() - t

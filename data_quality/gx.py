@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pyarrow as pa
 
 from data_quality.suites import Suite
@@ -40,6 +41,8 @@ SCHEMA_ONLY = frozenset(
         "ExpectColumnToExist",
     }
 )
+# Expectations on the table's row count: they read no value either.
+ROW_COUNT = "ExpectTableRowCount"
 
 
 @dataclass
@@ -75,8 +78,14 @@ class SuiteOutcome:
     """A suite's result over one batch."""
 
     suite: str
-    rows: int
+    rows: int  # the rows the value expectations read
     outcomes: list[ExpectationOutcome]
+    rows_in_batch: int | None = None  # the batch's rows, when a sample of them was read
+
+    @property
+    def sampled(self) -> bool:
+        """True when the value expectations read a sample of the batch, not every row."""
+        return self.rows_in_batch is not None and self.rows_in_batch > self.rows
 
     @property
     def success(self) -> bool:
@@ -116,6 +125,8 @@ class _Compiled:
     columns: frozenset[str] | None
     # positions of the expectations that read only the table's column names
     schema_only: frozenset[int]
+    # positions of the expectations on the table's row count
+    row_count: frozenset[int]
     _subsets: dict[tuple[int, ...], Any] = field(default_factory=dict, compare=False)
 
     def suite(self, positions: Sequence[int] | None = None) -> Any:
@@ -209,12 +220,15 @@ def _compile(gx: Any, suite: Suite) -> _Compiled:
         parameters=frozenset(parameters),
         columns=None if columns is None else frozenset(columns),
         schema_only=frozenset(i for i, e in enumerate(suite.expectations) if e.type in SCHEMA_ONLY),
+        row_count=frozenset(
+            i for i, e in enumerate(suite.expectations) if e.type.startswith(ROW_COUNT)
+        ),
     )
 
 
 def _columns_read(kind: str, kwargs: dict[str, Any]) -> set[str] | None:
     """Columns whose values an expectation reads: none for the table-level facts."""
-    if kind in SCHEMA_ONLY or kind.startswith("ExpectTableRowCount"):
+    if kind in SCHEMA_ONLY or kind.startswith(ROW_COUNT):
         return set()
     named = {kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs}
     named.update(kwargs.get("column_list") or ())
@@ -255,33 +269,73 @@ def _run(batch_definition: Any, frame: Any, suite: Any, params: dict[str, Any]) 
     return _validate_batch(batch, suite, params)
 
 
-def _validate_arrow(
-    engine: _Engine, compiled: _Compiled, asset: str, table: pa.Table, params: dict[str, Any]
-) -> tuple[list[Any], int]:
-    """One batch of the columns the suite reads; column names checked on a zero-row frame.
+def sample(table: pa.Table, limit: int | None) -> pa.Table:
+    """At most ``limit`` rows of ``table``, evenly spaced from its first: the same on every run.
 
-    Narrow pays: for each column expectation GX filters the whole frame (every column) to the
-    rows where that column is not null.
+    Every stretch of the batch is represented (its landing objects are appended in order), and
+    a re-run validates the same rows. A table of ``limit`` rows or fewer is returned whole.
     """
-    everything = range(len(compiled.expectations))
-    if compiled.columns is None or not compiled.schema_only:
-        frame = _pandas_frame(table)
+    if limit is None or table.num_rows <= limit:
+        return table
+    return table.take(pa.array(np.arange(limit, dtype=np.int64) * table.num_rows // limit))
+
+
+def _shape_frame(table: pa.Table, rows: bool) -> Any:
+    """The table's column names with no values: of its exact row count, or of none.
+
+    Null columns over Arrow (a validity bitmap each): the row-count expectations count the
+    batch's rows exactly, from Arrow, without reading or converting a value.
+    """
+    import pandas as pd
+
+    empty = table.schema.empty_table()
+    if rows:
+        empty = pa.table(
+            [pa.nulls(table.num_rows, f.type) for f in table.schema], schema=table.schema
+        )
+    return empty.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _validate_arrow(
+    engine: _Engine,
+    compiled: _Compiled,
+    asset: str,
+    table: pa.Table,
+    params: dict[str, Any],
+    limit: int | None,
+) -> tuple[list[Any], int]:
+    """The value expectations on the columns they read, of the batch or a sample of it.
+
+    The column-name expectations run on a frame without values, with the row-count ones when
+    the values are sampled (so the count stays the batch's, exact). Narrow pays: for each
+    column expectation GX filters the whole frame (every column) to the rows where that column
+    is not null.
+    """
+    values = sample(table, limit)
+    sampled = values.num_rows < table.num_rows
+    shape = compiled.schema_only | (compiled.row_count if sampled else frozenset())
+    if not shape:  # nothing to split off: one run over every column
+        frame = _pandas_frame(values)
         with _LOCK:
             bd = engine.batch_definition("pandas", asset)
             results = _run(bd, frame, compiled.suite(), params)
-        return sorted(results, key=_position), table.num_rows
-    names = compiled.schema_only
-    narrow = table.select([c for c in table.column_names if c in compiled.columns])
-    frame = _pandas_frame(narrow)
+        return sorted(results, key=_position), values.num_rows
+    if compiled.columns is not None:
+        values = values.select([c for c in values.column_names if c in compiled.columns])
+    frame = _pandas_frame(values)
+    counted = bool(shape & compiled.row_count)
     with _LOCK:
         bd = engine.batch_definition("pandas", asset)
         results = _run(
-            bd, _pandas_frame(table.schema.empty_table()), compiled.suite(sorted(names)), {}
+            bd,
+            _shape_frame(table, counted),
+            compiled.suite(sorted(shape)),
+            params if counted else {},
         )
-        rest = [i for i in everything if i not in names]
+        rest = [i for i in range(len(compiled.expectations)) if i not in shape]
         if rest:
             results += _run(bd, frame, compiled.suite(rest), params)
-    return sorted(results, key=_position), table.num_rows
+    return sorted(results, key=_position), values.num_rows
 
 
 def _validate_spark(
@@ -364,11 +418,13 @@ def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> S
 
     Great Expectations computes every result, from the cheapest faithful input: an Arrow
     table becomes pandas over the same memory with only the columns the suite reads (the
-    column-name expectations see a zero-row frame of the whole schema); a Spark DataFrame is
-    validated from one cached copy. The context, data sources and GX suites are built once per
-    process.
+    column-name expectations see a frame of the whole schema without values); for a suite with
+    ``sample_rows``, of at most that many rows, evenly spaced (``sample``), the row count then
+    seen exact on that valueless frame. A Spark DataFrame is validated from one cached copy.
+    The context, data sources and GX suites are built once per process.
     """
     params = params or {}
+    batch: int | None = None  # known without a count for Arrow only
     with _LOCK:
         engine = _engine()
         compiled = engine.compiled(suite)
@@ -378,13 +434,21 @@ def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> S
     if type(data).__module__.startswith("pyspark"):
         results, rows = _validate_spark(engine, compiled, suite.asset, data, params)
     elif isinstance(data, pa.Table):
-        results, rows = _validate_arrow(engine, compiled, suite.asset, data, params)
+        results, rows = _validate_arrow(
+            engine, compiled, suite.asset, data, params, suite.sample_rows
+        )
+        batch = data.num_rows
     else:  # pandas, as the caller built it
         with _LOCK:
             bd = engine.batch_definition("pandas", suite.asset)
             results = sorted(_run(bd, data, compiled.suite(), params), key=_position)
         rows = len(data)
-    return SuiteOutcome(suite=suite.check_name, rows=rows, outcomes=[_outcome(r) for r in results])
+    return SuiteOutcome(
+        suite=suite.check_name,
+        rows=rows,
+        outcomes=[_outcome(r) for r in results],
+        rows_in_batch=batch,
+    )
 
 
 def _outcome(r: Any) -> ExpectationOutcome:
@@ -415,6 +479,11 @@ def check_result(suite: Suite, outcome: SuiteOutcome, **extra: Any) -> dg.AssetC
     metadata: dict[str, Any] = {
         "great_expectations_suite": f"{asset}_suite",
         "rows_validated": outcome.rows,
+        **(
+            {}
+            if outcome.rows_in_batch is None
+            else {"rows_in_batch": outcome.rows_in_batch, "sampled": outcome.sampled}
+        ),
         "expectations": len(outcome.outcomes),
         "expectations_failed": len(failed),
         "failed_expectations": ", ".join(

@@ -7,7 +7,7 @@ row count of a partition), so counts known to the engine become expectations too
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipelines.ingest.events import RecordRules, record_rules
@@ -32,6 +32,9 @@ class Suite:
     expectations: tuple[Expect, ...]
     blocking: bool = True
     description: str = ""
+    # at most this many rows of an Arrow batch are read by the value expectations (evenly
+    # spaced; the row count stays exact); None: every row (data_quality/gx.py, sampled)
+    sample_rows: int | None = None
 
     @property
     def check_name(self) -> str:
@@ -98,6 +101,9 @@ def build_suites(cfg: LakeConfig) -> Suites:
     regions = cfg.region_codes
     suites = {s.asset: s for s in _table_suites(regions)}
     suites[tables.BRONZE.name] = bronze_suite(record_rules(cfg))
+    # the per-batch suites of the ingest: a bounded sample of each batch (quality.batch_sample_rows)
+    for name in (tables.BRONZE.name, tables.QUARANTINE.name):
+        suites[name] = replace(suites[name], sample_rows=cfg.quality.batch_sample_rows)
     suites.update({r.name: replica_suite(r.name, r.table, regions) for r in cfg.replicas()})
     return suites
 

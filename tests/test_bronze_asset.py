@@ -65,6 +65,10 @@ def test_materialize_partition_records_counts_and_passes_checks(lake_home):
         checks["bronze_events_expectations"].metadata["great_expectations_suite"].value
         == "bronze_events_suite"
     )
+    # a batch within quality.batch_sample_rows: every row validated, and said so
+    events = checks["bronze_events_expectations"].metadata
+    assert events["sampled"].value is False
+    assert events["rows_validated"].value == events["rows_in_batch"].value == meta["ingested"].value
 
 
 def _land_unknown_currency() -> None:
@@ -343,3 +347,29 @@ def test_a_sensor_tick_lists_only_what_landed_after_its_cursor(lake_home, where)
     assert len(follower.waiting) == per_day * (1 + per_tick)
     assert objects_listed().get(root, 0) - before <= per_day * (1 + per_tick) + 2
     assert len(follower.older) == 60 - per_tick  # the rest of the backlog, for later listings
+
+
+def test_a_batch_above_the_sample_size_is_sampled_and_counted_exactly(lake_home):
+    import dataclasses
+
+    from assets.bronze import batch_checks
+    from pipelines.ingest.events import record_rules
+
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=400, bad_rate=0.05))
+    cfg = load_config()
+    loc = cfg.location("aws-us")
+    built = suites()
+    events = dataclasses.replace(built["bronze_events"], sample_rows=50)
+    batches = []
+    done = ingest.ingest_partition(
+        loc, loc.storage_options(), DAY, record_rules(cfg), on_batch=batches.append
+    )
+    assert done.reconciled and batches
+    for batch in batches:
+        bronze, quarantine = batch_checks(batch, events, built["bronze_quarantine"])
+        assert bronze.passed and quarantine.passed, bronze.metadata
+        meta = {k: getattr(v, "value", v) for k, v in bronze.metadata.items()}
+        rows = batch.landed - batch.quarantined - batch.duplicates
+        assert rows > 50
+        assert (meta["rows_validated"], meta["rows_in_batch"], meta["sampled"]) == (50, rows, True)
+        assert quarantine.metadata["sampled"].value is False  # its few rows, whole

@@ -1,5 +1,6 @@
 """The Great Expectations bridge: cheap input, same results, GX objects built once."""
 
+import dataclasses
 import threading
 
 import pyarrow as pa
@@ -133,3 +134,73 @@ def test_validations_from_threads_give_each_their_own_result():
     for n in (2, 4, 6):
         alone = _summary(gx.validate(SUITE, _table().slice(0, n), {"expected_rows": n}))
         assert results[n] == alone
+
+
+def _long(rows: int) -> pa.Table:
+    """``rows`` rows that pass SUITE but for one value out of range, in the first row."""
+    return pa.table(
+        {
+            "s": pa.array([("a", "b")[n % 2] for n in range(rows)]),
+            "i": pa.array([5] + [n % 4 for n in range(1, rows)]),
+            "f": pa.array([1.0] * rows),
+            "ts": pa.array(range(rows), pa.timestamp("us", tz="UTC")),
+            "d": pa.array([1] * rows, pa.date32()),
+            "raw": pa.array([b"x"] * rows),
+        }
+    )
+
+
+UNIQUE_FREE = Suite(
+    "probe_sampled",
+    tuple(e for e in SUITE.expectations if "Unique" not in e.type),
+    sample_rows=100,
+)
+
+
+def test_a_batch_larger_than_the_sample_is_sampled_and_its_row_count_stays_exact():
+    table = _long(1000)
+    outcome = gx.validate(UNIQUE_FREE, table, {"expected_rows": 1000})
+    assert (outcome.rows, outcome.rows_in_batch, outcome.sampled) == (100, 1000, True)
+    count = outcome.outcomes[1]
+    assert count.expectation == "expect_table_row_count_to_equal"
+    assert count.success and count.observed_value == 1000  # the batch's, not the sample's
+    # the first row is always in the sample: its value is caught, counted over the sample
+    assert [(o.column, o.unexpected_count, o.unexpected_values) for o in outcome.failed] == [
+        ("i", 1, [5])
+    ]
+    result = gx.check(UNIQUE_FREE, table, {"expected_rows": 1000})
+    assert not result.passed
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert (meta["rows_validated"], meta["rows_in_batch"], meta["sampled"]) == (100, 1000, True)
+    # a count that differs fails though no sampled row shows it
+    recount = gx.validate(UNIQUE_FREE, table, {"expected_rows": 999})
+    assert not recount.outcomes[1].success and recount.outcomes[1].observed_value == 1000
+
+
+def test_a_batch_within_the_sample_is_validated_whole_with_the_same_results():
+    table = _table()
+    sampled = gx.validate(dataclasses.replace(SUITE, sample_rows=6), table, {"expected_rows": 6})
+    whole = gx.validate(SUITE, table, {"expected_rows": 6})
+    assert (sampled.rows, sampled.rows_in_batch, sampled.sampled) == (6, 6, False)
+    assert _summary(sampled) == _summary(whole)
+    meta = gx.check(SUITE, table, {"expected_rows": 6}).metadata
+    assert (meta["rows_validated"].value, meta["rows_in_batch"].value) == (6, 6)
+    assert meta["sampled"].value is False
+
+
+def test_the_sample_is_evenly_spaced_from_the_first_row_and_the_same_every_time():
+    table = pa.table({"n": pa.array(range(1000))})
+    picked = gx.sample(table, 4).column("n").to_pylist()
+    assert picked == [0, 250, 500, 750] == gx.sample(table, 4).column("n").to_pylist()
+    assert gx.sample(table, 1000) is table and gx.sample(table, None) is table
+
+
+def test_the_ingest_suites_sample_as_configured_and_the_others_read_every_row():
+    from data_quality.suites import build_suites
+    from pipelines.lake.config import load_config
+
+    cfg = load_config("local")
+    built = build_suites(cfg)
+    assert cfg.quality.batch_sample_rows == 5000
+    assert built["bronze_events"].sample_rows == built["bronze_quarantine"].sample_rows == 5000
+    assert {s.sample_rows for n, s in built.items() if not n.startswith("bronze_")} == {None}

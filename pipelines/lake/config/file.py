@@ -21,6 +21,7 @@ from pipelines.lake.config.models import (
     MaintenanceSettings,
     MLSettings,
     PrivacySettings,
+    QualitySettings,
 )
 
 
@@ -152,6 +153,7 @@ class LakehouseFile(_Model):
     maintenance: MaintenanceSettings = Field(default_factory=lambda: MaintenanceSettings())
     ml: MLSettings = Field(default_factory=lambda: MLSettings())
     privacy: PrivacySettings = Field(default_factory=lambda: PrivacySettings())
+    quality: QualitySettings = Field(default_factory=lambda: QualitySettings())
     environments: dict[str, EnvironmentModel]
 
 

@@ -205,6 +205,7 @@ def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
         spark_backend=raw_env.spark.backend,
         maintenance=model.maintenance,
         privacy=model.privacy,
+        quality=model.quality,
     )
     try:
         cfg.location(cfg.ml_home)

@@ -361,6 +361,21 @@ class PrivacySettings(BaseModel):
         return tuple((p.name, p.regex) for p in self.patterns)
 
 
+class QualitySettings(BaseModel):
+    """The ``quality:`` section: how much of each ingest batch Great Expectations reads.
+
+    ``batch_sample_rows``: the per-batch bronze suites (bronze_events, bronze_quarantine)
+    validate at most this many rows of each batch appended, evenly spaced over the batch (the
+    same rows on every run); a smaller batch is validated whole, ``null`` validates every row.
+    The row-count expectation always sees the batch's exact count, and the ingest's record
+    rules and reconciliation still read every record (docs/ingest.md, "What Great
+    Expectations reads").
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch_sample_rows: int | None = Field(5_000, ge=1)
+
+
 @dataclass(frozen=True)
 class LakeConfig:
     """Everything ``lakehouse.yaml`` says about one environment."""
@@ -379,6 +394,7 @@ class LakeConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
 
     def location(self, name: str) -> LakeLocation:
         """The location called ``name``, or an error listing the known ones."""
