@@ -30,6 +30,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from assets.bronze import COMPUTE_SECONDS
 from assets.keys import Keys, rekeyed, table_of
 from assets.partitions import Partitions, build_partitions, date_ranges_by_region, date_region_of
 from assets.replicas import bytes_read_by_location
@@ -206,6 +207,7 @@ def observe(
     """
     ingest: dict[health.Key, dict[str, int]] = {}
     by_step: dict[tuple[str, str], list[tuple[str, health.Key]]] = {}
+    runless: dict[health.Key, dict[str, float]] = {}
     for key in asset_keys:
         name = table_of(key)
         for rec in _records(instance, cfg, key, start, end, regions):
@@ -215,15 +217,26 @@ def observe(
             where = _key_of(cfg, mat.partition, dict(mat.metadata), rec.timestamp)
             if not start <= where[1] <= end:
                 continue
-            step = rec.event_log_entry.step_key or ""
-            by_step.setdefault((rec.run_id, step), []).append((name, where))
+            if not rec.run_id:  # a runless event (the ingest worker's): its own seconds
+                timed = mat.metadata.get(COMPUTE_SECONDS)
+                if timed is not None:
+                    runless.setdefault(where, {}).setdefault(name, 0.0)
+                    runless[where][name] += float(timed.value)  # type: ignore[arg-type]
+            else:
+                step = rec.event_log_entry.step_key or ""
+                by_step.setdefault((rec.run_id, step), []).append((name, where))
             if name == tables.BRONZE.name and where not in ingest:
                 ingest[where] = {
                     "landed": int(mat.metadata["landed"].value),  # type: ignore[arg-type]
                     "duplicates": int(mat.metadata["duplicates_dropped"].value),  # type: ignore[arg-type]
                 }
     syncs = _syncs(instance, cfg, start) if regions is None else []
-    return health.Observed(ingest, _compute(instance, by_step), syncs)
+    compute = _compute(instance, by_step)
+    for where, by_asset in runless.items():
+        into = compute.setdefault(where, {})
+        for name, seconds in by_asset.items():
+            into[name] = into.get(name, 0.0) + seconds
+    return health.Observed(ingest, compute, syncs)
 
 
 def _compute(

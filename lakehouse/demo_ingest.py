@@ -18,6 +18,7 @@ Both ingest the partitions the sensor asks for, and both leave the same per-part
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -233,12 +234,17 @@ def ingest_days(task: IngestDays) -> list[IngestDone]:
             into.append(batch_checks(batch, events, quarantine))
 
         try:
+            started = time.perf_counter()
             done = ingest_partition(
                 loc, loc.storage_options(), day, r.rules, keep_rows=False, on_batch=validate
             )
             if not validated:  # nothing new: the suites see the (empty) batch appended
                 validated.append(batch_checks(empty_result(loc.region, day), events, quarantine))
-            for event in partition_events(done, loc.name, grant.metadata(), validated, extra):
+            seconds = time.perf_counter() - started
+            events_of = partition_events(
+                done, loc.name, grant.metadata(), validated, extra, seconds=seconds
+            )
+            for event in events_of:
                 r.instance.report_runless_asset_event(event)
         except Exception as exc:
             text = str(exc).strip()

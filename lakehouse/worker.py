@@ -199,13 +199,17 @@ def commit_events(
 
     events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
     batches = committed.batches or [empty_result(committed.region, committed.landing_date)]
+    started = time.perf_counter()
     validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
+    seconds = committed.seconds + time.perf_counter() - started
     extra = {
         **committed.lag.as_dict(),
         "reported_by": f"ingest worker {worker} (no run)",
         "recovered_report": committed.recovered,
     }
-    return partition_events(committed.done, committed.location, where, validated, extra, keys)
+    return partition_events(
+        committed.done, committed.location, where, validated, extra, keys, seconds
+    )
 
 
 def partition_events(
@@ -215,17 +219,21 @@ def partition_events(
     validated: list[Any],
     extra: dict[str, Any],
     keys: Any = None,
+    seconds: float | None = None,
 ) -> list[Any]:
     """A partition's ingest as runless events: both materializations and the three checks.
 
     The same results the asset yields from its run (``partition_results``), with ``extra``
     (who reported, and ``batches_through``) added to the materializations' metadata, under
     the location's asset keys (``keys``, assets/keys.py; default: the table names).
+    ``seconds``: the reporter's time on this commit (ingest and checks), on the bronze
+    materialization as ``compute_seconds``: a runless event has no run steps to time, and the
+    health view counts it there (once: not on the quarantine's).
     """
     import dagster as dg
 
-    from assets.bronze import partition_results
-    from assets.keys import UNPREFIXED, rekeyed
+    from assets.bronze import COMPUTE_SECONDS, partition_results
+    from assets.keys import UNPREFIXED, rekeyed, table_of
     from assets.partitions import date_region_key
     from pipelines.lake import tables
 
@@ -235,13 +243,19 @@ def partition_events(
     out: list[Any] = []
     keys = keys or UNPREFIXED
     owned = [keys.of(tables.BRONZE.name), keys.of(tables.QUARANTINE.name)]
+    owned_bronze = tables.BRONZE.name
     for r in rekeyed(partition_results(done, location, where, validated), owned):
         if isinstance(r, dg.MaterializeResult):
+            timed = (
+                {COMPUTE_SECONDS: round(seconds, 3)}
+                if seconds is not None and r.asset_key and table_of(r.asset_key) == owned_bronze
+                else {}
+            )
             out.append(
                 dg.AssetMaterialization(
                     asset_key=r.asset_key or tables.BRONZE.name,
                     partition=partition,
-                    metadata={**(r.metadata or {}), **extra},
+                    metadata={**(r.metadata or {}), **extra, **timed},
                 )
             )
         else:

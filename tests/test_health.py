@@ -571,3 +571,25 @@ def test_a_range_runs_step_seconds_are_shared_over_every_day_it_materialized(lak
     assert one.compute == {(cfg.home.region, days[2]): {"ranged": pytest.approx(step / 6)}}
     every = observe(instance, cfg, [ranged.key], days[0], days[-1])
     assert sum(v["ranged"] for v in every.compute.values()) == pytest.approx(step)
+
+
+def test_a_runless_ingests_own_seconds_count_once_for_its_region_day(lake_home):
+    """The worker's commits have no run steps: their reported seconds are the compute."""
+    from assets.bronze import COMPUTE_SECONDS
+    from assets.health import observe
+    from assets.partitions import date_region_key
+    from tests.helpers import DAY
+
+    instance = dg.DagsterInstance.ephemeral()
+    part = str(date_region_key(DAY.isoformat(), "eu"))
+    for seconds in (1.25, 0.5):  # two commits of the partition
+        for table, meta in (
+            (tables.BRONZE.name, {"landed": 10, "duplicates_dropped": 0, COMPUTE_SECONDS: seconds}),
+            (tables.QUARANTINE.name, {"run_quarantined": 0}),
+        ):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=table, partition=part, metadata=meta)
+            )
+    keys = [dg.AssetKey(tables.BRONZE.name), dg.AssetKey(tables.QUARANTINE.name)]
+    seen = observe(instance, load_config("local"), keys, DAY, DAY)
+    assert seen.compute[("eu", DAY)] == {tables.BRONZE.name: pytest.approx(1.75)}

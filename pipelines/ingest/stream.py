@@ -112,6 +112,7 @@ class Committed:
     batches: list[IngestResult]  # the committed batches' rows, for the checks
     lag: Lag
     recovered: bool = False  # batches committed earlier (a killed worker's) reported now
+    seconds: float = 0.0  # the worker's time on this commit (the ingest call), for health
 
 
 @dataclass
@@ -365,6 +366,7 @@ class Follower:
         False when it took nothing (another worker holds the objects' claim, or they are gone).
         """
         batches: list[IngestResult] = []
+        started = time.perf_counter()
         done = ingest.ingest_partition(
             self.location,
             self.options,
@@ -382,7 +384,7 @@ class Follower:
             info = self.waiting[path].info
             if (_printable(path), info.etag, info.size) in held:
                 del self.waiting[path]
-        reported = self._report(day, done, batches)
+        reported = self._report(day, done, batches, time.perf_counter() - started)
         if reported:
             self.status.commits += 1
             self.status.events_landed += done.result.landed
@@ -399,7 +401,11 @@ class Follower:
         return bool(batches)
 
     def _report(
-        self, day: dt.date, done: ingest.PartitionIngest, batches: list[IngestResult]
+        self,
+        day: dt.date,
+        done: ingest.PartitionIngest,
+        batches: list[IngestResult],
+        seconds: float = 0.0,
     ) -> bool:
         """Report what the ledger committed that no report covered yet; False if nothing."""
         committed = {o.batch for o in done.objects}  # the ledger after the run: all committed
@@ -420,7 +426,14 @@ class Follower:
             batches = [*batch_rows(self.location, self.options, day, state, missing), *batches]
         self.on_commit(
             Committed(
-                self.location.name, day, self.location.region, done, batches, self.lag(), recovered
+                self.location.name,
+                day,
+                self.location.region,
+                done,
+                batches,
+                self.lag(),
+                recovered,
+                seconds,
             )
         )
         self.reported.record(day, through)
