@@ -161,8 +161,14 @@ def _screenshots(env: dict[str, str], log: Path) -> None:
         dismiss_dialogs(page)
         page.get_by_text("Execution history", exact=True).first.click()
         wait_for_text(page, "Target materialization", "Passed")
-        page.locator("table tbody tr").first.locator("button").last.click()
-        text = wait_for_text(page, "great_expectations_suite", "partition", "rows_validated")
+        rows = page.locator("table tbody tr")
+        for i in range(min(rows.count(), 12)):  # the newest evaluation that validated rows
+            rows.nth(i).locator("button").last.click()
+            text = wait_for_text(page, "great_expectations_suite", "partition", "rows_validated")
+            validated = re.search(r"rows_validated\s+(\d+)", text)
+            if validated and int(validated.group(1)) > 0:
+                break
+            page.get_by_role("button", name="Close").last.click()
         assert re.search(r"\d{4}-\d{2}-\d{2}\|(us|eu|apac)", text), text[-2000:]
         _assert_no_error("asset checks", text)
         page.wait_for_timeout(1000)
