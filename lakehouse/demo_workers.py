@@ -185,4 +185,11 @@ def _stop(pool: Any) -> None:
         process.join(STOP_GRACE)
         if process.is_alive():
             process.kill()
+    # An idle worker waits for its next task holding the task queue's read lock; killed, it
+    # never releases it, and ``Pool.terminate`` takes that lock first: it would wait for ever
+    # (a failed stage after the ingest hung the demo here). The workers are gone: free it.
+    lock = getattr(getattr(pool, "_inqueue", None), "_rlock", None)
+    if lock is not None:
+        lock.acquire(block=False)  # taken now, or still held by a killed worker
+        lock.release()
     pool.terminate()  # joins the workers: they have ended by now
