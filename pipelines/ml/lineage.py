@@ -12,12 +12,18 @@ from collections.abc import Callable, Mapping
 
 from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, LakeLocation
+from pipelines.lake.storage.uris import UriError, parse_uri
 from pipelines.lake.tables import TABLES
 from pipelines.ml.tracking import Lineage
 
 
 def _same(a: str, b: str) -> bool:
-    return a.removeprefix("file://").rstrip("/") == b.removeprefix("file://").rstrip("/")
+    """One table: ``s3a://`` (Spark's) and ``s3://`` (delta-rs's), ``abfss://`` and ``az://``."""
+    try:
+        x, y = parse_uri(a, "a lineage input"), parse_uri(b, "a table")
+    except UriError:
+        return a.removeprefix("file://").rstrip("/") == b.removeprefix("file://").rstrip("/")
+    return x.within(y) and y.within(x)
 
 
 def _label(cfg: LakeConfig, uri: str) -> tuple[str, LakeLocation | None]:
@@ -40,9 +46,10 @@ def upstream_lineage(
 ) -> list[Lineage]:
     """The tables behind ``uri@version`` as lineage entries (rows unknown: 0), by label."""
 
-    def options_for(u: str) -> Mapping[str, str]:
+    def options_for(u: str) -> Mapping[str, str] | None:
+        # a table in no configured location is not opened (no store options, no address)
         loc = _label(cfg, u)[1]
-        return options_of(loc) if loc is not None else {}
+        return options_of(loc) if loc is not None else None
 
     out = []
     for u, v in sorted(delta.upstream_versions(uri, version, options_for).items()):

@@ -51,7 +51,7 @@ def commit_inputs(entry: Mapping[str, Any]) -> dict[str, int]:
 def upstream_versions(
     uri: str,
     version: int,
-    options_for: Callable[[str], Mapping[str, str]],
+    options_for: Callable[[str], Mapping[str, str] | None],
     depth: int = 4,
 ) -> dict[str, int]:
     """Every table the commits up to ``version`` of ``uri`` read, transitively: its latest.
@@ -65,13 +65,15 @@ def upstream_versions(
     for _ in range(depth):
         following: dict[str, int] = {}
         for u, v in level.items():
+            options = options_for(u)
+            if options is None:  # in no location this lake knows: not opened
+                continue
             try:
-                table = open_table(u, dict(options_for(u)))
-            except Exception:  # gone, or a feature delta-rs lacks: the branch ends
+                table = open_table(u, dict(options))
+                history = table.history() if table is not None else []
+            except Exception:  # gone, unreachable, or a feature delta-rs lacks: the branch ends
                 continue
-            if table is None:
-                continue
-            for entry in table.history():
+            for entry in history:
                 if int(entry.get("version", -1)) > v:
                     continue
                 for iu, iv in commit_inputs(entry).items():
