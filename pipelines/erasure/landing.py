@@ -230,6 +230,7 @@ def _update_ledger(
     table = delta.open_table(uri, options)
     if table is None:
         return 0
+    before = table.version()
     ingested = removed_from.get("bronze", {}).get(key, 0)
     quarantined = removed_from.get("quarantine", {}).get(key, 0)
     duplicates = max(records - ingested - quarantined, 0)
@@ -255,4 +256,5 @@ def _update_ledger(
         },
         predicate=where,
     )
+    delta.settle_native_writes(uri, options, before)
     return int(metrics.get("num_updated_rows", 0) or 0)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import write_deltalake
 
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
@@ -82,14 +81,7 @@ class ErasureRequest:
 
 
 def _write(uri: str, options: Mapping[str, str], rows: pa.Table) -> None:
-    target, opts = delta.deltalake_target(uri, options)
-    write_deltalake(
-        target,
-        rows,
-        mode="append",
-        partition_by=["date"],
-        storage_options=opts or None,  # type: ignore[arg-type]
-    )
+    delta.append_rows(uri, rows, options, partition_by=["date"])
 
 
 def submit(location: LakeLocation, options: Mapping[str, str], request: ErasureRequest) -> None:

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from pipelines.lake import delta
 from pipelines.lake.delta import open_table, sql_literal
 from pipelines.lake.storage import Storage, open_storage
 
@@ -403,7 +404,9 @@ def erase_from_table(
         raise FileNotFoundError(f"{uri} is not a Delta table")
     check_erasable(uri, table)
     before = table.version()
+    before_delete = table.version()
     deleted, by_object = _delete_rows(table, subject) if delete else (0, {})
+    delta.settle_native_writes(uri, options, before_delete)
     after = table.version()
     live = set(_live(table))
     storage = open_storage(uri, options, create=False)

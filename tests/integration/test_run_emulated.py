@@ -61,12 +61,6 @@ def own_buckets(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
 
 
-@pytest.mark.xfail(
-    reason="known bug, open in #30's closing note: on the emulators the health roll-up's read of "
-    "region_health fails ('Failed to fetch metadata for file tables/region_health/...'); the "
-    "local demo and each store's own tests pass",
-    strict=False,
-)
 def test_the_story_on_three_emulated_clouds(
     tmp_path, monkeypatch, own_buckets, s3_endpoint, azurite, gcs_endpoint
 ):

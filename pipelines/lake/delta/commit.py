@@ -7,24 +7,24 @@ partition is idempotent; a writer that loses a commit race tries again on the ne
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
 from pipelines.lake.delta.read import (
     _partition_value,
-    date_range_predicate,
     deltalake_target,
     open_table,
     partition_predicate,
@@ -165,6 +165,7 @@ def commit_files(
     app_version: int = 0,
     partition_by: list[str] | None = None,
     once: bool = False,
+    filters: list[tuple[str, str, str]] | None = None,
 ) -> bool:
     """Commit staged files to one partition (appended, or replacing it) under a transaction id.
 
@@ -173,12 +174,16 @@ def commit_files(
     the same id never both commit; the loser tries again on the new version. With ``once``,
     that retry (and the first try) commits nothing and returns False when the table already
     holds ``app_version`` or a later one of ``app_id``: each version is committed exactly once.
+    ``filters`` (partition filters) replace the partitions they select instead of ``partition``.
     """
     target, opts = deltalake_target(uri, options)
     cols = partition_by or list(partition)
     values = {k: _partition_value(v) for k, v in partition.items()}
     done = False
     actions: list[AddAction | RemoveAction] = list(adds)
+    replaced = filters
+    if replace and filters is None:
+        replaced = [(k, "=", values[k]) for k in cols] or None
 
     def commit() -> None:
         nonlocal done
@@ -193,7 +198,7 @@ def commit_files(
             mode="overwrite" if replace else "append",
             schema=_merged_schema(table, schema),
             partition_by=cols or None,
-            partition_filters=[(k, "=", values[k]) for k in cols] if replace and cols else None,
+            partition_filters=replaced if replace else None,
             commit_properties=CommitProperties(
                 custom_metadata={COMMIT_MARK: f"{app_id}#{app_version}"},
                 app_transactions=[Transaction(app_id=app_id, version=app_version)],
@@ -204,6 +209,35 @@ def commit_files(
 
     _retry_on_conflict(commit)
     return not done
+
+
+def settle_native_writes(uri: str, options: Mapping[str, str], since: int | None) -> int:
+    """Put the data files delta-rs itself wrote after version ``since`` where its log names them.
+
+    Only the GCS emulator's adapter needs this: OpenDAL uploads the ``=`` of a partition folder
+    percent-encoded there (docs/emulators.md, G2), so a delete or an update that rewrote files
+    would leave a log naming files that are not there, and the table unreadable. Each such file
+    is moved to its logged key (read from the new commits only); on every other store this
+    returns at once. The number of files moved.
+    """
+    if not deltalake_target(uri, options)[0].startswith("opendal+"):
+        return 0
+    latest = table_version(uri, options)
+    if latest is None:
+        return 0
+    store = open_storage(uri, dict(options))
+    moved = 0
+    for version in range((since if since is not None else -1) + 1, latest + 1):
+        for line in store.get(f"_delta_log/{version:020d}.json").decode().splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            path = unquote(add["path"]) if add else ""
+            stored = path.replace("=", "%3D")
+            if stored == path or store.head(path) is not None or store.head(stored) is None:
+                continue
+            store.put(path, store.get(stored))
+            store.delete(stored)
+            moved += 1
+    return moved
 
 
 def missing_files(uri: str, options: Mapping[str, str], adds: list[AddAction]) -> list[str]:
@@ -270,27 +304,59 @@ def write_range(
     """Replace every row of dates ``[start, end]`` of a ``date``-partitioned table in one commit.
 
     Rows of ``data`` outside the range are refused (they would survive next to older copies).
-    Re-running with the same data leaves the same rows; the new version is returned.
+    Re-running with the same data leaves the same rows; the new version is returned. The files
+    are staged as :func:`stage_files` stages them (the GCS emulator's adapter included), and one
+    commit removes the range's old files and adds them; a writer racing on the table is retried
+    past.
     """
     dates = data.column("date") if data.num_rows else None
     if dates is not None and (pc.min(dates).as_py() < start or pc.max(dates).as_py() > end):
         raise ValueError(f"{uri}: rows outside {start}..{end} in a write of that range")
-    target, opts = deltalake_target(uri, options)
-    _create_if_absent(target, opts, data.schema, partition_by)
-    predicate = date_range_predicate(start, end)
-    _retry_on_conflict(
-        lambda: write_deltalake(
-            target,
-            data,
-            mode="overwrite",
-            predicate=predicate,
-            partition_by=partition_by,
-            storage_options=dict(opts) or None,
-        )
+    adds = _stage_partitions(uri, data, options, partition_by)
+    commit_files(
+        uri,
+        adds,
+        data.schema,
+        {},
+        options,
+        replace=True,
+        app_id=None,
+        partition_by=partition_by,
+        filters=[("date", ">=", start.isoformat()), ("date", "<=", end.isoformat())],
     )
     version = table_version(uri, options)
     assert version is not None
     return version
+
+
+def append_rows(
+    uri: str, data: pa.Table, options: Mapping[str, str], *, partition_by: list[str]
+) -> int:
+    """Append ``data`` to its partitions in one commit (the table created when absent)."""
+    adds = _stage_partitions(uri, data, options, partition_by)
+    commit_files(
+        uri, adds, data.schema, {}, options, replace=False, app_id=None, partition_by=partition_by
+    )
+    version = table_version(uri, options)
+    assert version is not None
+    return version
+
+
+def _stage_partitions(
+    uri: str, data: pa.Table, options: Mapping[str, str], partition_by: list[str]
+) -> list[AddAction]:
+    """:func:`stage_files` for each partition ``data`` has rows in (the table created first)."""
+    target, opts = deltalake_target(uri, options)
+    _create_if_absent(target, opts, data.schema, partition_by)
+    if not data.num_rows:
+        return []
+    keys = data.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
+    adds: list[AddAction] = []
+    for key in keys:
+        same = [pc.equal(data[c], pa.scalar(v, data[c].type)) for c, v in key.items()]
+        rows = data.filter(pc.fill_null(functools.reduce(pc.and_, same), False))
+        adds += stage_files(uri, rows, key, options, partition_by=partition_by)
+    return adds
 
 
 def _check_rows_in(uri: str, data: pa.Table, partition: Mapping[str, object]) -> None:

@@ -273,17 +273,10 @@ def read_between(
         count_read(uri, int(pc.sum(adds.filter(inside).column("size_bytes")).as_py() or 0))
     elif adds.num_rows:
         count_read(uri, int(pc.sum(adds.column("size_bytes")).as_py() or 0))
-    # through DataFusion in delta-rs for a local table (pyarrow.dataset and the pandas it
-    # imports cost a small read, health rows or a day's quarantine reasons, about 0.6 s more)
-    # and for OpenDAL, which needs it; an object store through pyarrow's dataset, the path
-    # the emulators and the clouds are tested on (DataFusion's reads of a table another
-    # process had just written failed there: "Failed to fetch metadata")
+    # through DataFusion in delta-rs, as OpenDAL needs anyway: pyarrow.dataset and the pandas
+    # it imports cost a small read (health rows, a day's quarantine reasons) about 0.6 s more
     where = f"{column} >= {sql_literal(start)} AND {column} <= {sql_literal(end)}"
-    target = deltalake_target(uri, options)[0]
-    if target.startswith("opendal+") or "://" not in target or target.startswith("file://"):
-        return _query(table, columns, where)
-    expr = (pc.field(column) >= start) & (pc.field(column) <= end)
-    return table.to_pyarrow_dataset().to_table(filter=expr, columns=columns)
+    return _query(table, columns, where)
 
 
 def _query(table: DeltaTable, columns: list[str] | None, where: str | None) -> pa.Table:
