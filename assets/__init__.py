@@ -52,13 +52,13 @@ def build_assets(
     region_health = build_region_health(cfg, parts, suites, keys, region_keys)
     measured = [*keys.every(cfg, tables.REGION_HEALTH.name), *(a.key for a in replicas)]
     health = build_health(cfg, suites, measured, home_keys)
-    erasure = build_erasure(cfg, suites[tables.ERASURE_RECEIPTS.name])
+    erasure = build_erasure(cfg, suites[tables.ERASURE_RECEIPTS.name], keys)
     return [
         *built,
         region_health,
         health,
         erasure,
-        build_deadline_check(cfg),
+        build_deadline_check(cfg, keys),
         build_region_freshness(keys.regions or cfg.region_codes, keys.of(tables.BRONZE.name)),
         *build_full_checks(cfg),
     ]

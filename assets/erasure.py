@@ -16,6 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.keys import UNPREFIXED, Keys, rekeyed
 from assets.sovereignty import declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite
@@ -32,24 +33,35 @@ ERASURE = tables.ERASURE_RECEIPTS.name
 DEADLINE_CHECK = "erasure_deadline"
 PERSONAL = tuple(t.name for t in tables.TABLES.values() if t.personal_data)
 ERASURE_DATA = declare(reads=PERSONAL, writes=PERSONAL)
+# An asset partitioned by location (each one jurisdiction's): a per-jurisdiction code location
+# defines its own jurisdiction's, as it does the assets partitioned by region
+# (jobs/jurisdiction.py).
+PARTITIONED_BY = "lakehouse/partitioned_by"
 
 
-def erasure_partitions(cfg: LakeConfig) -> dg.StaticPartitionsDefinition:
+def served_locations(cfg: LakeConfig, keys: Keys = UNPREFIXED) -> list[str]:
+    """The locations whose requests ``keys``' code location serves (every one when unprefixed)."""
+    regions = set(keys.regions or cfg.region_codes)
+    return sorted(n for n, loc in cfg.locations.items() if loc.region in regions)
+
+
+def erasure_partitions(cfg: LakeConfig, keys: Keys = UNPREFIXED) -> dg.StaticPartitionsDefinition:
     """One partition per location: a request is served where the subject's region lives."""
-    return dg.StaticPartitionsDefinition(sorted(cfg.locations))
+    return dg.StaticPartitionsDefinition(served_locations(cfg, keys))
 
 
-def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
-    """The asset that serves a location's pending erasure requests."""
+def build_erasure(cfg: LakeConfig, suite: Suite, keys: Keys = UNPREFIXED) -> dg.AssetsDefinition:
+    """The asset that serves a location's pending erasure requests (``keys``: whose locations)."""
+    key = keys.of(ERASURE)
 
     @dg.asset(
-        name=ERASURE,
-        partitions_def=erasure_partitions(cfg),
+        key=key,
+        partitions_def=erasure_partitions(cfg, keys),
         group_name="privacy",
         kinds={"delta"},
-        tags=ERASURE_DATA.tags(),
+        tags={**ERASURE_DATA.tags(), PARTITIONED_BY: "location"},
         metadata=ERASURE_DATA.metadata(),
-        check_specs=[gx.check_spec(suite)],
+        check_specs=[gx.check_spec(suite, key)],
     )
     def erasure_receipts(
         context: dg.AssetExecutionContext,
@@ -65,7 +77,8 @@ def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
         meta: dict[str, Any] = {**grants, "requests_served": len(pending)}
         if not pending:
             empty = ERASURE_RECEIPT_SCHEMA.empty_table()
-            return dg.MaterializeResult(metadata=meta, check_results=[gx.check(suite, empty)])
+            checked = list(rekeyed([gx.check(suite, empty)], [key]))
+            return dg.MaterializeResult(metadata=meta, check_results=checked)
         track = mlflow.tracking()
         pins = maintenance.registry_pins(track, lake.config().maintenance)
         done = serve.serve_location(
@@ -113,17 +126,22 @@ def build_erasure(cfg: LakeConfig, suite: Suite) -> dg.AssetsDefinition:
                 "dagster/row_count": mine.num_rows,
             }
         )
-        return dg.MaterializeResult(metadata=meta, check_results=[gx.check(suite, mine)])
+        checked = list(rekeyed([gx.check(suite, mine)], [key]))
+        return dg.MaterializeResult(metadata=meta, check_results=checked)
 
     return erasure_receipts
 
 
-def build_deadline_check(cfg: LakeConfig) -> dg.AssetChecksDefinition:
-    """Fails while a request waits past ``privacy.erasure_deadline_days`` or was not verified."""
+def build_deadline_check(cfg: LakeConfig, keys: Keys = UNPREFIXED) -> dg.AssetChecksDefinition:
+    """Fails while a request waits past ``privacy.erasure_deadline_days`` or was not verified.
+
+    Over the locations ``keys``' code location serves (its jurisdiction's, or every one).
+    """
     days = cfg.privacy.erasure_deadline_days
+    served = served_locations(cfg, keys)
 
     @dg.asset_check(
-        asset=ERASURE,
+        asset=keys.of(ERASURE),
         name=DEADLINE_CHECK,
         description=f"No erasure request waits more than {days} days (privacy."
         "erasure_deadline_days) or was served without the read-back finding it nowhere.",
@@ -134,7 +152,7 @@ def build_deadline_check(cfg: LakeConfig) -> dg.AssetChecksDefinition:
         late: list[dict[str, Any]] = []
         unverified: list[str] = []
         waiting = 0
-        for loc in lake.config().locations.values():
+        for loc in (lake.location(name) for name in served):
             options = lake.storage_options(loc)
             # request ids and times only: the check reads no identifier
             waiting += len(requests.waiting(loc, options))

@@ -4,11 +4,12 @@ Dagster allows one materializable definition of an asset key per workspace (it w
 load otherwise, "Only one materialization node is allowed per asset key", and gives the key's
 automation and asset backfills to one location). With one code location per jurisdiction
 (``compute.pools: per_jurisdiction``) the tables every region holds (bronze, the quarantine,
-silver, gold, the region's health) are therefore keyed by jurisdiction, ``eu/bronze_events``,
-and each location defines its own jurisdiction's, partitioned by its own regions only. The
-ML home's assets (replicas, features, the model, the health roll-up) depend on the keys of the
-jurisdictions they read. With one location for all (``local``, ``emulated``, a laptop loading
-``prod`` without ``LAKEHOUSE_COMPUTE_JURISDICTION``) the keys are the table names, as before.
+silver, gold, the region's health, the erasure receipts) are therefore keyed by jurisdiction,
+``eu/bronze_events``, and each location defines its own jurisdiction's, partitioned by its own
+regions (or locations) only. The ML home's assets (replicas, features, the model, the health
+roll-up) depend on the keys of the jurisdictions they read. With one location for all
+(``local``, ``emulated``, a laptop loading ``prod`` without
+``LAKEHOUSE_COMPUTE_JURISDICTION``) the keys are the table names, as before.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from pipelines.sovereignty import compute
 # The tables of every region's own location that an asset of each jurisdiction writes.
 REGION_TABLES = frozenset(
     t.name
-    for t in (tables.BRONZE, tables.QUARANTINE, tables.SILVER, tables.GOLD, tables.REGION_HEALTH)
+    for t in (
+        tables.BRONZE,
+        tables.QUARANTINE,
+        tables.SILVER,
+        tables.GOLD,
+        tables.REGION_HEALTH,
+        tables.ERASURE_RECEIPTS,
+    )
 )
 
 

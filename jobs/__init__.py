@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.erasure import ERASURE
 from assets.keys import UNPREFIXED, Keys
 from assets.partitions import Partitions
 from jobs.alerts import check_failure_sensor, run_failure_sensor
@@ -17,7 +18,7 @@ from jobs.jurisdiction import jurisdiction_chain_sensor
 from jobs.maintenance import build_maintenance
 from jobs.ml import (
     build_drift_retrain_sensor,
-    erased_model_retrain_sensor,
+    build_erased_model_retrain_sensor,
     retrain_job,
     weekly_retrain_schedule,
 )
@@ -52,7 +53,7 @@ def build_automation(
     upkeep_job, upkeep_schedule = build_maintenance(cfg)
     freshness = build_freshness_checks(cfg, keys)
     full_check = build_full_check(cfg)
-    erasure = build_erasure_automation(cfg)
+    erasure = build_erasure_automation(cfg, keys)
     return Automation(
         jobs=[
             ingest.job,
@@ -79,7 +80,7 @@ def build_automation(
         sensors=[
             ingest.sensor,
             build_drift_retrain_sensor(cfg.ml.retrain.cooldown_hours),
-            erased_model_retrain_sensor,
+            build_erased_model_retrain_sensor(keys.every(cfg, ERASURE)),
             run_failure_sensor,
             check_failure_sensor,
             *automation_sensors(cfg),

@@ -13,7 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.erasure import DEADLINE_CHECK, ERASURE, erasure_partitions
+from assets.erasure import DEADLINE_CHECK, ERASURE, erasure_partitions, served_locations
+from assets.keys import UNPREFIXED, Keys
 from pipelines.erasure import requests
 from pipelines.lake.config import LakeConfig
 from resources.lake import LakeResource
@@ -32,12 +33,18 @@ class Erasure:
     deadline_schedule: dg.ScheduleDefinition
 
 
-def build_erasure_automation(cfg: LakeConfig) -> Erasure:
-    """The job, sensor and schedule of the erasure path."""
+def build_erasure_automation(cfg: LakeConfig, keys: Keys = UNPREFIXED) -> Erasure:
+    """The job, sensor and schedule of the erasure path of ``keys``' code location.
+
+    With one location per jurisdiction each serves its own jurisdiction's locations only: its
+    sensor never reads another jurisdiction's requests.
+    """
+    key = keys.of(ERASURE)
+    served = served_locations(cfg, keys)
     job = dg.define_asset_job(
         "erasure_job",
-        selection=dg.AssetSelection.assets(ERASURE),
-        partitions_def=erasure_partitions(cfg),
+        selection=dg.AssetSelection.assets(key),
+        partitions_def=erasure_partitions(cfg, keys),
         description="Serve a location's pending erasure requests (docs/privacy.md).",
     )
     routing = cfg.compute.routing_tag
@@ -50,7 +57,7 @@ def build_erasure_automation(cfg: LakeConfig) -> Erasure:
     def erasure_request_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> Any:
         """Requests a run per location holding pending erasure requests, on its jurisdiction."""
         runs = []
-        for loc in lake.config().locations.values():
+        for loc in (lake.location(name) for name in served):
             ids = sorted(i for i, _ in requests.waiting(loc, lake.storage_options(loc)))
             if not ids:
                 continue
@@ -65,10 +72,9 @@ def build_erasure_automation(cfg: LakeConfig) -> Erasure:
             )
         return runs or dg.SkipReason("no erasure request is pending")
 
-    key = dg.AssetCheckKey(dg.AssetKey(ERASURE), DEADLINE_CHECK)
     deadline_job = dg.define_asset_job(
         "erasure_deadline_job",
-        selection=dg.AssetSelection.checks(key),
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(key, DEADLINE_CHECK)),
         description="Is any erasure request past privacy.erasure_deadline_days?",
     )
     schedule = dg.ScheduleDefinition(

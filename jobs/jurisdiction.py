@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.automation import LOOK_BACK, SPARK_TAG, is_automated
+from assets.erasure import PARTITIONED_BY
 from assets.partitions import Partitions, date_region_of
 from assets.sovereignty import reads_personal_data
 from pipelines.lake.config import PER_JURISDICTION, ConfigError, LakeConfig
@@ -176,8 +177,16 @@ def jurisdiction_chain_sensor(
 
 
 def region_scoped(asset: dg.AssetsDefinition) -> bool:
-    """True when the asset's partitions carry the region (a location can run only its own)."""
+    """True when the asset's partitions carry the region (a location can run only its own).
+
+    By a ``region`` dimension, or by one partition per location (the erasure receipts:
+    :data:`assets.erasure.PARTITIONED_BY`), each location being one region's.
+    """
     part = asset.partitions_def
+    if bool(asset.specs) and all(
+        spec.tags.get(PARTITIONED_BY) == "location" for spec in asset.specs
+    ):
+        return isinstance(part, dg.StaticPartitionsDefinition)
     return isinstance(part, dg.MultiPartitionsDefinition) and "region" in {
         d.name for d in part.partitions_defs
     }

@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,45 +120,62 @@ def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
 
 
 def evaluate_erasure_triggers(
-    instance: dg.DagsterInstance, cursor: str | None
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    keys: Sequence[dg.AssetKey] = (dg.AssetKey(ERASURE),),
 ) -> tuple[list[dg.RunRequest], str]:
     """erasure_receipts materializations that marked a model become retraining requests.
 
+    ``keys``: every jurisdiction's erasure_receipts (one key with one code location for all).
     No cooldown: a champion trained on erased data is replaced as soon as possible. One request
-    per materialization (its storage id is the run key); the cursor is the last event read.
+    per materialization (its storage id is the run key); the cursor holds the last event read
+    of each key.
     """
-    after = int(cursor) if cursor else 0
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(ERASURE), after_storage_id=after or None),
-        limit=MAX_RECORDS,
-        ascending=True,
-    ).records
+    seen: dict[str, int] = json.loads(cursor) if cursor and cursor.startswith("{") else {}
+    if cursor and not seen:  # a cursor of one key, as earlier versions kept it
+        seen = {k.to_user_string(): int(cursor) for k in keys}
     out = []
-    for rec in records:
-        after = max(after, rec.storage_id)
-        mat = rec.asset_materialization
-        marked = mat.metadata.get("models_marked") if mat is not None else None
-        if mat is None or marked is None or not marked.value:
-            continue
-        out.append(
-            dg.RunRequest(
-                run_key=f"{ERASURE}:{mat.partition}:{rec.storage_id}",
-                tags={
-                    TRIGGER_TAG: "erased_model_retrain_sensor",
-                    REASON_TAG: f"{marked.value} model version(s) trained on data erased at "
-                    f"{mat.partition}",
-                    "lakehouse/erasure_storage_id": str(rec.storage_id),
-                },
+    for key in keys:
+        name = key.to_user_string()
+        after = seen.get(name, 0)
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after or None),
+            limit=MAX_RECORDS,
+            ascending=True,
+        ).records
+        for rec in records:
+            after = max(after, rec.storage_id)
+            mat = rec.asset_materialization
+            marked = mat.metadata.get("models_marked") if mat is not None else None
+            if mat is None or marked is None or not marked.value:
+                continue
+            out.append(
+                dg.RunRequest(
+                    run_key=f"{name}:{mat.partition}:{rec.storage_id}",
+                    tags={
+                        TRIGGER_TAG: "erased_model_retrain_sensor",
+                        REASON_TAG: f"{marked.value} model version(s) trained on data erased "
+                        f"at {mat.partition}",
+                        "lakehouse/erasure_storage_id": str(rec.storage_id),
+                    },
+                )
             )
-        )
-    return out, str(after)
+        seen[name] = after
+    return out, json.dumps(seen, sort_keys=True)
 
 
-@dg.sensor(
-    job=retrain_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
-)
-def erased_model_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Requests retraining when an erasure marked a model as trained on erased data."""
-    requests, cursor = evaluate_erasure_triggers(context.instance, context.cursor)
-    skip = None if requests else "no erasure marked a model"
-    return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
+def build_erased_model_retrain_sensor(keys: Sequence[dg.AssetKey]) -> dg.SensorDefinition:
+    """The sensor that retrains when an erasure (of any jurisdiction, ``keys``) marked a model."""
+
+    @dg.sensor(
+        job=retrain_job,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def erased_model_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Requests retraining when an erasure marked a model as trained on erased data."""
+        requests, cursor = evaluate_erasure_triggers(context.instance, context.cursor, keys)
+        skip = None if requests else "no erasure marked a model"
+        return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=skip)
+
+    return erased_model_retrain_sensor

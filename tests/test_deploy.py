@@ -424,16 +424,23 @@ def test_each_key_has_one_materializable_definition_and_region_keys_name_their_j
                 where.setdefault(key.to_user_string(), []).append(name)
                 if region_scoped(asset):  # its own jurisdiction's, partitioned by its regions
                     assert key.path[0] == jurisdiction.lower(), (name, key)
-                    regions = asset.partitions_def.get_partitions_def_for_dimension("region")
-                    assert {
-                        cfg.jurisdiction_of_region(r) for r in regions.get_partition_keys()
-                    } == {jurisdiction}, (name, key)
+                    part = asset.partitions_def
+                    if isinstance(part, dg.MultiPartitionsDefinition):
+                        regions = part.get_partitions_def_for_dimension("region")
+                        found = {
+                            cfg.jurisdiction_of_region(r) for r in regions.get_partition_keys()
+                        }
+                    else:  # one partition per location (the erasure receipts)
+                        found = {cfg.location(n).jurisdiction for n in part.get_partition_keys()}
+                    assert found == {jurisdiction}, (name, key)
     assert {k: v for k, v in where.items() if len(v) > 1} == {}
     home = f"lakehouse-{cfg.home.jurisdiction.lower()}"
     scoped = {k for k in where if "/" in k}
     tables = ("bronze_events", "bronze_quarantine", "silver_events", "gold_daily_demand")
     assert scoped == {
-        f"{j.lower()}/{t}" for j in cfg.jurisdictions for t in (*tables, "region_health")
+        f"{j.lower()}/{t}"
+        for j in cfg.jurisdictions
+        for t in (*tables, "region_health", "erasure_receipts")
     }
     for key in set(where) - scoped:  # replicas, features, the model, scoring, drift, roll-up
         assert where[key] == [home], key
@@ -539,9 +546,15 @@ def test_no_asset_of_a_prod_location_is_refused_by_its_own_pool(monkeypatch):
                     check_compute(cfg, step, cfg.home, tables.reads, tables.writes, worker)
         jobs = {j.name for j in defs.jobs or []}
         sensors = {s.name for s in defs.sensors or []}
-        assert {"ingest_job", "spark_job", "region_health_job", "jurisdiction_chain_sensor"} <= (
-            jobs | sensors
-        ), name
+        assert {
+            "ingest_job",
+            "spark_job",
+            "region_health_job",
+            "jurisdiction_chain_sensor",
+            "erasure_job",
+            "erasure_request_sensor",
+            "erasure_deadline_job",
+        } <= (jobs | sensors), name
         if jurisdiction != cfg.home.jurisdiction:
             assert not {"sync_job", "retrain_job", "automation_sensor"} & (jobs | sensors), name
 
