@@ -309,6 +309,9 @@ def test_cli_maintain_prints_json_and_refuses_unknown_table_in_one_line(cfg, cap
     out = json.loads(capsys.readouterr().out)
     assert out["dry_run"] and out["retention_floor_version"] == 2 and out["role"] == "source"
     assert DeltaTable(rep.source_uri).version() == 2, "a dry run changes nothing"
+    argv = ["maintain", "--table", TABLE, "--location", "azure-eu", "--dry-run", "--sweep"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["vacuum"]["mode"] == "sweep"
     assert cli.main(["maintain", "--table", "demand_features", "--location", "azure-eu"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not live at location 'azure-eu'" in err
@@ -325,7 +328,7 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
     churn(rep.source_uri, 3, 0)
     sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 2)
-    job, schedule = build_maintenance(load_config("local"))
+    job, schedule, sweep_schedule = build_maintenance(load_config("local"))
     resources = {
         "lake": LakeResource(),
         "mlflow": MLflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
@@ -341,6 +344,10 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
         keys = {r.partition_key for r in requests}
         assert f"{TABLE}@azure-eu" in keys and f"{rep.name}@aws-us" in keys
         assert all(r.tags["lakehouse/jurisdiction"] for r in requests)
+        assert all(not r.run_config for r in requests), "the weekly upkeep plans from the log"
+        sweeps = list(sweep_schedule.evaluate_tick(context).run_requests or [])
+        assert {r.partition_key for r in sweeps} == keys
+        assert all(r.run_config["ops"]["maintain_table"]["config"]["sweep"] is True for r in sweeps)
         result = job.execute_in_process(
             partition_key=f"{TABLE}@azure-eu",
             instance=instance,
