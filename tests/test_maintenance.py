@@ -560,3 +560,20 @@ def test_a_replaced_log_makes_the_plan_start_again_from_the_checkpoint(tmp_path)
     )  # another log's commit 2 (a reseed writes the source's)
     again = maintenance.log_vacuum(storage, maintenance.compute_floor(2, []), retention_hours=0)
     assert again.mode == "log (from the checkpoint)"
+
+
+def test_writers_checkpoint_and_leave_the_log_to_the_floor(tmp_path):
+    """delta-rs' post-commit hook would delete commits past delta.logRetentionDuration."""
+    quick = {"delta.logRetentionDuration": "interval 0 seconds", "delta.checkpointInterval": "2"}
+    ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
+    for uri in (ours, theirs):
+        DeltaTable.create(uri, gold(1).schema, partition_by=["date", "region"], configuration=quick)
+    part = {"date": DAY, "region": "eu"}
+    for i in range(5):
+        delta.write_partition(ours, gold(5, i * 5), part, {}, partition_by=["date", "region"])
+        write_deltalake(theirs, gold(5, i * 5), mode="append", partition_by=["date", "region"])
+    kept, cleaned = list_log(open_storage(ours)), list_log(open_storage(theirs))
+    assert sorted(kept.commits) == list(range(6)), "a writer deleted commits upkeep keeps"
+    assert kept.checkpoints, "the writer's commits make checkpoints at the table's interval"
+    assert min(cleaned.commits) > 0, "the control: delta-rs' own hook cleans the log"
+    assert len(rows_at(ours, 1)) == 5, "an early version still reads"
