@@ -23,8 +23,8 @@ peak RSS is the step's), in this order:
 - ``health``: the ``lakehouse_health`` asset's partition of the new day (the day's partitions,
   and 62 kept days of health rows as the baseline);
 - ``maintenance``: the upkeep planner of every region's bronze, dry (``lakehouse maintain
-  --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), without
-  registered models' pins (no MLflow here);
+  --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), from the
+  last weekly run's VACUUM plan, without registered models' pins (no MLflow here);
 - ``status``: ``lakehouse status --json`` (kept health rows of 63 days, and the tables' logs
   for storage at rest).
 
