@@ -97,38 +97,39 @@ def build_maintenance(
     def maintenance_job() -> None:
         maintain_table()
 
-    def requests(context: dg.ScheduleEvaluationContext, sweep: bool) -> Iterator[dg.RunRequest]:
-        day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-        config = {"ops": {"maintain_table": {"config": {"sweep": True}}}} if sweep else None
-        for t in targets:
-            key = partition_key(t)
-            yield dg.RunRequest(
-                run_key=f"{key}:{day}" + (":sweep" if sweep else ""),
-                partition_key=key,
-                run_config=config,
-                tags={cfg.compute.routing_tag: t.location.jurisdiction},
-            )
+    def schedule(name: str, cron: str, sweep: bool, what: str) -> dg.ScheduleDefinition:
+        @dg.schedule(
+            name=name,
+            cron_schedule=cron,
+            job=maintenance_job,
+            execution_timezone="UTC",
+            description=what,
+        )
+        def upkeep(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+            """One run per table and replica, each on its jurisdiction's pool."""
+            day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+            config = {"ops": {"maintain_table": {"config": {"sweep": True}}}} if sweep else None
+            for t in targets:
+                key = partition_key(t)
+                yield dg.RunRequest(
+                    run_key=f"{key}:{day}" + (":sweep" if sweep else ""),
+                    partition_key=key,
+                    run_config=config,
+                    tags={cfg.compute.routing_tag: t.location.jurisdiction},
+                )
 
-    @dg.schedule(
-        cron_schedule=cfg.maintenance.schedule,
-        job=maintenance_job,
-        execution_timezone="UTC",
+        return upkeep
+
+    weekly = schedule(
+        "weekly_maintenance_schedule",
+        cfg.maintenance.schedule,
+        False,
+        "Weekly upkeep of every table and replica (VACUUM planned from the log).",
     )
-    def weekly_maintenance_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> Iterator[dg.RunRequest]:
-        """Weekly upkeep of every table and replica, one run each, on its jurisdiction's pool."""
-        yield from requests(context, sweep=False)
-
-    @dg.schedule(
-        cron_schedule=cfg.maintenance.sweep_schedule,
-        job=maintenance_job,
-        execution_timezone="UTC",
+    sweep = schedule(
+        "monthly_orphan_sweep_schedule",
+        cfg.maintenance.sweep_schedule,
+        True,
+        "The orphan sweep: upkeep listing every object of each table (docs/maintenance.md).",
     )
-    def monthly_orphan_sweep_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> Iterator[dg.RunRequest]:
-        """The orphan sweep: upkeep that lists every object of each table (docs/maintenance.md)."""
-        yield from requests(context, sweep=True)
-
-    return maintenance_job, weekly_maintenance_schedule, monthly_orphan_sweep_schedule
+    return maintenance_job, weekly, sweep
