@@ -577,3 +577,29 @@ def test_writers_checkpoint_and_leave_the_log_to_the_floor(tmp_path):
     assert kept.checkpoints, "the writer's commits make checkpoints at the table's interval"
     assert min(cleaned.commits) > 0, "the control: delta-rs' own hook cleans the log"
     assert len(rows_at(ours, 1)) == 5, "an early version still reads"
+
+
+def test_a_first_plan_reads_the_checkpoints_tombstones_not_its_live_files(tmp_path):
+    """Without a last plan the run starts from the checkpoint: its remove column, by ranges."""
+    from pipelines.lake.storage import bytes_read, bytes_read_since
+
+    got = {}
+    for days in (5, 120):
+        uri = str(tmp_path / f"t{days}")
+        history(uri, days)
+        DeltaTable(uri).create_checkpoint()
+        new_day(uri, days)
+        storage = open_storage(uri)
+        floor = maintenance.compute_floor(DeltaTable(uri).version(), [])
+        before = bytes_read()
+        done = maintenance.log_vacuum(storage, floor, retention_hours=0, dry_run=True)
+        read = sum(bytes_read_since(before).values())
+        checkpoint = max(Path(uri, "_delta_log").glob("*.checkpoint.parquet")).stat().st_size
+        assert not (Path(uri) / maintenance.PLAN_STATE).exists(), "a dry run writes no plan"
+        got[days] = (read, checkpoint, done)
+    (small, cp_small, v_small), (large, cp_large, v_large) = got[5], got[120]
+    assert cp_large > 3 * cp_small, "the control: the checkpoint grows with the live files"
+    assert large < 1.3 * small, f"read {small} bytes with 5 days, {large} with 120"
+    for v in (v_small, v_large):
+        assert v.mode == "log (from the checkpoint)" and v.commits_read == 2
+        assert v.files_deleted == 1
