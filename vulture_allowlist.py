@@ -31,6 +31,10 @@ kept_for_floor
 kept_young
 _.kept_for_floor
 _.kept_young
+commits_read  # VacuumResult of the log's plan (the report's vacuum)
+checkpoint_version
+_.commits_read
+_.checkpoint_version
 _.files_deleted
 _.bytes_reclaimed
 version_before

@@ -5,7 +5,9 @@ Builds the same lake twice (local folders, three regions), with ``days_small`` a
 keys, a few objects a day, as the simulator lands them), its gold (one commit per day, as the
 daily runs make it), bronze, quarantine and ingest ledger (partitions per landing day, written
 in monthly commits), the ML home's health table, the replicas synced up to date, and the
-landed-objects sensor's cursor after it saw the history. Then it lands one new day in every
+landed-objects sensor's cursor after it saw the history, and bronze's VACUUM plan as the last
+weekly upkeep left it (``_lakehouse_upkeep/vacuum.json``: the version it planned to, nothing
+waiting, as the history holds no removal). Then it lands one new day in every
 region (landing objects, and the gold row set) and runs, each step in a fresh process (so the
 peak RSS is the step's), in this order:
 
@@ -21,8 +23,8 @@ peak RSS is the step's), in this order:
 - ``health``: the ``lakehouse_health`` asset's partition of the new day (the day's partitions,
   and 62 kept days of health rows as the baseline);
 - ``maintenance``: the upkeep planner of every region's bronze, dry (``lakehouse maintain
-  --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), without
-  registered models' pins (no MLflow here);
+  --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), from the
+  last weekly run's VACUUM plan, without registered models' pins (no MLflow here);
 - ``status``: ``lakehouse status --json`` (kept health rows of 63 days, and the tables' logs
   for storage at rest).
 
@@ -210,6 +212,22 @@ def build(home: Path, days: int, rows: int) -> None:
     # the health rows earlier daily runs kept: measured once here, over the whole history
     measured = health.measure(cfg, history[0], END, lambda loc: loc.storage_options())
     health.write(cfg, measured, cfg.home.storage_options())
+    _upkeep_plans(cfg)
+
+
+def _upkeep_plans(cfg: Any) -> None:
+    """What the last weekly upkeep left of bronze: its VACUUM plan, up to the history's end."""
+    from pipelines.lake import tables
+    from pipelines.lake.storage import open_storage
+    from pipelines.operations.maintenance import compute_floor, log_vacuum
+    from pipelines.replication.deltalog import latest_version
+
+    for loc in cfg.locations.values():
+        storage = open_storage(loc.table_uri(tables.BRONZE.name), loc.storage_options())
+        version = latest_version(storage)
+        assert version is not None
+        floor = compute_floor(version, [])
+        log_vacuum(storage, floor, retention_hours=cfg.maintenance.retention_hours)
 
 
 def land_new_day(rows: int) -> None:

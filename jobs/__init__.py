@@ -50,7 +50,7 @@ def build_automation(
     """
     ingest = build_ingest(cfg, parts, keys)
     chain = jurisdiction_chain_sensor(cfg, parts, assets)
-    upkeep_job, upkeep_schedule = build_maintenance(cfg)
+    upkeep_job, upkeep_schedule, sweep_schedule = build_maintenance(cfg)
     freshness = build_freshness_checks(cfg, keys)
     full_check = build_full_check(cfg)
     erasure = build_erasure_automation(cfg, keys)
@@ -73,6 +73,7 @@ def build_automation(
             ingest.schedule,
             weekly_retrain_schedule,
             upkeep_schedule,
+            sweep_schedule,
             freshness.schedule,
             full_check.schedule,
             erasure.deadline_schedule,

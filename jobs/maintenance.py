@@ -46,9 +46,10 @@ def report_metadata(report: maintenance.MaintenanceReport) -> dict[str, Any]:
 
 
 class MaintainConfig(dg.Config):
-    """Options of one upkeep run."""
+    """Options of one upkeep run (``sweep``: the orphan sweep lists every object, monthly)."""
 
     dry_run: bool = False
+    sweep: bool = False
 
 
 @dg.op(description="Compact, VACUUM under the retention floor, checkpoint, clean the log.")
@@ -71,13 +72,20 @@ def maintain_table(
         model_pins_of=maintenance.registry_pins(mlflow.tracking(), cfg.maintenance),
         options_for=lake.storage_options,
         dry_run=config.dry_run,
+        sweep=config.sweep,
     )
     context.log_event(dg.AssetObservation(asset_key=name, metadata=report_metadata(report)))
     return dg.Output(report.as_dict(), metadata=report_metadata(report))
 
 
-def build_maintenance(cfg: LakeConfig) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
-    """The upkeep job (a partition per table and location) and its weekly schedule."""
+def build_maintenance(
+    cfg: LakeConfig,
+) -> tuple[dg.JobDefinition, dg.ScheduleDefinition, dg.ScheduleDefinition]:
+    """The upkeep job (a partition per table and location) and its two schedules.
+
+    The weekly one plans VACUUM from the log; the orphan sweep's runs the same job with
+    ``sweep`` (every object of the table listed).
+    """
     targets = maintenance.targets(cfg)
     parts = dg.StaticPartitionsDefinition([partition_key(t) for t in targets])
 
@@ -89,22 +97,39 @@ def build_maintenance(cfg: LakeConfig) -> tuple[dg.JobDefinition, dg.ScheduleDef
     def maintenance_job() -> None:
         maintain_table()
 
-    @dg.schedule(
-        cron_schedule=cfg.maintenance.schedule,
-        job=maintenance_job,
-        execution_timezone="UTC",
-    )
-    def weekly_maintenance_schedule(
-        context: dg.ScheduleEvaluationContext,
-    ) -> Iterator[dg.RunRequest]:
-        """Weekly upkeep of every table and replica, one run each, on its jurisdiction's pool."""
-        day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-        for t in targets:
-            key = partition_key(t)
-            yield dg.RunRequest(
-                run_key=f"{key}:{day}",
-                partition_key=key,
-                tags={cfg.compute.routing_tag: t.location.jurisdiction},
-            )
+    def schedule(name: str, cron: str, sweep: bool, what: str) -> dg.ScheduleDefinition:
+        @dg.schedule(
+            name=name,
+            cron_schedule=cron,
+            job=maintenance_job,
+            execution_timezone="UTC",
+            description=what,
+        )
+        def upkeep(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+            """One run per table and replica, each on its jurisdiction's pool."""
+            day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+            config = {"ops": {"maintain_table": {"config": {"sweep": True}}}} if sweep else None
+            for t in targets:
+                key = partition_key(t)
+                yield dg.RunRequest(
+                    run_key=f"{key}:{day}" + (":sweep" if sweep else ""),
+                    partition_key=key,
+                    run_config=config,
+                    tags={cfg.compute.routing_tag: t.location.jurisdiction},
+                )
 
-    return maintenance_job, weekly_maintenance_schedule
+        return upkeep
+
+    weekly = schedule(
+        "weekly_maintenance_schedule",
+        cfg.maintenance.schedule,
+        False,
+        "Weekly upkeep of every table and replica (VACUUM planned from the log).",
+    )
+    sweep = schedule(
+        "monthly_orphan_sweep_schedule",
+        cfg.maintenance.sweep_schedule,
+        True,
+        "The orphan sweep: upkeep listing every object of each table (docs/maintenance.md).",
+    )
+    return maintenance_job, weekly, sweep

@@ -389,6 +389,7 @@ def cmd_maintain(args: argparse.Namespace) -> dict[str, Any]:
         args.location,
         model_pins_of=maintenance.registry_pins(tracking, cfg.maintenance),
         dry_run=args.dry_run,
+        sweep=args.sweep,
     )
     return report.as_dict()
 
@@ -1496,6 +1497,11 @@ def _add_maintain_and_scan(sub: Any, known: Known) -> None:
         help=f"where the table lives: {known.location} (required)",
     )
     p.add_argument("--dry-run", action="store_true", help="report what would be done only")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the orphan sweep: list every object of the table (each run plans from the log)",
+    )
     p.set_defaults(handler=cmd_maintain, touches=_maintain_touches)
 
     p = _command(

@@ -135,12 +135,9 @@ def test_submit_task_runs_the_same_entry_point_with_a_month_in_one_job():
     assert {"whl": "dbfs:/lh/lh.whl"} in d["libraries"]
     env = d["new_cluster"]["spark_env_vars"]
     assert env["LAKEHOUSE_PII_KEY"] == "{{secrets/lakehouse/pii_key}}"  # a reference, not a key
-    assert (
-        d["new_cluster"]["spark_conf"][
-            "spark.databricks.delta.properties.defaults.enableDeletionVectors"
-        ]
-        == "false"
-    )
+    conf = d["new_cluster"]["spark_conf"]
+    assert conf["spark.databricks.delta.properties.defaults.enableDeletionVectors"] == "false"
+    assert conf["spark.databricks.delta.properties.defaults.enableExpiredLogCleanup"] == "false"
     with pytest.raises(ValueError, match="location"):
         StepRequest(step="silver", start=START, end=END, location=None, cfg=prod)
 

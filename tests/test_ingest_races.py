@@ -155,7 +155,8 @@ def _age(root: Path, days: int = 30) -> None:
         os.utime(p, (old, old))
 
 
-def test_upkeep_keeps_the_files_a_pending_batch_names(lake_home):
+@pytest.mark.parametrize("sweep", [False, True], ids=["log", "orphan-sweep"])
+def test_upkeep_keeps_the_files_a_pending_batch_names(lake_home, sweep):
     sim = SimulationConfig(start=DAY, end=DAY, events_per_day=800, bad_rate=0.03, late_share=0.0)
     (report,) = land(LOC, sim)
     pending = _crash_before_bronze(lake_home)
@@ -164,7 +165,7 @@ def test_upkeep_keeps_the_files_a_pending_batch_names(lake_home):
     _age(root)  # the day was not re-run within VACUUM's retention
     cfg = load_config()
     for table in (BRONZE_TABLE, QUARANTINE_TABLE):
-        maintenance.maintain(cfg, table, LOC)
+        maintenance.maintain(cfg, table, LOC, sweep=sweep)
     uri = loc.table_uri(BRONZE_TABLE)
     assert delta.missing_files(uri, {}, pending.bronze) == []
     qa = loc.table_uri(QUARANTINE_TABLE)

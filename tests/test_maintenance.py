@@ -309,6 +309,9 @@ def test_cli_maintain_prints_json_and_refuses_unknown_table_in_one_line(cfg, cap
     out = json.loads(capsys.readouterr().out)
     assert out["dry_run"] and out["retention_floor_version"] == 2 and out["role"] == "source"
     assert DeltaTable(rep.source_uri).version() == 2, "a dry run changes nothing"
+    argv = ["maintain", "--table", TABLE, "--location", "azure-eu", "--dry-run", "--sweep"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["vacuum"]["mode"] == "sweep"
     assert cli.main(["maintain", "--table", "demand_features", "--location", "azure-eu"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not live at location 'azure-eu'" in err
@@ -325,7 +328,7 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
     churn(rep.source_uri, 3, 0)
     sync(cfg, rep.source_uri, rep.target_uri, GOLD)
     churn(rep.source_uri, 2)
-    job, schedule = build_maintenance(load_config("local"))
+    job, schedule, sweep_schedule = build_maintenance(load_config("local"))
     resources = {
         "lake": LakeResource(),
         "mlflow": MLflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
@@ -341,6 +344,10 @@ def test_weekly_schedule_runs_every_table_and_the_run_records_floor_and_setter(c
         keys = {r.partition_key for r in requests}
         assert f"{TABLE}@azure-eu" in keys and f"{rep.name}@aws-us" in keys
         assert all(r.tags["lakehouse/jurisdiction"] for r in requests)
+        assert all(not r.run_config for r in requests), "the weekly upkeep plans from the log"
+        sweeps = list(sweep_schedule.evaluate_tick(context).run_requests or [])
+        assert {r.partition_key for r in sweeps} == keys
+        assert all(r.run_config["ops"]["maintain_table"]["config"]["sweep"] is True for r in sweeps)
         result = job.execute_in_process(
             partition_key=f"{TABLE}@azure-eu",
             instance=instance,
@@ -404,3 +411,195 @@ def test_fresh_replica_seeds_from_a_complete_multi_part_checkpoint_only(tmp_path
     (log / f"{3:020d}.checkpoint.{2:010d}.{3:010d}.parquet").unlink()  # a crashed writer's set
     with pytest.raises(SyncError, match="no commit 0 and no checkpoint"):
         sync_table(str(src), str(tmp_path / "other"))
+
+
+def history(uri: str, days: int) -> None:
+    """One commit a day, each a new date partition (as the daily runs make a table)."""
+    for d in range(days):
+        write_deltalake(
+            uri,
+            gold(5, d * 5, DAY + dt.timedelta(days=d)),
+            mode="append",
+            partition_by=["date", "region"],
+            configuration={"delta.checkpointInterval": "10"},
+        )
+
+
+def listed() -> int:
+    from pipelines.lake.storage import objects_listed
+
+    return sum(objects_listed().values())
+
+
+def new_day(uri: str, days: int) -> None:
+    """The next day: yesterday's partition rewritten (one removal) and a new one appended."""
+    yesterday = DAY + dt.timedelta(days=days - 1)
+    write_deltalake(
+        uri,
+        gold(5, 9000, yesterday),
+        mode="overwrite",
+        predicate=f"date = '{yesterday.isoformat()}'",
+        partition_by=["date", "region"],
+    )
+    write_deltalake(
+        uri,
+        gold(5, 9100, yesterday + dt.timedelta(days=1)),
+        mode="append",
+        partition_by=["date", "region"],
+    )
+
+
+def test_the_vacuum_planners_listing_does_not_grow_with_history(cfg, tmp_path):
+    """A year of daily commits costs each run's VACUUM what a week does; the sweep does not."""
+    got = {}
+    for days in (5, 40):
+        uri = str(tmp_path / f"t{days}")
+        history(uri, days)
+        storage = open_storage(uri)
+        maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance)  # the last weekly run
+        new_day(uri, days)
+        before = listed()
+        done = maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance)
+        run = listed() - before
+        before = listed()
+        maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance, sweep=True, dry_run=True)
+        got[days] = (run, listed() - before, done["vacuum"])
+    (small, sweep_small, v_small), (large, sweep_large, v_large) = got[5], got[40]
+    assert large == small, f"listed {small} objects with 5 days of history, {large} with 40"
+    assert sweep_large > sweep_small + 30, "the orphan sweep lists every object (the control)"
+    for v in (v_small, v_large):
+        assert v["mode"] == "log (since the last plan)" and v["commits_read"] == 2
+        assert v["files_deleted"] == 1 and v["candidates"] == 1, v
+
+
+def versions_rows(uri: str) -> dict[int, list[dict]]:
+    return {v: rows_at(uri, v) for v in range(DeltaTable(uri).version() + 1)}
+
+
+def test_after_log_upkeep_every_kept_version_reads_as_before(cfg, tmp_path):
+    """Replica floor, a model's pinned version and the current one: each reads its rows."""
+    rep = eu_replica(cfg)
+    uri = rep.source_uri
+    churn(uri, 4, 0)  # 0..3
+    tracking = registry(tmp_path)
+    register(tracking, uri, 1)  # a model trained on version 1
+    churn(uri, 2, 40)  # 4, 5
+    sync(cfg, rep.source_uri, rep.target_uri, GOLD)  # the replica holds 5
+    churn(uri, 5, 80)  # 6..10: overwrites remove files
+    expected = versions_rows(uri)
+    pins = maintenance.registry_pins(tracking, cfg.maintenance)
+    first = maintenance.maintain(cfg, TABLE, "azure-eu", model_pins_of=pins)
+    assert first.vacuum["mode"] == "log (from the checkpoint)"
+    churn(uri, 3, 200)  # the next week's commits
+    newest = DeltaTable(uri).version()
+    expected.update({v: rows_at(uri, v) for v in range(first.version_before + 1, newest + 1)})
+    second = maintenance.maintain(cfg, TABLE, "azure-eu", model_pins_of=pins)
+    assert second.vacuum["mode"] == "log (since the last plan)"
+    deleted = first.vacuum["files_deleted"] + second.vacuum["files_deleted"]
+    assert deleted > 0 and second.vacuum["kept_for_floor"] > 0
+    for v in [1, *range(5, newest + 1)]:
+        assert rows_at(uri, v) == expected[v], f"version {v} changed after upkeep"
+    # the upkeep's own compaction commits read as the version they rewrote
+    assert rows_at(uri, DeltaTable(uri).version()) == expected[newest]
+    unkept = [v for v in range(2, 5) if v in expected]
+    assert any(_unreadable(uri, v) for v in unkept), "nothing outside the floor was reclaimed"
+    assert sync(cfg, rep.source_uri, rep.target_uri, GOLD).versions_behind_after == 0
+    assert assert_equal_where_held(rep.source_uri, rep.target_uri, since=5)
+
+
+def _unreadable(uri: str, version: int) -> bool:
+    try:
+        rows_at(uri, version)
+    except Exception:
+        return True
+    return False
+
+
+def test_a_young_removal_waits_in_the_plan_and_goes_on_a_later_run(tmp_path):
+    import time
+
+    uri = str(tmp_path / "t")
+    churn(uri, 2, 0)  # version 1 overwrites: version 0's file is removed
+    storage = open_storage(uri)
+    floor = maintenance.compute_floor(1, [])
+    held = rows_at(uri, 1)
+    now = time.time()
+    first = maintenance.log_vacuum(storage, floor, retention_hours=1, now=now)
+    assert (first.kept_young, first.files_deleted) == (1, 0)
+    plan = json.loads((Path(uri) / maintenance.PLAN_STATE).read_text())
+    assert plan["version"] == 1 and len(plan["waiting"]) == 1
+    later = maintenance.log_vacuum(storage, floor, retention_hours=1, now=now + 7200)
+    assert later.commits_read == 0 and later.files_deleted == 1, "from the plan, no log read"
+    assert rows_at(uri, 1) == held and len(held) == 5
+    assert json.loads((Path(uri) / maintenance.PLAN_STATE).read_text())["waiting"] == []
+
+
+def test_a_file_no_commit_names_is_left_to_the_orphan_sweep(cfg, tmp_path):
+    import os
+
+    uri = str(tmp_path / "t")
+    churn(uri, 2, 0)
+    orphan = Path(uri) / "date=2026-09-01" / "region=eu" / "part-crashed-writer.parquet"
+    orphan.write_bytes(b"PAR1 a crashed writer's file")
+    os.utime(orphan, (0, 0))
+    storage = open_storage(uri)
+    done = maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance)
+    assert orphan.exists() and done["vacuum"]["files_deleted"] == 1  # the removed one only
+    swept = maintenance.maintain_source(storage, uri, {}, [], cfg.maintenance, sweep=True)
+    assert not orphan.exists() and swept["vacuum"]["mode"] == "sweep"
+    assert rows_at(uri, DeltaTable(uri).version())
+
+
+def test_a_replaced_log_makes_the_plan_start_again_from_the_checkpoint(tmp_path):
+    uri = str(tmp_path / "t")
+    churn(uri, 3, 0)
+    storage = open_storage(uri)
+    maintenance.log_vacuum(storage, maintenance.compute_floor(2, []), retention_hours=0)
+    (Path(uri) / "_delta_log" / f"{2:020d}.json").write_text(
+        (Path(uri) / "_delta_log" / f"{2:020d}.json").read_text() + "\n"
+    )  # another log's commit 2 (a reseed writes the source's)
+    again = maintenance.log_vacuum(storage, maintenance.compute_floor(2, []), retention_hours=0)
+    assert again.mode == "log (from the checkpoint)"
+
+
+def test_writers_checkpoint_and_leave_the_log_to_the_floor(tmp_path):
+    """delta-rs' post-commit hook would delete commits past delta.logRetentionDuration."""
+    quick = {"delta.logRetentionDuration": "interval 0 seconds", "delta.checkpointInterval": "2"}
+    ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
+    for uri in (ours, theirs):
+        DeltaTable.create(uri, gold(1).schema, partition_by=["date", "region"], configuration=quick)
+    part = {"date": DAY, "region": "eu"}
+    for i in range(5):
+        delta.write_partition(ours, gold(5, i * 5), part, {}, partition_by=["date", "region"])
+        write_deltalake(theirs, gold(5, i * 5), mode="append", partition_by=["date", "region"])
+    kept, cleaned = list_log(open_storage(ours)), list_log(open_storage(theirs))
+    assert sorted(kept.commits) == list(range(6)), "a writer deleted commits upkeep keeps"
+    assert kept.checkpoints, "the writer's commits make checkpoints at the table's interval"
+    assert min(cleaned.commits) > 0, "the control: delta-rs' own hook cleans the log"
+    assert len(rows_at(ours, 1)) == 5, "an early version still reads"
+
+
+def test_a_first_plan_reads_the_checkpoints_tombstones_not_its_live_files(tmp_path):
+    """Without a last plan the run starts from the checkpoint: its remove column, by ranges."""
+    from pipelines.lake.storage import bytes_read, bytes_read_since
+
+    got = {}
+    for days in (5, 120):
+        uri = str(tmp_path / f"t{days}")
+        history(uri, days)
+        DeltaTable(uri).create_checkpoint()
+        new_day(uri, days)
+        storage = open_storage(uri)
+        floor = maintenance.compute_floor(DeltaTable(uri).version(), [])
+        before = bytes_read()
+        done = maintenance.log_vacuum(storage, floor, retention_hours=0, dry_run=True)
+        read = sum(bytes_read_since(before).values())
+        checkpoint = max(Path(uri, "_delta_log").glob("*.checkpoint.parquet")).stat().st_size
+        assert not (Path(uri) / maintenance.PLAN_STATE).exists(), "a dry run writes no plan"
+        got[days] = (read, checkpoint, done)
+    (small, cp_small, v_small), (large, cp_large, v_large) = got[5], got[120]
+    assert cp_large > 3 * cp_small, "the control: the checkpoint grows with the live files"
+    assert large < 1.3 * small, f"read {small} bytes with 5 days, {large} with 120"
+    for v in (v_small, v_large):
+        assert v.mode == "log (from the checkpoint)" and v.commits_read == 2
+        assert v.files_deleted == 1

@@ -37,6 +37,7 @@ def test_only_the_clock_driven_schedules_remain():
         "weekly_retrain_schedule",
         "freshness_checks_schedule",
         "weekly_maintenance_schedule",
+        "monthly_orphan_sweep_schedule",
         "replica_full_check_schedule",
         "erasure_deadline_schedule",  # a request nobody serves still fails its deadline
     }

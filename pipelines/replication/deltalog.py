@@ -602,7 +602,12 @@ def _parquet_actions(
 
 
 def checkpoint_state(
-    storage: Storage, version: int, parts: list[ObjectInfo], *, metadata_only: bool = False
+    storage: Storage,
+    version: int,
+    parts: list[ObjectInfo],
+    *,
+    metadata_only: bool = False,
+    tombstones_only: bool = False,
 ) -> CheckpointState:
     """Live files, metaData and protocol of a checkpoint (classic, multi-part or V2).
 
@@ -610,32 +615,40 @@ def checkpoint_state(
     ``metadata_only``, which needs the top-level file alone). With ``metadata_only`` a Parquet
     checkpoint is read by ranges, its footer and the metaData, protocol and sidecar columns
     alone: what that costs does not grow with the live files the checkpoint lists (the add
-    column, nearly all of its bytes, is never fetched).
+    column, nearly all of its bytes, is never fetched). ``tombstones_only`` reads the remove
+    column besides (the tombstones, what upkeep's VACUUM plans from), and never the adds.
     """
     state = CheckpointState()
     chosen = complete_checkpoint(parts)
     if chosen is None:
         names = ", ".join(p.path for p in parts) or "none"
         raise SyncError(f"{storage.uri}: no complete checkpoint of version {version} ({names})")
-    wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add", "remove"))
+    if tombstones_only:
+        wanted: tuple[str, ...] = ("protocol", "metaData", "sidecar", "remove")
+    else:
+        wanted = ("protocol", "metaData", "sidecar") + (() if metadata_only else ("add", "remove"))
+    ranged = metadata_only or tombstones_only
     for part in chosen:
         where = f"{storage.uri}/{part.path} (checkpoint of version {version})"
         if part.path.endswith(".json"):
             lines = enumerate(storage.get(part.path).splitlines(), 1)
             actions = [_json_line(line, where, n) for n, line in lines if line.strip()]
-        elif metadata_only:
+        elif ranged:
             actions = _parquet_actions(RangedFile(storage, part.path, part.size), where, wanted)
         else:
             actions = _parquet_actions(storage.get(part.path), where, wanted)
+        if tombstones_only:
+            actions = [{k: v for k, v in a.items() if k != "add"} for a in actions]
         _state_from_actions(actions, where, state, metadata_only)
     if not metadata_only:
+        in_sidecar = ("remove",) if tombstones_only else ("add", "remove")
         for key in state.sidecars:
             where = f"{storage.uri}/{key} (sidecar of the checkpoint of version {version})"
             try:
                 data = storage.get(key)
             except FileNotFoundError:
                 raise SyncError(f"{where} is named by the checkpoint but does not exist") from None
-            actions = _parquet_actions(data, where, ("add", "remove"))
+            actions = _parquet_actions(data, where, in_sidecar)
             _state_from_actions(actions, where, state, False)
     return state
 

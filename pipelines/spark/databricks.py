@@ -34,7 +34,9 @@ class DatabricksTaskSpec:
     extra_libraries: tuple[str, ...] = ("dagster-pipes",)
     spark_conf: dict[str, str] = field(
         default_factory=lambda: {
-            "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false"
+            "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+            # upkeep, not Spark's checkpoints, cleans the log (under the replicas' floor)
+            "spark.databricks.delta.properties.defaults.enableExpiredLogCleanup": "false",
         }
     )
 

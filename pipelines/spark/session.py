@@ -39,6 +39,9 @@ LOCAL_CONF = {
     "spark.sql.warehouse.dir": str(PROJECT_ROOT / ".cache" / "spark-warehouse"),
     # delta-rs reads what Spark writes: keep to features both engines support.
     "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    # Spark's checkpoints would delete commits older than delta.logRetentionDuration whatever
+    # a lagging replica needs: upkeep cleans the log under the floor (docs/maintenance.md).
+    "spark.databricks.delta.properties.defaults.enableExpiredLogCleanup": "false",
 }
 
 

@@ -254,6 +254,7 @@ class MaintenanceSettings(BaseModel):
     ``model_pin_days``: None keeps every registered model version's lineage version; a number
     lets versions older than that which hold no alias stop pinning. ``z_order``: per table, the
     columns readers filter on (compaction then Z-orders by them). ``target_file_size``: bytes.
+    ``schedule``: the weekly upkeep; ``sweep_schedule``: the orphan sweep (every object listed).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -263,6 +264,7 @@ class MaintenanceSettings(BaseModel):
     target_file_size: NonNegativeInt = 128 * 1024 * 1024
     z_order: dict[str, tuple[str, ...]] = {}
     schedule: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
+    sweep_schedule: str = "0 4 1 * *"  # the orphan sweep: monthly, the 1st at 04:00 UTC
 
 
 class DriftSettings(BaseModel):

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
@@ -43,6 +43,16 @@ DICTIONARY_SAMPLE = 10_000
 # Tables created here checkpoint this often (delta-rs's default is 100): an ingest run opens
 # its tables about 16 times, and each open replays the JSON commits since the last checkpoint.
 CHECKPOINT_INTERVAL = 10
+# What delta-rs does after each commit here: a checkpoint every CHECKPOINT_INTERVAL versions (a
+# load then reads a checkpoint and at most that many commits), and never its expired-log
+# cleanup, which deletes commits older than delta.logRetentionDuration whatever a lagging
+# replica or a pinned model still needs; upkeep cleans the log under the floor instead.
+HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+# Tables created here: the same for any other writer (Spark's checkpoints clean the log too).
+TABLE_CONFIGURATION = {
+    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
+    "delta.enableExpiredLogCleanup": "false",
+}
 
 
 def _is_conflict(exc: Exception) -> bool:
@@ -205,6 +215,7 @@ def commit_files(
             )
             if app_id
             else None,
+            post_commithook_properties=HOOKS,
         )
 
     _retry_on_conflict(commit)
@@ -512,7 +523,7 @@ def _create_if_absent(
             mode="ignore",
             partition_by=partition_by or None,
             storage_options=dict(opts) or None,
-            configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
+            configuration=TABLE_CONFIGURATION,
         )
 
     _retry_on_conflict(create)

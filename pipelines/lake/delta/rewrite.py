@@ -23,6 +23,7 @@ from pipelines.lake.delta.cluster import Clustering, all_clustered, file_name, s
 from pipelines.lake.delta.commit import (
     COMMIT_ATTEMPTS,
     COMMIT_MARK,
+    HOOKS,
     _is_conflict,
     _put_file,
     discard_files,
@@ -133,6 +134,7 @@ def rewrite_partition(
                         **({"lakehouse.clustered_buckets": str(buckets)} if grouping else {}),
                     }
                 ),
+                post_commithook_properties=HOOKS,
             )
         except (CommitFailedError, DeltaError) as exc:
             discard_files(uri, options, staged)

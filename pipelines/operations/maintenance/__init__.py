@@ -20,7 +20,10 @@ rewritten) or as a replica (it may not: see below). The rule that makes it safe:
   (delta-rs's ``optimize`` does not check that, and is not used).
 * **VACUUM** deletes a data file only when no kept version references it and its removal (or,
   for a file no commit names, its write) is older than ``maintenance.retention_hours``. It
-  writes no commit (delta-rs' and Spark's VACUUM write two), so replicas never see one.
+  writes no commit (delta-rs' and Spark's VACUUM write two), so replicas never see one. Each
+  run plans it from the log (the newest checkpoint's tombstones, the commits of a bounded
+  window: :func:`log_vacuum`), never listing the table; the orphan sweep (``sweep``, its own
+  schedule) lists every object and also finds files no commit names.
 * **Checkpoint and log cleanup** (sources only): a checkpoint at the current version, then the
   commits, checkpoints and ``.crc`` files before the newest checkpoint at or before the floor
   and older than ``maintenance.log_retention_hours`` are deleted. delta-rs ``cleanup_metadata``
@@ -60,15 +63,18 @@ from pipelines.operations.maintenance.maintain import (
     staged_files,
 )
 from pipelines.operations.maintenance.vacuum import (
+    PLAN_STATE,
     KeepSet,
     VacuumResult,
     keep_set,
     log_cleanup,
+    log_vacuum,
     vacuum,
 )
 
 __all__ = [
     "HOUR",
+    "PLAN_STATE",
     "Floor",
     "KeepSet",
     "MaintenanceError",
@@ -84,6 +90,7 @@ __all__ = [
     "keep_set",
     "lineage_pins",
     "log_cleanup",
+    "log_vacuum",
     "maintain",
     "maintain_replica",
     "maintain_source",

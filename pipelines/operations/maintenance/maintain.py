@@ -24,6 +24,7 @@ from pipelines.operations.maintenance.vacuum import (
     _is_data_object,
     keep_set,
     log_cleanup,
+    log_vacuum,
     vacuum,
 )
 from pipelines.replication.deltalog import (
@@ -76,14 +77,17 @@ def maintain_source(
     z_order: Sequence[str] = (),
     staged: Callable[[], set[str]] = set,
     dry_run: bool = False,
+    sweep: bool = False,
 ) -> dict[str, Any]:
     """Compact, then VACUUM under the floor, checkpoint, clean the log under the floor.
 
     The floor is computed from ``pins`` before compaction: the files compaction replaces are
     live at every replica's version, so they stay until the replicas have moved past them.
-    ``staged`` gives the files a writer staged and has yet to commit (an ingest batch claimed
-    in the ledger): no commit names them yet, and VACUUM keeps them. It is called after the
-    table's keep set is read, so a batch claimed meanwhile has files younger than retention.
+    VACUUM is planned from the log (:func:`log_vacuum`), or with ``sweep`` lists every object
+    (:func:`vacuum`, the orphan sweep). ``staged`` (the sweep's only) gives the files a writer
+    staged and has yet to commit (an ingest batch claimed in the ledger): no commit names them
+    yet, and the sweep keeps them. It is called after the table's keep set is read, so a batch
+    claimed meanwhile has files younger than retention. The log's plan never sees them.
     """
     before = latest_version(storage)
     if before is None:
@@ -95,10 +99,16 @@ def maintain_source(
     # Replicas hold versions up to ``before`` at most: the files compaction just replaced stay
     # while one of them has not synced past it; without replicas they may go now.
     floor = compute_floor(after, pins)
-    keep = keep_set(storage, floor)
-    keep.current |= staged()
-    swept = vacuum(storage, keep, retention_hours=settings.retention_hours, dry_run=dry_run)
-    cp = checkpoint(uri, options, dry_run=dry_run)
+    if sweep:
+        keep = keep_set(storage, floor)
+        keep.current |= staged()
+        swept = vacuum(storage, keep, retention_hours=settings.retention_hours, dry_run=dry_run)
+    else:
+        swept = log_vacuum(
+            storage, floor, retention_hours=settings.retention_hours, dry_run=dry_run
+        )
+    # a dry run writes none: the version it would be at is known without opening the table
+    cp = {"version": after, "written": False} if dry_run else checkpoint(uri, options)
     logs = log_cleanup(
         storage, floor.oldest, log_retention_hours=settings.log_retention_hours, dry_run=dry_run
     )
@@ -120,26 +130,37 @@ def maintain_replica(
     settings: MaintenanceSettings,
     *,
     dry_run: bool = False,
+    sweep: bool = False,
 ) -> dict[str, Any]:
     """A replica's upkeep: only what its source's upkeep already did, never a commit.
 
     Data files are deleted when no version the replica keeps needs them and the source has
     already vacuumed them; log entries when they are older than the source's oldest and the
-    replica holds a (mirrored) checkpoint after them.
+    replica holds a (mirrored) checkpoint after them. Planned from the replica's (mirrored)
+    log, each candidate looked up at the source; with ``sweep``, both are listed in full.
     """
     version = latest_version(storage)
     if version is None:
         raise MaintenanceError(f"{storage.uri} is not a Delta table: its _delta_log has no commit")
     floor = compute_floor(version, pins)
-    keep = keep_set(storage, floor)
-    at_source = {i.path for i in source.list() if _is_data_object(i.path)}
-    swept = vacuum(
-        storage,
-        keep,
-        retention_hours=settings.retention_hours,
-        may_delete=lambda info: info.path not in at_source,
-        dry_run=dry_run,
-    )
+    if sweep:
+        keep = keep_set(storage, floor)
+        at_source = {i.path for i in source.list() if _is_data_object(i.path)}
+        swept = vacuum(
+            storage,
+            keep,
+            retention_hours=settings.retention_hours,
+            may_delete=lambda info: info.path not in at_source,
+            dry_run=dry_run,
+        )
+    else:
+        swept = log_vacuum(
+            storage,
+            floor,
+            retention_hours=settings.retention_hours,
+            may_delete=lambda path: source.head(path) is None,
+            dry_run=dry_run,
+        )
     source_log = list_log(source, None)
     oldest_at_source = min(source_log.commits, default=version + 1)
     logs = log_cleanup(
@@ -178,11 +199,14 @@ def maintain(
     model_pins_of: Callable[[str], list[Pin]] | None = None,
     options_for: Callable[[LakeLocation], dict[str, str]] | None = None,
     dry_run: bool = False,
+    sweep: bool = False,
 ) -> MaintenanceReport:
     """Upkeep of ``table`` at ``location`` (a registered table or a replica's name).
 
     ``model_pins_of(uri)`` gives the pins of registered model versions (see
     :func:`model_pins`); ``options_for`` a location's storage options (secrets resolved).
+    ``sweep``: VACUUM lists every object of the table (the orphan sweep, its own schedule)
+    instead of planning from the log.
     """
     t0 = time.perf_counter()
     options_for = options_for or (lambda loc: loc.storage_options())
@@ -204,12 +228,13 @@ def maintain(
                 z_order=z,
                 staged=lambda: staged_files(target, options),
                 dry_run=dry_run,
+                sweep=sweep,
             )
         else:
             source = open_storage(
                 target.replica.source_uri, options_for(target.replica.source), create=False
             )
-            done = maintain_replica(storage, source, pins, settings, dry_run=dry_run)
+            done = maintain_replica(storage, source, pins, settings, dry_run=dry_run, sweep=sweep)
     except SyncError as exc:
         raise MaintenanceError(f"{target.name} at {location}: {exc}") from None
     floor: Floor = done["floor"]

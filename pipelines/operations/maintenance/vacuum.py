@@ -1,10 +1,23 @@
 """VACUUM and log cleanup below the floor: what every kept version references stays.
 
 No commit is written (delta-rs' and Spark's VACUUM write two), so replicas never see one.
+Two ways to find what may go:
+
+* :func:`log_vacuum`, every run: the candidates are the log's removals. The run reads the
+  commits after the last version it planned (kept in :data:`PLAN_STATE`, a small object in
+  the table's folder that Delta readers ignore, with the removed files still waiting: young,
+  or needed by the floor). Without that state (a first run, a reseeded replica) it starts
+  from the newest checkpoint's tombstones (its remove column, read by ranges) and the commits
+  after the older of that checkpoint and the floor. No object of the table is listed and no
+  live-file list is read: a run costs what changed since the last one, never the history.
+* :func:`vacuum` over :func:`keep_set`, the orphan sweep (``sweep=True``, its own schedule):
+  lists every object of the table, page by page, and deletes those no kept version needs,
+  files no commit names (a crashed writer's) included. It costs what the table holds.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +27,7 @@ from pipelines.lake.storage import ObjectInfo, Storage
 from pipelines.operations.maintenance.floor import HOUR, Floor, MaintenanceError
 from pipelines.replication.deltalog import (
     LOG,
+    SyncError,
     check_protocols,
     checkpoint_state,
     commit_path,
@@ -21,6 +35,9 @@ from pipelines.replication.deltalog import (
     list_log,
     parse_commit,
 )
+
+# Where :func:`log_vacuum` keeps what it planned (ignored by Delta readers: a ``_`` folder).
+PLAN_STATE = "_lakehouse_upkeep/vacuum.json"
 
 
 @dataclass
@@ -132,6 +149,10 @@ class VacuumResult:
     kept_for_floor: int = 0  # unreferenced by the current version, kept for a replica or model
     kept_young: int = 0  # removed (or written) less than retention_hours ago
     deleted: list[str] = field(default_factory=list)
+    mode: str = "sweep"  # "log" (planned from the log) or "sweep" (every object listed)
+    candidates: int = 0  # log: removed files not live now that were looked at
+    commits_read: int = 0  # log: commits read since the last plan (or the checkpoint, floor)
+    checkpoint_version: int = -1  # log: the checkpoint whose tombstones were read (-1: none)
 
 
 def vacuum(
@@ -209,3 +230,179 @@ def log_cleanup(
         for info in sorted(doomed, key=lambda i: i.path):
             storage.delete(info.path)
     return {"kept_from_version": start, "entries_deleted": len(doomed)}
+
+
+@dataclass
+class _Removed:
+    """A file the log removed and has not added back: when, by which version, added when.
+
+    ``version`` is the removal's version, or for a tombstone found in a checkpoint the
+    version the log was read from (it was removed then or before: no later version needs it).
+    ``added`` is the version that added it when upkeep read that commit, else None.
+    """
+
+    at_ms: int
+    version: int
+    added: int | None = None
+
+
+def _uses_deletion_vectors(protocols: list[dict[str, Any]]) -> bool:
+    return any("deletionVectors" in (p.get("readerFeatures") or []) for p in protocols)
+
+
+def _anchor(storage: Storage, version: int) -> list[Any] | None:
+    """What identifies a commit object without reading it: its size and etag (or time)."""
+    info = storage.head(commit_path(version))
+    if info is None:
+        return None
+    return [info.size, info.etag if info.etag else info.modified]
+
+
+def _read_plan(storage: Storage, current: int) -> tuple[int, dict[str, _Removed]] | None:
+    """The last plan's version and waiting files, when its commit is still the log's own.
+
+    A missing, unreadable or foreign plan (the log was replaced: a reseed) is None.
+    """
+    try:
+        raw = json.loads(storage.get(PLAN_STATE))
+        version, anchor = int(raw["version"]), list(raw["commit"])
+        waiting = {
+            str(p): _Removed(int(at), int(v), None if a is None else int(a))
+            for p, at, v, a in raw["waiting"]
+        }
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if version > current or _anchor(storage, version) != anchor:
+        return None
+    return version, waiting
+
+
+def _write_plan(storage: Storage, version: int, waiting: Mapping[str, _Removed]) -> None:
+    anchor = _anchor(storage, version)
+    if anchor is None:
+        return  # no commit to anchor the plan on: the next run starts from the checkpoint
+    rows = [[p, w.at_ms, w.version, w.added] for p, w in sorted(waiting.items())]
+    doc = {"version": version, "commit": anchor, "waiting": rows}
+    storage.put(PLAN_STATE, json.dumps(doc).encode())
+
+
+def _from_checkpoint(
+    storage: Storage, floor: Floor, out: VacuumResult
+) -> tuple[int, dict[str, _Removed]]:
+    """Where a first plan starts: the newest checkpoint's tombstones, read by ranges."""
+    listing = list_log(storage, None)
+    usable = [
+        v
+        for v, parts in listing.checkpoints.items()
+        if v <= floor.current and complete_checkpoint(parts)
+    ]
+    checkpoint = max(usable, default=-1)
+    start = min(floor.oldest, checkpoint)
+    out.checkpoint_version = checkpoint
+    if checkpoint < 0:
+        return start, {}
+    parts = listing.checkpoints[checkpoint]
+    state = checkpoint_state(storage, checkpoint, parts, tombstones_only=True)
+    check_protocols(state.protocols, f"{storage.uri} (checkpoint of version {checkpoint})")
+    live: set[str] = set()
+    if _uses_deletion_vectors(state.protocols):
+        # a path may be both removed (one vector) and live (another): read the adds too
+        live = set(checkpoint_state(storage, checkpoint, parts).files)
+    return start, {p: _Removed(at, start) for p, at in state.removed_at.items() if p not in live}
+
+
+def _removed_files(storage: Storage, floor: Floor, out: VacuumResult) -> dict[str, _Removed]:
+    """Files removed and not live now: the last plan's (or the checkpoint's) and the new ones."""
+    plan = _read_plan(storage, floor.current)
+    if plan is None:
+        start, removed = _from_checkpoint(storage, floor, out)
+    else:
+        start, removed = plan
+        out.mode = "log (since the last plan)"
+    added: dict[str, int] = {}
+    for v in range(start + 1, floor.current + 1):
+        try:
+            data = storage.get(commit_path(v))
+        except FileNotFoundError:
+            raise MaintenanceError(
+                f"{storage.uri}: version {floor.oldest} cannot be read: commit {v} is gone "
+                f"and no checkpoint covers it (upkeep reads the log from version {start + 1}); "
+                f"{_who(floor, floor.oldest)}"
+            ) from None
+        c = parse_commit(v, data, f"{storage.uri}/{commit_path(v)} (version {v})")
+        check_protocols(c.protocols, f"{storage.uri}/{commit_path(v)}")
+        for path in c.removed:
+            at = c.removed_at.get(path, removed[path].at_ms if path in removed else 0)
+            removed[path] = _Removed(at, v, added.get(path))
+        for path in set(c.files) - c.cdc:
+            added[path] = v
+            removed.pop(path, None)  # live again
+        out.commits_read += 1
+    return removed
+
+
+def _needed(gone: _Removed, floor: Floor) -> bool:
+    """Whether a kept version references a removed file (live from ``added`` to before removal)."""
+    if gone.version > floor.replica_floor:
+        return True
+    return any(
+        pin.version < gone.version and (gone.added is None or gone.added <= pin.version)
+        for pin in floor.models
+    )
+
+
+def log_vacuum(
+    storage: Storage,
+    floor: Floor,
+    *,
+    retention_hours: float,
+    may_delete: Callable[[str], bool] | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> VacuumResult:
+    """Delete files the log removed, no kept version needs, removed long enough ago.
+
+    Planned from the log alone (the module's docstring): no listing of the table. A file no
+    commit ever removed (a crashed writer's) is never a candidate: the orphan sweep's. Each
+    file about to go is looked up first (gone already: forgotten; its size is what is
+    reclaimed). ``may_delete`` narrows further (a replica deletes only what its source
+    vacuumed). The files left waiting are kept in :data:`PLAN_STATE` (not on a dry run).
+    """
+    now = time.time() if now is None else now
+    cutoff = now - retention_hours * HOUR
+    out = VacuumResult(mode="log (from the checkpoint)")
+    try:
+        removed = _removed_files(storage, floor, out)
+    except SyncError as exc:
+        raise MaintenanceError(f"{exc}; nothing was deleted") from None
+    out.candidates = len(removed)
+    waiting: dict[str, _Removed] = {}
+    for path, gone in sorted(removed.items()):
+        if not _is_data_object(path):
+            continue
+        if _needed(gone, floor):
+            out.kept_for_floor += 1
+            waiting[path] = gone
+            continue
+        if gone.at_ms / 1000 > cutoff:
+            out.kept_young += 1
+            waiting[path] = gone
+            continue
+        info = storage.head(path)
+        if info is None:
+            continue  # vacuumed already (its tombstone outlives it)
+        if max(gone.at_ms / 1000, info.modified or 0.0) > cutoff:
+            out.kept_young += 1
+            waiting[path] = gone
+            continue
+        if may_delete is not None and not may_delete(path):
+            waiting[path] = gone
+            continue
+        if not dry_run:
+            storage.delete(path)
+        out.files_deleted += 1
+        out.bytes_reclaimed += info.size
+        out.deleted.append(path)
+    if not dry_run:
+        _write_plan(storage, floor.current, waiting)
+    return out
