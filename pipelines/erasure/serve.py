@@ -17,8 +17,9 @@ For a batch of requests at one location:
    checkpoints, landing objects decoded) is read back and searched for each subject's
    identifiers and pseudonyms: a receipt per request says in how many files it was found (0).
 
-Rows that a deletion vector hides (Spark) are physical bytes: a file holding them is found by
-the read-back and the request is not verified (see docs/privacy.md).
+Rows that a deletion vector hides (Spark) are physical bytes: a live file still holding a
+subject behind a vector has its partition rewritten from the visible rows (purged) before the
+older files are removed (:func:`pipelines.privacy.erase.erase_from_table`).
 """
 
 from __future__ import annotations
