@@ -19,20 +19,22 @@ of the same keys; both written as Delta and scanned through the same path the sy
 same keys (region, sku, category, currency).
 
 Erasure: a week of the simulator's events landed at azure-eu (Event Hubs Capture Avro) and
-ingested, silver-shaped rows pseudonymized with the key as the Spark transform does, gold built
-and replicated to the ML home by the sync; then 100 subjects present in bronze are erased in one
-batch (``serve_location``). ``files_rewritten`` counts data files the deletes rewrote, kept files
-removed, commits and checkpoints scrubbed and landing objects rewritten; ``bytes_rewritten`` the
-bytes written (new data files and landing objects); ``verified_absent`` is this module's own
-scan of every file of both locations (raw, Parquet decoded, Avro bodies); ``replicas_consistent``
-compares the gold replica's files before and after. Silver is written in two commits (the first
-days, then the rest) and the demand forecaster is trained (``train_and_register``, synthetic
-features: the benchmark runs no Spark) and registered with a lineage that pins silver_events at
-the older version holding the first days, as a model trained on that version records it: the
-erasure costs that version, so ``models_marked`` counts the versions it tagged, and
-``models_retrained`` the versions the retraining registered that replaced a marked champion
-(the next training run, as the erasure's sensor or the CLI asks for it). The MLflow artifact
-store is read back too.
+ingested, silver-shaped rows pseudonymized with the key as the Spark transform does, gold built and
+replicated to the ML home by the sync; then 100 subjects present in bronze are erased in one batch
+(``serve_location``). ``files_rewritten`` counts data files the deletes rewrote, kept files
+removed, commits and checkpoints scrubbed, landing objects rewritten and the ledger's files its
+updates wrote; ``bytes_rewritten`` the bytes written (every commit's new data files, the ledger's
+included, and landing objects); ``cluster_overhead_bytes`` what the clustered tables' files weigh
+more than their rows as one file a day, and the ratio without it; ``verified_absent`` is this
+module's own scan of every file of both locations (raw, Parquet decoded, Avro bodies);
+``replicas_consistent`` compares the gold replica's files before and after. Silver is written in
+two commits (the first days, then the rest) and the demand forecaster is trained
+(``train_and_register``, synthetic features: the benchmark runs no Spark) and registered with a
+lineage that pins silver_events at the older version holding the first days, as a model trained on
+that version records it: the erasure costs that version, so ``models_marked`` counts the versions
+it tagged, and ``models_retrained`` the versions the retraining registered that replaced a marked
+champion (the next training run, as the erasure's sensor or the CLI asks for it). The MLflow
+artifact store is read back too.
 
 Size knobs: ``BENCH_ROWS`` (corpus values for the throughput figure, default 300000),
 ``BENCH_ERASE_DAYS`` (days landed for the erasure, default 7), ``BENCH_ERASE_EVENTS`` (events
@@ -536,7 +538,10 @@ def erasure(
         "subject_events": subject_events,
         "landing_bytes": landing_bytes,
         "landing_bytes_rewritten": done.landing.bytes_rewritten,
-        "table_bytes_rewritten": done.bytes_rewritten - done.landing.bytes_rewritten,
+        "ledger_bytes_rewritten": done.landing.ledger_bytes_rewritten,
+        "table_bytes_rewritten": done.bytes_rewritten
+        - done.landing.bytes_rewritten
+        - done.landing.ledger_bytes_rewritten,
         "table_data_files": live_files,
         "table_data_files_rewritten": sum(int(t["files_rewritten"]) for t in done.tables),
         # the clustering and what it costs readers: files a day, seconds to read a day whole

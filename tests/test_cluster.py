@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -207,3 +208,48 @@ def test_silver_days_are_clustered_after_a_write(tmp_path: Path) -> None:
         is_clustered(f) for f in by_day[DAY + dt.timedelta(days=1)]
     )
     assert DeltaTable(uri).to_pyarrow_table().num_rows == 1_503
+
+
+def test_the_ledgers_object_rows_are_kept_apart_so_an_update_rewrites_only_them(
+    tmp_path: Path,
+) -> None:
+    from pipelines.lake.delta.cluster import LEDGER_OBJECTS_APART
+
+    uri = str(tmp_path / "ledger")
+    kinds = ["object"] * 20 + ["batch"] * 20 + ["commit"] * 2
+    rows = pa.table(
+        {
+            "kind": kinds,
+            "source_object": [f"landing/o{i:03d}.avro" for i in range(len(kinds))],
+            "etag": [f"e{i}" for i in range(len(kinds))],
+            "event_id_hashes": [  # a batch's event hashes; other rows hold none
+                np.arange(i, i + 500, dtype=np.uint64).tobytes() if k == "batch" else b""
+                for i, k in enumerate(kinds)
+            ],
+            "landing_date": [DAY] * len(kinds),
+        }
+    )
+    for lo in range(0, len(kinds), 7):  # small appended files, as ingest batches leave them
+        write_deltalake(uri, rows.slice(lo, 7), partition_by=["landing_date"], mode="append")
+    part = {"landing_date": DAY}
+    assert delta.compact_partition(uri, {}, part, 4, LEDGER_OBJECTS_APART)
+    files = _files(uri)
+    assert len(files) == 2 and all(is_clustered(f) for f in files)
+    held = {f: pq.read_table(Path(uri) / f)["kind"].to_pylist() for f in files}
+    assert sorted(set(k) == {"object"} for k in held.values()) == [False, True]
+    assert not delta.compact_partition(uri, {}, part, 4, LEDGER_OBJECTS_APART)  # stays
+    adds = _adds(uri)
+    sizes = dict(zip(adds["path"].to_pylist(), adds["size_bytes"].to_pylist(), strict=True))
+    objects = next(f for f, k in held.items() if set(k) == {"object"})
+    metrics = DeltaTable(uri).update(
+        updates={"etag": "'moved'"},
+        predicate="kind = 'object' AND source_object = 'landing/o003.avro'",
+    )
+    assert metrics["num_updated_rows"] == 1 and metrics["num_removed_files"] == 1
+    assert objects not in _files(uri)  # the objects' file was rewritten, the hashes' kept
+    assert sizes[objects] * 5 < sum(sizes.values())
+    after = DeltaTable(uri).to_pyarrow_table()
+    assert after.num_rows == len(kinds)
+    assert after.filter(pc.equal(after["etag"], "moved"))["source_object"].to_pylist() == [
+        "landing/o003.avro"
+    ]

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.lake.config import PrivacySettings
 
 CLUSTERED_NAME = re.compile(r"(?:^|/)part-b(\d{4})-k(\d{4})-[0-9a-f-]{36}\.snappy\.parquet$")
 MAX_BUCKETS = 1024
+MAX_FILE_BYTES = 1 << 62
 
 
 class ClusteringError(ValueError):
@@ -57,6 +59,9 @@ class Clustering:
     max_buckets: int = 256
     buckets: int = 1
     min_file_bytes: int = 1
+    # rows whose column equals this apart from the rest (two files, whatever the size): the
+    # ingest ledger's ``object`` rows, which an erasure updates, apart from its event hashes
+    apart: str | None = None
 
     def __post_init__(self) -> None:
         if self.target_file_bytes < 1:
@@ -74,6 +79,8 @@ class Clustering:
         ``buckets`` files, fewer when they would be smaller than ``min_file_bytes``, more when
         they would be bigger than ``target_file_bytes`` (the larger wins); 1 to ``max_buckets``.
         """
+        if self.apart is not None:
+            return 2
         by_erasure = min(self.buckets, partition_bytes // self.min_file_bytes)
         by_size = math.ceil(partition_bytes / self.target_file_bytes)
         return max(1, min(self.max_buckets, max(by_size, by_erasure)))
@@ -82,6 +89,9 @@ class Clustering:
         """Each row's bucket in ``0..k-1`` (a null customer: bucket 0)."""
         if self.column not in rows.column_names:
             raise ClusteringError(f"rows have no column {self.column!r} to cluster by")
+        if self.apart is not None:
+            same = pc.fill_null(pc.equal(rows.column(self.column), self.apart), False)
+            return np.where(same.to_numpy(zero_copy_only=False), 0, 1).astype(np.uint64)
         values = rows.column(self.column).to_pylist()
         if self.key is None:
             top = [int(v[:8], 16) if v else 0 for v in values]
@@ -125,6 +135,11 @@ def split_by_bucket(rows: pa.Table, buckets: np.ndarray) -> dict[int, pa.Table]:
         if hi > lo:
             out[int(sorted_buckets[lo])] = ordered.slice(int(lo), int(hi - lo))
     return out
+
+
+# The ingest ledger's closed days: ``object`` rows in a file of their own, so the erasure's
+# update of a rewritten object's rows rewrites that small file, not the day's event hashes.
+LEDGER_OBJECTS_APART = Clustering("kind", MAX_FILE_BYTES, apart="object")
 
 
 def bronze_clustering(privacy: PrivacySettings, key: str | None) -> Clustering | None:
