@@ -59,9 +59,8 @@ class Clustering:
     max_buckets: int = 256
     buckets: int = 1
     min_file_bytes: int = 1
-    # rows whose column equals this apart from the rest (two files, whatever the size), when
-    # the partition is compacted anyway: the ingest ledger's ``object`` rows, which an erasure
-    # updates, apart from its event hashes
+    # rows whose column equals this apart from the rest (two files, whatever the size): the
+    # ingest ledger's ``object`` rows, which an erasure updates, apart from its event hashes
     apart: str | None = None
 
     def __post_init__(self) -> None:

@@ -114,8 +114,6 @@ def rewrite_partition(
         if grouping is not None:
             if all_clustered(adds["path"].to_pylist()):
                 return None
-            if grouping.apart is not None and adds.num_rows <= above_files:
-                return None  # rows kept apart when compacted, never rewritten only for that
         elif adds.num_rows <= above_files:
             return None
         if target_size:
