@@ -19,26 +19,28 @@ of the same keys; both written as Delta and scanned through the same path the sy
 same keys (region, sku, category, currency).
 
 Erasure: a week of the simulator's events landed at azure-eu (Event Hubs Capture Avro) and
-ingested, silver-shaped rows pseudonymized with the key as the Spark transform does, gold built
-and replicated to the ML home by the sync; then 100 subjects present in bronze are erased in one
-batch (``serve_location``). ``files_rewritten`` counts data files the deletes rewrote, kept files
-removed, commits and checkpoints scrubbed and landing objects rewritten; ``bytes_rewritten`` the
-bytes written (new data files and landing objects); ``verified_absent`` is this module's own
-scan of every file of both locations (raw, Parquet decoded, Avro bodies); ``replicas_consistent``
-compares the gold replica's files before and after. Silver is written in two commits (the first
-days, then the rest) and the demand forecaster is trained (``train_and_register``, synthetic
-features: the benchmark runs no Spark) and registered with a lineage that pins silver_events at
-the older version holding the first days, as a model trained on that version records it: the
-erasure costs that version, so ``models_marked`` counts the versions it tagged, and
-``models_retrained`` the versions the retraining registered that replaced a marked champion
-(the next training run, as the erasure's sensor or the CLI asks for it). The MLflow artifact
-store is read back too.
+ingested, silver-shaped rows pseudonymized with the key as the Spark transform does, gold built and
+replicated to the ML home by the sync; then 100 subjects present in bronze are erased in one batch
+(``serve_location``). ``files_rewritten`` counts data files the deletes rewrote, kept files
+removed, commits and checkpoints scrubbed, landing objects rewritten and the ledger's files its
+updates wrote; ``bytes_rewritten`` the bytes written (every commit's new data files, the ledger's
+included, and landing objects); ``cluster_overhead_bytes`` what the clustered tables' files weigh
+more than their rows as one file a day, and the ratio without it; ``verified_absent`` is this
+module's own scan of every file of both locations (raw, Parquet decoded, Avro bodies);
+``replicas_consistent`` compares the gold replica's files before and after. Silver is written in
+two commits (the first days, then the rest) and the demand forecaster is trained
+(``train_and_register``, synthetic features: the benchmark runs no Spark) and registered with a
+lineage that pins silver_events at the older version holding the first days, as a model trained on
+that version records it: the erasure costs that version, so ``models_marked`` counts the versions
+it tagged, and ``models_retrained`` the versions the retraining registered that replaced a marked
+champion (the next training run, as the erasure's sensor or the CLI asks for it). The MLflow
+artifact store is read back too.
 
 Size knobs: ``BENCH_ROWS`` (corpus values for the throughput figure, default 300000),
 ``BENCH_ERASE_DAYS`` (days landed for the erasure, default 7), ``BENCH_ERASE_EVENTS`` (events
-per day, default 2000), ``BENCH_CLUSTER_FILE_BYTES`` (the closed days' clustering target, default
-the configuration's ``privacy.cluster_file_bytes``). ``BENCH_PART``: ``discovery``, ``erasure``
-or ``all`` (default).
+per day, default 2000), ``BENCH_CLUSTER_BUCKETS``, ``BENCH_CLUSTER_MIN_FILE_BYTES`` and
+``BENCH_CLUSTER_FILE_BYTES`` (the closed days' clustering, default the configuration's
+``privacy.cluster_*``). ``BENCH_PART``: ``discovery``, ``erasure`` or ``all`` (default).
 
 The closed days are clustered as ingest and the silver asset do (bronze by the keyed hash of
 ``customer_id``, silver by ``customer_hash``: :mod:`pipelines.lake.delta.cluster`), and what
@@ -320,13 +322,45 @@ def _day_read_seconds(uri: str, column: str, day: dt.date) -> float:
     return round((time.perf_counter() - t0) / 5, 4)
 
 
+def _one_file_a_day_bytes(uri: str) -> int:
+    """Bytes of a table's live rows written as one file a partition, as a compaction writes.
+
+    What the same lake would weigh unclustered: the clustering's footers and lost compression
+    are the difference.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.lake import delta
+    from pipelines.lake.delta.commit import _few_values
+
+    table = delta.open_table(uri, {})
+    assert table is not None
+    rows = table.to_pyarrow_table()
+    cols = list(table.metadata().partition_columns)
+    total = 0
+    for key in rows.group_by(cols).aggregate([]).to_pylist():
+        mask = None
+        for c in cols:
+            test = pc.equal(rows[c], pa.scalar(key[c], rows.schema.field(c).type))
+            mask = test if mask is None else pc.and_(mask, test)
+        part = rows.filter(mask).drop_columns(cols)
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, compression="snappy", use_dictionary=_few_values(part))
+        total += sink.getvalue().size
+    return total
+
+
 def erasure(
-    home: Path, days: int, events: int, subjects: int = 100, cluster_bytes: int | None = None
+    home: Path,
+    days: int,
+    events: int,
+    subjects: int = 100,
+    cluster: dict[str, int] | None = None,
 ) -> dict[str, object]:
     """Erase ``subjects`` customers of a simulated week in one batch; the issue's figures.
 
-    ``cluster_bytes``: the target file size of the closed days' clustering (None: the
-    configuration's).
+    ``cluster``: ``privacy.cluster_*`` settings replacing the configuration's (keys without the
+    prefix: ``file_bytes``, ``buckets``).
     """
     from pipelines.erasure.models import retraining_due
     from pipelines.erasure.requests import ErasureRequest, keyed_hash
@@ -345,8 +379,8 @@ def erasure(
     key = "benchmark-key"
     cfg = load_config("local")
     privacy = cfg.privacy
-    if cluster_bytes is not None:
-        privacy = privacy.model_copy(update={"cluster_file_bytes": cluster_bytes})
+    if cluster:
+        privacy = privacy.model_copy(update={f"cluster_{k}": v for k, v in cluster.items()})
     loc = cfg.location("azure-eu")
     storage = open_storage(loc.root_uri(), {})
     start = dt.date(2026, 10, 1)
@@ -430,6 +464,12 @@ def erasure(
     assert pinned_silver is not None
     pinned = train(pinned_silver, "benchmark")
     lake_bytes = sum(p.stat().st_size for p in Path(loc.root_uri()).rglob("*") if p.is_file())
+    clustered = ("bronze_events", "silver_events")
+    cluster_overhead = sum(
+        sum(Path(f).stat().st_size for f in delta.open_table(loc.table_uri(n), {}).file_uris())
+        - _one_file_a_day_bytes(loc.table_uri(n))
+        for n in clustered
+    )
     people = sorted(
         set(zip(bronze["customer_id"].to_pylist(), bronze["email"].to_pylist(), strict=True))
     )
@@ -475,6 +515,11 @@ def erasure(
         "bytes_rewritten": done.bytes_rewritten,
         "lake_bytes": lake_bytes,
         "bytes_rewritten_per_lake_byte": round(done.bytes_rewritten / max(lake_bytes, 1), 4),
+        # the clustering's own weight (footers, lost compression) left out of the denominator
+        "cluster_overhead_bytes": cluster_overhead,
+        "bytes_rewritten_per_unclustered_lake_byte": round(
+            done.bytes_rewritten / max(lake_bytes - cluster_overhead, 1), 4
+        ),
         "landing_objects_rewritten": len(done.landing.rewritten),
         "landing_objects": done.landing.objects_scanned,
         "bytes_scanned": done.read_back.bytes_scanned,
@@ -493,10 +538,15 @@ def erasure(
         "subject_events": subject_events,
         "landing_bytes": landing_bytes,
         "landing_bytes_rewritten": done.landing.bytes_rewritten,
-        "table_bytes_rewritten": done.bytes_rewritten - done.landing.bytes_rewritten,
+        "ledger_bytes_rewritten": done.landing.ledger_bytes_rewritten,
+        "table_bytes_rewritten": done.bytes_rewritten
+        - done.landing.bytes_rewritten
+        - done.landing.ledger_bytes_rewritten,
         "table_data_files": live_files,
         "table_data_files_rewritten": sum(int(t["files_rewritten"]) for t in done.tables),
         # the clustering and what it costs readers: files a day, seconds to read a day whole
+        "cluster_buckets": privacy.cluster_buckets,
+        "cluster_min_file_bytes": privacy.cluster_min_file_bytes,
         "cluster_file_bytes": privacy.cluster_file_bytes,
         "bronze_files_per_day": round(
             len(delta.open_table(loc.table_uri("bronze_events"), {}).file_uris()) / days, 1
@@ -517,9 +567,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             days = int(os.environ.get("BENCH_ERASE_DAYS", "7"))
             events = int(os.environ.get("BENCH_ERASE_EVENTS", "2000"))
-            cluster = os.environ.get("BENCH_CLUSTER_FILE_BYTES")
-            target = int(cluster) if cluster else None
-            result.update(erasure(Path(tmp), days, events, cluster_bytes=target))
+            knobs = {
+                k: int(os.environ[f"BENCH_CLUSTER_{k.upper()}"])
+                for k in ("file_bytes", "buckets", "min_file_bytes")
+                if os.environ.get(f"BENCH_CLUSTER_{k.upper()}")
+            }
+            result.update(erasure(Path(tmp), days, events, cluster=knobs))
     print(json.dumps(result))
 
 

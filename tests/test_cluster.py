@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -116,6 +117,63 @@ def test_no_key_no_bronze_clustering_and_k_follows_the_data() -> None:
         Clustering("customer_hash", 1, None, 0)
 
 
+def test_k_is_sized_for_the_erasure_and_bounded_by_file_sizes() -> None:
+    """The defaults: 64 files a day, none under 4 KiB, none over 128 MiB, at most 256."""
+    silver = delta.silver_clustering(PrivacySettings())
+    assert silver.buckets_for(300_000) == 64  # a demo day of silver: 64 files of ~4.7 KB
+    assert silver.buckets_for(73_000) == 17  # a demo day of bronze: files of 4 KiB or more
+    assert silver.buckets_for(3_000) == 1  # under two files' worth: left whole
+    assert silver.buckets_for(1 << 30) == 64  # a production day of 1 GiB: 16 MiB files
+    assert silver.buckets_for(10 << 30) == 80  # 10 GiB: files of 128 MiB, not 160
+    assert silver.buckets_for(100 << 30) == 256  # the cap
+    # size alone (the constructor's defaults): k from the target, as before
+    assert Clustering("customer_hash", 1_000).buckets_for(10_500) == 11
+    with pytest.raises(ClusteringError, match="min_file_bytes 0"):
+        Clustering("customer_hash", 1_000, min_file_bytes=0)
+
+
+def test_a_demo_day_with_the_defaults_is_cut_and_an_erasure_rewrites_a_bucket(
+    tmp_path: Path,
+) -> None:
+    """With the shipped configuration a demo-sized day is clustered, so a delete is narrow."""
+    uri = str(tmp_path / "silver_events")
+    ids = [f"C{i % 1_500:05d}" for i in range(2_000)]
+    rows = pa.table(
+        {
+            "date": [DAY] * 2_000,
+            "region": ["eu"] * 2_000,
+            "event_id": [f"e{i:06d}" for i in range(2_000)],
+            "customer_hash": [keyed_hash(KEY, c) for c in ids],
+        }
+    )
+    write_deltalake(uri, rows, partition_by=["date", "region"])
+    day_bytes = _bytes(uri)
+    cluster = delta.silver_clustering(PrivacySettings())
+    delta.cluster_partitions(uri, {}, [{"date": DAY, "region": "eu"}], cluster)
+    files = _files(uri)
+    assert len(files) == cluster.buckets_for(day_bytes) > 8
+    assert all(is_clustered(f) for f in files)
+    subject = keyed_hash(KEY, "C00007")
+    before = _adds(uri)
+    metrics = DeltaTable(uri).delete(f"customer_hash = '{subject}'")
+    assert metrics["num_deleted_rows"] == 2 and metrics["num_removed_files"] == 1
+    after = _adds(uri)
+    written = int(
+        pc.sum(
+            after.filter(pc.invert(pc.is_in(after["path"], before["path"])))["size_bytes"]
+        ).as_py()
+    )
+    assert written < _bytes(uri) / 8  # one bucket's file rewritten, not the day
+    left = DeltaTable(uri).to_pyarrow_table()
+    assert left.num_rows == 1_998 and subject not in left["customer_hash"].to_pylist()
+    # the other rows unchanged; the subject in no live file's bytes, decoded or raw
+    kept = rows.filter(pc.invert(pc.equal(rows["customer_hash"], subject)))
+    assert sorted(left["event_id"].to_pylist()) == sorted(kept["event_id"].to_pylist())
+    for f in DeltaTable(uri).file_uris():
+        assert subject.encode() not in Path(f).read_bytes()
+        assert subject not in str(pq.read_table(f).to_pylist())
+
+
 def test_silver_days_are_clustered_after_a_write(tmp_path: Path) -> None:
     uri = str(tmp_path / "silver_events")
     ids = [f"C{i % 400:05d}" for i in range(1_500)]
@@ -150,3 +208,48 @@ def test_silver_days_are_clustered_after_a_write(tmp_path: Path) -> None:
         is_clustered(f) for f in by_day[DAY + dt.timedelta(days=1)]
     )
     assert DeltaTable(uri).to_pyarrow_table().num_rows == 1_503
+
+
+def test_the_ledgers_object_rows_are_kept_apart_so_an_update_rewrites_only_them(
+    tmp_path: Path,
+) -> None:
+    from pipelines.lake.delta.cluster import LEDGER_OBJECTS_APART
+
+    uri = str(tmp_path / "ledger")
+    kinds = ["object"] * 20 + ["batch"] * 20 + ["commit"] * 2
+    rows = pa.table(
+        {
+            "kind": kinds,
+            "source_object": [f"landing/o{i:03d}.avro" for i in range(len(kinds))],
+            "etag": [f"e{i}" for i in range(len(kinds))],
+            "event_id_hashes": [  # a batch's event hashes; other rows hold none
+                np.arange(i, i + 500, dtype=np.uint64).tobytes() if k == "batch" else b""
+                for i, k in enumerate(kinds)
+            ],
+            "landing_date": [DAY] * len(kinds),
+        }
+    )
+    for lo in range(0, len(kinds), 7):  # small appended files, as ingest batches leave them
+        write_deltalake(uri, rows.slice(lo, 7), partition_by=["landing_date"], mode="append")
+    part = {"landing_date": DAY}
+    assert delta.compact_partition(uri, {}, part, 4, LEDGER_OBJECTS_APART)
+    files = _files(uri)
+    assert len(files) == 2 and all(is_clustered(f) for f in files)
+    held = {f: pq.read_table(Path(uri) / f)["kind"].to_pylist() for f in files}
+    assert sorted(set(k) == {"object"} for k in held.values()) == [False, True]
+    assert not delta.compact_partition(uri, {}, part, 4, LEDGER_OBJECTS_APART)  # stays
+    adds = _adds(uri)
+    sizes = dict(zip(adds["path"].to_pylist(), adds["size_bytes"].to_pylist(), strict=True))
+    objects = next(f for f, k in held.items() if set(k) == {"object"})
+    metrics = DeltaTable(uri).update(
+        updates={"etag": "'moved'"},
+        predicate="kind = 'object' AND source_object = 'landing/o003.avro'",
+    )
+    assert metrics["num_updated_rows"] == 1 and metrics["num_removed_files"] == 1
+    assert objects not in _files(uri)  # the objects' file was rewritten, the hashes' kept
+    assert sizes[objects] * 5 < sum(sizes.values())
+    after = DeltaTable(uri).to_pyarrow_table()
+    assert after.num_rows == len(kinds)
+    assert after.filter(pc.equal(after["etag"], "moved"))["source_object"].to_pylist() == [
+        "landing/o003.avro"
+    ]

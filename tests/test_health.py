@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from deltalake import DeltaTable
 
 from assets.freshness import build_region_freshness, region_check_name
 from assets.health import anomaly_check_name, build_health, build_region_health, rounded
@@ -96,8 +97,11 @@ def _row(measured: health.Health, region: str, day: dt.date) -> dict:
     return next(r for r in measured.records() if r["region"] == region and r["date"] == day)
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+def _folder_bytes(table: Path, folder: str) -> int:
+    """Bytes of the partition's files the table's version holds (delta-rs's reading of the log:
+    a closed day's rewrite leaves the files it replaced on disk until VACUUM)."""
+    live = {Path(u).resolve() for u in DeltaTable(str(table)).file_uris()}
+    return sum(p.stat().st_size for p in (table / folder).rglob("*.parquet") if p.resolve() in live)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +123,7 @@ def test_health_figures_equal_independent_counts(lake, measured, region, day):
     assert row["top_reasons"] == dict(reasons.most_common(health.TOP_REASONS))
     folder = f"landing_date={day}/region={region}"
     on_disk = {
-        t: _folder_bytes(Path(loc.table_uri(t)) / folder)
+        t: _folder_bytes(Path(loc.table_uri(t)), folder)
         for t in (tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name)
     }
     assert {k: row["bytes_by_table"][k] for k in on_disk} == on_disk

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from pipelines.lake.delta import read_rows
 from pipelines.privacy.erase import NotErasableError, Subject, erase_from_table
 
 SUBJECT = Subject({"customer_id": ("c-000042",), "email": ("erin@example.org",)})
@@ -75,10 +76,25 @@ def test_a_table_without_the_subject_is_left_as_it_was(tmp_path):
     assert sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file()) == before
 
 
-def test_a_table_with_deletion_vectors_is_refused_before_anything_changes(tmp_path):
+def test_a_table_with_the_deletion_vectors_feature_is_erased(tmp_path):
+    """delta-rs writes no vector itself (Spark does: tests/integration/test_privacy_spark.py)."""
     uri = str(tmp_path / "crm")
     write_deltalake(uri, _batch([1, 42]), configuration={"delta.enableDeletionVectors": "true"})
+    write_deltalake(uri, _batch([2, 3]), mode="append")
+    report = erase_from_table(uri, {}, SUBJECT)
+    assert report.rows_deleted == 1 and report.verified_absent, report.as_dict()
+    assert _everywhere(Path(uri), "erin@example.org") == 0
+    assert sorted(read_rows(DeltaTable(uri))["qty"].to_pylist()) == [1, 2, 3]
+
+
+def test_a_table_with_column_mapping_is_refused_before_anything_changes(tmp_path):
+    uri = str(tmp_path / "crm")
+    write_deltalake(
+        uri,
+        _batch([1, 42]),
+        configuration={"delta.columnMapping.mode": "name"},
+    )
     before = sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file())
-    with pytest.raises(NotErasableError, match=r"deletionVectors feature .* REORG TABLE"):
+    with pytest.raises(NotErasableError, match=r"reader feature\(s\) columnMapping"):
         erase_from_table(uri, {}, SUBJECT)
     assert sorted(p.read_bytes() for p in Path(uri).rglob("*") if p.is_file()) == before

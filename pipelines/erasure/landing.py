@@ -26,7 +26,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import fastavro
@@ -51,6 +51,9 @@ class LandingErasure:
     deleted: list[dict[str, object]] = field(default_factory=list)
     ledger_rows_updated: int = 0
     bytes_rewritten: int = 0
+    # the ledger's files its updates rewrote (the erasure's cost too, beside the objects')
+    ledger_files_rewritten: int = 0
+    ledger_bytes_rewritten: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (keys, sizes, counts; never a record)."""
@@ -175,35 +178,66 @@ def erase_landing(
     needles = subject.needles()
     fmt = location.landing.format
     ledger_uri = location.table_uri(ledger.LEDGER_TABLE)
-    for first in found.objects:
-        info = _current(storage, first.path)
-        if info is None:
-            continue  # gone since: nothing left to erase
-        data = storage.get(info.path)
-        try:
-            done = _rewrite(fmt, data, holds)
-        except Exception:  # undecodable: nothing to keep; gone only if it holds the subject
-            if any(n in data for n in needles):
-                storage.delete(info.path)
-                report.deleted.append({"key": info.path, "bytes": info.size})
-            continue
-        if done is None:
-            continue
-        new, records = done
-        if _current(storage, info.path) != info:  # changed while read: the next pass takes it
-            raise LandingChangedError(f"landing object {info.path} changed while being erased")
-        storage.put(info.path, new)
-        # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
-        now = _current(storage, info.path)
-        etag, size = (now.etag, now.size) if now is not None else (None, len(new))
-        report.rewritten.append(
-            {"key": info.path, "bytes_before": info.size, "bytes_after": size, "records": records}
-        )
-        report.bytes_rewritten += size
+    # a day's objects rewritten, then their ledger rows moved in one UPDATE (one rewrite of the
+    # day's ledger files, not one per object); also when an object stops the pass
+    moved: dict[object, list[Moved]] = {}
+
+    def flush(day: object) -> None:
         report.ledger_rows_updated += _update_ledger(
-            ledger_uri, options, location, info.path, (etag, size), records, removed_from
+            ledger_uri, options, location, day, moved.pop(day, []), removed_from
         )
+
+    try:
+        for first in sorted(
+            found.objects, key=lambda i: (str(_landing_date(location, i.path)), i.path)
+        ):
+            day = _landing_date(location, first.path)
+            for done_day in [d for d in moved if d != day]:
+                flush(done_day)
+            info = _current(storage, first.path)
+            if info is None:
+                continue  # gone since: nothing left to erase
+            data = storage.get(info.path)
+            try:
+                done = _rewrite(fmt, data, holds)
+            except Exception:  # undecodable: nothing to keep; gone only if it holds the subject
+                if any(n in data for n in needles):
+                    storage.delete(info.path)
+                    report.deleted.append({"key": info.path, "bytes": info.size})
+                continue
+            if done is None:
+                continue
+            new, records = done
+            if _current(storage, info.path) != info:  # changed while read: the next pass takes it
+                raise LandingChangedError(f"landing object {info.path} changed while being erased")
+            storage.put(info.path, new)
+            # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
+            now = _current(storage, info.path)
+            etag, size = (now.etag, now.size) if now is not None else (None, len(new))
+            report.rewritten.append(
+                {
+                    "key": info.path,
+                    "bytes_before": info.size,
+                    "bytes_after": size,
+                    "records": records,
+                }
+            )
+            report.bytes_rewritten += size
+            moved.setdefault(day, []).append(Moved(info.path, etag, size, records))
+    finally:
+        for day in list(moved):
+            flush(day)
     return report
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A rewritten landing object: its new identity and the records that left it."""
+
+    key: str
+    etag: str | None
+    size: int
+    records: int
 
 
 class LandingChangedError(RuntimeError):
@@ -221,40 +255,54 @@ def _update_ledger(
     uri: str,
     options: Mapping[str, str],
     location: LakeLocation,
-    key: str,
-    identity: tuple[str | None, int],
-    records: int,
+    day: object,
+    moved: list[Moved],
     removed_from: Mapping[str, Mapping[str, int]],
 ) -> int:
-    """The object's ledger rows moved to its new identity and counts; rows updated."""
-    table = delta.open_table(uri, options)
+    """One day's ``moved`` objects: their ledger rows to the new identity and counts; rows.
+
+    One UPDATE for the day: the day's ledger files are rewritten once, not once an object.
+    """
+    table = delta.open_table(uri, options) if moved else None
     if table is None:
         return 0
     before = table.version()
-    ingested = removed_from.get("bronze", {}).get(key, 0)
-    quarantined = removed_from.get("quarantine", {}).get(key, 0)
-    duplicates = max(records - ingested - quarantined, 0)
-    where = f"kind = 'object' AND source_object = {delta.sql_literal(key)}"
-    day = _landing_date(location, key)
+    lit = delta.sql_literal
+    keys = ", ".join(lit(m.key) for m in moved)
+    where = f"kind = 'object' AND source_object IN ({keys})"
     if day is not None:  # the partition's files only
         part = {"landing_date": day, "region": location.region}
         where = f"{delta.partition_predicate(part)} AND {where}"
-    etag, size = identity
 
     def less(column: str, n: int) -> str:
         # a finished batch may have been recorded twice, once with no records: never below 0
         return f"CASE WHEN {column} >= {n} THEN {column} - {n} ELSE 0 END"
 
-    metrics = table.update(
-        updates={
-            "etag": delta.sql_literal(etag) if etag is not None else "NULL",
-            "size": str(size),
-            "records": less("records", records),
-            "ingested": less("ingested", ingested),
-            "quarantined": less("quarantined", quarantined),
-            "duplicates": less("duplicates", duplicates),
-        },
-        predicate=where,
-    )
+    def each(column: str, value: Callable[[Moved], str]) -> str:
+        whens = " ".join(f"WHEN source_object = {lit(m.key)} THEN {value(m)}" for m in moved)
+        return f"CASE {whens} ELSE {column} END"
+
+    def counts(m: Moved) -> dict[str, int]:
+        ingested = removed_from.get("bronze", {}).get(m.key, 0)
+        quarantined = removed_from.get("quarantine", {}).get(m.key, 0)
+        duplicates = max(m.records - ingested - quarantined, 0)
+        return {
+            "records": m.records,
+            "ingested": ingested,
+            "quarantined": quarantined,
+            "duplicates": duplicates,
+        }
+
+    updates = {
+        "etag": each("etag", lambda m: lit(m.etag) if m.etag is not None else "NULL"),
+        "size": each("size", lambda m: str(m.size)),
+    }
+
+    def lowered(column: str) -> Callable[[Moved], str]:
+        return lambda m: less(column, counts(m)[column])
+
+    for column in ("records", "ingested", "quarantined", "duplicates"):
+        updates[column] = each(column, lowered(column))
+    metrics = table.update(updates=updates, predicate=where)
     delta.settle_native_writes(uri, options, before)
     return int(metrics.get("num_updated_rows", 0) or 0)

@@ -17,8 +17,9 @@ For a batch of requests at one location:
    checkpoints, landing objects decoded) is read back and searched for each subject's
    identifiers and pseudonyms: a receipt per request says in how many files it was found (0).
 
-Rows that a deletion vector hides (Spark) are physical bytes: a file holding them is found by
-the read-back and the request is not verified (see docs/privacy.md).
+Rows that a deletion vector hides (Spark) are physical bytes: a live file still holding a
+subject behind a vector has its partition rewritten from the visible rows (purged) before the
+older files are removed (:func:`pipelines.privacy.erase.erase_from_table`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.erasure.landing import (
@@ -44,7 +44,7 @@ from pipelines.erasure.landing import (
 )
 from pipelines.erasure.models import ArtifactScan, mark_models, retraining_due, scan_artifacts
 from pipelines.erasure.requests import ErasureRequest, write_receipts
-from pipelines.ingest import capture
+from pipelines.ingest import capture, ledger
 from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.storage import Storage, open_storage
@@ -263,12 +263,14 @@ class LocationErasure:
         n += sum(
             len(t["log_files_rewritten"]) + len(t["checkpoints_rewritten"]) for t in self.tables
         )
+        n += self.landing.ledger_files_rewritten
         return n + len(self.landing.rewritten) + len(self.landing.deleted)
 
     @property
     def bytes_rewritten(self) -> int:
-        """Bytes written by the deletes' new files and the rewritten landing objects."""
-        return sum(int(t["bytes_written"]) for t in self.tables) + self.landing.bytes_rewritten
+        """Bytes written: the deletes' new files, landing objects, the ledger's updated files."""
+        landing = self.landing.bytes_rewritten + self.landing.ledger_bytes_rewritten
+        return sum(int(t["bytes_written"]) for t in self.tables) + landing
 
     def receipt(self, request: ErasureRequest, key: str, served: dt.datetime) -> dict[str, Any]:
         """The receipt row of one request (``ERASURE_RECEIPT_SCHEMA``)."""
@@ -299,20 +301,21 @@ class LocationErasure:
 def _bytes_written(
     uri: str, options: Mapping[str, str], before: int, after: int
 ) -> tuple[int, int]:
-    """Files and bytes the commits after ``before`` added (the delete's rewritten files)."""
+    """Files and bytes every commit after ``before`` up to ``after`` added.
+
+    Summed commit by commit from the log: a file a later commit of the range replaced again
+    (a purge after a delete, a day's ledger updated twice) was written all the same.
+    """
     if after <= before:
         return 0, 0
-    old = delta.open_table(uri, options, before)
-    new = delta.open_table(uri, options)
-    if old is None or new is None:
-        return 0, 0
-    was = set(old.file_uris())
-    added = pa.table(new.get_add_actions(flatten=True)).to_pydict()
+    storage = open_storage(uri, dict(options), create=False)
     files = bytes_ = 0
-    for path, size in zip(added["path"], added["size_bytes"], strict=True):
-        if not any(u.endswith("/" + str(path)) or u == str(path) for u in was):
-            files += 1
-            bytes_ += int(size)
+    for version in range(before + 1, after + 1):
+        for line in storage.get(f"_delta_log/{version:020d}.json").splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            if isinstance(add, dict):
+                files += 1
+                bytes_ += int(add.get("size", 0))
     return files, bytes_
 
 
@@ -382,8 +385,14 @@ def serve_location(
     if tracking is not None:
         out.models_marked = mark_models(tracking, out.tables, [r.request_id for r in requests])
         out.retraining_due = retraining_due(tracking)
+    ledger_uri = location.table_uri(ledger.LEDGER_TABLE)
+    ledger_before = delta.table_version(ledger_uri, options)
     out.landing = erase_landing(location, storage, options, subject, removed, found)
     release_landing(location, options, found)
+    if ledger_before is not None:  # the objects' rows moved and the fence lifted
+        out.landing.ledger_files_rewritten, out.landing.ledger_bytes_rewritten = _bytes_written(
+            ledger_uri, options, ledger_before, delta.table_version(ledger_uri, options) or 0
+        )
     needles = {
         r.request_id: [
             v.encode()

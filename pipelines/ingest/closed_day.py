@@ -17,7 +17,7 @@ from pipelines.ingest.events import bronze_partition
 from pipelines.ingest.landing import landing_listing
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
-from pipelines.lake.delta.cluster import Clustering
+from pipelines.lake.delta.cluster import LEDGER_OBJECTS_APART, Clustering
 from pipelines.lake.storage import open_storage
 
 # A day is closed (no more objects land in its folders) this long after it ends.
@@ -64,7 +64,8 @@ def _compact_if_closed(
     """Compact a closed day's partition of the three tables once it has many small files.
 
     ``cluster`` applies to the first (bronze): its partition is clustered once any of its
-    files is not; the quarantine and the ledger hold no customer column to group by.
+    files is not; the quarantine holds no customer column to group by. The ledger's (the
+    third) ``object`` rows are written apart from its other rows (an erasure updates them).
     """
     closes = dt.datetime.combine(landing_date + dt.timedelta(days=1), dt.time(), dt.UTC)
     if (now or dt.datetime.now(dt.UTC)) < closes + DAY_CLOSES_AFTER:
@@ -72,7 +73,7 @@ def _compact_if_closed(
     return any(
         [
             delta.compact_partition(
-                uri, options, part, COMPACT_ABOVE_FILES, cluster if i == 0 else None
+                uri, options, part, COMPACT_ABOVE_FILES, (cluster, None, LEDGER_OBJECTS_APART)[i]
             )
             for i, uri in enumerate(uris)
         ]

@@ -1,10 +1,12 @@
 """Erasure of a data subject from one Delta table, every kept version included, and its proof.
 
 A first piece of issue #29's erasure: the subject's rows are deleted from the table (a new
-version), then every data file an older version still references that holds the subject is
-deleted from storage, and the commits whose file statistics carry an identifier as a min/max
-bound are rewritten without those bounds, whatever the VACUUM floor would keep (erasure wins
-over retention: those versions can no longer be read, and the receipt says which files went).
+version), the rows a deletion vector hid are purged from the live files that still hold them
+(a table Spark wrote with vectors), then every data file an older version still references
+that holds the subject is deleted from storage, and the commits whose file statistics carry an
+identifier as a min/max bound are rewritten without those bounds, whatever the VACUUM floor
+would keep (erasure wins over retention: those versions can no longer be read, and the receipt
+says which files went).
 The verification reads back, independently of the delete, every data file under the table
 (decoded, not only raw bytes: Parquet pages are compressed) and every log file, and counts the
 subject's identifiers.
@@ -36,7 +38,13 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from pipelines.lake import delta
-from pipelines.lake.delta import open_table, sql_literal
+from pipelines.lake.delta import (
+    has_deletion_vectors,
+    open_table,
+    read_rows,
+    rewrite_partition,
+    sql_literal,
+)
 from pipelines.lake.storage import Storage, open_storage
 
 LOG = "_delta_log/"
@@ -321,18 +329,21 @@ class NotErasableError(ValueError):
     """A table this engine cannot erase from safely; the message names it and the remedy."""
 
 
-def check_erasable(uri: str, table: DeltaTable) -> None:
-    """Refuse a table with deletion vectors: delta-rs can neither read nor purge them.
+# Reader features the erasure does not handle: with column mapping a file's columns carry
+# physical names that the checks of a file's decoded rows would not recognize. (Deletion
+# vectors are applied by every read and purged: :func:`_purge_vectors`.)
+UNERASABLE_READER_FEATURES = frozenset({"columnMapping"})
 
-    Its rows hidden by a vector are still bytes in a live file, and a delete that rewrote such a
-    file without applying the vector would bring deleted rows back.
-    """
-    features = table.protocol().reader_features or []
-    if "deletionVectors" in features:
+
+def check_erasable(uri: str, table: DeltaTable) -> None:
+    """Refuse a table with a reader feature the erasure does not handle, before any change."""
+    other = sorted(set(table.protocol().reader_features or []) & UNERASABLE_READER_FEATURES)
+    if table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+        other = sorted({*other, "columnMapping"})  # reader version 2 names no features
+    if other:
         raise NotErasableError(
-            f"{uri} has the deletionVectors feature (written by Spark), which delta-rs cannot "
-            "read or purge: run REORG TABLE delta.`<uri>` APPLY (PURGE) and ALTER TABLE "
-            "delta.`<uri>` DROP FEATURE deletionVectors in Spark, then erase again"
+            f"{uri} has the reader feature(s) {', '.join(other)}, which the erasure does not "
+            "handle: rewrite the table without them in Spark, then erase again"
         )
 
 
@@ -342,7 +353,7 @@ def _delete_rows(table: DeltaTable, subject: Subject) -> tuple[int, dict[str, in
     if not any(c in columns for c in [*subject.identifiers, *subject.raw_columns]):
         return 0, {}
     wanted = [*subject.identifiers, *subject.raw_columns, *(c for k in ROW_KEYS for c in k)]
-    live_rows = table.to_pyarrow_table(columns=[c for c in dict.fromkeys(wanted) if c in columns])
+    live_rows = read_rows(table, [c for c in dict.fromkeys(wanted) if c in columns])
     matched = live_rows.filter(rows_holding(live_rows, subject))
     predicate = _delete_predicate(subject, columns, live_rows) if matched.num_rows else None
     if predicate is None:
@@ -352,6 +363,43 @@ def _delete_rows(table: DeltaTable, subject: Subject) -> tuple[int, dict[str, in
         by_object.update(str(k) for k in matched.column("source_object").to_pylist())
     metrics = table.delete(predicate)
     return int(metrics.get("num_deleted_rows", 0) or 0), dict(by_object)
+
+
+def _purge_vectors(
+    uri: str, options: dict[str, str], table: DeltaTable, storage: Storage, subject: Subject
+) -> None:
+    """Rewrite the partitions whose live files still hold the subject behind a deletion vector.
+
+    A row Spark deleted with a vector is hidden from readers but still bytes in a live file,
+    and the delete above does not rewrite a file in which it matched no visible row. The
+    partition of each such file is rewritten from its visible rows (the vectors applied, the
+    rows unchanged, ``dataChange`` false): the old file is then no longer live, and is deleted
+    with the older versions' files. Files whose vectors hide no identifier are left as they are.
+    """
+    if not has_deletion_vectors(table):
+        return
+    # a data file's name is unique in its table (a UUID); the vectors name files by full URI
+    vectored = {
+        str(f).rsplit("/", 1)[-1]
+        for f in pa.table(table.deletion_vectors()).column("filepath").to_pylist()
+    }
+    adds = pa.table(table.get_add_actions(flatten=True))
+    parts = [c for c in adds.column_names if c.startswith("partition.")]
+    due: dict[tuple[tuple[str, str], ...], None] = {}
+    for row in adds.select(["path", *parts]).to_pylist():
+        path = str(row["path"])
+        if path.rsplit("/", 1)[-1] in vectored and _holds(storage.get(path), subject):
+            key = tuple((c.removeprefix("partition."), str(row[c])) for c in parts)
+            due[key] = None
+    for key in due:
+        rewrite_partition(
+            uri,
+            options,
+            [(c, "=", v) for c, v in key],
+            above_files=0,
+            table=table,
+            reason="erasure purge of deletion vectors",
+        )
 
 
 def _scrub_log(storage: Storage, values: set[str], report: TableErasure) -> None:
@@ -404,12 +452,15 @@ def erase_from_table(
         raise FileNotFoundError(f"{uri} is not a Delta table")
     check_erasable(uri, table)
     before = table.version()
-    before_delete = table.version()
     deleted, by_object = _delete_rows(table, subject) if delete else (0, {})
-    delta.settle_native_writes(uri, options, before_delete)
+    storage = open_storage(uri, options, create=False)
+    if delete:
+        delta.settle_native_writes(uri, options, before)
+        table.update_incremental()
+        _purge_vectors(uri, options, table, storage, subject)
+        table.update_incremental()
     after = table.version()
     live = set(_live(table))
-    storage = open_storage(uri, options, create=False)
     report = TableErasure(uri, before, after, deleted, rows_by_object=by_object)
     for path, size in _data_files(storage):
         if path in live:

@@ -39,20 +39,47 @@ def test_a_spark_table_with_deletion_vectors_is_refused_by_content(spark, lake_h
         sync(cfg, src, cfg.home.replica_uri("crm_notes", "azure-eu"))
 
 
-def test_erasure_refuses_a_spark_table_with_deletion_vectors_and_changes_nothing(spark, lake_home):
-    from pipelines.privacy.erase import NotErasableError, Subject, erase_from_table
+def _holding(root: Path, needle: str) -> list[str]:
+    """Files under ``root`` holding ``needle``: raw bytes, and Parquet decoded (every row)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            if path.suffix == ".parquet":
+                text += str(pq.read_table(path).to_pylist()).encode()
+            if needle.encode() in text:
+                out.append(str(path.relative_to(root)))
+    return out
+
+
+def test_erasure_purges_the_rows_spark_hid_with_deletion_vectors(spark, lake_home):
+    from pipelines.privacy.erase import Subject, erase_from_table
 
     src = str(lake_home / "crm_erase")
     spark.sql(
-        f"CREATE TABLE delta.`{src}` (customer_id STRING, qty LONG) USING delta "
-        "TBLPROPERTIES (delta.enableDeletionVectors = true)"
+        f"CREATE TABLE delta.`{src}` (customer_id STRING, qty LONG, day STRING) USING delta "
+        "PARTITIONED BY (day) TBLPROPERTIES (delta.enableDeletionVectors = true)"
     )
-    spark.range(0, 50).selectExpr("concat('c-', id) AS customer_id", "id AS qty").coalesce(
-        1
-    ).write.format("delta").mode("append").save(src)
-    spark.sql(f"DELETE FROM delta.`{src}` WHERE qty = 7")  # c-7 hidden by a vector, still bytes
+    spark.range(0, 60).selectExpr(
+        "concat('shopper', id, '@example.org') AS customer_id",
+        "id AS qty",
+        "IF(id < 30, 'd1', 'd2') AS day",
+    ).repartition(1).write.format("delta").mode("append").save(src)
+    # shopper 7 deleted by Spark: hidden by a vector, still bytes in the live file of d1
+    spark.sql(f"DELETE FROM delta.`{src}` WHERE qty = 7")
     assert list(Path(src).rglob("deletion_vector_*.bin")), "Spark wrote no deletion vector"
-    before = {p: p.read_bytes() for p in Path(src).rglob("*") if p.is_file()}
-    with pytest.raises(NotErasableError, match=r"deletionVectors feature .* REORG TABLE"):
-        erase_from_table(src, {}, Subject({"customer_id": ("c-7",)}))
-    assert {p: p.read_bytes() for p in Path(src).rglob("*") if p.is_file()} == before
+    seven, forty_one = "shopper7@example.org", "shopper41@example.org"  # no hex: not in a UUID
+    assert _holding(Path(src), seven)  # the live file still holds the hidden row
+    before = {r.qty: r.customer_id for r in spark.read.format("delta").load(src).collect()}
+    # 7 hidden, 41 visible (in d2, which has no vector): both erased
+    report = erase_from_table(src, {}, Subject({"customer_id": (seven, forty_one)}))
+    assert report.rows_deleted == 1 and report.verified_absent, report.as_dict()
+    for needle in (seven, forty_one):
+        assert _holding(Path(src), needle) == [], needle
+    # every other row unchanged, read by Spark (the purge's commit is a valid Delta commit)
+    after = {r.qty: r.customer_id for r in spark.read.format("delta").load(src).collect()}
+    assert after == {q: c for q, c in before.items() if q != 41}
+    # the version with the vector, and the first, held 7's bytes: erasure won over retention
+    assert report.versions_lost and report.files_removed

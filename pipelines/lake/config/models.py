@@ -337,10 +337,12 @@ class PrivacySettings(BaseModel):
     are read, at most ``sample_rows_per_file`` rows of each, and every text column (and the
     fields kept in ``_rescued_data``) is scanned; a finding refuses the route as a personal-data
     column does. ``erasure_deadline_days``: how long an erasure request may wait (GDPR Art. 12:
-    one month). ``cluster_file_bytes`` and ``cluster_max_buckets``: a closed day of bronze and
-    silver is written as ``k`` files grouped by a keyed customer bucket, ``k`` its bytes over
-    the target (at most the maximum), so an erasure rewrites only the files of the subjects'
-    buckets (:mod:`pipelines.lake.delta.cluster`).
+    one month). ``cluster_*``: a closed day of bronze and silver is written as ``k`` files
+    grouped by a keyed customer bucket, so an erasure rewrites only the files of the subjects'
+    buckets (:mod:`pipelines.lake.delta.cluster`): ``cluster_buckets`` files whatever the day's
+    size (an erasure of ``s`` subjects rewrites about ``s / k`` of a day), fewer when files
+    would be under ``cluster_min_file_bytes``, more when over ``cluster_file_bytes``, at most
+    ``cluster_max_buckets``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -350,6 +352,8 @@ class PrivacySettings(BaseModel):
     erasure_deadline_days: int = Field(30, ge=1)
     cluster_file_bytes: int = Field(128 * 1024 * 1024, ge=1)
     cluster_max_buckets: int = Field(256, ge=1, le=1024)
+    cluster_buckets: int = Field(64, ge=1, le=1024)
+    cluster_min_file_bytes: int = Field(4096, ge=1)
 
     @model_validator(mode="after")
     def _unique(self) -> PrivacySettings:

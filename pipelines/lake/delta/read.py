@@ -279,6 +279,21 @@ def read_between(
     return _query(table, columns, where)
 
 
+def has_deletion_vectors(table: DeltaTable) -> bool:
+    """True for a table with the ``deletionVectors`` reader feature (written by Spark).
+
+    delta-rs's pyarrow reads refuse such a table; its DataFusion reads apply the vectors.
+    """
+    return "deletionVectors" in (table.protocol().reader_features or [])
+
+
+def read_rows(table: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``table``'s version as a reader sees them (deletion vectors applied)."""
+    if has_deletion_vectors(table):
+        return _query(table, columns, None)
+    return table.to_pyarrow_table(columns=columns)
+
+
 def _query(table: DeltaTable, columns: list[str] | None, where: str | None) -> pa.Table:
     """Rows through DataFusion in delta-rs: pyarrow's filesystem bridge cannot reach OpenDAL."""
     cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"

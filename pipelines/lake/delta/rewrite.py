@@ -32,6 +32,7 @@ from pipelines.lake.delta.read import (
     _partition_value,
     _query,
     deltalake_target,
+    has_deletion_vectors,
     open_table,
     sql_literal,
 )
@@ -74,6 +75,7 @@ def rewrite_partition(
     file_rows: int = REWRITE_FILE_ROWS,
     table: DeltaTable | None = None,
     cluster: Clustering | None = None,
+    reason: str = "compaction",
 ) -> dict[str, int] | None:
     """Rewrite the files of one partition (``filters``; ``[]``: the whole table) into few.
 
@@ -91,7 +93,8 @@ def rewrite_partition(
     grouped into ``k`` files by a keyed bucket (``k`` from the partition's bytes and the
     clustering's target size); a partition whose files are all clustered is left as it is,
     and one holding any other file is rewritten whatever ``above_files`` says (``k`` of 1: a
-    plain compaction, by ``above_files``).
+    plain compaction, by ``above_files``). Rows hidden by a deletion vector are not read: the
+    new files no longer hold them (an erasure's purge). ``reason`` is the commit's mark.
     """
     if cluster is not None and z_order:
         raise ValueError("a rewrite either clusters by bucket or Z-orders, not both")
@@ -130,7 +133,7 @@ def rewrite_partition(
                 partition_filters=filters or None,  # type: ignore[arg-type]
                 commit_properties=CommitProperties(
                     custom_metadata={
-                        COMMIT_MARK: "compaction",
+                        COMMIT_MARK: reason,
                         **({"lakehouse.clustered_buckets": str(buckets)} if grouping else {}),
                     }
                 ),
@@ -188,8 +191,11 @@ def _rewrite_files(
         )
 
     try:
-        opendal = deltalake_target(uri, options)[0].startswith("opendal+")
-        if opendal:  # pyarrow cannot reach OpenDAL (the GCS emulator's adapter): one query
+        # pyarrow cannot reach OpenDAL (the GCS emulator's adapter) nor apply deletion
+        # vectors: one query through DataFusion, which does both
+        via_query = deltalake_target(uri, options)[0].startswith("opendal+")
+        via_query = via_query or has_deletion_vectors(table)
+        if via_query:
             clause = " AND ".join(f"{c} = {sql_literal(v)}" for c, _, v in filters)
             batches: Iterable[pa.Table] = [_query(table, None, clause or None)]
         else:
@@ -198,7 +204,7 @@ def _rewrite_files(
         if cluster is not None:
             _group_by_bucket(batches, cluster, k, file_rows, flush)
             return staged
-        if z_order or opendal:
+        if z_order or via_query:
             listed = list(batches)
             rows = pa.concat_tables(listed) if listed else dataset.schema.empty_table()
             if z_order:
