@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from pipelines.lake.delta.lineage import commit_inputs, inputs_metadata, upstream_versions
     from pipelines.lake.delta.read import (
+        PartitionReader,
         TableError,
         date_range_predicate,
         deltalake_target,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         sql_literal,
         table_rows,
         table_version,
+        tables_kept_open,
     )
     from pipelines.lake.delta.rewrite import (
         cluster_partitions,
@@ -89,6 +91,7 @@ _MODULE_OF = {
     ),
     **dict.fromkeys(
         (
+            "PartitionReader",
             "TableError",
             "date_range_predicate",
             "deltalake_target",
@@ -105,6 +108,7 @@ _MODULE_OF = {
             "sql_literal",
             "table_rows",
             "table_version",
+            "tables_kept_open",
         ),
         "read",
     ),
@@ -129,6 +133,7 @@ __all__ = [
     "Clustering",
     "ClusteringError",
     "MissingFileError",
+    "PartitionReader",
     "TableError",
     "bronze_clustering",
     "cluster_partitions",
@@ -159,6 +164,7 @@ __all__ = [
     "stats_json",
     "table_rows",
     "table_version",
+    "tables_kept_open",
     "upstream_versions",
     "version_of",
     "write_partition",

@@ -26,6 +26,7 @@ from pipelines.lake.delta.read import (
     _partition_value,
     date_range_predicate,
     deltalake_target,
+    latest_table,
     open_table,
     partition_predicate,
     table_version,
@@ -182,7 +183,7 @@ def commit_files(
 
     def commit() -> None:
         nonlocal done
-        table = DeltaTable(target, storage_options=dict(opts) or None)
+        table = latest_table(target, opts)
         held = table.transaction_version(app_id) if app_id else None
         if once and held is not None and held >= app_version:
             done = True
@@ -434,7 +435,7 @@ def _create_if_absent(
 ) -> None:
     def create() -> None:
         try:
-            DeltaTable(target, storage_options=dict(opts) or None)
+            latest_table(target, opts)
             return
         except TableNotFoundError:
             pass
