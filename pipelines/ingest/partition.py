@@ -209,6 +209,7 @@ def ingest_partition(
     stop: Callable[[], bool] | None = None,
     cluster: Clustering | None = None,
     memo: ledger.Memo | None = None,
+    compact: bool = True,
 ) -> PartitionIngest:
     """Ingest the objects of one landing date of a location not ingested yet.
 
@@ -227,6 +228,8 @@ def ingest_partition(
     there (the batch in flight is committed first; what is left waits for the next run).
     ``memo``: what a long-lived caller keeps of the partition's ledger from one call to the
     next (:class:`ledger.Memo`: its files and event-id hashes), so a call reads what is new.
+    ``compact=False``: a closed day is not compacted by this call (a worker whose date still
+    receives objects: each compaction rewrites the day).
     """
     memory.bound_heap()
     storage = open_storage(location.root_uri(), options)
@@ -287,7 +290,7 @@ def ingest_partition(
         memory.give_back()  # so that a day of any size peaks at one batch
         if stop is not None and stop():
             break
-    done.compacted = _compact_if_closed(
+    done.compacted = compact and _compact_if_closed(
         (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now, cluster
     )
     return _totals(done, state, t, part)

@@ -70,6 +70,9 @@ STATUS_EVERY = 10.0
 # hashes, 8 bytes an event): today and yesterday's late objects; an older date's batch reads
 # its ledger again.
 KEPT_MEMO_DATES = 2
+# A closed date a worker committed to is compacted once no object of it landed for this long:
+# compacting with every batch rewrote the day each time (a late stream into a closed day).
+COMPACT_QUIET_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,10 @@ class Follower:
         self.older: list[dt.date] = []
         # per landing date, what is kept of its ledger between batches (the latest dates only)
         self.memos: dict[dt.date, ledger.Memo] = {}
+        # per date, when its latest listed object landed; the dates committed to since their
+        # last compaction (compacted once quiet: COMPACT_QUIET_SECONDS)
+        self.landed_at: dict[dt.date, float] = {}
+        self.uncompacted: set[dt.date] = set()
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -314,6 +321,7 @@ class Follower:
                     older.add(day)
                     continue
                 self.waiting[info.path] = _Waiting(info, info.modified or now)
+                self.landed_at[day] = max(self.landed_at.get(day, 0.0), now)
         if first:
             self._drop_ingested()
             # the older dates by their folders (delimiter listings: no older object is listed)
@@ -392,10 +400,11 @@ class Follower:
 
     # --- ingest and report -------------------------------------------------------------------
 
-    def _ingest(self, day: dt.date) -> bool:
+    def _ingest(self, day: dt.date, compact: bool = False) -> bool:
         """One batch of a date (each reported on its own: Dagster sees every commit).
 
         False when it took nothing (another worker holds the objects' claim, or they are gone).
+        ``compact``: a closed date is compacted too (:meth:`_compact_quiet`).
         """
         batches: list[IngestResult] = []
         started = time.perf_counter()
@@ -411,7 +420,10 @@ class Follower:
             cluster=self.follow.cluster,
             stop=lambda: True,  # one batch a call; the loop comes back for the rest
             memo=self._memo(day),
+            compact=compact,
         )
+        if done.batches:
+            self.uncompacted.add(day)
         held = {o.identity for o in done.objects}
         for path in [p for p in self.waiting if self._day(p) == day]:
             info = self.waiting[path].info
@@ -432,6 +444,22 @@ class Follower:
                 if (path, info.etag, info.size) not in listed:
                     del self.waiting[path]  # gone or rewritten since: the next listing says
         return bool(batches)
+
+    def _upkeep(self, busy: bool) -> None:
+        """Between listings: the checks the caller owes, and (when idle) quiet closed dates."""
+        self._flush(final=False)
+        if not busy:
+            self._compact_quiet()
+
+    def _compact_quiet(self) -> None:
+        """Compact the dates committed to that no object landed in for a while (if closed)."""
+        now = time.time()
+        for day in sorted(self.uncompacted):
+            waits = any(self._day(p) == day for p in self.waiting)
+            if waits or now - self.landed_at.get(day, 0.0) < COMPACT_QUIET_SECONDS:
+                continue
+            self._ingest(day, compact=True)
+            self.uncompacted.discard(day)
 
     def _memo(self, day: dt.date) -> ledger.Memo:
         """What is kept of the date's ledger; that of all but the latest few dates let go."""
@@ -547,7 +575,7 @@ class Follower:
                     if self.stop.is_set():
                         break
                     progressed = self._ingest(day) or progressed
-                self._flush(final=False)
+                self._upkeep(busy=bool(due))
                 backoff = 0.0
                 if due or self.status.last_error or time.time() - written >= STATUS_EVERY:
                     self.status.last_error = None
