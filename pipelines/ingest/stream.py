@@ -531,16 +531,37 @@ class Follower:
         first = self.today() - dt.timedelta(days=self.follow.days_back)
         days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
         mine = {d for d in days if in_shard(d, self.follow.shard)}
+        in_ledger = self._ledger_days()
         for day in sorted(mine - {self._day(p) for p in self.waiting}):
-            part = bronze_partition(day, self.location.region)
-            held = ledger.identities(
-                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
-            )
+            if in_ledger is not None:
+                held = day in in_ledger
+            else:
+                part = bronze_partition(day, self.location.region)
+                uri = self.location.table_uri(ledger.LEDGER_TABLE)
+                held = bool(ledger.identities(uri, self.options, part))
             if held:  # cheap test first; the run then settles and reports what is unreported
                 self._ingest(day)
         for day in sorted({self._day(p) for p in self.waiting}):
             if not self.stop.is_set():
                 self._ingest(day)
+
+    def _ledger_days(self) -> set[dt.date] | None:
+        """The dates the ledger holds rows of in this region, from its log (None: not known).
+
+        One read of the log at start, not a read of each date's ledger (``--days-back`` dates).
+        """
+        adds = delta.file_actions(self.location.table_uri(ledger.LEDGER_TABLE), self.options)
+        if adds is None:
+            return set()
+        names = ("partition.landing_date", "partition.region")
+        if not all(n in adds.column_names for n in names):
+            return None
+        days, regions = (adds[n].cast(pa.string()).to_pylist() for n in names)
+        return {
+            dt.date.fromisoformat(d)
+            for d, r in zip(days, regions, strict=True)
+            if d and r == self.location.region
+        }
 
     # --- the loop ----------------------------------------------------------------------------
 
