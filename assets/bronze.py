@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -124,13 +125,16 @@ def partition_results(
     done: ingest.PartitionIngest,
     location: str,
     where: dict[str, Any],
-    validated: list[tuple[dg.AssetCheckResult, dg.AssetCheckResult]],
+    validated: list[tuple[dg.AssetCheckResult, dg.AssetCheckResult]] | None,
 ) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
     """What a partition's ingest reports: both materializations and the three check results.
 
     The asset yields them from its run; the ingest worker (``lakehouse/worker.py``) reports the
-    same to Dagster without a run.
+    same to Dagster without a run (``validated=None``: the materializations alone, the worker
+    evaluating the checks once over several commits).
     """
+    if validated is None:
+        return [*_materializations(done, location, where)]
     # the partition the checks judged, in their metadata: the check's history names the day
     # and region of each evaluation (the worker's runless evaluations carry no partition field)
     key = date_region_key(done.result.landing_date.isoformat(), done.result.region)
@@ -198,15 +202,67 @@ def _materializations(
     ]
 
 
+@dataclass(frozen=True)
+class BatchRows:
+    """What the bronze suites read of committed batches: samples of their rows, exact counts.
+
+    ``expected``: the bronze rows the batches should hold (landed - quarantined - duplicates);
+    ``batches``: how many batches it covers. One batch's, or several batches' joined (the
+    ingest worker evaluates the suites once over the batches committed since the last time).
+    """
+
+    bronze: gx.Sampled
+    quarantine: gx.Sampled
+    expected: int
+    quarantined: int
+    batches: int = 1
+
+    @staticmethod
+    def of(batch: IngestResult, events: Suite, quarantine: Suite) -> "BatchRows":
+        """A batch's rows as the suites read them (a sample of each); the full rows not kept."""
+        return BatchRows(
+            gx.Sampled.of(batch.bronze, events.sample_rows),
+            gx.Sampled.of(batch.quarantine, quarantine.sample_rows),
+            batch.landed - batch.quarantined - batch.duplicates,
+            batch.quarantined,
+        )
+
+    @staticmethod
+    def joined(parts: list["BatchRows"]) -> "BatchRows":
+        """Several batches' rows as one evaluation reads them."""
+        return BatchRows(
+            gx.Sampled.joined([p.bronze for p in parts]),
+            gx.Sampled.joined([p.quarantine for p in parts]),
+            sum(p.expected for p in parts),
+            sum(p.quarantined for p in parts),
+            sum(p.batches for p in parts),
+        )
+
+
+def rows_checks(
+    rows: BatchRows, events: Suite, quarantine: Suite
+) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
+    """Both tables' suites on batches' rows (:class:`BatchRows`), once."""
+    counted = {"batches_in_evaluation": rows.batches}
+    return (
+        gx.check_result(
+            events,
+            gx.validate(events, rows.bronze, {"expected_rows": rows.expected}),
+            **counted,
+        ),
+        gx.check_result(
+            quarantine,
+            gx.validate(quarantine, rows.quarantine, {"expected_rows": rows.quarantined}),
+            **counted,
+        ),
+    )
+
+
 def _batch_checks(
     batch: IngestResult, events: Suite, quarantine: Suite
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """Both tables' suites on one batch's rows, as appended."""
-    expected = batch.landed - batch.quarantined - batch.duplicates
-    return (
-        gx.check(events, batch.bronze, {"expected_rows": expected}),
-        gx.check(quarantine, batch.quarantine, {"expected_rows": batch.quarantined}),
-    )
+    return rows_checks(BatchRows.of(batch, events, quarantine), events, quarantine)
 
 
 def _combined(results: list[dg.AssetCheckResult], named: dict[str, str]) -> dg.AssetCheckResult:

@@ -280,19 +280,42 @@ def sample(table: pa.Table, limit: int | None) -> pa.Table:
     return table.take(pa.array(np.arange(limit, dtype=np.int64) * table.num_rows // limit))
 
 
-def _shape_frame(table: pa.Table, rows: bool) -> Any:
-    """The table's column names with no values: of its exact row count, or of none.
+@dataclass(frozen=True)
+class Sampled:
+    """Rows as the suites read them: a sample of each batch (or every row), the exact count.
+
+    ``values``: each batch's rows as :func:`sample` takes them, one after the other; ``rows``:
+    how many rows the batches hold. What the ingest worker keeps of the batches it commits
+    between two evaluations of the suites, so one evaluation reads the same rows a suite per
+    batch would (and a batch's full rows are not held).
+    """
+
+    values: pa.Table
+    rows: int
+
+    @staticmethod
+    def of(table: pa.Table, limit: int | None) -> Sampled:
+        """A batch's rows as a suite with ``sample_rows=limit`` reads them."""
+        return Sampled(sample(table, limit), table.num_rows)
+
+    @staticmethod
+    def joined(parts: Sequence[Sampled]) -> Sampled:
+        """Several batches' samples as one: their values in order, their rows summed."""
+        values = pa.concat_tables([p.values for p in parts], promote_options="default")
+        return Sampled(values, sum(p.rows for p in parts))
+
+
+def _shape_frame(schema: pa.Schema, rows: int | None) -> Any:
+    """The column names with no values: of ``rows`` rows (an exact row count), or of none.
 
     Null columns over Arrow (a validity bitmap each): the row-count expectations count the
     batch's rows exactly, from Arrow, without reading or converting a value.
     """
     import pandas as pd
 
-    empty = table.schema.empty_table()
-    if rows:
-        empty = pa.table(
-            [pa.nulls(table.num_rows, f.type) for f in table.schema], schema=table.schema
-        )
+    empty = schema.empty_table()
+    if rows is not None:
+        empty = pa.table([pa.nulls(rows, f.type) for f in schema], schema=schema)
     return empty.to_pandas(types_mapper=pd.ArrowDtype)
 
 
@@ -300,19 +323,18 @@ def _validate_arrow(
     engine: _Engine,
     compiled: _Compiled,
     asset: str,
-    table: pa.Table,
+    data: Sampled,
     params: dict[str, Any],
-    limit: int | None,
 ) -> tuple[list[Any], int]:
-    """The value expectations on the columns they read, of the batch or a sample of it.
+    """The value expectations on the columns they read, of the batches or samples of them.
 
     The column-name expectations run on a frame without values, with the row-count ones when
-    the values are sampled (so the count stays the batch's, exact). Narrow pays: for each
+    the values are sampled (so the count stays the batches', exact). Narrow pays: for each
     column expectation GX filters the whole frame (every column) to the rows where that column
     is not null.
     """
-    values = sample(table, limit)
-    sampled = values.num_rows < table.num_rows
+    values, schema = data.values, data.values.schema
+    sampled = values.num_rows < data.rows
     shape = compiled.schema_only | (compiled.row_count if sampled else frozenset())
     if not shape:  # nothing to split off: one run over every column
         frame = _pandas_frame(values)
@@ -328,7 +350,7 @@ def _validate_arrow(
         bd = engine.batch_definition("pandas", asset)
         results = _run(
             bd,
-            _shape_frame(table, counted),
+            _shape_frame(schema, data.rows if counted else None),
             compiled.suite(sorted(shape)),
             params if counted else {},
         )
@@ -414,7 +436,7 @@ def _position(result: Any) -> int:
 
 
 def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> SuiteOutcome:
-    """Validate data (Arrow table, pandas or Spark DataFrame) against an asset's suite.
+    """Validate data (Arrow table, :class:`Sampled`, pandas or Spark) against an asset's suite.
 
     Great Expectations computes every result, from the cheapest faithful input: an Arrow
     table becomes pandas over the same memory with only the columns the suite reads (the
@@ -433,11 +455,10 @@ def validate(suite: Suite, data: Any, params: dict[str, Any] | None = None) -> S
         raise KeyError(f"expectation needs parameter {missing[0]!r}, which the asset did not give")
     if type(data).__module__.startswith("pyspark"):
         results, rows = _validate_spark(engine, compiled, suite.asset, data, params)
-    elif isinstance(data, pa.Table):
-        results, rows = _validate_arrow(
-            engine, compiled, suite.asset, data, params, suite.sample_rows
-        )
-        batch = data.num_rows
+    elif isinstance(data, (pa.Table, Sampled)):
+        rows_of = data if isinstance(data, Sampled) else Sampled.of(data, suite.sample_rows)
+        results, rows = _validate_arrow(engine, compiled, suite.asset, rows_of, params)
+        batch = rows_of.rows
     else:  # pandas, as the caller built it
         with _LOCK:
             bd = engine.batch_definition("pandas", suite.asset)

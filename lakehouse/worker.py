@@ -1,8 +1,9 @@
 """``lakehouse ingest --follow``: the long-lived ingest worker, reporting to Dagster without runs.
 
 The loop is the engine's (:mod:`pipelines.ingest.stream`); this module adds what Dagster needs: the
-bronze suites run in this process on each committed batch (Great Expectations imported once per
-worker), and each committed partition is reported as Dagster sees a run's today: both
+bronze suites run in this process over the committed batches (Great Expectations imported once per
+worker; evaluated at most every ``--check-seconds`` per date over the batches committed since,
+:class:`Checks`), and each committed partition is reported as Dagster sees a run's today: both
 materializations with the asset's metadata and the three check evaluations, through Dagster's
 public runless-event API. Two transports, one content:
 
@@ -13,14 +14,16 @@ public runless-event API. Two transports, one content:
 - otherwise ``DagsterInstance.get()`` (``DAGSTER_HOME``) and its public
   ``report_runless_asset_event``: the same call the webserver's endpoints make.
 
-A commit is reported after it is in the tables; the ledger batch it reported up to is then
-recorded in the store, so a report lost to a kill is made by the next worker (at least once:
-a kill between the report and that record repeats the report, with the same totals).
+A commit is reported after it is in the tables; the ledger batch it reported up to (and the
+one its checks cover) is then recorded in the store, so a report lost to a kill is made by the
+next worker, checks owed included (at least once: a kill between the report and that record
+repeats the report, with the same totals).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import signal
 import sys
@@ -29,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.lake.config.environment import env
@@ -39,6 +42,9 @@ URL_ENV = "LAKEHOUSE_DAGSTER_URL"
 # worker peaked at 2.9 GB (benchmarks/stream.py), likely the bronze suites' pandas frame of each
 # batch on top of the ingest's own peak; 8 MiB is a few seconds of a region's stream.
 FOLLOW_BATCH_BYTES = 8 * 1024 * 1024
+# A date's bronze checks are evaluated at most this often, over the batches committed since
+# (Checks): Great Expectations' cost is per evaluation, not per row.
+CHECK_SECONDS = 10.0
 # A report that fails (webserver restarting) is tried again this many times before the commit
 # counts as unreported; the next cycle then reports it (the ledger is the truth).
 REPORT_ATTEMPTS = 4
@@ -68,6 +74,14 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         metavar="SECONDS",
         help="ingest a date once its oldest waiting object is this old, or a batch is full, "
         ">= 0 (default %(default)s)",
+    )
+    p.add_argument(
+        "--check-seconds",
+        type=number(float, 0),
+        default=CHECK_SECONDS,
+        metavar="SECONDS",
+        help="with --follow: evaluate a date's bronze checks at most this often, over the "
+        "batches committed since, >= 0 (0: with every commit; default %(default)s)",
     )
     p.add_argument(
         "--max-idle-seconds",
@@ -186,46 +200,120 @@ def _plain(metadata: Any) -> dict[str, Any]:
     return out
 
 
-def commit_events(
-    committed: Any, suites: Any, where: dict[str, Any], worker: str, keys: Any = None
-) -> list[Any]:
-    """A worker's commit as Dagster events: what the asset's run yields, as runless events.
+@dataclass
+class _Owed:
+    """A date's committed batches whose checks are not evaluated yet."""
 
-    ``keys``: the location's asset keys (assets/keys.py; default: the table names).
+    since: float  # when the first of them was committed (monotonic)
+    rows: list[Any] = field(default_factory=list)  # assets.bronze.BatchRows, one a batch
+    committed: Any = None  # the last commit (stream.Committed): its totals and location
+
+
+class Checks:
+    """The bronze checks of a worker's commits: at most once per date every ``every`` seconds.
+
+    Great Expectations costs about 0.1 CPU-s per evaluation whatever the rows (building each
+    expectation's metric graph), and a worker commits a batch every few seconds per date. So
+    each commit's materializations are reported at once, and the suites are evaluated over the
+    batches committed since the last evaluation once ``every`` seconds have passed (and at
+    stop): the rows each batch's suites would read (its sample, ``quality.batch_sample_rows``),
+    joined, with the batches' exact row count. Each evaluation names its partition and the
+    last batch it covers (``batches_through``); a failed expectation fails that partition's
+    check. ``every=0``: an evaluation with every commit.
     """
-    from assets.bronze import batch_checks
-    from pipelines.ingest.batch import empty_result
-    from pipelines.lake import tables
 
-    events_suite, quarantine_suite = suites[tables.BRONZE.name], suites[tables.QUARANTINE.name]
-    batches = committed.batches or [empty_result(committed.region, committed.landing_date)]
-    started = time.perf_counter()
-    validated = [batch_checks(b, events_suite, quarantine_suite) for b in batches]
-    seconds = committed.seconds + time.perf_counter() - started
-    extra = {
-        **committed.lag.as_dict(),
-        "reported_by": f"ingest worker {worker} (no run)",
-        "recovered_report": committed.recovered,
-    }
-    return partition_events(
-        committed.done, committed.location, where, validated, extra, keys, seconds
-    )
+    def __init__(
+        self,
+        suites: Any,
+        where: dict[str, Any],
+        worker: str,
+        keys: Any,
+        reporter: Reporter,
+        every: float = 0.0,
+    ) -> None:
+        self.suites, self.where, self.worker, self.keys = suites, where, worker, keys
+        self.reporter, self.every = reporter, every
+        self.owed: dict[dt.date, _Owed] = {}
+
+    def _extra(self, c: Any) -> dict[str, Any]:
+        return {
+            **c.lag.as_dict(),
+            "reported_by": f"ingest worker {self.worker} (no run)",
+            "recovered_report": c.recovered,
+        }
+
+    def on_commit(self, c: Any) -> bool:
+        """Report a commit; True when its checks (and those owed before) were reported too."""
+        from assets.bronze import BatchRows
+        from pipelines.ingest.batch import empty_result
+        from pipelines.lake import tables
+
+        events_suite, quarantine_suite = (
+            self.suites[tables.BRONZE.name],
+            self.suites[tables.QUARANTINE.name],
+        )
+        started = time.perf_counter()
+        batches = c.batches or [empty_result(c.region, c.landing_date)]
+        owed = self.owed.get(c.landing_date) or _Owed(time.monotonic())
+        pending = _Owed(
+            owed.since,
+            [*owed.rows, *(BatchRows.of(b, events_suite, quarantine_suite) for b in batches)],
+            c,
+        )
+        due = time.monotonic() - pending.since >= self.every
+        checks = self._check_events(pending) if due else []
+        seconds = c.seconds + time.perf_counter() - started
+        events = partition_events(
+            c.done, c.location, self.where, None, self._extra(c), self.keys, seconds
+        )
+        self.reporter.send(events + checks)  # what is owed changes only once it is sent
+        if due:
+            self.owed.pop(c.landing_date, None)
+        else:
+            self.owed[c.landing_date] = pending
+        return due
+
+    def on_flush(self, day: dt.date, final: bool) -> bool:
+        """Evaluate and report the checks owed for ``day`` if ``every`` passed (or ``final``)."""
+        owed = self.owed.get(day)
+        if owed is None or not (final or time.monotonic() - owed.since >= self.every):
+            return False
+        self.reporter.send(self._check_events(owed))
+        del self.owed[day]
+        return True
+
+    def _check_events(self, owed: _Owed) -> list[Any]:
+        """The three check evaluations over the owed batches' rows, once."""
+        from assets.bronze import BatchRows, rows_checks
+        from pipelines.lake import tables
+
+        c = owed.committed
+        validated = rows_checks(
+            BatchRows.joined(owed.rows),
+            self.suites[tables.BRONZE.name],
+            self.suites[tables.QUARANTINE.name],
+        )
+        return partition_events(
+            c.done, c.location, self.where, [validated], self._extra(c), self.keys, checks=True
+        )
 
 
 def partition_events(
     done: Any,
     location: str,
     where: dict[str, Any],
-    validated: list[Any],
+    validated: list[Any] | None,
     extra: dict[str, Any],
     keys: Any = None,
     seconds: float | None = None,
+    checks: bool = False,
 ) -> list[Any]:
     """A partition's ingest as runless events: both materializations and the three checks.
 
     The same results the asset yields from its run (``partition_results``), with ``extra``
     (who reported, and ``batches_through``) added to the materializations' metadata, under
     the location's asset keys (``keys``, assets/keys.py; default: the table names).
+    ``validated=None``: the materializations alone; ``checks``: the check evaluations alone.
     ``seconds``: the reporter's time on this commit (ingest and checks), on the bronze
     materialization as ``compute_seconds``: a runless event has no run steps to time, and the
     health view counts it there (once: not on the quarantine's).
@@ -246,6 +334,8 @@ def partition_events(
     owned_bronze = tables.BRONZE.name
     for r in rekeyed(partition_results(done, location, where, validated), owned):
         if isinstance(r, dg.MaterializeResult):
+            if checks:
+                continue
             timed = (
                 {COMPUTE_SECONDS: round(seconds, 3)}
                 if seconds is not None and r.asset_key and table_of(r.asset_key) == owned_bronze
@@ -317,15 +407,25 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     worker = stream.worker_id()
     _warm_up(suites, location)  # GX imported and its context built once, before the stream
 
-    def on_commit(c: stream.Committed) -> None:
-        reporter.send(commit_events(c, suites, where, worker, keys))
+    checks = Checks(suites, where, worker, keys, reporter, args.check_seconds)
+
+    def on_commit(c: stream.Committed) -> bool:
+        checked = checks.on_commit(c)
         t = c.done.totals
         _stderr(
             f"{c.location} {c.landing_date} committed batches {c.done.batches or '-'}"
             f"{' (recovered)' if c.recovered else ''}: landed {t['landed']}, ingested "
             f"{t['ingested']}, quarantined {t['quarantined']}, duplicates "
             f"{t['duplicates_dropped']}; lag {c.lag.as_dict()}"
+            f"{'' if checked else '; checks owed'}"
         )
+        return checked
+
+    def on_flush(day: dt.date, final: bool) -> bool:
+        flushed = checks.on_flush(day, final)
+        if flushed:
+            _stderr(f"{location.name} {day} checks reported")
+        return flushed
 
     def on_error(exc: BaseException, retry_in: float) -> None:
         _report_failure(reporter, location.name, worker, exc, retry_in, keys.of("bronze_events"))
@@ -348,9 +448,15 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
         stop,
         on_error=on_error,
         log=_stderr,
+        on_flush=on_flush,
     )
     part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
-    _stderr(f"worker {worker} following {location.name} ({location.jurisdiction}){part}")
+    # the CPU its start took (imports of Dagster and GX, the suites built): what each restart
+    # costs, apart from the stream's (benchmarks/stream.py reads it)
+    _stderr(
+        f"worker {worker} following {location.name} ({location.jurisdiction}){part}; "
+        f"start cpu {time.process_time():.2f}s"
+    )
     status = follower.run()
     return {"location": location.name, "worker": asdict(status), "compute": where}
 

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import threading
 
 import dagster as dg
 import pytest
@@ -11,6 +12,7 @@ from assets.bronze import RECONCILIATION_CHECK
 from assets.partitions import date_region_key
 from data_quality import gx
 from pipelines.ingest import partition as ingest
+from pipelines.ingest import stream
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import SimulationConfig
@@ -291,10 +293,8 @@ def test_a_sensor_tick_lists_only_what_landed_after_its_cursor(lake_home, where)
     """Sixty days of objects the sensor has seen: the next tick lists the new day's objects
     and a few folder listings, not the history (counted by the storage layer)."""
     import datetime as dt
-    import threading
     from dataclasses import replace
 
-    from pipelines.ingest import stream
     from pipelines.lake.storage import objects_listed
 
     cfg = load_config()
@@ -373,3 +373,62 @@ def test_a_batch_above_the_sample_size_is_sampled_and_counted_exactly(lake_home)
         assert rows > 50
         assert (meta["rows_validated"], meta["rows_in_batch"], meta["sampled"]) == (50, rows, True)
         assert quarantine.metadata["sampled"].value is False  # its few rows, whole
+
+
+def test_checks_owed_by_a_killed_worker_are_read_back_and_evaluated_once_over_the_batches(
+    lake_home,
+):
+    """A worker's checks evaluated once over several commits, and owed across a kill."""
+    import dataclasses
+
+    from assets.bronze import BatchRows, rows_checks
+    from pipelines.ingest.events import record_rules
+
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=600, objects_per_day=6))
+    cfg = load_config()
+    loc = cfg.location("aws-us")
+    built = suites()
+    events = dataclasses.replace(built["bronze_events"], sample_rows=40)
+    quarantine = built["bronze_quarantine"]
+    seen: list[stream.Committed] = []
+
+    def owe(c: stream.Committed) -> bool:
+        seen.append(c)
+        return False  # checks owed: the "killed" worker never flushes them
+
+    def follower(on_commit) -> stream.Follower:
+        return stream.Follower(
+            loc,
+            loc.storage_options(),
+            record_rules(cfg),
+            stream.FollowOptions(days_back=0, batch_objects=2, linger_seconds=0),
+            on_commit=on_commit,
+            stop=threading.Event(),
+            today=lambda: DAY,
+        )
+
+    first = follower(owe)
+    first._list()
+    first._ingest(DAY)
+    first._ingest(DAY)  # two commits, checks owed for both; then killed (no flush)
+    assert [len(c.batches) for c in seen] == [1, 1] and not any(c.recovered for c in seen)
+    assert first.reported.of(DAY) == (2, 0)
+
+    after: list[stream.Committed] = []
+    second = follower(lambda c: after.append(c) or True)
+    second._list()
+    second._ingest(DAY)  # the third batch, and the two owed read back from their files
+    assert len(after) == 1 and after[0].recovered
+    assert len(after[0].batches) == 3
+    assert second.reported.of(DAY) == (3, 3)
+
+    rows = BatchRows.joined([BatchRows.of(b, events, quarantine) for b in after[0].batches])
+    bronze, _ = rows_checks(rows, events, quarantine)
+    meta = {k: getattr(v, "value", v) for k, v in bronze.metadata.items()}
+    assert bronze.passed, meta
+    total = after[0].done.totals["ingested"]
+    assert (meta["rows_in_batch"], meta["batches_in_evaluation"]) == (total, 3)
+    assert meta["rows_validated"] == rows.bronze.values.num_rows <= 3 * 40
+    # one row too few for what the batches expect fails the evaluation, exactly
+    short = dataclasses.replace(rows, expected=rows.expected + 1)
+    assert not rows_checks(short, events, quarantine)[0].passed

@@ -8,6 +8,7 @@ import os
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -319,3 +320,55 @@ def test_the_heap_is_bounded_on_glibc() -> None:
     on_glibc = bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
     assert memory.bound_heap() is on_glibc
     memory.give_back()  # callable between batches whatever the C library
+
+
+def test_a_kept_ledger_sees_what_another_writer_added_and_drops_its_duplicates(lake_home):
+    """A worker's memo and kept tables, another writer's batch in between: nothing doubled."""
+    memo = ledger.Memo()
+    with delta.tables_kept_open():
+        _put("01/a-1.gz", _event("e1"), _event("e2"))
+        first = _run(memo=memo)
+        _put("02/b-1.gz", _event("e3"), _event("e4"))
+    other = _run()  # another writer: not this memo, its own table objects
+    with delta.tables_kept_open():
+        _put("03/c-1.gz", _event("e4"), _event("e1"), _event("e5"))
+        _put("04/d-1.gz", _event("e2"), _event("e6"))
+        last = _run(memo=memo, batch_objects=1)
+    assert (first.batches, other.batches, last.batches) == ([1], [2], [3, 4])
+    assert memo.hashes.batches == {1, 2, 3, 4}  # batch 2 read from the ledger, once
+    assert len(memo.reader.files) == 8  # a claim and a commit row per batch, each read once
+    ids = sorted(_bronze_rows(last)["event_id"].to_pylist())
+    assert ids == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    assert last.totals == {
+        "objects": 4,
+        "landed": 9,
+        "ingested": 6,
+        "quarantined": 0,
+        "duplicates_dropped": 3,
+    }
+    assert last.reconciled
+    # the memo's ledger equals a fresh read of it
+    loc = _loc()
+    part = {"landing_date": DAY, "region": loc.region}
+    uri = loc.table_uri(ledger.LEDGER_TABLE)
+    fresh, kept = ledger.read_state(uri, {}, part), ledger.read_state(uri, {}, part, memo.reader)
+    assert kept.objects == fresh.objects and kept.committed == fresh.committed
+    assert kept.batches.keys() == fresh.batches.keys()
+
+
+def test_kept_hashes_stay_sorted_runs_and_forget_an_abandoned_batch(tmp_path) -> None:
+    seen = ledger.SeenHashes()
+    rng = np.random.default_rng(3)
+    sizes = (8, 4, 2, 2, 1)
+    parts = [np.sort(rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)) for n in sizes]
+    for number, hashes in enumerate(parts, start=1):
+        seen.add([number], hashes)
+    assert all(np.all(r[1:] >= r[:-1]) for r in seen.runs)
+    assert sorted(np.concatenate(seen.runs).tolist()) == sorted(np.concatenate(parts).tolist())
+    assert 1 < len(seen.runs) < len(parts)  # merged, not one run a batch
+    # batch 5 was abandoned since it was kept: what is kept is dropped and the ledger read
+    state = ledger.LedgerState()
+    state.batches = dict.fromkeys(range(1, 6))  # type: ignore[arg-type]
+    state.abandoned = {5}
+    assert seen.current(str(tmp_path / "no-ledger"), {}, {"region": "us"}, state) == []
+    assert seen.batches == {1, 2, 3, 4}

@@ -337,19 +337,23 @@ class Seen:
     partition really holds: hashes say "maybe", values decide, so a collision drops nothing.
     """
 
-    hashes: np.ndarray
+    hashes: np.ndarray | list[np.ndarray]  # sorted, or several sorted runs (SeenHashes)
     lookup: Callable[[list[str]], set[str]]
 
     def already(self, keys: pa.ChunkedArray, hashes: np.ndarray) -> np.ndarray:
         """Mask of the rows whose id the partition already holds."""
         held = np.zeros(len(hashes), bool)
-        if not len(self.hashes) or not len(hashes):
+        runs = [self.hashes] if isinstance(self.hashes, np.ndarray) else self.hashes
+        runs = [r for r in runs if len(r)]
+        if not runs or not len(hashes):
             return held
         # sorted needles walk the sorted hashes once (5x faster than random probes on 5M)
         order = np.argsort(hashes, kind="stable")
-        where = np.empty(len(hashes), np.intp)
-        where[order] = np.searchsorted(self.hashes, hashes[order])
-        maybe = np.flatnonzero(self.hashes[np.minimum(where, len(self.hashes) - 1)] == hashes)
+        needles = hashes[order]
+        hit = np.zeros(len(hashes), bool)
+        for run in runs:
+            hit |= run[np.minimum(np.searchsorted(run, needles), len(run) - 1)] == needles
+        maybe = np.sort(order[hit])
         if len(maybe):
             candidates = keys.take(maybe).to_pylist()
             found = self.lookup(sorted(set(candidates)))

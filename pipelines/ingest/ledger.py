@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,11 +178,26 @@ def _plan(adds: list[AddAction]) -> list[dict[str, Any]]:
     ]
 
 
+def state_reader() -> delta.PartitionReader:
+    """A reader of one partition's ledger that reads each of its files once (a worker's)."""
+    return delta.PartitionReader(pa.schema([LEDGER_SCHEMA.field(n) for n in _STATE_COLUMNS]))
+
+
 def read_state(
-    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    reader: delta.PartitionReader | None = None,
 ) -> LedgerState:
-    """The partition's ledger (empty when the table or the partition has none), but its hashes."""
-    rows = delta.read_partition(uri, options, dict(partition), columns=_STATE_COLUMNS)
+    """The partition's ledger (empty when the table or the partition has none), but its hashes.
+
+    ``reader``: the partition's :func:`state_reader`, kept by a caller that reads it often.
+    """
+    rows = (
+        delta.read_partition(uri, options, dict(partition), columns=_STATE_COLUMNS)
+        if reader is None
+        else reader.read(uri, options, partition)
+    )
     state = LedgerState()
     if not rows.num_rows:
         return state
@@ -284,19 +299,86 @@ def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:
 
 
 def read_hashes(
-    uri: str, options: Mapping[str, str], partition: Mapping[str, object]
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    batches: Collection[int] | None = None,
 ) -> np.ndarray:
     """The 64-bit hashes of every event id the partition's batches hold, sorted.
 
     Read apart from :func:`read_state`: only a run about to ingest a batch needs them, and on a
-    large day they are most of what the ledger holds (8 bytes an event).
+    large day they are most of what the ledger holds (8 bytes an event). ``batches``: of those
+    batches only (the files of others, by the log's statistics, are not opened).
     """
     cols = ["kind", "batch", "event_id_hashes"]
-    rows = delta.read_partition(uri, options, dict(partition), columns=cols)
+    if batches is not None and not batches:
+        return np.zeros(0, np.uint64)
+    where = None if batches is None else [("batch", "in", sorted(batches))]
+    rows = delta.read_partition(uri, options, dict(partition), columns=cols, where=where)
     if not rows.num_rows:
         return np.zeros(0, np.uint64)
     rows = _without_abandoned(rows, _abandoned(rows))
     return _sorted_hashes(rows.filter(pc.equal(rows["kind"], "batch"))["event_id_hashes"])
+
+
+# A run of kept hashes is merged with newer ones up to this size (32 MB): a 20M-event day is
+# then about five runs to look a batch's ids up in, and no merge holds the day twice.
+MERGED_RUN_HASHES = 4_000_000
+
+
+class SeenHashes:
+    """One partition's event-id hashes kept by a long-lived ingest between its batches.
+
+    A worker ingesting a partition batch after batch would otherwise read every hash of the
+    day again for each batch (8 bytes an event: a cost that grows with the day). Here each
+    batch's hashes are added as this process claims it, and only the batches other writers
+    claimed since are read (:func:`read_hashes` of those numbers). Sorted runs, each at most
+    half the size of the one before, so a batch is merged a few times, not once per batch;
+    runs stop growing at :data:`MERGED_RUN_HASHES`, so a merge never copies the day.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+        self.batches: set[int] = set()
+
+    def current(
+        self,
+        uri: str,
+        options: Mapping[str, str],
+        partition: Mapping[str, object],
+        state: LedgerState,
+    ) -> list[np.ndarray]:
+        """The hashes of every batch of ``state`` not abandoned, as :func:`read_hashes` reads."""
+        want = set(state.batches) - state.abandoned
+        if not self.batches <= want:  # a batch held here was abandoned since: read afresh
+            self.runs, self.batches = [], set()
+        new = want - self.batches
+        if new:
+            self.add(new, read_hashes(uri, options, partition, new))
+        return self.runs
+
+    def add(self, batches: Collection[int], hashes: np.ndarray) -> None:
+        """Hold the sorted ``hashes`` of ``batches`` (a batch this process has just claimed)."""
+        self.batches |= set(batches)
+        if len(hashes):
+            self.runs.append(hashes)
+        while (
+            len(self.runs) > 1
+            and 2 * len(self.runs[-1]) > len(self.runs[-2])
+            and len(self.runs[-2]) < MERGED_RUN_HASHES
+        ):
+            newer, older = self.runs.pop(), self.runs.pop()
+            merged = np.concatenate([older, newer])
+            merged.sort(kind="stable")
+            self.runs.append(merged)
+
+
+@dataclass
+class Memo:
+    """What a long-lived ingest keeps of one partition's ledger from one call to the next."""
+
+    hashes: SeenHashes = field(default_factory=SeenHashes)
+    reader: delta.PartitionReader = field(default_factory=state_reader)
 
 
 def _sorted_hashes(blobs: pa.ChunkedArray) -> np.ndarray:

@@ -153,7 +153,12 @@ class _Tables:
 
 
 def _settle(
-    t: _Tables, part: dict[str, object], *, check: bool = False, full: bool = False
+    t: _Tables,
+    part: dict[str, object],
+    *,
+    check: bool = False,
+    full: bool = False,
+    memo: ledger.Memo | None = None,
 ) -> tuple[ledger.LedgerState, list[int]]:
     """The partition's ledger, after finishing any batch a crashed writer left pending.
 
@@ -164,7 +169,8 @@ def _settle(
     hold = 0
     if check:  # read before the ledger: see check_tables
         hold = max(ledger.held(uri, t.options, part) for uri, _ in t.targets().values())
-    state = ledger.read_state(t.ledger, t.options, part)
+    reader = None if memo is None else memo.reader
+    state = ledger.read_state(t.ledger, t.options, part, reader)
     if check and not full:
         ledger.check_tables(state, hold, t.ledger, part)
     state.tables_hold = hold
@@ -172,7 +178,7 @@ def _settle(
     for batch in state.pending():
         versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
         if versions is None:  # its staged files are gone: abandoned, its objects taken again
-            state = ledger.read_state(t.ledger, t.options, part)
+            state = ledger.read_state(t.ledger, t.options, part, reader)
             state.tables_hold = hold
             continue
         state.committed[batch.number] = versions
@@ -202,6 +208,8 @@ def ingest_partition(
     now: dt.datetime | None = None,
     stop: Callable[[], bool] | None = None,
     cluster: Clustering | None = None,
+    memo: ledger.Memo | None = None,
+    compact: bool = True,
 ) -> PartitionIngest:
     """Ingest the objects of one landing date of a location not ingested yet.
 
@@ -218,6 +226,10 @@ def ingest_partition(
     bucket with ``cluster``, :mod:`pipelines.lake.delta.cluster`). ``rules`` default to those of the
     configuration in use. ``stop`` is asked after each batch: once it says True, the run ends
     there (the batch in flight is committed first; what is left waits for the next run).
+    ``memo``: what a long-lived caller keeps of the partition's ledger from one call to the
+    next (:class:`ledger.Memo`: its files and event-id hashes), so a call reads what is new.
+    ``compact=False``: a closed day is not compacted by this call (a worker whose date still
+    receives objects: each compaction rewrites the day).
     """
     memory.bound_heap()
     storage = open_storage(location.root_uri(), options)
@@ -225,7 +237,7 @@ def ingest_partition(
     part = bronze_partition(landing_date, location.region)
     t = _Tables.of(location, options)
     limits = (batch_objects, batch_bytes)
-    state, finished = _settle(t, part, check=True, full=full)
+    state, finished = _settle(t, part, check=True, full=full, memo=memo)
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
         full = True  # written before the ledger existed: replace it once, then go on
     plan = _full_plan(state, infos, limits) if full else None
@@ -259,7 +271,7 @@ def ingest_partition(
             if not todo.infos and not todo.rewritten:
                 break
         todo.replace = replace
-        committed = _one_batch(storage, location, t, part, state, todo, rules, skipped)
+        committed = _one_batch(storage, location, t, part, state, todo, rules, skipped, memo)
         if committed is not None:
             result, number, versions = committed
             _merge(total, result, keep_rows)
@@ -272,13 +284,13 @@ def ingest_partition(
                 on_batch(result)
             del committed, result  # the batch's rows, not held while the next one is read
         hold = state.tables_hold
-        state, more = _settle(t, part)
+        state, more = _settle(t, part, memo=memo)
         state.tables_hold = hold
         done.batches.extend(more)
         memory.give_back()  # so that a day of any size peaks at one batch
         if stop is not None and stop():
             break
-    done.compacted = _compact_if_closed(
+    done.compacted = compact and _compact_if_closed(
         (t.bronze, t.quarantine, t.ledger), t.options, part, landing_date, now, cluster
     )
     return _totals(done, state, t, part)
@@ -293,6 +305,7 @@ def _one_batch(
     todo: _Todo,
     rules: RecordRules | None,
     skipped: dict[str, str],
+    memo: ledger.Memo | None = None,
 ) -> tuple[IngestResult, int, tuple[int, int]] | None:
     """Ingest, stage, claim and commit one batch; None when another writer claimed it first.
 
@@ -315,7 +328,12 @@ def _one_batch(
         return None
     seen = None
     if not todo.replace and state.batches:  # read now: a later batch of another writer only adds
-        seen = Seen(ledger.read_hashes(t.ledger, t.options, part), _lookup(t, part))
+        held = (
+            ledger.read_hashes(t.ledger, t.options, part)
+            if memo is None
+            else memo.hashes.current(t.ledger, t.options, part, state)
+        )
+        seen = Seen(held, _lookup(t, part))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
     del objects
@@ -347,10 +365,13 @@ def _one_batch(
             [(t.bronze, result.bronze), (t.quarantine, result.quarantine)],
         )
     batch = ledger.Batch(number, todo.replace, b_adds, q_adds)
-    if not ledger.claim(t.ledger, t.options, part, number, entries, batch, np.sort(result.hashes)):
+    kept = np.sort(result.hashes)
+    if not ledger.claim(t.ledger, t.options, part, number, entries, batch, kept):
         delta.discard_files(t.bronze, t.options, b_adds)
         delta.discard_files(t.quarantine, t.options, q_adds)
         return None
+    if memo is not None:
+        memo.hashes.add([number], kept)
     versions = ledger.finish(t.targets(), t.ledger, t.options, part, batch)
     if versions is None:  # its files vanished before the commit: abandoned, taken again
         return None

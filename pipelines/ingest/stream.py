@@ -9,6 +9,14 @@ waited ``linger_seconds``. After each commit it calls ``on_commit`` with what wa
 the batches' rows (for the checks) and the lag; the caller reports it (``lakehouse/worker.py``
 reports to Dagster). What the caller has reported is recorded in the store
 (:class:`Reported`), so a worker killed between a commit and its report reports it on restart.
+A caller may evaluate the checks once over several commits: ``on_commit`` then returns False
+(checks owed), the loop asks ``on_flush`` now and then (and at stop) to evaluate them, and what
+is owed is recorded too, so the batches a killed worker owed checks for are read back and
+handed to the next one.
+
+Between batches the worker keeps what it read of a date's ledger (:class:`ledger.Memo`: its
+files' rows and the event-id hashes) and its tables open (:func:`delta.tables_kept_open`), so a
+batch reads what is new, not the day so far.
 
 Operable as a service: ``stop`` (an event a SIGTERM handler sets) ends the loop after the batch
 in flight; a store that fails is retried with exponential backoff (``on_error`` hears of each
@@ -49,6 +57,7 @@ from pipelines.ingest.events import (
 from pipelines.ingest.landing import date_folders, landing_listing, list_after
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.ingest.state import STATE_PREFIX
+from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
 from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
@@ -57,6 +66,13 @@ from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 # per worker (what ``lakehouse status`` shows) and, per partition, the last batch reported.
 # A following worker refreshes its status this often when nothing else changed.
 STATUS_EVERY = 10.0
+# Landing dates whose ledger a worker keeps between batches (its files' rows and event-id
+# hashes, 8 bytes an event): today and yesterday's late objects; an older date's batch reads
+# its ledger again.
+KEPT_MEMO_DATES = 2
+# A closed date a worker committed to is compacted once no object of it landed for this long:
+# compacting with every batch rewrote the day each time (a late stream into a closed day).
+COMPACT_QUIET_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,12 @@ class _Waiting:
 
 
 class Reported:
-    """Per partition, the last ledger batch whose commit the caller has reported."""
+    """Per partition, the last ledger batch whose commit the caller has reported, and checked.
+
+    ``through``: the last batch whose commit (its materializations) is reported; ``checked``:
+    the last one the reported check evaluations cover (at most ``through``: a caller may
+    evaluate the checks once over several commits).
+    """
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -156,16 +177,22 @@ class Reported:
     def _path(self, day: dt.date) -> str:
         return f"{STATE_PREFIX}/reported/{day.isoformat()}.json"
 
+    def of(self, day: dt.date) -> tuple[int, int]:
+        """``(through, checked)``: the last batch reported and the last checked (0 when none)."""
+        try:
+            got = json.loads(self.storage.get(self._path(day)))
+        except FileNotFoundError:
+            return 0, 0
+        return int(got["through"]), int(got.get("checked", got["through"]))
+
     def through(self, day: dt.date) -> int:
         """The last batch reported (0 when none)."""
-        try:
-            return int(json.loads(self.storage.get(self._path(day)))["through"])
-        except FileNotFoundError:
-            return 0
+        return self.of(day)[0]
 
-    def record(self, day: dt.date, through: int) -> None:
-        """Remember that the batches up to ``through`` are reported."""
-        self.storage.put(self._path(day), json.dumps({"through": through}).encode())
+    def record(self, day: dt.date, through: int, checked: int | None = None) -> None:
+        """Remember that the batches up to ``through`` are reported (``checked``: and checked)."""
+        done = {"through": through, "checked": through if checked is None else checked}
+        self.storage.put(self._path(day), json.dumps(done).encode())
 
 
 def batch_rows(
@@ -233,15 +260,21 @@ class Follower:
         options: dict[str, str],
         rules: RecordRules | None,
         follow: FollowOptions,
-        on_commit: Callable[[Committed], None],
+        on_commit: Callable[[Committed], bool | None],
         stop: threading.Event,
         *,
         on_error: Callable[[BaseException, float], None] | None = None,
         log: Callable[[str], None] | None = None,
         today: Callable[[], dt.date] | None = None,
+        on_flush: Callable[[dt.date, bool], bool] | None = None,
     ) -> None:
         self.location, self.options, self.rules, self.follow = location, options, rules, follow
         self.on_commit, self.stop, self.on_error = on_commit, stop, on_error
+        self.on_flush = on_flush
+        # per landing date, the batches handed to on_commit in this process, and (for dates
+        # whose checks the caller still owes) the last batch handed
+        self.handed: dict[dt.date, set[int]] = {}
+        self.unchecked: dict[dt.date, int] = {}
         self.log = log or (lambda _msg: None)
         self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self.storage = open_storage(location.root_uri(), options)
@@ -254,6 +287,12 @@ class Follower:
         # dates older than ``days_back`` seen at start, newest first: checked against the
         # ledger a few per listing, their objects not ingested yet then waiting like any other
         self.older: list[dt.date] = []
+        # per landing date, what is kept of its ledger between batches (the latest dates only)
+        self.memos: dict[dt.date, ledger.Memo] = {}
+        # per date, when its latest listed object landed; the dates committed to since their
+        # last compaction (compacted once quiet: COMPACT_QUIET_SECONDS)
+        self.landed_at: dict[dt.date, float] = {}
+        self.uncompacted: set[dt.date] = set()
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -282,6 +321,7 @@ class Follower:
                     older.add(day)
                     continue
                 self.waiting[info.path] = _Waiting(info, info.modified or now)
+                self.landed_at[day] = max(self.landed_at.get(day, 0.0), now)
         if first:
             self._drop_ingested()
             # the older dates by their folders (delimiter listings: no older object is listed)
@@ -360,10 +400,11 @@ class Follower:
 
     # --- ingest and report -------------------------------------------------------------------
 
-    def _ingest(self, day: dt.date) -> bool:
+    def _ingest(self, day: dt.date, compact: bool = False) -> bool:
         """One batch of a date (each reported on its own: Dagster sees every commit).
 
         False when it took nothing (another worker holds the objects' claim, or they are gone).
+        ``compact``: a closed date is compacted too (:meth:`_compact_quiet`).
         """
         batches: list[IngestResult] = []
         started = time.perf_counter()
@@ -378,7 +419,11 @@ class Follower:
             on_batch=batches.append,
             cluster=self.follow.cluster,
             stop=lambda: True,  # one batch a call; the loop comes back for the rest
+            memo=self._memo(day),
+            compact=compact,
         )
+        if done.batches:
+            self.uncompacted.add(day)
         held = {o.identity for o in done.objects}
         for path in [p for p in self.waiting if self._day(p) == day]:
             info = self.waiting[path].info
@@ -400,6 +445,30 @@ class Follower:
                     del self.waiting[path]  # gone or rewritten since: the next listing says
         return bool(batches)
 
+    def _upkeep(self, busy: bool) -> None:
+        """Between listings: the checks the caller owes, and (when idle) quiet closed dates."""
+        self._flush(final=False)
+        if not busy:
+            self._compact_quiet()
+
+    def _compact_quiet(self) -> None:
+        """Compact the dates committed to that no object landed in for a while (if closed)."""
+        now = time.time()
+        for day in sorted(self.uncompacted):
+            waits = any(self._day(p) == day for p in self.waiting)
+            if waits or now - self.landed_at.get(day, 0.0) < COMPACT_QUIET_SECONDS:
+                continue
+            self._ingest(day, compact=True)
+            self.uncompacted.discard(day)
+
+    def _memo(self, day: dt.date) -> ledger.Memo:
+        """What is kept of the date's ledger; that of all but the latest few dates let go."""
+        if day not in self.memos:
+            for old in sorted(self.memos)[: max(0, len(self.memos) - KEPT_MEMO_DATES + 1)]:
+                del self.memos[old]
+            self.memos[day] = ledger.Memo()
+        return self.memos[day]
+
     def _report(
         self,
         day: dt.date,
@@ -410,13 +479,15 @@ class Follower:
         """Report what the ledger committed that no report covered yet; False if nothing."""
         committed = {o.batch for o in done.objects}  # the ledger after the run: all committed
         through = max(committed, default=0)
-        before = self.reported.through(day)
-        if through <= before:
-            return False
+        before, checked = self.reported.of(day)
+        handed = self.handed.setdefault(day, set())
         # batches whose rows this call did not see (another worker's, a killed one's, those
-        # this call finished for them): read back, so every reported batch is checked
+        # this call finished for them), not checked yet and not handed to the caller before:
+        # read back, so every reported batch is checked
         own = {o.batch for o in done.objects if any(o.key in b.per_object for b in batches)}
-        missing = sorted(n for n in committed if n > before and n not in own)
+        missing = sorted(n for n in committed if n > checked and n not in own | handed)
+        if through <= before and not missing:
+            return False
         recovered = bool(missing)
         if missing:
             part = bronze_partition(day, self.location.region)
@@ -424,7 +495,7 @@ class Follower:
                 self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
             )
             batches = [*batch_rows(self.location, self.options, day, state, missing), *batches]
-        self.on_commit(
+        all_checked = self.on_commit(
             Committed(
                 self.location.name,
                 day,
@@ -436,24 +507,61 @@ class Follower:
                 seconds,
             )
         )
-        self.reported.record(day, through)
+        handed.update(own, missing)
+        self._reported(day, through, checked, all_checked is not False)
         return True
+
+    def _reported(self, day: dt.date, through: int, checked: int, all_checked: bool) -> None:
+        """Record what the caller reported: checked too, or checks still owed up to ``through``."""
+        if all_checked:
+            self.reported.record(day, through)
+            self.unchecked.pop(day, None)
+        else:
+            self.reported.record(day, through, checked)
+            self.unchecked[day] = through
+
+    def _flush(self, final: bool) -> None:
+        """Let the caller evaluate the checks it owes (``on_flush``); record those it did."""
+        for day, through in sorted(self.unchecked.items()):
+            if self.on_flush is not None and self.on_flush(day, final):
+                self._reported(day, through, through, True)
 
     def _recover(self) -> None:
         """At start: ingest and report dates whose commits were never reported (a kill)."""
         first = self.today() - dt.timedelta(days=self.follow.days_back)
         days = [first + dt.timedelta(days=i) for i in range((self.today() - first).days + 1)]
         mine = {d for d in days if in_shard(d, self.follow.shard)}
+        in_ledger = self._ledger_days()
         for day in sorted(mine - {self._day(p) for p in self.waiting}):
-            part = bronze_partition(day, self.location.region)
-            held = ledger.identities(
-                self.location.table_uri(ledger.LEDGER_TABLE), self.options, part
-            )
+            if in_ledger is not None:
+                held = day in in_ledger
+            else:
+                part = bronze_partition(day, self.location.region)
+                uri = self.location.table_uri(ledger.LEDGER_TABLE)
+                held = bool(ledger.identities(uri, self.options, part))
             if held:  # cheap test first; the run then settles and reports what is unreported
                 self._ingest(day)
         for day in sorted({self._day(p) for p in self.waiting}):
             if not self.stop.is_set():
                 self._ingest(day)
+
+    def _ledger_days(self) -> set[dt.date] | None:
+        """The dates the ledger holds rows of in this region, from its log (None: not known).
+
+        One read of the log at start, not a read of each date's ledger (``--days-back`` dates).
+        """
+        adds = delta.file_actions(self.location.table_uri(ledger.LEDGER_TABLE), self.options)
+        if adds is None:
+            return set()
+        names = ("partition.landing_date", "partition.region")
+        if not all(n in adds.column_names for n in names):
+            return None
+        days, regions = (adds[n].cast(pa.string()).to_pylist() for n in names)
+        return {
+            dt.date.fromisoformat(d)
+            for d, r in zip(days, regions, strict=True)
+            if d and r == self.location.region
+        }
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -470,6 +578,10 @@ class Follower:
 
     def run(self) -> Status:
         """Follow until ``stop`` is set or ``max_idle_seconds`` pass with nothing waiting."""
+        with delta.tables_kept_open():  # the same few tables, read and written batch after batch
+            return self._run()
+
+    def _run(self) -> Status:
         backoff = 0.0
         idle_since = written = time.time()
         while not self.stop.is_set():
@@ -484,6 +596,7 @@ class Follower:
                     if self.stop.is_set():
                         break
                     progressed = self._ingest(day) or progressed
+                self._upkeep(busy=bool(due))
                 backoff = 0.0
                 if due or self.status.last_error or time.time() - written >= STATUS_EVERY:
                     self.status.last_error = None
@@ -508,6 +621,10 @@ class Follower:
                 break
             if not progressed:  # never a busy loop: objects another worker holds wait a poll
                 self.stop.wait(self.follow.poll_seconds)
+        try:
+            self._flush(final=True)
+        except Exception as exc:  # owed still, in the store: the next worker evaluates them
+            self.log(f"{self.location.name}: checks not reported at stop: {_first_line(exc)}")
         self.write_status("stopped")
         return self.status
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from pipelines.lake.delta.lineage import commit_inputs, inputs_metadata, upstream_versions
     from pipelines.lake.delta.read import (
+        PartitionReader,
         TableError,
         date_range_predicate,
         deltalake_target,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         sql_literal,
         table_rows,
         table_version,
+        tables_kept_open,
     )
     from pipelines.lake.delta.rewrite import (
         cluster_partitions,
@@ -95,6 +97,7 @@ _MODULE_OF = {
     ),
     **dict.fromkeys(
         (
+            "PartitionReader",
             "TableError",
             "date_range_predicate",
             "deltalake_target",
@@ -113,6 +116,7 @@ _MODULE_OF = {
             "sql_literal",
             "table_rows",
             "table_version",
+            "tables_kept_open",
         ),
         "read",
     ),
@@ -137,6 +141,7 @@ __all__ = [
     "Clustering",
     "ClusteringError",
     "MissingFileError",
+    "PartitionReader",
     "TableError",
     "append_rows",
     "bronze_clustering",
@@ -171,6 +176,7 @@ __all__ = [
     "stats_json",
     "table_rows",
     "table_version",
+    "tables_kept_open",
     "upstream_versions",
     "version_of",
     "write_partition",

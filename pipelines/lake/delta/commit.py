@@ -26,6 +26,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from pipelines.lake.delta.read import (
     _partition_value,
     deltalake_target,
+    latest_table,
     open_table,
     partition_predicate,
     table_version,
@@ -197,7 +198,7 @@ def commit_files(
 
     def commit() -> None:
         nonlocal done
-        table = DeltaTable(target, storage_options=dict(opts) or None)
+        table = latest_table(target, opts)
         held = table.transaction_version(app_id) if app_id else None
         if once and held is not None and held >= app_version:
             done = True
@@ -511,7 +512,7 @@ def _create_if_absent(
 ) -> None:
     def create() -> None:
         try:
-            DeltaTable(target, storage_options=dict(opts) or None)
+            latest_table(target, opts)
             return
         except TableNotFoundError:
             pass
