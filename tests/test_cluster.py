@@ -118,24 +118,28 @@ def test_no_key_no_bronze_clustering_and_k_follows_the_data() -> None:
 
 
 def test_k_is_sized_for_the_erasure_and_bounded_by_file_sizes() -> None:
-    """The defaults: 64 files a day, none under 4 KiB, none over 128 MiB, at most 256."""
+    """The defaults: 64 files a day, none under 1 MiB, none over 128 MiB, at most 256."""
     silver = delta.silver_clustering(PrivacySettings())
-    assert silver.buckets_for(300_000) == 64  # a demo day of silver: 64 files of ~4.7 KB
-    assert silver.buckets_for(73_000) == 17  # a demo day of bronze: files of 4 KiB or more
-    assert silver.buckets_for(3_000) == 1  # under two files' worth: left whole
+    assert silver.buckets_for(300_000) == 1  # a demo day of silver: one file (Spark pays per file)
+    assert silver.buckets_for(3_000) == 1
+    assert silver.buckets_for(8 << 20) == 8  # 8 MiB: files of 1 MiB
+    assert silver.buckets_for(64 << 20) == 64  # from 64 MiB a day: 64 files
     assert silver.buckets_for(1 << 30) == 64  # a production day of 1 GiB: 16 MiB files
     assert silver.buckets_for(10 << 30) == 80  # 10 GiB: files of 128 MiB, not 160
     assert silver.buckets_for(100 << 30) == 256  # the cap
+    # a smaller floor cuts small days too (what the privacy benchmark also measures)
+    assert (
+        delta.silver_clustering(PrivacySettings(cluster_min_file_bytes=4096)).buckets_for(300_000)
+        == 64
+    )
     # size alone (the constructor's defaults): k from the target, as before
     assert Clustering("customer_hash", 1_000).buckets_for(10_500) == 11
     with pytest.raises(ClusteringError, match="min_file_bytes 0"):
         Clustering("customer_hash", 1_000, min_file_bytes=0)
 
 
-def test_a_demo_day_with_the_defaults_is_cut_and_an_erasure_rewrites_a_bucket(
-    tmp_path: Path,
-) -> None:
-    """With the shipped configuration a demo-sized day is clustered, so a delete is narrow."""
+def test_a_day_cut_into_buckets_makes_an_erasure_rewrite_one_bucket(tmp_path: Path) -> None:
+    """A day clustered into buckets (a demo-sized day, with a 4 KiB floor): a delete is narrow."""
     uri = str(tmp_path / "silver_events")
     ids = [f"C{i % 1_500:05d}" for i in range(2_000)]
     rows = pa.table(
@@ -148,7 +152,7 @@ def test_a_demo_day_with_the_defaults_is_cut_and_an_erasure_rewrites_a_bucket(
     )
     write_deltalake(uri, rows, partition_by=["date", "region"])
     day_bytes = _bytes(uri)
-    cluster = delta.silver_clustering(PrivacySettings())
+    cluster = delta.silver_clustering(PrivacySettings(cluster_min_file_bytes=4096))
     delta.cluster_partitions(uri, {}, [{"date": DAY, "region": "eu"}], cluster)
     files = _files(uri)
     assert len(files) == cluster.buckets_for(day_bytes) > 8

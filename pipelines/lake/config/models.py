@@ -353,7 +353,7 @@ class PrivacySettings(BaseModel):
     cluster_file_bytes: int = Field(128 * 1024 * 1024, ge=1)
     cluster_max_buckets: int = Field(256, ge=1, le=1024)
     cluster_buckets: int = Field(64, ge=1, le=1024)
-    cluster_min_file_bytes: int = Field(4096, ge=1)
+    cluster_min_file_bytes: int = Field(1024 * 1024, ge=1)
 
     @model_validator(mode="after")
     def _unique(self) -> PrivacySettings:
