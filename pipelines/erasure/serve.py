@@ -306,17 +306,8 @@ def _bytes_written(
     Summed commit by commit from the log: a file a later commit of the range replaced again
     (a purge after a delete, a day's ledger updated twice) was written all the same.
     """
-    if after <= before:
-        return 0, 0
-    storage = open_storage(uri, dict(options), create=False)
-    files = bytes_ = 0
-    for version in range(before + 1, after + 1):
-        for line in storage.get(f"_delta_log/{version:020d}.json").splitlines():
-            add = json.loads(line).get("add") if line.strip() else None
-            if isinstance(add, dict):
-                files += 1
-                bytes_ += int(add.get("size", 0))
-    return files, bytes_
+    added = delta.commit_adds(uri, options, before, after)
+    return len(added), sum(size for _, size in added)
 
 
 def serve_location(

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pipelines.lake.delta.read import (
         PartitionReader,
         TableError,
+        commit_adds,
         date_range_predicate,
         deltalake_target,
         file_actions,
@@ -100,6 +101,7 @@ _MODULE_OF = {
             "PartitionReader",
             "TableError",
             "date_range_predicate",
+            "commit_adds",
             "deltalake_target",
             "file_actions",
             "has_deletion_vectors",
@@ -146,6 +148,7 @@ __all__ = [
     "append_rows",
     "bronze_clustering",
     "cluster_partitions",
+    "commit_adds",
     "commit_files",
     "commit_inputs",
     "compact_partition",

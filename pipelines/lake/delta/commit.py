@@ -25,6 +25,8 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from pipelines.lake.delta.read import (
     _partition_value,
+    commit_adds,
+    commit_file,
     deltalake_target,
     latest_table,
     open_table,
@@ -239,16 +241,14 @@ def settle_native_writes(uri: str, options: Mapping[str, str], since: int | None
         return 0
     store = open_storage(uri, dict(options))
     moved = 0
-    for version in range((since if since is not None else -1) + 1, latest + 1):
-        for line in store.get(f"_delta_log/{version:020d}.json").decode().splitlines():
-            add = json.loads(line).get("add") if line.strip() else None
-            path = unquote(add["path"]) if add else ""
-            stored = path.replace("=", "%3D")
-            if stored == path or store.head(path) is not None or store.head(stored) is None:
-                continue
-            store.put(path, store.get(stored))
-            store.delete(stored)
-            moved += 1
+    for logged, _ in commit_adds(uri, options, -1 if since is None else since, latest):
+        path = unquote(logged)
+        stored = path.replace("=", "%3D")
+        if stored == path or store.head(path) is not None or store.head(stored) is None:
+            continue
+        store.put(path, store.get(stored))
+        store.delete(stored)
+        moved += 1
     return moved
 
 
@@ -293,7 +293,7 @@ def version_of(uri: str, options: Mapping[str, str], app_id: str, app_version: i
     latest = table.version()
     for version in range(latest, max(-1, latest - HISTORY_LOOKBACK), -1):
         try:
-            text = store.get(f"_delta_log/{version:020d}.json").decode("utf-8", "replace")
+            text = store.get(commit_file(version)).decode("utf-8", "replace")
         except FileNotFoundError:  # cleaned up after a checkpoint: older than we look for
             return -1
         if mark in text:

@@ -339,6 +339,29 @@ def read_between(
     return _query(table, columns, where)
 
 
+def commit_file(version: int) -> str:
+    """The log key of a version's commit, relative to the table's root."""
+    return f"_delta_log/{version:020d}.json"
+
+
+def commit_adds(
+    uri: str, options: Mapping[str, str], after: int, upto: int
+) -> list[tuple[str, int]]:
+    """The files (path as logged, size) the commits after version ``after`` up to ``upto`` added.
+
+    Read from the commits themselves, in order: a file a later commit of the range replaced
+    again is listed all the same (it was written).
+    """
+    store = open_storage(uri, dict(options), create=False)
+    out = []
+    for version in range(after + 1, upto + 1):
+        for line in store.get(commit_file(version)).splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            if isinstance(add, dict):
+                out.append((str(add["path"]), int(add.get("size", 0))))
+    return out
+
+
 def has_deletion_vectors(table: DeltaTable) -> bool:
     """True for a table with the ``deletionVectors`` reader feature (written by Spark).
 
