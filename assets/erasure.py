@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.keys import UNPREFIXED, Keys, rekeyed
-from assets.sovereignty import declare, require_jurisdiction
+from assets.sovereignty import PARTITIONED_BY, declare, require_jurisdiction
 from data_quality import gx
 from data_quality.suites import Suite
 from pipelines.erasure import requests, serve
@@ -33,10 +33,6 @@ ERASURE = tables.ERASURE_RECEIPTS.name
 DEADLINE_CHECK = "erasure_deadline"
 PERSONAL = tuple(t.name for t in tables.TABLES.values() if t.personal_data)
 ERASURE_DATA = declare(reads=PERSONAL, writes=PERSONAL)
-# An asset partitioned by location (each one jurisdiction's): a per-jurisdiction code location
-# defines its own jurisdiction's, as it does the assets partitioned by region
-# (jobs/jurisdiction.py).
-PARTITIONED_BY = "lakehouse/partitioned_by"
 
 
 def served_locations(cfg: LakeConfig, keys: Keys = UNPREFIXED) -> list[str]:

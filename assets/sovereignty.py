@@ -31,6 +31,10 @@ from resources.lake import LakeResource
 READS_PERSONAL_DATA = "lakehouse/reads_personal_data"
 TABLES_READ = "lakehouse/tables_read"
 TABLES_WRITTEN = "lakehouse/tables_written"
+# An asset partitioned by location, each one jurisdiction's (the erasure receipts): a
+# per-jurisdiction code location defines its own jurisdiction's, as it does the assets
+# partitioned by region (jobs/jurisdiction.py ``region_scoped``).
+PARTITIONED_BY = "lakehouse/partitioned_by"
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.automation import LOOK_BACK, SPARK_TAG, is_automated
-from assets.erasure import PARTITIONED_BY
 from assets.partitions import Partitions, date_region_of
-from assets.sovereignty import reads_personal_data
+from assets.sovereignty import PARTITIONED_BY, reads_personal_data
 from pipelines.lake.config import PER_JURISDICTION, ConfigError, LakeConfig
 from pipelines.sovereignty import compute
 
@@ -180,7 +179,7 @@ def region_scoped(asset: dg.AssetsDefinition) -> bool:
     """True when the asset's partitions carry the region (a location can run only its own).
 
     By a ``region`` dimension, or by one partition per location (the erasure receipts:
-    :data:`assets.erasure.PARTITIONED_BY`), each location being one region's.
+    :data:`assets.sovereignty.PARTITIONED_BY`), each location being one region's.
     """
     part = asset.partitions_def
     if bool(asset.specs) and all(
