@@ -356,6 +356,51 @@ def test_a_kept_ledger_sees_what_another_writer_added_and_drops_its_duplicates(l
     assert kept.batches.keys() == fresh.batches.keys()
 
 
+def test_a_redelivered_id_is_confirmed_in_its_batch_files_and_the_day_after_a_rewrite(lake_home):
+    """A kept hash names its batch; the id is looked up in that batch's files while the table
+    still lists them, in the whole partition once a compaction replaced them."""
+    from pipelines.ingest.parse import key_hashes
+
+    memo = ledger.Memo()
+    with delta.tables_kept_open():
+        _put("01/a-1.gz", _event("e1"), _event("e2"))
+        _run(memo=memo)
+        _put("02/b-1.gz", _event("e3"), _event("e4"))
+        done = _run(memo=memo)
+    assert memo.hashes.batches_of(key_hashes(pa.array(["e1"]))) == {1}
+    assert memo.hashes.batches_of(key_hashes(pa.array(["e4", "e2"]))) == {1, 2}
+    assert memo.hashes.batches_of(key_hashes(pa.array(["never"]))) == set()
+    state = ledger.read_state(done.ledger_uri, {}, {"landing_date": DAY, "region": "us"})
+    first = [a.path for a in state.batches[1].bronze]
+    part = {"landing_date": DAY, "region": "us"}
+    ids = ["e1", "e3", "e9"]
+    # batch 1's files alone are read: e3 (batch 2) is not in them
+    assert delta.read_values(done.bronze_uri, {}, part, "event_id", ids, files=first) == ["e1"]
+    assert delta.compact_partition(
+        done.bronze_uri, {}, part, 1
+    )  # batch 1's file is no longer listed
+    got = delta.read_values(done.bronze_uri, {}, part, "event_id", ids, files=first)
+    assert sorted(got) == ["e1", "e3"]  # the whole partition, not the stale file
+    with delta.tables_kept_open():
+        _put("03/c-1.gz", _event("e1"), _event("e3"), _event("e5"))
+        last = _run(memo=memo)
+    assert sorted(_bronze_rows(last)["event_id"].to_pylist()) == ["e1", "e2", "e3", "e4", "e5"]
+    assert last.result.duplicates == 2 and last.reconciled
+
+
+def test_kept_hashes_name_every_batch_a_colliding_hash_is_in() -> None:
+    seen = ledger.SeenHashes()
+    h = np.array([5, 9, 11], np.uint64)
+    seen.add([1], h)
+    seen.add([2], np.array([9], np.uint64))  # the same hash, another id, another batch
+    seen.add([3], np.array([1, 2], np.uint64))
+    assert seen.batches_of(np.array([9], np.uint64)) == {1, 2}
+    assert seen.batches_of(np.array([2, 11], np.uint64)) == {1, 3}
+    seen.add([4, 5], np.array([7], np.uint64))  # several batches at once: batch not known
+    assert seen.batches_of(np.array([7], np.uint64)) is None
+    assert seen.batches_of(np.array([5], np.uint64)) == {1}
+
+
 def test_kept_hashes_stay_sorted_runs_and_forget_an_abandoned_batch(tmp_path) -> None:
     seen = ledger.SeenHashes()
     rng = np.random.default_rng(3)

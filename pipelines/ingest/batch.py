@@ -333,12 +333,13 @@ def ingest_objects(
 class Seen:
     """The event ids a partition already holds: their 64-bit hashes, sorted, and a lookup.
 
-    ``lookup`` answers, for candidate ids whose hash is among ``hashes``, which of them the
-    partition really holds: hashes say "maybe", values decide, so a collision drops nothing.
+    ``lookup`` answers, for candidate ids whose hash is among ``hashes`` (and those hashes),
+    which of them the partition really holds: hashes say "maybe", values decide, so a
+    collision drops nothing.
     """
 
     hashes: np.ndarray | list[np.ndarray]  # sorted, or several sorted runs (SeenHashes)
-    lookup: Callable[[list[str]], set[str]]
+    lookup: Callable[[list[str], np.ndarray], set[str]]
 
     def already(self, keys: pa.ChunkedArray, hashes: np.ndarray) -> np.ndarray:
         """Mask of the rows whose id the partition already holds."""
@@ -356,7 +357,7 @@ class Seen:
         maybe = np.sort(order[hit])
         if len(maybe):
             candidates = keys.take(maybe).to_pylist()
-            found = self.lookup(sorted(set(candidates)))
+            found = self.lookup(sorted(set(candidates)), np.unique(needles[hit]))
             held[maybe] = [k in found for k in candidates]
         return held
 

@@ -310,15 +310,44 @@ def read_hashes(
     large day they are most of what the ledger holds (8 bytes an event). ``batches``: of those
     batches only (the files of others, by the log's statistics, are not opened).
     """
+    rows = _hash_rows(uri, options, partition, batches)
+    return _sorted_hashes(rows["event_id_hashes"]) if rows.num_rows else np.zeros(0, np.uint64)
+
+
+def read_batch_hashes(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    batches: Collection[int],
+) -> list[tuple[int, np.ndarray]]:
+    """Each of ``batches``' event-id hashes apart, sorted, by batch number (none abandoned)."""
+    rows = _hash_rows(uri, options, partition, batches)
+    numbers = rows["batch"].to_pylist() if rows.num_rows else []
+    return sorted(
+        (
+            (int(n), _sorted_hashes(rows.slice(i, 1)["event_id_hashes"]))
+            for i, n in enumerate(numbers)
+        ),
+        key=lambda got: got[0],
+    )
+
+
+def _hash_rows(
+    uri: str,
+    options: Mapping[str, str],
+    partition: Mapping[str, object],
+    batches: Collection[int] | None,
+) -> pa.Table:
+    """The ledger's batch rows (number, hashes) of ``batches`` (all when None), none abandoned."""
     cols = ["kind", "batch", "event_id_hashes"]
     if batches is not None and not batches:
-        return np.zeros(0, np.uint64)
+        return pa.table({c: [] for c in cols})
     where = None if batches is None else [("batch", "in", sorted(batches))]
     rows = delta.read_partition(uri, options, dict(partition), columns=cols, where=where)
     if not rows.num_rows:
-        return np.zeros(0, np.uint64)
+        return rows
     rows = _without_abandoned(rows, _abandoned(rows))
-    return _sorted_hashes(rows.filter(pc.equal(rows["kind"], "batch"))["event_id_hashes"])
+    return rows.filter(pc.equal(rows["kind"], "batch"))
 
 
 # A run of kept hashes is merged with newer ones up to this size (32 MB): a 20M-event day is
@@ -332,13 +361,16 @@ class SeenHashes:
     A worker ingesting a partition batch after batch would otherwise read every hash of the
     day again for each batch (8 bytes an event: a cost that grows with the day). Here each
     batch's hashes are added as this process claims it, and only the batches other writers
-    claimed since are read (:func:`read_hashes` of those numbers). Sorted runs, each at most
-    half the size of the one before, so a batch is merged a few times, not once per batch;
-    runs stop growing at :data:`MERGED_RUN_HASHES`, so a merge never copies the day.
+    claimed since are read (:func:`read_batch_hashes` of those numbers). Sorted runs, each at
+    most half the size of the one before, so a batch is merged a few times, not once per batch;
+    runs stop growing at :data:`MERGED_RUN_HASHES`, so a merge never copies the day. Beside
+    each run, the batch each hash came from (``numbers``, 4 bytes an event): a hash found again
+    is then confirmed by reading that batch's files, not the day's (:class:`batch.Seen`).
     """
 
     def __init__(self) -> None:
         self.runs: list[np.ndarray] = []
+        self.numbers: list[np.ndarray] = []
         self.batches: set[int] = set()
 
     def current(
@@ -351,17 +383,26 @@ class SeenHashes:
         """The hashes of every batch of ``state`` not abandoned, as :func:`read_hashes` reads."""
         want = set(state.batches) - state.abandoned
         if not self.batches <= want:  # a batch held here was abandoned since: read afresh
-            self.runs, self.batches = [], set()
+            self.runs, self.numbers, self.batches = [], [], set()
         new = want - self.batches
         if new:
-            self.add(new, read_hashes(uri, options, partition, new))
+            for number, hashes in read_batch_hashes(uri, options, partition, new):
+                self.add([number], hashes)
+            self.batches |= new  # an empty batch too: it holds nothing to read again
         return self.runs
 
     def add(self, batches: Collection[int], hashes: np.ndarray) -> None:
-        """Hold the sorted ``hashes`` of ``batches`` (a batch this process has just claimed)."""
+        """Hold the sorted ``hashes`` of ``batches`` (a batch this process has just claimed).
+
+        With more than one batch, the hashes are kept under the highest number: a hash found
+        again is then confirmed against the whole partition (its batch is not known).
+        """
         self.batches |= set(batches)
-        if len(hashes):
-            self.runs.append(hashes)
+        if not len(hashes):
+            return
+        self.runs.append(hashes)
+        number = max(batches) if len(batches) == 1 else UNKNOWN_BATCH
+        self.numbers.append(np.full(len(hashes), number, np.uint32))
         while (
             len(self.runs) > 1
             and 2 * len(self.runs[-1]) > len(self.runs[-2])
@@ -369,8 +410,25 @@ class SeenHashes:
         ):
             newer, older = self.runs.pop(), self.runs.pop()
             merged = np.concatenate([older, newer])
-            merged.sort(kind="stable")
-            self.runs.append(merged)
+            order = np.argsort(merged, kind="stable")
+            self.runs.append(merged[order])
+            del merged
+            newer_n, older_n = self.numbers.pop(), self.numbers.pop()
+            self.numbers.append(np.concatenate([older_n, newer_n])[order])
+
+    def batches_of(self, needles: np.ndarray) -> set[int] | None:
+        """The batches holding any of the hashes ``needles`` (None: some batch is not known)."""
+        found: set[int] = set()
+        for run, numbers in zip(self.runs, self.numbers, strict=True):
+            lo = np.searchsorted(run, needles, side="left")
+            hi = np.searchsorted(run, needles, side="right")
+            for a, b in zip(lo[hi > lo].tolist(), hi[hi > lo].tolist(), strict=True):
+                found.update(numbers[a:b].tolist())  # every batch a colliding hash is in
+        return None if UNKNOWN_BATCH in found else found
+
+
+# the number kept for hashes whose batch is not known (see SeenHashes.add)
+UNKNOWN_BATCH = np.iinfo(np.uint32).max
 
 
 @dataclass

@@ -186,9 +186,24 @@ def _settle(
     return state, finished
 
 
-def _lookup(t: _Tables, part: dict[str, object]) -> Callable[[list[str]], set[str]]:
-    def lookup(ids: list[str]) -> set[str]:
-        return set(delta.read_values(t.bronze, t.options, part, "event_id", ids))
+def _lookup(
+    t: _Tables,
+    part: dict[str, object],
+    state: ledger.LedgerState,
+    memo: ledger.Memo | None,
+) -> Callable[[list[str], np.ndarray], set[str]]:
+    """Which of the ids whose hash bronze may hold it does hold.
+
+    Read from the files of the batches holding those hashes where the memo knows them (a
+    redelivered event reads a batch's files, not the day's), else from the whole partition.
+    """
+
+    def lookup(ids: list[str], hashes: np.ndarray) -> set[str]:
+        numbers = None if memo is None else memo.hashes.batches_of(hashes)
+        files = None
+        if numbers is not None and numbers <= state.batches.keys():
+            files = [a.path for n in sorted(numbers) for a in state.batches[n].bronze]
+        return set(delta.read_values(t.bronze, t.options, part, "event_id", ids, files=files))
 
     return lookup
 
@@ -333,7 +348,7 @@ def _one_batch(
             if memo is None
             else memo.hashes.current(t.ledger, t.options, part, state)
         )
-        seen = Seen(held, _lookup(t, part))
+        seen = Seen(held, _lookup(t, part, state, memo))
     day = dt.date.fromisoformat(str(part["landing_date"]))
     result = ingest_objects(objects, location.landing, location.region, day, rules, seen)
     del objects

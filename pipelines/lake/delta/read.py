@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -482,8 +482,14 @@ def read_values(
     partition: Mapping[str, object],
     column: str,
     values: list[str],
+    *,
+    files: Collection[str] | None = None,
 ) -> list[str]:
     """The ``values`` that ``column`` holds in one partition (each as often as it is held).
+
+    ``files``: the partition's files that may hold them (those a batch added). They alone are
+    read when the table's latest version still lists every one of them and has no deletion
+    vectors; otherwise (a compaction or a rewrite since) the whole partition is.
 
     Through DataFusion: delta-rs's pyarrow dataset turns a string column without min/max
     statistics (ours have none) into the guarantee ``column >= null``, which prunes every
@@ -492,9 +498,29 @@ def read_values(
     table = open_table(uri, options)
     if table is None or not values:
         return []
+    native = not deltalake_target(uri, options)[0].startswith("opendal+")
+    if files is not None and native and not has_deletion_vectors(table):
+        live = set(_partition_adds(table, partition).column("path").to_pylist())
+        if set(files) <= live:
+            return _file_values(uri, options, sorted(set(files)), column, values)
     listed = ", ".join(sql_literal(v) for v in values)
     where = f"{partition_predicate(partition)} AND {column} IN ({listed})"
     return _query(table, [column], where)[column].to_pylist()
+
+
+def _file_values(
+    uri: str, options: Mapping[str, str], files: list[str], column: str, values: list[str]
+) -> list[str]:
+    """The ``values`` that ``column`` holds in the data files ``files`` of a table."""
+    import pyarrow.parquet as pq
+
+    store = open_storage(uri, dict(options))
+    wanted = pa.array(values, pa.string())
+    found: list[str] = []
+    for path in files:
+        got = pq.read_table(pa.BufferReader(store.get(path)), columns=[column])[column]
+        found.extend(got.filter(pc.is_in(got.cast(pa.string()), value_set=wanted)).to_pylist())
+    return found
 
 
 def _partition_value(value: object) -> str:
