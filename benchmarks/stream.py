@@ -714,8 +714,6 @@ def stream_workers(base: Path, rate: int, seconds: int, kills: int) -> dict[str,
             moved_s = time.time() - clock
             for _ in kill_at:  # any left (the last objects moved before their time)
                 workers.kill(rng.choice(LOCATIONS))
-            for _ in kill_at:  # any left (the last objects moved before their time)
-                workers.kill(rng.choice(LOCATIONS))
             deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
             while time.time() < deadline and len(commits) < len(arrived):
                 time.sleep(2)
