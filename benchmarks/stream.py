@@ -123,14 +123,14 @@ def arrivals_of(home: Path, arrivals: int) -> Iterator[int]:
         yield len(group)
 
 
-def child(mode: str, home: str, arrivals: int) -> dict[str, Any]:
+def child(mode: str, home: str, arrivals: int, location: str = "aws-us") -> dict[str, Any]:
     """One ingest process: ``oneshot`` (one run) or ``incremental`` (a run per arrival)."""
     os.environ["LAKEHOUSE_HOME"] = home
     from pipelines.ingest import partition as ingest
     from pipelines.ingest.planning import BATCH_BYTES
     from pipelines.lake.config import load_config
 
-    loc = load_config("local").location("aws-us")
+    loc = load_config("local").location(location)
     open_day = dt.datetime.combine(DAY, dt.time(23), dt.UTC)  # compaction is not timed here
     size = {"batch_bytes": _env("STREAM_BATCH_BYTES", BATCH_BYTES)}
     cpu = 0.0
@@ -417,7 +417,7 @@ def main() -> None:
 
 def main_sensor() -> None:
     if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+        print(json.dumps(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:6])))
         return
     if sys.argv[1:2] == ["--digest"]:
         print(json.dumps(digest(sys.argv[2])))
@@ -452,21 +452,36 @@ def main_sensor() -> None:
 
 
 def one_shot_rate(base: Path, events: int) -> dict[str, Any]:
-    """The engine alone on this machine now: one run over a landed day, events per wall second."""
+    """The engine alone on this machine now: one run over a landed day of each region.
+
+    Each region in its capture format (Firehose JSON, Event Hubs Capture Avro, Pub/Sub Avro),
+    the stream's mix: events per wall second and CPU per event over the three.
+    """
     from pipelines.lake.config import load_config
 
-    home = base / "oneshot-rate"
-    os.environ["LAKEHOUSE_HOME"] = str(home)
-    land_stream(load_config("local").location("aws-us"), DAY, events, EVENTS_PER_OBJECT)
-    one = _in_child("--child", "oneshot", str(home), "1")
-    shutil.rmtree(home, ignore_errors=True)
-    landed = one["totals"]["landed"]
+    landed = wall = cpu = 0.0
+    per_region = {}
+    for name in LOCATIONS:
+        home = base / f"oneshot-rate-{name}"
+        os.environ["LAKEHOUSE_HOME"] = str(home)
+        loc = load_config("local").location(name)
+        land_stream(loc, DAY, events // len(LOCATIONS), EVENTS_PER_OBJECT)
+        one = _in_child("--child", "oneshot", str(home), "1", name)
+        shutil.rmtree(home, ignore_errors=True)
+        n = one["totals"]["landed"]
+        landed, wall, cpu = landed + n, wall + one["wall_s"], cpu + one["cpu_s"]
+        per_region[name] = {
+            "format": loc.landing.format,
+            "events_per_s": round(n / one["wall_s"]),
+            "cpu_us_per_event": round(one["cpu_s"] / n * 1e6, 3),
+        }
     return {
-        "one_shot_events": landed,
-        "one_shot_wall_s": one["wall_s"],
-        "one_shot_cpu_s": one["cpu_s"],
-        "one_shot_events_per_s": round(landed / one["wall_s"]),
-        "one_shot_cpu_us_per_event": round(one["cpu_s"] / landed * 1e6, 3),
+        "one_shot_events": int(landed),
+        "one_shot_wall_s": round(wall, 2),
+        "one_shot_cpu_s": round(cpu, 2),
+        "one_shot_events_per_s": round(landed / wall),
+        "one_shot_cpu_us_per_event": round(cpu / landed * 1e6, 3),
+        "one_shot_per_region": per_region,
     }
 
 
@@ -481,8 +496,22 @@ def _start_webserver(base: Path, env: dict[str, str], log: Any) -> tuple[Any, in
     return proc, port
 
 
+def worker_groups() -> dict[str, tuple[str, ...]]:
+    """The workers and the locations each follows.
+
+    One for all three (a laptop's, and the default), or one per location with
+    ``STREAM_WORKERS=per-location`` (three processes).
+    """
+    if os.environ.get("STREAM_WORKERS", "one") == "per-location":
+        return {name: (name,) for name in LOCATIONS}
+    return {"all": LOCATIONS}
+
+
 class Workers:
-    """One ``lakehouse ingest --follow`` per location; killed, restarted, CPU and memory kept."""
+    """The ``lakehouse ingest --follow`` workers (:func:`worker_groups`).
+
+    Killed and restarted; their CPU and memory kept.
+    """
 
     def __init__(self, env: dict[str, str], url: str, logs: Path) -> None:
         self.env, self.url, self.logs = env, url, logs
@@ -494,8 +523,10 @@ class Workers:
         self.starts = 0
 
     def start(self, name: str) -> None:
-        """Start the worker of one location."""
-        cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "--follow", "--location", name]
+        """Start the worker ``name`` of :func:`worker_groups`."""
+        cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "--follow"]
+        for location in worker_groups()[name]:
+            cmd += ["--location", location]
         cmd += ["--dagster-url", self.url, "--poll-seconds", "0.5"]
         # the benchmark's day is in the past: a restarted worker catches it up (by default a
         # worker catches up the last two days at start; older backlogs are the sensor's)
@@ -525,7 +556,7 @@ class Workers:
         return proc.returncode
 
     def kill(self, name: str) -> None:
-        """SIGKILL a location's worker and start it again."""
+        """SIGKILL a worker and start it again."""
         self.sample_memory()
         proc = self.procs[name]
         proc.send_signal(signal.SIGKILL)
@@ -690,7 +721,7 @@ def stream_workers(base: Path, rate: int, seconds: int, kills: int) -> dict[str,
         procs.append(web)
         workers = Workers(env, f"http://127.0.0.1:{port}", base)
         try:
-            for name in LOCATIONS:
+            for name in worker_groups():
                 workers.start(name)
             time.sleep(float(os.environ.get("STREAM_WARMUP_SECONDS", "25")))  # imports, GX
             # within the stream's first 80 %: objects keep arriving after each kill
@@ -707,13 +738,13 @@ def stream_workers(base: Path, rate: int, seconds: int, kills: int) -> dict[str,
                 moved += per_object[name]
                 if kill_at and now - clock >= kill_at[0]:
                     kill_at.pop(0)
-                    workers.kill(rng.choice(LOCATIONS))
+                    workers.kill(rng.choice(list(worker_groups())))
                 if now - sampled >= 1:
                     workers.sample_memory()
                     sampled = now
             moved_s = time.time() - clock
             for _ in kill_at:  # any left (the last objects moved before their time)
-                workers.kill(rng.choice(LOCATIONS))
+                workers.kill(rng.choice(list(worker_groups())))
             deadline = time.time() + float(os.environ.get("STREAM_DRAIN_SECONDS", "300"))
             while time.time() < deadline and len(commits) < len(arrived):
                 time.sleep(2)
@@ -743,6 +774,7 @@ def stream_workers(base: Path, rate: int, seconds: int, kills: int) -> dict[str,
         "latency_p50_s": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "latency_p99_s": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "latency_max_s": round(float(lat.max()), 1) if len(lat) else None,
+        "workers": {name: list(locs) for name, locs in worker_groups().items()},
         "worker_kills": workers.kills,
         "worker_exit_codes_on_sigterm": workers.exit_codes,
         "worker_cpu_s": round(workers.cpu_s, 1),

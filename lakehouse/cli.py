@@ -238,7 +238,9 @@ def _ingest_touches(args: argparse.Namespace) -> Touches:
 
     cfg = load_config(args.env)
     written = (tables.BRONZE.name, tables.QUARANTINE.name, tables.LEDGER.name)
-    return Touches(cfg, (cfg.location(args.location),), writes=written)
+    return Touches(
+        cfg, tuple(cfg.location(n) for n in dict.fromkeys(args.location)), writes=written
+    )
 
 
 def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
@@ -256,18 +258,20 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
     from pipelines.spark.transforms import PII_KEY_ENV
 
     cfg = load_config(args.env)
-    location = cfg.location(args.location)
+    locations = [cfg.location(n) for n in dict.fromkeys(args.location)]
     if not args.follow and args.date is None:
         raise ValueError("lakehouse ingest needs --date (or --follow, to run as a worker)")
+    if not args.follow and len(locations) > 1:
+        raise ValueError("lakehouse ingest --date takes one --location (several with --follow)")
     days = [] if args.follow else days_between(args.date, args.to or args.date, "ingest --date")
     worker = compute.worker_jurisdictions(cfg)
     if worker.notice:
         sys.stderr.write(f"lakehouse ingest: {worker.notice}\n")
-    (grant,) = args.grants
     if args.follow:  # the long-lived worker: refused by the guard, before a byte was read
         from lakehouse.worker import cmd_follow
 
-        return cmd_follow(args, cfg, location, grant)
+        return cmd_follow(args, cfg, list(zip(locations, args.grants, strict=True)))
+    (location,), (grant,) = locations, args.grants
     rules = record_rules(cfg)
     cluster = delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV))
     out = []
@@ -1224,10 +1228,15 @@ def _add_ingest(sub: Any, known: Known) -> None:
             "lakehouse ingest --location aws-us --date 2026-10-01",
             "lakehouse ingest --location aws-us --date 2026-10-01 --to 2026-10-07 --full",
             "lakehouse ingest --follow --location gcp-apac --max-idle-seconds 60",
+            "lakehouse ingest --follow --location aws-us --location azure-eu --location gcp-apac",
         ],
     )
     p.add_argument(
-        "--location", required=True, metavar="LOCATION", help=f"{known.location} (required)"
+        "--location",
+        required=True,
+        action="append",
+        metavar="LOCATION",
+        help=f"{known.location} (required; with --follow, repeat it: one worker, several)",
     )
     _date_option(
         p, "--date", "date", "landing date, the first of a range; required unless --follow"

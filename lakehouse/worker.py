@@ -377,10 +377,14 @@ def _stderr(line: str) -> None:
     sys.stderr.flush()
 
 
-def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) -> dict[str, Any]:
-    """Run the worker for one location until SIGTERM (or ``--max-idle-seconds``); exit 0.
+def cmd_follow(
+    args: argparse.Namespace, cfg: Any, located: list[tuple[Any, Any]]
+) -> dict[str, Any]:
+    """Run the worker for its locations until SIGTERM (or ``--max-idle-seconds``); exit 0.
 
-    The caller checked compute sovereignty (``grant``) before any byte was read.
+    ``located``: each location with its compute grant; the caller checked compute sovereignty
+    for every one before any byte was read. Several locations are followed in turn by one
+    process (:func:`pipelines.ingest.stream.follow_all`): one start, one set of suites.
     """
     from data_quality.suites import build_suites
     from pipelines.ingest import stream
@@ -398,16 +402,58 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    from assets.keys import keys_of_jurisdiction
-
     suites = build_suites(cfg)
-    keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # the keys its code location defines
     reporter = Reporter(args.dagster_url or env(URL_ENV))
-    where = grant.metadata()
     worker = stream.worker_id()
-    _warm_up(suites, location)  # GX imported and its context built once, before the stream
+    _warm_up(suites, located[0][0])  # GX imported and its context built once, before the stream
+    options = stream.FollowOptions(
+        poll_seconds=args.poll_seconds,
+        linger_seconds=args.linger_seconds,
+        batch_objects=args.batch_objects or BATCH_OBJECTS,
+        batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
+        max_idle_seconds=args.max_idle_seconds,
+        days_back=args.days_back,
+        shard=args.shard,
+        cluster=delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV)),
+    )
+    rules = record_rules(cfg)
+    followers = [
+        _follower(
+            cfg, location, grant, suites, reporter, worker, args.check_seconds, options, rules, stop
+        )
+        for location, grant in located
+    ]
+    part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
+    names = ", ".join(f"{loc.name} ({loc.jurisdiction})" for loc, _ in located)
+    # the CPU its start took (imports of Dagster and GX, the suites built): what each restart
+    # costs, apart from the stream's (benchmarks/stream.py reads it)
+    _stderr(f"worker {worker} following {names}{part}; start cpu {time.process_time():.2f}s")
+    statuses = stream.follow_all(followers, stop)
+    out = [
+        {"location": loc.name, "worker": asdict(st), "compute": grant.metadata()}
+        for (loc, grant), st in zip(located, statuses, strict=True)
+    ]
+    return out[0] if len(out) == 1 else {"locations": out}
 
-    checks = Checks(suites, where, worker, keys, reporter, args.check_seconds)
+
+def _follower(
+    cfg: Any,
+    location: Any,
+    grant: Any,
+    suites: Any,
+    reporter: Reporter,
+    worker: str,
+    check_seconds: float,
+    options: Any,
+    rules: Any,
+    stop: threading.Event,
+) -> Any:
+    """One location's follower: its checks and reports under its jurisdiction's asset keys."""
+    from assets.keys import keys_of_jurisdiction
+    from pipelines.ingest import stream
+
+    keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # the keys its code location defines
+    checks = Checks(suites, grant.metadata(), worker, keys, reporter, check_seconds)
 
     def on_commit(c: stream.Committed) -> bool:
         checked = checks.on_commit(c)
@@ -430,35 +476,17 @@ def cmd_follow(args: argparse.Namespace, cfg: Any, location: Any, grant: Any) ->
     def on_error(exc: BaseException, retry_in: float) -> None:
         _report_failure(reporter, location.name, worker, exc, retry_in, keys.of("bronze_events"))
 
-    follower = stream.Follower(
+    return stream.Follower(
         location,
         location.storage_options(),
-        record_rules(cfg),
-        stream.FollowOptions(
-            poll_seconds=args.poll_seconds,
-            linger_seconds=args.linger_seconds,
-            batch_objects=args.batch_objects or BATCH_OBJECTS,
-            batch_bytes=args.batch_bytes or FOLLOW_BATCH_BYTES,
-            max_idle_seconds=args.max_idle_seconds,
-            days_back=args.days_back,
-            shard=args.shard,
-            cluster=delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV)),
-        ),
+        rules,
+        options,
         on_commit,
         stop,
         on_error=on_error,
         log=_stderr,
         on_flush=on_flush,
     )
-    part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
-    # the CPU its start took (imports of Dagster and GX, the suites built): what each restart
-    # costs, apart from the stream's (benchmarks/stream.py reads it)
-    _stderr(
-        f"worker {worker} following {location.name} ({location.jurisdiction}){part}; "
-        f"start cpu {time.process_time():.2f}s"
-    )
-    status = follower.run()
-    return {"location": location.name, "worker": asdict(status), "compute": where}
 
 
 def _warm_up(suites: Any, location: Any) -> None:

@@ -62,11 +62,17 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _land(env: dict[str, str], events: int = 1500, seed: int = 7, day: dt.date = TODAY) -> None:
+def _land(
+    env: dict[str, str],
+    events: int = 1500,
+    seed: int = 7,
+    day: dt.date = TODAY,
+    location: str = "aws-us",
+) -> None:
     """Simulated objects of ``day`` (keys follow the day: landing a day twice rewrites them)."""
     day = day.isoformat()
     out = _cli(
-        env, "simulate", "--from", day, "--to", day, "--location", "aws-us",
+        env, "simulate", "--from", day, "--to", day, "--location", location,
         "--events-per-day", str(events), "--bad-rate", "0.02", "--seed", str(seed),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -90,20 +96,20 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, times: int = 1) -> N
     raise AssertionError(f"{text!r} not logged {times}x in time: {log.read_text()[-2000:]}")
 
 
-def _landing_keys(tmp: Path) -> set[str]:
-    root = tmp / ".lake" / "aws-us"
+def _landing_keys(tmp: Path, location: str = "aws-us") -> set[str]:
+    root = tmp / ".lake" / location
     return {str(p.relative_to(root)) for p in (root / "landing").rglob("*") if p.is_file()}
 
 
 def _exactly_once(
-    tmp: Path, env: dict[str, str], first: dt.date = TODAY
+    tmp: Path, env: dict[str, str], first: dt.date = TODAY, location: str = "aws-us"
 ) -> dict[str, dict[str, int]]:
     """Every landed object in the ledger once; counts reconcile; no event id twice in bronze.
 
     The dates looked at run from ``first`` to two days after today.
     """
     os.environ["LAKEHOUSE_HOME"] = str(tmp)
-    loc = load_config("local").location("aws-us")
+    loc = load_config("local").location(location)
     keys: list[str] = []
     totals = {}
     for day in [first + dt.timedelta(days=i) for i in range((TODAY - first).days + 3)]:
@@ -123,7 +129,7 @@ def _exactly_once(
         assert q == t["quarantined"]
         totals[f"{day.isoformat()}|{loc.region}"] = t
     assert len(keys) == len(set(keys))
-    assert set(keys) == _landing_keys(tmp)
+    assert set(keys) == _landing_keys(tmp, location)
     return totals
 
 
@@ -275,6 +281,39 @@ def test_a_worker_for_another_jurisdiction_refuses_before_a_read(tmp_path):
     assert "refused" in out.stderr and "US" in out.stderr and "EU" in out.stderr
     assert not (tmp_path / ".lake" / "aws-us" / "_workers").exists()  # no state, no read
     assert not (tmp_path / ".lake" / "aws-us" / "tables").exists()
+
+
+def test_one_worker_follows_several_locations_each_exactly_once(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 600)
+    _land(env, 600, seed=8, location="azure-eu")
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, "--location", "azure-eu", "--max-idle-seconds", "1")
+    assert proc.wait(300) == 0, log.read_text()[-2000:]
+    assert "following aws-us (US), azure-eu (EU)" in log.read_text()
+    us = _exactly_once(tmp_path, env)
+    eu = _exactly_once(tmp_path, env, location="azure-eu")
+    assert f"{TODAY}|us" in us and f"{TODAY}|eu" in eu  # (and late arrivals' next date)
+    assert {k[-3:] for k in us} == {"|us"} and {k[-3:] for k in eu} == {"|eu"}
+    _reported(env, {**us, **eu})
+    out = json.loads(proc.stdout.read())["locations"]
+    assert [(o["location"], o["worker"]["state"]) for o in out] == [
+        ("aws-us", "stopped"),
+        ("azure-eu", "stopped"),
+    ]
+
+
+def test_a_worker_refuses_every_location_when_one_is_of_another_jurisdiction(tmp_path):
+    env = _env(tmp_path, LAKEHOUSE_COMPUTE_JURISDICTION="US")
+    _land(env, 200)
+    _land(env, 200, location="azure-eu")
+    args = ["--follow", "--location", "aws-us", "--location", "azure-eu"]
+    out = _cli(env, "ingest", *args, "--max-idle-seconds", "1")
+    assert out.returncode == 1
+    assert "refused" in out.stderr and "azure-eu" in out.stderr and "EU" in out.stderr
+    for name in ("aws-us", "azure-eu"):  # neither location read nor written
+        assert not (tmp_path / ".lake" / name / "_workers").exists()
+        assert not (tmp_path / ".lake" / name / "tables").exists()
 
 
 def test_status_shows_each_workers_lag(tmp_path):

@@ -293,6 +293,10 @@ class Follower:
         # last compaction (compacted once quiet: COMPACT_QUIET_SECONDS)
         self.landed_at: dict[dt.date, float] = {}
         self.uncompacted: set[dt.date] = set()
+        # the loop's state (:meth:`cycle`): the error backoff, when to try again, since when
+        # nothing waited, when the status was last written
+        self.backoff = self.retry_at = 0.0
+        self.idle_since = self.written = time.time()
 
     # --- discovery ---------------------------------------------------------------------------
 
@@ -578,55 +582,88 @@ class Follower:
 
     def run(self) -> Status:
         """Follow until ``stop`` is set or ``max_idle_seconds`` pass with nothing waiting."""
-        with delta.tables_kept_open():  # the same few tables, read and written batch after batch
-            return self._run()
+        return follow_all([self], self.stop)[0]
 
-    def _run(self) -> Status:
-        backoff = 0.0
-        idle_since = written = time.time()
-        while not self.stop.is_set():
-            try:
-                self._list()
-                if not self.recovered:
-                    self._recover()
-                    self.recovered = True
-                due = self._due()
-                progressed = False
-                for day in due:
-                    if self.stop.is_set():
-                        break
-                    progressed = self._ingest(day) or progressed
-                self._upkeep(busy=bool(due))
-                backoff = 0.0
-                if due or self.status.last_error or time.time() - written >= STATUS_EVERY:
-                    self.status.last_error = None
-                    self.write_status("following")
-                    written = time.time()
-            except Exception as exc:  # an unreachable store, a lost table: retried, never fatal
-                backoff = min(self.follow.backoff_max_seconds, max(1.0, backoff * 2))
-                self.status.failures += 1
-                self.status.last_error = _first_line(exc)
-                self.log(f"{self.location.name}: {self.status.last_error}; retry in {backoff:.0f}s")
-                if self.on_error is not None:
-                    self.on_error(exc, backoff)
-                self.write_status("backing_off")
-                self.stop.wait(backoff)
-                continue
-            if self.waiting or due or self.older:
-                idle_since = time.time()
-            elif (
-                self.follow.max_idle_seconds is not None
-                and time.time() - idle_since >= self.follow.max_idle_seconds
-            ):
-                break
-            if not progressed:  # never a busy loop: objects another worker holds wait a poll
-                self.stop.wait(self.follow.poll_seconds)
+    def cycle(self) -> bool | None:
+        """One pass: list, ingest one batch of each due date, upkeep, the status.
+
+        True when it committed or took something, False when not (nothing due, or backing off
+        from an error: retried after ``backoff`` seconds, never fatal), None once it has been
+        idle ``max_idle_seconds``.
+        """
+        if time.time() < self.retry_at:
+            return False
+        progressed = False
+        try:
+            self._list()
+            if not self.recovered:
+                self._recover()
+                self.recovered = True
+            due = self._due()
+            for day in due:
+                if self.stop.is_set():
+                    break
+                progressed = self._ingest(day) or progressed
+            self._upkeep(busy=bool(due))
+            self.backoff = 0.0
+            if due or self.status.last_error or time.time() - self.written >= STATUS_EVERY:
+                self.status.last_error = None
+                self.write_status("following")
+                self.written = time.time()
+        except Exception as exc:  # an unreachable store, a lost table: retried, never fatal
+            self.backoff = min(self.follow.backoff_max_seconds, max(1.0, self.backoff * 2))
+            self.status.failures += 1
+            self.status.last_error = _first_line(exc)
+            self.log(
+                f"{self.location.name}: {self.status.last_error}; retry in {self.backoff:.0f}s"
+            )
+            if self.on_error is not None:
+                self.on_error(exc, self.backoff)
+            self.write_status("backing_off")
+            self.retry_at = time.time() + self.backoff
+            return False
+        if self.waiting or due or self.older:
+            self.idle_since = time.time()
+        elif (
+            self.follow.max_idle_seconds is not None
+            and time.time() - self.idle_since >= self.follow.max_idle_seconds
+        ):
+            return None
+        return progressed
+
+    def finish(self) -> Status:
+        """At stop: the checks still owed evaluated (best effort), the status ``stopped``."""
         try:
             self._flush(final=True)
         except Exception as exc:  # owed still, in the store: the next worker evaluates them
             self.log(f"{self.location.name}: checks not reported at stop: {_first_line(exc)}")
         self.write_status("stopped")
         return self.status
+
+
+def follow_all(followers: list[Follower], stop: threading.Event) -> list[Status]:
+    """Run ``followers`` in turn in this process until ``stop`` (or each has been idle long enough).
+
+    One process following several locations (those of a jurisdiction, or every location on a
+    laptop): each location's dates get one batch per turn, so none starves another, and the
+    process's start (Dagster, Great Expectations) and its threads are shared. On two cores three
+    worker processes took 1.5x the CPU of one process doing the same work in turn (benchmarks/
+    stream.py): their threads preempt each other. A poll's wait only when no location progressed.
+    """
+    with delta.tables_kept_open():  # the same few tables, read and written batch after batch
+        active = list(followers)
+        while active and not stop.is_set():
+            progressed = False
+            for follower in list(active):
+                if stop.is_set():
+                    break
+                got = follower.cycle()
+                if got is None:
+                    active.remove(follower)
+                progressed = progressed or bool(got)
+            if active and not progressed:  # never a busy loop
+                stop.wait(min(f.follow.poll_seconds for f in active))
+        return [f.finish() for f in followers]
 
 
 def _first_line(exc: BaseException) -> str:
