@@ -725,8 +725,7 @@ def _status_touches(args: argparse.Namespace) -> Touches:
     return Touches(cfg, regions, reads=health.TABLES_READ)
 
 
-# Days of kept health rows status reads: the last week judged, each against eight weeks before.
-STATUS_WINDOW_DAYS = 63
+# Days status judges again: the last week, from its kept rows (each carries its baseline).
 STATUS_JUDGED_DAYS = 7
 
 
@@ -745,12 +744,13 @@ def _instance_line(where: Any) -> str:
 def _status_rows(
     cfg: LakeConfig, day: dt.date | None
 ) -> tuple[dt.date, list[dict[str, Any]], list[dt.date]]:
-    """The day shown, the health rows of the window ending on it, and the days kept.
+    """The day shown, the health rows of the week ending on it, and the days kept.
 
-    The rows ``lakehouse_health`` kept; on a lake it never ran on (an ingest from the command
-    line), the window measured now from the tables' logs and the window's quarantine.
+    The rows ``lakehouse_health`` kept: the week's, which carry what each day was judged
+    against (or the window before them, kept by code that did not keep that); on a lake it
+    never ran on (an ingest from the command line), the window measured now from the tables'
+    logs and the window's quarantine.
     """
-    from pipelines.lake import delta
     from pipelines.operations import health
 
     home = cfg.home.storage_options()
@@ -763,23 +763,23 @@ def _status_rows(
                 f"with `lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of}"
                 " --wait`"
             )
-        start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
-        rows = delta.python_rows(health.read(cfg, home, start, as_of))
-        return as_of, [health.decoded(r) for r in rows], kept
+        start = as_of - dt.timedelta(days=STATUS_JUDGED_DAYS - 1)
+        return as_of, health.judged_rows(cfg, home, start, as_of).rows, kept
     options = lambda loc: loc.storage_options()  # noqa: E731
     newest = day or health.latest_complete_day(cfg, options)
     if newest is None:
         raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
-    start = newest - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
+    start = newest - dt.timedelta(days=health.WINDOW_DAYS - 1)
     return newest, health.measure(cfg, start, newest, options).records(), []
 
 
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     """Health and cost per region on a day, anomalies of the week before it, advice.
 
-    Reads the rows ``lakehouse_health`` kept (a bounded window, whatever the history) and the
-    tables' logs for storage at rest; not the tables' data, nor Dagster's records (the asset
-    kept what they said). A lake the asset never ran on is measured now over the window.
+    Reads the rows ``lakehouse_health`` kept of the week judged (each carries its baseline),
+    whatever the history, and the tables' logs for storage at rest; not the tables' data, nor
+    Dagster's records (the asset kept what they said). A lake the asset never ran on is
+    measured now over the window.
     """
     from pipelines.operations import advice, anomaly, health
 

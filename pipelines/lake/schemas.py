@@ -125,7 +125,7 @@ DRIFT_SCHEMA = pa.schema(
 
 # The platform's own health per region and day (pipelines/operations/health.py), in the ML home.
 # Maps (bytes per table, reasons, compute per asset) are JSON text: their keys grow with the config.
-HEALTH_SCHEMA = pa.schema(
+REGION_HEALTH_SCHEMA = pa.schema(
     [
         ("date", pa.date32()),
         ("region", pa.string()),
@@ -151,6 +151,10 @@ HEALTH_SCHEMA = pa.schema(
         ("computed_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+# The roll-up also keeps what each day was judged against (pipelines/operations/anomaly.py,
+# HISTORY: JSON, per metric the values on the same weekday of the weeks before), so that judging
+# the next days reads one earlier day, not weeks of rows. Tables written before lack it (null).
+HEALTH_SCHEMA = REGION_HEALTH_SCHEMA.append(pa.field("weekday_history", pa.string()))
 HEALTH_PARTITION_BY = ["date"]
 
 
