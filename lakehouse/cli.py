@@ -776,10 +776,11 @@ def _status_rows(
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     """Health and cost per region on a day, anomalies of the week before it, advice.
 
-    Reads the rows ``lakehouse_health`` kept of the week judged (each carries its baseline),
-    whatever the history, and the tables' logs for storage at rest; not the tables' data, nor
-    Dagster's records (the asset kept what they said). A lake the asset never ran on is
-    measured now over the window.
+    Reads the rows ``lakehouse_health`` kept of the week judged (each carries its baseline)
+    and the storage at rest the day's rows kept, whatever the history; the tables' logs only
+    for ``--recommend`` (compaction looks at partitions) or rows kept without storage. Not the
+    tables' data, nor Dagster's records (the asset kept what they said). A lake the asset never
+    ran on is measured now over the window.
     """
     from pipelines.operations import advice, anomaly, health
 
@@ -787,20 +788,23 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     as_of, records, days = _status_rows(cfg, args.date)
     week = [as_of - dt.timedelta(days=i) for i in range(STATUS_JUDGED_DAYS - 1, -1, -1)]
     found = anomaly.detect(records, week)
-    stored = health.stored_tables(cfg, lambda loc: loc.storage_options())
-    storage = health.storage_by_location(cfg, stored)
+    today = [r for r in records if r["date"] == as_of]
+    kept_storage = None if args.recommend else health.kept_storage(cfg, today)
+    stored = [] if kept_storage else health.stored_tables(cfg, lambda loc: loc.storage_options())
+    storage = kept_storage or health.storage_by_location(cfg, stored)
     recs = advice.recommend(cfg, stored, records, found) if args.recommend else []
     from lakehouse.worker import worker_status
 
     workers = worker_status(cfg)
     where = project_instance()
-    today = [r for r in records if r["date"] == as_of]
+    computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
     if args.json:
         return {
             "ingest_workers": workers,
             "as_of": as_of.isoformat(),
-            "regions": today,
+            "regions": [{k: v for k, v in r.items() if k not in health.KEPT_STATE} for r in today],
             "storage_by_location": storage,
+            "storage_measured": computed.isoformat() if kept_storage and computed else "now",
             "anomalies_last_7_days": [
                 {**a.as_dict(), "command": advice.anomaly_command(cfg, a)} for a in found
             ],
@@ -821,7 +825,6 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
         ]
         if reasons:
             lines += ["Top quarantine reasons (--wide: in the table)", *reasons]
-    computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
     backfill = f"lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of} --wait"
     if days:
         lines += [
@@ -836,7 +839,11 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
             "measure it through Dagster:",
             f"    -> {backfill}",
         ]
-    lines += ["", "Storage at rest per location"]
+    lines += [
+        "",
+        "Storage at rest per location"
+        + (f" (kept, measured {computed:%Y-%m-%d %H:%M} UTC)" if kept_storage and computed else ""),
+    ]
     lines += [
         f"  {loc}: {health.size(s['bytes'])}, about {health.usd(s['usd_month'])} a month"
         for loc, s in sorted(storage.items())

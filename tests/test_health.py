@@ -515,6 +515,25 @@ def test_status_judges_the_week_from_its_own_kept_rows(lake, measured, monkeypat
         (a.metric, a.region, a.date.isoformat()) for a in whole
     ]
     assert [a.date for a in whole] == [BAD.day]
+    # storage at rest as the day's rows kept it: no table's log read
+    today = [health.decoded(r) for r in delta.python_rows(health.read(cfg, {}, END, END))]
+    assert report["storage_by_location"] == health.kept_storage(cfg, today)
+    assert report["storage_measured"] != "now"
+
+
+def test_the_storage_at_rest_a_row_keeps_is_what_the_logs_say(lake):
+    cfg = load_config("local")
+    day = health.measure(cfg, END, END, _options)
+    kept = health.kept_storage(cfg, day.records())
+    now = health.storage_by_location(cfg, health.stored_tables(cfg, _options))
+    assert kept is not None and set(kept) == set(now) == set(cfg.locations)
+    for where, entry in now.items():
+        assert kept[where]["tables"] == entry["tables"]
+        assert kept[where]["bytes"] == entry["bytes"] > 0
+        assert kept[where]["usd_month"] == pytest.approx(entry["usd_month"])
+    # a location without its part (a region's row kept before rows held it): read the logs
+    partial = [{**r, "storage_at_rest": None} if r["region"] == "eu" else r for r in day.records()]
+    assert health.kept_storage(cfg, partial) is None
 
 
 def test_quarantine_lists_a_days_reasons_and_sample_objects_never_raw_values(

@@ -149,6 +149,10 @@ REGION_HEALTH_SCHEMA = pa.schema(
         ("ingested_at", pa.timestamp("us", tz="UTC")),
         ("freshness_hours", pa.float64()),
         ("computed_at", pa.timestamp("us", tz="UTC")),
+        # JSON: bytes and dollars a month at rest per location and table when the row was
+        # measured (a region's row: its location's region tables; the roll-up's: every
+        # location's), so `lakehouse status` shows them without reading every table's log
+        ("storage_at_rest", pa.string()),
     ]
 )
 # The roll-up also keeps what each day was judged against (pipelines/operations/anomaly.py,

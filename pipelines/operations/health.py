@@ -24,6 +24,7 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA, REGION_HEALTH_SCHEMA
 from pipelines.operations import anomaly
+from pipelines.operations.anomaly import HISTORY
 
 BYTES_PER_GB = 1024**3
 DAYS_PER_MONTH = 30.0
@@ -406,7 +407,7 @@ class Health:
 def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
     """A health row with its JSON text columns as mappings."""
     out = dict(row)
-    for k in ("top_reasons", "bytes_by_table", "compute_by_asset", anomaly.HISTORY):
+    for k in ("top_reasons", "bytes_by_table", "compute_by_asset", "storage_at_rest", HISTORY):
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     return out
@@ -434,7 +435,11 @@ def measure_region(
     for s in stored:
         if s.table in (tables.BRONZE.name, tables.QUARANTINE.name):
             keys |= {(r, d) for (r, d) in s.parts if r is not None and start <= d <= end}
-    rows = [_row(ctx, region, day) for region, day in sorted(keys, key=lambda k: (k[1], k[0]))]
+    at_rest = json.dumps(storage_by_location(cfg, stored))
+    rows = [
+        {**_row(ctx, region, day), "storage_at_rest": at_rest}
+        for region, day in sorted(keys, key=lambda k: (k[1], k[0]))
+    ]
     return _health(cfg, rows, stored, start, end, REGION_HEALTH_SCHEMA)
 
 
@@ -461,7 +466,52 @@ def roll_up(
         (_completed(ctx, r) for r in regional if start <= r["date"] <= end),
         key=lambda r: (r["date"], r["region"]),
     )
+    home = storage_by_location(cfg, stored)
+    for day in {r["date"] for r in rows}:
+        on_day = [r for r in rows if r["date"] == day]
+        at_rest = json.dumps(_at_rest(cfg, [home, *(r["storage_at_rest"] for r in on_day)]))
+        for r in on_day:
+            r["storage_at_rest"] = at_rest
     return _health(cfg, rows, stored, start, end)
+
+
+def _at_rest(
+    cfg: LakeConfig, parts: Sequence[Mapping[str, Any] | None]
+) -> dict[str, dict[str, Any]]:
+    """Storage at rest per location, as :func:`storage_by_location` gives it, from its parts.
+
+    ``parts``: what each measurement saw (a location's region tables, the ML home's tables and
+    replicas); a table measured twice counts once.
+    """
+    by_table: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for where, entry in (part or {}).items():
+            by_table.setdefault(where, {}).update(entry["tables"])
+    out: dict[str, dict[str, Any]] = {}
+    for where, sizes in sorted(by_table.items()):
+        total = sum(sizes.values())
+        price = cfg.storage_price(cfg.location(where))
+        out[where] = {"bytes": total, "usd_month": total / BYTES_PER_GB * price, "tables": sizes}
+    return out
+
+
+# What a kept row holds for later runs rather than for a reader of the day's figures.
+KEPT_STATE = ("storage_at_rest", HISTORY)
+
+
+def kept_storage(
+    cfg: LakeConfig, rows: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]] | None:
+    """Storage at rest per location as a day's kept rows (decoded) measured it.
+
+    None when they do not hold every location's: rows kept before they did, or a location
+    with no row that day.
+    """
+    kept = [r.get("storage_at_rest") for r in rows]
+    if not kept or any(k is None for k in kept):
+        return None
+    merged = _at_rest(cfg, kept)
+    return merged if set(cfg.locations) <= set(merged) else None
 
 
 def _health(
