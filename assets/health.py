@@ -420,11 +420,12 @@ def build_health(
     def lakehouse_health(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Roll the regions' days up, keep them, judge each against the kept weeks before it.
+        """Roll the regions' days up, judge each against the weeks before it, keep them.
 
         One day (automation), or a range of days in one run (a backfill, the demo): the range
-        is rolled up and written at once, each day judged against the rows before it (the kept
-        weeks, then the range's earlier days), and each day's partition gets its own figures.
+        is rolled up and written at once, each day judged against the weeks before it (the
+        kept row of its weekday a week before the range, with the history it carries, then the
+        range's earlier days), and each day's partition gets its own figures.
         """
         before = bytes_read()
         cfg = lake.config()

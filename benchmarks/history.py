@@ -27,7 +27,7 @@ peak RSS is the step's), in this order:
   --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), from the
   last weekly run's VACUUM plan, without registered models' pins (no MLflow here);
 - ``status``: ``lakehouse status --json`` (the kept health rows of the week it judges, each
-  carrying its baseline, and the tables' logs for storage at rest).
+  carrying its baseline, and the storage at rest the day's rows kept: no table's log).
 
 Bytes read are the storage layer's per-location counter (pipelines/lake/storage/interface.py): what
 obstore reads, plus the data files delta-rs opens where the engines say so; delta-rs's log
