@@ -24,7 +24,7 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
 from pipelines.lake.schemas import HEALTH_SCHEMA, REGION_HEALTH_SCHEMA
 from pipelines.operations import anomaly
-from pipelines.operations.anomaly import HISTORY
+from pipelines.operations.anomaly import HISTORY, WEEK
 
 BYTES_PER_GB = 1024**3
 DAYS_PER_MONTH = 30.0
@@ -747,7 +747,8 @@ class Kept:
         how = (
             "the history the rows carry"
             if self.carried
-            else f"the {WINDOW_DAYS}-day window (rows without their history, or a gap)"
+            else f"the {WINDOW_DAYS}-day window (no row a week back carried it: rows kept "
+            "before they did, a gap, or the lake's first week)"
         )
         return f"{days} kept days of {self.start}..{self.end}, by {how}"
 
@@ -759,7 +760,7 @@ def _read_kept(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt
 
 def _carry(kept: Kept, needed: set[Key]) -> Kept | None:
     """``kept`` marked as sufficient when every row in ``needed`` is there with its history."""
-    have = {(str(r["region"]), r["date"]) for r in kept.rows if r.get(anomaly.HISTORY)}
+    have = {(str(r["region"]), r["date"]) for r in kept.rows if r.get(HISTORY)}
     return Kept(kept.rows, kept.start, kept.end, carried=True) if needed <= have else None
 
 
@@ -774,8 +775,8 @@ def baseline(
     no history: bounded either way, whatever the history.
     """
     first, last = min(days), max(days)
-    start, end = first - anomaly.WEEK, min(last - anomaly.WEEK, first - dt.timedelta(days=1))
-    anchors = {first - anomaly.WEEK + dt.timedelta(days=(d - first).days % 7) for d in days}
+    start, end = first - WEEK, min(last - WEEK, first - dt.timedelta(days=1))
+    anchors = {first - WEEK + dt.timedelta(days=(d - first).days % 7) for d in days}
     kept = _read_kept(cfg, options, start, end)
     return _carry(kept, {(r, d) for r in regions for d in anchors}) or _read_kept(
         cfg, options, first - dt.timedelta(days=WINDOW_DAYS - 1), first - dt.timedelta(days=1)
@@ -820,7 +821,7 @@ def judge(
     records = [*kept.rows, *new]
     carried = anomaly.histories(records, [(str(r["region"]), r["date"]) for r in new])
     rows = [
-        {**r, anomaly.HISTORY: json.dumps(carried[(str(r["region"]), r["date"])])}
+        {**r, HISTORY: json.dumps(carried[(str(r["region"]), r["date"])])}
         for r in measured.records_raw()
     ]
     table = pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA)
