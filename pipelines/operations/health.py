@@ -469,7 +469,7 @@ def roll_up(
     home = storage_by_location(cfg, stored)
     for day in {r["date"] for r in rows}:
         on_day = [r for r in rows if r["date"] == day]
-        at_rest = json.dumps(_at_rest(cfg, [home, *(r["storage_at_rest"] for r in on_day)]))
+        at_rest = json.dumps(_at_rest(cfg, [home, *(r.get("storage_at_rest") for r in on_day)]))
         for r in on_day:
             r["storage_at_rest"] = at_rest
     return _health(cfg, rows, stored, start, end)
