@@ -9,8 +9,10 @@ Two assets, so that no step reads personal data outside its jurisdiction:
   content, to the region's own ``region_health`` table.
 - ``lakehouse_health`` (daily, the ML home) reads only those PII-free rows, the ML home's own
   tables and replicas, and the replicated tables' logs (replica lag, egress, the ML home's
-  compute), writes the roll-up to the Delta table in the ML home, and judges each day against
-  a bounded window of kept rows (the anomaly baseline's weeks), never the whole history (#28).
+  compute), judges each day against the kept row of its weekday a week before it (its value
+  and the weeks of history it carries: pipelines/operations/anomaly.py), and writes the
+  roll-up, each row carrying its own history, to the Delta table in the ML home. A run reads
+  the day and one earlier day, whatever the history (#28).
 
 With one code location per jurisdiction each location defines its own ``region_health``
 (``eu/region_health``: assets/keys.py) and the ML home's the roll-up; on one location both run
@@ -45,8 +47,6 @@ from resources.lake import LakeResource
 
 HEALTH = tables.HEALTH.name
 REGION_HEALTH = tables.REGION_HEALTH.name
-# Nine weeks of kept rows: the eight weeks of baseline before the judged day, and the day.
-WINDOW_DAYS = 63
 DAILY_CRON = "0 1 * * *"
 # The partitions automation refreshes: the newest days, whose late events, replica lag and
 # freshness still move; older days are rerun by a backfill.
@@ -420,11 +420,12 @@ def build_health(
     def lakehouse_health(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Roll the regions' days up, keep them, judge each against the kept weeks before it.
+        """Roll the regions' days up, judge each against the weeks before it, keep them.
 
         One day (automation), or a range of days in one run (a backfill, the demo): the range
-        is rolled up and written at once, each day judged against the rows before it (the kept
-        weeks, then the range's earlier days), and each day's partition gets its own figures.
+        is rolled up and written at once, each day judged against the weeks before it (the
+        kept row of its weekday a week before the range, with the history it carries, then the
+        range's earlier days), and each day's partition gets its own figures.
         """
         before = bytes_read()
         cfg = lake.config()
@@ -432,10 +433,7 @@ def build_health(
         where = require_jurisdiction(context, lake, HEALTH, locations, HEALTH_DATA)
         days = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
         first, last = days[0], days[-1]
-        start = first - dt.timedelta(days=WINDOW_DAYS - 1)
         home = lake.storage_options(cfg.home)
-        # the baseline's weeks as earlier runs kept them: bounded, whatever the history
-        kept = health.read(cfg, home, start, first - dt.timedelta(days=1))
         regional = [
             r
             for loc in locations
@@ -451,11 +449,14 @@ def build_health(
                 "regions had no landed data, or their region_health has not run yet"
             )
         observed = observe(context.instance, cfg, watched, first, last)
-        measured = health.roll_up(cfg, regional, first, last, lake.storage_options, observed)
+        rolled = health.roll_up(cfg, regional, first, last, lake.storage_options, observed)
+        # the baseline as earlier runs kept it: a week back at most, whatever the history
+        judged = health.judge(cfg, home, rolled, days)
+        context.log.info(f"baseline: {judged.kept.describe()}")
+        measured, found = judged.health, judged.anomalies
         version = health.write(cfg, measured, home)
         new = measured.records()
-        records = [health.decoded(r) for r in kept.to_pylist()] + new
-        found = anomaly.detect(records, days)
+        records = judged.records()
         recs = advice.recommend(cfg, measured.stored, records, found)
         for a in found:
             context.log.warning(f"anomaly: {a.describe()} ({advice.anomaly_command(cfg, a)})")
@@ -476,7 +477,8 @@ def build_health(
                 **where,
                 "table_uri": cfg.home.table_uri(HEALTH),
                 "delta_version": version,
-                "baseline_days_kept": len({r["date"] for r in kept.to_pylist()}),
+                "baseline_days_kept": len({r["date"] for r in judged.kept.rows}),
+                "baseline": judged.kept.describe(),
                 **bytes_read_by_location(lake, bytes_read_since(before)),
                 **{
                     f"storage_usd_month/{loc}": dg.MetadataValue.float(rounded(s["usd_month"]))

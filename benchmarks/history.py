@@ -21,12 +21,13 @@ peak RSS is the step's), in this order:
 - ``replica``: both replica assets, materialized as the product runs them (sync, per-run
   verification of what was copied, Great Expectations on the touched partitions);
 - ``health``: the ``lakehouse_health`` asset's partition of the new day (the day's partitions,
-  and 62 kept days of health rows as the baseline);
+  and the kept health rows of the day a week before, which carry the anomaly baseline's eight
+  same-weekday values: one day of rows whatever the history);
 - ``maintenance``: the upkeep planner of every region's bronze, dry (``lakehouse maintain
   --dry-run``: the retention floor, compaction, vacuum and log cleanup it would do), from the
   last weekly run's VACUUM plan, without registered models' pins (no MLflow here);
-- ``status``: ``lakehouse status --json`` (kept health rows of 63 days, and the tables' logs
-  for storage at rest).
+- ``status``: ``lakehouse status --json`` (the kept health rows of the week it judges, each
+  carrying its baseline, and the storage at rest the day's rows kept: no table's log).
 
 Bytes read are the storage layer's per-location counter (pipelines/lake/storage/interface.py): what
 obstore reads, plus the data files delta-rs opens where the engines say so; delta-rs's log
@@ -209,9 +210,11 @@ def build(home: Path, days: int, rows: int) -> None:
         sync(cfg, rep.source_uri, rep.target_uri, SyncOptions(table=rep.table))
     # the sensor has seen the history: its cursor is where the next tick starts
     (home / CURSOR_FILE).write_text(json.dumps(_sensor_tick(None)["cursor"]))
-    # the health rows earlier daily runs kept: measured once here, over the whole history
+    # the health rows earlier daily runs kept, each judged and carrying its weekday history:
+    # measured and judged once here, over the whole history
+    kept = cfg.home.storage_options()
     measured = health.measure(cfg, history[0], END, lambda loc: loc.storage_options())
-    health.write(cfg, measured, cfg.home.storage_options())
+    health.write(cfg, health.judge(cfg, kept, measured, history).health, kept)
     _upkeep_plans(cfg)
 
 

@@ -729,8 +729,7 @@ def _status_touches(args: argparse.Namespace) -> Touches:
     return Touches(cfg, regions, reads=health.TABLES_READ)
 
 
-# Days of kept health rows status reads: the last week judged, each against eight weeks before.
-STATUS_WINDOW_DAYS = 63
+# Days status judges again: the last week, from its kept rows (each carries its baseline).
 STATUS_JUDGED_DAYS = 7
 
 
@@ -749,12 +748,13 @@ def _instance_line(where: Any) -> str:
 def _status_rows(
     cfg: LakeConfig, day: dt.date | None
 ) -> tuple[dt.date, list[dict[str, Any]], list[dt.date]]:
-    """The day shown, the health rows of the window ending on it, and the days kept.
+    """The day shown, the health rows of the week ending on it, and the days kept.
 
-    The rows ``lakehouse_health`` kept; on a lake it never ran on (an ingest from the command
-    line), the window measured now from the tables' logs and the window's quarantine.
+    The rows ``lakehouse_health`` kept: the week's, which carry what each day was judged
+    against (or the window before them, kept by code that did not keep that); on a lake it
+    never ran on (an ingest from the command line), the window measured now from the tables'
+    logs and the window's quarantine.
     """
-    from pipelines.lake import delta
     from pipelines.operations import health
 
     home = cfg.home.storage_options()
@@ -767,23 +767,24 @@ def _status_rows(
                 f"with `lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of}"
                 " --wait`"
             )
-        start = as_of - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
-        rows = delta.python_rows(health.read(cfg, home, start, as_of))
-        return as_of, [health.decoded(r) for r in rows], kept
+        start = as_of - dt.timedelta(days=STATUS_JUDGED_DAYS - 1)
+        return as_of, health.judged_rows(cfg, home, start, as_of).rows, kept
     options = lambda loc: loc.storage_options()  # noqa: E731
     newest = day or health.latest_complete_day(cfg, options)
     if newest is None:
         raise ValueError("no region has ingested data yet: run `make run` or `lakehouse ingest`")
-    start = newest - dt.timedelta(days=STATUS_WINDOW_DAYS - 1)
+    start = newest - dt.timedelta(days=health.WINDOW_DAYS - 1)
     return newest, health.measure(cfg, start, newest, options).records(), []
 
 
 def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     """Health and cost per region on a day, anomalies of the week before it, advice.
 
-    Reads the rows ``lakehouse_health`` kept (a bounded window, whatever the history) and the
-    tables' logs for storage at rest; not the tables' data, nor Dagster's records (the asset
-    kept what they said). A lake the asset never ran on is measured now over the window.
+    Reads the rows ``lakehouse_health`` kept of the week judged (each carries its baseline)
+    and the storage at rest the day's rows kept, whatever the history; the tables' logs only
+    for ``--recommend`` (compaction looks at partitions) or rows kept without storage. Not the
+    tables' data, nor Dagster's records (the asset kept what they said). A lake the asset never
+    ran on is measured now over the window.
     """
     from pipelines.operations import advice, anomaly, health
 
@@ -791,20 +792,23 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     as_of, records, days = _status_rows(cfg, args.date)
     week = [as_of - dt.timedelta(days=i) for i in range(STATUS_JUDGED_DAYS - 1, -1, -1)]
     found = anomaly.detect(records, week)
-    stored = health.stored_tables(cfg, lambda loc: loc.storage_options())
-    storage = health.storage_by_location(cfg, stored)
+    today = [r for r in records if r["date"] == as_of]
+    kept_storage = None if args.recommend else health.kept_storage(cfg, today)
+    stored = [] if kept_storage else health.stored_tables(cfg, lambda loc: loc.storage_options())
+    storage = kept_storage or health.storage_by_location(cfg, stored)
     recs = advice.recommend(cfg, stored, records, found) if args.recommend else []
     from lakehouse.worker import worker_status
 
     workers = worker_status(cfg)
     where = project_instance()
-    today = [r for r in records if r["date"] == as_of]
+    computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
     if args.json:
         return {
             "ingest_workers": workers,
             "as_of": as_of.isoformat(),
-            "regions": today,
+            "regions": [{k: v for k, v in r.items() if k not in health.KEPT_STATE} for r in today],
             "storage_by_location": storage,
+            "storage_measured": computed.isoformat() if kept_storage and computed else "now",
             "anomalies_last_7_days": [
                 {**a.as_dict(), "command": advice.anomaly_command(cfg, a)} for a in found
             ],
@@ -825,7 +829,6 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
         ]
         if reasons:
             lines += ["Top quarantine reasons (--wide: in the table)", *reasons]
-    computed = max((r["computed_at"] for r in today if r["computed_at"]), default=None)
     backfill = f"lakehouse backfill --assets 'region_health+' --from {as_of} --to {as_of} --wait"
     if days:
         lines += [
@@ -840,7 +843,11 @@ def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
             "measure it through Dagster:",
             f"    -> {backfill}",
         ]
-    lines += ["", "Storage at rest per location"]
+    lines += [
+        "",
+        "Storage at rest per location"
+        + (f" (kept, measured {computed:%Y-%m-%d %H:%M} UTC)" if kept_storage and computed else ""),
+    ]
     lines += [
         f"  {loc}: {health.size(s['bytes'])}, about {health.usd(s['usd_month'])} a month"
         for loc, s in sorted(storage.items())

@@ -69,6 +69,17 @@ def suites(env: str = "local") -> dict:
     return build_suites(load_config(env))
 
 
+def date_partition_bytes(uri: str, days: set[dt.date]) -> int:
+    """Bytes of the files a ``date``-partitioned table's log holds for ``days`` (what a read of
+    those partitions opens, as the storage layer's counter counts it)."""
+    from pipelines.lake import delta
+
+    adds = delta.file_actions(uri, {})
+    assert adds is not None, uri
+    dates, sizes = adds.column("partition.date").to_pylist(), adds.column("size_bytes").to_pylist()
+    return sum(size for day, size in zip(dates, sizes, strict=True) if day in days)
+
+
 def gold_rows(day: dt.date, n: int = 20) -> pa.Table:
     """``n`` rows of gold for one day of region eu."""
     cols = {

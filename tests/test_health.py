@@ -35,7 +35,7 @@ from pipelines.replication.sync import sync
 from pipelines.simulation.simulate import BadDay, SimulationConfig, land_day
 from resources import LakeResource
 from resources.pii import PiiKeyResource
-from tests.helpers import gold_rows, suites
+from tests.helpers import date_partition_bytes, gold_rows, suites
 
 START, END = dt.date(2026, 9, 7), dt.date(2026, 10, 7)  # 31 days: 3-4 weeks of baseline
 BAD = BadDay("eu", dt.date(2026, 10, 1), 0.15)  # a producer breaks a field
@@ -274,6 +274,12 @@ def test_an_anomaly_fails_a_warning_check_and_is_alerted(lake, monkeypatch):
     )
     assert failed_checks_since(instance, keys, json.loads(again.cursor)["id"]) == []
 
+    # a week after a day the asset kept: that day's rows carry the baseline, one day is read
+    week_on = _materialize_health(instance, BAD.day - dt.timedelta(days=1) + anomaly.WEEK)
+    (mat,) = week_on.asset_materializations_for_node("lakehouse_health")
+    assert mat.metadata["baseline_days_kept"].value == 1
+    assert "by the history the rows carry" in mat.metadata["baseline"].value
+
 
 def test_a_range_in_one_run_gives_each_day_its_own_figures_and_flags_the_bad_day(lake, monkeypatch):
     """A backfill (or the demo) measures days in one run: per-day points, the spike on its day."""
@@ -485,6 +491,55 @@ def test_status_reads_the_kept_rows_fits_100_columns_and_names_commands(
     for loc in cfg.locations.values():
         for table in (tables.BRONZE.name, tables.QUARANTINE.name):
             assert not [k for k in read if k.startswith(loc.table_uri(table))], table
+
+
+def test_status_judges_the_week_from_its_own_kept_rows(lake, measured, monkeypatch, capsys):
+    """Rows that carry their baseline: status reads the week's files, and flags the same day."""
+    from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(lake))
+    cfg = load_config("local")
+    days = [START + dt.timedelta(days=i) for i in range((END - START).days + 1)]
+    judged = health.judge(cfg, {}, measured, days)
+    health.write(cfg, judged.health, {})
+    week = {END - dt.timedelta(days=i) for i in range(cli.STATUS_JUDGED_DAYS)}
+    uri = cfg.home.table_uri(tables.HEALTH.name)
+    week_bytes = date_partition_bytes(uri, week)
+    before = bytes_read()
+    assert cli.main(["status", "--json"]) == 0
+    assert bytes_under(bytes_read_since(before), uri) == week_bytes > 0
+    report = json.loads(capsys.readouterr().out)
+    whole = anomaly.detect(measured.records(), sorted(week))
+    assert [(a["metric"], a["region"], a["date"]) for a in report["anomalies_last_7_days"]] == [
+        (a.metric, a.region, a.date.isoformat()) for a in whole
+    ]
+    assert [a.date for a in whole] == [BAD.day]
+    # storage at rest as the day's rows kept it: no table's log read
+    today = [health.decoded(r) for r in delta.python_rows(health.read(cfg, {}, END, END))]
+    assert report["storage_by_location"] == health.kept_storage(cfg, today)
+    assert report["storage_measured"] != "now"
+
+
+def test_the_storage_at_rest_a_row_keeps_is_what_the_logs_say(lake):
+    cfg = load_config("local")
+    day = health.measure(cfg, END, END, _options)
+    kept = health.kept_storage(cfg, day.records())
+    now = health.storage_by_location(cfg, health.stored_tables(cfg, _options))
+    assert kept is not None and set(kept) == set(now) == set(cfg.locations)
+    for where, entry in now.items():
+        assert kept[where]["tables"] == entry["tables"]
+        assert kept[where]["bytes"] == entry["bytes"] > 0
+        assert kept[where]["usd_month"] == pytest.approx(entry["usd_month"])
+    # a region's row kept before rows held storage (no such column): rolled up all the same,
+    # without that location's part, so status reads the logs rather than show a partial sum
+    eu = cfg.location("azure-eu")
+    regional = health.measure_region(cfg, eu, END, END, _options).records_raw()
+    old = [{k: v for k, v in r.items() if k != "storage_at_rest"} for r in regional]
+    rolled = health.roll_up(cfg, old, END, END, _options).records()
+    assert [r["region"] for r in rolled] == ["eu"]
+    assert eu.name not in rolled[0]["storage_at_rest"]
+    assert health.kept_storage(cfg, rolled) is None
 
 
 def test_quarantine_lists_a_days_reasons_and_sample_objects_never_raw_values(

@@ -125,7 +125,7 @@ DRIFT_SCHEMA = pa.schema(
 
 # The platform's own health per region and day (pipelines/operations/health.py), in the ML home.
 # Maps (bytes per table, reasons, compute per asset) are JSON text: their keys grow with the config.
-HEALTH_SCHEMA = pa.schema(
+REGION_HEALTH_SCHEMA = pa.schema(
     [
         ("date", pa.date32()),
         ("region", pa.string()),
@@ -149,8 +149,16 @@ HEALTH_SCHEMA = pa.schema(
         ("ingested_at", pa.timestamp("us", tz="UTC")),
         ("freshness_hours", pa.float64()),
         ("computed_at", pa.timestamp("us", tz="UTC")),
+        # JSON: bytes and dollars a month at rest per location and table when the row was
+        # measured (a region's row: its location's region tables; the roll-up's: every
+        # location's), so `lakehouse status` shows them without reading every table's log
+        ("storage_at_rest", pa.string()),
     ]
 )
+# The roll-up also keeps what each day was judged against (pipelines/operations/anomaly.py,
+# HISTORY: JSON, per metric the values on the same weekday of the weeks before), so that judging
+# the next days reads one earlier day, not weeks of rows. Tables written before lack it (null).
+HEALTH_SCHEMA = REGION_HEALTH_SCHEMA.append(pa.field("weekday_history", pa.string()))
 HEALTH_PARTITION_BY = ["date"]
 
 

@@ -29,6 +29,7 @@ from pipelines.lake.schemas import (
     HEALTH_SCHEMA,
     LEDGER_SCHEMA,
     QUARANTINE_SCHEMA,
+    REGION_HEALTH_SCHEMA,
     SILVER_COLUMNS,
     SILVER_PARTITION_BY,
 )
@@ -146,7 +147,7 @@ HEALTH = _spec(
 )
 REGION_HEALTH = _spec(
     "region_health",
-    HEALTH_SCHEMA,
+    REGION_HEALTH_SCHEMA,
     HEALTH_PARTITION_BY,
     Role.REGION,
     False,  # counts, sizes and reason kinds of the region's own tables; never a record's content

@@ -75,7 +75,12 @@ def _month(total: float, days: int) -> float:
 
 
 def egress(cfg: LakeConfig, rows: Iterable[Mapping[str, Any]]) -> list[Recommendation]:
-    """Routes whose egress is most of their region's estimated cost (storage plus egress)."""
+    """Routes whose egress is most of their region's estimated cost (storage plus egress).
+
+    Both per day of the rows, scaled to a month: a month of the region's days costs their
+    egress and their storage for a month. Averages, so the verdict does not depend on how many
+    days the caller read (a run reads the days it judges, not the history: #28).
+    """
     by_region: dict[str, dict[str, float]] = {}
     days: dict[str, set[dt.date]] = {}
     for r in rows:
@@ -89,7 +94,8 @@ def egress(cfg: LakeConfig, rows: Iterable[Mapping[str, Any]]) -> list[Recommend
         if not cost or cost["egress"] <= 0:
             continue
         egress_month = _month(cost["egress"], len(days[rep.source.region]))
-        share = egress_month / (egress_month + cost["storage"])
+        storage_month = _month(cost["storage"], len(days[rep.source.region]))
+        share = egress_month / (egress_month + storage_month)
         if share <= EGRESS_DOMINANT_SHARE:
             continue
         out.append(

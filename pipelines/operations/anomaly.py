@@ -6,6 +6,12 @@ the median and the spread the MAD (median absolute deviation, scaled to a normal
 earlier bad day does not widen the band the way a mean and a standard deviation would. A
 floor on the band (absolute and relative to the median) keeps a metric that hardly moves, whose
 MAD is near zero, from flagging noise. Free of Dagster.
+
+Each kept row carries the values it was judged against (:data:`HISTORY`: per metric, the
+region's value on the same weekday 1..``weeks`` weeks before, ``None`` where there was none),
+so judging a day needs the day and one kept row a week before it (its value and its history
+are the day's baseline), and re-judging a kept day needs that day's row only: a run's reads do
+not grow with the history (#28).
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from typing import Any
 import numpy as np
 
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+# The column of a kept row holding its same-weekday history, per metric (JSON text when stored)
+HISTORY = "weekday_history"
+WEEK = dt.timedelta(weeks=1)
 
 
 @dataclass(frozen=True)
@@ -106,13 +115,30 @@ def band(history: Sequence[float], rule: MetricRule, baseline: Baseline) -> tupl
 
 
 def _series(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[tuple[str, dt.date], float]:
+    """A metric's values by (region, date): the rows' own, and the earlier ones they carry.
+
+    A row's own value wins over one another row carried (it may have been measured again);
+    between carried values, the newer row's.
+    """
     out: dict[tuple[str, dt.date], float] = {}
-    for row in rows:
-        value = row.get(metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        out[(str(row["region"]), row["date"])] = float(value)
+    own: dict[tuple[str, dt.date], float] = {}
+    for row in sorted(rows, key=lambda r: r["date"]):
+        region, day = str(row["region"]), row["date"]
+        carried = (row.get(HISTORY) or {}).get(metric) or []
+        for weeks, earlier in enumerate(carried, start=1):
+            if (known := _number(earlier)) is not None:
+                out[(region, day - weeks * WEEK)] = known
+        if (value := _number(row.get(metric))) is not None:
+            own[(region, day)] = value
+    out.update(own)
     return out
+
+
+def _number(value: Any) -> float | None:
+    """A metric's value as a float; None when there is none (null or NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
 
 
 def judge(
@@ -147,7 +173,8 @@ def detect(
 ) -> list[Anomaly]:
     """Anomalies of ``days`` in health rows (``region``, ``date`` and the metrics' columns).
 
-    ``rows`` must include the weeks before the days judged: they are the baseline.
+    The baseline is the weeks before the days judged: rows of those weeks, or the
+    :data:`HISTORY` a later row of the same weekday carries (the days' own rows carry theirs).
     """
     rows = list(rows)
     baseline = baseline or Baseline()
@@ -162,6 +189,28 @@ def detect(
                 if hit is not None:
                     found.append(hit)
     return found
+
+
+def histories(
+    rows: Iterable[Mapping[str, Any]],
+    keys: Iterable[tuple[str, dt.date]],
+    rules: Sequence[MetricRule] = RULES,
+    baseline: Baseline | None = None,
+) -> dict[tuple[str, dt.date], dict[str, list[float | None]]]:
+    """The :data:`HISTORY` of each (region, day) in ``keys``: what :func:`detect` judges it by.
+
+    Per metric, the values 1..``weeks`` weeks before the day in ``rows`` (``None``: none).
+    """
+    rows = list(rows)
+    baseline = baseline or Baseline()
+    series = {rule.metric: _series(rows, rule.metric) for rule in rules}
+    return {
+        (region, day): {
+            metric: [values.get((region, day - w * WEEK)) for w in range(1, baseline.weeks + 1)]
+            for metric, values in series.items()
+        }
+        for region, day in keys
+    }
 
 
 def precision_recall(

@@ -22,7 +22,9 @@ import pyarrow as pa
 from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import delta, tables
 from pipelines.lake.config import LakeConfig, LakeLocation, Replica
-from pipelines.lake.schemas import HEALTH_SCHEMA
+from pipelines.lake.schemas import HEALTH_SCHEMA, REGION_HEALTH_SCHEMA
+from pipelines.operations import anomaly
+from pipelines.operations.anomaly import HISTORY, WEEK
 
 BYTES_PER_GB = 1024**3
 DAYS_PER_MONTH = 30.0
@@ -405,7 +407,7 @@ class Health:
 def decoded(row: Mapping[str, Any]) -> dict[str, Any]:
     """A health row with its JSON text columns as mappings."""
     out = dict(row)
-    for k in ("top_reasons", "bytes_by_table", "compute_by_asset"):
+    for k in ("top_reasons", "bytes_by_table", "compute_by_asset", "storage_at_rest", HISTORY):
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     return out
@@ -433,8 +435,12 @@ def measure_region(
     for s in stored:
         if s.table in (tables.BRONZE.name, tables.QUARANTINE.name):
             keys |= {(r, d) for (r, d) in s.parts if r is not None and start <= d <= end}
-    rows = [_row(ctx, region, day) for region, day in sorted(keys, key=lambda k: (k[1], k[0]))]
-    return _health(cfg, rows, stored, start, end)
+    at_rest = json.dumps(storage_by_location(cfg, stored))
+    rows = [
+        {**_row(ctx, region, day), "storage_at_rest": at_rest}
+        for region, day in sorted(keys, key=lambda k: (k[1], k[0]))
+    ]
+    return _health(cfg, rows, stored, start, end, REGION_HEALTH_SCHEMA)
 
 
 def roll_up(
@@ -460,7 +466,52 @@ def roll_up(
         (_completed(ctx, r) for r in regional if start <= r["date"] <= end),
         key=lambda r: (r["date"], r["region"]),
     )
+    home = storage_by_location(cfg, stored)
+    for day in {r["date"] for r in rows}:
+        on_day = [r for r in rows if r["date"] == day]
+        at_rest = json.dumps(_at_rest(cfg, [home, *(r.get("storage_at_rest") for r in on_day)]))
+        for r in on_day:
+            r["storage_at_rest"] = at_rest
     return _health(cfg, rows, stored, start, end)
+
+
+def _at_rest(
+    cfg: LakeConfig, parts: Sequence[Mapping[str, Any] | None]
+) -> dict[str, dict[str, Any]]:
+    """Storage at rest per location, as :func:`storage_by_location` gives it, from its parts.
+
+    ``parts``: what each measurement saw (a location's region tables, the ML home's tables and
+    replicas); a table measured twice counts once.
+    """
+    by_table: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for where, entry in (part or {}).items():
+            by_table.setdefault(where, {}).update(entry["tables"])
+    out: dict[str, dict[str, Any]] = {}
+    for where, sizes in sorted(by_table.items()):
+        total = sum(sizes.values())
+        price = cfg.storage_price(cfg.location(where))
+        out[where] = {"bytes": total, "usd_month": total / BYTES_PER_GB * price, "tables": sizes}
+    return out
+
+
+# What a kept row holds for later runs rather than for a reader of the day's figures.
+KEPT_STATE = ("storage_at_rest", HISTORY)
+
+
+def kept_storage(
+    cfg: LakeConfig, rows: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]] | None:
+    """Storage at rest per location as a day's kept rows (decoded) measured it.
+
+    None when they do not hold every location's: rows kept before they did, or a location
+    with no row that day.
+    """
+    kept = [r.get("storage_at_rest") for r in rows]
+    if not kept or any(k is None for k in kept):
+        return None
+    merged = _at_rest(cfg, kept)
+    return merged if set(cfg.locations) <= set(merged) else None
 
 
 def _health(
@@ -469,8 +520,9 @@ def _health(
     stored: list[Stored],
     start: dt.date,
     end: dt.date,
+    schema: pa.Schema = HEALTH_SCHEMA,
 ) -> Health:
-    table = pa.Table.from_pylist(list(rows), schema=HEALTH_SCHEMA)
+    table = pa.Table.from_pylist(list(rows), schema=schema)
     return Health(table, stored, storage_by_location(cfg, stored), start, end)
 
 
@@ -672,3 +724,109 @@ def kept_days(cfg: LakeConfig, options: dict[str, str]) -> list[dt.date]:
     if adds is None or not adds.num_rows or "partition.date" not in adds.column_names:
         return []
     return sorted({d for d in adds.column("partition.date").to_pylist() if d is not None})
+
+
+# Days of kept rows read when the history they carry cannot be used (a table written before
+# rows carried it, or a gap a week back): the 62 days before the first day judged (the
+# baseline's eight weeks and more), as every run read before rows carried their history (#28).
+WINDOW_DAYS = 63
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Kept rows read as a baseline: which days, and whether their carried history sufficed."""
+
+    rows: list[dict[str, Any]]
+    start: dt.date
+    end: dt.date
+    carried: bool
+
+    def describe(self) -> str:
+        """What was read, for run metadata and logs."""
+        days = len({r["date"] for r in self.rows})
+        how = (
+            "the history the rows carry"
+            if self.carried
+            else f"the {WINDOW_DAYS}-day window (no row a week back carried it: rows kept "
+            "before they did, a gap, or the lake's first week)"
+        )
+        return f"{days} kept days of {self.start}..{self.end}, by {how}"
+
+
+def _read_kept(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> Kept:
+    rows = [decoded(r) for r in delta.python_rows(read(cfg, options, start, end))]
+    return Kept(rows, start, end, carried=False)
+
+
+def _carry(kept: Kept, needed: set[Key]) -> Kept | None:
+    """``kept`` marked as sufficient when every row in ``needed`` is there with its history."""
+    have = {(str(r["region"]), r["date"]) for r in kept.rows if r.get(HISTORY)}
+    return Kept(kept.rows, kept.start, kept.end, carried=True) if needed <= have else None
+
+
+def baseline(
+    cfg: LakeConfig, options: dict[str, str], days: Sequence[dt.date], regions: Sequence[str]
+) -> Kept:
+    """The kept rows ``days`` (consecutive) of ``regions`` are judged against: a week at most.
+
+    Each day's baseline is the newest kept row of its weekday before the first day (its value
+    and the history it carries); the range's own earlier days are the new rows. Falls back to
+    the :data:`WINDOW_DAYS` before the first day when one of those rows is missing or carries
+    no history: bounded either way, whatever the history.
+    """
+    first, last = min(days), max(days)
+    start, end = first - WEEK, min(last - WEEK, first - dt.timedelta(days=1))
+    anchors = {first - WEEK + dt.timedelta(days=(d - first).days % 7) for d in days}
+    kept = _read_kept(cfg, options, start, end)
+    return _carry(kept, {(r, d) for r in regions for d in anchors}) or _read_kept(
+        cfg, options, first - dt.timedelta(days=WINDOW_DAYS - 1), first - dt.timedelta(days=1)
+    )
+
+
+def judged_rows(cfg: LakeConfig, options: dict[str, str], start: dt.date, end: dt.date) -> Kept:
+    """The kept rows of ``[start, end]`` to judge those days again (``lakehouse status``).
+
+    The days' own rows when each carries its history; else the :data:`WINDOW_DAYS` ending on
+    ``end``, which hold the baseline of the first day too.
+    """
+    kept = _read_kept(cfg, options, start, end)
+    return _carry(kept, {(str(r["region"]), r["date"]) for r in kept.rows}) or _read_kept(
+        cfg, options, end - dt.timedelta(days=WINDOW_DAYS - 1), end
+    )
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A measurement's days judged: its rows with their history, the anomalies, what was read."""
+
+    health: Health
+    anomalies: list[anomaly.Anomaly]
+    kept: Kept
+
+    def records(self) -> list[dict[str, Any]]:
+        """The baseline's rows and the new ones (decoded), as a health view shows them."""
+        return [*self.kept.rows, *self.health.records()]
+
+
+def judge(
+    cfg: LakeConfig, options: dict[str, str], measured: Health, days: Sequence[dt.date]
+) -> Judged:
+    """Judge ``days`` of ``measured`` against the kept rows before them (:func:`baseline`).
+
+    The rows come back carrying their history (what they were judged against), so that a
+    later run judges from them alone. ``options``: the ML home's.
+    """
+    new = measured.records()
+    kept = baseline(cfg, options, days, sorted({str(r["region"]) for r in new}))
+    records = [*kept.rows, *new]
+    carried = anomaly.histories(records, [(str(r["region"]), r["date"]) for r in new])
+    rows = [
+        {**r, HISTORY: json.dumps(carried[(str(r["region"]), r["date"])])}
+        for r in measured.records_raw()
+    ]
+    table = pa.Table.from_pylist(rows, schema=HEALTH_SCHEMA)
+    return Judged(
+        Health(table, measured.stored, measured.storage, measured.start, measured.end),
+        anomaly.detect(records, days),
+        kept,
+    )

@@ -14,7 +14,7 @@ from deltalake import DeltaTable, QueryBuilder
 
 from pipelines.lake import delta, tables
 from pipelines.lake.config import load_config
-from pipelines.lake.schemas import HEALTH_SCHEMA
+from pipelines.lake.schemas import REGION_HEALTH_SCHEMA
 from pipelines.operations import health
 
 DAYS = [dt.date(2026, 10, 26), dt.date(2026, 10, 27), dt.date(2026, 10, 28)]
@@ -22,7 +22,7 @@ DAYS = [dt.date(2026, 10, 26), dt.date(2026, 10, 27), dt.date(2026, 10, 28)]
 
 def _health(region: str, days: list[dt.date], landed: int) -> health.Health:
     rows = pa.Table.from_pylist(
-        [{"date": d, "region": region, "landed": landed} for d in days], schema=HEALTH_SCHEMA
+        [{"date": d, "region": region, "landed": landed} for d in days], schema=REGION_HEALTH_SCHEMA
     )
     return health.Health(rows, [], {}, days[0], days[-1])
 
