@@ -230,10 +230,12 @@ class Checks:
         keys: Any,
         reporter: Reporter,
         every: float = 0.0,
+        warming: threading.Thread | None = None,
     ) -> None:
         self.suites, self.where, self.worker, self.keys = suites, where, worker, keys
         self.reporter, self.every = reporter, every
         self.owed: dict[dt.date, _Owed] = {}
+        self.warming = warming  # GX's warm-up (cmd_follow): an evaluation waits for it
 
     def _extra(self, c: Any) -> dict[str, Any]:
         return {
@@ -287,6 +289,9 @@ class Checks:
         from assets.bronze import BatchRows, rows_checks
         from pipelines.lake import tables
 
+        if self.warming is not None:
+            self.warming.join()
+            self.warming = None
         c = owed.committed
         validated = rows_checks(
             BatchRows.joined(owed.rows),
@@ -386,6 +391,7 @@ def cmd_follow(
     for every one before any byte was read. Several locations are followed in turn by one
     process (:func:`pipelines.ingest.stream.follow_all`): one start, one set of suites.
     """
+    from assets.keys import keys_of_jurisdiction
     from data_quality.suites import build_suites
     from pipelines.ingest import stream
     from pipelines.ingest.events import record_rules
@@ -405,7 +411,12 @@ def cmd_follow(
     suites = build_suites(cfg)
     reporter = Reporter(args.dagster_url or env(URL_ENV))
     worker = stream.worker_id()
-    _warm_up(suites, located[0][0])  # GX imported and its context built once, before the stream
+    # GX imported and its context built once, beside the first batches (a restarted worker
+    # ingests at once, not after GX's import: about 3 CPU-s); checks wait for it
+    warming = threading.Thread(
+        target=_warm_up, args=(suites, located[0][0]), name="gx-warm-up", daemon=True
+    )
+    warming.start()
     options = stream.FollowOptions(
         poll_seconds=args.poll_seconds,
         linger_seconds=args.linger_seconds,
@@ -417,12 +428,13 @@ def cmd_follow(
         cluster=delta.bronze_clustering(cfg.privacy, env(PII_KEY_ENV)),
     )
     rules = record_rules(cfg)
-    followers = [
-        _follower(
-            cfg, location, grant, suites, reporter, worker, args.check_seconds, options, rules, stop
+    followers = []
+    for location, grant in located:
+        keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # its code location's keys
+        checks = Checks(
+            suites, grant.metadata(), worker, keys, reporter, args.check_seconds, warming
         )
-        for location, grant in located
-    ]
+        followers.append(_follower(location, keys, checks, reporter, worker, options, rules, stop))
     part = f", dates of shard {args.shard[0]}/{args.shard[1]}" if args.shard else ""
     names = ", ".join(f"{loc.name} ({loc.jurisdiction})" for loc, _ in located)
     # the CPU its start took (imports of Dagster and GX, the suites built): what each restart
@@ -437,23 +449,17 @@ def cmd_follow(
 
 
 def _follower(
-    cfg: Any,
     location: Any,
-    grant: Any,
-    suites: Any,
+    keys: Any,
+    checks: Checks,
     reporter: Reporter,
     worker: str,
-    check_seconds: float,
     options: Any,
     rules: Any,
     stop: threading.Event,
 ) -> Any:
     """One location's follower: its checks and reports under its jurisdiction's asset keys."""
-    from assets.keys import keys_of_jurisdiction
     from pipelines.ingest import stream
-
-    keys = keys_of_jurisdiction(cfg, location.jurisdiction)  # the keys its code location defines
-    checks = Checks(suites, grant.metadata(), worker, keys, reporter, check_seconds)
 
     def on_commit(c: stream.Committed) -> bool:
         checked = checks.on_commit(c)
@@ -490,14 +496,21 @@ def _follower(
 
 
 def _warm_up(suites: Any, location: Any) -> None:
+    """Import GX and build its context with a check of an empty batch (in a thread of its own).
+
+    A failure is one line here; the first check evaluation meets it again and reports it.
+    """
     import datetime as dt
 
     from assets.bronze import batch_checks
     from pipelines.ingest.batch import empty_result
     from pipelines.lake import tables
 
-    empty = empty_result(location.region, dt.date.today())
-    batch_checks(empty, suites[tables.BRONZE.name], suites[tables.QUARANTINE.name])
+    try:
+        empty = empty_result(location.region, dt.date.today())
+        batch_checks(empty, suites[tables.BRONZE.name], suites[tables.QUARANTINE.name])
+    except Exception as exc:  # the checks load GX again when due, and say what fails
+        _stderr(f"Great Expectations warm-up failed: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def _report_failure(

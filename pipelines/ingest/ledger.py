@@ -364,7 +364,7 @@ class SeenHashes:
     claimed since are read (:func:`read_batch_hashes` of those numbers). Sorted runs, each at
     most half the size of the one before, so a batch is merged a few times, not once per batch;
     runs stop growing at :data:`MERGED_RUN_HASHES`, so a merge never copies the day. Beside
-    each run, the batch each hash came from (``numbers``, 4 bytes an event): a hash found again
+    each run, the batch each hash came from (``numbers``, 2 bytes an event): a hash found again
     is then confirmed by reading that batch's files, not the day's (:class:`batch.Seen`).
     """
 
@@ -402,7 +402,7 @@ class SeenHashes:
             return
         self.runs.append(hashes)
         number = max(batches) if len(batches) == 1 else UNKNOWN_BATCH
-        self.numbers.append(np.full(len(hashes), number, np.uint32))
+        self.numbers.append(np.full(len(hashes), min(number, UNKNOWN_BATCH), np.uint16))
         while (
             len(self.runs) > 1
             and 2 * len(self.runs[-1]) > len(self.runs[-2])
@@ -427,8 +427,9 @@ class SeenHashes:
         return None if UNKNOWN_BATCH in found else found
 
 
-# the number kept for hashes whose batch is not known (see SeenHashes.add)
-UNKNOWN_BATCH = np.iinfo(np.uint32).max
+# the number kept for hashes whose batch is not known (see SeenHashes.add), or above it (a
+# day of more batches than a 16-bit number holds: those hashes are confirmed against the day)
+UNKNOWN_BATCH = int(np.iinfo(np.uint16).max)
 
 
 @dataclass
