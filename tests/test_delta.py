@@ -176,3 +176,27 @@ def test_timestamps_and_dates_at_the_calendars_edges_get_no_unreadable_bounds(tm
 def test_stats_json_refuses_what_json_cannot_hold():
     with pytest.raises(ValueError):
         delta.stats_json({"minValues": {"x": float("nan")}})
+
+
+def test_commit_infos_read_through_the_store_equal_delta_rs_history(tmp_path):
+    """What lineage reads (without delta-rs's history(), which keeps the GIL while reading)."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from pipelines.lake.delta.read import commit_infos
+
+    uri = str(tmp_path / "t")
+    for i in range(3):
+        meta = {"lakehouse.inputs": json.dumps([{"uri": "s3://b/x", "version": i}])}
+        write_deltalake(
+            uri,
+            pa.table({"a": [i]}),
+            mode="append",
+            commit_properties=CommitProperties(custom_metadata=meta),
+        )
+    theirs = DeltaTable(uri).history()
+    ours = commit_infos(uri, {}, 2)
+    assert [e["version"] for e in ours] == [e["version"] for e in theirs] == [2, 1, 0]
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["lakehouse.inputs"] == b["lakehouse.inputs"]
+        assert a["operation"] == b["operation"]
+    assert [e["version"] for e in commit_infos(uri, {}, 1)] == [1, 0]  # up to a version

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipelines.lake.delta.read import open_table
+from pipelines.lake.delta.read import commit_infos
 
 INPUTS_KEY = "lakehouse.inputs"
 
@@ -69,13 +69,10 @@ def upstream_versions(
             if options is None:  # in no location this lake knows: not opened
                 continue
             try:
-                table = open_table(u, dict(options))
-                history = table.history() if table is not None else []
+                history = commit_infos(u, dict(options), v)
             except Exception:  # gone, unreachable, or a feature delta-rs lacks: the branch ends
                 continue
             for entry in history:
-                if int(entry.get("version", -1)) > v:
-                    continue
                 for iu, iv in commit_inputs(entry).items():
                     if iv > following.get(iu, -1):
                         following[iu] = iv

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -359,6 +360,40 @@ def commit_adds(
             add = json.loads(line).get("add") if line.strip() else None
             if isinstance(add, dict):
                 out.append((str(add["path"]), int(add.get("size", 0))))
+    return out
+
+
+def commit_infos(uri: str, options: Mapping[str, str], upto: int) -> list[dict[str, Any]]:
+    """Each commit's ``commitInfo`` up to version ``upto``, newest first, with its ``version``.
+
+    What delta-rs's ``DeltaTable.history()`` returns, for the commits the log still holds. Read
+    through the lake's store: ``history()`` keeps Python's GIL while it reads the commits,
+    so with a store served from the same process (the S3 emulator of the tests) it never
+    returns. A commit file that is not JSON lines is skipped, as is one without commitInfo.
+    """
+    store = open_storage(uri, dict(options), create=False)
+    versions = sorted(
+        (
+            int(name)
+            for info in store.list("_delta_log/")
+            if (name := info.path.rsplit("/", 1)[-1].removesuffix(".json")).isdigit()
+            and info.path.endswith(".json")
+            and int(name) <= upto
+        ),
+        reverse=True,
+    )
+    out = []
+    for version in versions:
+        try:
+            lines = store.get(commit_file(version)).splitlines()
+            actions = [json.loads(line) for line in lines if line.strip()]
+        except (ValueError, FileNotFoundError):
+            continue  # cleaned up since it was listed, or not a commit of JSON lines
+        for action in actions:
+            info = action.get("commitInfo") if isinstance(action, dict) else None
+            if isinstance(info, dict):
+                out.append({**info, "version": version})
+                break
     return out
 
 
