@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from pipelines.lake.config import ADAPTER_OPTION
 from pipelines.lake.delta.cluster import is_clustered
-from pipelines.lake.storage import count_read, gcs_emulator_endpoint, open_storage
+from pipelines.lake.storage import Storage, count_read, gcs_emulator_endpoint, open_storage
 
 
 def deltalake_target(uri: str, options: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -356,8 +357,8 @@ def commit_adds(
     store = open_storage(uri, dict(options), create=False)
     out = []
     for version in range(after + 1, upto + 1):
-        for line in store.get(commit_file(version)).splitlines():
-            add = json.loads(line).get("add") if line.strip() else None
+        for action in _commit_actions(store, version):
+            add = action.get("add")
             if isinstance(add, dict):
                 out.append((str(add["path"]), int(add.get("size", 0))))
     return out
@@ -372,29 +373,29 @@ def commit_infos(uri: str, options: Mapping[str, str], upto: int) -> list[dict[s
     returns. A commit file that is not JSON lines is skipped, as is one without commitInfo.
     """
     store = open_storage(uri, dict(options), create=False)
-    versions = sorted(
-        (
-            int(name)
-            for info in store.list("_delta_log/")
-            if (name := info.path.rsplit("/", 1)[-1].removesuffix(".json")).isdigit()
-            and info.path.endswith(".json")
-            and int(name) <= upto
-        ),
-        reverse=True,
-    )
+    listed = (_COMMIT_KEY.search(i.path) for i in store.list("_delta_log/"))
+    versions = sorted((v for m in listed if m and (v := int(m.group(1))) <= upto), reverse=True)
     out = []
     for version in versions:
         try:
-            lines = store.get(commit_file(version)).splitlines()
-            actions = [json.loads(line) for line in lines if line.strip()]
+            actions = _commit_actions(store, version)
         except (ValueError, FileNotFoundError):
             continue  # cleaned up since it was listed, or not a commit of JSON lines
-        for action in actions:
-            info = action.get("commitInfo") if isinstance(action, dict) else None
-            if isinstance(info, dict):
-                out.append({**info, "version": version})
-                break
+        infos = (a.get("commitInfo") for a in actions if isinstance(a, dict))
+        info = next((i for i in infos if isinstance(i, dict)), None)
+        if info is not None:
+            out.append({**info, "version": version})
     return out
+
+
+# a commit's key in the log (not a checkpoint's, a checksum's or _last_checkpoint)
+_COMMIT_KEY = re.compile(r"(?:^|/)(\d{20})\.json$")
+
+
+def _commit_actions(store: Storage, version: int) -> list[Any]:
+    """A version's commit as its actions, one a JSON line (blank lines skipped)."""
+    lines = store.get(commit_file(version)).splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def has_deletion_vectors(table: DeltaTable) -> bool:
