@@ -176,15 +176,27 @@ def _sources(cfg: LakeConfig, options: Options) -> list[Stored]:
 
 def storage_by_location(cfg: LakeConfig, stored: Sequence[Stored]) -> dict[str, dict[str, Any]]:
     """Bytes at rest per location and table, and the estimated dollars a month they cost."""
-    out: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, dict[str, int]] = {}
     for s in stored:
         total = sum(p.bytes for p in s.parts.values())
         if not total:
             continue
-        entry = out.setdefault(s.location.name, {"bytes": 0, "usd_month": 0.0, "tables": {}})
-        entry["bytes"] += total
-        entry["tables"][s.label] = entry["tables"].get(s.label, 0) + total
-        entry["usd_month"] += total / BYTES_PER_GB * cfg.storage_price(s.location)
+        tables_of = sizes.setdefault(s.location.name, {})
+        tables_of[s.label] = tables_of.get(s.label, 0) + total
+    return _priced(cfg, sizes)
+
+
+def _priced(cfg: LakeConfig, sizes: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]]:
+    """Per location (by name): its tables' bytes, their total and its dollars a month."""
+    out: dict[str, dict[str, Any]] = {}
+    for where, by_table in sorted(sizes.items()):
+        total = sum(by_table.values())
+        price = cfg.storage_price(cfg.location(where))
+        out[where] = {
+            "bytes": total,
+            "usd_month": total / BYTES_PER_GB * price,
+            "tables": dict(by_table),
+        }
     return out
 
 
@@ -487,12 +499,7 @@ def _at_rest(
     for part in parts:
         for where, entry in (part or {}).items():
             by_table.setdefault(where, {}).update(entry["tables"])
-    out: dict[str, dict[str, Any]] = {}
-    for where, sizes in sorted(by_table.items()):
-        total = sum(sizes.values())
-        price = cfg.storage_price(cfg.location(where))
-        out[where] = {"bytes": total, "usd_month": total / BYTES_PER_GB * price, "tables": sizes}
-    return out
+    return _priced(cfg, by_table)
 
 
 # What a kept row holds for later runs rather than for a reader of the day's figures.
