@@ -20,6 +20,7 @@ from pipelines.lake import delta, tables
 from pipelines.lake.config import DriftSettings, LakeLocation, MLSettings, RetrainSettings
 from pipelines.lake.schemas import FEATURE_KEYS, FORECAST_SCHEMA, TARGET
 from pipelines.ml import monitoring, tracking
+from pipelines.ml import train as training
 from pipelines.ml.lineage import upstream_lineage
 from resources.lake import LakeResource
 from resources.mlflow import MLflowResource
@@ -68,10 +69,14 @@ class FeatureDriftConfig(dg.Config):
 def _read_features(
     lake: LakeResource,
     home: LakeLocation,
-    day: dt.date | None = None,
+    days: tuple[dt.date, dt.date] | None = None,
     version: int | None = None,
 ) -> tuple[pd.DataFrame, str, int]:
-    """Rows of demand_features (one day's, or all), the table URI and the version read."""
+    """Rows of demand_features, the table URI and the version read.
+
+    ``days`` (first, last): only those dates, else every row. A range reads only its
+    partitions' files (and counts their bytes as the lake's reads).
+    """
     uri = home.table_uri(FEATURES)
     opts = lake.storage_options(home)
     table = delta.open_table(uri, opts)
@@ -82,13 +87,43 @@ def _read_features(
     if version is not None and not 0 <= version <= table.version():
         raise ValueError(f"{FEATURES} at {uri} has versions 0..{table.version()}, not {version}")
     version = table.version() if version is None else version
-    data = delta.read_partition(uri, opts, {"date": day} if day else None, version=version)
+    if days is None:
+        data = delta.read_partition(uri, opts, None, version=version)
+    else:
+        data = delta.read_between(uri, opts, "date", days[0], days[1], version=version)
     frame = data.to_pandas()
-    if day is not None and frame.empty:
-        raise ValueError(f"{FEATURES} at {uri} (version {version}) has no rows for {day}")
+    if days is not None and days[0] == days[1] and frame.empty:
+        raise ValueError(f"{FEATURES} at {uri} (version {version}) has no rows for {days[0]}")
     if not frame.empty:
         frame["date"] = pd.to_datetime(frame["date"]).dt.date
+        # one order whatever the files' order: a retrain on the same window fits the same rows
+        frame = frame.sort_values(list(FEATURE_KEYS), ignore_index=True)
     return frame, uri, version
+
+
+def _training_rows(
+    lake: LakeResource, home: LakeLocation, settings: MLSettings, config: "DemandModelConfig"
+) -> tuple[pd.DataFrame, str, int, training.Window | None]:
+    """The features of the training window only: planned on the dates in the log, then read.
+
+    The window's dates come from the table's partitions (no data file opened), so a retrain
+    reads its window and holdout whatever the history. A table not partitioned by date is
+    read whole and the window planned on its rows.
+    """
+    uri = home.table_uri(FEATURES)
+    version = config.features_version
+    dates = delta.partition_dates(uri, lake.storage_options(home), "date", version)
+    if not dates:
+        frame, uri, read_version = _read_features(lake, home, version=version)
+        return frame, uri, read_version, None
+    end = dt.date.fromisoformat(config.end_date) if config.end_date else None
+    window = training.plan_window(
+        dates, settings.training_window_days, settings.holdout_days, end, source=uri
+    )
+    frame, uri, read_version = _read_features(
+        lake, home, (window.train_start, window.holdout_end), version
+    )
+    return frame, uri, read_version, window
 
 
 def training_settings(settings: MLSettings, config: DemandModelConfig) -> MLSettings:
@@ -152,9 +187,8 @@ def build_model(suite: Suite) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         """Demand forecaster trained on a window of demand_features, registered and gated."""
         params = {"max_iter": config.max_iter, "learning_rate": config.learning_rate}
-        features, uri, version = _read_features(
-            lake, lake.config().home, version=config.features_version
-        )
+        settings = training_settings(lake.config().ml, config)
+        features, uri, version, window = _training_rows(lake, lake.config().home, settings, config)
         trigger = {
             k.removeprefix("lakehouse/"): v
             for k, v in context.run.tags.items()
@@ -169,10 +203,11 @@ def build_model(suite: Suite) -> dg.AssetsDefinition:
                 # marks this model (docs/privacy.md)
                 *upstream_lineage(lake.config(), uri, version, lake.storage_options),
             ],
-            training_settings(lake.config().ml, config),
+            settings,
             params={k: v for k, v in params.items() if v is not None},
             end=dt.date.fromisoformat(config.end_date) if config.end_date else None,
             trigger=trigger,
+            window=window,
         )
         context.log.info(f"model v{outcome.version}: {outcome.reason}")
         return dg.MaterializeResult(
@@ -204,7 +239,7 @@ def build_forecast(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
         """The champion model's forecast for each store and SKU of the day, with its version."""
         day = _day(context)
         home = lake.config().home
-        features, uri, version = _read_features(lake, home, day)
+        features, uri, version = _read_features(lake, home, (day, day))
         track = mlflow.tracking()
         predictions, model_version = tracking.score_with_champion(track, features)
         out = pa.Table.from_pandas(
@@ -314,7 +349,7 @@ def build_drift(parts: Partitions, suite: Suite) -> dg.AssetsDefinition:
         drift_cfg, retrain_cfg = drift_settings(lake.config().ml, config)
         day = _day(context)
         home = lake.config().home
-        features, uri, version = _read_features(lake, home, day)
+        features, uri, version = _read_features(lake, home, (day, day))
         track = mlflow.tracking()
         champion = track.version_by_alias(tracking.CHAMPION)
         if champion is None:

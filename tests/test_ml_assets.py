@@ -4,6 +4,7 @@ promotion gate both ways, lineage, the forecast's model version, drift, and the 
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -204,3 +205,30 @@ def test_retrain_on_exactly_a_past_models_data(env, trained, drift_days):
             env["resources"]["mlflow"].tracking().client().get_run(trained[1]["mlflow_run_id"])
         ).data.params["train_rows"]
     )
+
+
+def test_training_reads_its_window_not_the_history(env, trained):
+    # runs last: another training run (not promoted: a tie) moves the challenger alias
+    import pyarrow.compute as pc
+
+    from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+
+    before = bytes_read()
+    meta = _train(env)
+    read = bytes_under(bytes_read_since(before), env["uri"])
+    window = {k: dt.date.fromisoformat(v) for k, v in meta["window"].items()}
+    files = delta.file_actions(env["uri"], {})
+    days = pc.cast(files["partition.date"], "date32").to_pylist()
+    inside = [window["train_start"] <= d <= window["holdout_end"] for d in days]
+    sizes = files["size_bytes"].to_pylist()
+    # the table holds days before the window (warm-up) and after its end; none is read
+    assert min(days) < window["train_start"] and max(days) > window["holdout_end"]
+    # the window's data files, and the log (the lineage reads its commits), nothing else
+    log = sum(f.stat().st_size for f in (Path(env["uri"]) / "_delta_log").iterdir())
+    window_bytes = sum(s for s, keep in zip(sizes, inside, strict=True) if keep)
+    assert window_bytes <= read <= window_bytes + log < sum(sizes)
+    rows = delta.read_partition(env["uri"], {}).to_pandas()
+    rows_in = rows[
+        (rows["date"] >= window["train_start"]) & (rows["date"] <= window["holdout_end"])
+    ]
+    assert meta["dagster/row_count"] == len(rows_in)

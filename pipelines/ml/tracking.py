@@ -523,16 +523,18 @@ def train_and_register(
     params: Mapping[str, Any] | None = None,
     end: dt.date | None = None,
     trigger: Mapping[str, str] | None = None,
+    window: training.Window | None = None,
 ) -> TrainingOutcome:
     """Fit on the window, compare with baseline and champion on one holdout, log, register.
 
     The new version always gets alias ``challenger``; it gets ``champion`` only when
     :func:`pipelines.ml.train.decide_promotion` says so. ``trigger`` (why this run happened, for
-    example which drift) becomes run tags and parameters.
+    example which drift) becomes run tags and parameters. ``window``: planned already on the
+    table's dates (``features`` then holds only its rows), else planned on ``features``.
     """
     source = lineage[0].uri if lineage else FEATURES.name
     window, train, holdout = training.choose_window(
-        features, settings.training_window_days, settings.holdout_days, end, source
+        features, settings.training_window_days, settings.holdout_days, end, source, window
     )
     ev = training.fit_and_score(window, train, holdout, params)
     champion = score_champion(tracking, holdout)

@@ -106,14 +106,17 @@ def choose_window(
     holdout_days: int,
     end: dt.date | None = None,
     source: str = FEATURES.name,
+    window: Window | None = None,
 ) -> tuple[Window, pd.DataFrame, pd.DataFrame]:
     """The window over a feature frame's own dates, with its training and holdout rows.
 
+    ``window``: planned already on the table's dates (the frame holds only its rows).
     ``source`` (the table's URI) names the data in every error.
     """
     check_columns(features, source)
-    dates = pd.to_datetime(features["date"]).dt.date
-    window = plan_window(list(dates.unique()), window_days, holdout_days, end, source=source)
+    if window is None:
+        dates = pd.to_datetime(features["date"]).dt.date
+        window = plan_window(list(dates.unique()), window_days, holdout_days, end, source=source)
     train, holdout = split(features, window)
     return window, train, holdout
 

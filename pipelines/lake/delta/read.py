@@ -315,15 +315,17 @@ def read_between(
     start: dt.date,
     end: dt.date,
     columns: list[str] | None = None,
+    version: int | None = None,
 ) -> pa.Table:
     """Rows whose partition column ``column`` lies in ``[start, end]``; empty if no table.
 
     Only the files of those partitions are opened (a partition filter), so the cost is the
     range's, not the table's history; rows in no particular order. The bytes of the files read
     (their sizes in the log, an upper bound when only some columns are read) are added to the
-    storage layer's counter: delta-rs reads them with its own object store.
+    storage layer's counter: delta-rs reads them with its own object store. ``version``: the
+    table as of that version (latest if None).
     """
-    table = open_table(uri, options)
+    table = open_table(uri, options, version=version)
     if table is None:
         return pa.table({})
     adds = add_actions(table)
@@ -339,6 +341,25 @@ def read_between(
     # it imports cost a small read (health rows, a day's quarantine reasons) about 0.6 s more
     where = f"{column} >= {sql_literal(start)} AND {column} <= {sql_literal(end)}"
     return _query(table, columns, where)
+
+
+def partition_dates(
+    uri: str, options: Mapping[str, str], column: str = "date", version: int | None = None
+) -> list[dt.date] | None:
+    """The distinct values of the date partition column ``column``, sorted, from the log alone.
+
+    None when there is no table or it is not partitioned by ``column`` (a reader must then
+    read the column itself): no data file is opened.
+    """
+    table = open_table(uri, options, version=version)
+    if table is None:
+        return None
+    adds = add_actions(table)
+    name = f"partition.{column}"
+    if name not in adds.column_names:
+        return None
+    days = pc.unique(adds.column(name).cast(pa.date32())).drop_null()
+    return sorted(days.to_pylist())
 
 
 def commit_file(version: int) -> str:
