@@ -254,3 +254,24 @@ def test_upstream_versions_follow_spark_user_metadata_and_take_the_latest(tmp_pa
     assert delta.upstream_versions(silver, 0, lambda u: {}) == {bronze: 0}
     assert delta.upstream_versions(str(tmp_path / "gone"), 0, lambda u: {}) == {}
     assert delta.commit_inputs({"userMetadata": "not json"}) == {}
+
+
+def test_upstream_versions_read_the_newest_naming_commit_not_the_history(tmp_path):
+    from pipelines.lake.storage import bytes_read, bytes_read_since, bytes_under
+
+    bronze, gold = str(tmp_path / "bronze"), str(tmp_path / "gold")
+    write_deltalake(bronze, pa.table({"a": [1]}))
+    for version in range(30):  # a month of daily writes, each naming what it read
+        write_deltalake(
+            gold, pa.table({"a": [version]}), mode="append",
+            commit_properties=CommitProperties(
+                custom_metadata={"userMetadata": delta.inputs_metadata({bronze: version})}
+            ),
+        )  # fmt: skip
+    write_deltalake(gold, pa.table({"a": [0]}), mode="append")  # upkeep's: names nothing
+    log = tmp_path / "gold" / "_delta_log"
+    newest = [log / f"{v:020d}.json" for v in (30, 29)]
+    before = bytes_read()
+    assert delta.upstream_versions(gold, 30, lambda u: {} if u == gold else None) == {bronze: 29}
+    # the two newest commits, not the thirty before them
+    assert bytes_under(bytes_read_since(before), gold) == sum(p.stat().st_size for p in newest)

@@ -13,8 +13,11 @@ from collections.abc import Callable, Mapping
 from pipelines.lake import delta
 from pipelines.lake.config import LakeConfig, LakeLocation
 from pipelines.lake.storage.uris import UriError, parse_uri
-from pipelines.lake.tables import TABLES
+from pipelines.lake.tables import BRONZE, LEDGER, QUARANTINE, TABLES
 from pipelines.ml.tracking import Lineage
+
+# tables the ingest writes from landing objects: lineage records their version, never opens them
+_SOURCES = frozenset({BRONZE.name, QUARANTINE.name, LEDGER.name})
 
 
 def _same(a: str, b: str) -> bool:
@@ -47,9 +50,12 @@ def upstream_lineage(
     """The tables behind ``uri@version`` as lineage entries (rows unknown: 0), by label."""
 
     def options_for(u: str) -> Mapping[str, str] | None:
-        # a table in no configured location is not opened (no store options, no address)
-        loc = _label(cfg, u)[1]
-        return options_of(loc) if loc is not None else None
+        # a table in no configured location is not opened (no store options, no address),
+        # nor one the ingest writes: its commits name no input
+        label, loc = _label(cfg, u)
+        if loc is None or label.split(".", 1)[0] in _SOURCES:
+            return None
+        return options_of(loc)
 
     out = []
     for u, v in sorted(delta.upstream_versions(uri, version, options_for).items()):

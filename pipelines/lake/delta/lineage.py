@@ -18,6 +18,9 @@ from typing import Any
 from pipelines.lake.delta.read import commit_infos
 
 INPUTS_KEY = "lakehouse.inputs"
+# commits read down from a version for the newest one naming its inputs (a table whose last
+# LINEAGE_COMMITS name none, as a source table's, ends its branch there)
+LINEAGE_COMMITS = 50
 
 
 def inputs_metadata(inputs: Mapping[str, int]) -> str:
@@ -54,11 +57,15 @@ def upstream_versions(
     options_for: Callable[[str], Mapping[str, str] | None],
     depth: int = 4,
 ) -> dict[str, int]:
-    """Every table the commits up to ``version`` of ``uri`` read, transitively: its latest.
+    """The tables behind ``uri@version``, transitively: each at the version last read.
 
-    Each level takes, per input URI, the highest version any commit named, then follows that
-    version's own commits (at most ``depth`` levels). A table that is gone or unreadable ends
-    its branch.
+    That is what the newest commit up to ``version`` naming inputs read. A transform here
+    names every table it read in each commit (a features step every region's gold, a gold step
+    its silver), and a later commit read later versions, so the walk reads the log down from
+    ``version`` only until that commit, at most ``LINEAGE_COMMITS`` commits (upkeep's and
+    erasures' commits name none; a source table, bronze, never does): the cost is the few
+    newest commits', whatever the table's history. Then it follows each input's version (at
+    most ``depth`` levels). A table that is gone or unreadable ends its branch.
     """
     found: dict[str, int] = {}
     level = {uri: version}
@@ -69,7 +76,13 @@ def upstream_versions(
             if options is None:  # in no location this lake knows: not opened
                 continue
             try:
-                history = commit_infos(u, dict(options), v)
+                history = commit_infos(
+                    u,
+                    dict(options),
+                    v,
+                    until=lambda e: bool(commit_inputs(e)),
+                    limit=LINEAGE_COMMITS,
+                )
             except Exception:  # gone, unreachable, or a feature delta-rs lacks: the branch ends
                 continue
             for entry in history:

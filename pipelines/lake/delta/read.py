@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import re
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -385,32 +384,42 @@ def commit_adds(
     return out
 
 
-def commit_infos(uri: str, options: Mapping[str, str], upto: int) -> list[dict[str, Any]]:
-    """Each commit's ``commitInfo`` up to version ``upto``, newest first, with its ``version``.
+def commit_infos(
+    uri: str,
+    options: Mapping[str, str],
+    upto: int,
+    until: Callable[[dict[str, Any]], bool] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Each commit's ``commitInfo`` from version ``upto`` down, newest first, with its ``version``.
 
     What delta-rs's ``DeltaTable.history()`` returns, for the commits the log still holds. Read
     through the lake's store: ``history()`` keeps Python's GIL while it reads the commits,
     so with a store served from the same process (the S3 emulator of the tests) it never
-    returns. A commit file that is not JSON lines is skipped, as is one without commitInfo.
+    returns. The commits are read by their keys, down from ``upto``, without listing the log:
+    the first version the log no longer holds (log cleanup removed it and every older one)
+    ends the walk. A commit file that is not JSON lines is skipped, as is one without
+    commitInfo. ``until``: the walk stops after the first entry it is true of; ``limit``: at
+    most that many commits read (a reader that needs the newest few does not pay for the
+    table's whole history).
     """
     store = open_storage(uri, dict(options), create=False)
-    listed = (_COMMIT_KEY.search(i.path) for i in store.list("_delta_log/"))
-    versions = sorted((v for m in listed if m and (v := int(m.group(1))) <= upto), reverse=True)
     out = []
-    for version in versions:
+    lowest = -1 if limit is None else max(upto - limit, -1)
+    for version in range(upto, lowest, -1):
         try:
             actions = _commit_actions(store, version)
-        except (ValueError, FileNotFoundError):
-            continue  # cleaned up since it was listed, or not a commit of JSON lines
+        except FileNotFoundError:
+            break  # cleaned up: so is every older commit
+        except ValueError:
+            continue  # not a commit of JSON lines
         infos = (a.get("commitInfo") for a in actions if isinstance(a, dict))
         info = next((i for i in infos if isinstance(i, dict)), None)
         if info is not None:
             out.append({**info, "version": version})
+            if until is not None and until(out[-1]):
+                break
     return out
-
-
-# a commit's key in the log (not a checkpoint's, a checksum's or _last_checkpoint)
-_COMMIT_KEY = re.compile(r"(?:^|/)(\d{20})\.json$")
 
 
 def _commit_actions(store: Storage, version: int) -> list[Any]:
