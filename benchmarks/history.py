@@ -1,14 +1,15 @@
 """History: does a run cost what a day costs, with 30 and with 365 days behind it?
 
 Builds the same lake twice (local folders, three regions), with ``days_small`` and
-``days_large`` days of history: each region's landing objects (the capture format's own
-keys, a few objects a day, as the simulator lands them), its gold (one commit per day, as the
-daily runs make it), bronze, quarantine and ingest ledger (partitions per landing day, written
-in monthly commits), the ML home's health table, the replicas synced up to date, and the
-landed-objects sensor's cursor after it saw the history, and bronze's VACUUM plan as the last
-weekly upkeep left it (``_lakehouse_upkeep/vacuum.json``: the version it planned to, nothing
-waiting, as the history holds no removal). Then it lands one new day in every
-region (landing objects, and the gold row set) and runs, each step in a fresh process (so the
+``days_large`` days of history at the demo's volume (3,000 events a region-day): each
+region's landing objects (the capture format's own keys, 24 objects a day, as the simulator
+lands them), its gold (one commit per day, as the daily runs make it), bronze, quarantine,
+ingest ledger and silver (partitions per day, written in monthly commits; strings distinct
+per row, as ids and e-mails are), the ML home's health table, the replicas synced up to
+date, and the landed-objects sensor's cursor after it saw the history, and bronze's VACUUM
+plan as the last weekly upkeep left it (``_lakehouse_upkeep/vacuum.json``: the version it
+planned to, nothing waiting, as the history holds no removal). Then it lands one new day in
+every region (landing objects, and the gold row set) and runs, each step in a fresh process (so the
 peak RSS is the step's), in this order:
 
 - ``sensor``: one tick of ``landed_objects_sensor`` from the cursor that saw the history;
@@ -92,8 +93,10 @@ NOT_COVERED = [
 # of fewer days cannot train (reported on the large lake, against its window's bytes)
 WINDOW_STEPS = ("train",)
 TRAIN_MIN_DAYS = 28 + 14 + 7
-LANDING_EVENTS = 200  # events a region-day lands (bronze's filler volume)
-LANDING_OBJECTS = 4  # objects a region-day lands in (history and new day)
+# events a region-day lands (and bronze's and silver's filler rows): the demo's volume
+# (lakehouse.cli.DEMO_EVENTS_PER_DAY), in the simulator's default 24 capture objects a day
+LANDING_EVENTS = 3000
+LANDING_OBJECTS = 24
 CURSOR_FILE = "sensor_cursor.json"
 # silver's columns as its Spark step types them (pipelines/spark/transforms.py: silver_events)
 SILVER_ARROW = pa.schema(
@@ -128,25 +131,33 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _filled(schema: pa.Schema, n: int, fixed: dict[str, Any], seed: int) -> pa.Table:
-    """``n`` rows of ``schema``: ``fixed`` columns as given, the rest plausible fillers."""
-    cols: dict[str, list[Any]] = {}
+    """``n`` rows of ``schema``: ``fixed`` columns as given, the rest plausible fillers.
+
+    Strings are distinct per row (ids, e-mails, payloads do not compress into a dictionary).
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    i = np.arange(n)
+    cols: dict[str, Any] = {}
     for f in schema:
         if f.name in fixed:
-            cols[f.name] = [fixed[f.name]] * n
+            cols[f.name] = pa.repeat(pa.scalar(fixed[f.name], f.type), n)
         elif pa.types.is_integer(f.type):
-            cols[f.name] = [(i * 7 + seed) % 97 for i in range(n)]
+            cols[f.name] = pa.array((i * 7 + seed) % 97).cast(f.type)
         elif pa.types.is_floating(f.type):
-            cols[f.name] = [((i * 13 + seed) % 101) / 10 for i in range(n)]
+            cols[f.name] = pa.array(((i * 13 + seed) % 101) / 10).cast(f.type)
         elif pa.types.is_timestamp(f.type):
-            cols[f.name] = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)] * n
+            cols[f.name] = pa.repeat(pa.scalar(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), f.type), n)
         elif pa.types.is_date(f.type):
-            cols[f.name] = [END] * n
+            cols[f.name] = pa.repeat(pa.scalar(END, f.type), n)
         elif pa.types.is_boolean(f.type):
-            cols[f.name] = [False] * n
+            cols[f.name] = pa.repeat(pa.scalar(False), n)
         elif pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
-            cols[f.name] = [b"{}"] * n
+            cols[f.name] = pa.repeat(pa.scalar(b"{}", f.type), n)
         else:
-            cols[f.name] = [f"{f.name}-{(i + seed) % 50}" for i in range(n)]
+            number = pc.cast(pa.array(i), pa.string())
+            cols[f.name] = pc.binary_join_element_wise(f"{f.name}-{seed}-", number, "")
     return pa.Table.from_pydict(cols, schema=schema)
 
 
@@ -216,7 +227,18 @@ def _sensor_tick(cursor: str | None) -> dict[str, Any]:
     }
 
 
+# tables Spark writes in the product (its statistics bound strings too, as delta-rs's
+# write_deltalake does); the others are written as the product's delta-rs writers write them
+# (pipelines.lake.delta.append_rows: its statistics, no string bounds; its table settings)
+SPARK_WRITTEN = ("silver_events", "gold_daily_demand", "demand_features")
+
+
 def _append(uri: str, data: pa.Table, partition_by: list[str]) -> None:
+    from pipelines.lake import delta
+
+    if uri.rstrip("/").rsplit("/", 1)[-1] not in SPARK_WRITTEN:
+        delta.append_rows(uri, data, {}, partition_by=partition_by)
+        return
     write_deltalake(
         uri,
         data,
@@ -251,8 +273,14 @@ def build(home: Path, days: int, rows: int) -> None:
         _land(loc, history)
     # the ML home's daily tables: features of every region, the forecast and its drift
     home_loc = cfg.home
-    for spec, n in ((tables.FEATURES, 3 * rows), (tables.FORECAST, 3 * rows), (tables.DRIFT, 20)):
-        _monthly(home_loc.table_uri(spec.name), spec, history, None, n, {}, "date")
+    # (the model's categorical inputs take few values, as the demo's)
+    few = {"region": home_loc.region, "category": "grocery"}
+    for spec, n, fixed in (
+        (tables.FEATURES, 3 * rows, few),
+        (tables.FORECAST, 3 * rows, {"region": home_loc.region}),
+        (tables.DRIFT, 20, {}),
+    ):
+        _monthly(home_loc.table_uri(spec.name), spec, history, None, n, fixed, "date")
     for rep in cfg.replicas():
         sync(cfg, rep.source_uri, rep.target_uri, SyncOptions(table=rep.table))
     # the sensor has seen the history: its cursor is where the next tick starts
