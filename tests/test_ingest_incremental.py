@@ -417,3 +417,31 @@ def test_kept_hashes_stay_sorted_runs_and_forget_an_abandoned_batch(tmp_path) ->
     state.abandoned = {5}
     assert seen.current(str(tmp_path / "no-ledger"), {}, {"region": "us"}, state) == []
     assert seen.batches == {1, 2, 3, 4}
+
+
+def test_a_first_batch_committed_after_the_ledger_was_read_is_no_legacy_partition(
+    lake_home, monkeypatch
+):
+    """The race behind a doubled count: B reads an empty ledger, A claims and commits its first
+    batch, B then finds rows in bronze. They are A's, not a partition written before the
+    ledger: B goes on from A's batch instead of re-ingesting (and counting) the whole day."""
+    land(LOC, SimulationConfig(start=DAY, end=DAY, events_per_day=600, objects_per_day=6))
+    loc = _loc()
+    t = ingest._Tables.of(loc, loc.storage_options())
+    part = ingest.bronze_partition(DAY, loc.region)
+    empty = ingest._settle(t, part, check=True)  # what B read before A's claim
+    first = _run(batch_objects=2, stop=lambda: True)  # A: one batch, then it stops
+    assert len(first.batches) == 1
+    real, calls = ingest._settle, []
+
+    def stale_first(*args, **kwargs):
+        calls.append(kwargs)
+        return empty if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_settle", stale_first)
+    second = _run(batch_objects=2)  # B
+    assert len(calls) > 1  # B read the ledger again on finding rows
+    assert second.reconciled and second.batches and 1 not in second.batches
+    # every landed record counted once between the two: A's batch not taken again
+    assert first.result.landed + second.result.landed == second.totals["landed"]
+    assert {o.batch for o in second.objects} == {1, *second.batches}

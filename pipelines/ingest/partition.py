@@ -254,7 +254,16 @@ def ingest_partition(
     limits = (batch_objects, batch_bytes)
     state, finished = _settle(t, part, check=True, full=full, memo=memo)
     if not full and not state.objects and delta.partition_rows(t.bronze, t.options, part):
-        full = True  # written before the ledger existed: replace it once, then go on
+        # Rows without ledger objects: written before the ledger existed (replace it once,
+        # then go on), or a concurrent writer's first batch, committed since the ledger was
+        # read. A writer claims in the ledger before it commits to bronze, so the ledger read
+        # again now holds that writer's objects: then this is no legacy partition, and a full
+        # re-ingest would replace its rows and count them again.
+        hold = state.tables_hold
+        state, more = _settle(t, part, memo=memo)
+        state.tables_hold = hold
+        finished += more
+        full = not state.objects
     plan = _full_plan(state, infos, limits) if full else None
     total = empty_result(location.region, landing_date)
     total.unconfigured_streams = unconfigured
