@@ -227,16 +227,18 @@ def _sensor_tick(cursor: str | None) -> dict[str, Any]:
     }
 
 
-# tables Spark writes in the product (its statistics bound strings too, as delta-rs's
-# write_deltalake does); the others are written as the product's delta-rs writers write them
-# (pipelines.lake.delta.append_rows: its statistics, no string bounds; its table settings)
+# tables Spark writes in the product, with the statistics Spark keeps: on the columns the
+# registry names (TableSpec.properties), strings bounded too, as delta-rs's write_deltalake does
+# (and Spark's checkpoint interval); the others are written as the product's delta-rs writers
+# write them (pipelines.lake.delta.append_rows: its statistics, no string bounds; its settings)
 SPARK_WRITTEN = ("silver_events", "gold_daily_demand", "demand_features")
 
 
 def _append(uri: str, data: pa.Table, partition_by: list[str]) -> None:
-    from pipelines.lake import delta
+    from pipelines.lake import delta, tables
 
-    if uri.rstrip("/").rsplit("/", 1)[-1] not in SPARK_WRITTEN:
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if name not in SPARK_WRITTEN:
         delta.append_rows(uri, data, {}, partition_by=partition_by)
         return
     write_deltalake(
@@ -244,7 +246,7 @@ def _append(uri: str, data: pa.Table, partition_by: list[str]) -> None:
         data,
         mode="append",
         partition_by=partition_by,
-        configuration={"delta.checkpointInterval": "10"},
+        configuration={"delta.checkpointInterval": "10", **tables.table(name).properties()},
     )
 
 

@@ -200,3 +200,42 @@ def test_commit_infos_read_through_the_store_equal_delta_rs_history(tmp_path):
         assert a["lakehouse.inputs"] == b["lakehouse.inputs"]
         assert a["operation"] == b["operation"]
     assert [e["version"] for e in commit_infos(uri, {}, 1)] == [1, 0]  # up to a version
+
+
+def test_statistics_cover_only_the_columns_a_table_names(tmp_path):
+    rows = pa.table({"d": [DAY] * 2, "qty": [1, 9], "hash": ["a" * 64, "b" * 64]})
+    stats = delta.file_stats(rows, ("qty",))
+    assert stats == {
+        "numRecords": 2,
+        "minValues": {"qty": 1},
+        "maxValues": {"qty": 9},
+        "nullCount": {"qty": 0},
+    }
+    # a rewrite (here: clustering by a hashed column) keeps the table's choice
+    uri = str(tmp_path / "t")
+    from deltalake import write_deltalake
+
+    write_deltalake(
+        uri, rows, partition_by=["d"], configuration={"delta.dataSkippingStatsColumns": "qty"}
+    )
+    write_deltalake(uri, rows, partition_by=["d"], mode="append")
+    got = delta.cluster_partitions(uri, {}, [{"d": DAY}], delta.Clustering("hash", 1, buckets=2))
+    assert got["files_added"] == 2
+    newest = sorted((Path(uri) / "_delta_log").glob("*.json"))[-1].read_text().splitlines()
+    adds = [json.loads(line)["add"] for line in newest if '"add"' in line]
+    assert len(adds) == 2
+    assert all(set(json.loads(a["stats"])["nullCount"]) == {"qty"} for a in adds)
+    log = "".join(p.read_text() for p in sorted((Path(uri) / "_delta_log").glob("*.json")))
+    assert "a" * 32 not in log and "b" * 32 not in log  # no hash bound in any commit
+    assert delta.table_rows(uri, {}) == 4
+
+
+def test_the_registry_names_statistics_columns_it_holds():
+    from pipelines.lake import tables
+
+    assert tables.SILVER.properties() == {tables.STATS_COLUMNS: "event_ts,landing_date,store_id"}
+    assert tables.BRONZE.properties() == {}
+    with pytest.raises(ValueError, match=r"silver_x: statistics columns \['date', 'nope'\]"):
+        tables._spec(
+            "silver_x", ("date", "x"), ["date"], tables.Role.REGION, False, "", ("nope", "date")
+        )

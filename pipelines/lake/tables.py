@@ -34,6 +34,14 @@ from pipelines.lake.schemas import (
     SILVER_PARTITION_BY,
 )
 
+# The Delta property naming the columns whose min, max and null count each add action carries.
+# A table Spark writes keeps them on the columns readers skip files by: Spark's default (every
+# column, strings truncated to 32 characters) made each add about 1.4 kB, so a year of one
+# file a day was a log larger than the day a run writes, which every run replays
+# (benchmarks/history.py); and it put keyed hashes of subjects in the log, which an erasure then
+# had to scrub (docs/privacy.md).
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+
 
 class Role(StrEnum):
     """Where a table lives: in every region's own location, or in the ML home only."""
@@ -53,11 +61,20 @@ class TableSpec:
     personal_data: bool
     description: str
     schema: pa.Schema | None = None
+    # the columns whose statistics the Delta log keeps (delta.dataSkippingStatsColumns), None:
+    # every column (see STATS_COLUMNS)
+    stats_columns: tuple[str, ...] | None = None
 
     @property
     def suite(self) -> str:
         """Name of the table's expectation suite (the asset that writes it)."""
         return self.name
+
+    def properties(self) -> dict[str, str]:
+        """Delta table properties a writer sets on the table (its statistics' columns)."""
+        if self.stats_columns is None:
+            return {}
+        return {STATS_COLUMNS: ",".join(self.stats_columns)}
 
 
 def _spec(
@@ -67,10 +84,17 @@ def _spec(
     role: Role,
     personal_data: bool,
     description: str,
+    stats_columns: tuple[str, ...] | None = None,
 ) -> TableSpec:
     arrow = schema if isinstance(schema, pa.Schema) else None
     columns = tuple(schema.names) if isinstance(schema, pa.Schema) else tuple(schema)
-    return TableSpec(name, columns, tuple(partition_by), role, personal_data, description, arrow)
+    stats = set(stats_columns or ())
+    unknown = sorted((stats - set(columns)) | (stats & set(partition_by)))
+    if unknown:
+        raise ValueError(f"{name}: statistics columns {unknown} are not data columns")
+    return TableSpec(
+        name, columns, tuple(partition_by), role, personal_data, description, arrow, stats_columns
+    )
 
 
 BRONZE = _spec(
@@ -104,6 +128,7 @@ SILVER = _spec(
     Role.REGION,
     True,  # pseudonymized, and pseudonymized data is still personal data (GDPR recital 26)
     "Typed events by event date; customer ids and emails as keyed hashes.",
+    stats_columns=("event_ts", "landing_date", "store_id"),
 )
 GOLD = _spec(
     "gold_daily_demand",
@@ -112,6 +137,7 @@ GOLD = _spec(
     Role.REGION,
     False,
     "One row per store, SKU and day; no personal data.",
+    stats_columns=("store_id", "sku"),
 )
 FEATURES = _spec(
     "demand_features",
@@ -120,6 +146,7 @@ FEATURES = _spec(
     Role.ML_HOME,
     False,
     "Model inputs of every region, one row per store, SKU and day.",
+    stats_columns=("region", "store_id", "sku"),
 )
 FORECAST = _spec(
     "demand_forecast",

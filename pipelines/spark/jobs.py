@@ -236,21 +236,23 @@ def write_range(
     start: dt.date,
     end: dt.date,
     region: str | None,
-    partition_by: Sequence[str],
+    table: tables.TableSpec,
     inputs: Mapping[str, int] | None = None,
 ) -> None:
     """Replace exactly the partitions of ``[start, end]`` (and region) with ``df``.
 
     ``inputs`` (table URI -> version read) go into the commit (``userMetadata``): a model's
-    lineage follows them from the features back to silver and bronze.
+    lineage follows them from the features back to silver and bronze. The table's registered
+    properties (its statistics' columns) are set on it.
     """
     target = spark_engine.configure_storage(df.sparkSession, uri, options, location)
     spark_engine.write_replace(
         df,
         target,
         date_range_predicate(start, end, region),
-        list(partition_by),
+        list(table.partition_by),
         inputs_metadata(inputs) if inputs else None,
+        table.properties(),
     )
 
 
@@ -288,7 +290,7 @@ def run(spark: SparkSession, request: StepRequest) -> dict[str, str]:
     else:
         df = gold(spark, loc, opts, start, end, inputs)
     uri = loc.table_uri(table.name)
-    write_range(df, loc, uri, opts, start, end, region, table.partition_by, inputs)
+    write_range(df, loc, uri, opts, start, end, region, table, inputs)
     return {"table_uri": uri, "location": loc.name}
 
 

@@ -101,3 +101,40 @@ def test_great_expectations_validates_spark_dataframes(spark):
     assert ("expect_column_values_to_be_between", "quantity") in failed
     assert ("expect_table_row_count_to_equal", None) not in failed
     assert outcome.rows == 2
+
+
+def _commits(uri):
+    import json
+    from pathlib import Path
+
+    out = []
+    for path in sorted((Path(uri) / "_delta_log").glob("*.json")):
+        out.append([json.loads(line) for line in path.read_text().splitlines()])
+    return out
+
+
+def test_spark_writes_keep_statistics_on_the_registered_columns_only(spark, tmp_path):
+    """A new table is created with its statistics' columns; an older one gets them, once."""
+    import json
+
+    from pipelines.lake import tables
+    from pipelines.spark import session as spark_engine
+
+    schema = "d date, customer_hash string, store_id long"
+    day = dt.date(2026, 10, 1)
+    df = spark.createDataFrame([(day, "f" * 64, 7), (day, "e" * 64, 9)], schema)
+    wanted = {tables.STATS_COLUMNS: "store_id"}
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    df.write.format("delta").partitionBy("d").save(old)  # before the registry named any
+    for uri in (old, new):
+        for _ in range(2):
+            spark_engine.write_replace(df, uri, "d = '2026-10-01'", ["d"], None, wanted)
+    for uri, metadata_commits in ((old, 2), (new, 1)):
+        commits = _commits(uri)
+        metas = [a["metaData"] for c in commits for a in c if "metaData" in a]
+        assert len(metas) == metadata_commits  # created with it, or set once, not per write
+        assert metas[-1]["configuration"][tables.STATS_COLUMNS] == "store_id"
+        adds = [a["add"] for a in commits[-1] if "add" in a]
+        assert adds and all(json.loads(a["stats"])["nullCount"] == {"store_id": 0} for a in adds)
+        assert "f" * 32 not in json.dumps(commits[-1])  # no hash as a bound
+        assert spark.read.format("delta").load(uri).filter("store_id = 9").count() == 1

@@ -12,7 +12,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, unquote
 
@@ -34,6 +34,7 @@ from pipelines.lake.delta.read import (
     table_version,
 )
 from pipelines.lake.storage import Storage, open_storage
+from pipelines.lake.tables import STATS_COLUMNS
 
 COMMIT_ATTEMPTS = 8
 # Parquet files of a partition write are encoded this many at a time (pyarrow releases the
@@ -392,8 +393,13 @@ def _put_file(
     rows: pa.Table,
     values: Mapping[str, str],
     name: str | None = None,
+    stats_columns: Sequence[str] | None = None,
 ) -> AddAction:
-    """Encode ``rows`` as one Parquet file under ``folder``, upload it, return its add action."""
+    """Encode ``rows`` as one Parquet file under ``folder``, upload it, return its add action.
+
+    ``stats_columns``: the columns its statistics cover (the table's own choice,
+    :func:`stats_columns_of`), None: every column.
+    """
     sink = pa.BufferOutputStream()
     pq.write_table(rows, sink, compression="snappy", use_dictionary=_few_values(rows))
     buf = sink.getvalue()
@@ -406,8 +412,16 @@ def _put_file(
         partition_values=dict(values),
         modification_time=time.time_ns() // 1_000_000,
         data_change=True,
-        stats=stats_json(file_stats(rows)),
+        stats=stats_json(file_stats(rows, stats_columns)),
     )
+
+
+def stats_columns_of(table: DeltaTable) -> tuple[str, ...] | None:
+    """The columns a table's files keep statistics on (``delta.dataSkippingStatsColumns``)."""
+    named = table.metadata().configuration.get(STATS_COLUMNS)
+    if not named:
+        return None
+    return tuple(c.strip().strip("`") for c in named.split(",") if c.strip())
 
 
 def _few_values(rows: pa.Table) -> list[str]:
@@ -420,8 +434,10 @@ def _few_values(rows: pa.Table) -> list[str]:
     ]
 
 
-def file_stats(rows: pa.Table) -> dict[str, object]:
+def file_stats(rows: pa.Table, columns: Sequence[str] | None = None) -> dict[str, object]:
     """Delta file statistics: row and null counts, and min/max where they are exact bounds.
+
+    ``columns``: only these columns' (a table's ``delta.dataSkippingStatsColumns``), None: all.
 
     Numbers, booleans and dates get their min and max; timestamps theirs widened to whole
     milliseconds (the precision Delta keeps). Strings get none: a truncated bound is easy to
@@ -431,7 +447,8 @@ def file_stats(rows: pa.Table) -> dict[str, object]:
     """
     low: dict[str, object] = {}
     high: dict[str, object] = {}
-    for f in rows.schema:
+    fields = [f for f in rows.schema if columns is None or f.name in columns]
+    for f in fields:
         if not rows.num_rows or rows[f.name].null_count == rows.num_rows:
             continue
         bounds = _bounds(rows[f.name], f.type)
@@ -441,7 +458,7 @@ def file_stats(rows: pa.Table) -> dict[str, object]:
         "numRecords": rows.num_rows,
         "minValues": low,
         "maxValues": high,
-        "nullCount": {f.name: rows[f.name].null_count for f in rows.schema},
+        "nullCount": {f.name: rows[f.name].null_count for f in fields},
     }
 
 

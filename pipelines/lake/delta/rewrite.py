@@ -27,6 +27,7 @@ from pipelines.lake.delta.commit import (
     _is_conflict,
     _put_file,
     discard_files,
+    stats_columns_of,
 )
 from pipelines.lake.delta.read import (
     _partition_value,
@@ -175,10 +176,12 @@ def _rewrite_files(
     staged: list[AddAction] = []
 
     cluster, k = clustered
+    stats_columns = stats_columns_of(table)
 
     def flush(rows: pa.Table, bucket: int | None = None) -> None:
         name = None if bucket is None else file_name(bucket, k)
-        add = _put_file(store, folder, rows.select(schema.names).cast(schema), values, name)
+        rows = rows.select(schema.names).cast(schema)
+        add = _put_file(store, folder, rows, values, name, stats_columns)
         staged.append(
             AddAction(
                 path=add.path,
