@@ -274,23 +274,35 @@ def write_replace(
     writer.partitionBy(*partition_by).save(uri)
 
 
+# reads and tries of a table's properties when another writer changes its metadata meanwhile
+PROPERTY_ATTEMPTS = 3
+
+
 def ensure_properties(session: SparkSession, uri: str, properties: Mapping[str, str]) -> bool:
     """Set ``properties`` on the Delta table at ``uri`` where its own differ; False: no table.
 
     A table created before a property was asked for gets it in one metadata commit, once (the
     next writes find it set). Only later files follow it: the files already written keep the
-    statistics they were written with.
+    statistics they were written with. Two writers setting it at once: the one whose commit
+    lost reads the table again and finds it set.
     """
-    try:
-        rows = session.sql(f"SHOW TBLPROPERTIES delta.`{uri}`").collect()
-    except Exception as exc:
-        text = str(exc)
-        if any(m in text for m in ("not a Delta table", "PATH_NOT_FOUND", "DELTA_MISSING")):
-            return False
-        raise
-    have = {row["key"]: row["value"] for row in rows}
-    todo = {k: v for k, v in properties.items() if have.get(k) != v}
-    if todo:
+    for attempt in range(PROPERTY_ATTEMPTS):
+        try:
+            rows = session.sql(f"SHOW TBLPROPERTIES delta.`{uri}`").collect()
+        except Exception as exc:
+            text = str(exc)
+            if any(m in text for m in ("not a Delta table", "PATH_NOT_FOUND", "DELTA_MISSING")):
+                return False
+            raise
+        have = {row["key"]: row["value"] for row in rows}
+        todo = {k: v for k, v in properties.items() if have.get(k) != v}
+        if not todo:
+            return True
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(todo.items()))
-        session.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({pairs})")
+        try:
+            session.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({pairs})")
+            return True
+        except Exception as exc:
+            if "concurrent" not in str(exc).lower() or attempt + 1 == PROPERTY_ATTEMPTS:
+                raise
     return True
