@@ -131,7 +131,7 @@ def read_delta(
                 reader = reader.option("versionAsOf", inputs[uri])
         return reader.load(target).where(where)
     except Exception as exc:
-        if "is not a Delta table" in str(exc) or "PATH_NOT_FOUND" in str(exc):
+        if spark_engine.is_missing_table(exc):
             raise ConfigError(f"{what}: no Delta table at {uri}") from None
         raise
 

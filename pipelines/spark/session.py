@@ -274,6 +274,11 @@ def write_replace(
     writer.partitionBy(*partition_by).save(uri)
 
 
+def is_missing_table(exc: Exception) -> bool:
+    """Whether Spark's error says there is no Delta table at the path (none, or no log)."""
+    return any(m in str(exc) for m in ("is not a Delta table", "PATH_NOT_FOUND"))
+
+
 # reads and tries of a table's properties when another writer changes its metadata meanwhile
 PROPERTY_ATTEMPTS = 3
 
@@ -290,8 +295,7 @@ def ensure_properties(session: SparkSession, uri: str, properties: Mapping[str, 
         try:
             rows = session.sql(f"SHOW TBLPROPERTIES delta.`{uri}`").collect()
         except Exception as exc:
-            text = str(exc)
-            if any(m in text for m in ("not a Delta table", "PATH_NOT_FOUND", "DELTA_MISSING")):
+            if is_missing_table(exc):
                 return False
             raise
         have = {row["key"]: row["value"] for row in rows}

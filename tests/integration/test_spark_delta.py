@@ -138,3 +138,14 @@ def test_spark_writes_keep_statistics_on_the_registered_columns_only(spark, tmp_
         assert adds and all(json.loads(a["stats"])["nullCount"] == {"store_id": 0} for a in adds)
         assert "f" * 32 not in json.dumps(commits[-1])  # no hash as a bound
         assert spark.read.format("delta").load(uri).filter("store_id = 9").count() == 1
+
+
+def test_a_missing_table_is_a_one_line_error_and_gets_no_properties(spark, tmp_path):
+    from pipelines.lake.config import ConfigError
+    from pipelines.spark import jobs
+    from pipelines.spark import session as spark_engine
+
+    missing = str(tmp_path / "never_written")
+    assert spark_engine.ensure_properties(spark, missing, {"delta.appendOnly": "false"}) is False
+    with pytest.raises(ConfigError, match=r"^silver of here: no Delta table at .*never_written$"):
+        jobs.read_delta(spark, None, missing, {}, "true", "silver of here")
