@@ -44,9 +44,8 @@ class ProjectInstance:
         why = "DAGSTER_HOME" if self.source == DAGSTER_HOME_ENV else "DAGSTER_HOME unset"
         return f"Dagster instance {self.home} ({why})"
 
-    @contextmanager
-    def open(self) -> Iterator[dg.DagsterInstance]:
-        """The instance, which must exist: a command never creates one somewhere unexpected."""
+    def require(self) -> None:
+        """Raise a one-line ValueError unless the folder exists (checked before any work)."""
         if self.home.exists() and not self.home.is_dir():
             raise ValueError(f"{self._named()} is a file, not a folder")
         if not self.home.is_dir():
@@ -54,6 +53,11 @@ class ProjectInstance:
                 f"{self._named()} is not an existing folder: `make setup` (or `make run`) "
                 "creates the project's .dagster/; or export DAGSTER_HOME"
             )
+
+    @contextmanager
+    def open(self) -> Iterator[dg.DagsterInstance]:
+        """The instance, which must exist: a command never creates one somewhere unexpected."""
+        self.require()
         import dagster as dg  # the engine commands that import this module never need Dagster
 
         with dg.DagsterInstance.from_config(str(self.home)) as instance:

@@ -11,8 +11,9 @@ public runless-event API. Two transports, one content:
   ``POST /report_asset_materialization/<key>`` and ``POST /report_asset_check/<key>`` endpoints
   (dagster-webserver 1.13's routes: the check's is not ``/report_asset_check_evaluation/``,
   the name its error messages use); what a worker outside the database's network uses;
-- otherwise ``DagsterInstance.get()`` (``DAGSTER_HOME``) and its public
-  ``report_runless_asset_event``: the same call the webserver's endpoints make.
+- otherwise the instance every command uses (``DAGSTER_HOME``, else the project's
+  ``.dagster/``) and its public ``report_runless_asset_event``: the same call the webserver's
+  endpoints make. A worker whose instance folder does not exist is refused at its start.
 
 A commit is reported after it is in the tables; the ledger batch it reported up to (and the
 one its checks cover) is then recorded in the store, so a report lost to a kill is made by the
@@ -35,6 +36,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lakehouse.instance import ProjectInstance, project_instance
 from pipelines.lake.config.environment import env
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
@@ -126,17 +128,34 @@ def shard(text: str) -> tuple[int, int]:
 
 
 class Reporter:
-    """Sends runless asset events: to a webserver over HTTP, or to the instance itself."""
+    """Sends runless asset events: to a webserver over HTTP, or to the instance itself.
 
-    def __init__(self, url: str | None) -> None:
+    Without a URL, the instance is the one every other command uses (DAGSTER_HOME, else the
+    project's ``.dagster/``: :func:`lakehouse.instance.project_instance`); a worker whose
+    instance folder does not exist is refused here, at its start, in one line, not after its
+    first commit with Dagster's own multi-line message.
+    """
+
+    def __init__(self, url: str | None, where: ProjectInstance | None = None) -> None:
         self.url = url.rstrip("/") if url else None
+        self.where = None if self.url else (where or project_instance())
+        if self.where is not None:
+            self.where.require()
         self._instance: Any = None
+
+    def line(self) -> str:
+        """Where the reports go, for the worker's first line."""
+        return f"Dagster at {self.url}" if self.url else self._where().line()
+
+    def _where(self) -> ProjectInstance:
+        assert self.where is not None  # set whenever there is no URL
+        return self.where
 
     def _instance_of(self) -> Any:
         if self._instance is None:
             import dagster as dg
 
-            self._instance = dg.DagsterInstance.get()
+            self._instance = dg.DagsterInstance.from_config(str(self._where().home))
         return self._instance
 
     def send(self, events: list[Any]) -> None:
@@ -399,6 +418,8 @@ def cmd_follow(
     from pipelines.lake import delta
     from pipelines.spark.transforms import PII_KEY_ENV
 
+    # the instance the reports go to exists, or the worker stops here, before a byte is read
+    reporter = Reporter(args.dagster_url or env(URL_ENV))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -409,7 +430,6 @@ def cmd_follow(
         signal.signal(sig, on_signal)
 
     suites = build_suites(cfg)
-    reporter = Reporter(args.dagster_url or env(URL_ENV))
     worker = stream.worker_id()
     # GX imported and its context built once, beside the first batches (a restarted worker
     # ingests at once, not after GX's import: about 3 CPU-s); checks wait for it
@@ -439,7 +459,10 @@ def cmd_follow(
     names = ", ".join(f"{loc.name} ({loc.jurisdiction})" for loc, _ in located)
     # the CPU its start took (imports of Dagster and GX, the suites built): what each restart
     # costs, apart from the stream's (benchmarks/stream.py reads it)
-    _stderr(f"worker {worker} following {names}{part}; start cpu {time.process_time():.2f}s")
+    _stderr(
+        f"worker {worker} following {names}{part}; reporting to {reporter.line()}; "
+        f"start cpu {time.process_time():.2f}s"
+    )
     statuses = stream.follow_all(followers, stop)
     out = [
         {"location": loc.name, "worker": asdict(st), "compute": grant.metadata()}
@@ -524,6 +547,8 @@ def _report_failure(
     """An observation on bronze_events (``bronze``: its key) saying the worker is backing off."""
     import dagster as dg
 
+    from pipelines.ingest.stream import first_line
+
     try:
         reporter.send(
             [
@@ -532,7 +557,7 @@ def _report_failure(
                     metadata={
                         "worker": worker,
                         "location": location,
-                        "error": str(exc).strip().splitlines()[0][:400] if str(exc) else "",
+                        "error": first_line(exc),
                         "retry_in_seconds": retry_in,
                     },
                     description="ingest worker backing off",
@@ -540,7 +565,7 @@ def _report_failure(
             ]
         )
     except Exception as failed:  # Dagster may be unreachable too: the log line is enough
-        _stderr(f"failure not reported to Dagster: {failed}")
+        _stderr(f"failure not reported to Dagster: {first_line(failed)}")
 
 
 def worker_status(

@@ -283,6 +283,35 @@ def test_a_worker_for_another_jurisdiction_refuses_before_a_read(tmp_path):
     assert not (tmp_path / ".lake" / "aws-us" / "tables").exists()
 
 
+def test_a_worker_without_its_dagster_instance_refuses_at_start_in_one_line(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 200)
+    env.pop("DAGSTER_HOME")  # and no .dagster/ under LAKEHOUSE_HOME: nowhere to report to
+    out = _cli(env, "ingest", "--follow", "--location", "aws-us", "--max-idle-seconds", "1")
+    assert out.returncode == 1
+    lines = [x for x in out.stderr.strip().splitlines() if "COMPUTE_JURISDICTION" not in x]
+    assert lines == [  # (the unset jurisdiction's notice apart)
+        f"lakehouse ingest: error: the project's Dagster instance {tmp_path / '.dagster'} "
+        "(DAGSTER_HOME unset) is not an existing folder: `make setup` (or `make run`) creates "
+        "the project's .dagster/; or export DAGSTER_HOME"
+    ]
+    assert not (tmp_path / ".lake" / "aws-us" / "_workers").exists()  # refused before a read
+    assert not (tmp_path / ".lake" / "aws-us" / "tables").exists()
+
+
+def test_a_worker_reports_to_the_projects_instance_when_dagster_home_is_unset(tmp_path):
+    env = _env(tmp_path)
+    _land(env, 200)
+    shutil.copytree(env.pop("DAGSTER_HOME"), tmp_path / ".dagster")  # what `make setup` makes
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, "--max-idle-seconds", "1")
+    assert proc.wait(300) == 0, log.read_text()[-2000:]
+    assert f"reporting to Dagster instance {tmp_path / '.dagster'} (DAGSTER_HOME unset)" in (
+        log.read_text()
+    )
+    _reported({**env, "DAGSTER_HOME": str(tmp_path / ".dagster")}, _exactly_once(tmp_path, env))
+
+
 def test_one_worker_follows_several_locations_each_exactly_once(tmp_path):
     env = _env(tmp_path)
     _land(env, 600)

@@ -613,7 +613,7 @@ class Follower:
         except Exception as exc:  # an unreachable store, a lost table: retried, never fatal
             self.backoff = min(self.follow.backoff_max_seconds, max(1.0, self.backoff * 2))
             self.status.failures += 1
-            self.status.last_error = _first_line(exc)
+            self.status.last_error = first_line(exc)
             self.log(
                 f"{self.location.name}: {self.status.last_error}; retry in {self.backoff:.0f}s"
             )
@@ -636,7 +636,7 @@ class Follower:
         try:
             self._flush(final=True)
         except Exception as exc:  # owed still, in the store: the next worker evaluates them
-            self.log(f"{self.location.name}: checks not reported at stop: {_first_line(exc)}")
+            self.log(f"{self.location.name}: checks not reported at stop: {first_line(exc)}")
         self.write_status("stopped")
         return self.status
 
@@ -666,6 +666,7 @@ def follow_all(followers: list[Follower], stop: threading.Event) -> list[Status]
         return [f.finish() for f in followers]
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line, bounded (its kind when it has no message): what a log line shows."""
     text = str(exc).strip()
     return text.splitlines()[0][:400] if text else type(exc).__name__
