@@ -230,11 +230,72 @@ def test_statistics_cover_only_the_columns_a_table_names(tmp_path):
     assert delta.table_rows(uri, {}) == 4
 
 
+def _bronze_rows(n: int, writer: int) -> pa.Table:
+    from pipelines.lake import schemas
+
+    rows = {f.name: pa.nulls(n, f.type) for f in schemas.BRONZE_SCHEMA}
+    rows.update(
+        event_id=pa.array([f"w{writer}-{i}" for i in range(n)]),
+        event_ts=pa.array([dt.datetime(2026, 10, 5, 1, i, tzinfo=dt.UTC) for i in range(n)]),
+        store_id=pa.array([writer] * n, pa.int64()),
+        region=pa.array(["us"] * n),
+        landing_date=pa.array([DAY] * n),
+    )
+    return pa.table(rows, schema=schemas.BRONZE_SCHEMA)
+
+
+def _append_bronze(uri: str, writer: int) -> None:
+    delta.append_rows(uri, _bronze_rows(3, writer), {}, partition_by=["landing_date", "region"])
+
+
+def _stats_of_adds(uri: str) -> list[dict]:
+    return [json.loads(a["add"]["stats"]) for a in _log_lines(uri) if "add" in a]
+
+
+def test_a_registered_table_written_by_delta_rs_keeps_statistics_on_its_columns(tmp_path):
+    from pipelines.lake import tables
+
+    uri = str(tmp_path / "bronze_events")  # known to the registry by its folder's name
+    _append_bronze(uri, 1)
+    config = DeltaTable(uri).metadata().configuration
+    assert config[tables.STATS_COLUMNS] == "event_ts"
+    assert config["delta.checkpointInterval"] == "10"  # the engine's own settings stay
+    (stats,) = _stats_of_adds(uri)
+    assert set(stats["nullCount"]) == {"event_ts"} and set(stats["minValues"]) == {"event_ts"}
+    assert stats["numRecords"] == 3
+    assert stats["minValues"]["event_ts"] == "2026-10-05T01:00:00.000Z"
+    # a folder of another name gets every column's, as before
+    other = str(tmp_path / "my_events")
+    _append_bronze(other, 1)
+    assert "store_id" in _stats_of_adds(other)[0]["nullCount"]
+    assert tables.STATS_COLUMNS not in DeltaTable(other).metadata().configuration
+
+
+def test_an_older_registered_table_gets_its_statistics_columns_once(tmp_path):
+    from pipelines.lake import tables
+
+    uri = str(tmp_path / "bronze_events")
+    DeltaTable.create(  # as an earlier version made it: no property
+        uri, _bronze_rows(0, 0).schema, partition_by=["landing_date", "region"]
+    )
+    ctx = mp.get_context("spawn")  # two writers set it at once: one commit wins, both append
+    with ctx.Pool(2) as pool:
+        pool.starmap(_append_bronze, [(uri, 1), (uri, 2)])
+    _append_bronze(uri, 3)
+    metadata = [a for a in _log_lines(uri) if "metaData" in a]
+    assert len(metadata) == 2  # the creation, then the property set once
+    assert DeltaTable(uri).metadata().configuration[tables.STATS_COLUMNS] == "event_ts"
+    assert all(set(s["nullCount"]) == {"event_ts"} for s in _stats_of_adds(uri))
+    rows = delta.read_partition(uri, {})
+    assert sorted(rows["store_id"].to_pylist()) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
 def test_the_registry_names_statistics_columns_it_holds():
     from pipelines.lake import tables
 
     assert tables.SILVER.properties() == {tables.STATS_COLUMNS: "event_ts,landing_date,store_id"}
-    assert tables.BRONZE.properties() == {}
+    assert tables.BRONZE.properties() == {tables.STATS_COLUMNS: "event_ts"}
+    assert tables.FORECAST.properties() == {}  # none named: every column
     with pytest.raises(ValueError, match=r"silver_x: statistics columns \['date', 'nope'\]"):
         tables._spec(
             "silver_x", ("date", "x"), ["date"], tables.Role.REGION, False, "", ("nope", "date")

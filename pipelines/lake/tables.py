@@ -35,7 +35,8 @@ from pipelines.lake.schemas import (
 )
 
 # The Delta property naming the columns whose min, max and null count each add action carries.
-# A table Spark writes keeps them on the columns readers skip files by: Spark's default (every
+# A table keeps them on the columns readers skip files by (Spark's writes, and the engine's
+# through delta-rs, follow it: commit.registered_properties): Spark's default (every
 # column, strings truncated to 32 characters) made each add about 1.4 kB, so a year of one
 # file a day was a log larger than the day a run writes, which every run replays
 # (benchmarks/history.py); and it put keyed hashes of subjects in the log, which an erasure then
@@ -104,6 +105,7 @@ BRONZE = _spec(
     Role.REGION,
     True,
     "Valid demand events as landed, raw personal data included.",
+    stats_columns=("event_ts",),
 )
 QUARANTINE = _spec(
     "bronze_quarantine",
@@ -112,6 +114,7 @@ QUARANTINE = _spec(
     Role.REGION,
     True,
     "Every rejected record or object, raw bytes (personal data included) and reason.",
+    stats_columns=("record_index",),
 )
 LEDGER = _spec(
     "bronze_ingest_ledger",
@@ -120,6 +123,7 @@ LEDGER = _spec(
     Role.REGION,
     True,  # names the region's landed objects; it stays with the data it describes
     "Which landed objects each bronze partition holds, and what became of their records.",
+    stats_columns=("batch",),  # a batch's rows are read by number (ledger._hash_rows)
 )
 SILVER = _spec(
     "silver_events",

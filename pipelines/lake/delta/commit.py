@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Tr
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
+from pipelines.lake import tables
 from pipelines.lake.delta.read import (
     _partition_value,
     commit_adds,
@@ -34,7 +36,6 @@ from pipelines.lake.delta.read import (
     table_version,
 )
 from pipelines.lake.storage import Storage, open_storage
-from pipelines.lake.tables import STATS_COLUMNS
 
 COMMIT_ATTEMPTS = 8
 # Parquet files of a partition write are encoded this many at a time (pyarrow releases the
@@ -57,6 +58,9 @@ TABLE_CONFIGURATION = {
     "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
     "delta.enableExpiredLogCleanup": "false",
 }
+
+
+T = TypeVar("T")
 
 
 def _is_conflict(exc: Exception) -> bool:
@@ -138,7 +142,7 @@ def stage_files(
     if sorted(cols) != sorted(partition):
         raise ValueError(f"{uri}: partition {dict(partition)} does not name the columns {cols}")
     _check_rows_in(uri, data, partition)
-    _create_if_absent(target, opts, data.schema, cols)
+    stats_columns = _create_if_absent(target, opts, data.schema, cols, registered_properties(uri))
     values = {k: _partition_value(v) for k, v in partition.items() if k in cols}
     folder = "/".join(f"{k}={quote(values[k], safe='-_.')}" for k in cols)
     files = data.drop_columns(cols)
@@ -151,10 +155,22 @@ def stage_files(
     with ThreadPoolExecutor(max_workers=max(1, min(count, WRITE_THREADS))) as pool:
         return list(
             pool.map(
-                lambda i: _put_file(store, folder, files.slice(i * step, step), values),
+                lambda i: _put_file(
+                    store, folder, files.slice(i * step, step), values, None, stats_columns
+                ),
                 range(count),
             )
         )
+
+
+def registered_properties(uri: str) -> dict[str, str]:
+    """The Delta properties the table registry gives the table ``uri`` ends in (none: {}).
+
+    A table is known by its folder's name, as the registry's personal-data flag is; a folder
+    of another name (a test's, a user's) gets none and keeps statistics on every column.
+    """
+    spec = tables.TABLES.get(uri.rstrip("/").rsplit("/", 1)[-1])
+    return spec.properties() if spec is not None else {}
 
 
 def discard_files(uri: str, options: Mapping[str, str], adds: list[AddAction]) -> None:
@@ -360,7 +376,7 @@ def _stage_partitions(
 ) -> list[AddAction]:
     """:func:`stage_files` for each partition ``data`` has rows in (the table created first)."""
     target, opts = deltalake_target(uri, options)
-    _create_if_absent(target, opts, data.schema, partition_by)
+    _create_if_absent(target, opts, data.schema, partition_by, registered_properties(uri))
     if not data.num_rows:
         return []
     keys = data.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
@@ -418,7 +434,7 @@ def _put_file(
 
 def stats_columns_of(table: DeltaTable) -> tuple[str, ...] | None:
     """The columns a table's files keep statistics on (``delta.dataSkippingStatsColumns``)."""
-    named = table.metadata().configuration.get(STATS_COLUMNS)
+    named = table.metadata().configuration.get(tables.STATS_COLUMNS)
     if not named:
         return None
     return tuple(c.strip().strip("`") for c in named.split(",") if c.strip())
@@ -512,36 +528,53 @@ def _merged_schema(table: DeltaTable, incoming: pa.Schema) -> pa.Schema:
     return pa.schema([*current, *extra]) if extra else current
 
 
-def _retry_on_conflict(action: Callable[[], object]) -> None:
+def _retry_on_conflict(action: Callable[[], T]) -> T:
     """Run ``action``, again (with a growing, jittered pause) when it lost a commit race."""
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            action()
-            return
+            return action()
         except (CommitFailedError, DeltaError) as exc:
             if attempt == COMMIT_ATTEMPTS - 1 or not _is_conflict(exc):
                 raise
             time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _create_if_absent(
-    target: str, opts: Mapping[str, str], schema: pa.Schema, partition_by: list[str]
-) -> None:
-    def create() -> None:
-        try:
-            latest_table(target, opts)
-            return
-        except TableNotFoundError:
-            pass
-        # mode="ignore": if another writer created it between our look and our create, the
-        # create fails as a conflict or does nothing, and the retry finds their table
-        DeltaTable.create(
-            target,
-            schema,
-            mode="ignore",
-            partition_by=partition_by or None,
-            storage_options=dict(opts) or None,
-            configuration=TABLE_CONFIGURATION,
-        )
+    target: str,
+    opts: Mapping[str, str],
+    schema: pa.Schema,
+    partition_by: list[str],
+    properties: Mapping[str, str] | None = None,
+) -> tuple[str, ...] | None:
+    """Create the table when absent, with ``properties``; return its statistics' columns.
 
-    _retry_on_conflict(create)
+    A table created before a property was asked for gets it in one metadata commit, once
+    (later writes find it set; files already written keep the statistics they have). Two
+    writers setting it at once: the loser's commit conflicts, and its retry finds it set.
+    """
+    wanted = dict(properties or {})
+
+    def create() -> tuple[str, ...] | None:
+        try:
+            table = latest_table(target, opts)
+        except TableNotFoundError:
+            # mode="ignore": if another writer created it between our look and our create,
+            # the create fails as a conflict or does nothing, and the retry finds their table
+            DeltaTable.create(
+                target,
+                schema,
+                mode="ignore",
+                partition_by=partition_by or None,
+                storage_options=dict(opts) or None,
+                configuration={**TABLE_CONFIGURATION, **wanted},
+            )
+            table = latest_table(target, opts)
+        have = table.metadata().configuration
+        todo = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if todo:
+            table.alter.set_table_properties(todo)
+            table = latest_table(target, opts)
+        return stats_columns_of(table)
+
+    return _retry_on_conflict(create)
