@@ -484,7 +484,15 @@ def cmd_erase(args: argparse.Namespace) -> dict[str, Any]:
     tracking = maintenance.default_tracking(cfg)
     pins = maintenance.registry_pins(tracking, cfg.maintenance)
     done = [
-        serve_location(cfg, loc, [request], key, model_pins_of=pins, tracking=tracking)
+        serve_location(
+            cfg,
+            loc,
+            [request],
+            key,
+            model_pins_of=pins,
+            tracking=tracking,
+            own=bool(args.location),  # else the hash stays where the subject was found
+        )
         for loc in locations
     ]
     due = done[-1].retraining_due if done else []

@@ -94,6 +94,26 @@ def test_erasing_again_is_safe_and_finds_nothing(lake, capsys):
     assert report["verified_absent"] and report["files_rewritten"] == 0
 
 
+def test_erasing_everywhere_keeps_the_subjects_hash_only_where_they_were(lake, capsys):
+    cfg = load_config("local")
+    customer, email = subject(lake["location"])
+    assert cli.main(["erase", "--customer-id", customer, "--email", email]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verified_absent"]
+    assert {p["location"] for p in report["locations"]} == set(cfg.locations)
+    hashes = {}
+    for loc in cfg.locations.values():
+        (receipt,) = DeltaTable(loc.table_uri("erasure_receipts")).to_pyarrow_table().to_pylist()
+        assert receipt["request_id"] == report["request_id"] and receipt["verified_absent"]
+        assert receipt["files_scanned"] >= 0 and receipt["files_holding_subject"] == 0
+        hashes[loc.name] = receipt["subject_hash"]
+    # a keyed hash is the subject's pseudonymized data: it stays in their jurisdiction's
+    # receipt; the locations only scanned to prove absence keep the request, not the hash
+    assert hashes == {
+        name: report["subject_hash"] if name == LOCATION else None for name in cfg.locations
+    }
+
+
 def test_without_the_key_erase_refuses_in_one_line(lake, monkeypatch, capsys):
     monkeypatch.delenv("LAKEHOUSE_PII_KEY")
     customer, _ = subject(lake["location"])

@@ -272,12 +272,26 @@ class LocationErasure:
         landing = self.landing.bytes_rewritten + self.landing.ledger_bytes_rewritten
         return sum(int(t["bytes_written"]) for t in self.tables) + landing
 
-    def receipt(self, request: ErasureRequest, key: str, served: dt.datetime) -> dict[str, Any]:
-        """The receipt row of one request (``ERASURE_RECEIPT_SCHEMA``)."""
+    @property
+    def held_subjects(self) -> bool:
+        """Whether the location held any of the batch's subjects (rows or landing records)."""
+        return any(t.get("rows_deleted") for t in self.tables) or bool(
+            self.landing.rewritten or self.landing.deleted
+        )
+
+    def receipt(
+        self, request: ErasureRequest, key: str, served: dt.datetime, name_subject: bool = True
+    ) -> dict[str, Any]:
+        """The receipt row of one request (``ERASURE_RECEIPT_SCHEMA``).
+
+        ``name_subject`` False: no ``subject_hash`` (null). A keyed hash is pseudonymized
+        data of the subject's jurisdiction; a location that held nothing of the subject,
+        scanned only to prove it, keeps the request id and its counts, not the hash.
+        """
         found = self.read_back.found.get(request.request_id, [])
         return {
             "request_id": request.request_id,
-            "subject_hash": request.subject_hash(key),
+            "subject_hash": request.subject_hash(key) if name_subject else None,
             "location": self.location,
             "jurisdiction": self.jurisdiction,
             "requested_at": request.requested_at or served,
@@ -320,12 +334,18 @@ def serve_location(
     model_pins_of: Callable[[str], list[maintenance.Pin]] | None = None,
     tracking: Tracking | None = None,
     now: dt.datetime | None = None,
+    own: bool = True,
 ) -> LocationErasure:
     """Erase ``requests``' subjects at ``location``, read back, write a receipt per request.
 
     With ``tracking`` (the registry ``model_pins_of`` reads), the model versions pinned to a
     version the erasure cost are marked, and the experiment's artifact store is scanned (an
     artifact holding a subject removed) and read back with the location's files.
+
+    ``own``: the requests are this location's (its request table's, or a request named to
+    it); their receipts here carry the subject's keyed hash. False (one request searched at
+    every location, its region unknown): the hash is written only where the subject was
+    found, so a location of another jurisdiction keeps none of it.
     """
     t0 = time.perf_counter()
     options_for = options_for or (lambda loc: loc.storage_options())
@@ -413,5 +433,8 @@ def serve_location(
         )
     out.seconds = round(time.perf_counter() - t0, 3)
     served = now or dt.datetime.now(dt.UTC)
-    write_receipts(location, options, [out.receipt(r, key, served) for r in requests])
+    name_subject = own or (len(requests) == 1 and out.held_subjects)
+    write_receipts(
+        location, options, [out.receipt(r, key, served, name_subject) for r in requests]
+    )
     return out
