@@ -434,7 +434,5 @@ def serve_location(
     out.seconds = round(time.perf_counter() - t0, 3)
     served = now or dt.datetime.now(dt.UTC)
     name_subject = own or (len(requests) == 1 and out.held_subjects)
-    write_receipts(
-        location, options, [out.receipt(r, key, served, name_subject) for r in requests]
-    )
+    write_receipts(location, options, [out.receipt(r, key, served, name_subject) for r in requests])
     return out
