@@ -222,7 +222,7 @@ def azurite_binary() -> Path:
     """The ``azurite-blob`` that ``make setup`` installs under emulators/."""
     binary = PROJECT_ROOT / "emulators" / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
-        raise EmulatorError(f"{binary} is missing: run `make setup` (npm ci --prefix emulators)")
+        raise EmulatorError(f"{binary} is missing: run `make azurite` (npm ci --prefix emulators)")
     return binary
 
 

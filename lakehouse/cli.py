@@ -24,6 +24,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lakehouse.instance import project_instance
@@ -624,7 +625,6 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     Progress and summary as ``demo`` prints them, plus what the emulators hold.
     """
     import shutil
-    from pathlib import Path
 
     from lakehouse.demo import check_demo_days
     from lakehouse.demo_summary import print_summary
@@ -635,14 +635,38 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     days_between(args.start, args.end, "run-emulated --from/--to")
     check_demo_days(load_config(EMULATED_ENV), args.start, args.end, "run-emulated")
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
+    _check_workdir(workdir, mine=not args.workdir)
     # the emulators keep nothing between runs, so neither may the instance nor MLflow
     shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).write_text("made by lakehouse run-emulated: emptied at each run\n")
     with Progress("run-emulated") as progress:
         summary = run_emulated(args.start, args.end, args.events_per_day, workdir, progress)
     if args.json:
         return summary
     print_summary(summary, sys.stdout)
     return None
+
+
+# The file run-emulated leaves in its work folder: a folder without it is never emptied.
+WORKDIR_MARKER = ".lakehouse-run-emulated"
+
+
+def _check_workdir(workdir: Path, mine: bool) -> None:
+    """Refuse a work folder run-emulated would empty but did not make (before any work).
+
+    Each run empties its folder. The project's own ``.emulated/`` (``mine``) is always its
+    own; a ``--workdir`` is emptied only when new, empty, or marked by an earlier run.
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"--workdir {workdir} is a file, not a folder")
+    if mine or not workdir.exists() or (workdir / WORKDIR_MARKER).is_file():
+        return
+    if any(workdir.iterdir()):
+        raise ValueError(
+            f"--workdir {workdir} holds files run-emulated did not make (no {WORKDIR_MARKER}); "
+            "each run empties its folder: give a new or empty folder"
+        )
 
 
 def _run_emulated_touches(args: argparse.Namespace) -> Touches:

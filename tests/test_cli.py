@@ -231,6 +231,27 @@ def test_run_emulated_without_the_dev_tools_is_one_line(tmp_path, monkeypatch, c
     assert "\n" not in err
 
 
+def test_run_emulated_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
+    import lakehouse.cli as cli
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "canary.txt").write_text("keep me")
+    argv = ["run-emulated", "--from", "2026-08-01", "--to", "2026-10-01"]  # days it can train on
+    assert main([*argv, "--workdir", str(precious)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds files run-emulated did not make" in err
+    assert (precious / "canary.txt").read_text() == "keep me"
+    assert main([*argv, "--workdir", str(precious / "canary.txt")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # new, empty, or marked by an earlier run: its own to empty
+    cli._check_workdir(tmp_path / "new", mine=False)
+    (tmp_path / "empty").mkdir()
+    cli._check_workdir(tmp_path / "empty", mine=False)
+    (precious / cli.WORKDIR_MARKER).write_text("")
+    cli._check_workdir(precious, mine=False)
+
+
 def test_ingest_full_reingests_the_same_rows(lake_home, capsys):
     sim = ["simulate", "--from", "2026-10-05", "--to", "2026-10-05", "--location", "aws-us"]
     assert main([*sim, "--events-per-day", "300", "--bad-rate", "0.05"]) == 0
