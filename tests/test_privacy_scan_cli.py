@@ -52,3 +52,26 @@ def test_scan_of_no_table_is_one_line(lake_home, capsys):
     code, report, err = _run(capsys, "--table", "nothing", "--location", "azure-eu")
     assert code == 1 and report is None and err.count("\n") == 1
     assert "is not a Delta table" in err
+
+
+def test_a_path_for_a_table_cannot_reach_another_locations_data(lake_home, capsys, monkeypatch):
+    cfg = load_config("local")
+    uri = cfg.location("azure-eu").table_uri("contacts")
+    write_deltalake(uri, pa.table({"contact": ["shopper@example.org"]}))
+    monkeypatch.setenv("LAKEHOUSE_COMPUTE_JURISDICTION", "US")  # a US worker
+    for command in (
+        ["scan", "--table", "../../azure-eu/tables/contacts", "--location", "aws-us"],
+        ["quarantine", "--table", "../../azure-eu/tables/bronze_quarantine", "--location",
+         "aws-us", "--date", DAY.isoformat()],
+    ):  # fmt: skip
+        assert cli.main(command) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert "is not a name (letters, digits, _ . -; no path or '/')" in err, err
+
+
+def test_quarantine_of_a_table_that_is_not_there_is_an_error_not_a_clean_day(lake_home, capsys):
+    argv = ["quarantine", "--table", "nosuch", "--location", "aws-us", "--date", DAY.isoformat()]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no Delta table 'nosuch' at location aws-us" in err

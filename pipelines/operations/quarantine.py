@@ -13,7 +13,7 @@ from typing import Any
 
 from pipelines.ingest.reasons import reason_kind
 from pipelines.lake import delta, tables
-from pipelines.lake.config import LakeLocation
+from pipelines.lake.config import ConfigError, LakeLocation
 
 SAMPLE_KEYS = 3
 
@@ -45,6 +45,9 @@ def day_reasons(
     is read, and only its reason and object key columns.
     """
     uri = loc.table_uri(table or tables.QUARANTINE.name)
+    if table is not None and delta.table_version(uri, options) is None:
+        # a table named that is not there is a typo, not a day without rejected records
+        raise ConfigError(f"no Delta table {table!r} at location {loc.name} ({uri})")
     rows = delta.read_between(
         uri, options, "landing_date", day, day, ["landing_date", "source_object", "reason"]
     )

@@ -53,6 +53,20 @@ class LandingConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# A table's (or location's) name as a path segment: never a path, so a name given on a command
+# line cannot reach another location's tables ("../../azure-eu/tables/bronze_events").
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def _one_name(name: str, what: str) -> str:
+    if not _NAME.fullmatch(name or "") or set(name) == {"."}:
+        shown = name if len(name) <= 80 else name[:79] + "…"
+        raise ConfigError(
+            f"{what} name {shown!r} is not a name (letters, digits, _ . -; no path or '/')"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class LakeLocation:
     """One lake location: a root in one cloud, in one jurisdiction."""
@@ -87,12 +101,12 @@ class LakeLocation:
         return "/".join([self.root_uri(), *(p.strip("/") for p in parts if p)])
 
     def table_uri(self, table: str) -> str:
-        """URI of a Delta table at this location."""
-        return self.uri("tables", table)
+        """URI of a Delta table at this location (``table`` a name, never a path)."""
+        return self.uri("tables", _one_name(table, "table"))
 
     def replica_uri(self, table: str, source: str) -> str:
         """URI of this location's replica of ``table`` copied from location ``source``."""
-        return self.uri("replicas", source, table)
+        return self.uri("replicas", _one_name(source, "location"), _one_name(table, "table"))
 
     def storage_options(self, secrets: dict[str, str] | None = None) -> dict[str, str]:
         """Storage options for deltalake/obstore, placeholders resolved now, secrets merged."""
