@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from lakehouse.instance import project_instance
 from lakehouse.progress import Progress
 from pipelines.lake.config import ConfigError, LakeConfig, LakeLocation, load_config
-from pipelines.lake.config.environment import env
+from pipelines.lake.config.environment import env, redact
 
 if TYPE_CHECKING:
     from pipelines.replication.deltalog import Hook
@@ -1725,7 +1725,7 @@ def one_line(exc: BaseException) -> str:
     Object-store clients answer an unreachable endpoint with dozens of lines of retries and
     causes; the first line names the store and what failed.
     """
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
     if not isinstance(exc, EXPECTED) or not text:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     if len(text) > MAX_MESSAGE:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lakehouse.instance import ProjectInstance, project_instance
-from pipelines.lake.config.environment import env
+from pipelines.lake.config.environment import env, redact
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
 # A worker's batches are smaller than a run's (32 MiB): with 32 MiB batches under a backlog a
@@ -137,11 +137,19 @@ class Reporter:
     """
 
     def __init__(self, url: str | None, where: ProjectInstance | None = None) -> None:
-        self.url = url.rstrip("/") if url else None
+        self.url = _webserver_url(url) if url else None
         self.where = None if self.url else (where or project_instance())
+        self._instance: Any = None
         if self.where is not None:
             self.where.require()
-        self._instance: Any = None
+            from pipelines.ingest.stream import first_line
+
+            try:  # a dagster.yaml Dagster cannot load: refused now, not at the first report
+                self._instance_of()
+            except Exception as exc:
+                raise ValueError(
+                    f"{self.where.line()}: {first_line(exc)} (its dagster.yaml?)"
+                ) from None
 
     def line(self) -> str:
         """Where the reports go, for the worker's first line."""
@@ -208,6 +216,17 @@ class Reporter:
         with urllib.request.urlopen(request, timeout=30) as resp:
             if resp.status != 200:
                 raise OSError(f"{route}: HTTP {resp.status}: {resp.read()[:200]!r}")
+
+
+def _webserver_url(url: str) -> str:
+    """``url`` without its trailing ``/``, refused in one line unless it is http(s)://host."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"--dagster-url (or {URL_ENV}) {redact(url)!r} is not a webserver's http(s) URL, "
+            "e.g. http://127.0.0.1:3000"
+        )
+    return url.strip().rstrip("/")
 
 
 def _plain(metadata: Any) -> dict[str, Any]:
@@ -397,7 +416,7 @@ def partition_events(
 
 
 def _stderr(line: str) -> None:
-    sys.stderr.write(f"lakehouse ingest --follow: {line}\n")
+    sys.stderr.write(f"lakehouse ingest --follow: {redact(line)}\n")
     sys.stderr.flush()
 
 

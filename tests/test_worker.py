@@ -299,6 +299,36 @@ def test_a_worker_without_its_dagster_instance_refuses_at_start_in_one_line(tmp_
     assert not (tmp_path / ".lake" / "aws-us" / "tables").exists()
 
 
+def test_a_worker_refuses_a_url_or_an_instance_it_cannot_report_to_and_shows_no_password(
+    tmp_path,
+):
+    env = _env(tmp_path)
+    args = ["ingest", "--follow", "--location", "aws-us", "--max-idle-seconds", "1"]
+    for url in ("notaurl", "ftp://127.0.0.1/x", "http://", "http://admin:S3CRET@"):
+        out = _cli(env, *args, "--dagster-url", url)
+        assert out.returncode == 1, out.stderr
+        (line,) = [x for x in out.stderr.splitlines() if "COMPUTE_JURISDICTION" not in x]
+        assert "is not a webserver's http(s) URL" in line and "S3CRET" not in line, line
+    broken = tmp_path / "broken-dagster"
+    broken.mkdir()
+    (broken / "dagster.yaml").write_text("run_storage: [unclosed\n")
+    out = _cli({**env, "DAGSTER_HOME": str(broken)}, *args)
+    assert out.returncode == 1
+    (line,) = [x for x in out.stderr.splitlines() if "COMPUTE_JURISDICTION" not in x]
+    assert f"Dagster instance {broken} (DAGSTER_HOME)" in line and "dagster.yaml" in line
+    assert not (tmp_path / ".lake" / "aws-us" / "_workers").exists()  # refused before a read
+    # a URL with credentials works as any other, and its password is never printed
+    _land(env, 200)
+    log = tmp_path / "worker.log"
+    proc = _worker(env, log, "--dagster-url", "http://u:S3CRET@127.0.0.1:9")  # a closed port
+    _wait_for(log, "retry in", proc)  # committed, the report refused: backing off
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0
+    text = log.read_text()
+    assert "reporting to Dagster at http://***@127.0.0.1:9" in text and "S3CRET" not in text
+    assert "S3CRET" not in proc.stdout.read().decode()
+
+
 def test_a_worker_reports_to_the_projects_instance_when_dagster_home_is_unset(tmp_path):
     env = _env(tmp_path)
     _land(env, 200)

@@ -59,6 +59,7 @@ from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS
 from pipelines.ingest.state import STATE_PREFIX
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
+from pipelines.lake.config.environment import redact
 from pipelines.lake.delta.cluster import Clustering
 from pipelines.lake.storage import ObjectInfo, Storage, open_storage
 
@@ -668,5 +669,5 @@ def follow_all(followers: list[Follower], stop: threading.Event) -> list[Status]
 
 def first_line(exc: BaseException) -> str:
     """An error's first line, bounded (its kind when it has no message): what a log line shows."""
-    text = str(exc).strip()
+    text = redact(str(exc).strip())  # a URL's credentials never reach a log or the store
     return text.splitlines()[0][:400] if text else type(exc).__name__

@@ -188,6 +188,19 @@ RESOURCE_SECRETS = (
 )
 
 
+# user:password@ in a URL (a webserver's, a tracking server's, a proxy's): never shown
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``.
+
+    For messages and log lines that name a URL a user gave (``--dagster-url``,
+    ``MLFLOW_TRACKING_URI``): its ``user:password@`` is a secret like any other.
+    """
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
 def env(name: str) -> str | None:
     """The value of a registered variable, None when unset (its default is the caller's).
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.lake.config import LakeConfig, LakeLocation, MaintenanceSettings, Replica
-from pipelines.lake.config.environment import env
+from pipelines.lake.config.environment import env, redact
 from pipelines.lake.storage import StorageError, open_storage
 from pipelines.replication.deltalog import (
     latest_version,
@@ -194,8 +194,9 @@ def model_pins(tracking: Any, uri: str, settings: MaintenanceSettings) -> list[P
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaintenanceError(
-            f"model registry {tracking.registry}: cannot list the versions of "
-            f"{tracking.model_name!r} ({text[:200]}); no file is deleted without that check"
+            f"model registry {redact(str(tracking.registry))}: cannot list the versions of "
+            f"{tracking.model_name!r} ({redact(text[:200])}); no file is deleted without that "
+            "check"
         ) from None
     return lineage_pins(versions, uri, tracking.model_name, settings)
 
