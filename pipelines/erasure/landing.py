@@ -4,7 +4,9 @@ A landing object holding a subject's record is rewritten in place in its capture
 (Firehose gzip NDJSON, Pub/Sub NDJSON, Event Hubs Capture and Pub/Sub Avro with their schema and
 codec kept), the other records unchanged and in order; an object left without records stays as an
 empty object of its format (a full re-ingest of its partition refuses a partition whose ingested
-objects are gone). One that cannot be decoded is deleted when its bytes hold the subject.
+objects are gone). One that cannot be decoded is replaced by an empty object of its format when
+its raw bytes hold the subject as a token, and its ledger rows moved like a rewritten one's (the
+rows deleted of it, its whole-object quarantine row, leave its counts): the partition reconciles.
 
 The ledger keys an ingested object by (key, etag, size) (:mod:`pipelines.ingest.ledger`): a
 rewritten object would be taken for one rewritten by its producer and quarantined whole
