@@ -84,7 +84,7 @@ def build(env: str, location: str, key: str, currency: str) -> dict:
             {
                 "date": [DAY],
                 "region": [loc.region],
-                "event_id": [f"e-{who[0]}"],
+                "event_id": [f"e:{who[0]}"],  # the id as a token (":" ends one): a bound to scrub
                 "customer_hash": [keyed_hash(key, who[0])],
                 "email_hash": [keyed_hash(key, who[1])],
             }

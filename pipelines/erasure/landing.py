@@ -4,7 +4,9 @@ A landing object holding a subject's record is rewritten in place in its capture
 (Firehose gzip NDJSON, Pub/Sub NDJSON, Event Hubs Capture and Pub/Sub Avro with their schema and
 codec kept), the other records unchanged and in order; an object left without records stays as an
 empty object of its format (a full re-ingest of its partition refuses a partition whose ingested
-objects are gone). One that cannot be decoded is deleted when its bytes hold the subject.
+objects are gone). One that cannot be decoded is replaced by an empty object of its format when
+its raw bytes hold the subject as a token, and its ledger rows moved like a rewritten one's (the
+rows deleted of it, its whole-object quarantine row, leave its counts): the partition reconciles.
 
 The ledger keys an ingested object by (key, etag, size) (:mod:`pipelines.ingest.ledger`): a
 rewritten object would be taken for one rewritten by its producer and quarantined whole
@@ -23,6 +25,7 @@ ledger rows, and lifts the fence (:func:`release_landing`).
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import re
@@ -39,6 +42,8 @@ from pipelines.lake.storage import ObjectInfo, Storage
 from pipelines.privacy.erase import Subject
 
 AVRO_BODY = {"eventhubs_capture": "Body", "pubsub_avro": "data"}
+# the tables an object's records were counted into (``removed_from``'s keys)
+TABLES_OF_RECORDS = ("bronze", "quarantine")
 
 
 @dataclass
@@ -62,10 +67,16 @@ class LandingErasure:
 
 def _pattern(subject: Subject) -> re.Pattern[bytes]:
     """Any identifier as a token (the quarantine's rule, :meth:`Subject.token_pattern`)."""
-    values = sorted(subject.values())
-    outside = rb"[^A-Za-z0-9_@.+\-]"
-    alts = b"|".join(re.escape(v.encode()) for v in values)
-    return re.compile(rb"(?:^|" + outside + rb")(?:" + alts + rb")(?:$|" + outside + rb")")
+    pattern = subject.matcher()
+    if pattern is None:
+        raise ValueError("an erasure names at least one identifier")
+    return pattern
+
+
+def _empty(location: LakeLocation) -> bytes:
+    """An object of the location's capture format holding no record."""
+    window = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return capture.encode(location.landing, capture.Batch(window, []), 0)
 
 
 def _rewrite(fmt: str, data: bytes, holds: re.Pattern[bytes]) -> tuple[bytes, int] | None:
@@ -119,22 +130,22 @@ class Found:
         return out
 
 
-def _holds_subject(fmt: str, data: bytes, holds: re.Pattern[bytes], needles: list[bytes]) -> bool:
+def _holds_subject(fmt: str, data: bytes, holds: re.Pattern[bytes]) -> bool:
     try:
         return _rewrite(fmt, data, holds) is not None
-    except Exception:  # undecodable: its raw bytes are what it holds
-        return any(n in data for n in needles)
+    except Exception:  # undecodable: its raw bytes are what it holds, matched as tokens too
+        return holds.search(data) is not None
 
 
 def find_landing(location: LakeLocation, storage: Storage, subject: Subject) -> Found:
     """Every landing object of ``location`` holding the subject (read only)."""
     out = Found()
-    holds, needles = _pattern(subject), subject.needles()
+    holds = _pattern(subject)
     for info in list(storage.list(location.landing.prefix.strip("/") + "/")):
         data = storage.get(info.path)
         out.scanned += 1
         out.bytes_scanned += info.size
-        if _holds_subject(location.landing.format, data, holds, needles):
+        if _holds_subject(location.landing.format, data, holds):
             out.objects.append(info)
     return out
 
@@ -175,7 +186,6 @@ def erase_landing(
     found = found or find_landing(location, storage, subject)
     report = LandingErasure(found.scanned, found.bytes_scanned)
     holds = _pattern(subject)
-    needles = subject.needles()
     fmt = location.landing.format
     ledger_uri = location.table_uri(ledger.LEDGER_TABLE)
     # a day's objects rewritten, then their ledger rows moved in one UPDATE (one rewrite of the
@@ -198,13 +208,17 @@ def erase_landing(
             if info is None:
                 continue  # gone since: nothing left to erase
             data = storage.get(info.path)
+            corrupt = False
             try:
                 done = _rewrite(fmt, data, holds)
-            except Exception:  # undecodable: nothing to keep; gone only if it holds the subject
-                if any(n in data for n in needles):
-                    storage.delete(info.path)
-                    report.deleted.append({"key": info.path, "bytes": info.size})
-                continue
+            except Exception:  # undecodable: nothing to keep, if its raw bytes hold the subject
+                if holds.search(data) is None:
+                    continue
+                # emptied, not deleted: the ledger keeps the object (a full re-ingest reads it
+                # again) and counts it as the tables now hold it: the rows the erasure deleted
+                # of it (its whole-object quarantine row) leave its counts
+                gone = sum(removed_from.get(t, {}).get(info.path, 0) for t in TABLES_OF_RECORDS)
+                done, corrupt = (_empty(location), gone), True
             if done is None:
                 continue
             new, records = done
@@ -214,14 +228,11 @@ def erase_landing(
             # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
             now = _current(storage, info.path)
             etag, size = (now.etag, now.size) if now is not None else (None, len(new))
-            report.rewritten.append(
-                {
-                    "key": info.path,
-                    "bytes_before": info.size,
-                    "bytes_after": size,
-                    "records": records,
-                }
-            )
+            entry = {"key": info.path, "bytes_before": info.size, "bytes_after": size}
+            if corrupt:  # its bytes are gone: an empty object of the format holds its key
+                report.deleted.append({"key": info.path, "bytes": info.size, "bytes_after": size})
+            else:
+                report.rewritten.append({**entry, "records": records})
             report.bytes_rewritten += size
             moved.setdefault(day, []).append(Moved(info.path, etag, size, records))
     finally:

@@ -15,16 +15,14 @@ features (no identifier) as artifacts: the scan proves it, it does not expect to
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipelines.ml.tracking import CHALLENGER, CHAMPION, ERASED_TAG, Tracking
+from pipelines.privacy.erase import holds_token, parquet_values, token_regex, values_hold
 
 ERASED_TABLES_TAG = f"{ERASED_TAG}.tables"
 
@@ -109,15 +107,6 @@ class ArtifactScan:
         }
 
 
-def _decoded(path: str, data: bytes) -> bytes:
-    if path.endswith(".parquet"):
-        try:
-            return str(pq.read_table(io.BytesIO(data)).to_pylist()).encode()
-        except Exception:  # not Parquet after all: its raw bytes were searched
-            return b""
-    return b""
-
-
 def _files(repo: Any, path: str | None = None) -> list[Any]:
     out = []
     for info in repo.list_artifacts(path):
@@ -142,13 +131,20 @@ def scan_artifacts(
         root = experiment.artifact_location
         repo = get_artifact_repository(root, tracking_uri=tracking.tracking_uri)
         out = ArtifactScan(root=root)
+        # identifiers as whole tokens, and decoded values by equality or token (the read-back's
+        # rule): an artifact holding only a prefix of another id is not removed
+        patterns = {r: token_regex(ns) for r, ns in needles.items()}
         with tempfile.TemporaryDirectory() as tmp:
             for info in _files(repo):
                 data = Path(repo.download_artifacts(info.path, tmp)).read_bytes()
                 out.files_scanned += 1
                 out.bytes_scanned += len(data)
-                text = data + b"\n" + _decoded(info.path, data)
-                hits = [r for r, ns in needles.items() if any(n in text for n in ns)]
+                values = parquet_values(data) if info.path.endswith(".parquet") else None
+                hits = [
+                    r
+                    for r, pattern in patterns.items()
+                    if holds_token(pattern, data) or values_hold(pattern, values or [])
+                ]
                 for request_id in hits:
                     out.found.setdefault(request_id, []).append(info.path)
                 if hits and remove:

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from pipelines.erasure.landing import (
     LandingErasure,
@@ -51,7 +48,16 @@ from pipelines.lake.storage import Storage, open_storage
 from pipelines.lake.tables import ERASURE_RECEIPTS, TABLES, Role
 from pipelines.ml.tracking import Tracking
 from pipelines.operations import maintenance
-from pipelines.privacy.erase import Subject, TableErasure, check_erasable, erase_from_table
+from pipelines.privacy.erase import (
+    Subject,
+    TableErasure,
+    check_erasable,
+    erase_from_table,
+    holds_token,
+    parquet_values,
+    token_regex,
+    values_hold,
+)
 from pipelines.replication.sync import sync
 
 RAW_COLUMNS = ("raw", "_rescued_data")
@@ -180,10 +186,8 @@ def _area(path: str, landing_prefix: str) -> str:
 
 
 def _decoded(path: str, data: bytes, location: LakeLocation) -> bytes:
-    """The file's content as a reader would see it: Parquet rows, landing records, gunzipped."""
+    """A landing object's records or a gzip file's text, as a reader would see it."""
     try:
-        if path.endswith(".parquet"):
-            return str(pq.read_table(io.BytesIO(data)).to_pylist()).encode()
         if path.startswith(location.landing.prefix.strip("/") + "/"):
             return b"\n".join(capture.decode(location.landing, data))
         if path.endswith(".gz"):
@@ -196,11 +200,18 @@ def _decoded(path: str, data: bytes, location: LakeLocation) -> bytes:
 def read_back(
     storage: Storage, location: LakeLocation, needles: Mapping[str, Sequence[bytes]]
 ) -> ReadBack:
-    """Every file under the location's root, raw and decoded, searched for each request."""
+    """Every file under the location's root, raw and decoded, searched for each request.
+
+    An identifier is found as a whole token (:func:`pipelines.privacy.erase.token_regex`, the
+    landing matcher's rule) in the raw bytes and decoded text, and in a Parquet file's decoded
+    values by equality or as a token: a prefix of another id is not the subject.
+    """
     out = ReadBack()
+    patterns = {request_id: token_regex(ns) for request_id, ns in needles.items()}
     for info in list(storage.list()):
         data = storage.get(info.path)
         text = data + b"\n" + _decoded(info.path, data, location)
+        values = parquet_values(data) if info.path.endswith(".parquet") else None
         out.files_scanned += 1
         out.bytes_scanned += info.size
         area = out.scanned.setdefault(
@@ -208,8 +219,8 @@ def read_back(
         )
         area["files"] += 1
         area["bytes"] += info.size
-        for request_id, ns in needles.items():
-            if any(n in text for n in ns):
+        for request_id, pattern in patterns.items():
+            if holds_token(pattern, text) or values_hold(pattern, values or []):
                 out.found.setdefault(request_id, []).append(info.path)
     return out
 

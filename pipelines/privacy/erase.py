@@ -49,6 +49,59 @@ from pipelines.lake.storage import Storage, open_storage
 
 LOG = "_delta_log/"
 
+# a token ends where an id or address cannot go on: the one boundary rule of every match
+# (the quarantine's ``raw`` by RE2, landing records, the read-back, log and checkpoint scrubs)
+TOKEN_OUTSIDE = r"[^A-Za-z0-9_@.+\-]"
+
+
+def token_regex(values: Sequence[str | bytes]) -> re.Pattern[bytes] | None:
+    """Any of ``values`` as a whole token (not glued to a longer id or address); None if none.
+
+    A prefix of another id (``eu-02993`` in ``eu-029936``) is no match, nor a value inside a
+    longer token (``1`` in ``part-00001``).
+    """
+    encoded = sorted({v.encode() if isinstance(v, str) else bytes(v) for v in values if v})
+    if not encoded:
+        return None
+    outside = TOKEN_OUTSIDE.encode()
+    alts = b"|".join(re.escape(v) for v in encoded)
+    return re.compile(rb"(?:^|" + outside + rb")(?:" + alts + rb")(?:$|" + outside + rb")")
+
+
+def holds_token(pattern: re.Pattern[bytes] | None, data: str | bytes) -> bool:
+    """True when ``data`` holds one of the pattern's values as a whole token."""
+    if pattern is None:
+        return False
+    return pattern.search(data.encode() if isinstance(data, str) else data) is not None
+
+
+def leaf_values(node: object) -> list[str | bytes]:
+    """Every string and bytes value in decoded rows (dicts, lists, tuples of them)."""
+    out: list[str | bytes] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (str, bytes)):
+            out.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return out
+
+
+def parquet_values(data: bytes) -> list[str | bytes] | None:
+    """A Parquet file's text values, decoded (None: not Parquet after all)."""
+    try:
+        return leaf_values(pq.read_table(io.BytesIO(data)).to_pylist())
+    except Exception:
+        return None
+
+
+def values_hold(pattern: re.Pattern[bytes] | None, values: Sequence[str | bytes]) -> bool:
+    """True when a decoded value is an identifier, or holds one as a whole token."""
+    return pattern is not None and any(holds_token(pattern, v) for v in values)
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -81,16 +134,19 @@ class Subject:
         return {v for vals in self.identifiers.values() for v in vals} | set(self.tokens)
 
     def needles(self) -> list[bytes]:
-        """Every identifier as bytes, for a scan of undecoded files (logs)."""
+        """Every identifier as bytes (match them with :meth:`matcher`, as whole tokens)."""
         return sorted(v.encode() for v in self.values())
+
+    def matcher(self) -> re.Pattern[bytes] | None:
+        """Every identifier and token as a whole token (:func:`token_regex`): raw bytes, logs."""
+        return token_regex(sorted(self.values()))
 
     def token_pattern(self) -> str | None:
         """An RE2 pattern matching any token not glued to a longer id or address."""
         if not self.tokens:
             return None
-        outside = r"[^A-Za-z0-9_@.+\-]"  # a token ends where an id or address cannot go on
         alts = "|".join(re.escape(t) for t in sorted(self.tokens))
-        return f"(?:^|{outside})(?:{alts})(?:$|{outside})"
+        return f"(?:^|{TOKEN_OUTSIDE})(?:{alts})(?:$|{TOKEN_OUTSIDE})"
 
 
 @dataclass
@@ -182,13 +238,18 @@ def _data_files(storage: Storage) -> list[tuple[str, int]]:
 
 
 def verify(storage: Storage, subject: Subject, report: TableErasure) -> None:
-    """Read back every data file (decoded) and every log file (bytes) and count the subject."""
-    needles = subject.needles()
+    """Read back every data file (decoded) and every log file (bytes) and count the subject.
+
+    Identifiers match as whole tokens (:func:`token_regex`) in raw bytes and in the decoded
+    text, and by value (or token, in raw columns) in a data file's rows: a prefix of another
+    id, or a digit inside a path, is not the subject.
+    """
+    pattern = subject.matcher()
     for path, size in _data_files(storage):
         data = storage.get(path)
         report.files_scanned += 1
         report.bytes_scanned += size
-        if _holds(data, subject) or any(n in data for n in needles):
+        if _holds(data, subject) or holds_token(pattern, data):
             report.found_in_data_files += 1
     for info in list(storage.list(LOG)):
         data = storage.get(info.path)
@@ -198,30 +259,47 @@ def verify(storage: Storage, subject: Subject, report: TableErasure) -> None:
         if info.path.endswith(".parquet"):
             # a checkpoint: its stats and partition values, decoded
             decoded = str(pq.read_table(io.BytesIO(data)).to_pylist()).encode()
-        if any(n in decoded for n in needles):
+        if holds_token(pattern, decoded):
             report.found_in_log_files += 1
 
 
-def _drop_bounds(node: object, values: set[str]) -> object:
-    """Statistics with every min/max bound that is (or holds) an identifier removed."""
+# what a log scrub may change: statistics of file actions, and commitInfo's strings.
+# Everything else (paths, sizes, partition values, schema, protocol...) is the table itself.
+FILE_ACTIONS = ("add", "remove")
+PARSED_BOUNDS = ("minValues", "maxValues")
+
+
+def _drop_bounds(node: object, pattern: re.Pattern[bytes] | None) -> object:
+    """Statistics with every min/max bound that is (or holds, as a token) an identifier removed."""
     if isinstance(node, dict):
         return {
-            k: _drop_bounds(v, values)
+            k: _drop_bounds(v, pattern)
             for k, v in node.items()
-            if not (isinstance(v, str) and any(x in v for x in values))
+            if not (isinstance(v, str) and holds_token(pattern, v))
         }
     return node
 
 
-def _redact(node: object, values: set[str]) -> object:
-    """Every string that holds an identifier replaced by ``[erased]``."""
+def _redact(node: object, pattern: re.Pattern[bytes] | None) -> object:
+    """Every string that holds an identifier (as a token) replaced by ``[erased]``."""
     if isinstance(node, dict):
-        return {k: _redact(v, values) for k, v in node.items()}
+        return {k: _redact(v, pattern) for k, v in node.items()}
     if isinstance(node, list):
-        return [_redact(v, values) for v in node]
-    if isinstance(node, str) and any(x in node for x in values):
+        return [_redact(v, pattern) for v in node]
+    if isinstance(node, str) and holds_token(pattern, node):
         return "[erased]"
     return node
+
+
+def _scrub_stats(text: str, pattern: re.Pattern[bytes] | None) -> str:
+    """A file's JSON statistics without the bounds holding an identifier (counts kept)."""
+    stats = json.loads(text)
+    if not isinstance(stats, dict):
+        return text
+    for bound in ("minValues", "maxValues"):
+        if bound in stats:
+            stats[bound] = _drop_bounds(stats[bound], pattern)
+    return json.dumps(stats, separators=(",", ":"))
 
 
 def scrub_commit(data: bytes, values: set[str]) -> bytes | None:
@@ -229,64 +307,107 @@ def scrub_commit(data: bytes, values: set[str]) -> bytes | None:
 
     Bounds are only hints for skipping files: a reader without them reads the file. Nothing else
     of the commit changes (its md5 does: a replica compares commits, see docs/privacy.md).
+    Identifiers match as whole tokens: a prefix of another id leaves the commit as it is.
     """
-    if not any(x.encode() in data for x in values):
+    pattern = token_regex(sorted(values))
+    if not holds_token(pattern, data):
         return None
     lines = []
+    changed = False
     for line in data.decode().splitlines():
         if not line.strip():
             continue
         action = json.loads(line)
+        if not holds_token(pattern, line):
+            lines.append(line)  # an action without the subject stays byte for byte
+            continue
+        before = json.dumps(action, sort_keys=True)
         if "commitInfo" in action:
             # the erasing DELETE's own predicate names the subject (delta-rs records it)
-            action["commitInfo"] = _redact(action["commitInfo"], values)
-        for kind in ("add", "remove"):
+            action["commitInfo"] = _redact(action["commitInfo"], pattern)
+        for kind in FILE_ACTIONS:
             body = action.get(kind)
-            if isinstance(body, dict) and isinstance(body.get("stats"), str):
-                stats = json.loads(body["stats"])
-                for bound in ("minValues", "maxValues"):
-                    if bound in stats:
-                        stats[bound] = _drop_bounds(stats[bound], values)
-                body["stats"] = json.dumps(stats, separators=(",", ":"))
+            stats = body.get("stats") if isinstance(body, dict) else None
+            if isinstance(body, dict) and isinstance(stats, str) and holds_token(pattern, stats):
+                body["stats"] = _scrub_stats(stats, pattern)
+        if json.dumps(action, sort_keys=True) == before:
+            lines.append(line)  # the subject is outside what a scrub may change
+            continue
+        changed = True
         lines.append(json.dumps(action, separators=(",", ":")))
-    return ("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode() if changed else None
 
 
-def _scrub_value(node: object, values: set[str]) -> object:
-    """A checkpoint row's value without the identifiers: stats lose bounds, other strings go."""
+def _null_bounds(node: object, pattern: re.Pattern[bytes] | None) -> object:
+    """Parsed statistics (``stats_parsed``) with a bound holding an identifier set to null."""
     if isinstance(node, dict):
-        out: dict[str, object] = {}
-        for k, v in node.items():
-            if k == "stats" and isinstance(v, str):
-                stats = json.loads(v)
-                for bound in ("minValues", "maxValues"):
-                    if bound in stats:
-                        stats[bound] = _drop_bounds(stats[bound], values)
-                out[k] = json.dumps(stats, separators=(",", ":"))
-            else:
-                out[k] = _scrub_value(v, values)
-        return out
-    if isinstance(node, list):
-        return [_scrub_value(v, values) for v in node]
-    if isinstance(node, tuple):
-        return tuple(_scrub_value(v, values) for v in node)
-    if isinstance(node, str) and any(x in node for x in values):
+        return {k: _null_bounds(v, pattern) for k, v in node.items()}
+    if isinstance(node, str) and holds_token(pattern, node):
         return None
     return node
+
+
+def _scrub_row(row: dict[str, object], pattern: re.Pattern[bytes] | None) -> dict[str, object]:
+    """A checkpoint row with only its statistics bounds and commitInfo strings scrubbed."""
+    out = dict(row)
+    for kind in FILE_ACTIONS:
+        body = row.get(kind)
+        if not isinstance(body, dict):
+            continue
+        body = dict(body)
+        if isinstance(body.get("stats"), str) and holds_token(pattern, str(body["stats"])):
+            body["stats"] = _scrub_stats(str(body["stats"]), pattern)
+        parsed = body.get("stats_parsed")
+        if isinstance(parsed, dict):
+            body["stats_parsed"] = {
+                k: _null_bounds(v, pattern) if k in PARSED_BOUNDS else v for k, v in parsed.items()
+            }
+        out[kind] = body
+    if isinstance(row.get("commitInfo"), dict):
+        out["commitInfo"] = _redact(row["commitInfo"], pattern)
+    return out
+
+
+def _structure(rows: list[dict[str, object]]) -> list[object]:
+    """A checkpoint's rows without what a scrub may change: what must stay byte for byte."""
+    kept = []
+    for row in rows:
+        bare: dict[str, object] = {k: v for k, v in row.items() if k != "commitInfo"}
+        for kind in FILE_ACTIONS:
+            body = bare.get(kind)
+            if isinstance(body, dict):
+                bare[kind] = {k: v for k, v in body.items() if k not in ("stats", "stats_parsed")}
+        kept.append(bare)
+    return kept
+
+
+class ScrubError(RuntimeError):
+    """A scrub that would change more than statistics; nothing was written."""
 
 
 def scrub_checkpoint(data: bytes, values: set[str]) -> bytes | None:
     """A checkpoint (Parquet) without the identifiers its statistics hold; None if clean.
 
     The same rule as :func:`scrub_commit`: bounds are hints, a reader without them reads the
-    file; the schema and every action stay.
+    file. Only the file actions' statistics (``stats``, ``stats_parsed`` bounds) and
+    ``commitInfo`` strings change; paths, sizes, partition values, the schema and every other
+    action stay as they are (checked on the rewritten bytes, else :class:`ScrubError` and
+    nothing is written). An identifier elsewhere (a partition value) is left for the
+    read-back to report, never nulled.
     """
+    pattern = token_regex(sorted(values))
     table = pq.read_table(io.BytesIO(data))
-    if not any(x in str(table.to_pylist()) for x in values):
+    rows = table.to_pylist()
+    if not holds_token(pattern, str(rows)):
         return None
-    rows = [_scrub_value(row, values) for row in table.to_pylist()]
+    scrubbed = [_scrub_row(row, pattern) for row in rows]
+    if scrubbed == rows:
+        return None  # the identifier is outside what a scrub may change
     out = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out)
+    pq.write_table(pa.Table.from_pylist(scrubbed, schema=table.schema), out)
+    written = pq.read_table(io.BytesIO(out.getvalue()))
+    if written.schema != table.schema or _structure(written.to_pylist()) != _structure(rows):
+        raise ScrubError("a checkpoint scrub would change more than statistics: not written")
     return out.getvalue()
 
 
