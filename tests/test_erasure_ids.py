@@ -89,14 +89,20 @@ def test_a_request_refuses_an_ill_formed_identifier_however_it_is_made():
 # (b) a subject's record in a corrupt landing object: erased, the partition still reconciles
 
 
+def _land_corrupt(loc, storage, content: bytes) -> str:
+    """An undecodable object landed late on DAY; its key."""
+    at = dt.datetime(DAY.year, DAY.month, DAY.day, 23, 59, 59, tzinfo=dt.UTC)
+    key = capture.object_key(loc.landing, capture.Batch(at, []), 98)
+    storage.put(key, content)
+    return key
+
+
 def test_a_subject_in_a_corrupt_landing_object_is_erased_and_the_partition_reconciles(lake, capsys):
     loc, storage = lake["location"], lake["storage"]
     opts = loc.storage_options()
     customer, email = subject(loc)
-    at = dt.datetime(DAY.year, DAY.month, DAY.day, 23, 59, 59, tzinfo=dt.UTC)
-    key = capture.object_key(loc.landing, capture.Batch(at, []), 98)
     corrupt = b"Obj\x01 truncated capture {" + customer.encode() + b"} \xff\xfe"
-    storage.put(key, corrupt)
+    key = _land_corrupt(loc, storage, corrupt)
     landed = ingest.ingest_partition(loc, opts, DAY)
     assert landed.result.corrupt_objects == 1 and landed.reconciled, landed.report()
     quarantined = landed.totals["quarantined"]
@@ -134,10 +140,8 @@ def test_a_corrupt_object_without_the_subject_is_left_alone(lake, capsys):
     loc, storage = lake["location"], lake["storage"]
     opts = loc.storage_options()
     customer, _ = subject(loc)
-    at = dt.datetime(DAY.year, DAY.month, DAY.day, 23, 59, 59, tzinfo=dt.UTC)
-    key = capture.object_key(loc.landing, capture.Batch(at, []), 98)
     corrupt = b"%% 100% not avro {" + customer.encode() + b"9} 1 %"  # a longer id, glued
-    storage.put(key, corrupt)
+    key = _land_corrupt(loc, storage, corrupt)
     assert ingest.ingest_partition(loc, opts, DAY).reconciled
     assert cli.main(["erase", "--customer-id", customer, "--location", LOCATION]) == 0
     place = json.loads(capsys.readouterr().out)["locations"][0]

@@ -370,7 +370,7 @@ def _scrub_row(row: dict[str, object], pattern: re.Pattern[bytes] | None) -> dic
 
 def _structure(rows: list[dict[str, object]]) -> list[object]:
     """A checkpoint's rows without what a scrub may change: what must stay byte for byte."""
-    kept = []
+    kept: list[object] = []
     for row in rows:
         bare: dict[str, object] = {k: v for k, v in row.items() if k != "commitInfo"}
         for kind in FILE_ACTIONS:
