@@ -67,7 +67,10 @@ def resolve_selection(graph: AssetGraph, selection: str) -> list[dg.AssetKey]:
         keys = parsed.resolve(graph)
     except Exception as exc:  # Dagster raises several types for a bad selection
         raise ValueError(f"--assets {selection!r} is not a valid asset selection: {exc}") from None
-    materializable = sorted(k for k in keys if graph.get(k).is_materializable)
+    # an asset made with others in one step (bronze_events with bronze_quarantine) brings
+    # them: Dagster refuses a backfill of part of a multi-asset that cannot be split
+    together = {t for k in keys for t in graph.get(k).execution_set_asset_keys}
+    materializable = sorted(k for k in keys | together if graph.get(k).is_materializable)
     if not materializable:
         known = sorted({n.group_name for n in graph.asset_nodes if n.group_name} - {"default"}) or [
             "(none)"
