@@ -323,6 +323,16 @@ def is_done(status: str) -> bool:
     return status in TERMINAL
 
 
+# A daemon whose last heartbeat is older than this is taken as not running.
+DAEMON_SILENT_AFTER = 60.0
+
+
+def daemon_running(instance: dg.DagsterInstance, within: float = DAEMON_SILENT_AFTER) -> bool:
+    """Whether a daemon beat on this instance in the last ``within`` seconds."""
+    beats = instance.get_daemon_heartbeats()
+    return any(time.time() - beat.timestamp <= within for beat in beats.values())
+
+
 def wait(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,

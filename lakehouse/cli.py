@@ -731,6 +731,12 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
         used = {"dagster_instance": where.describe()}
         if not args.wait:
             return {**backfill.report(instance, defs, backfill_id), **used, "waited": False}
+        if not backfill.daemon_running(instance):
+            sys.stderr.write(
+                f"no daemon has run on this instance in the last "
+                f"{backfill.DAEMON_SILENT_AFTER:.0f} s: the backfill waits for one (`make ui` "
+                "or `dagster-daemon run -w workspace.yaml`, with this DAGSTER_HOME)\n"
+            )
         with Progress("backfill") as progress, progress.stage(backfill_id) as stage:
 
             def polled(report: dict[str, Any]) -> None:

@@ -118,3 +118,14 @@ def test_a_selection_of_part_of_a_multi_asset_brings_the_assets_made_with_it():
     # bronze_events and bronze_quarantine are one step: Dagster refuses a backfill of one
     assert keys == [dg.AssetKey("bronze_events"), dg.AssetKey("bronze_quarantine")]
     assert resolve_selection(graph, "key:gold_daily_demand") == [dg.AssetKey("gold_daily_demand")]
+
+
+def test_waiting_on_an_instance_no_daemon_runs_on_says_so_first(lake_home, monkeypatch, capsys):
+    home = lake_home / ".dagster"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main([*BACKFILL, "--wait", "--timeout", "1"]) == 1  # nothing runs it
+    err = capsys.readouterr().err
+    assert "no daemon has run on this instance in the last 60 s" in err
+    assert "still REQUESTED after 1s" in err and "is the daemon running" in err
