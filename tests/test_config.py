@@ -1,6 +1,7 @@
 """The typed model of lakehouse.yaml: loaded once, checked whole, errors on one line."""
 
 import datetime as dt
+import re
 
 import pytest
 import yaml
@@ -122,3 +123,25 @@ def test_the_start_date_override_is_part_of_what_is_cached(monkeypatch):
 
 def test_ml_settings_come_from_the_one_load(monkeypatch):
     assert config.load_ml_settings() is load_config().ml
+
+
+def test_a_bad_date_or_count_in_the_file_names_its_key(tmp_path, monkeypatch):
+    from pipelines.lake.config import PROJECT_ROOT, ConfigError, load_config
+
+    text = (PROJECT_ROOT / "lakehouse.yaml").read_text()
+    cases = {
+        "start_date: 2026-02-30": "start_date '2026-02-30': Input should be a valid date",
+        "partitions: -3": ".landing.partitions -3: Input should be greater than 0",
+        "partitions: two": ".landing.partitions 'two': Input should be a valid integer",
+    }
+    for wrong, said in cases.items():
+        key = wrong.split(":")[0]
+        right = re.search(rf"\b{key}: [0-9-]+", text)
+        assert right is not None, key
+        path = tmp_path / "lakehouse.yaml"
+        path.write_text(text.replace(right.group(0), wrong, 1))
+        monkeypatch.setenv("LAKEHOUSE_CONFIG", str(path))
+        with pytest.raises(ConfigError) as err:
+            load_config("local")
+        assert str(err.value).startswith(f"{path}: ") and said in str(err.value), err.value
+        assert "\n" not in str(err.value)

@@ -236,13 +236,27 @@ def lake_home() -> Path:
     return home
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader with dates kept as text.
+
+    pydantic then checks each where a date is expected and names its key (YAML's own error
+    for ``2026-02-30`` names neither).
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def read_config_file(path: str) -> dict[str, Any]:
     """The configuration file as a mapping; a one-line error naming the file if it is not one."""
     file = Path(path)
     if file.is_dir():
         raise ConfigError(f"configuration {path} is a folder, not a YAML file (LAKEHOUSE_CONFIG)")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.load(file.read_text(), Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

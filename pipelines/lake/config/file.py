@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    PositiveInt,
     model_validator,
 )
 
@@ -44,6 +45,8 @@ class LandingModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     format: Literal["firehose", "eventhubs_capture", "pubsub_avro", "pubsub_text"]
     prefix: str
+    # Event Hubs partitions, Firehose streams...: a count, checked here (else a format's own)
+    partitions: PositiveInt | None = None
 
 
 class SparkViewModel(_Model):

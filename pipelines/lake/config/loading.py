@@ -109,7 +109,7 @@ def _first_error(exc: ValidationError, path: str) -> ConfigError:
 
 
 def _location(raw: LocationModel) -> LakeLocation:
-    landing = raw.landing.model_dump()
+    landing = {k: v for k, v in raw.landing.model_dump().items() if v is not None}
     return LakeLocation(
         name=raw.name,
         cloud=raw.cloud,
