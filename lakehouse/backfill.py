@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ Targets = dict[dg.AssetKey, list[str] | None]
 def resolve_selection(graph: AssetGraph, selection: str) -> list[dg.AssetKey]:
     """Asset keys of a Dagster selection string (``group:bronze``, ``key:a+``, ``a b``...)."""
     try:
-        parsed = dg.AssetSelection.from_string(selection)
+        with warnings.catch_warnings():  # Dagster's beta notice for group:/tag: syntax
+            warnings.simplefilter("ignore", category=dg.BetaWarning)
+            parsed = dg.AssetSelection.from_string(selection)
         keys = parsed.resolve(graph)
     except Exception as exc:  # Dagster raises several types for a bad selection
         raise ValueError(f"--assets {selection!r} is not a valid asset selection: {exc}") from None
@@ -119,9 +122,11 @@ def target_subset(
             continue
         wanted = keys_between(pdef, start, end, regions, instance)
         if not wanted:
+            every = pdef.get_partition_keys(dynamic_partitions_store=instance)
+            span = f"its partitions run {every[0]} .. {every[-1]}" if every else "it has none"
             raise ValueError(
                 f"{key.to_user_string()} has no partition between {start} and {end} "
-                f"({pdef}); check --from/--to and LAKEHOUSE_START_DATE"
+                f"({span}); check --from/--to and LAKEHOUSE_START_DATE"
             )
         out[key] = list(wanted)
     return out

@@ -145,6 +145,10 @@ def parse_drift(text: str) -> Any:
     from pipelines.simulation.simulate import CATEGORIES, Drift
 
     try:
+        if text.count(":") < 2:
+            raise ValueError(
+                "expected REGION:YYYY-MM-DD:knob=factor,... (e.g. eu:2026-10-08:price=1.2)"
+            )
         region, start, spec = text.split(":", 2)
         kwargs: dict[str, Any] = {"region": region, "start": dt.date.fromisoformat(start)}
         mix: dict[str, float] = {}
@@ -260,6 +264,11 @@ def cmd_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config(args.env)
     locations = [cfg.location(n) for n in dict.fromkeys(args.location)]
+    if args.follow and args.date is not None:
+        raise ValueError(
+            "lakehouse ingest --follow takes no --date: the worker ingests what lands (and "
+            "--days-back dates at its start); --date is a one-shot ingest"
+        )
     if not args.follow and args.date is None:
         raise ValueError("lakehouse ingest needs --date (or --follow, to run as a worker)")
     if not args.follow and len(locations) > 1:
@@ -712,7 +721,10 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
 
     days_between(args.start, args.end, "backfill --from/--to")
     where = project_instance()
-    regions = [r.strip() for r in args.regions.split(",")] if args.regions else None
+    regions = [r.strip() for r in args.regions.split(",")] if args.regions is not None else None
+    if regions is not None and not any(regions):
+        raise ValueError("--regions names no region: give R1,R2 or leave it out for every region")
+    regions = [r for r in regions if r] if regions is not None else None
     defs = build_definitions(args.env)
     with where.open() as instance:
         backfill_id = backfill.launch(

@@ -148,6 +148,24 @@ def test_every_typed_option_names_itself_when_its_value_is_refused(command, opti
             "before",
         ),
         (["ingest", "--location", "mars", "--date", "2026-10-01"], "unknown lake location 'mars'"),
+        (
+            ["ingest", "--follow", "--location", "aws-us", "--date", "2026-10-01"],
+            "--follow takes no --date",
+        ),
+        (
+            [
+                "backfill",
+                "--job",
+                "features_job",
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-01",
+                "--regions",
+                " , ",
+            ],
+            "--regions names no region",
+        ),
     ],
 )
 def test_bad_requests_fail_in_one_line(argv, message, lake_home, capsys):
@@ -403,6 +421,7 @@ def test_version_is_the_installed_distributions(capsys):
         (["sync", "--to", "b"], "lakehouse sync", "required: --from"),
         (["ingest", "--location"], "lakehouse ingest", "--location: expected one argument"),
         (["backfill", "--from", "2026-10-01", "--to", "2026-10-01"], "lakehouse backfill", "one"),
+        (["simulate", "--drift", "eu"], "lakehouse simulate", "expected REGION:YYYY-MM-DD:knob"),
     ],
 )
 def test_argparse_errors_are_one_line_with_where_to_look(argv, prog, message, capsys):

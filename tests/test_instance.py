@@ -129,3 +129,15 @@ def test_waiting_on_an_instance_no_daemon_runs_on_says_so_first(lake_home, monke
     err = capsys.readouterr().err
     assert "no daemon has run on this instance in the last 60 s" in err
     assert "still REQUESTED after 1s" in err and "is the daemon running" in err
+
+
+def test_a_range_without_partitions_names_the_range_there_is(lake_home, monkeypatch, capsys):
+    home = lake_home / ".dagster"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    argv = ["backfill", "--job", "features_job", "--from", "2025-01-01", "--to", "2025-01-02"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "demand_features has no partition between 2025-01-01" in err
+    assert "(its partitions run 2026-09-01 .. " in err, err

@@ -75,3 +75,13 @@ def test_quarantine_of_a_table_that_is_not_there_is_an_error_not_a_clean_day(lak
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no Delta table 'nosuch' at location aws-us" in err
+
+
+def test_a_version_the_table_does_not_have_is_one_line(lake_home, capsys):
+    uri = load_config("local").location("azure-eu").table_uri("notes")
+    write_deltalake(uri, pa.table({"note": ["ok"]}))
+    code, report, err = _run(
+        capsys, "--table", "notes", "--location", "azure-eu", "--version", "99"
+    )
+    assert code == 1 and report is None and err.count("\n") == 1
+    assert f"{uri}: no version 99 (versions 0..0)" in err

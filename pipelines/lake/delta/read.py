@@ -139,6 +139,14 @@ def open_table(
     except TableNotFoundError:
         return None
     except DeltaError as exc:
+        if version is not None and "json" not in str(exc).lower():
+            latest = open_table(uri, options)
+            if latest is None:
+                return None
+            if version < 0 or version > latest.version():
+                raise TableError(
+                    f"{uri}: no version {version} (versions 0..{latest.version()})"
+                ) from None
         if "json" not in str(exc).lower():
             raise
         bad = _bad_log_file(uri, options)
