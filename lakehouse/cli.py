@@ -1713,7 +1713,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"lakehouse {args.command}: error: {one_line(exc)}\n")
         return 1
     if report is not None:  # None: the command printed its report itself
-        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        try:
+            sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted
+            pass
+        except OSError as exc:  # a full disk, a closed terminal: the command ran all the same
+            sys.stderr.write(f"lakehouse {args.command}: error: cannot write the report: {exc}\n")
+            return 1
     if isinstance(report, dict) and report.get("reconciled") is False:
         # counts that do not add up are a failure, never a success with a flag in the JSON
         sys.stderr.write(f"lakehouse {args.command}: error: {unreconciled(report)}\n")

@@ -432,3 +432,19 @@ def test_argparse_errors_are_one_line_with_where_to_look(argv, prog, message, ca
     assert err.count("\n") == 1 and "usage:" not in err, err
     assert err.startswith(f"{prog}: error: ") and message in err, err
     assert err.endswith(f" (try '{prog} --help')\n"), err
+
+
+def test_a_report_that_cannot_be_written_is_one_line(lake_home, monkeypatch, capsys):
+    import io
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("sys.stdout", Full())
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "lakehouse info: error: cannot write the report: [Errno 28] No space left on device\n"
+    )
