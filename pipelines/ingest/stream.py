@@ -434,11 +434,11 @@ class Follower:
             info = self.waiting[path].info
             if (_printable(path), info.etag, info.size) in held:
                 del self.waiting[path]
-        reported = self._report(day, done, batches, time.perf_counter() - started)
-        if reported:
+        if batches:  # committed by this call, whether or not the report below gets through
             self.status.commits += 1
             self.status.events_landed += done.result.landed
             self.status.last_commit_at = _now()
+        self._report(day, done, batches, time.perf_counter() - started)
         if not batches:  # nothing taken: what still waits must still be listed, as it is
             listed = {
                 (i.path, i.etag, i.size)
