@@ -321,9 +321,14 @@ def test_a_worker_refuses_a_url_or_an_instance_it_cannot_report_to_and_shows_no_
     _land(env, 200)
     log = tmp_path / "worker.log"
     proc = _worker(env, log, "--dagster-url", "http://u:S3CRET@127.0.0.1:9")  # a closed port
-    _wait_for(log, "retry in", proc)  # committed, the report refused: backing off
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(120) == 0
+    try:
+        _wait_for(log, "retry in", proc)  # committed, the report refused: backing off
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:  # never left running when an assertion fails
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     text = log.read_text()
     assert "reporting to Dagster at http://***@127.0.0.1:9" in text and "S3CRET" not in text
     out = proc.stdout.read().decode()
