@@ -721,10 +721,13 @@ def cmd_backfill(args: argparse.Namespace) -> dict[str, Any]:
 
     days_between(args.start, args.end, "backfill --from/--to")
     where = project_instance()
-    regions = [r.strip() for r in args.regions.split(",")] if args.regions is not None else None
-    if regions is not None and not any(regions):
-        raise ValueError("--regions names no region: give R1,R2 or leave it out for every region")
-    regions = [r for r in regions if r] if regions is not None else None
+    regions = None
+    if args.regions is not None:
+        regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+        if not regions:
+            raise ValueError(
+                "--regions names no region: give R1,R2 or leave it out for every region"
+            )
     defs = build_definitions(args.env)
     with where.open() as instance:
         backfill_id = backfill.launch(

@@ -133,10 +133,6 @@ class Subject:
         """Every identifier and token."""
         return {v for vals in self.identifiers.values() for v in vals} | set(self.tokens)
 
-    def needles(self) -> list[bytes]:
-        """Every identifier as bytes (match them with :meth:`matcher`, as whole tokens)."""
-        return sorted(v.encode() for v in self.values())
-
     def matcher(self) -> re.Pattern[bytes] | None:
         """Every identifier and token as a whole token (:func:`token_regex`): raw bytes, logs."""
         return token_regex(sorted(self.values()))
@@ -266,7 +262,7 @@ def verify(storage: Storage, subject: Subject, report: TableErasure) -> None:
 # what a log scrub may change: statistics of file actions, and commitInfo's strings.
 # Everything else (paths, sizes, partition values, schema, protocol...) is the table itself.
 FILE_ACTIONS = ("add", "remove")
-PARSED_BOUNDS = ("minValues", "maxValues")
+STATS_BOUNDS = ("minValues", "maxValues")
 
 
 def _drop_bounds(node: object, pattern: re.Pattern[bytes] | None) -> object:
@@ -296,7 +292,7 @@ def _scrub_stats(text: str, pattern: re.Pattern[bytes] | None) -> str:
     stats = json.loads(text)
     if not isinstance(stats, dict):
         return text
-    for bound in ("minValues", "maxValues"):
+    for bound in STATS_BOUNDS:
         if bound in stats:
             stats[bound] = _drop_bounds(stats[bound], pattern)
     return json.dumps(stats, separators=(",", ":"))
@@ -360,7 +356,7 @@ def _scrub_row(row: dict[str, object], pattern: re.Pattern[bytes] | None) -> dic
         parsed = body.get("stats_parsed")
         if isinstance(parsed, dict):
             body["stats_parsed"] = {
-                k: _null_bounds(v, pattern) if k in PARSED_BOUNDS else v for k, v in parsed.items()
+                k: _null_bounds(v, pattern) if k in STATS_BOUNDS else v for k, v in parsed.items()
             }
         out[kind] = body
     if isinstance(row.get("commitInfo"), dict):

@@ -139,19 +139,19 @@ def open_table(
     except TableNotFoundError:
         return None
     except DeltaError as exc:
-        if version is not None and "json" not in str(exc).lower():
+        if "json" in str(exc).lower():
+            bad = _bad_log_file(uri, options)
+            where = f"the log file {bad} is not valid JSON" if bad else "its log cannot be read"
+            raise TableError(f"{uri}: {where} ({_first_line(exc)})") from None
+        if version is not None:  # a version the table does not have: say which it has
             latest = open_table(uri, options)
             if latest is None:
                 return None
-            if version < 0 or version > latest.version():
+            if not 0 <= version <= latest.version():
                 raise TableError(
                     f"{uri}: no version {version} (versions 0..{latest.version()})"
                 ) from None
-        if "json" not in str(exc).lower():
-            raise
-        bad = _bad_log_file(uri, options)
-        where = f"the log file {bad} is not valid JSON" if bad else "its log cannot be read"
-        raise TableError(f"{uri}: {where} ({_first_line(exc)})") from None
+        raise
 
 
 def table_version(uri: str, options: Mapping[str, str]) -> int | None:
