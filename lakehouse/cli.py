@@ -1115,7 +1115,11 @@ def _add_status(sub: Any, known: Known) -> None:
         help="every column (top reasons, egress bytes, replica lag hours); wider than 100",
     )
     _date_option(
-        p, "--date", "date", "the day shown (default: the newest day with kept health rows)"
+        p,
+        "--date",
+        "date",
+        "the day shown (default: the newest day with kept health rows; without any, the "
+        "newest landing date with data before the one still landing)",
     )
     p.set_defaults(handler=cmd_status, touches=_status_touches)
 
