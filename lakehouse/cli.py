@@ -486,8 +486,15 @@ def cmd_erase(args: argparse.Namespace) -> dict[str, Any]:
     if args.defer:
         if not args.location:
             raise ValueError("--defer records the request at one location: give --location")
-        submit(locations[0], locations[0].storage_options(), request)
-        return {"request_id": request.request_id, "location": args.location, "status": "pending"}
+        # a subject's request already pending there is reported, not recorded again
+        held = submit(locations[0], locations[0].storage_options(), request)
+        return {
+            "request_id": held.request_id,
+            "location": args.location,
+            "status": "pending",
+            "recorded": held.request_id == request.request_id,
+            "requested_at": held.requested_at,
+        }
     key = env(PII_KEY_ENV) or ""
     if not key:
         raise PiiKeyError(f"the pseudonymization key is empty: set {PII_KEY_ENV}")
@@ -587,7 +594,8 @@ def _add_erase(sub: Any, known: Known) -> None:
     p.add_argument(
         "--defer",
         action="store_true",
-        help="record the request at --location for the Dagster sensor instead of serving it now",
+        help="record the request at --location for the Dagster sensor instead of serving it "
+        "now (a request of the same identifiers pending there is reported, not recorded again)",
     )
     p.set_defaults(handler=cmd_erase, touches=_erase_touches)
 
@@ -1115,7 +1123,11 @@ def _add_status(sub: Any, known: Known) -> None:
         help="every column (top reasons, egress bytes, replica lag hours); wider than 100",
     )
     _date_option(
-        p, "--date", "date", "the day shown (default: the newest day with kept health rows)"
+        p,
+        "--date",
+        "date",
+        "the day shown (default: the newest day with kept health rows; without any, the "
+        "newest landing date with data before the one still landing)",
     )
     p.set_defaults(handler=cmd_status, touches=_status_touches)
 

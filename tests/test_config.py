@@ -75,6 +75,36 @@ def _with(tmp_path, monkeypatch, edit) -> str:
             lambda d: d["privacy"].update(erasure_deadline_days=0),
             "privacy.erasure_deadline_days 0: Input should be greater than or equal to 1",
         ),
+        (
+            lambda d: d["regions"]["eu"].update(jurisdicton="EU"),
+            "regions.eu.jurisdicton: unknown key; known: currency, jurisdiction, country",
+        ),
+        (
+            lambda d: _loc(d, 1).update(name="aws-us"),
+            "environments.local.locations[1].name 'aws-us' is the name of locations[0] too",
+        ),
+        (
+            lambda d: _loc(d, 1).update(root=".lake/aws-us/"),
+            "environments.local.locations[1].root '.lake/aws-us/' is the root of locations[0] "
+            "('aws-us': '.lake/aws-us'); each location needs storage of its own",
+        ),
+        (
+            lambda d: _loc(d, 2).update(root="file://./.lake//aws-us"),
+            "locations[2].root 'file://./.lake//aws-us' is the root of locations[0] ('aws-us'",
+        ),
+        (
+            lambda d: _loc(d, 1).update(root=".lake/aws-us/x"),
+            "locations[1].root '.lake/aws-us/x' is inside the root of locations[0] ('aws-us'",
+        ),
+        (
+            lambda d: _loc(d, 2).update(root="."),
+            "locations[0].root '.lake/aws-us' is inside the root of locations[2] ('gcp-apac': '.')",
+        ),
+        (
+            lambda d: d["replication"][0].update(table="gold_daily_demnd"),
+            "replication[0].table 'gold_daily_demnd' is not a table of the product; "
+            "known: bronze_events, bronze_quarantine",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_file_the_key_path_and_the_value(
@@ -85,6 +115,25 @@ def test_a_bad_value_is_one_line_naming_the_file_the_key_path_and_the_value(
         load_config("local")
     message = str(err.value)
     assert message.startswith(path) and expected in message and "\n" not in message, message
+
+
+def _loc(data: dict, i: int) -> dict:
+    return data["environments"]["local"]["locations"][i]
+
+
+def test_roots_that_only_look_alike_load_and_an_absolute_one_is_compared_resolved(
+    tmp_path, monkeypatch
+):
+    _with(tmp_path, monkeypatch, lambda d: _loc(d, 1).update(root=".lake/aws-us2"))
+    assert load_config("local").location("azure-eu").root == ".lake/aws-us2"
+    home, other = tmp_path / "home", tmp_path / "other"
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    other.mkdir()
+    path = _with(other, monkeypatch, lambda d: _loc(d, 1).update(root=f"{home}/.lake/aws-us/"))
+    with pytest.raises(ConfigError) as err:
+        load_config("local")
+    assert str(err.value).startswith(f"{path}: environments.local.locations[1].root ")
+    assert "is the root of locations[0] ('aws-us': '.lake/aws-us')" in str(err.value)
 
 
 def test_a_secret_is_never_echoed_in_an_error(tmp_path, monkeypatch):

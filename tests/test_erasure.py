@@ -1,6 +1,9 @@
 """`lakehouse erase` on a real local lake: the subject in no file afterwards, and a receipt."""
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
@@ -134,6 +137,76 @@ def test_defer_records_a_request_for_the_sensor_and_erases_nothing(lake, capsys)
     assert report["status"] == "pending" and customer not in str(report)
     assert [i for i, _ in requests.waiting(loc, loc.storage_options())] == [report["request_id"]]
     assert set(holding) <= set(files_holding(storage, lake["needles"]))  # + the request's row
+
+
+def test_deferring_again_reports_the_pending_request_and_records_nothing(lake, capsys):
+    from pipelines.erasure import requests
+
+    loc = lake["location"]
+    customer, email = subject(loc)
+    argv = ["erase", "--customer-id", customer, "--location", LOCATION, "--defer"]
+
+    def defer(*extra: str) -> dict:
+        assert cli.main([*argv, *extra]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert customer not in out and email.lower() not in out.lower()
+        return json.loads(out)
+
+    first = defer("--email", email)
+    assert first["recorded"] is True
+    requests_uri = loc.table_uri("erasure_requests")
+    version = delta.table_version(requests_uri, {})
+    # the same identifiers (the e-mail compared as silver hashes it): the same request
+    again = defer("--email", f" {email.upper()} ")
+    assert again["request_id"] == first["request_id"] and again["recorded"] is False
+    assert again["requested_at"] == first["requested_at"]
+    assert delta.table_version(requests_uri, {}) == version  # no commit, no row
+    # another set of identifiers is another request
+    other = defer()
+    assert other["recorded"] is True and other["request_id"] != first["request_id"]
+    waiting = [i for i, _ in requests.waiting(loc, loc.storage_options())]
+    assert waiting == [first["request_id"], other["request_id"]]
+    assert DeltaTable(requests_uri).to_pyarrow_table().num_rows == 2
+    files = list(Path(loc.root_uri(), "tables", "erasure_requests").rglob("*.parquet"))
+    assert len(files) == 2  # the repeat left no file behind either
+
+
+def test_two_recordings_of_one_subject_at_once_leave_one_pending_request(lake_home, monkeypatch):
+    """The loser of the commit race checks again on the winner's version (forced here)."""
+    from pipelines.erasure import requests
+
+    loc = load_config("local").location(LOCATION)
+    opts = loc.storage_options()
+    mine = requests.ErasureRequest.new("eu-000042", "c42@eu.example.com")
+    theirs = requests.ErasureRequest.new("eu-000042", "C42@eu.example.com ")
+    read_rows = delta.read_rows
+    raced: list[requests.ErasureRequest | None] = []
+
+    def read_then_lose(table):
+        rows = read_rows(table)
+        if not raced:  # mine has checked this version: theirs records before mine commits
+            raced.append(None)
+            raced[0] = requests.submit(loc, opts, theirs)
+        return rows
+
+    monkeypatch.setattr(delta, "read_rows", read_then_lose)
+    held = requests.submit(loc, opts, mine)
+    assert raced == [theirs]
+    assert held.request_id == theirs.request_id != mine.request_id
+    assert [i for i, _ in requests.waiting(loc, opts)] == [theirs.request_id]
+    # and without forcing: eight recordings in eight threads, one request
+    monkeypatch.setattr(delta, "read_rows", read_rows)
+    start = threading.Barrier(8)
+
+    def record(n: int) -> str:
+        request = requests.ErasureRequest.new("eu-000777", None)
+        start.wait()
+        return requests.submit(loc, opts, request).request_id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(record, range(8)))
+    assert len(ids) == 1
+    assert len(requests.waiting(loc, opts)) == 2  # theirs, and the one of eu-000777
 
 
 def test_a_replica_of_a_personal_table_in_its_jurisdiction_is_erased_there_too(

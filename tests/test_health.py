@@ -571,6 +571,33 @@ def test_status_without_data_says_what_to_run(lake_home, capsys):
     assert "no region has ingested data yet" in capsys.readouterr().err
 
 
+def test_status_of_a_lake_without_kept_rows_shows_the_newest_day_that_has_data(lake_home, capsys):
+    """One landing date: that day, not the empty day before; then a pause in landing."""
+    from tests.helpers import DAY, land
+
+    loc = load_config("local").location("aws-us")
+    bronze = loc.table_uri(tables.BRONZE.name)
+
+    def status() -> dict:
+        assert cli.main(["status", "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    land("aws-us", SimulationConfig(start=DAY, end=DAY, events_per_day=100, late_share=0.0))
+    ingest.ingest_partition(loc, {}, DAY)
+    report = status()
+    (us,) = [r for r in report["regions"] if r["region"] == "us"]
+    assert report["as_of"] == DAY.isoformat()
+    assert us["ingested"] == delta.partition_rows(bronze, {}, {"landing_date": DAY}) > 0
+    assert cli.main(["status"]) == 0
+    assert "no region has landed data" not in capsys.readouterr().out
+    # three days later (the newest, still landing): the day shown is the newest before it
+    # that holds data, not the empty calendar day before it
+    later = DAY + dt.timedelta(days=3)
+    land("aws-us", SimulationConfig(start=later, end=later, events_per_day=100, late_share=0.0))
+    ingest.ingest_partition(loc, {}, later)
+    assert status()["as_of"] == DAY.isoformat()
+
+
 def test_observe_reads_ingest_counts_and_step_seconds_from_the_instance(lake_home):
     from assets.health import observe
     from assets.partitions import date_region_key

@@ -453,6 +453,13 @@ def test_lakehouse_policy_prints_the_storage_and_compute_rules(monkeypatch, caps
     assert by_name["azure-eu"]["spark_endpoint"] == {"spark_master": "${LAKEHOUSE_SPARK_MASTER_EU}"}
     assert compute_rules["routing_tag"] == TAG
     assert compute_rules["pools"] == "per_jurisdiction"
+    # set but wrong: refused in one line and exit 1, as every command refuses it
+    for wrong, said in (("XX", "names unknown jurisdiction(s) XX"), ("EU,,", "empty")):
+        monkeypatch.setenv(COMPUTE_ENV, wrong)
+        assert main(["--env", "prod", "policy"]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"lakehouse policy: error: {COMPUTE_ENV}=")
+        assert said in err and err.count("\n") == 1, err
     # unset in prod: the rules are still printed, the worker's problem named in its place
     monkeypatch.delenv(COMPUTE_ENV)
     assert main(["--env", "prod", "policy"]) == 0

@@ -12,12 +12,14 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
@@ -114,6 +116,13 @@ class ErasureRequest:
             out["email_hash"] = (keyed_hash(key, normalize_email(self.email)),)
         return out
 
+    def subject(self) -> tuple[str, str | None]:
+        """What a request is a request of: its identifiers, the e-mail normalized.
+
+        Two requests with the same set are one subject's (compared in memory, never shown).
+        """
+        return (self.customer_id, normalize_email(self.email) if self.email else None)
+
     def subject_hash(self, key: str) -> str:
         """What a receipt names the subject by (never the identifiers)."""
         text = f"customer_id={self.customer_id}|email={normalize_email(self.email or '')}"
@@ -124,8 +133,27 @@ def _write(uri: str, options: Mapping[str, str], rows: pa.Table) -> None:
     delta.append_rows(uri, rows, options, partition_by=["date"])
 
 
-def submit(location: LakeLocation, options: Mapping[str, str], request: ErasureRequest) -> None:
-    """Record a request at the location holding the subject's region (the sensor serves it)."""
+# The transaction id every recorded request commits under: delta-rs refuses a commit whose
+# transaction id a concurrent commit also carries, so of two writers recording at once the
+# loser looks at the table again before it records (:func:`submit`).
+SUBMIT_APP_ID = "lakehouse-erasure-request"
+
+
+def submit(
+    location: LakeLocation, options: Mapping[str, str], request: ErasureRequest
+) -> ErasureRequest:
+    """Record a request at the location holding the subject's region (the sensor serves it).
+
+    Safe to repeat: when a request of the same subject (:meth:`ErasureRequest.subject`) is
+    pending there, nothing is recorded and that one is returned; else ``request``, recorded.
+    The check is made on the version the commit follows, and every recording commits under
+    :data:`SUBMIT_APP_ID`: of two recordings at once, the one that loses the race checks again
+    on the winner's version, so a subject has at most one pending request at a location.
+    """
+    uri = location.table_uri(ERASURE_REQUESTS.name)
+    held = _pending_of(request, pending(location, options))
+    if held is not None:
+        return held
     at = request.requested_at or dt.datetime.now(dt.UTC)
     row = {
         "request_id": [request.request_id],
@@ -134,9 +162,39 @@ def submit(location: LakeLocation, options: Mapping[str, str], request: ErasureR
         "email": [request.email],
         "date": [at.date()],
     }
-    _write(
-        location.table_uri(ERASURE_REQUESTS.name), options, pa.table(row, ERASURE_REQUEST_SCHEMA)
+    part = {"date": at.date()}
+    rows = pa.table(row, ERASURE_REQUEST_SCHEMA)
+    adds = delta.stage_files(uri, rows, part, options, partition_by=["date"])
+    found: list[ErasureRequest] = []
+
+    def already(table: DeltaTable) -> bool:
+        waiting = _pending_in(delta.read_rows(table), served_ids(location, options))
+        found[:] = [r for r in [_pending_of(request, waiting)] if r is not None]
+        return bool(found)
+
+    recorded = delta.commit_files(
+        uri,
+        adds,
+        ERASURE_REQUEST_SCHEMA,
+        part,
+        options,
+        replace=False,
+        app_id=SUBMIT_APP_ID,
+        app_version=time.time_ns() // 1000,
+        partition_by=["date"],
+        unless=already,
     )
+    if not recorded:
+        delta.discard_files(uri, options, adds)
+        return found[0]
+    return request
+
+
+def _pending_of(request: ErasureRequest, waiting: list[ErasureRequest]) -> ErasureRequest | None:
+    """The oldest of ``waiting`` that is a request of ``request``'s subject, if any."""
+    same = [r for r in waiting if r.subject() == request.subject()]
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return min(same, key=lambda r: r.requested_at or never) if same else None
 
 
 def _read(uri: str, options: Mapping[str, str], columns: Sequence[str]) -> pa.Table | None:
@@ -182,7 +240,11 @@ def pending(location: LakeLocation, options: Mapping[str, str]) -> list[ErasureR
     rows = _read(location.table_uri(ERASURE_REQUESTS.name), options, ERASURE_REQUEST_SCHEMA.names)
     if rows is None or not rows.num_rows:
         return []
-    done = served_ids(location, options)
+    return _pending_in(rows, served_ids(location, options))
+
+
+def _pending_in(rows: pa.Table, done: set[str]) -> list[ErasureRequest]:
+    """The requests of ``rows`` (the request table's) without a receipt among ``done``."""
     if done:
         rows = rows.filter(pc.invert(pc.is_in(rows["request_id"], pa.array(sorted(done)))))
     out = []

@@ -557,16 +557,20 @@ def measure(
 
 
 def latest_complete_day(cfg: LakeConfig, options: Options) -> dt.date | None:
-    """The day before the newest landing date any region's bronze holds (None before data).
+    """The newest landing date with data that a later one follows (None before any data).
 
-    The newest landing date is still landing (today's hourly objects, yesterday's late
-    events): judged against full days it would look like a collapse of events.
+    The newest landing date any region's bronze holds is still landing (today's hourly
+    objects, yesterday's late events): judged against full days it would look like a collapse
+    of events, so the day shown is the newest one before it that holds data, not the calendar
+    day before it (empty after a pause in landing, or on a lake of one day). A lake with one
+    landing date has nothing else to show: that date.
     """
-    days: list[dt.date] = []
+    days: set[dt.date] = set()
     for loc in cfg.locations.values():
         adds = delta.file_actions(loc.table_uri(tables.BRONZE.name), options(loc))
-        days += [d for (_, d) in partitions(adds, tables.BRONZE.partition_by[0])]
-    return max(days) - dt.timedelta(days=1) if days else None
+        days |= {d for (_, d) in partitions(adds, tables.BRONZE.partition_by[0])}
+    held = sorted(days)
+    return held[-2] if len(held) > 1 else (held[0] if held else None)
 
 
 # The narrow table (fits 100 columns); ``wide`` adds the columns after these.

@@ -291,13 +291,16 @@ def routing_value(cfg: LakeConfig, locations: Iterable[LakeLocation], tables: It
 def compute_rules(cfg: LakeConfig) -> dict[str, Any]:
     """The effective compute rules as JSON: the worker now, what it may process, where Spark is.
 
-    The worker's declaration is read now; when it is invalid (unset in prod), the error is
-    reported in place of the worker rather than raised, so the rules can still be shown.
+    The worker's declaration is read now. Unset in prod (an operator's machine, not a worker),
+    the problem is reported in place of the worker so the rules can still be shown; a value
+    that is set but wrong (an unknown or empty jurisdiction) raises, as for every command.
     """
     try:
         worker: Worker | None = worker_jurisdictions(cfg)
         problem = None
     except ConfigError as exc:
+        if env(COMPUTE_ENV) is not None:
+            raise
         worker, problem = None, str(exc)
     locations = []
     for loc in cfg.locations.values():

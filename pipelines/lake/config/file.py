@@ -111,10 +111,9 @@ class EnvironmentModel(_Model):
     compute: EnvComputeModel = EnvComputeModel()
 
 
-class RegionModel(BaseModel):
-    """``regions.<code>``: the currency and jurisdiction of a region's stores."""
+class RegionModel(_Model):
+    """``regions.<code>``: the currency, jurisdiction and country of a region's stores."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     currency: str
     jurisdiction: str | None = None
     country: str | None = None

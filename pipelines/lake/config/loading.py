@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import posixpath
 import typing
 from typing import Any
 
@@ -22,6 +23,7 @@ from pipelines.lake.config.environment import (
     config_path,
     current_environment,
     env,
+    lake_home,
     read_config_file,
 )
 from pipelines.lake.config.file import EnvironmentModel, LakehouseFile, LocationModel, _text
@@ -160,6 +162,78 @@ def _compute(
     )
 
 
+def _check_names(raw: list[LocationModel], where: str) -> None:
+    """Refuse two locations of one environment with the same name, naming both."""
+    seen: dict[str, int] = {}
+    for i, loc in enumerate(raw):
+        if loc.name in seen:
+            raise ConfigError(
+                f"{where}.locations[{i}].name {loc.name!r} is the name of "
+                f"locations[{seen[loc.name]}] too; each location needs its own name"
+            )
+        seen[loc.name] = i
+
+
+def _root_key(root: str) -> str:
+    """A root as text to compare: no ``file://``, no trailing or doubled ``/``, ``..`` folded.
+
+    Placeholders stay unresolved (the file is checked without the deployment's variables): the
+    same ``${NAME}`` is the same root wherever it points.
+    """
+    text = root.strip()
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return posixpath.normpath(text or ".")
+    return f"{scheme.lower()}://{posixpath.normpath('/' + rest).lstrip('/')}".rstrip("/")
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """True when root ``inner`` is ``outer`` or a folder under it (both :func:`_root_key`)."""
+    if inner == outer:
+        return True
+    if outer == ".":  # the home folder itself: every relative root under it
+        return "://" not in inner and not inner.startswith(("/", "../")) and inner != ".."
+    return inner.startswith(outer.rstrip("/") + "/")
+
+
+def _check_roots(raw: list[LocationModel], where: str) -> None:
+    """Refuse two locations whose roots are one folder, or one inside the other.
+
+    Each location's tables live at ``<root>/tables/<table>``: two locations on one root (of two
+    jurisdictions, say) would write each other's tables. A relative root is compared with an
+    absolute one as it resolves, against ``LAKEHOUSE_HOME``.
+    """
+    keys = [_root_key(loc.root) for loc in raw]
+    local = [k for k in keys if "://" not in k]
+    if any(k.startswith("/") for k in local) and any(not k.startswith("/") for k in local):
+        home = str(lake_home())
+        keys = [posixpath.normpath(posixpath.join(home, k)) if "://" not in k else k for k in keys]
+    for i, inner in enumerate(keys):
+        for j, outer in enumerate(keys):
+            if i == j or not _inside(inner, outer) or (inner == outer and j > i):
+                continue
+            how = "is the root of" if inner == outer else "is inside the root of"
+            raise ConfigError(
+                f"{where}.locations[{i}].root {raw[i].root!r} {how} locations[{j}] "
+                f"({raw[j].name!r}: {raw[j].root!r}); each location needs storage of its own, "
+                "or their tables would share it"
+            )
+
+
+def _check_replicated_tables(model: LakehouseFile, path: str) -> None:
+    """Refuse a ``replication:`` rule naming a table the registry does not have."""
+    from pipelines.lake.tables import TABLES  # pyarrow: only when a file is loaded
+
+    for i, rule in enumerate(model.replication):
+        if rule.table not in TABLES:
+            raise ConfigError(
+                f"{path}: replication[{i}].table {rule.table!r} is not a table of the product; "
+                f"known: {', '.join(TABLES)}"
+            )
+
+
 @functools.cache
 def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
     data = read_config_file(path)
@@ -172,9 +246,10 @@ def _load(path: str, env: str, start_override: str | None) -> LakeConfig:
         raise _first_error(exc, path) from None
     raw_env = model.environments[env]
     where = f"{path}: environments.{env}"
+    _check_names(raw_env.locations, where)
+    _check_roots(raw_env.locations, where)
+    _check_replicated_tables(model, path)
     locations = {raw.name: _location(raw) for raw in raw_env.locations}
-    if len(locations) != len(raw_env.locations):
-        raise ConfigError(f"{where}.locations: two locations share a name")
     start = model.start_date
     if start_override:
         try:

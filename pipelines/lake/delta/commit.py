@@ -196,6 +196,7 @@ def commit_files(
     partition_by: list[str] | None = None,
     once: bool = False,
     filters: list[tuple[str, str, str]] | None = None,
+    unless: Callable[[DeltaTable], bool] | None = None,
 ) -> bool:
     """Commit staged files to one partition (appended, or replacing it) under a transaction id.
 
@@ -204,6 +205,9 @@ def commit_files(
     the same id never both commit; the loser tries again on the new version. With ``once``,
     that retry (and the first try) commits nothing and returns False when the table already
     holds ``app_version`` or a later one of ``app_id``: each version is committed exactly once.
+    ``unless``: asked of the version each try would commit on (so again after a lost race);
+    when it is true nothing is committed and False returned. Writers sharing an ``app_id``
+    thus commit only on what they checked.
     ``filters`` (partition filters) replace the partitions they select instead of ``partition``.
     """
     target, opts = deltalake_target(uri, options)
@@ -219,7 +223,7 @@ def commit_files(
         nonlocal done
         table = latest_table(target, opts)
         held = table.transaction_version(app_id) if app_id else None
-        if once and held is not None and held >= app_version:
+        if (once and held is not None and held >= app_version) or (unless and unless(table)):
             done = True
             return
         _check_exist(uri, options, adds)
