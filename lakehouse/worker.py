@@ -90,7 +90,8 @@ def add_follow_options(p: argparse.ArgumentParser, number: Any) -> None:
         type=number(float, 0),
         default=None,
         metavar="SECONDS",
-        help="exit 0 after this long with nothing waiting, >= 0 (default: never)",
+        help="exit 0 after this long with nothing waiting, >= 0; exit 1 after this long "
+        "failing (an unreachable store or webserver) without progress (default: never)",
     )
     p.add_argument(
         "--days-back",
@@ -423,7 +424,7 @@ def _stderr(line: str) -> None:
 def cmd_follow(
     args: argparse.Namespace, cfg: Any, located: list[tuple[Any, Any]]
 ) -> dict[str, Any]:
-    """Run the worker for its locations until SIGTERM (or ``--max-idle-seconds``); exit 0.
+    """Run the worker for its locations until SIGTERM (or ``--max-idle-seconds``).
 
     ``located``: each location with its compute grant; the caller checked compute sovereignty
     for every one before any byte was read. Several locations are followed in turn by one
@@ -483,6 +484,14 @@ def cmd_follow(
         f"start cpu {time.process_time():.2f}s"
     )
     statuses = stream.follow_all(followers, stop)
+    failing = [(loc, st) for (loc, _), st in zip(located, statuses, strict=True) if st.last_error]
+    if failing and not stop.is_set():  # --max-idle-seconds passed failing, not idle: exit 1
+        loc, st = failing[0]
+        raise RuntimeError(
+            f"stopped after --max-idle-seconds {args.max_idle_seconds:g} without progress: "
+            f"{loc.name}: {st.last_error} (what it committed is in the tables; a worker "
+            "started later reports what is owed)"
+        )
     out = [
         {"location": loc.name, "worker": asdict(st), "compute": grant.metadata()}
         for (loc, grant), st in zip(located, statuses, strict=True)

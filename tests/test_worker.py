@@ -339,6 +339,23 @@ def test_a_worker_refuses_a_url_or_an_instance_it_cannot_report_to_and_shows_no_
     assert status["last_error"] and "retry" not in status["last_error"]
 
 
+def test_a_worker_that_cannot_report_stops_after_max_idle_seconds_in_one_line(tmp_path):
+    """Failing is no progress: --max-idle-seconds ends a worker whose webserver is down too."""
+    env = _env(tmp_path)
+    _land(env, 200)
+    args = ["ingest", "--follow", "--location", "aws-us", "--linger-seconds", "0"]
+    out = _cli(env, *args, "--max-idle-seconds", "2", "--dagster-url", "http://127.0.0.1:9")
+    assert out.returncode == 1, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("lakehouse ingest: error: stopped after --max-idle-seconds 2 "), line
+    assert "aws-us" in line and "Traceback" not in out.stderr
+    # what it committed is in the tables; a worker started later takes the rest and makes
+    # the reports owed: every object once, every partition reported with its checks
+    out = _cli(env, *args, "--max-idle-seconds", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    _reported(env, _exactly_once(tmp_path, env))
+
+
 def test_a_worker_reports_to_the_projects_instance_when_dagster_home_is_unset(tmp_path):
     env = _env(tmp_path)
     _land(env, 200)

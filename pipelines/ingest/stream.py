@@ -590,10 +590,11 @@ class Follower:
 
         True when it committed or took something, False when not (nothing due, or backing off
         from an error: retried after ``backoff`` seconds, never fatal), None once it has been
-        idle ``max_idle_seconds``.
+        idle ``max_idle_seconds``: nothing to do, or nothing done for failing (the status keeps
+        ``last_error`` then).
         """
         if time.time() < self.retry_at:
-            return False
+            return None if self._idle_too_long() else False
         progressed = False
         try:
             self._list()
@@ -622,15 +623,19 @@ class Follower:
                 self.on_error(exc, self.backoff)
             self.write_status("backing_off")
             self.retry_at = time.time() + self.backoff
-            return False
+            # failing is no progress: with --max-idle-seconds the worker stops (the caller
+            # says why); without, it retries for as long as it runs (a service)
+            return None if self._idle_too_long() else False
         if self.waiting or due or self.older:
             self.idle_since = time.time()
-        elif (
-            self.follow.max_idle_seconds is not None
-            and time.time() - self.idle_since >= self.follow.max_idle_seconds
-        ):
+        elif self._idle_too_long():
             return None
         return progressed
+
+    def _idle_too_long(self) -> bool:
+        """Whether ``max_idle_seconds`` passed since the last pass with work (or failing)."""
+        limit = self.follow.max_idle_seconds
+        return limit is not None and time.time() - self.idle_since >= limit
 
     def finish(self) -> Status:
         """At stop: the checks still owed evaluated (best effort), the status ``stopped``."""
