@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from lakehouse import cli
 from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
-from pipelines.ml.tracking import Tracking
+from pipelines.ml.tracking import QUICK_HTTP, Tracking
 from pipelines.operations import maintenance
 from pipelines.replication.deltalog import SourceBehindError, SyncError, list_log
 from pipelines.replication.options import SyncOptions
@@ -162,8 +163,10 @@ def test_model_pins_lapse_by_age_only_without_an_alias():
 
 
 def test_unreachable_registry_deletes_nothing(cfg, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    # MLflow's own retries (7, about 4 minutes) are not what upkeep waits: it sets its own
+    # for the check, and puts the environment back after
+    for name in QUICK_HTTP:
+        monkeypatch.delenv(name, raising=False)
     uri = cfg.location("azure-eu").table_uri(TABLE)
     churn(uri, 4)
     before = sorted(p.name for p in Path(uri).rglob("*.parquet"))
@@ -176,6 +179,7 @@ def test_unreachable_registry_deletes_nothing(cfg, tmp_path, monkeypatch):
             model_pins_of=maintenance.registry_pins(bad, cfg.maintenance),
         )
     assert sorted(p.name for p in Path(uri).rglob("*.parquet")) == before
+    assert not set(QUICK_HTTP) & set(os.environ)
 
 
 def forced_upkeep(cfg, uri: str) -> None:

@@ -189,7 +189,7 @@ def model_pins(tracking: Any, uri: str, settings: MaintenanceSettings) -> list[P
     An unreachable registry is an error: upkeep never deletes what it could not check.
     """
     try:
-        with tracking.session() as client:
+        with tracking.session(quick=True) as client:
             versions = client.search_model_versions(f"name = '{tracking.model_name}'")
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
