@@ -101,6 +101,15 @@ def _with(tmp_path, monkeypatch, edit) -> str:
             "locations[0].root '.lake/aws-us' is inside the root of locations[2] ('gcp-apac': '.')",
         ),
         (
+            lambda d: _loc(d, 0)["landing"].update(straem="x"),
+            "locations[0].landing: 'straem' is not an option of format firehose; known: prefix, "
+            "partitions, stream",
+        ),
+        (
+            lambda d: _loc(d, 1)["landing"].pop("hub"),
+            "locations[1].landing: format eventhubs_capture needs hub",
+        ),
+        (
             lambda d: d["replication"][0].update(table="gold_daily_demnd"),
             "replication[0].table 'gold_daily_demnd' is not a table of the product; "
             "known: bronze_events, bronze_quarantine",

@@ -48,6 +48,33 @@ class LandingModel(BaseModel):
     # Event Hubs partitions, Firehose streams...: a count, checked here (else a format's own)
     partitions: PositiveInt | None = None
 
+    @model_validator(mode="after")
+    def _format_options(self) -> LandingModel:
+        # a misspelt option would be ignored and its default used: each format's are named
+        extra = self.model_extra or {}
+        known = LANDING_OPTIONS[self.format]
+        for name in extra:
+            if name not in known:
+                raise ValueError(
+                    f"{name!r} is not an option of format {self.format}; known: "
+                    f"{', '.join(('prefix', 'partitions', *known))}"
+                )
+        missing = [n for n in LANDING_REQUIRED.get(self.format, ()) if n not in extra]
+        if missing:
+            raise ValueError(f"format {self.format} needs {' and '.join(missing)}")
+        return self
+
+
+# The options each capture format reads beside ``prefix`` and ``partitions``
+# (pipelines/ingest/capture.py), and those it cannot do without.
+LANDING_OPTIONS: dict[str, tuple[str, ...]] = {
+    "firehose": ("stream",),
+    "eventhubs_capture": ("namespace", "hub"),
+    "pubsub_avro": ("subscription",),
+    "pubsub_text": ("subscription",),
+}
+LANDING_REQUIRED = {"eventhubs_capture": ("namespace", "hub")}
+
 
 class SparkViewModel(_Model):
     """``spark:`` of a location: the root as Spark's connector addresses it, and its settings."""
