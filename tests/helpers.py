@@ -148,3 +148,20 @@ def gzip_bomb(total: int) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
     trailer = crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little")
     return header + deflate_zeros(total) + trailer
+
+
+def in_processes(fn: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+    """``fn(*job)`` for each job, each in its own spawned process at once; their results.
+
+    Spawned, not forked: delta-rs (tokio) must not be forked. The pool is closed and joined,
+    never terminated: ``Pool.terminate`` waits for ever on an idle worker holding the task
+    queue's lock when SIGTERM does not reach it (a shell that ignores SIGTERM passes that on).
+    """
+    import multiprocessing as mp
+
+    pool = mp.get_context("spawn").Pool(len(jobs))
+    try:
+        return pool.starmap(fn, jobs)
+    finally:
+        pool.close()
+        pool.join()

@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 import math
-import multiprocessing as mp
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +10,7 @@ import pytest
 from deltalake import DeltaTable
 
 from pipelines.lake import delta
+from tests.helpers import in_processes
 
 DAY = dt.date(2026, 10, 5)
 UTC = dt.UTC
@@ -96,9 +96,7 @@ def test_two_writers_of_one_empty_partition_leave_one_writers_rows(tmp_path, rou
     DeltaTable.create(
         uri, pa.schema([("d", pa.date32()), ("writer", pa.int64())]), partition_by=["d"]
     )
-    ctx = mp.get_context("spawn")  # delta-rs (tokio) must not be forked
-    with ctx.Pool(2) as pool:
-        pool.starmap(_write_tagged, [(uri, 1), (uri, 2)])
+    in_processes(_write_tagged, [(uri, 1), (uri, 2)])
     rows = delta.read_partition(uri, {})
     assert rows.num_rows == 5
     assert len(set(rows["writer"].to_pylist())) == 1
@@ -278,9 +276,8 @@ def test_an_older_registered_table_gets_its_statistics_columns_once(tmp_path):
     DeltaTable.create(  # as an earlier version made it: no property
         uri, _bronze_rows(0, 0).schema, partition_by=["landing_date", "region"]
     )
-    ctx = mp.get_context("spawn")  # two writers set it at once: one commit wins, both append
-    with ctx.Pool(2) as pool:
-        pool.starmap(_append_bronze, [(uri, 1), (uri, 2)])
+    # two writers set it at once: one commit wins, both append
+    in_processes(_append_bronze, [(uri, 1), (uri, 2)])
     _append_bronze(uri, 3)
     metadata = [a for a in _log_lines(uri) if "metaData" in a]
     assert len(metadata) == 2  # the creation, then the property set once

@@ -4,7 +4,6 @@ import datetime as dt
 import gzip
 import json
 import math
-import multiprocessing as mp
 import random
 
 import numpy as np
@@ -20,7 +19,7 @@ from pipelines.lake.config import load_config
 from pipelines.lake.delta import read_partition
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import BAD_KINDS, EXPECTED_REASON, SimulationConfig
-from tests.helpers import DAY, land
+from tests.helpers import DAY, in_processes, land
 
 LOCATIONS = ["aws-us", "azure-eu", "gcp-apac"]
 
@@ -134,10 +133,8 @@ def test_concurrent_runs_of_the_same_and_other_partitions_lose_and_duplicate_not
     days = [DAY, DAY + dt.timedelta(days=1)]
     sim = SimulationConfig(start=days[0], end=days[1], events_per_day=500, late_share=0.0)
     reports = land("gcp-apac", sim)
-    ctx = mp.get_context("spawn")  # delta-rs (tokio) must not be forked
     jobs = [(str(lake_home), "gcp-apac", d.isoformat()) for d in days for _ in range(2)]
-    with ctx.Pool(4) as pool:
-        pool.starmap(_ingest_in_child, jobs)
+    in_processes(_ingest_in_child, jobs)
     loc = load_config().location("gcp-apac")
     rows = read_partition(loc.table_uri("bronze_events"), {})
     assert rows.num_rows == sum(r.records for r in reports)

@@ -20,7 +20,7 @@ from pipelines.lake import delta
 from pipelines.lake.config import load_config
 from pipelines.lake.storage import open_storage
 from pipelines.simulation.simulate import SimulationConfig
-from tests.helpers import DAY, land
+from tests.helpers import DAY, in_processes, land
 
 LOC = "aws-us"
 # a day that is still open: nothing is compacted behind the test's back
@@ -245,10 +245,8 @@ def test_four_concurrent_workers_ingest_each_object_exactly_once(lake_home, shar
         start=DAY, end=DAY, events_per_day=2000, objects_per_day=16, bad_rate=0.02, late_share=0.0
     )
     (report,) = land(LOC, sim)
-    ctx = mp.get_context("spawn")  # delta-rs (tokio) must not be forked
     jobs = [(str(lake_home), (i, 4) if sharded else None) for i in range(4)]
-    with ctx.Pool(4) as pool:
-        took = pool.starmap(_worker, jobs)
+    took = in_processes(_worker, jobs)
     done = _run()
     assert done.batches == []  # the workers left nothing behind, sharded or not
     assert done.reconciled, done.report()
