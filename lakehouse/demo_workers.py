@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -67,6 +68,9 @@ def _start(environment: str) -> None:
     # Ctrl-C goes to the demo's process group only: the demo stops the workers (SIGTERM, which
     # Dagster turns into an interrupt of the run, so the run ends as failed, not as started)
     os.setpgrp()
+    # ... and SIGTERM ends a worker whatever the shell that started the demo ignores (a
+    # disposition a child inherits): ignored, Pool.terminate would wait for its workers for ever
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _ENVIRONMENT.append(environment)
 
 
