@@ -7,6 +7,7 @@ reads the Delta tables back with deltalake, checking every commit is strict JSON
 import bz2
 import dataclasses
 import datetime as dt
+import decimal
 import functools
 import gzip
 import io
@@ -522,6 +523,32 @@ def test_a_codec_outside_the_spec_is_a_corrupt_object_naming_it():
     odd = data.replace(b"\x14avro.codec\x08null", b"\x14avro.codec\x06lz4", 1)
     with pytest.raises(capture.CorruptObjectError, match="codec 'lz4'"):
         capture.decode_records(landing, odd)
+
+
+BODY_TYPES = [
+    "long",  # a long body n was read as bytes(n): n zero bytes past every bound
+    ["null", "long"],
+    "string",
+    {"type": "bytes", "logicalType": "decimal", "precision": 4},
+    {"type": "fixed", "name": "F", "size": 4},
+]
+
+
+@pytest.mark.parametrize("location", ["azure-eu", "gcp-apac"])
+@pytest.mark.parametrize("body", [*BODY_TYPES, None], ids=str)
+def test_an_avro_file_of_another_writer_schema_is_a_corrupt_object_naming_the_field(location, body):
+    landing = load_config("local").location(location).landing
+    name = "Body" if landing.format == "eventhubs_capture" else "data"
+    field = {"name": name if body is not None else "other", "type": body or "long"}
+    value = {"long": 2**33, "string": "{}"}.get(str(body), 2**33)
+    if isinstance(body, dict):
+        value = b"\0\0\0\1" if body["type"] == "fixed" else decimal.Decimal(15)
+    schema = fastavro.parse_schema({"type": "record", "name": "X", "fields": [field]})
+    buf = io.BytesIO()
+    fastavro.writer(buf, schema, [{field["name"]: value}])
+    want = f"writer schema has no '{name}'" if body is None else f"'{name}' is .*, not bytes"
+    with pytest.raises(capture.CorruptObjectError, match=want):
+        capture.decode_records(landing, buf.getvalue())
 
 
 # --- 9. unknown fields are rescued, never dropped silently ----------------------------------
