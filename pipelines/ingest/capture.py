@@ -537,10 +537,40 @@ def _inflated_avro(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
+def _body_type_error(schema: object, field: str) -> str | None:
+    """Why a container's writer schema does not carry ``field`` as bytes (None when it does).
+
+    The capture services write it as ``bytes`` or ``["null", "bytes"]``. Any other type is
+    another producer's file: read as it is, a ``long`` body ``n`` became ``bytes(n)``, n zero
+    bytes, past any bound on the object (an 80-byte file gave an 8 GiB record).
+    """
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    found = [f for f in fields or [] if isinstance(f, dict) and f.get("name") == field]
+    if not found:
+        return f"avro: the writer schema has no {field!r} field"
+    kind = found[0].get("type")
+    kinds = [_plain(k) for k in (kind if isinstance(kind, list) else [kind])]
+    if "bytes" in kinds and set(kinds) <= {"bytes", "null"}:
+        return None
+    return f"avro: the writer schema's {field!r} is {json.dumps(kind)[:80]}, not bytes"
+
+
+def _plain(kind: object) -> object:
+    """``{"type": "bytes"}`` as ``"bytes"`` (a logical type over bytes, a decimal, is not)."""
+    if isinstance(kind, dict) and set(kind) == {"type"}:
+        return kind["type"]
+    return kind
+
+
 def _avro_bodies(data: bytes, field: str, limit: int) -> list[bytes]:
     container = _inflated_avro(data, limit)
     try:
         reader = fastavro.reader(io.BytesIO(container))
+    except Exception as exc:  # fastavro raises many types on a damaged file
+        raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
+    if why := _body_type_error(reader.writer_schema, field):
+        raise CorruptObjectError(why)
+    try:
         return [bytes(rec[field] or b"") for rec in reader]  # type: ignore[call-overload,index,arg-type]
     except Exception as exc:  # fastavro raises many types on a damaged file
         raise CorruptObjectError(f"avro: {type(exc).__name__}: {exc}") from exc
