@@ -621,6 +621,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
 
     days_between(args.start, args.end, "demo --from/--to")
     check_demo_days(load_config(args.env), args.start, args.end)
+    require_pii_key("demo")
     with Progress("demo") as progress:
         summary = run_demo(
             args.start,
@@ -634,6 +635,21 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any] | None:
         return summary
     print_summary(summary, sys.stdout)
     return None
+
+
+def require_pii_key(command: str) -> None:
+    """Refuse, before any work, a command that runs silver without its pseudonymization key.
+
+    Else the first run of the graph fails deep inside Dagster's resource config.
+    """
+    from pipelines.spark.transforms import PII_KEY_ENV, PiiKeyError
+
+    if not (env(PII_KEY_ENV) or "").strip():
+        raise PiiKeyError(
+            f"{PII_KEY_ENV} is not set: silver's pseudonymization key, which the graph's runs "
+            f"need (make run and make run-emulated set a demo key; export one to run "
+            f"lakehouse {command} directly)"
+        )
 
 
 def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -651,6 +667,7 @@ def cmd_run_emulated(args: argparse.Namespace) -> dict[str, Any] | None:
     run_emulated = _dev_run_emulated()
     days_between(args.start, args.end, "run-emulated --from/--to")
     check_demo_days(load_config(EMULATED_ENV), args.start, args.end, "run-emulated")
+    require_pii_key("run-emulated")
     workdir = Path(args.workdir) if args.workdir else lake_home() / ".emulated"
     _check_workdir(workdir, mine=not args.workdir)
     # the emulators keep nothing between runs, so neither may the instance nor MLflow

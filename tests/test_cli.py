@@ -270,6 +270,21 @@ def test_run_emulated_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
     cli._check_workdir(precious, mine=False)
 
 
+@pytest.mark.parametrize("command", ["demo", "run-emulated"])
+def test_the_demo_without_its_pseudonymization_key_is_refused_before_any_work(
+    tmp_path, monkeypatch, capsys, command
+):
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.delenv("LAKEHOUSE_PII_KEY", raising=False)
+    argv = [command, "--from", "2026-08-01", "--to", "2026-10-01"]
+    workdir = ["--workdir", str(tmp_path / "w")] if command == "run-emulated" else []
+    assert main([*argv, *workdir]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"lakehouse {command}: error: LAKEHOUSE_PII_KEY is not set" in err
+    assert not (tmp_path / ".lake").exists() and not (tmp_path / "w").exists()
+
+
 def test_ingest_full_reingests_the_same_rows(lake_home, capsys):
     sim = ["simulate", "--from", "2026-10-05", "--to", "2026-10-05", "--location", "aws-us"]
     assert main([*sim, "--events-per-day", "300", "--bad-rate", "0.05"]) == 0
