@@ -37,7 +37,7 @@ from pipelines.ingest.events import (
     RecordRules,
     bronze_partition,
 )
-from pipelines.ingest.landing import _fetch_or_skip, landing_listing
+from pipelines.ingest.landing import _fetch_or_skip, landing_listing, listed_now
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
 from pipelines.lake import delta, memory
 from pipelines.lake.config import LakeLocation
@@ -101,6 +101,33 @@ class PartitionIngest:
             "quarantine_version": self.quarantine_version,
             "ledger_table": self.ledger_uri,
         }
+
+
+def _relisted(
+    storage: Storage, infos: list[ObjectInfo], state: ledger.LedgerState
+) -> list[ObjectInfo]:
+    """``infos`` with each object an erasure rewrote since they were listed listed again.
+
+    An erasure served during a run rewrites an object and moves its ledger rows to the new
+    identity (or rewrites one not ingested yet): the run's listing, taken before, still has the
+    old identity, and would take the object for one its producer rewrote (``object_rewritten``)
+    or record the bytes it reads now under the old identity. Only an object an erasure fenced
+    and the ledger does not hold as listed is listed again (erasures are rare).
+    """
+    if not state.erased:
+        return infos
+    done = state.identities()
+    out = []
+    for info in infos:
+        key = _printable(info.path)
+        stale = key in state.erased and key not in state.erasing
+        if stale and (key, info.etag, info.size) not in done:
+            now = listed_now(storage, info.path)
+            if now is None:  # gone since: nothing to take
+                continue
+            info = now
+        out.append(info)
+    return out
 
 
 def _rewritten_rows(
@@ -290,6 +317,7 @@ def ingest_partition(
         elif replace:  # a full re-ingest of a partition with no objects: empty it
             todo = _Todo([], [])
         else:
+            infos = _relisted(storage, infos, state)
             readable = [i for i in infos if _printable(i.path) not in skipped]
             todo = _next_batch(state, readable, limits, shard)
             if not todo.infos and not todo.rewritten:
