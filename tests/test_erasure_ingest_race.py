@@ -179,3 +179,37 @@ def test_an_erasure_served_between_two_batches_of_one_run_is_no_rewrite(lake, pi
     assert report["partition"]["reconciled"], report
     assert report["partition"]["objects"] == _landed_objects(storage, loc)
     assert files_holding(storage, lake["needles"]) == []
+
+
+def test_an_ingest_finishing_inside_an_erasure_reports_the_counts_after_it(lake, pii_key):
+    """The erasure deleted the subject's rows and has yet to move the objects' ledger counts.
+
+    An ingest of the partition ending then read the ledger's counts before the delete and the
+    tables' after it: it reported the partition unreconciled and exited 1 (seen with
+    ``lakehouse erase`` beside ``lakehouse ingest``). While the partition is fenced it reads
+    both again, and reports the counts once the erasure is done.
+    """
+    from pipelines.erasure.landing import erase_landing
+    from pipelines.privacy.erase import erase_from_table
+
+    loc, storage = lake["location"], lake["storage"]
+    opts = loc.storage_options()
+    customer, email = subject(loc)
+    who = subject_of([ErasureRequest.new(customer, email)], pii_key)
+    found = find_landing(loc, storage, who)
+    fence_landing(loc, opts, found)
+    removed = {
+        kind: erase_from_table(loc.table_uri(name), dict(opts), who, read_back=False).rows_by_object
+        for kind, name in (("bronze", "bronze_events"), ("quarantine", "bronze_quarantine"))
+    }
+    reports: list[dict] = []
+    worker = threading.Thread(
+        target=lambda: reports.append(ingest.ingest_partition(loc, opts, DAY).report())
+    )
+    worker.start()
+    worker.join(1.0)  # the ingest is inside the erasure's window now
+    erase_landing(loc, storage, opts, who, removed, found)
+    release_landing(loc, opts, found)
+    worker.join()
+    assert reports[0]["partition"]["reconciled"], reports[0]["partition"]
+    assert ingest.ingest_partition(loc, opts, DAY).report()["partition"]["reconciled"]

@@ -8,6 +8,7 @@ finished by the next run. A closed day is compacted at the end (:mod:`.closed_da
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -433,19 +434,37 @@ def _one_batch(
 def _totals(
     done: PartitionIngest, state: ledger.LedgerState, t: _Tables, part: dict[str, object]
 ) -> PartitionIngest:
-    done.totals = state.totals()
-    done.objects = state.objects
     if done.compacted:  # compaction made a newer version than the last batch's
         done.bronze_version = done.quarantine_version = -1
     if done.bronze_version < 0:  # nothing appended to it by this run: its current version
         done.bronze_version = delta.table_version(t.bronze, t.options) or 0
     if done.quarantine_version < 0:
         done.quarantine_version = delta.table_version(t.quarantine, t.options) or 0
-    done.table_rows = {
-        "bronze": delta.partition_rows(t.bronze, t.options, part),
-        "quarantine": delta.partition_rows(t.quarantine, t.options, part),
-    }
+    for attempt in range(SETTLE_READS):
+        done.totals, done.objects = state.totals(), state.objects
+        done.table_rows = {
+            "bronze": delta.partition_rows(t.bronze, t.options, part),
+            "quarantine": delta.partition_rows(t.quarantine, t.options, part),
+        }
+        if done.reconciled or attempt == SETTLE_READS - 1:
+            break
+        # The ledger was read before the tables: an erasure may have deleted rows in between
+        # (its fence up: it moves the objects' counts, then lifts it), or another writer
+        # committed a batch. Read both again, unless the ledger has not changed and is not
+        # fenced: then the partition really does not reconcile.
+        again = ledger.read_state(t.ledger, t.options, part)
+        if again.totals() == state.totals() and not again.erasing and not state.erasing:
+            break
+        if again.erasing:
+            time.sleep(SETTLE_PAUSE)
+        state = again
     return done
+
+
+# An ingest ending inside an erasure's window reads its counts again this often, this far apart
+# (an erasure's fence is up for seconds: its deletes, the landing rewrite, the ledger update)
+SETTLE_READS = 120
+SETTLE_PAUSE = 0.25
 
 
 def fence_objects(
