@@ -213,3 +213,29 @@ def test_an_ingest_finishing_inside_an_erasure_reports_the_counts_after_it(lake,
     worker.join()
     assert reports[0]["partition"]["reconciled"], reports[0]["partition"]
     assert ingest.ingest_partition(loc, opts, DAY).report()["partition"]["reconciled"]
+
+
+def test_batches_read_back_after_an_erasure_removed_their_files(lake, pii_key):
+    """A worker reads back the batches nobody reported: their files may be gone since.
+
+    The erasure removes the files holding the subject (erasure wins over retention); the
+    batches' ledger rows still name them. A follower starting then (or checking batches it
+    committed before the erasure) failed on the missing file at every cycle, for ever (seen:
+    two ``lakehouse ingest --follow`` beside ``lakehouse erase``). The batch's rows are read
+    from the table as it holds them now instead.
+    """
+    from pipelines.ingest.stream import batch_rows
+
+    loc = lake["location"]
+    opts = loc.storage_options()
+    cfg = load_config("local")
+    customer, email = subject(loc)
+    part = bronze_partition(DAY, loc.region)
+    serve_location(cfg, loc, [ErasureRequest.new(customer, email)], pii_key)
+    state = ledger.read_state(loc.table_uri(ledger.LEDGER_TABLE), opts, part)
+    numbers = sorted(n for n in state.committed if state.batches.get(n) is not None)
+    results = batch_rows(loc, opts, DAY, state, numbers)
+    bronze = DeltaTable(loc.table_uri("bronze_events")).to_pyarrow_table()
+    assert sum(r.bronze.num_rows for r in results) == bronze.num_rows
+    read_back = {v for r in results for v in r.bronze["customer_id"].to_pylist()}
+    assert customer not in read_back and f"{loc.region}-049990" in read_back
