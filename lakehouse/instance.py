@@ -58,15 +58,35 @@ class ProjectInstance:
     def open(self) -> Iterator[dg.DagsterInstance]:
         """The instance, which must exist: a command never creates one somewhere unexpected."""
         self.require()
-        import dagster as dg  # the engine commands that import this module never need Dagster
-
-        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+        with open_instance(self.home) as instance:
             yield instance
 
     def _named(self) -> str:
         if self.source == DAGSTER_HOME_ENV:
             return f"DAGSTER_HOME={self.home}"
         return f"the project's Dagster instance {self.home} (DAGSTER_HOME unset)"
+
+
+# In the instance folder: held while an instance is opened (its storage created or migrated).
+OPEN_LOCK = ".lakehouse-open.lock"
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    """``DagsterInstance.from_config(home)``, one process at a time.
+
+    Opening an instance whose folder has no database yet creates its SQLite storage and stamps
+    its schema version; two processes doing it at once (two ingest workers started together on
+    a fresh DAGSTER_HOME) leave two version rows, and every later open of the instance fails
+    ("alembic_version has more than one head"). An exclusive lock on a file in the folder makes
+    the second wait and find the storage made.
+    """
+    import fcntl
+
+    import dagster as dg  # the engine commands that import this module never need Dagster
+
+    with (home / OPEN_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dg.DagsterInstance.from_config(str(home))
 
 
 def project_instance() -> ProjectInstance:

@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lakehouse.instance import ProjectInstance, project_instance
+from lakehouse.instance import ProjectInstance, open_instance, project_instance
 from pipelines.lake.config.environment import env, redact
 
 URL_ENV = "LAKEHOUSE_DAGSTER_URL"
@@ -162,9 +162,7 @@ class Reporter:
 
     def _instance_of(self) -> Any:
         if self._instance is None:
-            import dagster as dg
-
-            self._instance = dg.DagsterInstance.from_config(str(self._where().home))
+            self._instance = open_instance(self._where().home)
         return self._instance
 
     def send(self, events: list[Any]) -> None:

@@ -1,13 +1,15 @@
 """The Dagster instance the commands use: DAGSTER_HOME, else the project's .dagster/, named."""
 
 import json
+import multiprocessing
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from lakehouse.cli import main
-from lakehouse.instance import project_instance
+from lakehouse.instance import DAGSTER_HOME_ENV, ProjectInstance, project_instance
 from pipelines.lake.config import PROJECT_ROOT
 
 BACKFILL = ["backfill", "--job", "features_job", "--from", "2026-10-20", "--to", "2026-10-22"]
@@ -141,3 +143,34 @@ def test_a_range_without_partitions_names_the_range_there_is(lake_home, monkeypa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "demand_features has no partition between 2025-01-01" in err
     assert "(its partitions run 2026-09-01 .. " in err, err
+
+
+def _open_fresh(home: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        with ProjectInstance(Path(home), DAGSTER_HOME_ENV).open() as instance:
+            instance.get_runs(limit=1)
+        results.put("ok")
+    except Exception as exc:  # reported by the test
+        results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+
+def test_commands_opening_a_fresh_instance_at_once_leave_it_usable(tmp_path):
+    """Two workers started together on a new DAGSTER_HOME: both start, the instance works.
+
+    Without the lock, each process created the SQLite storage and stamped its version: one
+    failed ("table runs already exists") and every later open failed too ("alembic_version
+    has more than one head present").
+    """
+    ctx = multiprocessing.get_context("fork")  # Dagster is imported already: quick children
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_fresh, args=(str(tmp_path), barrier, results)) for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [results.get(timeout=5) for _ in procs] == ["ok"] * 3
+    with ProjectInstance(tmp_path, DAGSTER_HOME_ENV).open() as instance:  # later opens too
+        assert instance.get_runs(limit=1) == []

@@ -607,3 +607,33 @@ def test_a_first_plan_reads_the_checkpoints_tombstones_not_its_live_files(tmp_pa
     for v in (v_small, v_large):
         assert v.mode == "log (from the checkpoint)" and v.commits_read == 2
         assert v.files_deleted == 1
+
+
+def test_log_cleanup_keeps_a_checkpoint_until_its_successor_is_past_retention(tmp_path):
+    """A reader that read ``_last_checkpoint`` just before upkeep wrote a newer one still loads.
+
+    The table's last checkpoint (at 2) is 40 days old: upkeep writes one at 4 and cleans the log
+    at once. A writer that opened the table a moment before reads checkpoint 2 and commits 3..4
+    (seen: ``lakehouse ingest`` beside ``lakehouse maintain`` failed with checkpoint 2 "not
+    found"); they go once checkpoint 4 has been there for the retention.
+    """
+    import os
+    import time
+
+    uri = str(tmp_path / "t")
+    log = tmp_path / "t" / "_delta_log"
+    churn(uri, 3, 0)  # 0..2
+    DeltaTable(uri).create_checkpoint()  # at 2
+    churn(uri, 2, 50)  # 3..4
+    old = time.time() - 40 * 24 * 3600
+    for f in log.iterdir():
+        os.utime(f, (old, old))
+    DeltaTable(uri).create_checkpoint()  # at 4, now: what upkeep does before it cleans up
+    cleaned = maintenance.log_cleanup(open_storage(uri), 4, log_retention_hours=720)
+    assert cleaned == {"kept_from_version": 4, "entries_deleted": 3}  # commits 0..2 only
+    assert (log / f"{2:020d}.checkpoint.parquet").exists()
+    assert DeltaTable(uri, version=3).version() == 3  # checkpoint 2 and commit 3: readable
+    later = time.time() + 31 * 24 * 3600
+    cleaned = maintenance.log_cleanup(open_storage(uri), 4, log_retention_hours=720, now=later)
+    assert cleaned == {"kept_from_version": 4, "entries_deleted": 2}  # checkpoint 2, commit 3
+    assert DeltaTable(uri).version() == 4

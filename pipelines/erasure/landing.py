@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import fastavro
 
 from pipelines.ingest import capture, ledger
+from pipelines.ingest.landing import listed_now
 from pipelines.ingest.partition import fence_objects
 from pipelines.lake import delta
 from pipelines.lake.config import LakeLocation
@@ -204,7 +205,7 @@ def erase_landing(
             day = _landing_date(location, first.path)
             for done_day in [d for d in moved if d != day]:
                 flush(done_day)
-            info = _current(storage, first.path)
+            info = listed_now(storage, first.path)
             if info is None:
                 continue  # gone since: nothing left to erase
             data = storage.get(info.path)
@@ -222,11 +223,11 @@ def erase_landing(
             if done is None:
                 continue
             new, records = done
-            if _current(storage, info.path) != info:  # changed while read: the next pass takes it
+            if listed_now(storage, info.path) != info:  # changed while read: the next pass takes it
                 raise LandingChangedError(f"landing object {info.path} changed while being erased")
             storage.put(info.path, new)
             # the etag as a listing gives it (a HEAD may quote it): what the ingest compares
-            now = _current(storage, info.path)
+            now = listed_now(storage, info.path)
             etag, size = (now.etag, now.size) if now is not None else (None, len(new))
             entry = {"key": info.path, "bytes_before": info.size, "bytes_after": size}
             if corrupt:  # its bytes are gone: an empty object of the format holds its key
@@ -253,13 +254,6 @@ class Moved:
 
 class LandingChangedError(RuntimeError):
     """A landing object changed between the erasure's read and its rewrite (serve again)."""
-
-
-def _current(storage: Storage, path: str) -> ObjectInfo | None:
-    """The object as a listing gives it now (etag and size), or None when it is gone."""
-    folder = path.rsplit("/", 1)[0] + "/"
-    listed = [i for i in storage.list(folder) if i.path == path]
-    return listed[0] if listed else None
 
 
 def _update_ledger(

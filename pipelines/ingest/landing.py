@@ -91,6 +91,16 @@ def landing_objects(storage: Storage, landing: LandingConfig, landing_date: dt.d
     return [info.path for info in landing_listing(storage, landing, landing_date)[0]]
 
 
+def listed_now(storage: Storage, path: str) -> ObjectInfo | None:
+    """The object as a listing gives it now (etag and size), or None when it is gone.
+
+    Listed, not HEAD: a HEAD may quote the etag, and the ledger keeps a listing's.
+    """
+    folder = path.rsplit("/", 1)[0] + "/"
+    listed = [i for i in storage.list(folder) if i.path == path]
+    return listed[0] if listed else None
+
+
 def _fetch(storage: Storage, info: ObjectInfo) -> LandedObject:
     """An object's bytes; only its head when it is over the bound (it is refused anyway)."""
     if info.size <= capture.MAX_OBJECT_BYTES:

@@ -114,6 +114,8 @@ class LedgerState:
     tables_hold: int = 0
     # landing keys an erasure fenced (:func:`fence`): no ingest takes them until released
     erasing: set[str] = field(default_factory=set)
+    # every landing key an erasure ever fenced: it may have been rewritten since a run listed it
+    erased: set[str] = field(default_factory=set)
 
     @property
     def last_batch(self) -> int:
@@ -206,6 +208,8 @@ def read_state(
     kinds = rows["kind"].to_pylist()
     if "erasure" in kinds:
         state.erasing = _fenced(rows)
+        fences = rows.filter(pc.equal(rows["kind"], "erasure"))
+        state.erased = set(fences["source_object"].to_pylist())
     for kind, table in (
         ("object", rows.filter(pc.equal(rows["kind"], "object"))),
         ("batch", rows.filter(pc.equal(rows["kind"], "batch"))),

@@ -8,6 +8,7 @@ finished by the next run. A closed day is compacted at the end (:mod:`.closed_da
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from pipelines.ingest.events import (
     RecordRules,
     bronze_partition,
 )
-from pipelines.ingest.landing import _fetch_or_skip, landing_listing
+from pipelines.ingest.landing import _fetch_or_skip, landing_listing, listed_now
 from pipelines.ingest.planning import BATCH_BYTES, BATCH_OBJECTS, _full_plan, _next_batch, _Todo
 from pipelines.lake import delta, memory
 from pipelines.lake.config import LakeLocation
@@ -101,6 +102,33 @@ class PartitionIngest:
             "quarantine_version": self.quarantine_version,
             "ledger_table": self.ledger_uri,
         }
+
+
+def _relisted(
+    storage: Storage, infos: list[ObjectInfo], state: ledger.LedgerState
+) -> list[ObjectInfo]:
+    """``infos`` with each object an erasure rewrote since they were listed listed again.
+
+    An erasure served during a run rewrites an object and moves its ledger rows to the new
+    identity (or rewrites one not ingested yet): the run's listing, taken before, still has the
+    old identity, and would take the object for one its producer rewrote (``object_rewritten``)
+    or record the bytes it reads now under the old identity. Only an object an erasure fenced
+    and the ledger does not hold as listed is listed again (erasures are rare).
+    """
+    if not state.erased:
+        return infos
+    done = state.identities()
+    out = []
+    for info in infos:
+        key = _printable(info.path)
+        stale = key in state.erased and key not in state.erasing
+        if stale and (key, info.etag, info.size) not in done:
+            now = listed_now(storage, info.path)
+            if now is None:  # gone since: nothing to take
+                continue
+            info = now
+        out.append(info)
+    return out
 
 
 def _rewritten_rows(
@@ -290,6 +318,7 @@ def ingest_partition(
         elif replace:  # a full re-ingest of a partition with no objects: empty it
             todo = _Todo([], [])
         else:
+            infos = _relisted(storage, infos, state)
             readable = [i for i in infos if _printable(i.path) not in skipped]
             todo = _next_batch(state, readable, limits, shard)
             if not todo.infos and not todo.rewritten:
@@ -405,19 +434,37 @@ def _one_batch(
 def _totals(
     done: PartitionIngest, state: ledger.LedgerState, t: _Tables, part: dict[str, object]
 ) -> PartitionIngest:
-    done.totals = state.totals()
-    done.objects = state.objects
     if done.compacted:  # compaction made a newer version than the last batch's
         done.bronze_version = done.quarantine_version = -1
     if done.bronze_version < 0:  # nothing appended to it by this run: its current version
         done.bronze_version = delta.table_version(t.bronze, t.options) or 0
     if done.quarantine_version < 0:
         done.quarantine_version = delta.table_version(t.quarantine, t.options) or 0
-    done.table_rows = {
-        "bronze": delta.partition_rows(t.bronze, t.options, part),
-        "quarantine": delta.partition_rows(t.quarantine, t.options, part),
-    }
+    for attempt in range(SETTLE_READS):
+        done.totals, done.objects = state.totals(), state.objects
+        done.table_rows = {
+            "bronze": delta.partition_rows(t.bronze, t.options, part),
+            "quarantine": delta.partition_rows(t.quarantine, t.options, part),
+        }
+        if done.reconciled or attempt == SETTLE_READS - 1:
+            break
+        # The ledger was read before the tables: an erasure may have deleted rows in between
+        # (its fence up: it moves the objects' counts, then lifts it), or another writer
+        # committed a batch. Read both again, unless the ledger has not changed and is not
+        # fenced: then the partition really does not reconcile.
+        again = ledger.read_state(t.ledger, t.options, part)
+        if again.totals() == state.totals() and not again.erasing and not state.erasing:
+            break
+        if again.erasing:
+            time.sleep(SETTLE_PAUSE)
+        state = again
     return done
+
+
+# An ingest ending inside an erasure's window reads its counts again this often, this far apart
+# (an erasure's fence is up for seconds: its deletes, the landing rewrite, the ledger update)
+SETTLE_READS = 120
+SETTLE_PAUSE = 0.25
 
 
 def fence_objects(

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.ingest import capture, ledger
@@ -217,14 +218,18 @@ def batch_rows(
         if batch is None:
             continue
         tables = []
+        entries = by_batch.get(n, [])
         for name, adds, schema in (
             (BRONZE_TABLE, batch.bronze, BRONZE_SCHEMA),
             (QUARANTINE_TABLE, batch.quarantine, QUARANTINE_SCHEMA),
         ):
-            store = open_storage(location.table_uri(name), options)
-            parts = [pq.read_table(pa.BufferReader(store.get(a.path))) for a in adds]
-            tables.append(_with_partition(parts, schema, location.region, adds))
-        entries = by_batch.get(n, [])
+            uri = location.table_uri(name)
+            try:
+                store = open_storage(uri, options)
+                parts = [pq.read_table(pa.BufferReader(store.get(a.path))) for a in adds]
+                tables.append(_with_partition(parts, schema, location.region, adds))
+            except FileNotFoundError:
+                tables.append(_rows_now(uri, options, day, location.region, schema, entries))
         result = empty_result(location.region, day)
         result.bronze, result.quarantine = tables
         # counted from the rows read back, not carried (what empty_result sets)
@@ -234,6 +239,32 @@ def batch_rows(
         result.objects = len(entries)
         out.append(result)
     return out
+
+
+def _rows_now(
+    uri: str,
+    options: dict[str, str],
+    day: dt.date,
+    region: str,
+    schema: pa.Schema,
+    entries: list[ledger.ObjectEntry],
+) -> pa.Table:
+    """A batch's rows as the table holds them now, found by their landing objects.
+
+    For a batch whose files are gone since it was committed: rewritten by compaction and
+    vacuumed, or removed by an erasure (its subject's rows with them). Reading them failed at
+    every cycle of a worker that had the batch to report, which then never went on.
+    """
+    keys = sorted({o.key for o in entries})
+    if not keys:
+        return schema.empty_table()
+    # the date's partition read whole (a rare path), then its rows of the batch's objects
+    rows = delta.read_partition(uri, options, bronze_partition(day, region))
+    if not rows.num_rows:
+        return schema.empty_table()
+    objects = rows["source_object"].cast(pa.string())
+    rows = rows.filter(pc.is_in(objects, value_set=pa.array(keys, pa.string())))
+    return rows.select(schema.names).cast(schema)
 
 
 def _with_partition(

@@ -202,26 +202,39 @@ def log_cleanup(
     """Delete log entries below the newest complete checkpoint at or before ``keep_from``.
 
     Only entries older than ``log_retention_hours`` go; the checkpoint itself and everything
-    after it stay, so every version from ``keep_from`` on can still be read and synced.
+    after it stay, so every version from ``keep_from`` on can still be read and synced. The age
+    that counts is also that of the checkpoint which made an entry unneeded (the first one after
+    it): until then a reader that read ``_last_checkpoint`` before it was written loads the older
+    checkpoint and the commits after it, however old those files are.
     """
     now = time.time() if now is None else now
     listing = list_log(storage, None)
     checkpoints = listing.checkpoints.items()
-    usable = [v for v, parts in checkpoints if v <= keep_from and complete_checkpoint(parts)]
+    complete = {v: parts for v, parts in checkpoints if complete_checkpoint(parts)}
+    usable = [v for v in complete if v <= keep_from]
     if not usable:
         return {"kept_from_version": 0, "entries_deleted": 0, "reason": "no checkpoint to start at"}
     start = max(usable)
     cutoff = now - log_retention_hours * HOUR
+
+    def superseded(version: int, *, by_own: bool) -> bool:
+        """True when the checkpoint that made ``version`` unneeded is older than the retention.
+
+        A commit's: the first complete checkpoint at or after it; a checkpoint's: after it.
+        """
+        first = min(v for v in complete if v > version or (by_own and v == version))
+        return all((p.modified or now) <= cutoff for p in complete[first])
+
     doomed = [
         info
         for kind in (listing.commits, listing.crcs)
         for v, info in kind.items()
-        if v < start and (info.modified or now) <= cutoff
+        if v < start and (info.modified or now) <= cutoff and superseded(v, by_own=True)
     ]
     doomed += [
         info
         for v, parts in listing.checkpoints.items()
-        if v < start
+        if v < start and superseded(v, by_own=False)
         for info in parts
         if (info.modified or now) <= cutoff
     ]
