@@ -18,6 +18,7 @@ tb  # lakehouse/demo_workers.py, lakehouse/progress.py
 # Read by pydantic: model settings and validators.
 model_config  # pipelines/lake/config/file.py and models.py
 _._one_way  # pipelines/lake/config/file.py: EndpointModel's model validator
+_._format_options  # pipelines/lake/config/file.py: LandingModel's model validator
 
 # Dataclass fields that reports serialize whole (asdict / as_dict into JSON and metadata).
 n_reference  # pipelines/ml/drift.py: the drift report's columns

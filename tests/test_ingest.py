@@ -5,11 +5,13 @@ import gzip
 import json
 import math
 import random
+import shutil
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable
 
 from pipelines.ingest import capture, parse
 from pipelines.ingest import partition as ingest
@@ -17,7 +19,7 @@ from pipelines.ingest.events import MAX_EVENT_BYTES, MAX_JSON_DEPTH, WIRE_SCHEMA
 from pipelines.ingest.landing import landing_objects
 from pipelines.lake.config import load_config
 from pipelines.lake.delta import read_partition
-from pipelines.lake.storage import open_storage
+from pipelines.lake.storage import open_storage, stable_etag
 from pipelines.simulation.simulate import BAD_KINDS, EXPECTED_REASON, SimulationConfig
 from tests.helpers import DAY, in_processes, land
 
@@ -120,6 +122,55 @@ def test_rerun_ingests_nothing_twice(lake_home):
     assert second.bronze_version == first.bronze_version
     q = read_partition(first.quarantine_uri, {})
     assert q.num_rows == first.result.quarantined
+
+
+def test_a_lake_copied_away_and_back_ingests_nothing_twice(lake_home):
+    """A copy keeps each file's time and size, never its inode: no object looks rewritten."""
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=400, bad_rate=0.02)
+    land("azure-eu", sim)
+    first = _ingest("azure-eu")
+    lake, copy = lake_home / ".lake", lake_home / "copy"
+    shutil.copytree(lake, copy)  # copy2: modification times kept, new inodes
+    shutil.rmtree(lake)
+    shutil.copytree(copy, lake)
+    again = _ingest("azure-eu")
+    assert again.batches == [] and again.totals == first.totals and again.reconciled
+    reasons = read_partition(first.quarantine_uri, {}, columns=["reason"])["reason"].to_pylist()
+    assert not [r for r in reasons if r.startswith("object_rewritten")]
+
+
+@pytest.mark.parametrize(
+    ("etag", "kept"),
+    [
+        ('"a58042-66214c2be87a3-3"', "66214c2be87a3-3"),  # object_store's local HEAD
+        ("a58042-66214c2be87a3-3", "66214c2be87a3-3"),  # an earlier listing's
+        ("66214c2be87a3-3", "66214c2be87a3-3"),  # already without its inode
+        ('"d41d8cd98f00b204e9800998ecf8427e"', '"d41d8cd98f00b204e9800998ecf8427e"'),  # S3
+        ("d41d8cd98f00b204e9800998ecf8427e-2", "d41d8cd98f00b204e9800998ecf8427e-2"),  # multipart
+        ("0x8DC1234ABCD", "0x8DC1234ABCD"),  # Azure
+        ("CKih16GjsOkCEAE=", "CKih16GjsOkCEAE="),  # GCS
+        (None, None),
+    ],
+)
+def test_only_a_local_files_etag_loses_its_inode(etag, kept):
+    assert stable_etag(etag) == kept
+
+
+def test_a_ledger_written_with_local_inodes_in_its_etags_still_knows_its_objects(lake_home):
+    """Ledgers of earlier versions hold object_store's ``inode-mtime-size`` etags."""
+    sim = SimulationConfig(start=DAY, end=DAY, events_per_day=300, bad_rate=0.0)
+    land("aws-us", sim)
+    first = _ingest("aws-us")
+    DeltaTable(first.ledger_uri).update(
+        updates={"etag": "concat('1f2e3d-', etag)"}, predicate="kind = 'object'"
+    )
+    assert all(
+        e.count("-") == 2
+        for e in read_partition(first.ledger_uri, {}, columns=["etag"])["etag"].to_pylist()
+        if e
+    )
+    again = _ingest("aws-us")
+    assert again.batches == [] and again.totals == first.totals and again.reconciled
 
 
 def _ingest_in_child(home: str, name: str, day: str) -> None:

@@ -49,7 +49,7 @@ from deltalake.transaction import AddAction
 
 from pipelines.lake import delta, tables
 from pipelines.lake.schemas import BRONZE_PARTITION_BY, LEDGER_SCHEMA
-from pipelines.lake.storage import Storage, stream_copy
+from pipelines.lake.storage import Storage, stable_etag, stream_copy
 
 LEDGER_TABLE = tables.LEDGER.name
 # the event ids' hashes are read on their own (:func:`read_hashes`), by a run about to ingest
@@ -262,7 +262,7 @@ def identities(
     return set(
         zip(
             rows["source_object"].to_pylist(),
-            rows["etag"].to_pylist(),
+            [stable_etag(e) for e in rows["etag"].to_pylist()],
             rows["size"].to_pylist(),
             strict=True,
         )
@@ -275,8 +275,9 @@ def _read_kind(state: LedgerState, kind: str, table: pa.Table) -> None:
         cols += ["duplicates", "reason"]
         values = [table[c].to_pylist() for c in cols]
         seen: set[tuple[str, str | None, int]] = set()
-        for row in zip(*values, strict=True):
-            entry = ObjectEntry(*row)
+        for key, etag, *counts in zip(*values, strict=True):
+            # an etag recorded with a local file's inode compares as listings give it now
+            entry = ObjectEntry(key, stable_etag(etag), *counts)
             if entry.identity not in seen:  # a finished batch may be re-read, never doubled
                 seen.add(entry.identity)
                 state.objects.append(entry)
@@ -802,7 +803,7 @@ def expire_landed(
         info = storage.head(key)
         if info is None:
             out.missing.append(key)
-        elif (_bare(info.etag), info.size) != (_bare(etag), size):
+        elif (_bare(info.etag), info.size) != (_bare(stable_etag(etag)), size):
             out.changed.append(key)
         elif not dry_run:
             if archive_prefix:

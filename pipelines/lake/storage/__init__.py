@@ -32,6 +32,7 @@ from pipelines.lake.storage.interface import (
     count_read,
     objects_listed,
     one_line,
+    stable_etag,
 )
 from pipelines.lake.storage.obstore_backend import (
     ObstoreStorage,
@@ -67,5 +68,6 @@ __all__ = [
     "one_line",
     "open_storage",
     "parse_uri",
+    "stable_etag",
     "stream_copy",
 ]

@@ -28,6 +28,23 @@ _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _STAGED = re.compile(r"#\d+$")
 
 
+# object_store's etag of a local file: inode, modification time (µs) and size, in hex
+_LOCAL_ETAG = re.compile(r"^[0-9a-f]+-([0-9a-f]+-[0-9a-f]+)$")
+
+
+def stable_etag(etag: str | None) -> str | None:
+    """An etag as the lake keeps it: a local file's without its inode (``mtime-size``).
+
+    object_store's local etag is ``inode-mtime-size``. A copy of a lake (``cp -a``, a restore,
+    another disk) keeps each file's time and size but not its inode, so with the inode every
+    object the ledger holds would look rewritten in place (quarantined whole, counted twice).
+    Other stores' etags (quoted MD5s, ``0x…``, base64) do not have that shape and are returned
+    as they are; so is an etag already without its inode.
+    """
+    found = _LOCAL_ETAG.match(etag.strip('"')) if etag else None  # its HEAD quotes it
+    return found.group(1) if found else etag
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a listing says about one object."""

@@ -29,6 +29,7 @@ from pipelines.lake.storage.interface import (
     count_listed,
     count_read,
     one_line,
+    stable_etag,
 )
 
 
@@ -225,6 +226,8 @@ class ObstoreStorage:
 
     def _info(self, meta: Any) -> ObjectInfo:
         etag = meta.get("e_tag")
+        if self.local_root is not None:  # as the local listing gives it: no inode
+            etag = stable_etag(etag)
         md5 = None
         if self.etag_is_md5 and etag and _MD5_ETAG.match(etag.strip('"')):
             md5 = etag.strip('"')
@@ -415,7 +418,9 @@ def _scan_local(root: Path, base: str) -> list[ObjectInfo]:
                     st = entry.stat(follow_symlinks=False)  # a dangling link's own: no error
                 except FileNotFoundError:
                     continue
-                etag = f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
+                # object_store's local etag without its inode (stable_etag): a copied lake
+                # keeps its files' times and sizes, never their inodes
+                etag = f"{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
                 out.append(ObjectInfo(key, st.st_size, etag, None, st.st_mtime))
     out.sort(key=lambda i: i.path)
     return out

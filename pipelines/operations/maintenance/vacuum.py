@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.lake.storage import ObjectInfo, Storage
+from pipelines.lake.storage import ObjectInfo, Storage, stable_etag
 from pipelines.operations.maintenance.floor import HOUR, Floor, MaintenanceError
 from pipelines.replication.deltalog import (
     LOG,
@@ -279,6 +279,8 @@ def _read_plan(storage: Storage, current: int) -> tuple[int, dict[str, _Removed]
     try:
         raw = json.loads(storage.get(PLAN_STATE))
         version, anchor = int(raw["version"]), list(raw["commit"])
+        if len(anchor) == 2 and isinstance(anchor[1], str):  # recorded with a local inode
+            anchor[1] = stable_etag(anchor[1])
         waiting = {
             str(p): _Removed(int(at), int(v), None if a is None else int(a))
             for p, at, v, a in raw["waiting"]
